@@ -1,0 +1,7 @@
+"""``python -m kasp`` (also ``accelerate launch -m kasp``) runs the CLI."""
+
+import sys
+
+from kasp.cli import main
+
+sys.exit(main())

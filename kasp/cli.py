@@ -1,0 +1,239 @@
+"""The ``kasp`` command: finetune, prune, evaluate, inspect, runs.
+
+Flags of ``finetune`` and ``prune`` are generated from :class:`kasp.config.RunConfig` fields and
+their help text; a flag left unset takes the recipe default of :func:`kasp.config.default_recipe`.
+Errors a user can fix print one line and exit with status 2; a cancelled run exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from kasp.errors import KaspError
+
+_PRUNE_ONLY = {"method", "sparsity", "init", "scope", "teacher", "pruning_events", "attention_weight",
+               "hidden_weight", "prediction_weight", "temperature"}
+_NOT_FLAGS = {"kind"}
+
+
+def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
+    from kasp.config import RunConfig
+
+    for f in dataclasses.fields(RunConfig):
+        if f.name in _NOT_FLAGS or (kind == "finetune" and f.name in _PRUNE_ONLY):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = {"default": None, "help": f.metadata.get("help", "")}
+        typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(__import__("kasp.config").config))
+        args = get_args(typ)
+        if f.name == "bucket_batches":
+            kw["action"] = argparse.BooleanOptionalAction
+        elif f.name == "method":
+            kw["choices"] = ["kasp", "magnitude"]
+        elif get_origin(typ) is not None and all(isinstance(a, str) for a in args):  # Literal
+            kw["choices"] = list(args)
+        else:
+            base = next((a for a in args if a is not type(None)), typ) if args else typ
+            kw["type"] = base
+            kw["metavar"] = f.name.upper()
+        p.add_argument(flag, dest=f.name, **kw)
+    p.add_argument("--out", default=None, help="run directory (default: <runs-dir>/<time>-<task>-<method>)")
+    p.add_argument("--runs-dir", default=None, help="the run store (default: $KASP_RUNS_DIR or ./runs)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="kasp", description="Knowledge-aware sparse pruning (SparseBERT, Xu et al. NAACL 2021) "
+                                 "of BERT-family models on GLUE.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    ft = sub.add_parser("finetune", help="fine-tune the dense teacher; writes a run directory")
+    _add_config_flags(ft, "finetune")
+    pr = sub.add_parser("prune", help="prune a student to a target sparsity (KASP or the magnitude baseline)")
+    _add_config_flags(pr, "prune")
+    ev = sub.add_parser("evaluate", help="GLUE metric of a checkpoint on a dev set or your own labelled TSV")
+    ev.add_argument("checkpoint", help="checkpoint directory or KASP run directory")
+    ev.add_argument("--task", default=None, help="GLUE task (default: the task the checkpoint was trained on)")
+    ev.add_argument("--data", default=None, help="labelled TSV in the task's GLUE column layout (default: the dev set)")
+    ev.add_argument("--max-seq-length", type=int, default=128, help="truncate inputs to this many tokens")
+    ev.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
+    ev.add_argument("--max-eval-samples", type=int, default=None, help="only the first N examples")
+    ev.add_argument("--json", action="store_true", help="print JSON")
+    ins = sub.add_parser("inspect", help="per-matrix sparsity and parameter counts of a checkpoint")
+    ins.add_argument("checkpoint", help="checkpoint directory or KASP run directory")
+    ins.add_argument("--json", action="store_true", help="print JSON")
+    ls = sub.add_parser("runs", help="list the runs in the store")
+    ls.add_argument("--runs-dir", default=None, help="the run store (default: $KASP_RUNS_DIR or ./runs)")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    return ap
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag the training loop polls; a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.stop = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handler)
+        signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        if self.stop and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.stop = True
+        print(f"\nkasp: received {signal.Signals(signum).name}; stopping after this step (no checkpoint will be written)",
+              file=sys.stderr)
+
+    def __call__(self) -> bool:
+        return self.stop
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from kasp.config import RunConfig, make_config
+    from kasp.runs import RunDir, new_run_id, runs_dir
+    from kasp.train import Cancelled, train
+
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    method = overrides.pop("method", "kasp")
+    task = overrides.pop("task", "sst2")
+    try:
+        cfg = make_config(args.command, method, _task_name(task), **overrides)
+    except ValueError as e:
+        raise KaspError(f"invalid recipe: {e}") from None
+    if args.command == "prune" and cfg.sparsity == 0:
+        raise KaspError("--sparsity is required for prune (for example --sparsity 0.9 for 90 % zeros)")
+    store = Path(args.runs_dir) if args.runs_dir else runs_dir()
+    out = Path(args.out) if args.out else store / new_run_id(cfg.task, cfg.method, cfg.sparsity)
+    if args.runs_dir:
+        os.environ["KASP_RUNS_DIR"] = str(store)
+    run = RunDir.create(out)
+    stop = _StopFlag()
+    stop.install()
+    print(f"kasp: run directory {out}", file=sys.stderr)
+    try:
+        result = train(cfg, run, should_stop=stop, store=store, progress_bar=not args.no_progress)
+    except Cancelled as e:
+        print(f"kasp: {e}; status 'cancelled' written to {out}/status.json", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"kasp: interrupted; status 'cancelled' written to {out}/status.json", file=sys.stderr)
+        return 130
+    r = result.report
+    print(_summary_line(r, out))
+    return 0
+
+
+def _task_name(name: str) -> str:
+    from kasp.data import get_task
+
+    return get_task(name).name
+
+
+def _summary_line(r: dict[str, Any], out: Path) -> str:
+    m = r["metrics"]
+    metric = ", ".join(f"{k} {v * 100:.2f}" for k, v in m.items() if k != "n")
+    return (f"{r['task']} {r['method']}: {metric} on {m['n']} dev examples; encoder-linear sparsity "
+            f"{r['sparsity']['pruned_sparsity'] * 100:.2f} % (all parameters {r['sparsity']['overall_sparsity'] * 100:.2f} %); "
+            f"{r['steps']} steps in {r['wall_seconds'] / 60:.1f} min; checkpoint {out / 'checkpoint'}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from kasp.data import encode, get_task, load_split, read_task_tsv
+    from kasp.evaluate import evaluate_model
+    from kasp.modeling import load_classifier, load_tokenizer, resolve_model
+
+    ckpt = resolve_model(args.checkpoint)
+    model = load_classifier(ckpt)
+    task_name = args.task or getattr(model.config, "kasp_task", None)
+    if not task_name:
+        raise KaspError(f"{ckpt} does not record its task: pass --task")
+    task = get_task(task_name)
+    if model.config.num_labels != task.num_labels:
+        raise KaspError(f"{ckpt} has {model.config.num_labels} output(s) but task {task.name} needs {task.num_labels}; "
+                        "was it fine-tuned on this task?")
+    df = read_task_tsv(task, args.data) if args.data else load_split(task, "dev")
+    if args.max_eval_samples:
+        df = df.head(args.max_eval_samples)
+    tok = load_tokenizer(ckpt)
+    metrics = evaluate_model(model, encode(df, tok, args.max_seq_length), task, args.batch_size, "cpu", tok.pad_token_id or 0)
+    source = args.data or f"GLUE {task.name} dev"
+    if args.json:
+        print(json.dumps({"checkpoint": ckpt, "task": task.name, "data": source, "metrics": metrics}, indent=2))
+    else:
+        vals = ", ".join(f"{k} {v * 100:.2f}" for k, v in metrics.items() if k != "n")
+        print(f"{task.name} on {source} ({metrics['n']} examples): {vals}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from kasp.checkpoint import inspect_checkpoint, sparsity_grid
+
+    info = inspect_checkpoint(args.checkpoint)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    p = info["parameters"]
+    print(f"{info['path']}  ({info['model_type']}, {info['layers']} layers, hidden {info['hidden_size']}, {info['heads']} heads)")
+    print(f"parameters: {info['total_parameters']:,} = embeddings {p['embeddings']:,} + encoder linear {p['encoder_linear']:,} "
+          f"+ other {p['other']:,}")
+    print(f"sparsity over the encoder linear weights: {info['pruned_sparsity'] * 100:.2f} %;  over all parameters: "
+          f"{info['overall_sparsity'] * 100:.2f} %")
+    layers, kinds, grid = sparsity_grid(info["per_matrix"])
+    print("per-matrix sparsity (% zeros):")
+    print("layer " + "".join(f"{k:>9}" for k in kinds))
+    for i, row in zip(layers, grid):
+        print(f"{i:>5} " + "".join(f"{v * 100:9.2f}" for v in row))
+    if info.get("recipe"):
+        r = info["recipe"]
+        print(f"KASP recipe: {r.get('kind')} {r.get('task')} method={r.get('method')} sparsity={r.get('sparsity')} "
+              f"lr={r.get('lr')} steps={r.get('max_steps')} seed={r.get('seed')}")
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from kasp.runs import list_runs
+
+    rows = []
+    for r in list_runs(args.runs_dir):
+        rec, rep = r.recipe(), r.report()
+        m = rep.get("metrics", {})
+        rows.append({"id": r.id, "state": r.state(), "task": rec.get("task"), "method": rec.get("method"),
+                     "sparsity": rec.get("sparsity"), "metric": m.get(rep.get("main_metric", ""), None),
+                     "wall_min": round(rep["wall_seconds"] / 60, 1) if "wall_seconds" in rep else None})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no runs in the store")
+    else:
+        for row in rows:
+            metric = "" if row["metric"] is None else f"{row['metric'] * 100:.2f}"
+            print(f"{row['id']:<40} {row['state']:<10} {row['task'] or '':<6} {row['method'] or '':<10} "
+                  f"{row['sparsity'] or 0:>5} {metric:>7} {row['wall_min'] or '':>6}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        handler = {"finetune": _cmd_train, "prune": _cmd_train, "evaluate": _cmd_evaluate,
+                   "inspect": _cmd_inspect, "runs": _cmd_runs}[args.command]
+        return handler(args)
+    except KaspError as e:
+        print(f"kasp: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

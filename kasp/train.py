@@ -1,0 +1,356 @@
+"""The training loop: fine-tune a dense teacher, or prune a student while distilling (KASP).
+
+One loop serves every method; the recipe (:class:`kasp.config.RunConfig`) says which loss terms
+are on, where the student starts and how sparse it ends:
+
+- ``kind=finetune``: dense, task loss only -> the teacher.
+- ``kind=prune, method=kasp``: student = the pre-trained model, loss = attention + hidden +
+  prediction distillation from the fine-tuned teacher (Xu et al., NAACL 2021), per-matrix
+  magnitude masks on the cubic schedule over the whole run.
+- ``kind=prune, method=magnitude``: student = a copy of the teacher, task loss only, same schedule.
+
+Device placement, gradient accumulation-free backward and multi-process data parallelism go
+through ``accelerate.Accelerator``. Callbacks (minGPT style) receive ``(event, record)`` for the
+events "train" (every ``log_every`` steps), "eval", "prune"; ``should_stop()`` is polled after
+every step and turns the run into a cancelled one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+import kasp
+from kasp.config import RunConfig
+from kasp.data import DATA_DIR, Encoded, LengthBucketSampler, collate, encode, get_task, load_split
+from kasp.distill import (ScoreCapture, attention_loss, hidden_loss, layer_map, prediction_loss, task_loss)
+from kasp.errors import KaspError
+from kasp.evaluate import evaluate_model
+from kasp.masks import MagnitudePruner, sparsity_summary, sparsity_table
+from kasp.modeling import count_parameters, load_classifier, load_tokenizer, resolve_model
+from kasp.runs import RunDir, find_teacher, read_json
+
+Callback = Callable[[str, dict[str, Any]], None]
+
+
+class Cancelled(Exception):
+    """Raised inside :func:`train` when ``should_stop()`` turns true."""
+
+
+def resolve_teacher(cfg: RunConfig, store: str | Path | None = None) -> tuple[str, dict[str, Any]]:
+    """Checkpoint path of the teacher and its run report ({} for a bare checkpoint).
+
+    Raises:
+        KaspError: if ``--teacher`` does not exist, or no teacher is found in the store.
+    """
+    if cfg.teacher:
+        p = Path(cfg.teacher)
+        if not p.exists():
+            raise KaspError(f"--teacher {p} does not exist")
+        if (p / "checkpoint").is_dir():
+            return str(p / "checkpoint"), read_json(p / "report.json", {}) or {}
+        return str(p), read_json(p.parent / "report.json", {}) or {}
+    run = find_teacher(cfg.task, cfg.model, store)
+    return str(run.checkpoint), run.report()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def provenance(cfg: RunConfig, model_path: str, teacher_path: str | None) -> dict[str, Any]:
+    """Versions, paths, data checksums and the command line of a run."""
+    import accelerate
+    import transformers
+
+    task = get_task(cfg.task)
+    files = {}
+    for split, name in (("train", "train.tsv"), ("dev", task.dev_file)):
+        p = DATA_DIR / task.folder / name
+        files[split] = {"path": str(p), "sha256": _sha256(p)} if p.is_file() else {"source": "hub nyu-mll/glue"}
+    return {
+        "kasp": kasp.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__, "python": sys.version.split()[0], "platform": platform.platform(),
+        "threads": torch.get_num_threads(), "command": sys.argv, "model_path": model_path,
+        "teacher_path": teacher_path, "data": files, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "augmented_data": False,
+        "paper": "Xu et al., Rethinking Network Pruning - under the Pre-train and Fine-tune Paradigm, NAACL 2021",
+    }
+
+
+def _optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def _check_labels(model: nn.Module, task, path: str) -> nn.Module:
+    if model.config.num_labels != task.num_labels:
+        raise KaspError(f"the teacher {path} has {model.config.num_labels} labels but task {task.name} has "
+                        f"{task.num_labels}: pass a teacher fine-tuned on {task.name}")
+    return model
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the report (also written to report.json) and the final model."""
+
+    report: dict[str, Any]
+    model: nn.Module
+
+
+class _IndexDataset(torch.utils.data.Dataset):
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def load_task_data(cfg: RunConfig, tokenizer) -> tuple[Encoded, Encoded]:
+    """Tokenised train and dev splits, with ``max_train_samples`` / ``max_eval_samples`` applied."""
+    task = get_task(cfg.task)
+    train_df = load_split(task, "train")
+    dev_df = load_split(task, "dev")
+    if cfg.max_train_samples:
+        train_df = train_df.sample(frac=1.0, random_state=cfg.seed).head(cfg.max_train_samples)
+    if cfg.max_eval_samples:
+        dev_df = dev_df.head(cfg.max_eval_samples)
+    return encode(train_df, tokenizer, cfg.max_seq_length), encode(dev_df, tokenizer, cfg.max_seq_length)
+
+
+def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callback] = (),
+          should_stop: Callable[[], bool] = lambda: False, store: str | Path | None = None,
+          progress_bar: bool = True) -> TrainResult:
+    """Run one fine-tune or prune run end to end; return its report and final (mask-folded) model.
+
+    Writes config, status, progress log, checkpoint and report into ``run`` when given.
+
+    Raises:
+        KaspError: bad recipe or inputs (no teacher, unsupported model, missing data).
+        Cancelled: when ``should_stop()`` became true; the status is "cancelled", no checkpoint.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    t0 = time.time()
+    callbacks = list(callbacks)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    accelerator = Accelerator()
+    main = accelerator.is_main_process
+    run = run if main else None
+    task = get_task(cfg.task)
+    model_path = resolve_model(cfg.model)
+    teacher_path, teacher_report = resolve_teacher(cfg, store) if cfg.needs_teacher() else (None, {})
+    if run:
+        run.write_config(cfg.to_dict(), provenance(cfg, model_path, teacher_path))
+        run.set_status("running", pid=os.getpid(), started=t0, step=0, error=None)
+
+    def emit(event: str, record: dict[str, Any]) -> None:
+        if run and event in ("train", "eval"):
+            run.log({"type": event, **record})
+        for cb in callbacks:
+            cb(event, record)
+
+    try:
+        # --- models -------------------------------------------------------------------------
+        tokenizer = load_tokenizer(teacher_path or model_path)
+        teacher = None
+        if cfg.needs_teacher() and cfg.distill_weight() > 0:
+            teacher = _check_labels(load_classifier(teacher_path), task, teacher_path)
+        set_seed(cfg.seed)  # the new classifier head of a pre-trained student draws from this seed
+        if cfg.kind == "prune" and cfg.init == "finetuned":
+            student = _check_labels(load_classifier(teacher_path), task, teacher_path)
+        else:
+            student = load_classifier(model_path, num_labels=task.num_labels)
+        if teacher is not None and teacher.config.hidden_size != student.config.hidden_size:
+            raise KaspError(f"teacher width {teacher.config.hidden_size} differs from student width "
+                            f"{student.config.hidden_size}; KASP needs equal widths (no projection)")
+        if task.label_names:
+            student.config.id2label = dict(enumerate(task.label_names))
+            student.config.label2id = {v: k for k, v in enumerate(task.label_names)}
+        student.config.kasp_task = task.name
+        pad_id = tokenizer.pad_token_id or 0
+
+        # --- data ---------------------------------------------------------------------------
+        train_data, dev_data = load_task_data(cfg, tokenizer)
+        sampler = LengthBucketSampler(train_data.lengths, cfg.batch_size, seed=cfg.seed, bucket=cfg.bucket_batches)
+        loader = torch.utils.data.DataLoader(_IndexDataset(len(train_data)), batch_sampler=sampler,
+                                             collate_fn=lambda idx: collate(train_data, idx, pad_id))
+        steps_per_epoch = len(sampler)
+        total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+
+        # --- optimisation -------------------------------------------------------------------
+        from transformers import get_scheduler
+
+        optimizer = _optimizer(student, cfg)
+        warmup = int(round(cfg.warmup_ratio * total))
+        scheduler = get_scheduler("linear" if cfg.lr_schedule == "linear" else "constant_with_warmup",
+                                  optimizer, num_warmup_steps=warmup, num_training_steps=total)
+        student, optimizer, loader, scheduler = accelerator.prepare(student, optimizer, loader, scheduler)
+        raw_student = accelerator.unwrap_model(student)
+        if teacher is not None:
+            teacher.to(accelerator.device).eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+        pruner = MagnitudePruner(raw_student, cfg.sparsity, total, cfg.pruning_events, cfg.scope)
+        s_cap = t_cap = None
+        amap, hmap = list(range(raw_student.config.num_hidden_layers)), []
+        if teacher is not None:
+            amap, hmap = layer_map(raw_student.config.num_hidden_layers, teacher.config.num_hidden_layers)
+            if teacher.config.num_attention_heads != raw_student.config.num_attention_heads:
+                raise KaspError("teacher and student head counts differ; attention distillation needs equal heads")
+            if cfg.attention_weight > 0:
+                s_cap, t_cap = ScoreCapture(raw_student), ScoreCapture(teacher)
+        need_hidden = teacher is not None and cfg.hidden_weight > 0
+
+        def losses(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            out = student(**inputs, output_hidden_states=need_hidden)
+            terms: dict[str, torch.Tensor] = {}
+            if teacher is not None:
+                with torch.no_grad():
+                    t_out = teacher(**inputs, output_hidden_states=need_hidden)
+                    t_scores = t_cap.scores(batch["attention_mask"]) if t_cap else None
+                if s_cap is not None:
+                    s_scores = s_cap.scores(batch["attention_mask"])
+                    terms["attention"] = attention_loss(s_scores, [t_scores[j] for j in amap])
+                if need_hidden:
+                    terms["hidden"] = hidden_loss(out.hidden_states, [t_out.hidden_states[j] for j in hmap])
+                if cfg.prediction_weight > 0:
+                    terms["prediction"] = (task_loss(out.logits, batch["labels"]) if task.is_regression
+                                           else prediction_loss(out.logits, t_out.logits, cfg.temperature))
+            if cfg.task_loss_weight > 0:
+                terms["task"] = task_loss(out.logits, batch["labels"])
+            weights = {"attention": cfg.attention_weight, "hidden": cfg.hidden_weight,
+                       "prediction": cfg.prediction_weight, "task": cfg.task_loss_weight}
+            total_loss = sum(weights[k] * v for k, v in terms.items())
+            return total_loss, {k: float(v.detach()) for k, v in terms.items()}
+
+        def run_eval(step: int) -> dict[str, float]:
+            m = evaluate_model(raw_student, dev_data, task, cfg.eval_batch_size, accelerator.device, pad_id)
+            rec = {"step": step, "metrics": m, "sparsity": pruner.current_sparsity,
+                   "elapsed": time.time() - t0}
+            if main:
+                emit("eval", rec)
+            return m
+
+        # --- loop ---------------------------------------------------------------------------
+        student.train()
+        bar = tqdm(total=total, desc=f"{cfg.kind} {task.name}" + (f" {cfg.method} s={cfg.sparsity:g}" if cfg.kind == "prune" else ""),
+                   disable=not (progress_bar and main), dynamic_ncols=True, mininterval=1.0)
+        step, epoch, seen = 0, 0, 0
+        acc: dict[str, float] = {}
+        acc_n = 0
+        t_train = time.time()
+        history: list[dict[str, Any]] = []
+        while step < total:
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
+            else:
+                sampler.set_epoch(epoch)
+            for batch in loader:
+                if step >= total:
+                    break
+                if pruner.step(step):
+                    emit("prune", {"step": step, "sparsity": pruner.current_sparsity})
+                loss, terms = losses(batch)
+                accelerator.backward(loss)
+                if cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                pruner.apply()
+                step += 1
+                seen += batch["input_ids"].shape[0] * accelerator.num_processes
+                terms["loss"] = float(loss.detach())
+                for k, v in terms.items():
+                    acc[k] = acc.get(k, 0.0) + v
+                acc_n += 1
+                if step % cfg.log_every == 0 or step == total:
+                    rec = {"step": step, "total_steps": total, "epoch": epoch + 1,
+                           **{k: v / acc_n for k, v in acc.items()},
+                           "sparsity": pruner.current_sparsity, "scheduled_sparsity": pruner.scheduled(step) if cfg.sparsity else 0.0,
+                           "lr": scheduler.get_last_lr()[0], "elapsed": time.time() - t0,
+                           "examples_per_s": seen / max(time.time() - t_train, 1e-9)}
+                    history.append(rec)
+                    if main:
+                        emit("train", rec)
+                    acc, acc_n = {}, 0
+                    if run:
+                        run.set_status("running", step=step, total_steps=total)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()} | {"sparsity": f"{pruner.current_sparsity:.3f}"}, refresh=False)
+                bar.update(1)
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+                    run_eval(step)
+                    student.train()
+                if should_stop():
+                    raise Cancelled(f"cancelled at step {step} of {total}")
+            epoch += 1
+        bar.close()
+        train_seconds = time.time() - t_train
+        pruner.finish()  # exact target sparsity
+        if s_cap:
+            s_cap.remove()
+            t_cap.remove()
+        final = run_eval(total)
+
+        # --- save and report -----------------------------------------------------------------
+        report: dict[str, Any] = {
+            "task": task.name, "kind": cfg.kind, "method": cfg.method, "target_sparsity": cfg.sparsity,
+            "metrics": final, "main_metric": task.main_metric, "steps": total, "epochs": total / steps_per_epoch,
+            "train_examples": len(train_data), "dev_examples": len(dev_data),
+            "sparsity": sparsity_summary(raw_student), "per_matrix_sparsity": sparsity_table(raw_student),
+            "parameters": count_parameters(raw_student), "pruning_events": pruner.events,
+            "train_seconds": train_seconds, "examples_per_s": seen / max(train_seconds, 1e-9),
+            "teacher": {"path": teacher_path, "metrics": teacher_report.get("metrics")} if teacher_path else None,
+        }
+        if run and main:
+            accelerator.wait_for_everyone()
+            run.save_checkpoint(raw_student, tokenizer)
+            report["checkpoint"] = str(run.checkpoint)
+            report["wall_seconds"] = time.time() - t0
+            run.write_report(report)
+            run.set_status("done", step=total, total_steps=total, finished=time.time(),
+                           wall_seconds=report["wall_seconds"])
+        else:
+            report["wall_seconds"] = time.time() - t0
+        return TrainResult(report, raw_student)
+    except Cancelled as e:
+        if run:
+            run.set_status("cancelled", error=str(e), finished=time.time())
+        raise
+    except KaspError as e:
+        if run:
+            run.set_status("failed", error=str(e), finished=time.time())
+        raise
+    except BaseException as e:
+        if run:
+            state = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
+            run.set_status(state, error=f"{type(e).__name__}: {e}" if state == "failed" else "interrupted",
+                           finished=time.time())
+        raise
