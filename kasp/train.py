@@ -163,10 +163,8 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
     main = accelerator.is_main_process
     run = run if main else None
     task = get_task(cfg.task)
-    model_path = resolve_model(cfg.model)
-    teacher_path, teacher_report = resolve_teacher(cfg, store) if cfg.needs_teacher() else (None, {})
     if run:
-        run.write_config(cfg.to_dict(), provenance(cfg, model_path, teacher_path))
+        run.write_config(cfg.to_dict(), {"command": sys.argv})
         run.set_status("running", pid=os.getpid(), started=t0, step=0, error=None)
 
     def emit(event: str, record: dict[str, Any]) -> None:
@@ -176,6 +174,10 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             cb(event, record)
 
     try:
+        model_path = resolve_model(cfg.model)
+        teacher_path, teacher_report = resolve_teacher(cfg, store) if cfg.needs_teacher() else (None, {})
+        if run:
+            run.write_config(cfg.to_dict(), provenance(cfg, model_path, teacher_path))
         # --- models -------------------------------------------------------------------------
         tokenizer = load_tokenizer(teacher_path or model_path)
         teacher = None

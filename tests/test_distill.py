@@ -1,0 +1,139 @@
+"""Each distillation term against an independent computation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kasp.distill import ScoreCapture, attention_loss, hidden_loss, layer_map, prediction_loss, task_loss
+
+
+def _model(seed=0, layers=2):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=32,
+                     max_position_embeddings=32, num_labels=2, attn_implementation="eager",
+                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertForSequenceClassification(cfg).eval()
+
+
+def _batch():
+    ids = torch.tensor([[2, 5, 7, 9, 3, 0, 0], [2, 4, 4, 6, 8, 11, 3]])
+    am = (ids != 0).long()
+    return ids, am
+
+
+def test_scores_match_projection_recomputation_and_softmax():
+    model = _model()
+    ids, am = _batch()
+    cap = ScoreCapture(model)
+    out = model(input_ids=ids, attention_mask=am, output_hidden_states=True, output_attentions=True)
+    scores = cap.scores(am)
+    assert len(scores) == 2 and scores[0].shape == (2, 4, 7, 7)
+    for i, layer in enumerate(model.bert.encoder.layer):
+        x = out.hidden_states[i]  # input to layer i, [B, T, H]
+        q = x @ layer.attention.self.query.weight.T + layer.attention.self.query.bias
+        k = x @ layer.attention.self.key.weight.T + layer.attention.self.key.bias
+        q = q.view(2, 7, 4, 4).permute(0, 2, 1, 3)
+        k = k.view(2, 7, 4, 4).permute(0, 2, 1, 3)
+        ref = torch.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(4)
+        ref[:, :, :, 5:] = torch.where(am[:, None, None, 5:].bool(), ref[:, :, :, 5:], torch.zeros(()))
+        torch.testing.assert_close(scores[i], ref, rtol=1e-5, atol=1e-5)
+        # padded key columns are exactly zero
+        assert torch.all(scores[i][0, :, :, 5:] == 0)
+        # softmax over real keys reproduces the model's own post-softmax attention probabilities
+        probs = torch.softmax(scores[i].masked_fill(~am[:, None, None, :].bool(), float("-inf")), dim=-1)
+        torch.testing.assert_close(probs, out.attentions[i], rtol=1e-4, atol=1e-5)
+    cap.remove()
+
+
+def test_scores_independent_of_attention_implementation():
+    model = _model()
+    ids, am = _batch()
+    cap = ScoreCapture(model)
+    model(input_ids=ids, attention_mask=am)
+    eager = [s.clone() for s in cap.scores(am)]
+    model.set_attn_implementation("sdpa")
+    model(input_ids=ids, attention_mask=am)
+    for a, b in zip(eager, cap.scores(am)):
+        torch.testing.assert_close(a, b)
+
+
+def test_attention_loss_matches_numpy_and_ignores_padding():
+    g = torch.Generator().manual_seed(1)
+    s = [torch.randn(2, 3, 5, 5, generator=g) for _ in range(2)]
+    t = [torch.randn(2, 3, 5, 5, generator=g) for _ in range(2)]
+    ref = sum(np.mean((a.numpy() - b.numpy()) ** 2) for a, b in zip(s, t))
+    assert float(attention_loss(s, t)) == pytest.approx(ref, rel=1e-6)
+
+
+def test_padding_does_not_reach_real_positions():
+    """Tokens under padding never change the scores of real query rows, and padded key columns are 0."""
+    model = _model(0)
+    ids, am = _batch()
+    cap = ScoreCapture(model)
+    model(input_ids=ids, attention_mask=am)
+    before = [s.detach().clone() for s in cap.scores(am)]
+    ids2 = ids.clone()
+    ids2[0, 5:] = 17  # different tokens under the padding
+    model(input_ids=ids2, attention_mask=am)
+    real = am[0].bool()
+    for a, b in zip(before, cap.scores(am)):
+        torch.testing.assert_close(a[0][:, real], b[0][:, real].detach(), rtol=1e-5, atol=1e-5)
+        assert torch.all(b[0][:, :, ~real] == 0)
+    # so the attention loss between two models is unchanged by what sits under the padding
+    teacher = _model(1)
+    tcap = ScoreCapture(teacher)
+    losses = []
+    for x in (ids, ids2):
+        model(input_ids=x, attention_mask=am)
+        teacher(input_ids=x, attention_mask=am)
+        s, t = cap.scores(am), tcap.scores(am)
+        losses.append(float(attention_loss([a[:, :, real] for a in s], [b[:, :, real] for b in t]).detach()))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5) and losses[0] > 0
+
+
+def test_hidden_loss_sums_layers():
+    g = torch.Generator().manual_seed(2)
+    s = tuple(torch.randn(2, 4, 8, generator=g) for _ in range(3))
+    t = tuple(torch.randn(2, 4, 8, generator=g) for _ in range(3))
+    ref = sum(((a - b) ** 2).mean() for a, b in zip(s, t))
+    assert float(hidden_loss(s, t)) == pytest.approx(float(ref), rel=1e-6)
+    assert float(hidden_loss(s, s)) == 0.0
+
+
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+def test_prediction_loss_is_soft_cross_entropy(tau):
+    zs = np.array([[1.0, -0.5], [0.2, 0.3], [3.0, 0.0]])
+    zt = np.array([[0.5, 0.5], [-1.0, 2.0], [2.0, 1.0]])
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    ref = -(softmax(zt / tau) * np.log(softmax(zs / tau))).sum(1).mean()
+    got = float(prediction_loss(torch.tensor(zs), torch.tensor(zt), tau))
+    assert got == pytest.approx(ref, rel=1e-6)
+    # its minimum over student logits is at the teacher's logits, where it equals the teacher's entropy
+    ent = -(softmax(zt / tau) * np.log(softmax(zt / tau))).sum(1).mean()
+    assert float(prediction_loss(torch.tensor(zt), torch.tensor(zt), tau)) == pytest.approx(ent, rel=1e-6)
+    assert got > ent
+
+
+def test_prediction_loss_refuses_regression_and_task_loss_handles_it():
+    with pytest.raises(ValueError):
+        prediction_loss(torch.zeros(3, 1), torch.zeros(3, 1))
+    assert float(task_loss(torch.tensor([[1.0], [2.0]]), torch.tensor([1.0, 4.0]))) == pytest.approx(2.0)
+    assert float(task_loss(torch.tensor([[0.0, 0.0]]), torch.tensor([1]))) == pytest.approx(math.log(2))
+
+
+def test_layer_map():
+    assert layer_map(6, 6) == ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5, 6])
+    assert layer_map(4, 12) == ([2, 5, 8, 11], [0, 3, 6, 9, 12])
+    from kasp.errors import KaspError
+
+    with pytest.raises(KaspError):
+        layer_map(5, 12)

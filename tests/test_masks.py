@@ -1,0 +1,96 @@
+import copy
+
+import pytest
+import torch
+
+from kasp.masks import MagnitudePruner, magnitude_masks, sparsity_summary, sparsity_table
+from kasp.modeling import prunable_linears
+
+
+def _weights(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"a": torch.randn(30, 17, generator=g), "b": torch.randn(64, 8, generator=g), "c": torch.randn(5, 5, generator=g)}
+
+
+@pytest.mark.parametrize("s", [0.0, 0.1, 0.5, 0.9, 0.95, 0.999])
+def test_per_matrix_exact_count(s):
+    w = _weights()
+    masks = magnitude_masks(w, s, "layer")
+    for n, m in masks.items():
+        assert int((~m).sum()) == round(s * w[n].numel())
+        # the kept weights are the largest in magnitude
+        if (~m).any() and m.any():
+            assert w[n].abs()[m].min() >= w[n].abs()[~m].max()
+
+
+@pytest.mark.parametrize("s", [0.3, 0.9])
+def test_global_exact_count(s):
+    w = _weights()
+    masks = magnitude_masks(w, s, "global")
+    total = sum(x.numel() for x in w.values())
+    assert sum(int((~m).sum()) for m in masks.values()) == round(s * total)
+    kept = torch.cat([w[n].abs()[m] for n, m in masks.items()])
+    dropped = torch.cat([w[n].abs()[~m] for n, m in masks.items()])
+    assert kept.min() >= dropped.max()
+
+
+def test_masks_only_shrink_even_when_pruned_weights_grow():
+    w = _weights()
+    prev = None
+    for s in [0.2, 0.4, 0.6, 0.8, 0.9]:
+        masks = magnitude_masks(w, s, "layer", previous=prev)
+        if prev is not None:
+            for n in masks:
+                assert not (masks[n] & ~prev[n]).any(), "a pruned weight came back"
+        # make pruned weights huge: without `previous` they would be selected again
+        w = {n: torch.where(m, x, x.sign() * 100.0) for (n, x), m in zip(w.items(), masks.values())}
+        prev = masks
+
+
+def test_unknown_scope():
+    with pytest.raises(ValueError):
+        magnitude_masks(_weights(), 0.5, "row")
+
+
+def _tiny_model(num_labels=2):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                     max_position_embeddings=32, num_labels=num_labels)
+    return BertForSequenceClassification(cfg)
+
+
+def test_pruner_touches_only_encoder_linear_weights():
+    model = _tiny_model()
+    before = copy.deepcopy(model.state_dict())
+    names = {n for n, m in model.named_modules() if m in set(prunable_linears(model).values())}
+    assert len(names) == 12  # 2 layers x (Q, K, V, O, FFN-in, FFN-out)
+    pruner = MagnitudePruner(model, 0.9, total_steps=10, events=5, scope="layer")
+    pruner.finish()
+    after = model.state_dict()
+    for key, v in after.items():
+        if any(key == f"{n}.weight" for n in names):
+            assert int((v == 0).sum()) == round(0.9 * v.numel())
+        else:
+            assert torch.equal(v, before[key]), f"{key} was modified"
+    summary = sparsity_summary(model)
+    assert summary["pruned_zeros"] == sum(round(0.9 * m.weight.numel()) for m in prunable_linears(model).values())
+    assert summary["overall_sparsity"] < summary["pruned_sparsity"]
+    lin = prunable_linears(model)
+    assert sparsity_table(model) == {n: round(0.9 * m.weight.numel()) / m.weight.numel() for n, m in lin.items()}
+
+
+def test_pruner_follows_schedule_and_reapplies():
+    model = _tiny_model()
+    pruner = MagnitudePruner(model, 0.8, total_steps=20, events=10, scope="global")
+    assert pruner.interval == 2
+    assert not pruner.step(0) and not pruner.step(1)
+    assert pruner.step(2)
+    assert pruner.current_sparsity == pytest.approx(0.8 * (1 - (1 - 2 / 20) ** 3))
+    # an optimizer step would move masked weights; apply() zeroes them again
+    lin = prunable_linears(model)["0.Q"]
+    with torch.no_grad():
+        lin.weight.add_(1.0)
+    pruner.apply()
+    assert torch.equal(lin.weight == 0, ~pruner.masks["0.Q"])
