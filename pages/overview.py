@@ -1,0 +1,66 @@
+"""Overview: what KASP does, the cubic schedule, and accuracy against sparsity for the chosen task."""
+
+from pathlib import Path
+
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from kasp.data import get_task
+from kasp.metrics import METRIC_NAMES
+from kasp.views import PAPER, curve_frame, schedule_frame
+
+ROOT = Path(__file__).resolve().parent.parent
+task = st.session_state.get("task", "sst2")
+
+st.title("Knowledge-aware sparse pruning")
+st.markdown(
+    """
+**Pruning** sets most weights of a network to zero. Under the pre-train / fine-tune paradigm the usual
+recipe prunes the **fine-tuned** model and retrains it on the (small) task data, which loses the general
+knowledge that lived in the removed weights.
+
+**KASP** (SparseBERT, Xu et al., *Rethinking Network Pruning under the Pre-train and Fine-tune Paradigm*,
+NAACL 2021) changes who is pruned and what it learns from:
+- the **teacher** is the fine-tuned model, frozen;
+- the **student** is the **pre-trained** (not fine-tuned) model, pruned with unstructured per-matrix
+  magnitude **masks** on a **cubic schedule** *while* the teacher is **distilled** into it: pre-softmax
+  attention scores, hidden states and soft logits, in one stage.
+"""
+)
+st.image(str(ROOT / "assets" / "kasp_diagram.svg"), caption="KASP in one picture: distil while pruning.")
+
+st.header("The cubic sparsity schedule")
+c1, c2, c3 = st.columns(3)
+target = c1.slider("Target sparsity", 0.0, 0.99, 0.9, 0.01, help="Fraction of encoder linear weights set to zero at the end.")
+steps = c2.number_input("Training steps T", 10, 100_000, 2000, 10, help="Optimizer steps of the run; the schedule spans all of them.")
+events = c3.number_input("Mask updates", 1, 1000, 100, 1, help="Masks are recomputed every round(T / N) steps.")
+curve, points = schedule_frame(target, int(steps), int(events))
+fig = go.Figure()
+fig.add_trace(go.Scatter(x=curve["step"], y=curve["sparsity"] * 100, mode="lines", name="schedule s_t"))
+fig.add_trace(go.Scatter(x=points["step"], y=points["sparsity"] * 100, mode="markers", name="mask updates",
+                         marker={"size": 5}))
+fig.update_layout(title="s_t = s_f + (0 − s_f)(1 − t/T)³  (Zhu & Gupta 2017)", xaxis_title="optimizer step",
+                  yaxis_title="sparsity (% of encoder linear weights)", height=380)
+st.plotly_chart(fig, width="stretch")
+half = curve.iloc[(curve["step"] - steps // 2).abs().argmin()]["sparsity"]
+st.caption(f"Computed from the formula. Half-way through the run the schedule is already at {half * 100:.1f} % "
+           f"({half / target * 100 if target else 0:.0f} % of the target): most weights go early, while the "
+           "student still has many steps to recover.")
+
+st.header(f"Accuracy against sparsity: {get_task(task).name.upper()}")
+df = curve_frame(task)
+if df.empty:
+    st.info(f"No results for {task} yet: no precomputed or published figures ship for this task. "
+            "Launch runs on the Prune page and they appear here.")
+else:
+    metric = METRIC_NAMES[get_task(task).main_metric]
+    df = df.assign(sparsity_pct=df["sparsity"] * 100, metric_pct=df["metric"] * 100)
+    fig = px.scatter(df, x="sparsity_pct", y="metric_pct", color="method", symbol="source", hover_data=["label"],
+                     title=f"{task} dev {metric} against sparsity", labels={
+                         "sparsity_pct": "sparsity (% of encoder linear weights)", "metric_pct": f"dev {metric} (%)"})
+    fig.update_traces(marker={"size": 12})
+    st.plotly_chart(fig, width="stretch")
+    st.caption("Sources: **live run** = a run in this machine's store; **precomputed run** = a real run shipped in "
+               "assets/precomputed (recipe on the Results page); **published** = " + PAPER + ". "
+               "Published figures are for BERT-base, not the default MiniLM model.")
