@@ -93,8 +93,11 @@ class RunDir:
             KaspError: if ``path`` already holds a run (and ``exist_ok`` is False).
         """
         p = Path(path)
-        state = (read_json(p / "status.json", {}) or {}).get("state")
-        if state is not None and state != "queued" and not exist_ok:
+        status = read_json(p / "status.json", {}) or {}
+        state = status.get("state")
+        # a run queued by the app, possibly already marked running by the launcher with our own pid
+        ours = state == "queued" or (state == "running" and status.get("pid") == os.getpid())
+        if state is not None and not ours and not exist_ok:
             raise KaspError(f"{p} already holds a run ({state}); choose another --out or delete it")
         p.mkdir(parents=True, exist_ok=True)
         return cls(p)

@@ -45,12 +45,12 @@ else:
     st.caption(f"Teacher: `{teachers[0].id}` (newest finished fine-tuning run for {task}, "
                f"dev {T.main_metric} {teachers[0].report().get('metrics', {}).get(T.main_metric, float('nan')) * 100:.2f} %, live run).")
 
-with st.form("recipe"):
+with st.container(border=True):
     c1, c2, c3 = st.columns(3)
     sparsity = c1.slider("Target sparsity", 0.1, 0.99, 0.9, 0.01,
                          help="Fraction of the encoder linear weights (Q, K, V, attention-output, FFN-in, FFN-out) "
                               "that are zero at the end of the run.")
-    steps = c2.number_input("Budget: training steps", 10, 100_000, int(recipe.get("max_steps") or 300), 10,
+    steps = c2.number_input("Budget: training steps", 2, 100_000, int(recipe.get("max_steps") or 300), 10,
                             help="Total optimizer steps T (batch 32). The cubic schedule spans all of them. "
                                  "Around 60-120 s per 200 steps on 2 cores.")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 42, help="Seed for data order, dropout and the new classifier head.")
@@ -59,7 +59,7 @@ with st.form("recipe"):
                           help="AdamW learning rate, constant (the paper's schedule). The paper uses 3e-5 for BERT-base.")
     max_train = c2.number_input("Training examples (0 = all)", 0, 1_000_000, 0, 100,
                                 help="Use only the first N training examples after a seeded shuffle.")
-    eval_every = c3.number_input("Evaluate every N steps", 0, 100_000, 200 if steps > 200 else max(10, int(steps) // 4), 10,
+    eval_every = c3.number_input("Evaluate every N steps", 0, 100_000, 200, 10,
                                  help="How often the dev metric is measured during the run (0: only at the end).")
     with st.expander("Distillation weights", expanded=method == "kasp"):
         st.caption("Loss = a·attention + h·hidden + p·prediction + c·task. A weight of 0 switches a term off.")
@@ -77,7 +77,7 @@ with st.form("recipe"):
     est, src = estimate_seconds(method, int(steps), evals=evals + 1, model=model)
     st.markdown(f"**Estimated run time on this machine: {est / 60:.1f} min** "
                 f"<span title='{src}'>(estimate from {src})</span>", unsafe_allow_html=True)
-    launched = st.form_submit_button("Launch", type="primary", disabled=not teachers,
+    launched = st.button("Launch", type="primary", disabled=not teachers,
                                      help="Start `kasp prune` with this recipe in the background.")
 if launched:
     opts = {"task": task, "model": model, "method": method, "sparsity": sparsity, "max_steps": int(steps),
@@ -98,7 +98,7 @@ def _panel(run: RunDir) -> None:
     rec = run.recipe()
     total = status.get("total_steps") or rec.get("max_steps") or 1
     step = status.get("step") or 0
-    icon = {"queued": "⏳", "running": "🏃", "done": "✅", "failed": "❌", "cancelled": "🛑"}.get(state, "•")
+    icon = {"queued": ":material/hourglass_empty:", "running": ":material/directions_run:", "done": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}.get(state, "•")
     st.subheader(f"{icon} {run.id}: {state}")
     st.progress(min(step / total, 1.0), text=f"step {step} of {total}")
     if state in ("queued", "running"):

@@ -71,6 +71,8 @@ st.header("One run")
 ids = chosen["id"].tolist()
 rid = st.selectbox("Run", ids, help="The run shown below: its per-matrix sparsity, its curves, its files.")
 row = table[table["id"] == rid].iloc[0]
+state_icon = {"queued": ":material/hourglass_empty:", "running": ":material/directions_run:", "done": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}.get(row["state"], "•")
+st.markdown(f"{state_icon} **{rid}** ({row['source']}): state **{row['state']}**, {row['method']} on {row['task']}")
 if row["source"] == "precomputed run":
     pre_run = next(r for r in load_precomputed() if r["id"] == rid)
     report, progress, recipe = {"per_matrix_sparsity": pre_run["per_matrix_sparsity"]}, pre_run["progress"], pre_run["recipe"]
@@ -99,7 +101,7 @@ if report.get("sparsity"):
     c2.metric("Sparsity, all parameters", f"{s['overall_sparsity'] * 100:.2f} %",
               help="Embeddings, biases, LayerNorm, pooler and classifier stay dense.")
     c3.metric("Non-zero parameters", f"{(s['total_params'] - s['total_zeros']) / 1e6:.2f} M of {s['total_params'] / 1e6:.2f} M")
-    st.caption("⚠️ Unstructured zeros alone make dense PyTorch neither faster nor its safetensors file smaller: "
+    st.caption(":material/warning: Unstructured zeros alone make dense PyTorch neither faster nor its safetensors file smaller: "
                "the zeros are stored and multiplied like any other number. Savings need a sparse format, "
                "structured removal or sparse hardware.")
 

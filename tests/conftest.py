@@ -50,3 +50,11 @@ def tiny_store(tmp_path_factory, tiny_pretrained) -> Path:
                "--runs-dir", str(store), "--out", str(store / "teacher"), "--no-progress"])
     assert rc == 0
     return store
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Expose each phase's report on the test item (the browser test screenshots failures)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
