@@ -39,5 +39,7 @@ pages = [
     st.Page("pages/overview.py", title="Overview", icon=":material/menu_book:", default=True),
     st.Page("pages/prune.py", title="Prune", icon=":material/content_cut:"),
     st.Page("pages/results.py", title="Results", icon=":material/bar_chart:"),
+    st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
+    st.Page("pages/inspect.py", title="Inspect", icon=":material/search:"),
 ]
 st.navigation(pages).run()

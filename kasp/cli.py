@@ -68,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     ins = sub.add_parser("inspect", help="per-matrix sparsity and parameter counts of a checkpoint")
     ins.add_argument("checkpoint", help="checkpoint directory or KASP run directory")
     ins.add_argument("--json", action="store_true", help="print JSON")
+    ins.add_argument("--no-sizes", action="store_true", help="skip the size comparison (zstd of the whole file)")
+    att = sub.add_parser("attention", help="attention-knowledge retention of a student against its teacher")
+    att.add_argument("teacher", help="teacher checkpoint or run directory")
+    att.add_argument("student", help="student checkpoint or run directory")
+    att.add_argument("--task", default="sst2", help="GLUE task whose dev examples are used")
+    att.add_argument("--samples", type=int, default=256, help="number of dev examples")
+    att.add_argument("--max-seq-length", type=int, default=128, help="truncate inputs to this many tokens")
+    att.add_argument("--json", action="store_true", help="print JSON")
+    exp = sub.add_parser("export", help="write a checkpoint in KASP's sparse format (bitmask + values, safetensors)")
+    exp.add_argument("checkpoint", help="checkpoint directory or KASP run directory")
+    exp.add_argument("out", help="new output directory")
+    exp.add_argument("--format", choices=["sparse"], default="sparse", help="export format (see kasp/export.py)")
     ls = sub.add_parser("runs", help="list the runs in the store")
     ls.add_argument("--runs-dir", default=None, help="the run store (default: $KASP_RUNS_DIR or ./runs)")
     ls.add_argument("--json", action="store_true", help="print JSON")
@@ -146,37 +158,34 @@ def _summary_line(r: dict[str, Any], out: Path) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from kasp.data import encode, get_task, load_split, read_task_tsv
-    from kasp.evaluate import evaluate_model
-    from kasp.modeling import load_classifier, load_tokenizer, resolve_model
+    from kasp.evaluate import evaluate_checkpoint
 
-    ckpt = resolve_model(args.checkpoint)
-    model = load_classifier(ckpt)
-    task_name = args.task or getattr(model.config, "kasp_task", None)
-    if not task_name:
-        raise KaspError(f"{ckpt} does not record its task: pass --task")
-    task = get_task(task_name)
-    if model.config.num_labels != task.num_labels:
-        raise KaspError(f"{ckpt} has {model.config.num_labels} output(s) but task {task.name} needs {task.num_labels}; "
-                        "was it fine-tuned on this task?")
-    df = read_task_tsv(task, args.data) if args.data else load_split(task, "dev")
-    if args.max_eval_samples:
-        df = df.head(args.max_eval_samples)
-    tok = load_tokenizer(ckpt)
-    metrics = evaluate_model(model, encode(df, tok, args.max_seq_length), task, args.batch_size, "cpu", tok.pad_token_id or 0)
-    source = args.data or f"GLUE {task.name} dev"
+    res = evaluate_checkpoint(args.checkpoint, args.task, args.data, args.max_eval_samples, args.max_seq_length,
+                              args.batch_size)
     if args.json:
-        print(json.dumps({"checkpoint": ckpt, "task": task.name, "data": source, "metrics": metrics}, indent=2))
+        print(json.dumps(res, indent=2))
     else:
-        vals = ", ".join(f"{k} {v * 100:.2f}" for k, v in metrics.items() if k != "n")
-        print(f"{task.name} on {source} ({metrics['n']} examples): {vals}")
+        m = res["metrics"]
+        vals = ", ".join(f"{k} {v * 100:.2f}" for k, v in m.items() if k != "n")
+        print(f"{res['task']} on {res['data']} ({m['n']} examples): {vals}")
     return 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from kasp.checkpoint import inspect_checkpoint, sparsity_grid
 
-    info = inspect_checkpoint(args.checkpoint)
+    from kasp.checkpoint import load_state, size_report, structured_zeros
+
+    from kasp.modeling import resolve_model
+
+    state = load_state(resolve_model(args.checkpoint))
+    info = inspect_checkpoint(args.checkpoint, state)
+    struct = structured_zeros(state, info["heads"])
+    info["structured"] = {"heads": struct["heads"], "ffn_neurons": struct["ffn_neurons"],
+                          "zero_rows": sum(v["zero_rows"] for v in struct["per_matrix"].values()),
+                          "zero_cols": sum(v["zero_cols"] for v in struct["per_matrix"].values())}
+    if not args.no_sizes:
+        info["sizes"] = size_report(info["path"], state=state)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -191,10 +200,52 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print("layer " + "".join(f"{k:>9}" for k in kinds))
     for i, row in zip(layers, grid):
         print(f"{i:>5} " + "".join(f"{v * 100:9.2f}" for v in row))
+    st = info["structured"]
+    print(f"structured zeros: {sum(len(h) for h in st['heads'].values())} whole attention heads, "
+          f"{sum(st['ffn_neurons'].values())} FFN neurons, {st['zero_rows']} rows and {st['zero_cols']} columns "
+          "of the pruned matrices are entirely zero (what structured removal could drop)")
+    if "sizes" in info:
+        z = info["sizes"]
+        print("sizes (bytes)            whole model   encoder linear")
+        for label, key in (("dense safetensors", "dense"), (f"dense + zstd -{z['zstd_level']}", "dense_zstd"),
+                           ("KASP sparse export", "sparse_export"), ("information bound", "bound")):
+            print(f"  {label:<22}{z[key]:>13,.0f}  {z[key + '_encoder_linear']:>15,.0f}")
+        print("  (unstructured zeros alone leave the dense file as large and dense PyTorch as fast)")
     if info.get("recipe"):
         r = info["recipe"]
         print(f"KASP recipe: {r.get('kind')} {r.get('task')} method={r.get('method')} sparsity={r.get('sparsity')} "
               f"lr={r.get('lr')} steps={r.get('max_steps')} seed={r.get('seed')}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from kasp.export import export_sparse
+
+    b = export_sparse(args.checkpoint, args.out)
+    print(f"wrote {args.out}: sparse.safetensors {b['file']:,} bytes; encoder linear weights "
+          f"{b['encoder_linear_sparse']:,} bytes sparse vs {b['encoder_linear_dense']:,} dense "
+          f"({b['encoder_linear_sparse'] / b['encoder_linear_dense']:.3f}x). Load with kasp.export.load_sparse_model.")
+    return 0
+
+
+def _cmd_attention(args: argparse.Namespace) -> int:
+    from kasp.retention import compare
+
+    r = compare(args.teacher, args.student, args.task, samples=args.samples, max_seq_length=args.max_seq_length)
+    if args.json:
+        print(json.dumps(r.to_dict(), indent=2))
+        return 0
+    print(f"{r.task}: {r.samples} dev examples; teacher {r.teacher}; student {r.student}")
+    print(f"mean attention similarity (1 - Jensen-Shannon, bits): {r.mean_similarity:.4f};  "
+          f"mean linear CKA of layer outputs: {r.mean_cka:.4f}")
+    if r.agreement is not None:
+        print(f"prediction agreement: {r.agreement * 100:.2f} %;  KL(teacher || student): {r.kl:.4f} nats")
+    else:
+        print(f"prediction MSE: {r.prediction_mse:.4f}")
+    print("layer  CKA     similarity per head (1 = identical attention)")
+    for i, row in enumerate(r.similarity):
+        print(f"{i:>5}  {r.cka[i + 1]:.3f}   " + " ".join(f"{v:.2f}" for v in row))
+    print("(attention maps are not explanations: they show where a model looks, not why it decides)")
     return 0
 
 
@@ -228,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
 
         transformers.logging.set_verbosity_error()
         handler = {"finetune": _cmd_train, "prune": _cmd_train, "evaluate": _cmd_evaluate,
-                   "inspect": _cmd_inspect, "runs": _cmd_runs}[args.command]
+                   "inspect": _cmd_inspect, "runs": _cmd_runs, "export": _cmd_export,
+                   "attention": _cmd_attention}[args.command]
         return handler(args)
     except KaspError as e:
         print(f"kasp: error: {e}", file=sys.stderr)

@@ -37,3 +37,36 @@ def evaluate_model(model: nn.Module, data: Encoded, task: GlueTask, batch_size: 
     metrics = glue_metrics(task.metric, preds.numpy(), data.labels.numpy())
     metrics["n"] = len(data)
     return metrics
+
+
+def evaluate_checkpoint(checkpoint: str, task_name: str | None = None, data_path: str | None = None,
+                        max_examples: int | None = None, max_seq_length: int = 128,
+                        batch_size: int = 64) -> dict[str, object]:
+    """Load a checkpoint safely and score it on a GLUE dev set or a labelled TSV in the task's layout.
+
+    Returns:
+        {"checkpoint", "task", "data" (what was scored), "metrics" (fractions and n)}.
+
+    Raises:
+        KaspError: unloadable checkpoint, unknown task, a head whose size does not fit the task,
+            or a malformed TSV (with its line number).
+    """
+    from kasp.data import encode, get_task, load_split, read_task_tsv
+    from kasp.errors import KaspError
+    from kasp.modeling import load_classifier, load_tokenizer, resolve_model
+
+    ckpt = resolve_model(checkpoint)
+    model = load_classifier(ckpt)
+    task_name = task_name or getattr(model.config, "kasp_task", None)
+    if not task_name:
+        raise KaspError(f"{ckpt} does not record its task: pass --task")
+    task = get_task(task_name)
+    if model.config.num_labels != task.num_labels:
+        raise KaspError(f"{ckpt} has {model.config.num_labels} output(s) but task {task.name} needs {task.num_labels}; "
+                        "was it fine-tuned on this task?")
+    df = read_task_tsv(task, data_path) if data_path else load_split(task, "dev")
+    if max_examples:
+        df = df.head(max_examples)
+    tok = load_tokenizer(ckpt)
+    metrics = evaluate_model(model, encode(df, tok, max_seq_length), task, batch_size, "cpu", tok.pad_token_id or 0)
+    return {"checkpoint": ckpt, "task": task.name, "data": data_path or f"GLUE {task.name} dev", "metrics": metrics}

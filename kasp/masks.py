@@ -76,7 +76,7 @@ def _keep_top(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
 def apply_masks(linears: Mapping[str, nn.Linear], masks: Mapping[str, torch.Tensor]) -> None:
     """w <- w * mask, in place, for every masked Linear weight."""
     for name, m in masks.items():
-        linears[name].weight.mul_(m.to(linears[name].weight.dtype))
+        linears[name].weight.masked_fill_(~m, 0.0)  # +0.0 (w * 0 would leave -0.0 for negative w)
 
 
 @torch.no_grad()

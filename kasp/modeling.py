@@ -138,6 +138,10 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
         raise
     except Exception as e:
         msg = str(e).split("\n")[0][:300]
+        if "mismatch" in str(e).lower():  # transformers: "ignore_mismatched_sizes ... False" / "size mismatch"
+            first = next((" ".join(ln.split()) for ln in str(e).splitlines() if "size mismatch" in ln), msg)
+            raise KaspError(f"{name}: weights and config.json disagree ({first[:240]}). The checkpoint was not "
+                            "loaded; fix config.json or re-save the model with save_pretrained.") from None
         raise KaspError(f"cannot load weights from {name!r}: {type(e).__name__}: {msg}. The safetensors file may be "
                         "truncated or corrupt, or the weights may not match config.json.") from None
     finally:

@@ -94,3 +94,26 @@ def test_pruner_follows_schedule_and_reapplies():
         lin.weight.add_(1.0)
     pruner.apply()
     assert torch.equal(lin.weight == 0, ~pruner.masks["0.Q"])
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "electra"])
+def test_prunable_linears_on_supported_families(model_type):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    cfg = AutoConfig.for_model(model_type, vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=32, max_position_embeddings=40, num_labels=2)
+    model = AutoModelForSequenceClassification.from_config(cfg)
+    lin = prunable_linears(model)
+    assert len(lin) == 12
+    shapes = {k.split(".", 1)[1]: tuple(m.weight.shape) for k, m in lin.items()}
+    assert shapes == {"Q": (16, 16), "K": (16, 16), "V": (16, 16), "O": (16, 16), "FFN-in": (32, 16), "FFN-out": (16, 32)}
+
+
+def test_unsupported_layout_is_refused():
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from kasp.errors import KaspError
+
+    model = GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=20, n_positions=16))
+    with pytest.raises(KaspError, match="bert, roberta"):
+        prunable_linears(model)
