@@ -44,6 +44,8 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
             kw["type"] = base
             kw["metavar"] = f.name.upper()
         p.add_argument(flag, dest=f.name, **kw)
+    p.add_argument("--recipe", default=None, help="JSON file of flag values (names as in this help, with _), or the "
+                   "name of a shipped recipe, e.g. paper-mrpc (kasp/recipes/); flags given here override it")
     p.add_argument("--out", default=None, help="run directory (default: <runs-dir>/<time>-<task>-<method>)")
     p.add_argument("--runs-dir", default=None, help="the run store (default: $KASP_RUNS_DIR or ./runs)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
@@ -113,7 +115,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from kasp.train import Cancelled, train
 
     names = {f.name for f in dataclasses.fields(RunConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    overrides = _load_recipe(args.recipe) if args.recipe else {}
+    unknown = set(overrides) - names
+    if unknown:
+        raise KaspError(f"recipe {args.recipe}: unknown field(s) {sorted(unknown)}; see `kasp {args.command} --help`")
+    overrides.update({k: v for k, v in vars(args).items() if k in names and v is not None})
     method = overrides.pop("method", "kasp")
     task = overrides.pop("task", "sst2")
     try:
@@ -126,7 +132,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else store / new_run_id(cfg.task, cfg.method, cfg.sparsity)
     if args.runs_dir:
         os.environ["KASP_RUNS_DIR"] = str(store)
-    run = RunDir.create(out)
+    # under `accelerate launch` / torchrun only the main process (RANK 0) owns the run directory
+    run = RunDir.create(out) if int(os.environ.get("RANK", "0")) == 0 else None
     stop = _StopFlag()
     stop.install()
     print(f"kasp: run directory {out}", file=sys.stderr)
@@ -141,6 +148,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     r = result.report
     print(_summary_line(r, out))
     return 0
+
+
+def _load_recipe(name: str) -> dict[str, Any]:
+    """A recipe file's fields (keys starting with "_" are comments)."""
+    p = Path(name)
+    if not p.is_file():
+        p = Path(__file__).resolve().parent / "recipes" / f"{name}.json"
+    if not p.is_file():
+        shipped = sorted(q.stem for q in (Path(__file__).resolve().parent / "recipes").glob("*.json"))
+        raise KaspError(f"recipe {name!r} not found: give a JSON file or one of {', '.join(shipped)}")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise KaspError(f"recipe {p} is not valid JSON: {e}") from None
+    return {k: v for k, v in d.items() if not k.startswith("_")}
 
 
 def _task_name(name: str) -> str:

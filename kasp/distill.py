@@ -147,3 +147,60 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if logits.shape[-1] == 1:
         return F.mse_loss(logits.squeeze(-1), labels.float())
     return F.cross_entropy(logits, labels)
+
+
+class KaspLoss:
+    """The weighted loss of one batch, shared by the CLI loop (:mod:`kasp.train`) and the Trainer route
+    (:mod:`kasp.hf_trainer`):
+
+        total = a * attention + h * hidden + p * prediction + c * task
+
+    with the terms above (method.md section 2). Terms with weight 0 are not computed; without a
+    teacher only the task term exists. Hooks for the attention term are installed on ``student``
+    and ``teacher`` (the unwrapped modules) until :meth:`remove`.
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, *, attention_weight: float = 1.0,
+                 hidden_weight: float = 1.0, prediction_weight: float = 1.0, task_loss_weight: float = 0.0,
+                 temperature: float = 1.0, regression: bool = False):
+        self.teacher = teacher
+        self.weights = {"attention": attention_weight, "hidden": hidden_weight, "prediction": prediction_weight,
+                        "task": task_loss_weight}
+        self.temperature = temperature
+        self.regression = regression
+        self.amap = self.hmap = []
+        self.s_cap = self.t_cap = None
+        if teacher is not None:
+            if teacher.config.num_attention_heads != student.config.num_attention_heads and attention_weight > 0:
+                raise KaspError("teacher and student head counts differ; attention distillation needs equal heads")
+            self.amap, self.hmap = layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
+            if attention_weight > 0:
+                self.s_cap, self.t_cap = ScoreCapture(student), ScoreCapture(teacher)
+        self.need_hidden = teacher is not None and hidden_weight > 0
+
+    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]):
+        """Returns (total loss tensor, {term: tensor}, the student's outputs)."""
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        out = model(**inputs, output_hidden_states=self.need_hidden)
+        terms: dict[str, torch.Tensor] = {}
+        if self.teacher is not None:
+            with torch.no_grad():
+                t_out = self.teacher(**inputs, output_hidden_states=self.need_hidden)
+                t_scores = self.t_cap.scores(batch["attention_mask"]) if self.t_cap else None
+            if self.s_cap is not None:
+                s_scores = self.s_cap.scores(batch["attention_mask"])
+                terms["attention"] = attention_loss(s_scores, [t_scores[j] for j in self.amap])
+            if self.need_hidden:
+                terms["hidden"] = hidden_loss(out.hidden_states, [t_out.hidden_states[j] for j in self.hmap])
+            if self.weights["prediction"] > 0:
+                terms["prediction"] = (task_loss(out.logits, batch["labels"]) if self.regression
+                                       else prediction_loss(out.logits, t_out.logits, self.temperature))
+        if self.weights["task"] > 0:
+            terms["task"] = task_loss(out.logits, batch["labels"])
+        total = sum(self.weights[k] * v for k, v in terms.items())
+        return total, terms, out
+
+    def remove(self) -> None:
+        for cap in (self.s_cap, self.t_cap):
+            if cap is not None:
+                cap.remove()

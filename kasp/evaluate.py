@@ -32,11 +32,31 @@ def predict(model: nn.Module, data: Encoded, batch_size: int = 64, device: torch
 def evaluate_model(model: nn.Module, data: Encoded, task: GlueTask, batch_size: int = 64,
                    device: torch.device | str = "cpu", pad_id: int = 0) -> dict[str, float]:
     """The task's GLUE metrics (fractions) on ``data``, plus ``n`` (number of examples)."""
-    logits = predict(model, data, batch_size, device, pad_id)
+    return score_logits(task, predict(model, data, batch_size, device, pad_id), data.labels)
+
+
+def score_logits(task: GlueTask, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """GLUE metrics of logits [N, C] (C = 1 for regression) against labels [N], plus ``n``."""
     preds = logits.squeeze(-1) if task.is_regression else logits.argmax(-1)
-    metrics = glue_metrics(task.metric, preds.numpy(), data.labels.numpy())
-    metrics["n"] = len(data)
+    metrics = glue_metrics(task.metric, preds.numpy(), labels.numpy())
+    metrics["n"] = len(labels)
     return metrics
+
+
+def evaluate_sharded(model: nn.Module, data: Encoded, task: GlueTask, accelerator, batch_size: int = 64,
+                     pad_id: int = 0) -> dict[str, float]:
+    """Data-parallel evaluation: each process scores every num_processes-th example, the logits are
+    gathered on all processes (``accelerate.utils.gather_object``) and scored once, in order."""
+    from accelerate.utils import gather_object
+
+    if accelerator.num_processes == 1:
+        return evaluate_model(model, data, task, batch_size, accelerator.device, pad_id)
+    shard = list(range(accelerator.process_index, len(data), accelerator.num_processes))
+    sub = Encoded([data.input_ids[i] for i in shard], [data.token_type_ids[i] for i in shard], data.labels[shard])
+    logits = predict(model, sub, batch_size, accelerator.device, pad_id)
+    pairs = gather_object([(i, row.tolist()) for i, row in zip(shard, logits)])
+    ordered = torch.tensor([row for _, row in sorted(pairs, key=lambda p: p[0])])
+    return score_logits(task, ordered, data.labels)
 
 
 def evaluate_checkpoint(checkpoint: str, task_name: str | None = None, data_path: str | None = None,

@@ -105,6 +105,7 @@ def cancel(run: RunDir) -> None:
         run.set_status("cancelled", error="cancelled before it started", finished=time.time())
     elif state == "running":
         pid = run.status().get("pid")
+        run.set_status("running", cancel_requested=True)
         try:
             os.kill(int(pid), signal.SIGTERM)
         except (ProcessLookupError, TypeError, ValueError):

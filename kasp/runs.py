@@ -43,6 +43,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -147,9 +148,12 @@ class RunDir:
         return read_json(self.path / "status.json", {}) or {}
 
     def state(self) -> str:
-        st = self.status().get("state", "unknown")
-        if st == "running" and not _pid_alive(self.status().get("pid")):
-            return "failed"  # the process died without writing a final state
+        status = self.status()
+        st = status.get("state", "unknown")
+        if st == "running" and not _pid_alive(status.get("pid")):
+            # the process died without writing a final state: killed by the Cancel we sent while it
+            # was still starting up, or crashed
+            return "cancelled" if status.get("cancel_requested") else "failed"
         return st
 
     def report(self) -> dict[str, Any]:

@@ -33,9 +33,9 @@ from torch import nn
 import kasp
 from kasp.config import RunConfig
 from kasp.data import DATA_DIR, Encoded, LengthBucketSampler, collate, encode, get_task, load_split
-from kasp.distill import (ScoreCapture, attention_loss, hidden_loss, layer_map, prediction_loss, task_loss)
+from kasp.distill import KaspLoss
 from kasp.errors import KaspError
-from kasp.evaluate import evaluate_model
+from kasp.evaluate import evaluate_sharded
 from kasp.masks import MagnitudePruner, sparsity_summary, sparsity_table
 from kasp.modeling import count_parameters, load_classifier, load_tokenizer, resolve_model
 from kasp.runs import RunDir, find_teacher, read_json
@@ -159,7 +159,9 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
     callbacks = list(callbacks)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    accelerator = Accelerator()
+    # split_batches: --batch-size is the global batch, split across processes, so N processes
+    # follow the same optimisation path as one
+    accelerator = Accelerator(split_batches=True)
     main = accelerator.is_main_process
     run = run if main else None
     task = get_task(cfg.task)
@@ -219,41 +221,16 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             for p in teacher.parameters():
                 p.requires_grad_(False)
         pruner = MagnitudePruner(raw_student, cfg.sparsity, total, cfg.pruning_events, cfg.scope)
-        s_cap = t_cap = None
-        amap, hmap = list(range(raw_student.config.num_hidden_layers)), []
-        if teacher is not None:
-            amap, hmap = layer_map(raw_student.config.num_hidden_layers, teacher.config.num_hidden_layers)
-            if teacher.config.num_attention_heads != raw_student.config.num_attention_heads:
-                raise KaspError("teacher and student head counts differ; attention distillation needs equal heads")
-            if cfg.attention_weight > 0:
-                s_cap, t_cap = ScoreCapture(raw_student), ScoreCapture(teacher)
-        need_hidden = teacher is not None and cfg.hidden_weight > 0
+        kasp_loss = KaspLoss(raw_student, teacher, attention_weight=cfg.attention_weight, hidden_weight=cfg.hidden_weight,
+                             prediction_weight=cfg.prediction_weight, task_loss_weight=cfg.task_loss_weight,
+                             temperature=cfg.temperature, regression=task.is_regression)
 
         def losses(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            out = student(**inputs, output_hidden_states=need_hidden)
-            terms: dict[str, torch.Tensor] = {}
-            if teacher is not None:
-                with torch.no_grad():
-                    t_out = teacher(**inputs, output_hidden_states=need_hidden)
-                    t_scores = t_cap.scores(batch["attention_mask"]) if t_cap else None
-                if s_cap is not None:
-                    s_scores = s_cap.scores(batch["attention_mask"])
-                    terms["attention"] = attention_loss(s_scores, [t_scores[j] for j in amap])
-                if need_hidden:
-                    terms["hidden"] = hidden_loss(out.hidden_states, [t_out.hidden_states[j] for j in hmap])
-                if cfg.prediction_weight > 0:
-                    terms["prediction"] = (task_loss(out.logits, batch["labels"]) if task.is_regression
-                                           else prediction_loss(out.logits, t_out.logits, cfg.temperature))
-            if cfg.task_loss_weight > 0:
-                terms["task"] = task_loss(out.logits, batch["labels"])
-            weights = {"attention": cfg.attention_weight, "hidden": cfg.hidden_weight,
-                       "prediction": cfg.prediction_weight, "task": cfg.task_loss_weight}
-            total_loss = sum(weights[k] * v for k, v in terms.items())
+            total_loss, terms, _ = kasp_loss(student, batch)
             return total_loss, {k: float(v.detach()) for k, v in terms.items()}
 
         def run_eval(step: int) -> dict[str, float]:
-            m = evaluate_model(raw_student, dev_data, task, cfg.eval_batch_size, accelerator.device, pad_id)
+            m = evaluate_sharded(raw_student, dev_data, task, accelerator, cfg.eval_batch_size, pad_id)
             rec = {"step": step, "metrics": m, "sparsity": pruner.current_sparsity,
                    "elapsed": time.time() - t0}
             if main:
@@ -316,9 +293,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         bar.close()
         train_seconds = time.time() - t_train
         pruner.finish()  # exact target sparsity
-        if s_cap:
-            s_cap.remove()
-            t_cap.remove()
+        kasp_loss.remove()
         final = run_eval(total)
 
         # --- save and report -----------------------------------------------------------------
@@ -331,8 +306,8 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             "train_seconds": train_seconds, "examples_per_s": seen / max(train_seconds, 1e-9),
             "teacher": {"path": teacher_path, "metrics": teacher_report.get("metrics")} if teacher_path else None,
         }
+        accelerator.wait_for_everyone()  # a collective: every process must reach it
         if run and main:
-            accelerator.wait_for_everyone()
             run.save_checkpoint(raw_student, tokenizer)
             report["checkpoint"] = str(run.checkpoint)
             report["wall_seconds"] = time.time() - t0

@@ -167,7 +167,7 @@ def export_precomputed(run_dirs: list[str | Path], path: Path = PRECOMPUTED) -> 
             raise ValueError(f"{d} is not a finished run")
         main = rep["main_metric"]
         out.append({
-            "id": run.id, "task": rep["task"], "method": rep["method"], "target_sparsity": rep["target_sparsity"],
+            "id": f"precomputed/{run.id}", "task": rep["task"], "method": rep["method"], "target_sparsity": rep["target_sparsity"],
             "measured_sparsity": rep["sparsity"]["pruned_sparsity"], "overall_sparsity": rep["sparsity"]["overall_sparsity"],
             "metric": rep["metrics"][main], "metric_name": METRIC_NAMES[main], "metrics": rep["metrics"],
             "wall_seconds": rep["wall_seconds"], "steps": rep["steps"], "recipe": rec,

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_tiny_checkpoint(path: Path, layers: int = 2, hidden: int = 32, heads: int = 4, num_labels: int | None = 2,
-                         seed: int = 0, model_type: str = "bert") -> Path:
+                         seed: int = 0, model_type: str = "bert", dropout: float = 0.1) -> Path:
     """Save a tiny random BERT-family checkpoint (safetensors) with the default model's tokenizer."""
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
@@ -25,7 +25,8 @@ def make_tiny_checkpoint(path: Path, layers: int = 2, hidden: int = 32, heads: i
     tok = AutoTokenizer.from_pretrained(default_model_path())
     cfg = AutoConfig.for_model(model_type, vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                                num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=160,
-                               pad_token_id=0, **({"num_labels": num_labels} if num_labels else {}))
+                               pad_token_id=0, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                               **({"num_labels": num_labels} if num_labels else {}))
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_config(cfg) if num_labels else AutoModel.from_config(cfg)
     model.save_pretrained(path)

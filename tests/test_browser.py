@@ -130,3 +130,19 @@ def test_every_page_and_a_launched_run(page, server, tiny_pretrained):
     assert page.get_by_text("state done").count() >= 1 or page.locator("text=state").count() >= 1
     page.get_by_text("done", exact=True).first.wait_for(timeout=10_000)
     page.screenshot(path=str(SHOTS / "results.png"), full_page=True)
+
+    # Attention: the launched run against its teacher; bertviz must draw SVG inside its iframe, offline
+    page.get_by_role("link", name="Attention").click()
+    page.get_by_text("One student in detail").wait_for(timeout=60_000)
+    frame = page.frame_locator("iframe").first
+    frame.locator("svg").first.wait_for(timeout=120_000)
+    assert frame.locator("svg text").count() > 0  # the token labels
+    _no_exception(page)
+    page.screenshot(path=str(SHOTS / "attention.png"), full_page=True)
+
+    # Inspect: the launched run's checkpoint (default source: a run in the store)
+    page.get_by_role("link", name="Inspect").click()
+    page.get_by_text("What structured removal could drop").wait_for(timeout=60_000)
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=30_000)
+    _no_exception(page)
+    page.screenshot(path=str(SHOTS / "inspect.png"), full_page=True)

@@ -188,3 +188,20 @@ def test_config_validation_messages():
         make_config("prune", "magnitude", "sst2", sparsity=0.5, task_loss_weight=0.0)
     with pytest.raises(KaspError):
         make_config("prune", "kasp", "nope", sparsity=0.5) if False else __import__("kasp.data").data.get_task("nope")
+
+
+def test_paper_recipes_are_valid_and_unknown_fields_refused(tmp_path, capsys):
+    from kasp.cli import _load_recipe
+
+    for name in ("paper-mrpc", "paper-qnli", "paper-rte", "paper-cola"):
+        r = _load_recipe(name)
+        cfg = make_config("prune", r.pop("method"), r.pop("task"), **r)
+        assert cfg.lr == 3e-5 and cfg.batch_size == 32 and cfg.max_seq_length == 128 and cfg.sparsity == 0.95
+        assert cfg.lr_schedule == "constant" and cfg.model == "bert-base-uncased"
+        t = _load_recipe(name + "-teacher")
+        assert make_config("finetune", task=t.pop("task"), **t).model == "bert-base-uncased"
+    assert _load_recipe("paper-mrpc")["epochs"] == 12 and _load_recipe("paper-qnli")["epochs"] == 5
+    bad = tmp_path / "r.json"
+    bad.write_text('{"learning_rate": 1}')
+    assert main(["prune", "--recipe", str(bad), "--runs-dir", str(tmp_path)]) == 2
+    assert "unknown field(s) ['learning_rate']" in capsys.readouterr().err

