@@ -92,6 +92,22 @@ def provenance(cfg: RunConfig, model_path: str, teacher_path: str | None) -> dic
     }
 
 
+def _cpu_only() -> bool:
+    """True where torch sees no accelerator: Accelerate then runs data-parallel on CPU processes (gloo)
+    under torchrun, which it only does when told it is on CPU."""
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return True
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return not (torch.cuda.is_available() or (mps is not None and mps.is_available())
+                or (xpu is not None and xpu.is_available()))
+
+
+def _fused() -> dict[str, bool]:
+    """Fused AdamW (one kernel for all parameters) where torch offers it; KASP_FUSED_ADAMW=0 turns it off."""
+    return {"fused": True} if os.environ.get("KASP_FUSED_ADAMW", "1") == "1" else {}
+
+
 def _optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -99,7 +115,7 @@ def _optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
             continue
         (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, **_fused())
 
 
 def _check_labels(model: nn.Module, task, path: str) -> nn.Module:
@@ -161,7 +177,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         torch.set_num_threads(cfg.num_threads)
     # split_batches: --batch-size is the global batch, split across processes, so N processes
     # follow the same optimisation path as one
-    accelerator = Accelerator(split_batches=True)
+    accelerator = Accelerator(split_batches=True, cpu=_cpu_only())
     main = accelerator.is_main_process
     run = run if main else None
     task = get_task(cfg.task)
@@ -271,8 +287,11 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                     acc[k] = acc.get(k, 0.0) + v
                 acc_n += 1
                 if step % cfg.log_every == 0 or step == total:
-                    rec = {"step": step, "total_steps": total, "epoch": epoch + 1,
-                           **{k: v / acc_n for k, v in acc.items()},
+                    means = {k: v / acc_n for k, v in acc.items()}
+                    if accelerator.num_processes > 1:  # each process saw part of every batch: average them
+                        red = accelerator.reduce(torch.tensor(list(means.values()), device=accelerator.device), "mean")
+                        means = dict(zip(means, red.tolist()))
+                    rec = {"step": step, "total_steps": total, "epoch": epoch + 1, **means,
                            "sparsity": pruner.current_sparsity, "scheduled_sparsity": pruner.scheduled(step) if cfg.sparsity else 0.0,
                            "lr": scheduler.get_last_lr()[0], "elapsed": time.time() - t0,
                            "examples_per_s": seen / max(time.time() - t_train, 1e-9)}
@@ -304,6 +323,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             "sparsity": sparsity_summary(raw_student), "per_matrix_sparsity": sparsity_table(raw_student),
             "parameters": count_parameters(raw_student), "pruning_events": pruner.events,
             "train_seconds": train_seconds, "examples_per_s": seen / max(train_seconds, 1e-9),
+            "processes": accelerator.num_processes, "device": str(accelerator.device),
             "teacher": {"path": teacher_path, "metrics": teacher_report.get("metrics")} if teacher_path else None,
         }
         accelerator.wait_for_everyone()  # a collective: every process must reach it

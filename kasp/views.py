@@ -7,6 +7,7 @@ from in a ``source`` column: "live run" (this machine's store), "precomputed run
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,14 @@ def runs_frame(store: str | Path | None = None) -> pd.DataFrame:
 def load_precomputed(path: Path = PRECOMPUTED) -> list[dict[str, Any]]:
     """The shipped precomputed runs (real runs on this project's 2-core machine; see their recipes)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return _load_json_cached(str(path), path.stat().st_mtime)
     except FileNotFoundError:
         return []
+
+
+@functools.lru_cache(maxsize=4)
+def _load_json_cached(path: str, mtime: float) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def precomputed_frame(task: str | None = None, path: Path = PRECOMPUTED) -> pd.DataFrame:
@@ -173,8 +179,22 @@ def export_precomputed(run_dirs: list[str | Path], path: Path = PRECOMPUTED) -> 
             "wall_seconds": rep["wall_seconds"], "steps": rep["steps"], "recipe": rec,
             "command": " ".join(["kasp"] + run.config().get("provenance", {}).get("command", [])[1:]),
             "per_matrix_sparsity": rep["per_matrix_sparsity"], "progress": run.progress(),
+            "retention": {k: v for k, v in (json.loads((run.path / "retention.json").read_text())
+                                            if (run.path / "retention.json").is_file() else {}).items()
+                          if k in ("mean_similarity", "mean_cka", "mean_score_mse", "agreement", "kl", "samples",
+                                   "similarity", "cka")} or None,
             "machine": "2-core CPU, 24 GiB (the project's reference machine)",
         })
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, out)
     return out
+
+
+def precomputed_retention(task: str, path: Path = PRECOMPUTED) -> pd.DataFrame:
+    """Retention measures of the shipped precomputed runs of a task (one row per pruned run)."""
+    rows = [{"run": r["id"], "method": r["method"], "sparsity (%)": r["measured_sparsity"] * 100,
+             "attention similarity": r["retention"]["mean_similarity"], "CKA": r["retention"]["mean_cka"],
+             "agreement (%)": (r["retention"]["agreement"] or 0) * 100, "source": "precomputed run"}
+            for r in load_precomputed(path) if r["task"] == task and r.get("retention")]
+    return pd.DataFrame(rows, columns=["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)",
+                                       "source"])

@@ -9,7 +9,8 @@ import streamlit as st
 from kasp.attention_view import head_view_html
 from kasp.errors import KaspError
 from kasp.retention import load_for_attention, run_retention, sentence_attention
-from kasp.runs import iter_done, runs_dir
+from kasp.runs import iter_done
+from kasp.views import precomputed_retention
 
 task = st.session_state.get("task", "sst2")
 st.title(f"Attention knowledge: {task.upper()}")
@@ -17,7 +18,8 @@ st.caption("The paper's argument: pruning loses knowledge, distilling while prun
            "where. :material/info: Attention maps are not explanations: they show where a model looks, not why it decides.")
 
 runs = [r for r in iter_done(kind="prune", task=task)]
-if not runs:
+pre = precomputed_retention(task)
+if not runs and pre.empty:
     st.info(f"No finished prune run for {task} in the store. Launch one on the Prune page.")
     st.stop()
 
@@ -50,7 +52,7 @@ for r in runs:
         rows.append({"run": r.id, "method": r.recipe().get("method"),
                      "sparsity (%)": r.report()["sparsity"]["pruned_sparsity"] * 100,
                      "attention similarity": res["mean_similarity"], "CKA": res["mean_cka"],
-                     "agreement (%)": (res["agreement"] or 0) * 100})
+                     "agreement (%)": (res["agreement"] or 0) * 100, "source": "live run"})
     else:
         missing.append(r)
 if missing and st.button(f"Measure {len(missing)} run(s) not measured yet", help="Compare each run with its teacher "
@@ -63,18 +65,23 @@ if missing and st.button(f"Measure {len(missing)} run(s) not measured yet", help
             st.warning(f"{r.id}: {e}")
         bar.progress((k + 1) / len(missing), text=r.id)
     st.rerun()
-if rows:
-    df = pd.DataFrame(rows)
+if rows or not pre.empty:
+    df = pd.concat([pd.DataFrame(rows), pre], ignore_index=True) if rows else pre
     c1, c2 = st.columns(2)
     for col, y in ((c1, "attention similarity"), (c2, "CKA")):
-        fig = px.scatter(df, x="sparsity (%)", y=y, color="method", hover_data=["run", "agreement (%)"],
-                         title=f"Mean {y} with the teacher (live measurement)",
+        fig = px.scatter(df, x="sparsity (%)", y=y, color="method", symbol="source", hover_data=["run", "agreement (%)"],
+                         title=f"Mean {y} with the teacher",
                          labels={"sparsity (%)": "sparsity (% of encoder linear weights)",
                                  y: f"{y} (1 = identical to the teacher)"})
         fig.update_traces(marker={"size": 12})
         col.plotly_chart(fig, width="stretch")
+    st.caption("**live run**: measured here on this machine's runs; **precomputed run**: measured on the shipped "
+               "SST-2 runs of the default model (256 dev sentences; recipes on the Results page).")
 else:
     st.caption("No run measured yet.")
+if not runs:
+    st.info(f"No finished prune run for {task} in the store: the detailed views need one. Launch one on the Prune page.")
+    st.stop()
 
 # --- one run in detail ------------------------------------------------------------------------
 st.header("One student in detail")
