@@ -117,19 +117,22 @@ def _panel(run: RunDir) -> None:
     cols = st.columns(len(terms) + 2)
     for col, t in zip(cols, terms):
         col.metric(f"{t} loss", f"{last[t]:.4g}", help="Live run: mean over the last logged steps.")
-    cols[-2].metric("sparsity", f"{last['sparsity'] * 100:.1f} %", help="Live run: fraction of encoder linear weights masked.")
+    final = (run.report().get("sparsity") or {}).get("pruned_sparsity") if state == "done" else None
+    cols[-2].metric("sparsity", f"{(final if final is not None else last['sparsity']) * 100:.1f} %",
+                    help="Live run: fraction of encoder linear weights masked (measured on the saved model once done).")
     if not evals.empty:
         m = T.main_metric
         cols[-1].metric(f"dev {m}", f"{evals.iloc[-1][m] * 100:.2f} %", help=f"Live run: measured at step {int(evals.iloc[-1]['step'])}.")
     c1, c2, c3 = st.columns(3)
-    fig = go.Figure([go.Scatter(x=train["step"], y=train[t], name=t, mode="lines") for t in terms])
+    mode = "lines+markers" if len(train) < 30 else "lines"
+    fig = go.Figure([go.Scatter(x=train["step"], y=train[t], name=t, mode=mode) for t in terms])
     fig.update_layout(title="Loss terms (live run)", xaxis_title="step", yaxis_title="loss (log scale)",
                       yaxis_type="log", height=320, margin={"t": 40})
     c1.plotly_chart(fig, width="stretch", key=f"loss-{run.id}")
     target = rec.get("sparsity") or 0
     curve, _ = schedule_frame(target, int(total), rec.get("pruning_events", 100))
     fig = go.Figure([go.Scatter(x=curve["step"], y=curve["sparsity"] * 100, name="cubic schedule", line={"dash": "dot"}),
-                     go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="masks (live)", mode="lines")])
+                     go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="masks (live)", mode=mode)])
     fig.update_layout(title="Sparsity against its schedule", xaxis_title="step", yaxis_title="sparsity (%)", height=320,
                       margin={"t": 40})
     c2.plotly_chart(fig, width="stretch", key=f"sp-{run.id}")
