@@ -135,8 +135,9 @@ st.dataframe(sz, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.2f") for c in sz.columns[1:]})
 st.caption(":material/warning: Unstructured zeros alone make dense PyTorch neither faster nor its safetensors file "
            "smaller: the zeros are stored and multiplied like any other number. The sparse export (a bitmask plus "
-           "the non-zero values, `kasp export`) and compression are what shrink the file; the bound is log2 C(n, nnz) "
-           "bits for the positions plus 32 bits per value.")
+           "the non-zero values, `kasp export`) and compression are what shrink the file. The information bound is "
+           "log2 C(n, nnz) bits for the positions plus 32 bits per value of each pruned matrix; the other tensors are "
+           "counted raw, so for the whole model zstd (which compresses them too) can land below it.")
 
 if info.get("recipe"):
     with st.expander("KASP recipe of this checkpoint", expanded=False):
