@@ -11,7 +11,7 @@ import streamlit as st
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 st.set_page_config(page_title="KASP: knowledge-aware sparse pruning", page_icon=":material/content_cut:", layout="wide")
 
-from kasp.data import TASKS, shipped_splits  # noqa: E402
+from kasp.data import shipped_splits  # noqa: E402
 from kasp.runs import runs_dir  # noqa: E402
 
 TASK_LABELS = {"sst2": "SST-2 (sentiment)", "cola": "CoLA (grammaticality)", "mrpc": "MRPC (paraphrase)",

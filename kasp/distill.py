@@ -19,8 +19,6 @@ the student matches teacher layer i*k + k - 1; hidden state i matches teacher hi
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -85,16 +83,6 @@ class ScoreCapture:
         for h in self._handles:
             h.remove()
         self._handles = []
-
-
-@contextmanager
-def capture_scores(model: nn.Module) -> Iterator[ScoreCapture]:
-    """Context manager around :class:`ScoreCapture` that always removes its hooks."""
-    cap = ScoreCapture(model)
-    try:
-        yield cap
-    finally:
-        cap.remove()
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> tuple[list[int], list[int]]:

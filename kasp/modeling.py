@@ -12,7 +12,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from kasp.errors import KaspError
@@ -123,7 +122,7 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
     import transformers
     from transformers import AutoModelForSequenceClassification
 
-    cfg = load_config(name)
+    load_config(name)  # refuses unsupported architectures and pickle-only directories before any load
     kwargs = {"use_safetensors": True, "trust_remote_code": False}
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
@@ -152,7 +151,6 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
         what = f"{len(bad)} tensor(s) with the wrong shape (e.g. {bad[0]})" if bad else \
             f"{len(missing)} encoder tensor(s) missing (e.g. {missing[0]})"
         raise KaspError(f"{name}: weights and config.json disagree: {what}. The checkpoint was not loaded.")
-    del cfg
     return model
 
 
@@ -211,10 +209,3 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
         else:
             counts["other"] += p.numel()
     return counts
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Logits [B, num_labels] for a padded batch (labels ignored)."""
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    return model(**inputs).logits

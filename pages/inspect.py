@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from kasp.checkpoint import inspect_checkpoint, load_state, size_report, sparsity_grid, structured_zeros
-from kasp.data import TASKS, shipped_splits
+from kasp.data import shipped_splits
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_checkpoint
 from kasp.modeling import default_model_path
@@ -152,7 +152,7 @@ else:
     task = st.selectbox("Task", tasks, index=tasks.index(st.session_state.get("task", "sst2")) if st.session_state.get("task", "sst2") in tasks else 0,
                         help="The GLUE task whose dev set (or your TSV in its column layout) is scored.")
     tsv = st.file_uploader("Your own labelled TSV (optional)", type=["tsv", "txt"],
-                           help=f"Tab-separated, in the task's GLUE layout, e.g. SST-2: a header 'sentence<TAB>label'.")
+                           help="Tab-separated, in the task's GLUE layout, e.g. SST-2: a header 'sentence<TAB>label'.")
     n = st.number_input("Examples (0 = all)", 0, 100_000, 0, 100, help="Score only the first N examples.")
     if st.button("Evaluate", type="primary", help="Run the model on the examples (seconds on CPU)."):
         try:

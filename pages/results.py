@@ -14,7 +14,7 @@ from kasp.checkpoint import sparsity_grid
 from kasp.data import get_task
 from kasp.errors import KaspError
 from kasp.runs import RunDir, runs_dir
-from kasp.views import load_precomputed, precomputed_frame, progress_frames, runs_frame
+from kasp.views import load_precomputed, precomputed_frame, runs_frame
 
 task = st.session_state.get("task", "sst2")
 T = get_task(task)

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from kasp.distill import ScoreCapture, attention_loss, hidden_loss, layer_map, prediction_loss, task_loss
 

@@ -44,7 +44,7 @@ def test_teacher_run_directory_is_complete(tiny_store):
 def test_kasp_prune_reaches_exact_target_and_reloads(kasp_run, tiny_pretrained):
     from transformers import AutoModelForSequenceClassification
 
-    from kasp.data import collate, encode, load_split
+    from kasp.data import encode, load_split
     from kasp.modeling import load_tokenizer, prunable_linears
 
     rep = kasp_run.report()

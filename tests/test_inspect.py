@@ -11,7 +11,6 @@ import stat
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import zstandard
