@@ -1,6 +1,6 @@
 """KASP benchmarks: speed, memory and size of the engine next to what users would pick instead.
 
-Run from the repository root (about 10-12 minutes on 2 cores):
+Run from the repository root (about 7 minutes on 2 cores):
 
     .venv/bin/python bench/run.py            # writes bench/results.json and bench/results.md
     .venv/bin/python bench/run.py --quick    # one repeat, fewer steps (a smoke test)
