@@ -274,15 +274,12 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from kasp.runs import list_runs
+    from kasp.views import runs_frame
 
-    rows = []
-    for r in list_runs(args.runs_dir):
-        rec, rep = r.recipe(), r.report()
-        m = rep.get("metrics", {})
-        rows.append({"id": r.id, "state": r.state(), "task": rec.get("task"), "method": rec.get("method"),
-                     "sparsity": rec.get("sparsity"), "metric": m.get(rep.get("main_metric", ""), None),
-                     "wall_min": round(rep["wall_seconds"] / 60, 1) if "wall_seconds" in rep else None})
+    df = runs_frame(args.runs_dir)
+    rows = [{k: (None if v != v else v) for k, v in r.items()} for r in  # NaN -> None
+            df[["id", "state", "task", "method", "target_sparsity", "measured_sparsity", "metric", "metric_name",
+                "wall_min", "error"]].to_dict("records")]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -290,8 +287,9 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             metric = "" if row["metric"] is None else f"{row['metric'] * 100:.2f}"
+            wall = "" if row["wall_min"] is None else f"{row['wall_min']:.1f}"
             print(f"{row['id']:<40} {row['state']:<10} {row['task'] or '':<6} {row['method'] or '':<10} "
-                  f"{row['sparsity'] or 0:>5} {metric:>7} {row['wall_min'] or '':>6}")
+                  f"{row['target_sparsity'] or 0:>5} {metric:>7} {wall:>6}")
     return 0
 
 

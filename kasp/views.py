@@ -110,15 +110,15 @@ def curve_frame(task: str, store: str | Path | None = None) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).dropna(subset=["metric"])
 
 
-def progress_frames(run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train records, eval records) of a run's progress log as DataFrames (empty when none yet).
+def progress_frames(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train records, eval records) of a progress log (``RunDir.progress()`` or a precomputed run's
+    ``progress``) as DataFrames, empty when there are none yet.
 
     The eval frame has one column per metric (e.g. ``accuracy``) and ``step``, ``sparsity``.
     """
-    recs = run.progress()
-    train = pd.DataFrame([r for r in recs if r.get("type") == "train"])
+    train = pd.DataFrame([r for r in records if r.get("type") == "train"])
     evals = pd.DataFrame([{"step": r["step"], "sparsity": r.get("sparsity"), **r["metrics"]}
-                          for r in recs if r.get("type") == "eval"])
+                          for r in records if r.get("type") == "eval"])
     return train, evals
 
 

@@ -9,10 +9,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from kasp.checkpoint import inspect_checkpoint, load_state, size_report, sparsity_grid, structured_zeros
+from kasp.checkpoint import inspect_checkpoint, load_state, size_report, structured_zeros
 from kasp.data import shipped_splits
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_checkpoint
+from kasp.figures import sparsity_heatmap
 from kasp.modeling import default_model_path
 from kasp.runs import iter_done, runs_dir
 from kasp.safety import extract_checkpoint_zip, save_file_pair
@@ -103,13 +104,7 @@ c[0].metric("Encoder linear weights", f"{info['pruned_sparsity'] * 100:.2f} % ze
             help="Q, K, V, attention-output, FFN-in, FFN-out weights: the set the paper's sparsity refers to.")
 c[1].metric("All parameters", f"{info['overall_sparsity'] * 100:.2f} % zeros",
             help="Embeddings and the rest stay dense, so this is lower.")
-layers, kinds, grid = sparsity_grid(info["per_matrix"])
-fig = go.Figure(go.Heatmap(z=[[v * 100 for v in r] for r in grid], x=kinds, y=[f"layer {i}" for i in layers],
-                           zmin=0, zmax=100, colorscale="Blues", colorbar={"title": "% zeros"},
-                           text=[[f"{v * 100:.1f}" for v in r] for r in grid], texttemplate="%{text}"))
-fig.update_layout(title="Per-matrix sparsity (% of weights that are zero)", xaxis_title="matrix",
-                  yaxis_title="encoder layer", yaxis_autorange="reversed", height=340)
-st.plotly_chart(fig, width="stretch")
+st.plotly_chart(sparsity_heatmap(info["per_matrix"], height=340), width="stretch")
 
 heads = sum(len(h) for h in struct["heads"].values())
 neurons = sum(struct["ffn_neurons"].values())

@@ -108,7 +108,7 @@ def _panel(run: RunDir) -> None:
     if state == "failed":
         st.error(f"The run failed: {status.get('error') or 'see the log below'}")
         st.code(jobs.log_tail(run) or "(no output)")
-    train, evals = progress_frames(run)
+    train, evals = progress_frames(run.progress())
     if train.empty:
         st.caption("Waiting for the first progress record (loading the model and data takes ~15 s)…")
         return

@@ -10,11 +10,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from kasp import jobs
-from kasp.checkpoint import sparsity_grid
 from kasp.data import get_task
 from kasp.errors import KaspError
 from kasp.runs import RunDir, runs_dir
-from kasp.views import load_precomputed, precomputed_frame, runs_frame
+from kasp.figures import sparsity_heatmap
+from kasp.views import load_precomputed, precomputed_frame, progress_frames, runs_frame
 
 task = st.session_state.get("task", "sst2")
 T = get_task(task)
@@ -87,13 +87,7 @@ else:
             st.code(jobs.log_tail(run) or "(no output)")
 
 if report.get("per_matrix_sparsity"):
-    layers, kinds, grid = sparsity_grid(report["per_matrix_sparsity"])
-    fig = go.Figure(go.Heatmap(z=[[v * 100 for v in r] for r in grid], x=kinds, y=[f"layer {i}" for i in layers],
-                               colorscale="Blues", zmin=0, zmax=100, colorbar={"title": "% zeros"},
-                               text=[[f"{v * 100:.1f}" for v in r] for r in grid], texttemplate="%{text}"))
-    fig.update_layout(title="Per-matrix sparsity (% of weights that are zero)", xaxis_title="matrix",
-                      yaxis_title="encoder layer", yaxis_autorange="reversed", height=360)
-    st.plotly_chart(fig, width="stretch", key="heatmap")
+    st.plotly_chart(sparsity_heatmap(report["per_matrix_sparsity"]), width="stretch", key="heatmap")
 if report.get("sparsity"):
     s = report["sparsity"]
     c1, c2, c3 = st.columns(3)
@@ -105,8 +99,7 @@ if report.get("sparsity"):
                "the zeros are stored and multiplied like any other number. Savings need a sparse format, "
                "structured removal or sparse hardware.")
 
-train = pd.DataFrame([r for r in progress if r.get("type") == "train"])
-evals = pd.DataFrame([{"step": r["step"], **r["metrics"]} for r in progress if r.get("type") == "eval"])
+train, evals = progress_frames(progress)
 if not train.empty:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="sparsity (%)", mode="lines"))
