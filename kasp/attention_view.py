@@ -16,9 +16,10 @@ from typing import Sequence
 
 import torch
 
-VENDOR = Path(__file__).resolve().parent.parent / "assets" / "vendor"
-D3 = VENDOR / "d3-5.7.0.min.js"
-JQUERY = VENDOR / "jquery-3.7.1.min.js"
+from kasp.resources import vendor_js
+
+D3 = vendor_js("d3-5.7.0.min.js")
+JQUERY = vendor_js("jquery-3.7.1.min.js")
 
 
 def _js(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""The ``kasp`` command: finetune, prune, evaluate, inspect, runs.
+"""The ``kasp`` command: finetune, prune, evaluate, inspect, attention, export, runs, app.
 
 Flags of ``finetune`` and ``prune`` are generated from :class:`kasp.config.RunConfig` fields and
 their help text; a flag left unset takes the recipe default of :func:`kasp.config.default_recipe`.
@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("checkpoint", help="checkpoint directory or KASP run directory")
     exp.add_argument("out", help="new output directory")
     exp.add_argument("--format", choices=["sparse"], default="sparse", help="export format (see kasp/export.py)")
+    sub.add_parser("app", help="start the Streamlit app shipped with the package (any further options, such as "
+                   "--server.port 8502, go to `streamlit run`)")
     ls = sub.add_parser("runs", help="list the runs in the store")
     ls.add_argument("--runs-dir", default=None, help="the run store (default: $KASP_RUNS_DIR or ./runs)")
     ls.add_argument("--json", action="store_true", help="print JSON")
@@ -152,12 +154,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _load_recipe(name: str) -> dict[str, Any]:
     """A recipe file's fields (keys starting with "_" are comments)."""
+    from kasp.resources import recipe_names, recipe_path
+
     p = Path(name)
     if not p.is_file():
-        p = Path(__file__).resolve().parent / "recipes" / f"{name}.json"
-    if not p.is_file():
-        shipped = sorted(q.stem for q in (Path(__file__).resolve().parent / "recipes").glob("*.json"))
-        raise KaspError(f"recipe {name!r} not found: give a JSON file or one of {', '.join(shipped)}")
+        p = recipe_path(name)
+    if p is None:
+        raise KaspError(f"recipe {name!r} not found: give a JSON file or one of {', '.join(recipe_names())}")
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -293,8 +296,33 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_app(args: argparse.Namespace) -> int:
+    """Run ``streamlit run`` on the app installed with the package (the repository's app.py and pages/).
+
+    The run store stays ``$KASP_RUNS_DIR`` or ./runs of the current directory; the app's
+    .streamlit/config.toml is shipped beside app.py, where Streamlit reads it.
+    """
+    import subprocess
+
+    from kasp.resources import app_script
+
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_script()), *args.streamlit_args]
+    print("kasp: " + " ".join(cmd[1:]), file=sys.stderr)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "app":
+        args.streamlit_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         import transformers
@@ -302,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         transformers.logging.set_verbosity_error()
         handler = {"finetune": _cmd_train, "prune": _cmd_train, "evaluate": _cmd_evaluate,
                    "inspect": _cmd_inspect, "runs": _cmd_runs, "export": _cmd_export,
-                   "attention": _cmd_attention}[args.command]
+                   "attention": _cmd_attention, "app": _cmd_app}[args.command]
         return handler(args)
     except KaspError as e:
         print(f"kasp: error: {e}", file=sys.stderr)

@@ -18,8 +18,10 @@ import pandas as pd
 import torch
 
 from kasp.errors import KaspError
+from kasp.resources import glue_dir
 
-DATA_DIR = Path(os.environ.get("KASP_DATA_DIR", Path(__file__).resolve().parent.parent / "data" / "glue"))
+#: the shipped GLUE folder (repository data/glue, package kasp.glue); $KASP_DATA_DIR overrides it
+DATA_DIR = glue_dir()
 
 
 @dataclass(frozen=True)

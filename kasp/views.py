@@ -16,11 +16,11 @@ import pandas as pd
 
 from kasp.data import get_task
 from kasp.metrics import METRIC_NAMES
+from kasp.resources import precomputed_path
 from kasp.runs import RunDir, atomic_write_json, list_runs
 from kasp.schedule import cubic_sparsity, pruning_interval
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-PRECOMPUTED = ASSETS / "precomputed" / "runs.json"
+PRECOMPUTED = precomputed_path("runs.json")
 
 PAPER = "Xu et al., NAACL 2021, table 1 (BERT-base, GLUE dev)"
 #: method.md section 6: GLUE dev, BERT-base; sparsity = fraction of encoder linear weights removed.

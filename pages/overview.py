@@ -1,16 +1,14 @@
 """Overview: what KASP does, the cubic schedule, and accuracy against sparsity for the chosen task."""
 
-from pathlib import Path
-
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from kasp.data import get_task
 from kasp.metrics import METRIC_NAMES
+from kasp.resources import asset
 from kasp.views import PAPER, curve_frame, schedule_frame
 
-ROOT = Path(__file__).resolve().parent.parent
 task = st.session_state.get("task", "sst2")
 
 st.title("Knowledge-aware sparse pruning")
@@ -28,7 +26,7 @@ NAACL 2021) changes who is pruned and what it learns from:
   attention scores, hidden states and soft logits, in one stage.
 """
 )
-st.image(str(ROOT / "assets" / "kasp_diagram.svg"), caption="KASP in one picture: distil while pruning.")
+st.image(str(asset("kasp_diagram.svg")), caption="KASP in one picture: distil while pruning.")
 
 st.header("The cubic sparsity schedule")
 c1, c2, c3 = st.columns(3)
