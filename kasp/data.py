@@ -12,13 +12,16 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import pandas as pd
 import torch
 
 from kasp.errors import KaspError
 from kasp.resources import glue_dir
+
+if TYPE_CHECKING:
+    from kasp.config import RunConfig
 
 #: the shipped GLUE folder (repository data/glue, package kasp.glue); $KASP_DATA_DIR overrides it
 DATA_DIR = glue_dir()
@@ -230,6 +233,25 @@ def encode(df: pd.DataFrame, tokenizer, max_seq_length: int) -> Encoded:
                     return_token_type_ids=True, return_attention_mask=False)
     labels = torch.tensor(df["label"].to_numpy())
     return Encoded(enc["input_ids"], enc["token_type_ids"], labels)
+
+
+def load_task_data(cfg: RunConfig, tokenizer) -> tuple[Encoded, Encoded]:
+    """Tokenised train and dev splits of ``cfg.task`` for a run.
+
+    Applies ``cfg.max_train_samples`` (a seeded random subset, ``random_state=cfg.seed``),
+    ``cfg.max_eval_samples`` (the first N dev examples) and ``cfg.max_seq_length`` (truncation).
+
+    Raises:
+        KaspError: unknown task, or a split that is neither shipped nor loadable from the Hub.
+    """
+    task = get_task(cfg.task)
+    train_df = load_split(task, "train")
+    dev_df = load_split(task, "dev")
+    if cfg.max_train_samples:
+        train_df = train_df.sample(frac=1.0, random_state=cfg.seed).head(cfg.max_train_samples)
+    if cfg.max_eval_samples:
+        dev_df = dev_df.head(cfg.max_eval_samples)
+    return encode(train_df, tokenizer, cfg.max_seq_length), encode(dev_df, tokenizer, cfg.max_seq_length)
 
 
 def collate(data: Encoded, indices: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:

@@ -32,7 +32,7 @@ from torch import nn
 
 import kasp
 from kasp.config import RunConfig
-from kasp.data import DATA_DIR, Encoded, LengthBucketSampler, collate, encode, get_task, load_split
+from kasp.data import DATA_DIR, LengthBucketSampler, collate, get_task, load_task_data
 from kasp.distill import KaspLoss
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_sharded
@@ -142,18 +142,6 @@ class _IndexDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> int:
         return i
-
-
-def load_task_data(cfg: RunConfig, tokenizer) -> tuple[Encoded, Encoded]:
-    """Tokenised train and dev splits, with ``max_train_samples`` / ``max_eval_samples`` applied."""
-    task = get_task(cfg.task)
-    train_df = load_split(task, "train")
-    dev_df = load_split(task, "dev")
-    if cfg.max_train_samples:
-        train_df = train_df.sample(frac=1.0, random_state=cfg.seed).head(cfg.max_train_samples)
-    if cfg.max_eval_samples:
-        dev_df = dev_df.head(cfg.max_eval_samples)
-    return encode(train_df, tokenizer, cfg.max_seq_length), encode(dev_df, tokenizer, cfg.max_seq_length)
 
 
 def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callback] = (),

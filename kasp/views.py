@@ -17,8 +17,8 @@ import pandas as pd
 from kasp.data import get_task
 from kasp.metrics import METRIC_NAMES
 from kasp.resources import precomputed_path
-from kasp.runs import RunDir, atomic_write_json, list_runs
-from kasp.schedule import cubic_sparsity, pruning_interval
+from kasp.runs import RunDir, list_runs
+from kasp.schedule import cubic_sparsity, pruning_steps
 
 PRECOMPUTED = precomputed_path("runs.json")
 
@@ -125,6 +125,8 @@ def progress_frames(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.Dat
 def schedule_frame(target: float, total_steps: int, events: int = 100) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The cubic schedule at every step and at the mask-update steps (Zhu & Gupta 2017, eq. 1).
 
+    The update steps are :func:`kasp.schedule.pruning_steps`, the ones the training loop uses.
+
     Returns:
         (curve with columns step, sparsity; update points with columns step, sparsity).
     """
@@ -133,8 +135,7 @@ def schedule_frame(target: float, total_steps: int, events: int = 100) -> tuple[
     if steps[-1] != total_steps:
         steps.append(total_steps)
     curve = pd.DataFrame({"step": steps, "sparsity": [cubic_sparsity(t, total_steps, target) for t in steps]})
-    k = pruning_interval(total_steps, events)
-    upd = list(range(k, total_steps, k)) + [total_steps]
+    upd = pruning_steps(total_steps, events)
     points = pd.DataFrame({"step": upd, "sparsity": [cubic_sparsity(t, total_steps, target) for t in upd]})
     return curve, points
 
@@ -161,33 +162,6 @@ def estimate_seconds(method: str, steps: int, batch_size: int = 32, evals: int =
     else:
         per_step = _DEFAULT_STEP_SECONDS.get(method, 0.44)
     return 20 + steps * per_step * batch_size / 32 + evals * dev_examples / 112, source
-
-
-def export_precomputed(run_dirs: list[str | Path], path: Path = PRECOMPUTED) -> list[dict[str, Any]]:
-    """Write the summary of finished runs (recipe, result, progress, per-matrix sparsity) as shipped demo data."""
-    out = []
-    for d in run_dirs:
-        run = RunDir(Path(d))
-        rep, rec = run.report(), run.recipe()
-        if run.state() != "done" or not rep:
-            raise ValueError(f"{d} is not a finished run")
-        main = rep["main_metric"]
-        out.append({
-            "id": f"precomputed/{run.id}", "task": rep["task"], "method": rep["method"], "target_sparsity": rep["target_sparsity"],
-            "measured_sparsity": rep["sparsity"]["pruned_sparsity"], "overall_sparsity": rep["sparsity"]["overall_sparsity"],
-            "metric": rep["metrics"][main], "metric_name": METRIC_NAMES[main], "metrics": rep["metrics"],
-            "wall_seconds": rep["wall_seconds"], "steps": rep["steps"], "recipe": rec,
-            "command": " ".join(["kasp"] + run.config().get("provenance", {}).get("command", [])[1:]),
-            "per_matrix_sparsity": rep["per_matrix_sparsity"], "progress": run.progress(),
-            "retention": {k: v for k, v in (json.loads((run.path / "retention.json").read_text())
-                                            if (run.path / "retention.json").is_file() else {}).items()
-                          if k in ("mean_similarity", "mean_cka", "mean_score_mse", "agreement", "kl", "samples",
-                                   "similarity", "cka")} or None,
-            "machine": "2-core CPU, 24 GiB (the project's reference machine)",
-        })
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, out)
-    return out
 
 
 def precomputed_retention(task: str, path: Path = PRECOMPUTED) -> pd.DataFrame:

@@ -79,7 +79,7 @@ def test_trainer_route_gives_cli_masks(tmp_path, tiny_store, no_dropout_student)
     from kasp.cli import main
     from kasp.hf_trainer import EncodedDataset, KaspPruningCallback, KaspTrainer
     from kasp.modeling import load_classifier, load_tokenizer
-    from kasp.train import load_task_data
+    from kasp.data import load_task_data
 
     store = tmp_path / "store"
     shutil.copytree(tiny_store / "teacher", store / "teacher")

@@ -36,3 +36,12 @@ def test_about_100_pruning_events():
     assert steps[0] == 20 and steps[-1] == 2000 and len(steps) == 100
     assert pruning_interval(50, 100) == 1
     assert pruning_steps(7, 100) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_schedule_frame_marks_the_loops_mask_updates():
+    from kasp.views import schedule_frame
+
+    curve, points = schedule_frame(0.9, 2000, 100)
+    assert points["step"].tolist() == pruning_steps(2000, 100)
+    assert points["sparsity"].tolist() == [cubic_sparsity(t, 2000, 0.9) for t in pruning_steps(2000, 100)]
+    assert curve["step"].iloc[-1] == 2000 and curve["sparsity"].iloc[-1] == 0.9

@@ -60,9 +60,13 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path, tiny_store):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "KASP_"))}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
 
-    # 1. build the wheel from the checkout (no build isolation: offline, with this environment's setuptools)
+    # 1. build the wheel from a copy of the checkout (setuptools writes build/ into the source tree;
+    # no build isolation: offline, with this environment's setuptools)
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "build", "dist", "*.egg-info",
+                                                            "__pycache__", ".pytest_cache", "_screenshots", "_work"))
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(src)],
          cwd=tmp_path, env=env)
     (wheel,) = dist.glob("kasp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
