@@ -49,6 +49,9 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--out", default=None, help="run directory (default: <runs-dir>/<time>-<task>-<method>)")
     p.add_argument("--runs-dir", default=None, help="the run store (default: $KASP_RUNS_DIR or ./runs)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.add_argument("--report-to", nargs="+", default=None, metavar="TRACKER",
+                   help="also log to these experiment trackers through Accelerate (tensorboard, wandb, mlflow, ...; "
+                        "all = every installed one; none = only the run store); TensorBoard writes <run dir>/tensorboard")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +133,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise KaspError(f"invalid recipe: {e}") from None
     if args.command == "prune" and cfg.sparsity == 0:
         raise KaspError("--sparsity is required for prune (for example --sparsity 0.9 for 90 % zeros)")
+    from kasp.tracking import resolve_report_to
+
+    report_to = resolve_report_to(args.report_to)  # checked before the run directory exists
     store = Path(args.runs_dir) if args.runs_dir else runs_dir()
     out = Path(args.out) if args.out else store / new_run_id(cfg.task, cfg.method, cfg.sparsity)
     if args.runs_dir:
@@ -138,15 +144,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run = RunDir.create(out) if int(os.environ.get("RANK", "0")) == 0 else None
     stop = _StopFlag()
     stop.install()
+    callbacks = []
+    if run and report_to:
+        from kasp.tracking import TrackerCallback
+
+        callbacks.append(TrackerCallback(report_to, out, cfg.to_dict()))
     print(f"kasp: run directory {out}", file=sys.stderr)
     try:
-        result = train(cfg, run, should_stop=stop, store=store, progress_bar=not args.no_progress)
+        result = train(cfg, run, callbacks=callbacks, should_stop=stop, store=store, progress_bar=not args.no_progress)
     except Cancelled as e:
         print(f"kasp: {e}; status 'cancelled' written to {out}/status.json", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print(f"kasp: interrupted; status 'cancelled' written to {out}/status.json", file=sys.stderr)
         return 130
+    finally:
+        for cb in callbacks:
+            cb.close()
     r = result.report
     print(_summary_line(r, out))
     return 0
