@@ -122,13 +122,13 @@ class RunConfig:
 
 
 # Tasks whose CPU recipe is bounded by steps rather than epochs (SST-2: 67k examples, 2,100 steps
-# per epoch). Figures from method.md section 7 measured on a 2-core machine.
+# per epoch). Figures from docs/method.md §7 measured on a 2-core machine.
 _STEP_BUDGETS = {("finetune", "sst2"): 1400, ("prune", "sst2"): 2000}
 _PAIR_TASKS = {"mrpc", "stsb", "qnli", "rte", "wnli", "mnli", "qqp"}
 
 
 def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
-    """The defaults for a kind of run, a method and a task: CPU-sized, from method.md section 7.
+    """The defaults for a kind of run, a method and a task: CPU-sized, from docs/method.md §7.
 
     - finetune: lr 1e-4, 6 % linear warm-up then linear decay, no distillation, task loss only.
     - prune --method kasp: student = the pre-trained model, all three distillation terms at weight

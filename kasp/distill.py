@@ -2,7 +2,7 @@
 
 Paper: Xu, Yen, Zhao, Xiao, "Rethinking Network Pruning - under the Pre-train and Fine-tune
 Paradigm", NAACL-HLT 2021 (SparseBERT), which sums TinyBERT's task-distillation terms (Jiao et al.,
-"TinyBERT", Findings of EMNLP 2020, eqs. 7-10) in one stage while pruning. See method.md section 2:
+"TinyBERT", Findings of EMNLP 2020, eqs. 7-10) in one stage while pruning. See docs/method.md §2:
 
 - attention: MSE of the pre-softmax scores QK^T / sqrt(d_h) (+ additive mask) per layer, with the
   entries at masked (padded) key positions set to 0 in both models, mean over [B, heads, T, T],
@@ -143,7 +143,7 @@ class KaspLoss:
 
         total = a * attention + h * hidden + p * prediction + c * task
 
-    with the terms above (method.md section 2). Terms with weight 0 are not computed; without a
+    with the terms above (docs/method.md §2). Terms with weight 0 are not computed; without a
     teacher only the task term exists. Hooks for the attention term are installed on ``student``
     and ``teacher`` (the unwrapped modules) until :meth:`remove`.
     """

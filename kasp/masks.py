@@ -1,6 +1,6 @@
 """Unstructured magnitude masks: compute, apply, measure.
 
-Criterion (method.md section 4, Zhu & Gupta 2017): keep the largest |w| of each matrix (scope
+Criterion (docs/method.md §4, Zhu & Gupta 2017): keep the largest |w| of each matrix (scope
 "layer", the paper's default) or of all pruned matrices together (scope "global"), ranking w * mask
 so that a pruned weight never comes back. The number of zeros is exactly round(s * n).
 

@@ -19,7 +19,7 @@ from kasp.errors import KaspError
 #: model types whose encoder layers have BERT's module layout (attention.self.query, ...).
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
 
-#: the six encoder Linear layers pruned in every layer (method.md section 3), short name -> path.
+#: the six encoder Linear layers pruned in every layer (docs/method.md §3), short name -> path.
 MATRIX_KINDS: dict[str, str] = {
     "Q": "attention.self.query",
     "K": "attention.self.key",

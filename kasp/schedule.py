@@ -5,7 +5,7 @@ Zhu & Gupta, "To prune, or not to prune" (arXiv 1710.01878), eq. 1:
     s_t = s_f + (s_i - s_f) * (1 - t / T) ** 3,   t clamped to [0, T]
 
 KASP uses s_i = 0 and lets the schedule span the whole run (T = total optimizer steps), with about
-100 mask updates (method.md section 4).
+100 mask updates (docs/method.md §4).
 """
 
 from __future__ import annotations

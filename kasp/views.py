@@ -23,7 +23,7 @@ from kasp.schedule import cubic_sparsity, pruning_steps
 PRECOMPUTED = precomputed_path("runs.json")
 
 PAPER = "Xu et al., NAACL 2021, table 1 (BERT-base, GLUE dev)"
-#: method.md section 6: GLUE dev, BERT-base; sparsity = fraction of encoder linear weights removed.
+#: docs/method.md §6: GLUE dev, BERT-base; sparsity = fraction of encoder linear weights removed.
 PUBLISHED = [
     # task, method, sparsity, metric value (fraction)
     ("qnli", "dense (BERT-base)", 0.0, 0.918), ("mrpc", "dense (BERT-base)", 0.0, 0.886),
@@ -140,7 +140,7 @@ def schedule_frame(target: float, total_steps: int, events: int = 100) -> tuple[
     return curve, points
 
 
-# seconds per optimizer step of MiniLM-L6 at batch 32, length-bucketed, 2 threads (platform notes)
+# seconds per optimizer step of MiniLM-L6 at batch 32, length-bucketed, 2 threads (docs/cpu.md)
 _DEFAULT_STEP_SECONDS = {"finetune": 0.33, "magnitude": 0.33, "kasp": 0.44}
 
 
@@ -149,10 +149,10 @@ def estimate_seconds(method: str, steps: int, batch_size: int = 32, evals: int =
     """Estimated wall time of a run on this machine and where the estimate comes from.
 
     Uses the median seconds per step of finished runs of the same method in the store (scaled
-    by batch size), else the platform notes' measurement for MiniLM-L6 on 2 cores; adds 20 s
+    by batch size), else the step time measured for MiniLM-L6 on 2 cores (docs/cpu.md); adds 20 s
     start-up and evaluation at about 112 sentences per second.
     """
-    per_step, source = None, "platform notes: MiniLM-L6, batch 32, 2 cores"
+    per_step, source = None, "docs/cpu.md: MiniLM-L6, batch 32, 2 CPU cores"
     done = [(r.report(), r.recipe()) for r in list_runs(store) if r.state() == "done" and r.recipe().get("method") == method and r.recipe().get("model") == model]
     rates = [rep["train_seconds"] / rep["steps"] * 32 / rec.get("batch_size", 32)  # seconds per step at batch 32
              for rep, rec in done if rep.get("train_seconds") and rep.get("steps")]

@@ -63,7 +63,7 @@ def test_two_processes_match_one(tmp_path, tiny_store, no_dropout_student):
     assert one.report()["sparsity"]["pruned_zeros"] == two.report()["sparsity"]["pruned_zeros"]
     # The same batches, split in halves across the processes (DDP averages the gradients). Each half is
     # padded to its own longest row, and the attention and hidden MSEs are means over all positions
-    # (method.md), so a half's loss differs slightly from its share of the whole batch: tolerance 1e-3.
+    # (docs/method.md §2), so a half's loss differs slightly from its share of the whole batch: tolerance 1e-3.
     # That and float summation order move a few weights across the magnitude threshold.
     assert max(rel) < 1e-3
     assert agree > 0.99, f"masks agree on {agree:.5f} of the weights"
