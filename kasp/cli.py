@@ -311,23 +311,20 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
-    """Run ``streamlit run`` on the app installed with the package (the repository's app.py and pages/).
+    """Replace this process by ``streamlit run`` on the app installed with the package (app.py, pages/).
 
     The run store stays ``$KASP_RUNS_DIR`` or ./runs of the current directory; the app's
     .streamlit/config.toml is shipped beside app.py, where Streamlit reads it.
     """
-    import subprocess
-
     from kasp.resources import app_script
 
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_script()), *args.streamlit_args]
-    print("kasp: " + " ".join(cmd[1:]), file=sys.stderr)
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 130
+    print("kasp: python " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os.execve(sys.executable, cmd, env)  # streamlit replaces this process: Ctrl-C and SIGTERM reach it
+    return 0  # not reached
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The wheel carries everything KASP needs: built here, installed into a fresh virtual environment
-outside the repository, where `kasp evaluate` runs on the shipped GLUE data and every page of the
-shipped app opens with AppTest.
+outside the repository, where `kasp evaluate` runs on the shipped GLUE data, every page of the
+shipped app opens with AppTest and `kasp app` serves the app.
 
 The fresh environment gets KASP only from the wheel (installed with --no-deps --no-index); its
 third-party dependencies (torch, transformers, streamlit, ...) are made visible through a .pth line
@@ -15,9 +15,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
+import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -112,3 +115,30 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path, tiny_store):
     for page, r in info["pages"].items():
         assert r["exceptions"] == [], (page, r["exceptions"])
         assert r["elements"] > 0, page
+
+    # 5. `kasp app` serves the installed app
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(venv / "bin" / "kasp"), "app", "--server.headless", "true", "--server.port", str(port),
+                             "--server.address", "127.0.0.1"], cwd=work, env=env_app,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        health = None
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    health = r.read().decode()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(1)
+        assert health == "ok", proc.stdout.read() if proc.poll() is not None else "no answer"
+    finally:
+        proc.terminate()  # `kasp app` exec'd streamlit: the signal reaches the server itself
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
