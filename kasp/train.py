@@ -194,6 +194,12 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             student = _check_labels(load_classifier(teacher_path), task, teacher_path)
         else:
             student = load_classifier(model_path, num_labels=task.num_labels)
+        small_dense = None
+        if cfg.method == "small-dense":  # a dense student as large as the pruned ones' non-zeros
+            from kasp.small_dense import shrink_to, size_for_sparsity
+
+            small_dense = size_for_sparsity(student.config, cfg.sparsity)
+            shrink_to(student, small_dense)
         if teacher is not None and teacher.config.hidden_size != student.config.hidden_size:
             raise KaspError(f"teacher width {teacher.config.hidden_size} differs from student width "
                             f"{student.config.hidden_size}; KASP needs equal widths (no projection)")
@@ -224,7 +230,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             teacher.to(accelerator.device).eval()
             for p in teacher.parameters():
                 p.requires_grad_(False)
-        pruner = MagnitudePruner(raw_student, cfg.sparsity, total, cfg.pruning_events, cfg.scope)
+        pruner = MagnitudePruner(raw_student, cfg.pruning_target(), total, cfg.pruning_events, cfg.scope)
         kasp_loss = KaspLoss(raw_student, teacher, attention_weight=cfg.attention_weight, hidden_weight=cfg.hidden_weight,
                              prediction_weight=cfg.prediction_weight, task_loss_weight=cfg.task_loss_weight,
                              temperature=cfg.temperature, regression=task.is_regression)
@@ -280,7 +286,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                         red = accelerator.reduce(torch.tensor(list(means.values()), device=accelerator.device), "mean")
                         means = dict(zip(means, red.tolist()))
                     rec = {"step": step, "total_steps": total, "epoch": epoch + 1, **means,
-                           "sparsity": pruner.current_sparsity, "scheduled_sparsity": pruner.scheduled(step) if cfg.sparsity else 0.0,
+                           "sparsity": pruner.current_sparsity, "scheduled_sparsity": pruner.scheduled(step) if cfg.pruning_target() else 0.0,
                            "lr": scheduler.get_last_lr()[0], "elapsed": time.time() - t0,
                            "examples_per_s": seen / max(time.time() - t_train, 1e-9)}
                     history.append(rec)
@@ -314,6 +320,8 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             "processes": accelerator.num_processes, "device": str(accelerator.device),
             "teacher": {"path": teacher_path, "metrics": teacher_report.get("metrics")} if teacher_path else None,
         }
+        if small_dense is not None:
+            report["small_dense"] = small_dense.to_dict()
         accelerator.wait_for_everyone()  # a collective: every process must reach it
         if run and main:
             run.save_checkpoint(raw_student, tokenizer)

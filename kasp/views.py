@@ -44,7 +44,9 @@ def _run_row(run: RunDir) -> dict[str, Any]:
     return {
         "id": run.id, "source": "live run", "state": run.state(), "task": task,
         "method": rec.get("method"), "target_sparsity": rec.get("sparsity"),
-        "measured_sparsity": (rep.get("sparsity") or {}).get("pruned_sparsity"),
+        # a small-dense run has no zeros: place it at the sparsity its size equals (kasp/small_dense.py)
+        "measured_sparsity": (rep.get("small_dense") or {}).get("equivalent_sparsity",
+                                                                 (rep.get("sparsity") or {}).get("pruned_sparsity")),
         "metric": m.get(main) if main else None, "metric_name": METRIC_NAMES.get(main, main),
         "wall_min": rep["wall_seconds"] / 60 if "wall_seconds" in rep else None,
         "steps": st.get("step"), "total_steps": st.get("total_steps") or rep.get("steps"),

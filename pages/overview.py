@@ -1,13 +1,14 @@
 """Overview: what KASP does, the cubic schedule, and accuracy against sparsity for the chosen task."""
 
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from kasp.data import get_task
 from kasp.metrics import METRIC_NAMES
+from kasp.figures import accuracy_sparsity_figure, curve_caption
 from kasp.resources import asset
-from kasp.views import PAPER, curve_frame, schedule_frame
+from kasp.sweep import curve_data
+from kasp.views import PAPER, schedule_frame
 
 task = st.session_state.get("task", "sst2")
 
@@ -47,18 +48,17 @@ st.caption(f"Computed from the formula. Half-way through the run the schedule is
            "student still has many steps to recover.")
 
 st.header(f"Accuracy against sparsity: {get_task(task).name.upper()}")
-df = curve_frame(task)
-if df.empty:
-    st.info(f"No results for {task} yet: no precomputed or published figures ship for this task. "
+points, teacher, published, error = curve_data(task)
+if error:
+    st.error(error)
+metric = METRIC_NAMES[get_task(task).main_metric]
+if points.empty and published.empty and teacher is None:
+    st.info(f"No results for {task} yet: no sweep, precomputed or published figures ship for this task. "
             "Launch runs on the Prune page and they appear here.")
 else:
-    metric = METRIC_NAMES[get_task(task).main_metric]
-    df = df.assign(sparsity_pct=df["sparsity"] * 100, metric_pct=df["metric"] * 100)
-    fig = px.scatter(df, x="sparsity_pct", y="metric_pct", color="method", symbol="source", hover_data=["label"],
-                     title=f"{task} dev {metric} against sparsity", labels={
-                         "sparsity_pct": "sparsity (% of encoder linear weights)", "metric_pct": f"dev {metric} (%)"})
-    fig.update_traces(marker={"size": 12})
-    st.plotly_chart(fig, width="stretch")
-    st.caption("Sources: **live run** = a run in this machine's store; **precomputed run** = a real run shipped in "
-               "assets/precomputed (recipe on the Results page); **published** = " + PAPER + ". "
-               "Published figures are for BERT-base, not the default MiniLM model.")
+    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task), width="stretch")
+    st.caption(curve_caption(points, metric))
+    st.caption("Sources: **precomputed sweep** = `kasp sweep` results shipped in assets/sweeps (mean over seeds, "
+               "bars span the seeds; recipe in the hover text); **live run** = a run in this machine's store; "
+               "**precomputed run** = a real run shipped in assets/precomputed (recipe on the Results page); "
+               "**published** = " + PAPER + ". Published figures are for BERT-base, not the default MiniLM model.")

@@ -5,7 +5,6 @@ import json
 import zipfile
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -13,7 +12,9 @@ from kasp import jobs
 from kasp.data import get_task
 from kasp.errors import KaspError
 from kasp.runs import RunDir, runs_dir
-from kasp.figures import sparsity_heatmap
+from kasp.figures import accuracy_sparsity_figure, curve_caption, sparsity_heatmap
+from kasp.metrics import METRIC_NAMES
+from kasp.sweep import curve_data
 from kasp.views import load_precomputed, precomputed_frame, progress_frames, runs_frame
 
 task = st.session_state.get("task", "sst2")
@@ -53,18 +54,16 @@ st.header(f"Dev {T.main_metric} against sparsity ({task})")
 if done.empty:
     st.info(f"No finished {task} run among the selected ones.")
 else:
-    pruned = done[done["method"] != "finetune"]
-    fig = px.scatter(pruned, x="measured sparsity (%)", y="dev metric (%)", color="method", symbol="source",
-                     hover_data=["id", "wall time (min)"], title=f"{task}: dev {T.main_metric} of pruned students",
-                     labels={"measured sparsity (%)": "sparsity (% of encoder linear weights)",
-                             "dev metric (%)": f"dev {T.main_metric} (%)"})
-    fig.update_traces(marker={"size": 12})
-    teachers = done[done["method"] == "finetune"]
-    for _, t in teachers.iterrows():
-        fig.add_hline(y=t["dev metric (%)"], line_dash="dash", line_color="gray",
-                      annotation_text=f"dense teacher {t['dev metric (%)']:.2f} ({t['source']})")
-    fig.update_xaxes(range=[0, 100])
-    st.plotly_chart(fig, width="stretch")
+    sel_runs = pd.DataFrame({"method": done["method"].replace({"finetune": "dense teacher"}),
+                             "sparsity": done["measured sparsity (%)"] / 100, "metric": done["dev metric (%)"] / 100,
+                             "source": done["source"], "label": done["id"]})
+    points, teacher, published, error = curve_data(task, runs=sel_runs)
+    if error:
+        st.error(error)
+    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, METRIC_NAMES[T.main_metric], task),
+                    width="stretch")
+    st.caption(curve_caption(points, METRIC_NAMES[T.main_metric]) + " Selected runs, the shipped sweep (mean over "
+               "seeds, bars span the seeds) and the paper's BERT-base figures.")
 
 # --- one run in detail ------------------------------------------------------------------------
 st.header("One run")

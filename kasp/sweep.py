@@ -1,0 +1,610 @@
+"""``kasp sweep``: accuracy against sparsity for one task, resumable, into one compact results file.
+
+A sweep reuses (or trains) the task's dense teacher, then runs KASP and the magnitude baseline at a
+list of sparsities and the small-dense baseline (:mod:`kasp.small_dense`) at the sizes those
+sparsities leave non-zero, for one or more seeds. After every finished run it rewrites the results
+file atomically (``kasp.runs.atomic_write_json``): metric per run, per-matrix sparsity, a thinned
+progress history, a retention summary (:mod:`kasp.retention`), the full recipe, the machine and the
+wall time; never weights.
+
+Resuming: started again with the same command, a sweep skips every run whose entry is in the
+results file with the same recipe and teacher, recovers a run that finished but was not yet
+recorded from its run directory, and redoes only the run that was interrupted. A recipe that
+changed (new step budget, new default recipe, another teacher) makes its runs run again.
+
+Each run's directory lives in ``<runs-dir>/sweeps/<task>/`` (out of the app's run list: the
+results file is what the app reads); its checkpoint is deleted once recorded unless
+``--keep-checkpoints``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, NamedTuple
+
+from kasp.errors import KaspError
+
+FORMAT = "kasp-sweep"
+SCHEMA_VERSION = 1
+DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97)
+METHODS = ("kasp", "magnitude", "small-dense")
+
+#: Per-task CPU budgets of a sweep (MiniLM-L6 on 2 cores): teacher fine-tuning steps, steps per
+#: pruned / small-dense run, and the length limit. SST-2 keeps the default recipe (README: about
+#: 13 min per prune run); the small tasks (train sets of 2.5k-8.5k examples) get about 2 epochs per
+#: run so that a sweep of ~13 runs fits in about 45 minutes (pairs at length 128 cost about twice
+#: an SST-2 step at 64). Estimates, to be checked against the first sweep's wall times.
+TASK_BUDGETS: dict[str, dict[str, int]] = {
+    "sst2": {"teacher_steps": 1400, "max_steps": 2000, "max_seq_length": 64},
+    "mrpc": {"teacher_steps": 350, "max_steps": 230, "max_seq_length": 128},
+    "rte": {"teacher_steps": 240, "max_steps": 160, "max_seq_length": 128},
+    "stsb": {"teacher_steps": 360, "max_steps": 240, "max_seq_length": 128},
+    "cola": {"teacher_steps": 800, "max_steps": 540, "max_seq_length": 64},
+}
+#: dev evaluations per run (the progress history's metric points)
+EVALS_PER_RUN = 5
+#: train records kept per run in the results file (evenly spaced, last one always kept)
+HISTORY_POINTS = 60
+
+
+def shipped_sweep_path(task: str) -> Path:
+    """Where the shipped sweep results of ``task`` live (``assets/sweeps/<task>.json``).
+
+    The one place that knows the location: moving shipped data into the package is a change here.
+    """
+    return Path(__file__).resolve().parent.parent / "assets" / "sweeps" / f"{task}.json"
+
+
+# --- the results file -------------------------------------------------------------------------
+_NUM = {"type": "number"}
+_RUN_SCHEMA = {
+    "type": "object",
+    "required": ["key", "method", "sparsity", "seed", "metric", "metrics", "measured_sparsity", "recipe",
+                 "wall_seconds", "teacher_id"],
+    "properties": {
+        "key": {"type": "string"}, "method": {"enum": list(METHODS)}, "sparsity": _NUM,
+        "seed": {"type": "integer"}, "metric": _NUM, "metrics": {"type": "object", "additionalProperties": _NUM},
+        "measured_sparsity": _NUM, "recipe": {"type": "object"}, "wall_seconds": _NUM,
+        "teacher_id": {"type": "string"},
+        "per_matrix_sparsity": {"type": "object", "additionalProperties": _NUM},
+        "progress": {"type": "object"}, "retention": {"type": ["object", "null"]},
+        "small_dense": {"type": ["object", "null"]},
+    },
+}
+RESULTS_SCHEMA = {
+    "type": "object",
+    "required": ["format", "schema_version", "task", "model", "main_metric", "teacher", "runs"],
+    "properties": {
+        "format": {"const": FORMAT}, "schema_version": {"const": SCHEMA_VERSION}, "task": {"type": "string"},
+        "model": {"type": "string"}, "main_metric": {"type": "string"},
+        "teacher": {"type": ["object", "null"], "required": ["run_id", "metric"],
+                    "properties": {"run_id": {"type": "string"}, "metric": _NUM}},
+        "plan": {"type": "object"}, "machine": {"type": "object"},
+        "runs": {"type": "array", "items": _RUN_SCHEMA},
+    },
+}
+
+
+def validate_results(data: Any, source: str = "results") -> dict[str, Any]:
+    """Check a sweep results object: format, schema version, required fields and types.
+
+    Returns:
+        ``data`` unchanged.
+    Raises:
+        KaspError: naming the file, the first problem, and the fix.
+    """
+    from jsonschema import Draft202012Validator
+
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise KaspError(f"{source} is not a KASP sweep results file (it has no \"format\": \"{FORMAT}\"); "
+                        "pass the file `kasp sweep` wrote, or another --results path")
+    version = data.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise KaspError(f"{source} has schema version {version}, newer than this KASP reads ({SCHEMA_VERSION}): "
+                        "upgrade KASP")
+    err = next(iter(sorted(Draft202012Validator(RESULTS_SCHEMA).iter_errors(data), key=lambda e: list(e.path))), None)
+    if err is not None:
+        where = "/".join(str(p) for p in err.absolute_path) or "top level"
+        raise KaspError(f"{source} is a broken KASP sweep results file: at {where}: {err.message[:200]}. "
+                        "Restore it from git, or move it aside and run the sweep again")
+    return data
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read and validate a sweep results file.
+
+    Raises:
+        KaspError: missing, unreadable, not JSON, or not a valid results file (see :func:`validate_results`).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KaspError(f"sweep results file {p} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise KaspError(f"cannot read sweep results file {p}: {e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise KaspError(f"{p} is not valid JSON ({e.msg}, line {e.lineno}): restore it from git, or move it "
+                        "aside and run the sweep again") from None
+    return validate_results(data, str(p))
+
+
+def load_shipped(task: str) -> dict[str, Any] | None:
+    """The shipped sweep results of ``task``, or None when none ship.
+
+    Raises:
+        KaspError: a shipped file that is broken (see :func:`load_results`).
+    """
+    p = shipped_sweep_path(task)
+    return load_results(p) if p.is_file() else None
+
+
+# --- the plan -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep: a method at a sparsity (small-dense: the sparsity it stands for) and a seed."""
+
+    method: str
+    sparsity: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}@{self.sparsity:g}/seed{self.seed}"
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.method}-s{self.sparsity * 100:g}-seed{self.seed}"
+
+
+def plan_runs(sparsities: Iterable[float] = DEFAULT_SPARSITIES, methods: Iterable[str] = METHODS,
+              seeds: Iterable[int] = (42,), small_dense_sparsities: Iterable[float] | None = None,
+              multi_seed_sparsities: Iterable[float] | None = None) -> list[PlannedRun]:
+    """The ordered runs of a sweep: every method at every sparsity for the first seed, then the other seeds.
+
+    Args:
+        sparsities: for KASP and magnitude (fractions in (0, 1)).
+        methods: a subset of :data:`METHODS`.
+        seeds: the first runs everything; the others only at ``multi_seed_sparsities``.
+        small_dense_sparsities: the sizes of the small-dense runs (default: ``sparsities``).
+        multi_seed_sparsities: where seeds after the first run (default: every sparsity).
+
+    Raises:
+        KaspError: an unknown method, a sparsity outside (0, 1), or no seed.
+    """
+    methods, seeds = list(methods), list(seeds)
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise KaspError(f"unknown sweep method(s) {bad}: choose from {', '.join(METHODS)}")
+    if not seeds:
+        raise KaspError("--seeds needs at least one seed")
+    sp = sorted(set(float(s) for s in sparsities))
+    sd = sorted(set(float(s) for s in (sp if small_dense_sparsities is None else small_dense_sparsities)))
+    for s in sp + sd:
+        if not 0.0 < s < 1.0:
+            raise KaspError(f"sweep sparsity {s} is outside (0, 1): give fractions, e.g. 0.9 for 90 % zeros")
+    multi = None if multi_seed_sparsities is None else {float(s) for s in multi_seed_sparsities}
+    out = []
+    for i, seed in enumerate(seeds):
+        for s in sorted(set(sp) | set(sd)):
+            if i > 0 and multi is not None and s not in multi:
+                continue
+            for m in methods:
+                if s in (sd if m == "small-dense" else sp):
+                    out.append(PlannedRun(m, s, int(seed)))
+    return out
+
+
+def budget_for(task: str, max_steps: int | None = None, teacher_steps: int | None = None,
+               max_seq_length: int | None = None) -> dict[str, int | None]:
+    """The step budgets and length limit of a task's sweep: :data:`TASK_BUDGETS`, overridden where given."""
+    b = dict(TASK_BUDGETS.get(task, {"teacher_steps": None, "max_steps": None, "max_seq_length": None}))
+    for k, v in (("max_steps", max_steps), ("teacher_steps", teacher_steps), ("max_seq_length", max_seq_length)):
+        if v is not None:
+            b[k] = v
+    return b
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    """What the sweep ran on: CPU model and count, memory, torch threads, versions, platform."""
+    import torch
+    import transformers
+
+    import kasp
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        mem = round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:  # psutil missing or unreadable /proc
+        mem = None
+    return {"cpu": cpu, "cpus": os.cpu_count(), "memory_gib": mem, "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
+            "transformers": transformers.__version__, "kasp": kasp.__version__}
+
+
+def _round(v: Any) -> Any:
+    if isinstance(v, float):
+        return float(f"{v:.6g}") if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _round(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_round(x) for x in v]
+    return v
+
+
+def thin_progress(records: list[dict[str, Any]], points: int = HISTORY_POINTS) -> dict[str, list[dict[str, Any]]]:
+    """A compact progress history: at most ``points`` evenly spaced train records (the last always kept)
+    and every eval record, floats to 6 significant digits."""
+    train = [r for r in records if r.get("type") == "train"]
+    if len(train) > points:
+        idx = sorted({round(i * (len(train) - 1) / (points - 1)) for i in range(points)})
+        train = [train[i] for i in idx]
+    keep = ("step", "loss", "attention", "hidden", "prediction", "task", "sparsity", "lr", "elapsed")
+    evals = [{"step": r["step"], "sparsity": r.get("sparsity"), "metrics": r.get("metrics"), "elapsed": r.get("elapsed")}
+             for r in records if r.get("type") == "eval"]
+    return _round({"train": [{k: r[k] for k in keep if k in r} for r in train], "eval": evals})
+
+
+def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recipe without what may differ between machines for the same run (the teacher's path, threads)."""
+    return {k: v for k, v in recipe.items() if k not in ("teacher", "num_threads")}
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+# --- running ------------------------------------------------------------------------------------
+@dataclass
+class SweepOptions:
+    """Everything a sweep needs; the CLI fills it from its flags (``kasp sweep --help``)."""
+
+    task: str
+    model: str = "default"
+    sparsities: tuple[float, ...] = DEFAULT_SPARSITIES
+    small_dense_sparsities: tuple[float, ...] | None = None
+    multi_seed_sparsities: tuple[float, ...] | None = None
+    methods: tuple[str, ...] = METHODS
+    seeds: tuple[int, ...] = (42,)
+    max_steps: int | None = None
+    teacher_steps: int | None = None
+    max_seq_length: int | None = None
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    teacher: str | None = None
+    runs_dir: str | None = None
+    results: str | None = None
+    keep_checkpoints: bool = False
+    retention_samples: int = 256
+    num_threads: int | None = None
+
+    def store(self) -> Path:
+        from kasp.runs import runs_dir
+
+        return Path(self.runs_dir) if self.runs_dir else runs_dir()
+
+    def results_path(self) -> Path:
+        return Path(self.results) if self.results else self.store() / "sweeps" / f"{self.task}.json"
+
+    def sweep_dir(self) -> Path:
+        return self.store() / "sweeps" / self.task
+
+    def budget(self) -> dict[str, int | None]:
+        return budget_for(self.task, self.max_steps, self.teacher_steps, self.max_seq_length)
+
+    def plan(self) -> list[PlannedRun]:
+        return plan_runs(self.sparsities, self.methods, self.seeds, self.small_dense_sparsities,
+                         self.multi_seed_sparsities)
+
+    def run_config(self, run: PlannedRun, teacher_ckpt: str):
+        """The :class:`kasp.config.RunConfig` of one planned run."""
+        from kasp.config import make_config
+
+        b = self.budget()
+        steps = b["max_steps"]
+        return make_config("prune", run.method, self.task, sparsity=run.sparsity, seed=run.seed, model=self.model,
+                           teacher=teacher_ckpt, max_steps=steps, max_seq_length=b["max_seq_length"],
+                           eval_every=max(1, steps // EVALS_PER_RUN) if steps else None,
+                           max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
+                           num_threads=self.num_threads)
+
+
+def _say(msg: str) -> None:
+    print(f"kasp sweep: {msg}", file=sys.stderr, flush=True)
+
+
+def _ensure_teacher(opt: SweepOptions, should_stop: Callable[[], bool]) -> tuple[str, dict[str, Any]]:
+    """(checkpoint path, teacher summary). Reuses --teacher, or the newest finished finetune run of the
+    store with the sweep's teacher budget; else fine-tunes one into the store."""
+    from kasp.config import make_config
+    from kasp.runs import RunDir, iter_done, new_run_id
+    from kasp.train import resolve_teacher, train
+
+    b = opt.budget()
+    if opt.teacher:
+        ckpt, rep = resolve_teacher(make_config("prune", "kasp", opt.task, teacher=opt.teacher, sparsity=0.5), None)
+        src = Path(opt.teacher)
+        rid, recipe, trained = src.name, RunDir(src).recipe() if (src / "config.json").is_file() else {}, False
+    else:
+        match = {"kind": "finetune", "task": opt.task, "model": opt.model}
+        if b["teacher_steps"]:
+            match["max_steps"] = b["teacher_steps"]
+        if b["max_seq_length"]:
+            match["max_seq_length"] = b["max_seq_length"]
+        run = next(iter_done(opt.store(), **match), None)
+        trained = run is None
+        if run is None:
+            cfg = make_config("finetune", "finetune", opt.task, model=opt.model, max_steps=b["teacher_steps"],
+                              max_seq_length=b["max_seq_length"], max_train_samples=opt.max_train_samples,
+                              max_eval_samples=opt.max_eval_samples, num_threads=opt.num_threads)
+            run = RunDir.create(opt.store() / new_run_id(opt.task, "finetune", 0.0))
+            _say(f"no matching teacher in {opt.store()}: fine-tuning one ({cfg.max_steps or 'default'} steps) into {run.path}")
+            train(cfg, run, should_stop=should_stop, store=opt.store(), progress_bar=False)
+        ckpt, rep, rid, recipe = str(run.checkpoint), run.report(), run.id, run.recipe()
+    main = rep.get("main_metric")
+    metrics = rep.get("metrics") or {}
+    if main is None or main not in metrics:
+        from kasp.evaluate import evaluate_checkpoint
+
+        res = evaluate_checkpoint(ckpt, opt.task, None, opt.max_eval_samples, b["max_seq_length"] or 128, 64)
+        metrics = {k: v for k, v in res["metrics"].items()}
+        from kasp.data import get_task
+
+        main = get_task(opt.task).main_metric
+    return ckpt, _round({"run_id": rid, "path": ckpt, "metric": metrics[main], "metrics": metrics, "recipe": recipe,
+                         "wall_seconds": rep.get("wall_seconds"), "trained_by_sweep": trained})
+
+
+def _entry(run: PlannedRun, run_dir, teacher_id: str, teacher_ckpt: str, opt: SweepOptions) -> dict[str, Any]:
+    """The results-file entry of a finished run directory (computes the retention summary)."""
+    from kasp.retention import compare
+
+    rep, rec = run_dir.report(), run_dir.recipe()
+    main = rep["main_metric"]
+    retention = None
+    if opt.retention_samples > 0:
+        r = compare(teacher_ckpt, str(run_dir.checkpoint), opt.task, samples=opt.retention_samples,
+                    max_seq_length=rec.get("max_seq_length", 128))
+        retention = {"mean_similarity": r.mean_similarity, "mean_cka": r.mean_cka, "agreement": r.agreement,
+                     "kl": r.kl, "prediction_mse": r.prediction_mse, "samples": r.samples,
+                     "similarity_per_layer": [sum(row) / len(row) for row in r.similarity], "cka": r.cka}
+    params = rep.get("parameters") or {}
+    sp = rep["sparsity"]
+    return _round({
+        "key": run.key, "method": run.method, "sparsity": run.sparsity, "seed": run.seed, "run_id": run_dir.id,
+        "teacher_id": teacher_id, "main_metric": main, "metric": rep["metrics"][main], "metrics": rep["metrics"],
+        "measured_sparsity": sp["pruned_sparsity"], "overall_sparsity": sp["overall_sparsity"],
+        "nonzero_encoder_linear": sp["pruned_params"] - sp["pruned_zeros"], "parameters": params,
+        "small_dense": rep.get("small_dense"), "per_matrix_sparsity": rep["per_matrix_sparsity"],
+        "progress": thin_progress(run_dir.progress()), "retention": retention, "recipe": rec,
+        "steps": rep["steps"], "train_seconds": rep["train_seconds"], "wall_seconds": rep["wall_seconds"],
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+
+
+def _eta(todo: list[PlannedRun], done: list[dict[str, Any]], opt: SweepOptions) -> tuple[float, str]:
+    """Seconds left for ``todo``: the mean wall time of this sweep's recorded runs of each method, else
+    the store-based estimate of :func:`kasp.views.estimate_seconds`."""
+    from kasp.views import estimate_seconds
+
+    per = {m: _mean([e["wall_seconds"] for e in done if e["method"] == m]) for m in METHODS}
+    any_mean = _mean([e["wall_seconds"] for e in done])
+    total, measured = 0.0, True
+    for r in todo:
+        s = per.get(r.method) or any_mean
+        if s is None:
+            measured = False
+            s, _ = estimate_seconds("kasp" if r.method == "small-dense" else r.method, opt.budget()["max_steps"] or 2000,
+                                    evals=EVALS_PER_RUN, model=opt.model, store=opt.store())
+        total += s
+    return total, ("from this sweep's finished runs" if measured else "estimated from the run store / platform notes")
+
+
+def _fmt_duration(s: float) -> str:
+    return f"{s / 3600:.1f} h" if s >= 5400 else f"{s / 60:.0f} min"
+
+
+def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    """Run (or resume) a sweep; return the results object, which is also in ``opt.results_path()``.
+
+    Raises:
+        KaspError: an existing results file that is broken or belongs to another task or model (it
+            is left untouched), no training data for the task, or any run's own KaspError.
+        kasp.train.Cancelled: when ``should_stop()`` turned true; finished runs stay recorded.
+    """
+    from kasp.data import get_task
+    from kasp.metrics import METRIC_NAMES
+    from kasp.runs import RunDir, atomic_write_json
+    from kasp.train import train
+
+    task = get_task(opt.task)
+    opt.task = task.name
+    plan = opt.plan()
+    path = opt.results_path()
+    old = load_results(path) if path.exists() else None
+    if old is not None and (old["task"] != task.name or old["model"] != opt.model):
+        raise KaspError(f"{path} holds the sweep of task {old['task']} and model {old['model']!r}, not "
+                        f"{task.name} / {opt.model!r}: pass another --results")
+    t_start = time.time()
+    teacher_ckpt, teacher = _ensure_teacher(opt, should_stop)
+    b = opt.budget()
+    results: dict[str, Any] = {
+        "format": FORMAT, "schema_version": SCHEMA_VERSION, "task": task.name, "model": opt.model,
+        "main_metric": task.main_metric, "metric_name": METRIC_NAMES.get(task.main_metric, task.main_metric),
+        "teacher": teacher, "machine": machine(),
+        "plan": {"sparsities": list(opt.sparsities), "small_dense_sparsities": list(opt.small_dense_sparsities or opt.sparsities),
+                 "multi_seed_sparsities": None if opt.multi_seed_sparsities is None else list(opt.multi_seed_sparsities),
+                 "methods": list(opt.methods), "seeds": list(opt.seeds), "budget": b,
+                 "max_train_samples": opt.max_train_samples, "max_eval_samples": opt.max_eval_samples,
+                 "runs": len(plan)},
+        "started": (old or {}).get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sweep_seconds": float((old or {}).get("sweep_seconds") or 0.0), "runs": [],
+        "paper": "Xu et al., Rethinking Network Pruning - under the Pre-train and Fine-tune Paradigm, NAACL 2021",
+    }
+    # keep every old entry whose recipe and teacher still match; unplanned ones stay too (not lost)
+    recorded: dict[str, dict[str, Any]] = {}
+    for e in (old or {}).get("runs", []):
+        recorded[e["key"]] = e
+
+    def valid(e: dict[str, Any] | None, cfg) -> bool:
+        return e is not None and e["teacher_id"] == teacher["run_id"] and _comparable(e["recipe"]) == _comparable(cfg.to_dict())
+
+    def save() -> None:
+        planned = [recorded[r.key] for r in plan if r.key in recorded]
+        extra = [e for k, e in recorded.items() if k not in {r.key for r in plan}]
+        results["runs"] = planned + extra
+        results["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, results)
+
+    sweep_dir = opt.sweep_dir()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    cfgs = {r.key: opt.run_config(r, teacher_ckpt) for r in plan}
+    todo = [r for r in plan if not valid(recorded.get(r.key), cfgs[r.key])]
+    for r in plan:
+        if r.key in recorded and r not in todo:
+            continue
+        recorded.pop(r.key, None)  # stale: other recipe or teacher
+    if len(todo) < len(plan):
+        _say(f"{len(plan) - len(todo)} of {len(plan)} runs already in {path}: not redone")
+    save()
+    base = results["sweep_seconds"]
+    for i, r in enumerate(todo):
+        cfg = cfgs[r.key]
+        d = RunDir(sweep_dir / r.dirname)
+        done_before = [recorded[p.key] for p in plan if p.key in recorded]
+        eta, how = _eta(todo[i:], done_before, opt)
+        _say(f"{len(done_before)}/{len(plan)} runs done; about {_fmt_duration(eta)} left ({how}); "
+             f"starting {r.key}")
+        if d.state() == "done" and _comparable(d.recipe()) == _comparable(cfg.to_dict()) and d.checkpoint.is_dir():
+            _say(f"{r.key} finished before the last stop but was not recorded: recording it")
+        else:
+            if d.path.exists():
+                shutil.rmtree(d.path)  # an interrupted (or outdated) run of this sweep: redo it
+            d = RunDir.create(d.path)
+            train(cfg, d, should_stop=should_stop, store=opt.store(), progress_bar=False)
+        recorded[r.key] = _entry(r, d, teacher["run_id"], teacher_ckpt, opt)
+        results["sweep_seconds"] = base + time.time() - t_start
+        save()
+        if not opt.keep_checkpoints:
+            shutil.rmtree(d.checkpoint, ignore_errors=True)
+        m = recorded[r.key]
+        _say(f"finished {r.key}: {results['metric_name']} {m['metric'] * 100:.2f}, sparsity "
+             f"{m['measured_sparsity'] * 100:.2f} %, {m['wall_seconds'] / 60:.1f} min")
+    results["sweep_seconds"] = base + time.time() - t_start
+    save()
+    _say(f"{len(plan)}/{len(plan)} runs done; results in {path}")
+    return results
+
+
+# --- reading for the app ----------------------------------------------------------------------
+def sweep_points(results: dict[str, Any], source: str = "precomputed sweep"):
+    """Mean and seed spread of each (method, sparsity) of a results object, as a DataFrame.
+
+    Columns: method, nominal (the planned sparsity; for small-dense the sparsity it stands for),
+    sparsity (x position: measured sparsity, for small-dense its equivalent sparsity
+    1 - its weights / the full model's), metric (mean over seeds, fraction), spread (half the
+    max - min range over seeds, so mean +- spread spans the seeds; 0 for one seed), n (seeds),
+    wall_min (mean), source, label.
+    """
+    import pandas as pd
+
+    rows = []
+    for e in results["runs"]:
+        x = e["measured_sparsity"]
+        if e["method"] == "small-dense" and e.get("small_dense"):
+            x = e["small_dense"]["equivalent_sparsity"]
+        rows.append({"method": e["method"], "nominal": e["sparsity"], "x": x, "metric": e["metric"],
+                     "wall": e["wall_seconds"] / 60})
+    cols = ["method", "nominal", "sparsity", "metric", "spread", "n", "wall_min", "source", "label"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    g = df.groupby(["method", "nominal"], as_index=False).agg(
+        sparsity=("x", "mean"), metric=("metric", "mean"), lo=("metric", "min"), hi=("metric", "max"),
+        n=("metric", "size"), wall_min=("wall", "mean"))
+    g["spread"] = (g["hi"] - g["lo"]) / 2
+    steps = (results.get("plan") or {}).get("budget", {}).get("max_steps")
+    g["source"] = source
+    g["label"] = f"kasp sweep --task {results['task']}" + (f" ({steps} steps per run)" if steps else "")
+    return g[cols]
+
+
+class CurveData(NamedTuple):
+    """What :func:`curve_data` returns: the chart's points, the teacher line, the published figures,
+    and the one-line message of a broken shipped sweep file (None when fine)."""
+
+    points: Any
+    teacher: tuple[float, str] | None
+    published: Any
+    error: str | None
+
+
+def curve_data(task: str, store: str | Path | None = None, runs=None) -> CurveData:
+    """Everything the accuracy-against-sparsity chart of a task shows, from where each number came.
+
+    Args:
+        task: GLUE task name.
+        store: the run store for live runs (default: $KASP_RUNS_DIR or ./runs).
+        runs: optional DataFrame in :func:`kasp.views.curve_frame`'s layout to use instead of the
+            store's live and precomputed runs (the Results page passes the selected runs).
+
+    Returns:
+        :class:`CurveData` (points, teacher, published, error): points as :func:`sweep_points` (the shipped sweep, mean and
+        seed spread, source "precomputed sweep", plus single runs with spread 0 and source "live
+        run" / "precomputed run"); teacher = (metric, source) of the dense teacher (the sweep's
+        teacher first, else the newest live or precomputed one) or None; published = the paper's
+        BERT-base figures (method, sparsity, metric); error = the message of a broken shipped sweep
+        file, which is then left out (never raised: the pages show it with st.error).
+    """
+    import pandas as pd
+
+    from kasp.views import curve_frame
+
+    cf = curve_frame(task, store) if runs is None else runs
+    pub = cf[cf["source"] == "published"][["method", "sparsity", "metric"]] if runs is None else \
+        curve_frame(task, store).query("source == 'published'")[["method", "sparsity", "metric"]]
+    singles = cf[(cf["source"] != "published") & (cf["method"] != "dense teacher")]
+    teachers = cf[(cf["source"] != "published") & (cf["method"] == "dense teacher")]
+    parts = []
+    teacher = None
+    error = None
+    try:
+        shipped = load_shipped(task)
+    except KaspError as e:
+        shipped, error = None, str(e)
+    if shipped is not None:
+        parts.append(sweep_points(shipped))
+        if shipped.get("teacher"):
+            teacher = (shipped["teacher"]["metric"], f"teacher of the shipped sweep, {shipped['teacher']['run_id']}")
+    if teacher is None and len(teachers):
+        t = teachers.iloc[0]
+        teacher = (float(t["metric"]), f"{t['source']} {t['label']}")
+    if len(singles):
+        parts.append(pd.DataFrame({"method": singles["method"], "nominal": float("nan"), "sparsity": singles["sparsity"],
+                                   "metric": singles["metric"], "spread": 0.0, "n": 1, "wall_min": float("nan"),
+                                   "source": singles["source"], "label": singles["label"]}))
+    points = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["method", "nominal", "sparsity", "metric", "spread", "n", "wall_min", "source", "label"])
+    return CurveData(points, teacher, pub.reset_index(drop=True), error)

@@ -1,0 +1,308 @@
+"""The small-dense baseline, `kasp sweep` (plan, resume after a kill, results-file validation) and the
+accuracy-against-sparsity figure and caption (issue 15). Tiny random BERTs only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from kasp.errors import KaspError
+
+ROOT = Path(__file__).resolve().parent.parent
+MINILM = SimpleNamespace(num_hidden_layers=6, hidden_size=384, intermediate_size=1536)
+LAYER = 4 * 384 * 384 + 2 * 384 * 1536  # encoder linear weights of one MiniLM layer
+
+
+# --- small-dense -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("s", [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97])
+def test_size_for_sparsity_matches_the_nonzero_count(s):
+    from kasp.small_dense import FFN_STEP, size_for_sparsity
+
+    size = size_for_sparsity(MINILM, s)
+    target = round((1 - s) * 6 * LAYER)
+    assert size.target_nonzeros == target
+    assert 6 % size.layers == 0  # the layer map needs k = L_T / L_S whole
+    assert size.encoder_linear == size.layers * (4 * 384 ** 2 + 2 * 384 * size.ffn_width)
+    assert size.equivalent_sparsity == pytest.approx(1 - size.encoder_linear / (6 * LAYER))
+    smallest = 4 * 384 ** 2 + 2 * 384 * FFN_STEP  # one layer, narrowest FFN: no smaller student exists
+    if target >= smallest:
+        assert abs(size.encoder_linear - target) <= LAYER  # within one layer's granularity
+        assert abs(size.encoder_linear - target) <= size.layers * 384 * FFN_STEP  # in fact within half an FFN step
+    else:
+        assert (size.layers, size.ffn_width) == (1, FFN_STEP)
+
+
+def test_size_for_sparsity_known_shapes():
+    from kasp.small_dense import size_for_sparsity
+
+    # 50 %: three full layers exactly, the top layer of each block of two (layer map i*k + k - 1)
+    s = size_for_sparsity(MINILM, 0.5)
+    assert (s.layers, s.ffn_width, s.kept_layers, s.encoder_linear) == (3, 1536, (1, 3, 5), 3 * LAYER)
+    # 90 %: 1,061,683 non-zeros -> one layer (the top one) with 614.4 FFN neurons -> 608
+    s = size_for_sparsity(MINILM, 0.9)
+    assert (s.layers, s.ffn_width, s.kept_layers) == (1, 608, (5,))
+    with pytest.raises(ValueError, match="sparsity"):
+        size_for_sparsity(MINILM, 1.0)
+
+
+def test_shrunk_student_keeps_the_chosen_weights_and_reloads(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from conftest import make_tiny_checkpoint
+    from kasp.modeling import count_parameters, load_classifier
+    from kasp.small_dense import shrink_to, size_for_sparsity
+
+    src = make_tiny_checkpoint(tmp_path / "m", layers=4, hidden=32, heads=4, num_labels=2, dropout=0.0)
+    full = load_classifier(str(src)).eval()
+    model = load_classifier(str(src)).eval()
+    size = size_for_sparsity(model.config, 0.6)  # 40 % of 4 x 8,192 = 13,107 -> 2 layers of FFN 32 (12,288)
+    assert (size.layers, size.ffn_width, size.kept_layers) == (2, 32, (1, 3))
+    shrink_to(model, size)
+    assert count_parameters(model)["encoder_linear"] == size.encoder_linear == 12288
+    old, new = full.bert.encoder.layer, model.bert.encoder.layer
+    assert torch.equal(new[0].attention.self.query.weight, old[1].attention.self.query.weight)
+    assert torch.equal(new[1].attention.output.dense.weight, old[3].attention.output.dense.weight)
+    # the kept FFN neurons are the 32 of 64 with the largest |W_in row| * |W_out column|
+    fin, fout = old[3].intermediate.dense.weight, old[3].output.dense.weight
+    top = torch.topk(fin.norm(dim=1) * fout.norm(dim=0), 32).indices.sort().values
+    assert torch.equal(new[1].intermediate.dense.weight, fin[top])
+    assert torch.equal(new[1].output.dense.weight, fout[:, top])
+    model.save_pretrained(tmp_path / "small")
+    back = AutoModelForSequenceClassification.from_pretrained(tmp_path / "small", use_safetensors=True).eval()
+    assert (back.config.num_hidden_layers, back.config.intermediate_size) == (2, 32)
+    x = torch.tensor([[101, 2023, 2003, 1037, 3231, 102]])
+    assert torch.allclose(back(input_ids=x).logits, model(input_ids=x).logits, atol=1e-6)
+
+
+def test_small_dense_run_is_a_run_like_any_other(tiny_store, tiny_pretrained, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from kasp.cli import main
+    from kasp.retention import compare
+    from kasp.runs import RunDir
+    from kasp.views import runs_frame
+
+    out = tiny_store / "small-dense-run"
+    rc = main(["prune", "--task", "sst2", "--method", "small-dense", "--sparsity", "0.6", "--model", str(tiny_pretrained),
+               "--max-steps", "6", "--max-train-samples", "128", "--max-eval-samples", "32", "--eval-every", "3",
+               "--runs-dir", str(tiny_store), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    rep = RunDir(out).report()
+    sd = rep["small_dense"]
+    # tiny model: 2 layers of 4*32^2 + 2*32*64 = 8,192 -> 40 % of 16,384 = 6,554 -> 1 layer, FFN 32 (6,144)
+    assert (sd["layers"], sd["ffn_width"], sd["encoder_linear"]) == (1, 32, 6144)
+    assert rep["parameters"]["encoder_linear"] == 6144 and rep["target_sparsity"] == 0.6
+    assert rep["sparsity"]["pruned_zeros"] == 0  # dense: no masks
+    m = AutoModelForSequenceClassification.from_pretrained(out / "checkpoint", use_safetensors=True)
+    assert m.config.num_hidden_layers == 1
+    r = compare(str(tiny_store / "teacher"), str(out), "sst2", samples=8)  # depth 2 -> 1 through the layer map
+    assert len(r.similarity) == 1 and 0.0 <= r.mean_similarity <= 1.0
+    row = runs_frame(tiny_store).set_index("id").loc["small-dense-run"]
+    assert row["measured_sparsity"] == pytest.approx(sd["equivalent_sparsity"])  # plotted where its size belongs
+
+
+# --- the plan and the results file -----------------------------------------------------------------
+def test_plan_of_the_issue_sweep():
+    from kasp.sweep import plan_runs
+
+    plan = plan_runs([0.5, 0.7, 0.9, 0.95], seeds=[42, 43], small_dense_sparsities=[0.5, 0.9],
+                     multi_seed_sparsities=[0.9])
+    keys = [r.key for r in plan]
+    assert len(keys) == len(set(keys)) == 4 * 2 + 2 + 3
+    assert [r.key for r in plan if r.seed == 43] == ["kasp@0.9/seed43", "magnitude@0.9/seed43", "small-dense@0.9/seed43"]
+    with pytest.raises(KaspError, match="outside"):
+        plan_runs([90])
+    with pytest.raises(KaspError, match="unknown sweep method"):
+        plan_runs([0.9], methods=["kasp", "lottery"])
+
+
+def _valid_results() -> dict:
+    return {"format": "kasp-sweep", "schema_version": 1, "task": "sst2", "model": "default", "main_metric": "accuracy",
+            "teacher": {"run_id": "t", "metric": 0.9}, "runs": [
+                {"key": "kasp@0.9/seed42", "method": "kasp", "sparsity": 0.9, "seed": 42, "metric": 0.86,
+                 "metrics": {"accuracy": 0.86, "n": 872}, "measured_sparsity": 0.9, "recipe": {}, "wall_seconds": 800.0,
+                 "teacher_id": "t"}]}
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: "{not json", "is not valid JSON"),
+    (lambda d: {"runs": []}, "is not a KASP sweep results file"),
+    (lambda d: [1, 2], "is not a KASP sweep results file"),
+    (lambda d: {**d, "schema_version": 7}, "newer than this KASP reads"),
+    (lambda d: {**d, "schema_version": 0}, "broken KASP sweep results file: at schema_version"),
+    (lambda d: {k: v for k, v in d.items() if k != "teacher"}, "'teacher' is a required property"),
+    (lambda d: {**d, "runs": [{**d["runs"][0], "metric": "86 %"}]}, "at runs/0/metric"),
+    (lambda d: {**d, "runs": [{**d["runs"][0], "method": "lottery"}]}, "at runs/0/method"),
+])
+def test_bad_results_files_get_a_clear_message(tmp_path, mutate, message):
+    from kasp.sweep import load_results
+
+    p = tmp_path / "sst2.json"
+    bad = mutate(_valid_results())
+    p.write_text(bad if isinstance(bad, str) else json.dumps(bad))
+    with pytest.raises(KaspError, match=message) as e:
+        load_results(p)
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
+    assert load_results(_write(tmp_path / "ok.json", _valid_results()))["runs"][0]["metric"] == 0.86
+
+
+def _write(p: Path, obj) -> Path:
+    p.write_text(json.dumps(obj))
+    return p
+
+
+def test_sweep_refuses_a_broken_results_file_and_leaves_it(tmp_path, capsys):
+    from kasp.cli import main
+
+    p = tmp_path / "sst2.json"
+    p.write_text('{"format": "kasp-sweep", "schema_version": 1, "runs": "oops"')
+    before = p.read_bytes()
+    assert main(["sweep", "--task", "sst2", "--results", str(p), "--runs-dir", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert "is not valid JSON" in err and "Traceback" not in err
+    assert p.read_bytes() == before
+
+
+# --- resume after a kill ---------------------------------------------------------------------------
+def _sweep_cmd(tiny_store: Path, tiny_pretrained: Path, results: Path) -> list[str]:
+    return [sys.executable, "-m", "kasp", "sweep", "--task", "sst2", "--model", str(tiny_pretrained),
+            "--teacher", str(tiny_store / "teacher"), "--runs-dir", str(results.parent / "store"),
+            "--results", str(results), "--sparsities", "0.5", "0.8", "--small-dense-sparsities", "0.5",
+            "--max-steps", "40", "--max-train-samples", "256", "--max-eval-samples", "32", "--retention-samples", "8"]
+
+
+def _entries(results: Path) -> dict[str, dict]:
+    try:
+        return {e["key"]: e for e in json.loads(results.read_text())["runs"]}
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def test_sweep_killed_mid_run_resumes_without_redoing_finished_runs(tiny_store, tiny_pretrained, tmp_path):
+    """SIGKILL the sweep while its second run trains; the restart redoes only that run."""
+    results = tmp_path / "sweep" / "sst2.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(_sweep_cmd(tiny_store, tiny_pretrained, results), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    sweep_dir = results.parent / "store" / "sweeps" / "sst2"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:  # wait for the first recorded run, then for the second run's progress log
+            first = _entries(results)
+            if len(first) >= 1 and any((d / "progress.jsonl").is_file() for d in sweep_dir.iterdir()
+                                       if d.name != next(iter(first.values()))["run_id"]):
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"sweep ended before it could be killed:\n{proc.stderr.read()[-2000:]}")
+            time.sleep(0.02)
+        else:
+            pytest.fail("the sweep recorded no run in 240 s")
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    killed = _entries(results)
+    assert 1 <= len(killed) < 5, "the kill should land while the second run trains"
+    validated = __import__("kasp.sweep", fromlist=["load_results"]).load_results(results)  # never half-written
+    assert len(validated["runs"]) == len(killed)
+
+    second = subprocess.run(_sweep_cmd(tiny_store, tiny_pretrained, results), env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    final = _entries(results)
+    assert sorted(final) == sorted(["kasp@0.5/seed42", "magnitude@0.5/seed42", "small-dense@0.5/seed42",
+                                    "kasp@0.8/seed42", "magnitude@0.8/seed42"])
+    for key, e in killed.items():  # finished before the kill: kept as they were, not run again
+        assert final[key] == e
+    started = second.stderr.count("starting ")
+    assert started == 5 - len(killed)
+    assert f"{len(killed)} of 5 runs already in" in second.stderr
+    assert "runs done; about" in second.stderr and "left" in second.stderr
+    # a third start has nothing to do
+    third = subprocess.run(_sweep_cmd(tiny_store, tiny_pretrained, results) + ["--dry-run"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert third.stdout.count("done ") == 5 and "to do" not in third.stdout
+    e = final["small-dense@0.5/seed42"]
+    assert e["small_dense"]["layers"] == 1 and e["nonzero_encoder_linear"] == e["small_dense"]["encoder_linear"]
+    k = final["kasp@0.8/seed42"]
+    assert k["measured_sparsity"] == pytest.approx(0.8, abs=1e-3) and k["retention"]["samples"] == 8
+    assert k["recipe"]["max_steps"] == 40 and k["progress"]["eval"] and k["per_matrix_sparsity"]
+    assert not (sweep_dir / "kasp-s80-seed42" / "checkpoint").exists()  # weights are not kept
+
+
+# --- figure and caption ----------------------------------------------------------------------------
+def _points(rows):
+    return pd.DataFrame(rows, columns=["method", "nominal", "sparsity", "metric", "spread", "n", "source", "label"])
+
+
+def test_sweep_points_mean_and_spread():
+    from kasp.sweep import sweep_points
+
+    res = _valid_results()
+    res["runs"].append({**res["runs"][0], "key": "kasp@0.9/seed43", "seed": 43, "metric": 0.84})
+    res["runs"].append({**res["runs"][0], "key": "small-dense@0.9/seed42", "method": "small-dense", "metric": 0.8,
+                        "measured_sparsity": 0.0, "small_dense": {"equivalent_sparsity": 0.8984}})
+    p = sweep_points(res).set_index("method")
+    assert p.loc["kasp", "metric"] == pytest.approx(0.85) and p.loc["kasp", "spread"] == pytest.approx(0.01)
+    assert p.loc["kasp", "n"] == 2 and p.loc["small-dense", "n"] == 1
+    assert p.loc["small-dense", "sparsity"] == pytest.approx(0.8984) and p.loc["small-dense", "nominal"] == 0.9
+
+
+def test_y_range_does_not_let_small_differences_fill_the_chart():
+    from kasp.figures import MIN_SPAN_POINTS, curve_y_range
+
+    lo, hi = curve_y_range([88.50, 88.60], [0.0])  # the MRPC case of the issue: 0.1 apart
+    assert hi - lo >= MIN_SPAN_POINTS and lo < 88.5 and hi > 88.6
+    lo, hi = curve_y_range([86.0, 86.3], [1.0])  # a spread of 1 point: a 0.3 difference is small on the chart
+    assert 0.3 / (hi - lo) < 1 / 6
+    lo, hi = curve_y_range([60.0, 90.0], [0.5])  # a real range is shown whole
+    assert lo < 60 and hi > 90 and hi - lo < 40
+
+
+def test_figure_uses_one_colour_per_method_and_no_annotations():
+    from kasp.figures import METHOD_COLOURS, accuracy_sparsity_figure
+
+    pts = _points([("kasp", 0.5, 0.5, 0.88, 0.0, 1, "precomputed sweep", "x"),
+                   ("kasp", 0.9, 0.9, 0.86, 0.003, 2, "precomputed sweep", "x"),
+                   ("magnitude", 0.9, 0.9, 0.82, 0.004, 2, "precomputed sweep", "x"),
+                   ("magnitude", float("nan"), 0.9, 0.83, 0.0, 1, "live run", "run-1")])
+    pub = pd.DataFrame({"method": ["SparseBERT (KASP)"], "sparsity": [0.95], "metric": [0.885]})
+    fig = accuracy_sparsity_figure(pts, teacher=(0.8956, "live run t"), published=pub, metric_name="accuracy", task="sst2")
+    by_name = {t.name: t for t in fig.data}
+    kasp = by_name["KASP (precomputed sweep)"]
+    assert kasp.marker.color == METHOD_COLOURS["kasp"] and list(kasp.error_y.array) == pytest.approx([0.0, 0.3])
+    assert by_name["magnitude baseline (live run)"].marker.color == METHOD_COLOURS["magnitude"]
+    assert by_name["magnitude baseline (live run)"].marker.symbol == "diamond"
+    assert "published, BERT-base (Xu et al. 2021)" in by_name
+    assert any(n.startswith("dense teacher 89.56") for n in by_name)
+    assert not fig.layout.annotations  # labels live in the legend: they cannot overlap
+    lo, hi = fig.layout.yaxis.range
+    assert lo <= 82 - 0.4 and hi >= 89.56
+
+
+def test_caption_says_who_leads_and_when_a_claim_fails():
+    from kasp.figures import curve_caption
+
+    holds = _points([("kasp", 0.9, 0.9, 0.865, 0.003, 2, "s", ""), ("magnitude", 0.9, 0.9, 0.825, 0.004, 2, "s", ""),
+                     ("small-dense", 0.9, 0.899, 0.80, 0.002, 2, "s", "")])
+    c = curve_caption(holds, "accuracy")
+    assert c.startswith("At 90 % sparsity, dev accuracy: KASP 86.50, magnitude baseline 82.50, small dense 80.00.")
+    assert "leads the magnitude baseline by 4.00 points, more than the seed spread (±0.40)" in c
+    assert "leads the small dense by 6.50" in c and "does not hold" not in c
+    fails = _points([("kasp", 0.9, 0.9, 0.80, 0.002, 2, "s", ""), ("small-dense", 0.9, 0.899, 0.83, 0.002, 2, "s", "")])
+    assert "the paper's claim that a sparse model beats a small dense one" in curve_caption(fails) and \
+        "does not hold" in curve_caption(fails)
+    tie = _points([("kasp", 0.9, 0.9, 0.861, 0.01, 2, "s", ""), ("magnitude", 0.9, 0.9, 0.858, 0.01, 2, "s", "")])
+    assert "within the seed spread" in curve_caption(tie)
+    one = _points([("kasp", 0.9, 0.9, 0.86, 0.0, 1, "s", ""), ("magnitude", 0.9, 0.9, 0.82, 0.0, 1, "s", "")])
+    assert "one seed (spread unknown)" in curve_caption(one)
+    assert curve_caption(_points([])).startswith("No KASP result at 90 %")
