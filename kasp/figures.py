@@ -93,7 +93,7 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
                                                 n, g.get("label", [""] * len(g)))]
             fig.add_trace(go.Scatter(
                 x=g["sparsity"] * 100, y=y, mode="lines+markers" if len(g) > 1 and "sweep" in source else "markers",
-                name=f"{METHOD_LABELS.get(method, method)} ({source})",
+                name=f"{METHOD_LABELS.get(method, method)} ({source})", legendgroup=method,
                 marker={"color": METHOD_COLOURS.get(method, "#000000"), "size": 10,
                         "symbol": _SOURCE_SYMBOLS.get(source, "circle")},
                 line={"color": METHOD_COLOURS.get(method, "#000000")},
@@ -103,7 +103,7 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
         ys += list(published["metric"] * 100)
         fig.add_trace(go.Scatter(
             x=published["sparsity"] * 100, y=published["metric"] * 100, mode="markers",
-            name="published, BERT-base (Xu et al. 2021)", marker={"color": METHOD_COLOURS["published"], "size": 12,
+            name="published, BERT-base (Xu et al. 2021)", legendgroup="published", marker={"color": METHOD_COLOURS["published"], "size": 12,
                                                                  "symbol": "star"},
             hovertext=[f"{m}: {v * 100:.1f} at {s * 100:.0f} % (Xu et al., NAACL 2021, BERT-base)"
                        for m, s, v in zip(published["method"], published["sparsity"], published["metric"])],
@@ -112,7 +112,7 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
         value, source = teacher
         ys.append(value * 100)
         fig.add_trace(go.Scatter(x=[0, 100], y=[value * 100, value * 100], mode="lines",
-                                 name=f"dense teacher {value * 100:.2f} ({source})",
+                                 name=f"dense teacher {value * 100:.2f} ({source})", legendgroup="dense teacher",
                                  line={"color": METHOD_COLOURS["dense teacher"], "dash": "dash"}, hoverinfo="name"))
     lo, hi = curve_y_range(ys, spreads)
     fig.update_layout(title=f"{task.upper()}: dev {metric_name} against sparsity" if task else None, height=height,
