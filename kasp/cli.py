@@ -204,27 +204,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_recipe(name: str, command: str | None = None) -> dict[str, Any]:
-    """A recipe file's fields (keys starting with "_" are comments).
+    """A recipe file's fields: :func:`kasp.config.load_recipe`."""
+    from kasp.config import load_recipe
 
-    A file may hold one section per command (``{"finetune": {...}, "prune": {...}}``, as the
-    ``class`` preset does); ``command`` picks the section.
-    """
-    from kasp.resources import recipe_names, recipe_path
-
-    p = Path(name)
-    if not p.is_file():
-        p = recipe_path(name)
-    if p is None:
-        raise KaspError(f"recipe {name!r} not found: give a JSON file or one of {', '.join(recipe_names())}")
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise KaspError(f"recipe {p} is not valid JSON: {e}") from None
-    if command is not None and isinstance(d.get(command), dict):
-        d = d[command]
-    elif any(isinstance(d.get(c), dict) for c in ("finetune", "prune")):
-        raise KaspError(f"recipe {p} has no section for `kasp {command}`")
-    return {k: v for k, v in d.items() if not k.startswith("_")}
+    return load_recipe(name, command)
 
 
 def _task_name(name: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 Kind = Literal["finetune", "prune"]
@@ -176,3 +177,31 @@ def make_config(kind: str, method: str = "kasp", task: str = "sst2", **overrides
     d = default_recipe(kind, method if kind == "prune" else "finetune", task)
     d.update({k: v for k, v in overrides.items() if v is not None})
     return RunConfig(**d)
+
+
+def load_recipe(name: str, command: str | None = None) -> dict[str, Any]:
+    """The fields of a recipe: a JSON file, or the name of a shipped one (``kasp/recipes/<name>.json``).
+
+    Keys starting with "_" are comments. A file may hold one section per command
+    (``{"finetune": {...}, "prune": {...}}``, as the ``class`` preset does); ``command`` picks it.
+
+    Raises:
+        KaspError: not found (naming the shipped recipes), not valid JSON, or no section for ``command``.
+    """
+    from kasp.errors import KaspError
+    from kasp.resources import recipe_names, recipe_path
+
+    p = Path(name)
+    if not p.is_file():
+        p = recipe_path(name)
+    if p is None:
+        raise KaspError(f"recipe {name!r} not found: give a JSON file or one of {', '.join(recipe_names())}")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise KaspError(f"recipe {p} is not valid JSON: {e}") from None
+    if command is not None and isinstance(d.get(command), dict):
+        d = d[command]
+    elif any(isinstance(d.get(c), dict) for c in ("finetune", "prune")):
+        raise KaspError(f"recipe {p} has no section for `kasp {command}`")
+    return {k: v for k, v in d.items() if not k.startswith("_")}

@@ -364,3 +364,34 @@ def test_pages_show_a_broken_shipped_sweep_as_an_error(tmp_path, monkeypatch):
     at.run()
     assert not at.exception
     assert any("broken KASP sweep results file" in e.value for e in at.error)
+
+
+# --- the class preset ------------------------------------------------------------------------------
+def test_class_recipe_has_a_section_per_command(tmp_path):
+    from kasp.config import load_recipe, make_config
+    from kasp.views import estimate_seconds
+
+    ft, pr = load_recipe("class", "finetune"), load_recipe("class", "prune")
+    teacher = make_config("finetune", "finetune", "sst2", **ft)
+    student = make_config("prune", "kasp", "sst2", **pr)
+    assert teacher.sparsity == 0 and student.sparsity == 0.9
+    # the preset's purpose: ~2 min teacher, <= 5 min prune at the platform notes' speed of MiniLM on 2 cores
+    t_est, _ = estimate_seconds("finetune", teacher.max_steps, evals=1, store=tmp_path)
+    p_est, _ = estimate_seconds("kasp", student.max_steps, evals=student.max_steps // student.eval_every, store=tmp_path)
+    assert t_est <= 150 and p_est <= 300
+    with pytest.raises(KaspError, match="no section for `kasp evaluate`"):
+        load_recipe("class", "evaluate")
+    with pytest.raises(KaspError, match="not found: give a JSON file or one of .*class"):
+        load_recipe("klass", "prune")
+
+
+def test_cli_class_recipe_flags_override(tiny_store, tiny_pretrained):
+    from kasp.cli import main
+    from kasp.runs import RunDir
+
+    out = tiny_store / "class-run"
+    assert main(["prune", "--task", "sst2", "--recipe", "class", "--method", "magnitude", "--model", str(tiny_pretrained),
+                 "--max-steps", "4", "--max-train-samples", "64", "--max-eval-samples", "16", "--runs-dir", str(tiny_store),
+                 "--out", str(out), "--no-progress"]) == 0
+    rec = RunDir(out).recipe()
+    assert (rec["sparsity"], rec["method"], rec["max_steps"], rec["eval_every"]) == (0.9, "magnitude", 4, 100)
