@@ -155,29 +155,31 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9) -> str
                 "`kasp sweep` to fill the curve.")
     claims = {"magnitude": "distilling while pruning beats pruning the fine-tuned model",
               "small-dense": "a sparse model beats a small dense one with as many non-zero weights"}
-    parts, verdicts = [], []
+    parts, verdicts, failed = [], [], []
     for other, claim in claims.items():
         o = _at(points, other, at)
         if o is None:
             continue
         diff = (k[0] - o[0]) * 100
         noise = max(k[1], o[1]) * 100
-        seeds = min(k[2], o[2])
         name = METHOD_LABELS[other]
         parts.append(f"{name} {o[0] * 100:.2f}")
-        if seeds < 2:
+        if min(k[2], o[2]) < 2:
             verdicts.append(f"KASP {'leads' if diff >= 0 else 'trails'} the {name} by {abs(diff):.2f} points on one "
-                            "seed (spread unknown)" + ("" if diff >= 0 else f", against the paper's claim that {claim}"))
+                            "seed (spread unknown)")
         elif diff > noise:
-            verdicts.append(f"KASP leads the {name} by {diff:.2f} points, more than the seed spread (±{noise:.2f}), "
-                            f"as the paper claims ({claim})")
+            verdicts.append(f"KASP leads the {name} by {diff:.2f} points, more than the seed spread (±{noise:.2f})")
         elif diff < -noise:
-            verdicts.append(f"the {name} leads KASP by {-diff:.2f} points (seed spread ±{noise:.2f}): here the paper's "
-                            f"claim that {claim} does not hold")
+            verdicts.append(f"the {name} leads KASP by {-diff:.2f} points (seed spread ±{noise:.2f})")
+            failed.append(claim)
         else:
             verdicts.append(f"KASP and the {name} differ by {abs(diff):.2f} points, within the seed spread "
-                            f"(±{noise:.2f}): no clear winner")
+                            f"(±{noise:.2f})")
     head = f"At {pct} sparsity, dev {metric_name}: KASP {k[0] * 100:.2f}" + "".join(f", {p}" for p in parts) + "."
     if not verdicts:
         return head + " No baseline at this sparsity to compare with yet."
-    return head + " " + "; ".join(verdicts)[0].upper() + "; ".join(verdicts)[1:] + "."
+    tail = ("" if not failed else ": here the paper's claim that " + " and that ".join(failed) + " does not hold")
+    if not failed and all("more than the seed spread" in v for v in verdicts):
+        tail = ", as the paper claims"
+    body = "; ".join(verdicts) + tail
+    return head + " " + body[0].upper() + body[1:] + "."

@@ -19,6 +19,7 @@ results file is what the app reads); its checkpoint is deleted once recorded unl
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -140,13 +141,21 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 
 def load_shipped(task: str) -> dict[str, Any] | None:
-    """The shipped sweep results of ``task``, or None when none ship.
+    """The shipped sweep results of ``task``, or None when none ship (cached while the file is unchanged;
+    treat the result as read-only).
 
     Raises:
         KaspError: a shipped file that is broken (see :func:`load_results`).
     """
     p = shipped_sweep_path(task)
-    return load_results(p) if p.is_file() else None
+    if not p.is_file():
+        return None
+    return _load_cached(str(p), p.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int) -> dict[str, Any]:
+    return load_results(path)
 
 
 # --- the plan -----------------------------------------------------------------------------------
@@ -400,7 +409,8 @@ def _entry(run: PlannedRun, run_dir, teacher_id: str, teacher_ckpt: str, opt: Sw
         "progress": thin_progress(run_dir.progress()), "retention": retention, "recipe": rec,
         "steps": rep["steps"], "train_seconds": rep["train_seconds"], "wall_seconds": rep["wall_seconds"],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    })
+        "machine": {k: v for k, v in machine().items() if k in ("cpu", "cpus", "torch_threads", "gpu")},
+    }) | {"recipe": rec}  # the recipe exactly as run (not rounded): resuming compares it
 
 
 def _eta(todo: list[PlannedRun], done: list[dict[str, Any]], opt: SweepOptions) -> tuple[float, str]:
@@ -580,11 +590,10 @@ def curve_data(task: str, store: str | Path | None = None, runs=None) -> CurveDa
     """
     import pandas as pd
 
-    from kasp.views import curve_frame
+    from kasp.views import curve_frame, published_frame
 
     cf = curve_frame(task, store) if runs is None else runs
-    pub = cf[cf["source"] == "published"][["method", "sparsity", "metric"]] if runs is None else \
-        curve_frame(task, store).query("source == 'published'")[["method", "sparsity", "metric"]]
+    pub = published_frame(task).rename(columns={"measured_sparsity": "sparsity"})[["method", "sparsity", "metric"]]
     singles = cf[(cf["source"] != "published") & (cf["method"] != "dense teacher")]
     teachers = cf[(cf["source"] != "published") & (cf["method"] == "dense teacher")]
     parts = []

@@ -300,7 +300,7 @@ def test_caption_says_who_leads_and_when_a_claim_fails():
     c = curve_caption(holds, "accuracy")
     assert c.startswith("At 90 % sparsity, dev accuracy: KASP 86.50, magnitude baseline 82.50, small dense 80.00.")
     assert "leads the magnitude baseline by 4.00 points, more than the seed spread (±0.40)" in c
-    assert "leads the small dense by 6.50" in c and "does not hold" not in c
+    assert "leads the small dense by 6.50" in c and "does not hold" not in c and c.endswith("as the paper claims.")
     fails = _points([("kasp", 0.9, 0.9, 0.80, 0.002, 2, "s", ""), ("small-dense", 0.9, 0.899, 0.83, 0.002, 2, "s", "")])
     assert "the paper's claim that a sparse model beats a small dense one" in curve_caption(fails) and \
         "does not hold" in curve_caption(fails)
