@@ -84,7 +84,7 @@ def test_shrunk_student_keeps_the_chosen_weights_and_reloads(tmp_path):
     assert torch.allclose(back(input_ids=x).logits, model(input_ids=x).logits, atol=1e-6)
 
 
-def test_small_dense_run_is_a_run_like_any_other(tiny_store, tiny_pretrained, tmp_path):
+def test_small_dense_run_is_a_run_like_any_other(tiny_store, tiny_pretrained, tmp_path, capsys):
     from transformers import AutoModelForSequenceClassification
 
     from kasp.cli import main
@@ -105,6 +105,10 @@ def test_small_dense_run_is_a_run_like_any_other(tiny_store, tiny_pretrained, tm
     assert rep["sparsity"]["pruned_zeros"] == 0  # dense: no masks
     m = AutoModelForSequenceClassification.from_pretrained(out / "checkpoint", use_safetensors=True)
     assert m.config.num_hidden_layers == 1
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--json", "--no-sizes"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["layers"] == 1 and info["parameters"]["encoder_linear"] == 6144
     r = compare(str(tiny_store / "teacher"), str(out), "sst2", samples=8)  # depth 2 -> 1 through the layer map
     assert len(r.similarity) == 1 and 0.0 <= r.mean_similarity <= 1.0
     row = runs_frame(tiny_store).set_index("id").loc["small-dense-run"]
