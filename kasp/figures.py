@@ -131,8 +131,8 @@ def _at(points, method: str, nominal: float):
     g = points[points["method"] == method]
     if not len(g):
         return None
-    col = "nominal" if "nominal" in g and g["nominal"].notna().all() else "sparsity"
-    d = (g[col].astype(float) - nominal).abs()
+    where = g["nominal"].astype(float).fillna(g["sparsity"].astype(float)) if "nominal" in g else g["sparsity"].astype(float)
+    d = (where - nominal).abs()
     if d.min() > 0.005:
         return None
     r = g.loc[d.idxmin()]

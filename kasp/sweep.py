@@ -356,7 +356,7 @@ def _ensure_teacher(opt: SweepOptions, should_stop: Callable[[], bool]) -> tuple
         src = Path(opt.teacher)
         rid, recipe, trained = src.name, RunDir(src).recipe() if (src / "config.json").is_file() else {}, False
     else:
-        match = {"kind": "finetune", "task": opt.task, "model": opt.model}
+        match = {"kind": "finetune", "task": opt.task, "model": opt.model, "max_train_samples": opt.max_train_samples}
         if b["teacher_steps"]:
             match["max_steps"] = b["teacher_steps"]
         if b["max_seq_length"]:
