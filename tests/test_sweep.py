@@ -399,3 +399,23 @@ def test_cli_class_recipe_flags_override(tiny_store, tiny_pretrained):
                  "--out", str(out), "--no-progress"]) == 0
     rec = RunDir(out).recipe()
     assert (rec["sparsity"], rec["method"], rec["max_steps"], rec["eval_every"]) == (0.9, "magnitude", 4, 100)
+
+
+def test_sweep_trains_its_teacher_once_and_reuses_it(tiny_pretrained, tmp_path):
+    from kasp.runs import list_runs
+    from kasp.sweep import SweepOptions, run_sweep
+
+    opt = SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.5,), methods=("kasp",), teacher_steps=4,
+                       max_steps=4, max_train_samples=64, max_eval_samples=16, runs_dir=str(tmp_path / "store"),
+                       retention_samples=0)
+    first = run_sweep(opt)
+    teachers = [r for r in list_runs(tmp_path / "store") if r.recipe().get("kind") == "finetune"]
+    assert len(teachers) == 1 and first["teacher"]["trained_by_sweep"] is True
+    assert first["teacher"]["run_id"] == teachers[0].id and first["plan"]["budget"]["teacher_steps"] == 4
+    assert [e["key"] for e in first["runs"]] == ["kasp@0.5/seed42"] and first["runs"][0]["retention"] is None
+    second = run_sweep(opt)  # nothing to do: same teacher, same recipe
+    assert len([r for r in list_runs(tmp_path / "store") if r.recipe().get("kind") == "finetune"]) == 1
+    assert second["runs"] == first["runs"] and second["teacher"]["trained_by_sweep"] is False
+    opt.max_steps = 6  # a changed recipe is run again
+    third = run_sweep(opt)
+    assert third["runs"][0]["recipe"]["max_steps"] == 6 and third["runs"][0]["finished"] >= first["runs"][0]["finished"]
