@@ -331,7 +331,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                        teacher=args.teacher, runs_dir=args.runs_dir, results=args.results,
                        keep_checkpoints=args.keep_checkpoints, retention_samples=args.retention_samples,
                        num_threads=args.num_threads)
-    plan = opt.plan()
+    plan = opt.plan(opt.model_config() if "small-dense" in opt.methods else None)
     if args.dry_run:
         path = opt.results_path()
         done = {e["key"] for e in load_results(path)["runs"]} if path.exists() else set()

@@ -41,17 +41,19 @@ METHODS = ("kasp", "magnitude", "small-dense")
 #: Per-task CPU budgets of a sweep (MiniLM-L6 on 2 cores): teacher fine-tuning steps, steps per
 #: pruned / small-dense run, and the length limit. SST-2 keeps the default recipe (README: about
 #: 13 min per prune run); the small tasks (train sets of 2.5k-8.5k examples) get about 2 epochs per
-#: run so that a sweep of ~13 runs fits in about 45 minutes (pairs at length 128 cost about twice
-#: an SST-2 step at 64). Estimates, to be checked against the first sweep's wall times.
+#: run (CoLA 1.5) so that the 13 runs of scripts/run_sweeps.sh plus the teacher fit in about 45
+#: minutes (pairs at length 128 cost about twice an SST-2 step at 64; a small-dense step about half
+#: a KASP step). Estimates from the README's per-step speeds, not yet measured: check them
+#: against the first sweep's recorded wall times.
 TASK_BUDGETS: dict[str, dict[str, int]] = {
     "sst2": {"teacher_steps": 1400, "max_steps": 2000, "max_seq_length": 64},
-    "mrpc": {"teacher_steps": 350, "max_steps": 230, "max_seq_length": 128},
+    "mrpc": {"teacher_steps": 350, "max_steps": 200, "max_seq_length": 128},
     "rte": {"teacher_steps": 240, "max_steps": 160, "max_seq_length": 128},
     "stsb": {"teacher_steps": 360, "max_steps": 240, "max_seq_length": 128},
-    "cola": {"teacher_steps": 800, "max_steps": 540, "max_seq_length": 64},
+    "cola": {"teacher_steps": 800, "max_steps": 400, "max_seq_length": 64},
 }
 #: dev evaluations per run (the progress history's metric points)
-EVALS_PER_RUN = 5
+EVALS_PER_RUN = 4
 #: train records kept per run in the results file (evenly spaced, last one always kept)
 HISTORY_POINTS = 60
 
@@ -322,9 +324,32 @@ class SweepOptions:
     def budget(self) -> dict[str, int | None]:
         return budget_for(self.task, self.max_steps, self.teacher_steps, self.max_seq_length)
 
-    def plan(self) -> list[PlannedRun]:
-        return plan_runs(self.sparsities, self.methods, self.seeds, self.small_dense_sparsities,
+    def plan(self, model_config: Any = None) -> list[PlannedRun]:
+        """The planned runs. With the pre-trained model's config, a small-dense run whose shape equals
+        that of a lower sparsity's (below one layer's attention weights every size is the smallest
+        student, e.g. 95 % and 97 % on MiniLM-L6) is dropped: it would be the same run again."""
+        plan = plan_runs(self.sparsities, self.methods, self.seeds, self.small_dense_sparsities,
                          self.multi_seed_sparsities)
+        if model_config is None:
+            return plan
+        from kasp.small_dense import size_for_sparsity
+
+        seen: dict[tuple[int, int], float] = {}
+        out = []
+        for r in plan:
+            if r.method == "small-dense":
+                z = size_for_sparsity(model_config, r.sparsity)
+                shape = (z.layers, z.ffn_width)
+                if seen.setdefault(shape, r.sparsity) != r.sparsity:
+                    continue
+            out.append(r)
+        return out
+
+    def model_config(self):
+        """The transformers config of the pre-trained model (for small-dense sizes)."""
+        from kasp.modeling import load_config, resolve_model
+
+        return load_config(resolve_model(self.model))
 
     def run_config(self, run: PlannedRun, teacher_ckpt: str):
         """The :class:`kasp.config.RunConfig` of one planned run."""
@@ -450,7 +475,7 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
 
     task = get_task(opt.task)
     opt.task = task.name
-    plan = opt.plan()
+    plan = opt.plan(opt.model_config() if "small-dense" in opt.methods else None)
     path = opt.results_path()
     old = load_results(path) if path.exists() else None
     if old is not None and (old["task"] != task.name or old["model"] != opt.model):

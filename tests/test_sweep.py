@@ -124,6 +124,12 @@ def test_plan_of_the_issue_sweep():
     keys = [r.key for r in plan]
     assert len(keys) == len(set(keys)) == 4 * 2 + 2 + 3
     assert [r.key for r in plan if r.seed == 43] == ["kasp@0.9/seed43", "magnitude@0.9/seed43", "small-dense@0.9/seed43"]
+    from kasp.sweep import SweepOptions
+
+    full = SweepOptions(task="sst2").plan(MINILM)  # the default sparsities on MiniLM-L6
+    small = [r.sparsity for r in full if r.method == "small-dense"]
+    assert small == [0.5, 0.7, 0.8, 0.9, 0.95]  # 97 % would be the same one-layer, 32-neuron student as 95 %
+    assert len(full) == 6 * 2 + 5
     with pytest.raises(KaspError, match="outside"):
         plan_runs([90])
     with pytest.raises(KaspError, match="unknown sweep method"):
