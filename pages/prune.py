@@ -19,9 +19,10 @@ st.caption("Runs are real: each is a `kasp` command running in the background on
            "run store. It keeps running if you reload the page or switch pages.")
 
 teachers = list(iter_done(kind="finetune", task=task, model=model))
-method = st.radio("Method", ["kasp", "magnitude"], horizontal=True, format_func={
+method = st.radio("Method", ["kasp", "magnitude", "small-dense"], horizontal=True, format_func={
     "kasp": "KASP: distil the fine-tuned teacher into the pruned pre-trained model",
-    "magnitude": "Magnitude baseline: prune the fine-tuned model, retrain with the task loss"}.get,
+    "magnitude": "Magnitude baseline: prune the fine-tuned model, retrain with the task loss",
+    "small-dense": "Small-dense baseline: distil into fewer, dense layers with as many weights as the sparsity leaves"}.get,
     help="KASP is the paper's method; the baseline is what most pruning users do today.")
 recipe = default_recipe("prune", method, task)
 class_length = st.toggle("Class-length recipe", help="The `class` preset (kasp/recipes/class.json): a teacher in about "
@@ -30,7 +31,7 @@ if class_length:
     recipe.update(load_recipe("class", "prune"))
 
 if not teachers:
-    st.warning(f"Both methods need a fine-tuned teacher for {task} and model `{model}`, and the run store has none. "
+    st.warning(f"Every method needs a fine-tuned teacher for {task} and model `{model}`, and the run store has none. "
                "Fine-tune one first (the same as `kasp finetune --task " + task + "`).")
     ft = default_recipe("finetune", "finetune", task) | (load_recipe("class", "finetune") if class_length else {})
     c1, c2 = st.columns(2)
