@@ -59,11 +59,12 @@ HISTORY_POINTS = 60
 
 
 def shipped_sweep_path(task: str) -> Path:
-    """Where the shipped sweep results of ``task`` live (``assets/sweeps/<task>.json``).
-
-    The one place that knows the location: moving shipped data into the package is a change here.
+    """Where the shipped sweep results of ``task`` live: repository ``assets/sweeps/<task>.json``, in the
+    package ``kasp.assets`` (:mod:`kasp.resources`). The one place in the code that knows it.
     """
-    return Path(__file__).resolve().parent.parent / "assets" / "sweeps" / f"{task}.json"
+    from kasp.resources import assets_dir
+
+    return assets_dir() / "sweeps" / f"{task}.json"
 
 
 # --- the results file -------------------------------------------------------------------------
