@@ -11,8 +11,11 @@ are on, where the student starts and how sparse it ends:
 
 Device placement, gradient accumulation-free backward and multi-process data parallelism go
 through ``accelerate.Accelerator``. Callbacks (minGPT style) receive ``(event, record)`` for the
-events "train" (every ``log_every`` steps), "eval", "prune"; ``should_stop()`` is polled after
-every step and turns the run into a cancelled one.
+events "train" (every ``log_every`` steps), "eval", "prune", and "masks" (prune runs: at the start,
+after every mask update and after the exact target is imposed; the record holds ``step``, ``phase``,
+``sparsity``, ``linears`` and ``masks``, read by :class:`kasp.weights_story.StoryRecorder`, which
+every run with a run directory gets); ``should_stop()`` is polled after every step and turns the
+run into a cancelled one.
 """
 
 from __future__ import annotations
@@ -231,6 +234,15 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             for p in teacher.parameters():
                 p.requires_grad_(False)
         pruner = MagnitudePruner(raw_student, cfg.pruning_target(), total, cfg.pruning_events, cfg.scope)
+        if run and pruner.target > 0:
+            from kasp.weights_story import STORY_FILE, StoryRecorder
+
+            callbacks.append(StoryRecorder(run.path / STORY_FILE, StoryRecorder.stride(cfg.pruning_events)))
+
+        def emit_masks(step: int, phase: str) -> None:
+            if main and pruner.target > 0:
+                emit("masks", {"step": step, "phase": phase, "sparsity": pruner.current_sparsity,
+                               "linears": pruner.linears, "masks": pruner.masks})
         kasp_loss = KaspLoss(raw_student, teacher, attention_weight=cfg.attention_weight, hidden_weight=cfg.hidden_weight,
                              prediction_weight=cfg.prediction_weight, task_loss_weight=cfg.task_loss_weight,
                              temperature=cfg.temperature, regression=task.is_regression)
@@ -249,6 +261,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
 
         # --- loop ---------------------------------------------------------------------------
         student.train()
+        emit_masks(0, "start")
         bar = tqdm(total=total, desc=f"{cfg.kind} {task.name}" + (f" {cfg.method} s={cfg.sparsity:g}" if cfg.kind == "prune" else ""),
                    disable=not (progress_bar and main), dynamic_ncols=True, mininterval=1.0)
         step, epoch, seen = 0, 0, 0
@@ -266,6 +279,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                     break
                 if pruner.step(step):
                     emit("prune", {"step": step, "sparsity": pruner.current_sparsity})
+                    emit_masks(step, "prune")
                 loss, terms = losses(batch)
                 accelerator.backward(loss)
                 if cfg.max_grad_norm > 0:
@@ -306,6 +320,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         bar.close()
         train_seconds = time.time() - t_train
         pruner.finish()  # exact target sparsity
+        emit_masks(total, "end")
         kasp_loss.remove()
         final = run_eval(total)
 

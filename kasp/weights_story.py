@@ -1,0 +1,326 @@
+"""The weights' story of a pruning run: small pictures of every encoder linear matrix along the schedule.
+
+At the start of a prune run, at every pruning event (mask update on the cubic schedule) and at the
+end (exact target imposed), :class:`StoryRecorder` stores for each of the pruned matrices
+("<layer>.<kind>", kinds Q, K, V, O, FFN-in, FFN-out; :func:`kasp.modeling.prunable_linears`):
+
+- **mask density picture**: the fraction of kept weights in each cell of a coarse grid over the
+  matrix, quantised to uint8 (``round(255 * fraction)``). The grid has :data:`SHORT_CELLS` (8) cells
+  along the matrix's shorter side and ``round(8 * long / short)`` (at most :data:`MAX_CELLS`, 32)
+  along the longer one; cell ``i`` of a side of length ``d`` split into ``g`` cells spans rows
+  ``round(i * d / g)`` to ``round((i + 1) * d / g)``, so a side that ``g`` does not divide gets
+  cells differing by at most one row or column. For MiniLM-L6-H384 (384 x 384 and 1536 x 384 /
+  384 x 1536 weights) every cell is exactly 48 x 48 weights (grids 8 x 8, 32 x 8, 8 x 32).
+- **magnitude histogram** of |w| of the surviving (kept) weights: exact counts in :data:`HIST_BINS`
+  (66) fixed bins, bin 0 = [0, 2**-14), then quarter-octave bins (four per factor of 2, edges
+  ``2**e * (1, 1.25, 1.5, 1.75)``) up to 2**2 = 4, last bin [4, inf) (:func:`hist_edges`; a value
+  equal to an edge falls in the bin above it). These edges are the float32 exponent and top two
+  mantissa bits, so counting is one bit shift and one ``bincount`` per matrix.
+- **magnitude threshold**: the smallest kept |w| of the matrix at that moment (right after the
+  masks were updated and applied, before the next optimizer step). With magnitude masks
+  (Zhu & Gupta 2017; :mod:`kasp.masks`) every weight pruned at this event had |w| at most this value.
+
+Format (``kasp-weights-story/1``): a list of JSON records, written one per line to
+``<run>/weights.jsonl`` (append-only; a reader skips a torn last line, so the app reads it while the
+run is live). The first record is the layout, every further one a snapshot::
+
+    {"type": "layout", "format": "kasp-weights-story/1", "matrices": ["0.Q", ...],
+     "shapes": [[out, in], ...], "grids": [[rows, cols], ...],
+     "hist_log2": [-14, 2], "hist_bins": 66}
+    {"type": "snapshot", "step": 40, "phase": "start" | "prune" | "end", "sparsity": 0.0816,
+     "density": B64, "hist": B64, "threshold": B64}
+
+where each B64 is base64 of zlib-compressed little-endian arrays concatenated in matrix order:
+``density`` uint8 grids (row-major), ``hist`` uint32 counts ``[matrices, hist_bins]``, ``threshold``
+float32 ``[matrices]``; ``sparsity`` is the fraction of zeros the masks hold (the schedule's value
+at that step). No pickle anywhere: arrays are rebuilt with ``numpy.frombuffer`` and an explicit
+dtype. A results file (a shipped precomputed run, a sweep entry) carries the same list of records
+under the key ``"weights_story"``; :func:`read_story` reads either.
+
+Size: MiniLM-L6 (36 matrices) takes about 4.6 KB of density and 5.5 KB of counts per snapshot
+before compression; the measured size of whole runs is in ``bench/weights_story.py``'s output.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+
+FORMAT = "kasp-weights-story/1"
+STORY_FILE = "weights.jsonl"
+SHORT_CELLS = 8
+MAX_CELLS = 32
+HIST_LOG2 = (-14, 2)
+HIST_BINS = 4 * (HIST_LOG2[1] - HIST_LOG2[0]) + 2
+SNAPSHOTS = 20
+
+
+# --- pictures ---------------------------------------------------------------------------------
+def grid_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    """Cells (rows, cols) of the density grid of a weight of ``shape`` (out_features, in_features)."""
+    r, c = int(shape[0]), int(shape[1])
+    short, long_ = min(r, c), max(r, c)
+    gs = min(SHORT_CELLS, short)
+    gl = max(1, min(MAX_CELLS, long_, round(gs * long_ / short)))
+    return (gs, gl) if r <= c else (gl, gs)
+
+
+def cell_edges(dim: int, cells: int) -> list[int]:
+    """Boundaries ``round(i * dim / cells)`` for i = 0..cells (first 0, last ``dim``)."""
+    return [round(i * dim / cells) for i in range(cells + 1)]
+
+
+@torch.no_grad()
+def density_grid(mask: torch.Tensor) -> torch.Tensor:
+    """Fraction of kept weights (mask True) per grid cell: float32 [rows, cols] in [0, 1].
+
+    Raises:
+        ValueError: if ``mask`` is not 2-D.
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"a density grid needs a 2-D mask, got shape {tuple(mask.shape)}")
+    R, C = mask.shape
+    gr, gc = grid_shape((R, C))
+    if R % gr == 0 and C % gc == 0:  # equal blocks: one reshape
+        return mask.reshape(gr, R // gr, gc, C // gc).sum(dim=(1, 3), dtype=torch.int64).float() / (R // gr * C // gc)
+    er, ec = cell_edges(R, gr), cell_edges(C, gc)
+    m = mask.to(torch.int64)
+    rows = torch.stack([m[er[i]:er[i + 1]].sum(0) for i in range(gr)])  # [gr, C]
+    sums = torch.stack([rows[:, ec[j]:ec[j + 1]].sum(1) for j in range(gc)], dim=1)  # [gr, gc]
+    sizes = torch.tensor([[(er[i + 1] - er[i]) * (ec[j + 1] - ec[j]) for j in range(gc)] for i in range(gr)])
+    return sums.float() / sizes.float()
+
+
+def cell_sizes(shape: tuple[int, int]) -> np.ndarray:
+    """Number of weights in each density-grid cell: int64 [rows, cols]."""
+    gr, gc = grid_shape(shape)
+    er, ec = np.diff(cell_edges(shape[0], gr)), np.diff(cell_edges(shape[1], gc))
+    return np.outer(er, ec).astype(np.int64)
+
+
+def hist_edges(log2_range: tuple[int, int] = HIST_LOG2) -> np.ndarray:
+    """Bin edges of the |w| histogram: float32 [bins + 1].
+
+    0, then quarter-octave edges ``2**e * (1, 1.25, 1.5, 1.75)`` for e = lo .. hi - 1, then
+    ``2**hi`` and inf: bin 0 holds |w| < 2**lo, the last bin |w| >= 2**hi. These are exactly the
+    float32 values sharing the exponent and top two mantissa bits, so binning is a bit shift.
+    """
+    lo, hi = log2_range
+    inner = [2.0 ** e * (1 + j / 4) for e in range(lo, hi) for j in range(4)] + [2.0 ** hi]
+    return np.array([0.0] + inner + [np.inf], dtype=np.float32)
+
+
+@torch.no_grad()
+def magnitude_histogram(weight: torch.Tensor, mask: torch.Tensor) -> tuple[np.ndarray, float]:
+    """Histogram of |w| over the kept weights and the magnitude threshold, for a masked weight.
+
+    ``weight`` must already be masked (pruned entries exactly 0, as :meth:`MagnitudePruner.apply`
+    leaves them); ``mask`` is True where kept. A kept weight that is exactly 0 counts in bin 0.
+
+    Returns:
+        (counts int64 [HIST_BINS] in the bins of :func:`hist_edges`, threshold = the smallest kept
+        |w|, or 0.0 when nothing is kept).
+    """
+    n_kept = int(mask.sum())
+    if n_kept == 0:
+        return np.zeros(HIST_BINS, dtype=np.int64), 0.0
+    bits = weight.detach().float().contiguous().view(torch.int32) & 0x7FFFFFFF  # |w| as its float bits
+    fine = torch.bincount((bits >> 21).view(-1), minlength=1024).cpu().numpy()  # sign-less exponent + 2 mantissa bits
+    base = (HIST_LOG2[0] + 127) * 4  # index of 2**lo in ``fine``
+    top = (HIST_LOG2[1] + 127) * 4
+    counts = np.concatenate([[fine[:base].sum() - (weight.numel() - n_kept)], fine[base:top], [fine[top:].sum()]])
+    if n_kept < weight.numel() and counts[0] < 0:
+        raise ValueError("magnitude_histogram needs a masked weight: pruned entries must be exactly 0")
+    # the smallest kept |w|: the smallest non-zero bit pattern (zeros wrap to the largest int32)
+    low = int(((bits - 1) & 0x7FFFFFFF).min()) + 1
+    if fine[0] > weight.numel() - n_kept:  # some kept weight is exactly 0
+        low = 0
+    return counts.astype(np.int64), float(np.array([low], dtype=np.int32).view(np.float32)[0])
+
+
+def _b64(arr: np.ndarray) -> str:
+    return base64.b64encode(zlib.compress(np.ascontiguousarray(arr).tobytes(), 6)).decode("ascii")
+
+
+def _unb64(text: str, dtype: str) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=np.dtype(dtype))
+
+
+def layout_record(shapes: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
+    """The first record of a story: matrix names, weight shapes, grid shapes and histogram bins."""
+    return {"type": "layout", "format": FORMAT, "matrices": list(shapes),
+            "shapes": [list(map(int, s)) for s in shapes.values()],
+            "grids": [list(grid_shape(s)) for s in shapes.values()],
+            "hist_log2": list(HIST_LOG2), "hist_bins": HIST_BINS}
+
+
+@torch.no_grad()
+def snapshot_record(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor], step: int,
+                    phase: str, sparsity: float) -> dict[str, Any]:
+    """One snapshot record of every matrix in ``weights`` (name -> 2-D weight; ``masks`` the same
+    names, bool, True = kept). ``sparsity`` is the masks' target fraction of zeros at ``step``."""
+    dens, hists, thr = [], [], []
+    for name, w in weights.items():
+        m = masks[name]
+        dens.append(torch.round(density_grid(m) * 255).to(torch.uint8).cpu().numpy().ravel())
+        h, t = magnitude_histogram(w, m)
+        hists.append(h)
+        thr.append(t)
+    return {"type": "snapshot", "step": int(step), "phase": phase, "sparsity": float(sparsity),
+            "density": _b64(np.concatenate(dens).astype("<u1")),
+            "hist": _b64(np.stack(hists).astype("<u4")),
+            "threshold": _b64(np.asarray(thr, dtype="<f4"))}
+
+
+class StoryRecorder:
+    """Training callback (``(event, record)``, :mod:`kasp.train`) that appends the story to a file.
+
+    Listens to the "masks" event, whose record holds ``step``, ``phase`` ("start", "prune", "end"),
+    ``sparsity``, ``linears`` (name -> nn.Linear) and ``masks`` (name -> bool tensor). Records the
+    start, the end and every ``every``-th pruning event (``every`` = 1: all of them). Writes the
+    layout record before the first snapshot; each record is one ``write`` of one line.
+    """
+
+    def __init__(self, path: str | Path, every: int = 1):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.path = Path(path)
+        self.every = every
+        self._started = False
+        self._events = 0
+        self.seconds = 0.0  # time spent recording (read by the benchmark)
+
+    @staticmethod
+    def stride(pruning_events: int, snapshots: int = SNAPSHOTS) -> int:
+        """``every`` that records at most ``snapshots`` of ``pruning_events`` mask updates."""
+        return max(1, -(-pruning_events // snapshots))
+
+    def __call__(self, event: str, record: dict[str, Any]) -> None:
+        if event != "masks":
+            return
+        if record["phase"] == "prune":
+            self._events += 1
+            if self._events % self.every:
+                return
+        import time
+
+        t = time.perf_counter()
+        weights = {n: lin.weight for n, lin in record["linears"].items()}
+        lines = []
+        if not self._started:
+            lines.append(layout_record({n: tuple(w.shape) for n, w in weights.items()}))
+            self._started = True
+        lines.append(snapshot_record(weights, record["masks"], record["step"], record["phase"], record["sparsity"]))
+        with open(self.path, "a" if lines[0]["type"] == "snapshot" else "w", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in lines))
+        self.seconds += time.perf_counter() - t
+
+
+# --- reading ----------------------------------------------------------------------------------
+@dataclass
+class Story:
+    """A run's weights' story, decoded.
+
+    Attributes:
+        matrices: names "<layer>.<kind>" [M]; shapes: weight shapes [M]; grids: grid shapes [M].
+        steps: int64 [S] optimizer steps of the snapshots; phases: [S]; sparsity: float [S] (fraction).
+        density: per snapshot, per matrix a float32 [rows, cols] array of kept fractions (uint8 / 255).
+        hist: int64 [S, M, bins] counts; edges: float32 [bins + 1]; threshold: float32 [S, M].
+    """
+
+    matrices: list[str]
+    shapes: list[tuple[int, int]]
+    grids: list[tuple[int, int]]
+    steps: np.ndarray
+    phases: list[str]
+    sparsity: np.ndarray
+    density: list[list[np.ndarray]]
+    hist: np.ndarray
+    edges: np.ndarray
+    threshold: np.ndarray
+
+    def index(self, name: str) -> int:
+        """Position of matrix ``name``.
+
+        Raises:
+            KeyError: naming the matrices the story holds.
+        """
+        try:
+            return self.matrices.index(name)
+        except ValueError:
+            raise KeyError(f"no matrix {name!r} in this story; it has {', '.join(self.matrices)}") from None
+
+    def nearest(self, step: int) -> int:
+        """Index of the last snapshot at or before ``step`` (the first one if ``step`` precedes all)."""
+        i = int(np.searchsorted(self.steps, step, side="right")) - 1
+        return max(i, 0)
+
+    def kept_fraction(self, i: int, name: str) -> float:
+        """Fraction of kept weights of a matrix at snapshot ``i`` as the picture says (cell-size weighted)."""
+        k = self.index(name)
+        sizes = cell_sizes(self.shapes[k])
+        return float((self.density[i][k] * sizes).sum() / sizes.sum())
+
+
+def _records_from_file(path: Path) -> list[dict[str, Any]]:
+    out = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass  # the line being written right now
+    except FileNotFoundError:
+        return []
+    return out
+
+
+def read_story(source: str | Path | Iterable[dict[str, Any]] | None) -> Story | None:
+    """Decode a story from a run directory, a ``weights.jsonl`` file or a list of records.
+
+    Returns None when there is no story (no file, no layout record or no snapshot yet).
+
+    Raises:
+        ValueError: for records of another format, or arrays whose sizes do not fit the layout.
+    """
+    if source is None:
+        return None
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        records = _records_from_file(p / STORY_FILE if p.is_dir() else p)
+    else:
+        records = list(source)
+    layout = next((r for r in records if r.get("type") == "layout"), None)
+    snaps = [r for r in records if r.get("type") == "snapshot"]
+    if layout is None or not snaps:
+        return None
+    if layout.get("format") != FORMAT:
+        raise ValueError(f"weights story format {layout.get('format')!r} is not {FORMAT!r}")
+    names = list(layout["matrices"])
+    shapes = [tuple(s) for s in layout["shapes"]]
+    grids = [tuple(g) for g in layout["grids"]]
+    bins = int(layout["hist_bins"])
+    sizes = [g[0] * g[1] for g in grids]
+    offsets = np.cumsum([0] + sizes)
+    density, hist, thr = [], [], []
+    for r in snaps:
+        d = _unb64(r["density"], "<u1")
+        h = _unb64(r["hist"], "<u4")
+        t = _unb64(r["threshold"], "<f4")
+        if d.size != offsets[-1] or h.size != len(names) * bins or t.size != len(names):
+            raise ValueError(f"weights story snapshot at step {r.get('step')} does not fit its layout")
+        density.append([(d[offsets[k]:offsets[k + 1]].reshape(grids[k]) / 255.0).astype(np.float32)
+                        for k in range(len(names))])
+        hist.append(h.reshape(len(names), bins).astype(np.int64))
+        thr.append(t)
+    return Story(names, shapes, grids, np.array([r["step"] for r in snaps], dtype=np.int64),
+                 [r.get("phase", "prune") for r in snaps], np.array([r["sparsity"] for r in snaps], dtype=float),
+                 density, np.stack(hist), hist_edges(tuple(layout["hist_log2"])), np.stack(thr))

@@ -1,0 +1,119 @@
+"""The weights' story: pictures recorded during a real tiny prune run, read back and checked against
+the model's own masks and weights at the same moment."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kasp.weights_story import (HIST_BINS, STORY_FILE, StoryRecorder, cell_edges, cell_sizes, density_grid,
+                                grid_shape, hist_edges, magnitude_histogram, read_story)
+
+
+def test_grid_shapes_and_cells():
+    assert grid_shape((384, 384)) == (8, 8)
+    assert grid_shape((1536, 384)) == (32, 8) and grid_shape((384, 1536)) == (8, 32)  # 48 x 48 blocks
+    assert grid_shape((768, 3072)) == (8, 32)  # capped at 32 cells
+    assert grid_shape((32, 64)) == (8, 16)
+    assert cell_edges(10, 4) == [0, 2, 5, 8, 10]  # a side 4 does not divide: blocks differ by one row
+    assert cell_sizes((10, 20)).sum() == 200
+
+
+def test_density_grid_non_divisible_matches_block_means():
+    g = torch.Generator().manual_seed(1)
+    mask = torch.rand(37, 91, generator=g) > 0.7
+    d = density_grid(mask)
+    gr, gc = grid_shape((37, 91))
+    assert d.shape == (gr, gc)
+    er, ec = cell_edges(37, gr), cell_edges(91, gc)
+    for i in range(gr):
+        for j in range(gc):
+            assert d[i, j].item() == pytest.approx(mask[er[i]:er[i + 1], ec[j]:ec[j + 1]].float().mean().item())
+
+
+def test_histogram_counts_and_threshold_exact():
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(64, 48, generator=g) * torch.logspace(-6, 1, 64 * 48).view(64, 48)  # spans every bin
+    mask = w.abs() > w.abs().median()
+    w = w.masked_fill(~mask, 0.0)
+    counts, thr = magnitude_histogram(w, mask)
+    kept = w.abs()[mask].numpy()
+    edges = hist_edges()
+    assert counts.shape == (HIST_BINS,) and len(edges) == HIST_BINS + 1
+    ref = np.array([((kept >= lo) & (kept < hi)).sum() for lo, hi in zip(edges[:-1], edges[1:])])
+    assert (counts == ref).all() and counts.sum() == mask.sum()
+    assert thr == kept.min()
+    with pytest.raises(ValueError, match="masked weight"):
+        magnitude_histogram(torch.ones(4, 4), torch.arange(16).view(4, 4) < 8)  # pruned entries not zeroed
+
+
+@pytest.fixture(scope="module")
+def story_run(tmp_path_factory, tiny_store, tiny_pretrained):
+    """A tiny real KASP run recording its story, plus what the callback saw of masks and weights."""
+    from kasp.config import make_config
+    from kasp.runs import RunDir
+    from kasp.train import train
+
+    store = tmp_path_factory.mktemp("story")
+    shutil.copytree(tiny_store / "teacher", store / "teacher")
+    cfg = make_config("prune", "kasp", "sst2", model=str(tiny_pretrained), sparsity=0.7, max_steps=12,
+                      pruning_events=4, max_train_samples=128, max_eval_samples=32, eval_every=6, log_every=3)
+    seen = []
+
+    def watch(event, rec):
+        if event == "masks":
+            seen.append({"step": rec["step"], "phase": rec["phase"],
+                         "kept": {n: m.clone() for n, m in rec["masks"].items()},
+                         "w": {n: lin.weight.detach().clone() for n, lin in rec["linears"].items()}})
+
+    run = RunDir.create(store / "kasp70")
+    train(cfg, run, callbacks=[watch], store=store, progress_bar=False)
+    return run, seen
+
+
+def test_story_round_trips_from_a_tiny_run(story_run):
+    run, seen = story_run
+    story = read_story(run.path)
+    assert story is not None
+    # start + 4 pruning events (the last at step 9) + end, all recorded (4 events < 20 snapshots)
+    assert list(story.steps) == [s["step"] for s in seen] == [0, 3, 6, 9, 12]
+    assert story.phases == ["start", "prune", "prune", "prune", "end"]
+    assert len(story.matrices) == 12  # 2 layers x Q, K, V, O, FFN-in, FFN-out
+    report = run.report()
+    for i, snap in enumerate(seen):
+        for k, name in enumerate(story.matrices):
+            shape = tuple(snap["w"][name].shape)
+            assert story.shapes[k] == shape and story.density[i][k].shape == grid_shape(shape)
+            measured = 1 - (snap["w"][name] == 0).float().mean().item()  # kept fraction of the weight itself
+            assert story.kept_fraction(i, name) == pytest.approx(measured, abs=0.5 / 255 + 1e-6)
+            # the threshold: the smallest kept |w| of that matrix at that step
+            assert story.threshold[i, k] == snap["w"][name].abs()[snap["kept"][name]].min().item()
+            assert story.hist[i, k].sum() == snap["kept"][name].sum().item()
+    # the last picture agrees with the saved model's measured per-matrix sparsity
+    for name, s in report["per_matrix_sparsity"].items():
+        assert 1 - story.kept_fraction(len(seen) - 1, name) == pytest.approx(s, abs=0.5 / 255 + 1e-6)
+
+
+def test_story_is_json_lines_without_pickle_and_small(story_run):
+    run, _ = story_run
+    lines = (run.path / STORY_FILE).read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    assert recs[0]["type"] == "layout" and all(r["type"] == "snapshot" for r in recs[1:])
+    # a results-file entry carries the same records: read_story takes the list as well
+    assert list(read_story(recs).steps) == list(read_story(run.path).steps)
+    # a torn last line (the run writing right now) is skipped
+    torn = run.path.parent / "torn.jsonl"
+    torn.write_text("\n".join(lines) + "\n" + lines[-1][: len(lines[-1]) // 2])
+    assert len(read_story(torn).steps) == len(lines) - 1
+    assert read_story(run.path.parent / "missing.jsonl") is None
+
+
+def test_recorder_stride():
+    assert StoryRecorder.stride(100) == 5 and StoryRecorder.stride(4) == 1 and StoryRecorder.stride(21) == 2
+    with pytest.raises(ValueError):
+        StoryRecorder(Path("x"), every=0)
