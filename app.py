@@ -41,5 +41,6 @@ pages = [
     st.Page("pages/results.py", title="Results", icon=":material/bar_chart:"),
     st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
     st.Page("pages/inspect.py", title="Inspect", icon=":material/search:"),
+    st.Page("pages/weights.py", title="Weights", icon=":material/grid_on:"),
 ]
 st.navigation(pages).run()

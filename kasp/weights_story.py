@@ -324,3 +324,92 @@ def read_story(source: str | Path | Iterable[dict[str, Any]] | None) -> Story | 
     return Story(names, shapes, grids, np.array([r["step"] for r in snaps], dtype=np.int64),
                  [r.get("phase", "prune") for r in snaps], np.array([r["sparsity"] for r in snaps], dtype=float),
                  density, np.stack(hist), hist_edges(tuple(layout["hist_log2"])), np.stack(thr))
+
+
+# --- the app's view of stories ----------------------------------------------------------------
+KINDS = ("Q", "K", "V", "O", "FFN-in", "FFN-out")
+
+
+def story_entries(task: str, store: str | Path | None = None,
+                  precomputed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Prune runs of ``task`` that could carry a story: live runs of the store, then shipped
+    precomputed runs (and any results-file entry shaped like them).
+
+    Each entry: ``id``, ``source`` ("live run" / "precomputed run"), ``method``, ``sparsity`` (target,
+    fraction), ``state``, ``total_steps``, ``has_story`` (bool), ``story`` (a run directory path or a
+    list of records, for :func:`read_story`), ``progress`` (list of progress records), ``recipe`` and
+    ``command`` (the command line of a precomputed run, else None).
+    """
+    from kasp.runs import list_runs
+    from kasp.views import load_precomputed
+
+    out = []
+    for r in list_runs(store):
+        rec = r.recipe()
+        if rec.get("task") != task or rec.get("kind") != "prune":
+            continue
+        st = r.status()
+        out.append({"id": r.id, "source": "live run", "method": rec.get("method"), "sparsity": rec.get("sparsity"),
+                    "state": r.state(), "total_steps": st.get("total_steps") or r.report().get("steps"),
+                    "has_story": (r.path / STORY_FILE).is_file(), "story": r.path, "progress": r.progress(),
+                    "recipe": rec, "command": None})
+    pre = load_precomputed() if precomputed is None else precomputed
+    for p in pre:
+        if p.get("task") != task or p.get("method") == "finetune":
+            continue
+        out.append({"id": p["id"], "source": "precomputed run", "method": p.get("method"),
+                    "sparsity": p.get("target_sparsity"), "state": "done", "total_steps": p.get("steps"),
+                    "has_story": bool(p.get("weights_story")), "story": p.get("weights_story"),
+                    "progress": p.get("progress", []), "recipe": p.get("recipe", {}), "command": p.get("command")})
+    return out
+
+
+def partner(entry: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run to show beside ``entry``: the other method (KASP vs magnitude) at the same target
+    sparsity, with a story; the same source preferred, then the newest."""
+    other = [e for e in entries if e["has_story"] and e["id"] != entry["id"] and e["method"] != entry["method"]
+             and e["method"] in ("kasp", "magnitude") and e["sparsity"] == entry["sparsity"]]
+    other.sort(key=lambda e: e["source"] != entry["source"])
+    return other[0] if other else None
+
+
+def step_numbers(story: Story, i: int, layer: int) -> dict[str, dict[str, float]]:
+    """Per matrix kind of one layer at snapshot ``i``: ``threshold``, ``kept`` (fraction), the
+    picture's ``min_cell`` and ``max_cell`` kept fractions."""
+    out = {}
+    for kind in KINDS:
+        name = f"{layer}.{kind}"
+        if name not in story.matrices:
+            continue
+        k = story.index(name)
+        d = story.density[i][k]
+        out[kind] = {"threshold": float(story.threshold[i, k]), "kept": story.kept_fraction(i, name),
+                     "min_cell": float(d.min()), "max_cell": float(d.max())}
+    return out
+
+
+def what_to_notice(story: Story, step: int, layer: int, kind: str, other: Story | None = None,
+                   labels: tuple[str, str] = ("this run", "the other run")) -> str:
+    """One sentence about the pictures at ``step``, computed from the numbers shown: which matrix of
+    the layer has the highest magnitude threshold, how uneven the chosen matrix's mask is, and where
+    the two runs differ (when ``other`` is given)."""
+    i = story.nearest(step)
+    nums = step_numbers(story, i, layer)
+    if story.sparsity[i] == 0:
+        return (f"At step {story.steps[i]} nothing is pruned yet: every block is full and the histogram is the "
+                f"{kind} weights' magnitudes as the run started.")
+    hi = max(nums, key=lambda k: nums[k]["threshold"])
+    lo = min(nums, key=lambda k: nums[k]["threshold"])
+    n = nums[kind]
+    s = (f"At step {story.steps[i]} ({story.sparsity[i] * 100:.1f} % pruned in every matrix), layer {layer}'s "
+         f"{hi} needs |w| ≥ {nums[hi]['threshold']:.3g} to survive, {nums[hi]['threshold'] / max(nums[lo]['threshold'], 1e-12):.1f}× "
+         f"the threshold of {lo} ({nums[lo]['threshold']:.3g}); in {kind} the blocks keep between "
+         f"{n['min_cell'] * 100:.0f} % and {n['max_cell'] * 100:.0f} % of their weights, so the mask is "
+         f"{'far from uniform' if n['max_cell'] - n['min_cell'] > 0.15 else 'nearly uniform'}")
+    if other is not None:
+        j = other.nearest(step)
+        k1, k2 = story.index(f"{layer}.{kind}"), other.index(f"{layer}.{kind}")
+        diff = float(np.abs(story.density[i][k1] - other.density[j][k2]).mean())
+        s += (f"; {labels[0]}'s threshold is {story.threshold[i, k1]:.3g} against {other.threshold[j, k2]:.3g} for "
+              f"{labels[1]}, and their pictures differ by {diff * 100:.1f} percentage points per block on average")
+    return s + "."

@@ -73,6 +73,10 @@ def story_run(tmp_path_factory, tiny_store, tiny_pretrained):
 
     run = RunDir.create(store / "kasp70")
     train(cfg, run, callbacks=[watch], store=store, progress_bar=False)
+    # the magnitude baseline at the same sparsity, for the side-by-side view
+    mag = make_config("prune", "magnitude", "sst2", model=str(tiny_pretrained), sparsity=0.7, max_steps=12,
+                      pruning_events=4, max_train_samples=128, max_eval_samples=32, eval_every=6, log_every=3)
+    train(mag, RunDir.create(store / "mag70"), store=store, progress_bar=False)
     return run, seen
 
 
@@ -117,3 +121,104 @@ def test_recorder_stride():
     assert StoryRecorder.stride(100) == 5 and StoryRecorder.stride(4) == 1 and StoryRecorder.stride(21) == 2
     with pytest.raises(ValueError):
         StoryRecorder(Path("x"), every=0)
+
+
+def test_results_file_entry_carries_the_same_records(story_run, tmp_path):
+    from kasp.weights_story import partner, story_entries
+
+    run, _ = story_run
+    records = [json.loads(x) for x in (run.path / STORY_FILE).read_text().splitlines()]
+    shipped = [{"id": "precomputed/a", "task": "sst2", "method": "kasp", "target_sparsity": 0.7, "steps": 12,
+                "weights_story": records, "progress": []},
+               {"id": "precomputed/b", "task": "sst2", "method": "magnitude", "target_sparsity": 0.7, "steps": 12}]
+    entries = story_entries("sst2", tmp_path, precomputed=shipped)  # an empty store
+    assert [(e["id"], e["has_story"]) for e in entries] == [("precomputed/a", True), ("precomputed/b", False)]
+    assert list(read_story(entries[0]["story"]).steps) == list(read_story(run.path).steps)
+    assert partner(entries[1], entries)["id"] == "precomputed/a"
+    assert story_entries("sst2", tmp_path, precomputed=[]) == []
+    live = story_entries("sst2", run.path.parent, precomputed=[])
+    assert {e["id"] for e in live} == {"kasp70", "mag70"} and all(e["has_story"] for e in live)
+    assert partner(next(e for e in live if e["id"] == "kasp70"), live)["id"] == "mag70"
+
+
+def test_what_to_notice_is_computed_from_the_numbers(story_run):
+    from kasp.weights_story import step_numbers, what_to_notice
+
+    run, _ = story_run
+    story = read_story(run.path)
+    other = read_story(run.path.parent / "mag70")
+    nums = step_numbers(story, len(story.steps) - 1, 1)
+    top = max(nums, key=lambda k: nums[k]["threshold"])
+    text = what_to_notice(story, 12, 1, "Q", other, ("kasp", "magnitude"))
+    assert f"{top} needs |w| ≥ {nums[top]['threshold']:.3g}" in text and "magnitude" in text
+    assert "nothing is pruned yet" in what_to_notice(story, 0, 0, "Q")
+
+
+# --- the Weights page (AppTest) -----------------------------------------------------------------
+def _page(store, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("KASP_RUNS_DIR", str(store))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "weights.py"), default_timeout=60)
+    at.session_state["task"] = "sst2"
+    at.session_state["model"] = "default"
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _decode(obj):
+    """Plotly ships numeric arrays as {"dtype", "bdata", "shape": "r, c"} (base64); turn them back into lists."""
+    import base64
+
+    if isinstance(obj, dict):
+        if "bdata" in obj and "dtype" in obj:
+            arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
+            shape = obj.get("shape")
+            if isinstance(shape, str):
+                shape = [int(x) for x in shape.split(",")]
+            return (arr.reshape(shape) if shape else arr).tolist()
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    return obj
+
+
+def _charts(at):
+    return [_decode(json.loads(c.proto.spec)) for c in at.get("plotly_chart")]
+
+
+def _heatmaps(at):
+    fig = next(c for c in _charts(at) if any(t["type"] == "heatmap" for t in c["data"]))
+    return [t["z"] for t in fig["data"] if t["type"] == "heatmap"], fig
+
+
+def test_weights_page_draws_the_story_and_the_slider_moves_it(story_run, monkeypatch):
+    run, _ = story_run
+    at = _page(run.path.parent, monkeypatch)
+    at.selectbox(key="weights_run").set_value("kasp70").run()
+    assert not at.exception
+    story = read_story(run.path)
+    zs, fig = _heatmaps(at)
+    assert len(zs) == 2  # KASP and magnitude side by side
+    assert len(fig["frames"]) == len(story.steps)  # one animation frame per recorded step
+    k = story.index("0.Q")
+    assert np.allclose(np.array(zs[0]), story.density[-1][k] * 100)  # the last step is drawn first
+    assert "step 12" in fig["layout"]["title"]["text"]
+    at.select_slider(key="weights_step").set_value(0).run()
+    zs0, fig0 = _heatmaps(at)
+    assert np.allclose(np.array(zs0[0]), 100.0) and "step 0" in fig0["layout"]["title"]["text"]
+    assert any("nothing is pruned yet" in m.value for m in at.markdown)
+    at.select_slider(key="weights_step").set_value(6).run()
+    zs6, _ = _heatmaps(at)
+    assert np.allclose(np.array(zs6[0]), story.density[story.nearest(6)][k] * 100)
+    # the schedule figure marks the chosen step
+    sched = [c for c in _charts(at) if "schedule" in c["layout"]["title"]["text"]][0]
+    assert sched["data"][1]["x"] == [6]
+
+
+def test_weights_page_with_an_empty_store_says_why(tmp_path, monkeypatch):
+    at = _page(tmp_path, monkeypatch)
+    text = " ".join(i.value for i in at.info)
+    assert "No sst2 prune run with recorded weight pictures" in text
+    assert "have none to show" in text  # the shipped precomputed runs carry no pictures yet

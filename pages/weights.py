@@ -1,0 +1,84 @@
+"""Weights: see pruning happen. A run's recorded pictures of one matrix along the cubic schedule."""
+
+import streamlit as st
+
+from kasp.data import get_task
+from kasp.figures_weights import schedule_figure, story_figure
+from kasp.weights_story import KINDS, partner, read_story, story_entries, what_to_notice
+
+task = st.session_state.get("task", "sst2")
+T = get_task(task)
+st.title(f"Weights: see pruning happen ({task.upper()})")
+st.caption("Every prune run records, at its start, at its mask updates and at its end, a small picture of each "
+           "encoder linear matrix: the fraction of weights kept in each block of the matrix, and the histogram of "
+           "the kept weights' magnitudes |w| with the **magnitude threshold** (the smallest kept |w|: everything "
+           "below it was set to zero).")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _story(key: str, mtime: float, records: list | None):
+    return read_story(records if records is not None else key)
+
+
+def load(entry):
+    if entry["source"] == "live run":
+        f = entry["story"] / "weights.jsonl"
+        return _story(str(entry["story"]), f.stat().st_mtime if f.exists() else 0.0, None)
+    return _story(entry["id"], 0.0, entry["story"])
+
+
+entries = story_entries(task)
+with_story = [e for e in entries if e["has_story"]]
+without = [e for e in entries if not e["has_story"] and e["source"] == "precomputed run"]
+if without:
+    st.info(f"The {len(without)} shipped precomputed {task} run(s) ({', '.join(e['id'] for e in without)}) were made "
+            "before KASP recorded weight pictures, so they have none to show. Every prune run launched on the Prune "
+            "page (or with `kasp prune`) records them, and they appear here while the run is still going.")
+if not with_story:
+    st.info(f"No {task} prune run with recorded weight pictures yet. Launch one on the Prune page.")
+    st.stop()
+
+labels = {e["id"]: f"{e['id']} ({e['source']}, {e['method']}, {e['sparsity'] * 100:.0f} %, {e['state']})" for e in with_story}
+rid = st.selectbox("Run", list(labels), format_func=labels.get, key="weights_run",
+                   help="Prune runs of this task with recorded pictures (live runs of this machine's store first).")
+entry = next(e for e in with_story if e["id"] == rid)
+story = load(entry)
+if story is None:
+    st.info("This run has not recorded its first picture yet; it appears at the run's start. Reload in a moment.")
+    st.stop()
+
+layers = sorted({int(n.split(".")[0]) for n in story.matrices})
+c1, c2 = st.columns([1, 3])
+layer = c1.selectbox("Layer", layers, key="weights_layer", help="Encoder layer (0 = closest to the embeddings).")
+kind = c2.radio("Matrix", KINDS, horizontal=True, key="weights_kind",
+                help="Q, K, V: attention query, key and value projections; O: attention output; FFN-in / FFN-out: "
+                     "the feed-forward block's expansion and projection.")
+name = f"{layer}.{kind}"
+steps = [int(s) for s in story.steps]
+step = st.select_slider("Step", steps, value=steps[-1], key="weights_step",
+                        help="Recorded steps: the start, the mask updates (at most 20 of them) and the end. "
+                             "Play (in the figure) animates them.")
+
+other_entry = partner(entry, with_story)
+compare = False
+if other_entry is not None:
+    compare = st.toggle(f"Side by side with {other_entry['method']} run {other_entry['id']} (same sparsity)", value=True,
+                        key="weights_compare")
+panels = [(f"{entry['method']}", story)]
+other = load(other_entry) if compare else None
+if other is not None:
+    panels.append((f"{other_entry['method']}", other))
+
+st.plotly_chart(story_figure(panels, name, step), width="stretch", key="weights_story_fig")
+i = story.nearest(step)
+st.markdown("**What to notice:** " + what_to_notice(story, step, layer, kind, other,
+                                                    (entry["method"], other_entry["method"] if other else "")))
+evals = [r for r in entry["progress"] if r.get("type") == "eval"]
+total = int(entry["total_steps"] or steps[-1] or 1)
+st.plotly_chart(schedule_figure(float(entry["sparsity"]), total, step, evals, T.main_metric), width="stretch",
+                key="weights_schedule")
+src = ("live run in this machine's store" if entry["source"] == "live run"
+       else f"precomputed run, recipe `{entry['command']}`")
+st.caption(f"Source: {src}, recorded at step {story.steps[i]} of {total}. Densities are per block (uint8, ±0.2 %); "
+           "histogram counts and thresholds are exact. The schedule curve is the formula; the dev metric points are "
+           "the run's own evaluations up to this step.")
