@@ -42,5 +42,6 @@ pages = [
     st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
     st.Page("pages/inspect.py", title="Inspect", icon=":material/search:"),
     st.Page("pages/weights.py", title="Weights", icon=":material/grid_on:"),
+    st.Page("pages/predict.py", title="Predictions", icon=":material/compare_arrows:"),
 ]
 st.navigation(pages).run()
