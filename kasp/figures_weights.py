@@ -24,8 +24,10 @@ def _panel_traces(story: Story, i: int, k: int, show_scale: bool) -> list[go.Bas
     thr = float(story.threshold[i, k])
     top = max(int(counts.max()), 1)
     return [
-        go.Heatmap(z=d, zmin=0, zmax=100, colorscale="Blues", showscale=show_scale,
-                   colorbar={"title": "% kept", "len": 0.4, "x": 0.43, "y": 1.0, "yanchor": "top"} if show_scale else None,
+        go.Heatmap(z=d, zmin=0, zmax=100, colorscale="Viridis", showscale=show_scale,
+                   colorbar={"title": "% kept", "len": 0.6, "thickness": 12, "x": 0.345, "xanchor": "left", "y": 1.0,
+                             "yanchor": "top"}
+                   if show_scale else None,
                    hovertemplate="block row %{y}, col %{x}: %{z:.0f} % kept<extra></extra>"),
         go.Bar(x=mids, y=counts, width=right - left, marker_color="#4a7ab5", showlegend=False,
                customdata=np.stack([left, right], axis=1),
@@ -52,9 +54,9 @@ def story_figure(panels: list[tuple[str, Story]], name: str, step: int, height_p
     ref = panels[0][1]
     titles = []
     for label, s in panels:
-        titles += [f"{label}: mask density of {name} (blocks of the weight matrix)", f"{label}: |w| of the kept weights"]
-    fig = make_subplots(rows=rows, cols=2, column_widths=[0.45, 0.55], subplot_titles=titles,
-                        horizontal_spacing=0.08, vertical_spacing=0.16 if rows > 1 else 0.1)
+        titles += [f"<b>{label}</b>: % of weights kept per block", f"<b>{label}</b>: |w| of the kept weights, threshold dashed"]
+    fig = make_subplots(rows=rows, cols=2, column_widths=[0.4, 0.6], subplot_titles=titles,
+                        horizontal_spacing=0.17, vertical_spacing=0.16 if rows > 1 else 0.1)
 
     def traces_at(t: int) -> list[go.BaseTraceType]:
         out = []
@@ -69,16 +71,16 @@ def story_figure(panels: list[tuple[str, Story]], name: str, step: int, height_p
     for r in range(1, rows + 1):
         fig.update_xaxes(type="log", title_text="|w| (log scale)", row=r, col=2)
         fig.update_yaxes(title_text="weights", row=r, col=2)
-        fig.update_yaxes(autorange="reversed", title_text="output rows", row=r, col=1)
-        fig.update_xaxes(title_text="input columns", row=r, col=1)
-    play = {"type": "buttons", "direction": "left", "x": 0.0, "y": 1.0 + 0.12 / rows, "xanchor": "left",
+        fig.update_yaxes(autorange="reversed", title_text="block row (output features)", row=r, col=1)
+        fig.update_xaxes(title_text="block column (input features)", row=r, col=1)
+    play = {"type": "buttons", "direction": "left", "x": 1.0, "y": 1.0 + 0.16 / rows, "xanchor": "right",
             "yanchor": "bottom", "showactive": False,
             "buttons": [{"label": "▶ Play", "method": "animate",
                          "args": [None, {"frame": {"duration": 350, "redraw": True}, "fromcurrent": True,
                                          "transition": {"duration": 0}}]},
                         {"label": "❚❚ Pause", "method": "animate",
                          "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}
-    fig.update_layout(title={"text": _title(ref, ref.nearest(step), name), "x": 0.25}, updatemenus=[play],
+    fig.update_layout(title={"text": _title(ref, ref.nearest(step), name), "x": 0.0, "xanchor": "left"}, updatemenus=[play],
                       height=height_per_row * rows + 90, margin={"t": 110}, bargap=0)
     return fig
 
@@ -98,7 +100,7 @@ def schedule_figure(target: float, total_steps: int, step: int, evals: list[dict
     """
     ts = np.linspace(0, total_steps, 201)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=ts, y=[cubic_sparsity(int(t), total_steps, target) * 100 for t in ts],
+    fig.add_trace(go.Scatter(x=ts, y=[cubic_sparsity(t, total_steps, target) * 100 for t in ts],
                              name="scheduled sparsity (%)", line={"color": "#4a7ab5"}))
     now = cubic_sparsity(step, total_steps, target) * 100
     fig.add_trace(go.Scatter(x=[step], y=[now], mode="markers", marker={"size": 13, "color": "#d62728"},

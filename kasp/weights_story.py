@@ -269,7 +269,12 @@ class Story:
         return float((self.density[i][k] * sizes).sum() / sizes.sum())
 
 
-def _records_from_file(path: Path) -> list[dict[str, Any]]:
+def story_records(path: str | Path) -> list[dict[str, Any]]:
+    """The raw records of a run directory's (or a file's) story, [] when there is none: what a results
+    file (shipped precomputed run, sweep entry) stores under ``"weights_story"``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / STORY_FILE
     out = []
     try:
         with open(path, encoding="utf-8") as f:
@@ -294,8 +299,7 @@ def read_story(source: str | Path | Iterable[dict[str, Any]] | None) -> Story | 
     if source is None:
         return None
     if isinstance(source, (str, Path)):
-        p = Path(source)
-        records = _records_from_file(p / STORY_FILE if p.is_dir() else p)
+        records = story_records(source)
     else:
         records = list(source)
     layout = next((r for r in records if r.get("type") == "layout"), None)

@@ -127,7 +127,10 @@ def test_results_file_entry_carries_the_same_records(story_run, tmp_path):
     from kasp.weights_story import partner, story_entries
 
     run, _ = story_run
-    records = [json.loads(x) for x in (run.path / STORY_FILE).read_text().splitlines()]
+    from kasp.weights_story import story_records
+
+    records = story_records(run.path)
+    assert records == [json.loads(x) for x in (run.path / STORY_FILE).read_text().splitlines()]
     shipped = [{"id": "precomputed/a", "task": "sst2", "method": "kasp", "target_sparsity": 0.7, "steps": 12,
                 "weights_story": records, "progress": []},
                {"id": "precomputed/b", "task": "sst2", "method": "magnitude", "target_sparsity": 0.7, "steps": 12}]
