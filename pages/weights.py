@@ -55,9 +55,13 @@ kind = c2.radio("Matrix", KINDS, horizontal=True, key="weights_kind",
                      "the feed-forward block's expansion and projection.")
 name = f"{layer}.{kind}"
 steps = [int(s) for s in story.steps]
-step = st.select_slider("Step", steps, value=steps[-1], key="weights_step",
-                        help="Recorded steps: the start, the mask updates (at most 20 of them) and the end. "
-                             "Play (in the figure) animates them.")
+if len(steps) > 1:
+    step = st.select_slider("Step", steps, value=steps[-1], key="weights_step",
+                            help="Recorded steps: the start, the mask updates (at most 20 of them) and the end. "
+                                 "Play (in the figure) animates them.")
+else:
+    step = steps[0]
+    st.caption(f"Only step {step} is recorded so far; the next picture comes with the run's next mask update.")
 
 other_entry = partner(entry, with_story)
 compare = False
