@@ -405,9 +405,21 @@ def what_to_notice(story: Story, step: int, layer: int, kind: str, other: Story 
     hi = max(nums, key=lambda k: nums[k]["threshold"])
     lo = min(nums, key=lambda k: nums[k]["threshold"])
     n = nums[kind]
-    s = (f"At step {story.steps[i]} ({story.sparsity[i] * 100:.1f} % pruned in every matrix), layer {layer}'s "
-         f"{hi} needs |w| ≥ {nums[hi]['threshold']:.3g} to survive, {nums[hi]['threshold'] / max(nums[lo]['threshold'], 1e-12):.1f}× "
-         f"the threshold of {lo} ({nums[lo]['threshold']:.3g}); in {kind} the blocks keep between "
+    ratio = nums[hi]["threshold"] / max(nums[lo]["threshold"], 1e-12)
+    if ratio >= 1.1:
+        thr = (f"layer {layer}'s {hi} needs |w| ≥ {nums[hi]['threshold']:.3g} to survive, {ratio:.1f}× the threshold of "
+               f"{lo} ({nums[lo]['threshold']:.3g})")
+    else:
+        thr = (f"the six matrices of layer {layer} have about the same threshold ({nums[lo]['threshold']:.3g} to "
+               f"{nums[hi]['threshold']:.3g})")
+    most = min(nums, key=lambda k: nums[k]["kept"])
+    least = max(nums, key=lambda k: nums[k]["kept"])
+    if nums[least]["kept"] - nums[most]["kept"] > 0.02:  # global scope: matrices lose weights at different rates
+        where = (f"{story.sparsity[i] * 100:.1f} % pruned overall; in layer {layer} {most} has lost most "
+                 f"({(1 - nums[most]['kept']) * 100:.0f} %) and {least} least ({(1 - nums[least]['kept']) * 100:.0f} %)")
+    else:
+        where = f"{story.sparsity[i] * 100:.1f} % pruned in every matrix"
+    s = (f"At step {story.steps[i]} ({where}), {thr}; in {kind} the blocks keep between "
          f"{n['min_cell'] * 100:.0f} % and {n['max_cell'] * 100:.0f} % of their weights, so the mask is "
          f"{'far from uniform' if n['max_cell'] - n['min_cell'] > 0.15 else 'nearly uniform'}")
     if other is not None:
