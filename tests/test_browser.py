@@ -147,3 +147,11 @@ def test_every_page_and_a_launched_run(page, server, tiny_pretrained):
     # Inspect: the launched run's checkpoint (default source: a run in the store)
     _open(page, "Inspect", "What structured removal could drop")
     page.screenshot(path=str(SHOTS / "inspect.png"), full_page=True)
+
+    # Weights: the launched run recorded its story; Predictions: teacher and student on dev example 0
+    _open(page, "Weights", "What to notice:")
+    page.get_by_text("▶ Play").first.wait_for(timeout=30_000)  # plotly's animation button
+    page.screenshot(path=str(SHOTS / "weights.png"), full_page=True)
+    _open(page, "Predictions", "Gold label (GLUE sst2 dev)", chart=False)
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1  # the table (drawn on a canvas)
+    page.screenshot(path=str(SHOTS / "predict.png"), full_page=True)
