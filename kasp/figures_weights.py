@@ -21,17 +21,19 @@ def _panel_traces(story: Story, i: int, k: int, show_scale: bool) -> list[go.Bas
     left = np.concatenate([[lo], edges[1:-1]])
     right = np.concatenate([edges[1:-1], [edges[-2] * 2]])
     mids = np.sqrt(left * right)
+    per_quarter = counts * 0.25 / np.log2(right / left)  # bins differ in log width: plot density per 1/4 octave
     thr = float(story.threshold[i, k])
-    top = max(int(counts.max()), 1)
+    top = max(float(per_quarter.max()), 1.0)
     return [
         go.Heatmap(z=d, zmin=0, zmax=100, colorscale="Viridis", showscale=show_scale,
                    colorbar={"title": "% kept", "len": 0.6, "thickness": 12, "x": 0.345, "xanchor": "left", "y": 1.0,
                              "yanchor": "top"}
                    if show_scale else None,
                    hovertemplate="block row %{y}, col %{x}: %{z:.0f} % kept<extra></extra>"),
-        go.Bar(x=mids, y=counts, width=right - left, marker_color="#4a7ab5", showlegend=False,
-               customdata=np.stack([left, right], axis=1),
-               hovertemplate="|w| in [%{customdata[0]:.3g}, %{customdata[1]:.3g}): %{y} weights<extra></extra>"),
+        go.Bar(x=mids, y=per_quarter, width=right - left, marker_color="#4a7ab5", showlegend=False,
+               customdata=np.stack([left, right, counts], axis=1),
+               hovertemplate="|w| in [%{customdata[0]:.3g}, %{customdata[1]:.3g}): %{customdata[2]:.0f} weights"
+                             "<extra></extra>"),
         go.Scatter(x=[thr, thr] if thr > 0 else [], y=[0, top * 1.05] if thr > 0 else [], mode="lines",
                    line={"color": "#d62728", "dash": "dash", "width": 2}, showlegend=False,
                    hovertemplate=f"threshold: smallest kept |w| = {thr:.4g}<extra></extra>"),
@@ -41,6 +43,8 @@ def _panel_traces(story: Story, i: int, k: int, show_scale: bool) -> list[go.Bas
 def story_figure(panels: list[tuple[str, Story]], name: str, step: int, height_per_row: int = 330) -> go.Figure:
     """One row per run: the mask-density picture of matrix ``name`` and the |w| histogram of its kept
     weights with the magnitude threshold (dashed red), drawn at the last snapshot at or before ``step``.
+    Bar heights are counts per quarter octave of |w| (count x 0.25 / log2(right / left edge)), since
+    the recorded bins are not all of the same log width; hovering shows the raw count.
 
     The figure carries one animation frame per snapshot of the first run (the others at their nearest
     snapshot at or before the same step) and Play / Pause buttons, so the browser animates the run.
@@ -70,7 +74,7 @@ def story_figure(panels: list[tuple[str, Story]], name: str, step: int, height_p
                            layout={"title": {"text": _title(ref, ref.nearest(int(t)), name)}}) for t in ref.steps]
     for r in range(1, rows + 1):
         fig.update_xaxes(type="log", title_text="|w| (log scale)", row=r, col=2)
-        fig.update_yaxes(title_text="weights", row=r, col=2)
+        fig.update_yaxes(title_text="weights per ¼ octave", row=r, col=2)
         fig.update_yaxes(autorange="reversed", title_text="block row (output features)", row=r, col=1)
         fig.update_xaxes(title_text="block column (input features)", row=r, col=1)
     play = {"type": "buttons", "direction": "left", "x": 1.0, "y": 1.0 + 0.16 / rows, "xanchor": "right",
