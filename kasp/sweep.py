@@ -81,6 +81,7 @@ _RUN_SCHEMA = {
         "per_matrix_sparsity": {"type": "object", "additionalProperties": _NUM},
         "progress": {"type": "object"}, "retention": {"type": ["object", "null"]},
         "small_dense": {"type": ["object", "null"]},
+        "weights_story": {"type": ["array", "null"], "items": {"type": "object"}},  # kasp.weights_story records
     },
 }
 RESULTS_SCHEMA = {
@@ -414,6 +415,7 @@ def _ensure_teacher(opt: SweepOptions, should_stop: Callable[[], bool]) -> tuple
 def _entry(run: PlannedRun, run_dir, teacher_id: str, teacher_ckpt: str, opt: SweepOptions) -> dict[str, Any]:
     """The results-file entry of a finished run directory (computes the retention summary)."""
     from kasp.retention import compare
+    from kasp.weights_story import story_records
 
     rep, rec = run_dir.report(), run_dir.recipe()
     main = rep["main_metric"]
@@ -436,7 +438,8 @@ def _entry(run: PlannedRun, run_dir, teacher_id: str, teacher_ckpt: str, opt: Sw
         "steps": rep["steps"], "train_seconds": rep["train_seconds"], "wall_seconds": rep["wall_seconds"],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {k: v for k, v in machine().items() if k in ("cpu", "cpus", "torch_threads", "gpu")},
-    }) | {"recipe": rec}  # the recipe exactly as run (not rounded): resuming compares it
+    }) | {"recipe": rec,  # the recipe exactly as run (not rounded): resuming compares it
+          "weights_story": story_records(run_dir.path) or None}  # the weights' pictures (kasp.weights_story)
 
 
 def _eta(todo: list[PlannedRun], done: list[dict[str, Any]], opt: SweepOptions) -> tuple[float, str]:

@@ -336,8 +336,9 @@ KINDS = ("Q", "K", "V", "O", "FFN-in", "FFN-out")
 
 def story_entries(task: str, store: str | Path | None = None,
                   precomputed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Prune runs of ``task`` that could carry a story: live runs of the store, then shipped
-    precomputed runs (and any results-file entry shaped like them).
+    """Prune runs of ``task`` that could carry a story: live runs of the store, then the shipped
+    precomputed runs and the shipped sweep's runs (``precomputed`` replaces both: entries shaped like
+    ``assets/precomputed/runs.json``'s, with the story under ``"weights_story"``).
 
     Each entry: ``id``, ``source`` ("live run" / "precomputed run"), ``method``, ``sparsity`` (target,
     fraction), ``state``, ``total_steps``, ``has_story`` (bool), ``story`` (a run directory path or a
@@ -350,16 +351,33 @@ def story_entries(task: str, store: str | Path | None = None,
     out = []
     for r in list_runs(store):
         rec = r.recipe()
-        if rec.get("task") != task or rec.get("kind") != "prune":
-            continue
+        if rec.get("task") != task or rec.get("kind") != "prune" or rec.get("method") == "small-dense":
+            continue  # a small dense model is never masked: no story
         st = r.status()
         out.append({"id": r.id, "source": "live run", "method": rec.get("method"), "sparsity": rec.get("sparsity"),
                     "state": r.state(), "total_steps": st.get("total_steps") or r.report().get("steps"),
                     "has_story": (r.path / STORY_FILE).is_file(), "story": r.path, "progress": r.progress(),
                     "recipe": rec, "command": None})
-    pre = load_precomputed() if precomputed is None else precomputed
+    if precomputed is None:  # the shipped precomputed runs, then the shipped sweep's runs
+        from kasp.errors import KaspError
+        from kasp.sweep import load_shipped
+
+        pre = list(load_precomputed())
+        try:
+            sweep = load_shipped(task)
+        except KaspError:
+            sweep = None
+        for r in (sweep or {}).get("runs", []):
+            prog = r.get("progress") or {}
+            pre.append({"id": f"sweep/{r.get('key')}", "task": task, "method": r.get("method"),
+                        "target_sparsity": r.get("sparsity"), "steps": r.get("steps"),
+                        "weights_story": r.get("weights_story"), "recipe": r.get("recipe", {}),
+                        "progress": [{"type": "eval", **e} for e in prog.get("eval", [])] if isinstance(prog, dict) else prog,
+                        "command": "kasp sweep (shipped results, assets/sweeps/" + task + ".json)"})
+    else:
+        pre = precomputed
     for p in pre:
-        if p.get("task") != task or p.get("method") == "finetune":
+        if p.get("task") != task or p.get("method") in ("finetune", "small-dense"):
             continue
         out.append({"id": p["id"], "source": "precomputed run", "method": p.get("method"),
                     "sparsity": p.get("target_sparsity"), "state": "done", "total_steps": p.get("steps"),

@@ -229,4 +229,4 @@ def test_weights_page_with_an_empty_store_says_why(tmp_path, monkeypatch):
     at = _page(tmp_path, monkeypatch)
     text = " ".join(i.value for i in at.info)
     assert "No sst2 prune run with recorded weight pictures" in text
-    assert "have none to show" in text  # the shipped precomputed runs carry no pictures yet
+    assert "have none to show" in text  # the shipped runs carry no pictures yet
