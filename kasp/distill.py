@@ -80,8 +80,9 @@ class ScoreCapture:
         return out
 
     def clear(self) -> None:
-        self._q = [None] * len(self._q)
-        self._k = [None] * len(self._k)
+        """Forget the captured projections (in place: the hooks hold these lists)."""
+        for store in (self._q, self._k):
+            store[:] = [None] * len(store)
 
     def remove(self) -> None:
         for h in self._handles:
