@@ -265,7 +265,8 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         if cfg.augment:
             from kasp.augment import augmented_examples
 
-            train_data = augmented_examples(cfg, train_data, tokenizer, model_path)
+            with accelerator.main_process_first():  # the main process builds the cache, the others read it
+                train_data = augmented_examples(cfg, train_data, tokenizer, model_path)
         sampler = LengthBucketSampler(train_data.lengths, cfg.batch_size, seed=cfg.seed, bucket=cfg.bucket_batches)
         batches = _ResumableBatches(sampler)
         loader = torch.utils.data.DataLoader(_IndexDataset(len(train_data)), batch_sampler=batches,
