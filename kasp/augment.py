@@ -207,7 +207,7 @@ def glue_sentences(task_name: str, n_rows: int, seed: int, data_dir: str | Path 
 
 
 def _train_frame(cfg: RunConfig) -> pd.DataFrame:
-    """The run's training examples, selected as :func:`kasp.train.load_task_data` selects them."""
+    """The run's training examples, selected as :func:`kasp.data.load_task_data` selects them."""
     df = load_split(get_task(cfg.task), "train")
     if cfg.max_train_samples:
         df = df.sample(frac=1.0, random_state=cfg.seed).head(cfg.max_train_samples)
