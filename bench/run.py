@@ -4,6 +4,7 @@ Run from the repository root (about 7 minutes on 2 cores):
 
     .venv/bin/python bench/run.py            # writes bench/results.json and bench/results.md
     .venv/bin/python bench/run.py --quick    # one repeat, fewer steps (a smoke test)
+    .venv/bin/python bench/run.py --only step --shared   # only the interleaved step comparison (2b, 2c)
 
 Every figure is measured in this run, against its alternative in the same run (this machine is
 shared and noisy: read the ratios), with min / median / max over the repeats.
@@ -564,8 +565,11 @@ def step_markdown(S: dict | None) -> list[str]:
         "batch in turn, and the ratios are taken within a round (median over rounds), so that load from other jobs "
         "hits both sides of a ratio alike."
         + (f" **This run shared the {la['cpus']} cores with other jobs** (load average {la['start']:.1f} at the "
-           f"start, {la['end']:.1f} at the end): absolute seconds are inflated, the ratios are what to read."
+           f"start, {la['end']:.1f} at the end): absolute seconds are inflated."
            if S.get("shared") else ""), "",
+        *([f"Under that load single steps varied by up to {max(v['max'] / v['min'] for v in t.values()):.0f}x, so these "
+           "medians cannot resolve differences of a few per cent; `bench/run.py --only step` on an idle machine can.", ""]
+          if S.get("shared") else []),
         "| loop | s/step |", "|---|---|",
         f"| bare: forward, task loss, backward, fused AdamW (the machine's limit) | {_f(t['bare'], '{:.3f}')} |",
         f"| magnitude pruning step (+ clipping, LR schedule, masks) | {_f(t['magnitude'], '{:.3f}')} |",
@@ -582,7 +586,9 @@ def step_markdown(S: dict | None) -> list[str]:
         f"safetensors + JSON) {_f(o['resume_save_s'], '{:.1f}')} s; the final checkpoint {_f(o['checkpoint_save_s'], '{:.1f}')} s.",
         f"For the default KASP run (2,000 steps, 10 evaluations, 9 resume saves) that is {per_run:.0f} s beside "
         f"2,000 steps x {t['kasp_new']['median']:.3f} s = {steps_s:.0f} s: wall time ≈ {1 + per_run / steps_s:.3f} x "
-        f"steps x step time (target ≤ 1.10: {ok(per_run / steps_s <= 0.10)}), plus the pruning events (section 3).", "",
+        f"steps x step time (target ≤ 1.10: {ok(per_run / steps_s <= 0.10)}), plus the pruning events (section 3)"
+        + (" (both sides measured under the shared load, which slows computing more than file writes: read it as a "
+           "rough estimate)." if S.get("shared") else "."), "",
         "From the progress logs of the shipped default runs (made with the code before this change, on an idle machine):", "",
         "| run | steps | median step (s) | wall (s) | wall / (steps x step) |", "|---|---|---|---|---|",
         *[f"| {k} | {v['steps']} | {v['median_step_s']:.3f} | {v['wall_s']:.0f} | {v['wall_over_steps_x_step']:.3f} |"
