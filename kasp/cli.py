@@ -52,6 +52,8 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--report-to", nargs="+", default=None, metavar="TRACKER",
                    help="also log to these experiment trackers through Accelerate (tensorboard, wandb, mlflow, ...; "
                         "all = every installed one; none = only the run store); TensorBoard writes <run dir>/tensorboard")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue an interrupted (cancelled, failed "
+                   "or killed) run from its last evaluation point, with its own recipe; no other recipe flags")
 
 
 def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
@@ -157,6 +159,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from kasp.train import Cancelled, train
 
     names = {f.name for f in dataclasses.fields(RunConfig)}
+    if args.resume:
+        return _resume(args, names)
     overrides = _load_recipe(args.recipe, args.command) if args.recipe else {}
     unknown = set(overrides) - names
     if unknown:
@@ -200,6 +204,56 @@ def _cmd_train(args: argparse.Namespace) -> int:
             cb.close()
     r = result.report
     print(_summary_line(r, out))
+    return 0
+
+
+def _resume(args: argparse.Namespace, names: set[str]) -> int:
+    """``kasp prune/finetune --resume RUN_DIR``: continue the run in RUN_DIR from its resume state."""
+    from kasp import resume
+    from kasp.config import RunConfig
+    from kasp.runs import RunDir
+    from kasp.train import Cancelled, train
+
+    given = sorted(k for k, v in vars(args).items() if k in names and v is not None)
+    if given or args.recipe or args.out:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given + (["recipe"] if args.recipe else [])
+                          + (["out"] if args.out else []))
+        raise KaspError(f"--resume continues a run with the recipe in its config.json; drop {flags}")
+    from kasp.tracking import resolve_report_to
+
+    report_to = resolve_report_to(args.report_to)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank:
+        recipe, state_dir = resume.prepare_run(args.resume)
+    else:  # the main process checks the run and trims its log
+        recipe, state_dir = RunDir(Path(args.resume)).recipe(), resume.latest(args.resume)
+    try:
+        cfg = RunConfig.from_dict(recipe)
+    except (TypeError, ValueError) as e:
+        raise KaspError(f"--resume {args.resume}: the stored recipe is not valid ({e})") from None
+    if cfg.kind != args.command:
+        raise KaspError(f"--resume {args.resume}: that is a {cfg.kind} run; use `kasp {cfg.kind} --resume`")
+    run = RunDir(Path(args.resume))
+    teacher = (run.config().get("provenance") or {}).get("teacher_path")
+    if teacher and not cfg.teacher:  # the teacher the run started with, not a newer one in the store
+        cfg = dataclasses.replace(cfg, teacher=teacher)
+    if args.runs_dir:
+        os.environ["KASP_RUNS_DIR"] = str(args.runs_dir)
+    stop = _StopFlag()
+    stop.install()
+    callbacks = []
+    if main_rank and report_to:
+        from kasp.tracking import TrackerCallback
+
+        callbacks.append(TrackerCallback(report_to, run.path, cfg.to_dict()))
+    print(f"kasp: resuming {run.path} from {state_dir.name}", file=sys.stderr)
+    try:
+        result = train(cfg, run if main_rank else None, callbacks=callbacks, should_stop=stop, store=args.runs_dir,
+                       progress_bar=not args.no_progress, resume_from=state_dir)
+    except (Cancelled, KeyboardInterrupt) as e:
+        print(f"kasp: {e or 'interrupted'}; status 'cancelled' written to {run.path}/status.json", file=sys.stderr)
+        return 130
+    print(_summary_line(result.report, run.path))
     return 0
 
 

@@ -22,6 +22,7 @@ Method = Literal["finetune", "kasp", "magnitude", "small-dense"]
 Init = Literal["pretrained", "finetuned"]
 Scope = Literal["layer", "global"]
 LrSchedule = Literal["constant", "linear"]
+AugmentSource = Literal["words", "glue"]
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -67,9 +68,12 @@ class RunConfig:
     task_loss_weight: float = _f(0.0, "weight of the task loss against gold labels (cross-entropy, or MSE for STS-B)")
     bucket_batches: bool = _f(True, "length-bucketed batches: sort by length inside chunks of ~50 batches (about 3x faster on CPU)")
     num_threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+    augment: int = _f(0, "N augmented copies per training example (TinyBERT-style word replacement, see kasp/augment.py; 0: off). Built once per model, task, N and seed and cached")
+    augment_source: AugmentSource = _f("words", "augmentation source: words (replace words by nearest neighbours in the model's word-embedding space) or glue (sentences of the other shipped GLUE tasks, labelled only by the teacher; distillation only)")
 
     def __post_init__(self) -> None:
-        for name, typ in (("kind", Kind), ("method", Method), ("init", Init), ("scope", Scope), ("lr_schedule", LrSchedule)):
+        for name, typ in (("kind", Kind), ("method", Method), ("init", Init), ("scope", Scope), ("lr_schedule", LrSchedule),
+                          ("augment_source", AugmentSource)):
             if getattr(self, name) not in get_args(typ):
                 raise ValueError(f"{name} must be one of {get_args(typ)}, got {getattr(self, name)!r}")
         if not 0.0 <= self.sparsity < 1.0:
@@ -94,6 +98,12 @@ class RunConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.max_seq_length > 512:
             raise ValueError(f"max_seq_length must be <= 512 for BERT-family models, got {self.max_seq_length}")
+        if self.augment < 0:
+            raise ValueError(f"augment must be >= 0 (copies per training example), got {self.augment}")
+        if self.augment and self.augment_source == "glue" and (self.kind != "prune" or self.distill_weight() == 0
+                                                               or self.task_loss_weight > 0):
+            raise ValueError("--augment-source glue adds sentences without gold labels: it needs a KASP prune run "
+                             "that learns from the teacher only (a distillation weight > 0 and --task-loss-weight 0)")
         if self.total_loss_weight() == 0:
             raise ValueError("every loss weight is 0: set --task-loss-weight or a distillation weight > 0")
 

@@ -19,6 +19,7 @@ the student matches teacher layer i*k + k - 1; hidden state i matches teacher hi
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,9 @@ from torch import nn
 
 from kasp.errors import KaspError
 from kasp.modeling import encoder_layers
+
+#: the name under which :class:`AttentionScores` registers its attention function with transformers
+ATTENTION_FUNCTION = "kasp_scores"
 
 
 class ScoreCapture:
@@ -76,13 +80,120 @@ class ScoreCapture:
         return out
 
     def clear(self) -> None:
-        self._q = [None] * len(self._q)
-        self._k = [None] * len(self._k)
+        """Forget the captured projections (in place: the hooks hold these lists)."""
+        for store in (self._q, self._k):
+            store[:] = [None] * len(store)
 
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+# module (a BertSelfAttention) -> (its AttentionScores, layer index); weak, so dropped models are not kept alive
+_SINKS: "weakref.WeakKeyDictionary[nn.Module, tuple[AttentionScores, int]]" = weakref.WeakKeyDictionary()
+
+
+def _kasp_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                    **kwargs):
+    """transformers attention function (``AttentionInterface``) that keeps the pre-softmax scores.
+
+    For a layer registered with an enabled :class:`AttentionScores` it computes eager attention,
+    softmax(QK^T * scaling, masked) V, and hands QK^T * scaling to the capture; otherwise it is
+    transformers' own sdpa attention, so evaluation costs what it costs without KASP.
+
+    Args:
+        query, key, value: [B, heads, T, d_h]; attention_mask: [B, 1, T, T] bool (True = attend,
+            transformers' sdpa mask, registered for this name) or None when nothing is padded.
+    Returns:
+        (output [B, T, heads, d_h], attention probabilities [B, heads, T, T] or None), as every
+        transformers attention function.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    sink = _SINKS.get(module)
+    if sink is None or not sink[0].enabled:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, nh, T, T)
+    sink[0]._keep(sink[1], scores)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:  # an additive float mask
+            scores = scores + attention_mask
+    probs = F.dropout(F.softmax(scores, dim=-1), p=dropout, training=module.training)
+    out = torch.matmul(probs, value).transpose(1, 2).contiguous()  # (B, T, nh, hd)
+    return out, probs
+
+
+def _register_attention_function() -> None:
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(ATTENTION_FUNCTION, _kasp_attention)
+    AttentionMaskInterface.register(ATTENTION_FUNCTION, sdpa_mask)
+
+
+class AttentionScores:
+    """Pre-softmax attention scores taken from the attention computation itself (no recomputation).
+
+    Registers :func:`_kasp_attention` with transformers' ``AttentionInterface`` and switches the
+    model's ``config._attn_implementation`` to it until :meth:`remove`. During a forward pass each
+    encoder layer then computes eager attention and keeps its scaled scores QK^T / sqrt(d_h), the
+    same tensor the softmax reads; the student's scores stay in the autograd graph, so the attention
+    term back-propagates through them. :meth:`scores` returns them as :meth:`ScoreCapture.scores`
+    does (the hook-based capture, which recomputes QK^T from the projections): a list of L tensors
+    [B, heads, T, T] with the entries at masked key positions set to 0. Set ``enabled = False`` to
+    run plain sdpa attention (evaluation) without removing the capture.
+
+    Raises:
+        KaspError: if the model does not have BERT's encoder layout.
+    """
+
+    def __init__(self, model: nn.Module):
+        layers = encoder_layers(model)
+        _register_attention_function()
+        self.model = model
+        self.enabled = True
+        self._previous = model.config._attn_implementation
+        self._scores: list[torch.Tensor | None] = [None] * len(layers)
+        self._modules = [layer.attention.self for layer in layers]
+        for i, m in enumerate(self._modules):
+            _SINKS[m] = (self, i)
+        model.set_attn_implementation(ATTENTION_FUNCTION)
+
+    def _keep(self, i: int, scores: torch.Tensor) -> None:
+        self._scores[i] = scores
+
+    def scores(self, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Pre-softmax scores per layer from the last forward pass, masked key positions zeroed.
+
+        Args:
+            attention_mask: [B, T], 1 for real tokens, 0 for padding.
+        Returns:
+            list of L tensors [B, heads, T, T].
+        Raises:
+            RuntimeError: before a forward pass with the capture enabled.
+        """
+        if any(s is None for s in self._scores):
+            raise RuntimeError("AttentionScores.scores() called before a forward pass")
+        keep = attention_mask[:, None, None, :].bool()  # (B, 1, 1, T) over keys
+        return [s.masked_fill(~keep, 0.0) for s in self._scores]
+
+    def clear(self) -> None:
+        self._scores = [None] * len(self._scores)
+
+    def remove(self) -> None:
+        """Restore the model's own attention implementation and forget the scores."""
+        for m in self._modules:
+            _SINKS.pop(m, None)
+        self.clear()
+        if self.model.config._attn_implementation == ATTENTION_FUNCTION:
+            self.model.set_attn_implementation(self._previous or "sdpa")
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> tuple[list[int], list[int]]:
@@ -144,13 +255,26 @@ class KaspLoss:
         total = a * attention + h * hidden + p * prediction + c * task
 
     with the terms above (docs/method.md §2). Terms with weight 0 are not computed; without a
-    teacher only the task term exists. Hooks for the attention term are installed on ``student``
-    and ``teacher`` (the unwrapped modules) until :meth:`remove`.
+    teacher only the task term exists. The attention term reads the scores through
+    :class:`AttentionScores` (``score_capture="attention"``, the default: the scores the attention
+    computation forms anyway) or :class:`ScoreCapture` (``"hooks"``: recomputed from the query and
+    key projections; the same values within float rounding, kept as a reference). Either is
+    installed on ``student`` and ``teacher`` (the unwrapped modules) until :meth:`remove`.
+
+    For regression (STS-B) the prediction term is the MSE against the gold score; rows whose gold
+    score is NaN (unlabelled augmentation sentences, :mod:`kasp.augment`) take the teacher's
+    prediction as their target instead.
+
+    Raises:
+        KaspError: if teacher and student head counts differ while the attention term is on, or the
+            teacher depth is not a multiple of the student depth.
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, *, attention_weight: float = 1.0,
                  hidden_weight: float = 1.0, prediction_weight: float = 1.0, task_loss_weight: float = 0.0,
-                 temperature: float = 1.0, regression: bool = False):
+                 temperature: float = 1.0, regression: bool = False, score_capture: str = "attention"):
+        if score_capture not in ("attention", "hooks"):
+            raise ValueError(f"score_capture must be 'attention' or 'hooks', got {score_capture!r}")
         self.teacher = teacher
         self.weights = {"attention": attention_weight, "hidden": hidden_weight, "prediction": prediction_weight,
                         "task": task_loss_weight}
@@ -163,11 +287,20 @@ class KaspLoss:
                 raise KaspError("teacher and student head counts differ; attention distillation needs equal heads")
             self.amap, self.hmap = layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
             if attention_weight > 0:
-                self.s_cap, self.t_cap = ScoreCapture(student), ScoreCapture(teacher)
+                cap = AttentionScores if score_capture == "attention" else ScoreCapture
+                self.s_cap, self.t_cap = cap(student), cap(teacher)
         self.need_hidden = teacher is not None and hidden_weight > 0
 
+    def set_capture(self, enabled: bool) -> None:
+        """Switch score capture off (plain sdpa attention, e.g. for dev evaluation) or back on."""
+        for cap in (self.s_cap, self.t_cap):
+            if isinstance(cap, AttentionScores):
+                cap.enabled = enabled
+
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]):
-        """Returns (total loss tensor, {term: tensor}, the student's outputs)."""
+        """Returns (total loss tensor, {term: tensor}, the student's outputs). The terms are 0-d
+        tensors still on the device: reading them (``float``) is left to the caller, so a loop can
+        read them at its log points only."""
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         out = model(**inputs, output_hidden_states=self.need_hidden)
         terms: dict[str, torch.Tensor] = {}
@@ -178,11 +311,18 @@ class KaspLoss:
             if self.s_cap is not None:
                 s_scores = self.s_cap.scores(batch["attention_mask"])
                 terms["attention"] = attention_loss(s_scores, [t_scores[j] for j in self.amap])
+                self.s_cap.clear()  # the graph keeps what backward needs; drop the rest now
+                self.t_cap.clear()
             if self.need_hidden:
                 terms["hidden"] = hidden_loss(out.hidden_states, [t_out.hidden_states[j] for j in self.hmap])
             if self.weights["prediction"] > 0:
-                terms["prediction"] = (task_loss(out.logits, batch["labels"]) if self.regression
-                                       else prediction_loss(out.logits, t_out.logits, self.temperature))
+                if self.regression:
+                    labels = batch["labels"].float()
+                    gold = ~torch.isnan(labels)
+                    target = torch.where(gold, labels, t_out.logits.squeeze(-1).float())
+                    terms["prediction"] = task_loss(out.logits, target)
+                else:
+                    terms["prediction"] = prediction_loss(out.logits, t_out.logits, self.temperature)
         if self.weights["task"] > 0:
             terms["task"] = task_loss(out.logits, batch["labels"])
         total = sum(self.weights[k] * v for k, v in terms.items())
@@ -192,3 +332,4 @@ class KaspLoss:
         for cap in (self.s_cap, self.t_cap):
             if cap is not None:
                 cap.remove()
+        self.s_cap = self.t_cap = None

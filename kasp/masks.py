@@ -10,7 +10,7 @@ vanilla transformers module and "folding" is just w <- w * mask.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -108,7 +108,9 @@ class MagnitudePruner:
 
     Usage: ``pruner.step(t)`` before optimizer step t (recomputes masks at pruning events),
     ``pruner.apply()`` after every optimizer step, ``pruner.finish()`` after the last step to impose
-    the exact target. ``current_sparsity`` is the sparsity the masks hold now.
+    the exact target. ``current_sparsity`` is the sparsity the masks hold now. Like torch.ao's
+    sparsity schedulers it has :meth:`state_dict` / :meth:`load_state_dict`, so a run resumes with
+    the same masks and schedule position.
     """
 
     def __init__(self, model: nn.Module, target: float, total_steps: int, events: int = 100, scope: str = "layer"):
@@ -118,6 +120,7 @@ class MagnitudePruner:
         self.interval = pruning_interval(total_steps, events)
         self.scope = scope
         self.masks: Masks = {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in self.linears.items()}
+        self._pruned: Masks = {}  # name -> ~mask, kept so that apply() allocates nothing
         self.current_sparsity = 0.0
         self.events = 0
 
@@ -140,11 +143,48 @@ class MagnitudePruner:
     def _update(self, sparsity: float) -> None:
         weights = {n: m.weight for n, m in self.linears.items()}
         self.masks = magnitude_masks(weights, sparsity, self.scope, previous=self.masks)
+        self._pruned = {n: ~m for n, m in self.masks.items()}
         self.current_sparsity = sparsity
         self.events += 1
         self.apply()
 
+    @torch.no_grad()
     def apply(self) -> None:
-        """Re-apply the masks (after every optimizer step, so a pruned weight stays zero)."""
-        if self.target > 0:
-            apply_masks(self.linears, self.masks)
+        """Re-apply the masks (after every optimizer step, so a pruned weight stays zero).
+
+        A no-op before the first pruning event (nothing is masked yet)."""
+        for name, pruned in self._pruned.items():
+            self.linears[name].weight.masked_fill_(pruned, 0.0)  # +0.0, as apply_masks
+
+    def state_dict(self) -> dict[str, Any]:
+        """The pruner's state: ``masks`` (name -> bool tensor, True = kept) and the schedule position
+        (``current_sparsity``, ``events``) with the settings it was made with (``target``,
+        ``total_steps``, ``interval``, ``scope``)."""
+        return {"target": self.target, "total_steps": self.total_steps, "interval": self.interval,
+                "scope": self.scope, "current_sparsity": self.current_sparsity, "events": self.events,
+                "masks": {n: m.clone() for n, m in self.masks.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output and re-apply the masks.
+
+        Raises:
+            ValueError: if the state belongs to another schedule (target, total steps, interval,
+                scope) or another model (matrix names or shapes differ).
+        """
+        for key in ("target", "total_steps", "interval", "scope"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"pruner state has {key}={state[key]!r}, this pruner {getattr(self, key)!r}")
+        masks = state["masks"]
+        if set(masks) != set(self.linears):
+            raise ValueError(f"pruner state masks name {sorted(set(masks) ^ set(self.linears))[:3]}..., "
+                             "which this model does not match")
+        for n, m in masks.items():
+            if tuple(m.shape) != tuple(self.linears[n].weight.shape):
+                raise ValueError(f"pruner state mask {n} has shape {tuple(m.shape)}, the weight "
+                                 f"{tuple(self.linears[n].weight.shape)}")
+        device = next(iter(self.linears.values())).weight.device
+        self.masks = {n: masks[n].to(device=device, dtype=torch.bool) for n in self.linears}
+        self.current_sparsity = float(state["current_sparsity"])
+        self.events = int(state["events"])
+        self._pruned = {n: ~m for n, m in self.masks.items()} if self.events else {}
+        self.apply()

@@ -21,6 +21,7 @@ run into a cancelled one.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import math
 import platform
@@ -90,7 +91,7 @@ def provenance(cfg: RunConfig, model_path: str, teacher_path: str | None) -> dic
         "accelerate": accelerate.__version__, "python": sys.version.split()[0], "platform": platform.platform(),
         "threads": torch.get_num_threads(), "command": sys.argv, "model_path": model_path,
         "teacher_path": teacher_path, "data": files, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "augmented_data": False,
+        "augmented_data": {"copies": cfg.augment, "source": cfg.augment_source} if cfg.augment else False,
         "paper": "Xu et al., Rethinking Network Pruning - under the Pre-train and Fine-tune Paradigm, NAACL 2021",
     }
 
@@ -147,20 +148,92 @@ class _IndexDataset(torch.utils.data.Dataset):
         return i
 
 
-def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callback] = (),
-          should_stop: Callable[[], bool] = lambda: False, store: str | Path | None = None,
-          progress_bar: bool = True) -> TrainResult:
-    """Run one fine-tune or prune run end to end; return its report and final (mask-folded) model.
+class _ResumableBatches(torch.utils.data.Sampler):
+    """The run's batch sampler with a start offset for the first epoch after a resume.
 
-    Writes config, status, progress log, checkpoint and report into ``run`` when given.
+    ``skip`` batches of the next epoch are left out (not collated); later epochs are whole.
+    """
+
+    def __init__(self, sampler: LengthBucketSampler):
+        self.sampler = sampler
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        return itertools.islice(iter(self.sampler), skip, None)
+
+
+def _load_models(cfg: RunConfig, task, store) -> tuple[nn.Module, nn.Module | None, Any, str, str | None, dict, Any]:
+    """(student, teacher or None, tokenizer, model path, teacher path, teacher report, small-dense size
+    or None) for a recipe.
 
     Raises:
-        KaspError: bad recipe or inputs (no teacher, unsupported model, missing data).
+        KaspError: no teacher, a teacher for another label set, or teacher and student widths differ.
+    """
+    from accelerate.utils import set_seed
+
+    model_path = resolve_model(cfg.model)
+    teacher_path, teacher_report = resolve_teacher(cfg, store) if cfg.needs_teacher() else (None, {})
+    tokenizer = load_tokenizer(teacher_path or model_path)
+    teacher = None
+    if cfg.needs_teacher() and cfg.distill_weight() > 0:
+        teacher = _check_labels(load_classifier(teacher_path), task, teacher_path)
+    set_seed(cfg.seed)  # the new classifier head of a pre-trained student draws from this seed
+    if cfg.kind == "prune" and cfg.init == "finetuned":
+        student = _check_labels(load_classifier(teacher_path), task, teacher_path)
+    else:
+        student = load_classifier(model_path, num_labels=task.num_labels)
+    small_dense = None
+    if cfg.method == "small-dense":  # a dense student as large as the pruned ones' non-zeros
+        from kasp.small_dense import shrink_to, size_for_sparsity
+
+        small_dense = size_for_sparsity(student.config, cfg.sparsity)
+        shrink_to(student, small_dense)
+    if teacher is not None and teacher.config.hidden_size != student.config.hidden_size:
+        raise KaspError(f"teacher width {teacher.config.hidden_size} differs from student width "
+                        f"{student.config.hidden_size}; KASP needs equal widths (no projection)")
+    if task.label_names:
+        student.config.id2label = dict(enumerate(task.label_names))
+        student.config.label2id = {v: k for k, v in enumerate(task.label_names)}
+    student.config.kasp_task = task.name
+    return student, teacher, tokenizer, model_path, teacher_path, teacher_report, small_dense
+
+
+def _read_window(window: dict[str, torch.Tensor], n: int, accelerator) -> dict[str, float]:
+    """Means of the loss terms summed since the last log point: the loop's one host read per log."""
+    keys = list(window)
+    vals = torch.stack([window[k] for k in keys]) / n if keys else torch.zeros(0)
+    if accelerator.num_processes > 1:  # each process saw part of every batch: average them
+        vals = accelerator.reduce(vals.to(accelerator.device), "mean")
+    return dict(zip(keys, vals.tolist()))
+
+
+def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callback] = (),
+          should_stop: Callable[[], bool] = lambda: False, store: str | Path | None = None,
+          progress_bar: bool = True, resume_from: str | Path | None = None) -> TrainResult:
+    """Run one fine-tune or prune run end to end; return its report and final (mask-folded) model.
+
+    Writes config, status, progress log, checkpoint and report into ``run`` when given, and at
+    every evaluation point the resume state (:mod:`kasp.resume`) that ``resume_from`` (a state
+    directory, :func:`kasp.resume.latest`) continues from: the resumed run ends with the weights
+    an uninterrupted run would have.
+
+    Raises:
+        KaspError: bad recipe or inputs (no teacher, unsupported model, missing data, a resume
+            state that does not fit).
         Cancelled: when ``should_stop()`` became true; the status is "cancelled", no checkpoint.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
     from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    from kasp import resume
 
     t0 = time.time()
     callbacks = list(callbacks)
@@ -183,46 +256,28 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             cb(event, record)
 
     try:
-        model_path = resolve_model(cfg.model)
-        teacher_path, teacher_report = resolve_teacher(cfg, store) if cfg.needs_teacher() else (None, {})
+        student, teacher, tokenizer, model_path, teacher_path, teacher_report, small_dense = _load_models(cfg, task, store)
         if run:
-            run.write_config(cfg.to_dict(), provenance(cfg, model_path, teacher_path))
-        # --- models -------------------------------------------------------------------------
-        tokenizer = load_tokenizer(teacher_path or model_path)
-        teacher = None
-        if cfg.needs_teacher() and cfg.distill_weight() > 0:
-            teacher = _check_labels(load_classifier(teacher_path), task, teacher_path)
-        set_seed(cfg.seed)  # the new classifier head of a pre-trained student draws from this seed
-        if cfg.kind == "prune" and cfg.init == "finetuned":
-            student = _check_labels(load_classifier(teacher_path), task, teacher_path)
-        else:
-            student = load_classifier(model_path, num_labels=task.num_labels)
-        small_dense = None
-        if cfg.method == "small-dense":  # a dense student as large as the pruned ones' non-zeros
-            from kasp.small_dense import shrink_to, size_for_sparsity
-
-            small_dense = size_for_sparsity(student.config, cfg.sparsity)
-            shrink_to(student, small_dense)
-        if teacher is not None and teacher.config.hidden_size != student.config.hidden_size:
-            raise KaspError(f"teacher width {teacher.config.hidden_size} differs from student width "
-                            f"{student.config.hidden_size}; KASP needs equal widths (no projection)")
-        if task.label_names:
-            student.config.id2label = dict(enumerate(task.label_names))
-            student.config.label2id = {v: k for k, v in enumerate(task.label_names)}
-        student.config.kasp_task = task.name
+            run.write_config(cfg.to_dict(), provenance(cfg, model_path, teacher_path)
+                             | {"resumed_from": str(resume_from) if resume_from else None})
         pad_id = tokenizer.pad_token_id or 0
 
         # --- data ---------------------------------------------------------------------------
         train_data, dev_data = load_task_data(cfg, tokenizer)
+        steps_per_epoch = -(-len(train_data) // cfg.batch_size)  # of the task's own examples
+        if cfg.augment:
+            from kasp.augment import augmented_examples
+
+            with accelerator.main_process_first():  # the main process builds the cache, the others read it
+                train_data = augmented_examples(cfg, train_data, tokenizer, model_path)
         sampler = LengthBucketSampler(train_data.lengths, cfg.batch_size, seed=cfg.seed, bucket=cfg.bucket_batches)
-        loader = torch.utils.data.DataLoader(_IndexDataset(len(train_data)), batch_sampler=sampler,
+        batches = _ResumableBatches(sampler)
+        loader = torch.utils.data.DataLoader(_IndexDataset(len(train_data)), batch_sampler=batches,
                                              collate_fn=lambda idx: collate(train_data, idx, pad_id))
-        steps_per_epoch = len(sampler)
+        # --epochs counts passes over the task's examples, so --augment changes what a run sees, not its length
         total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
 
         # --- optimisation -------------------------------------------------------------------
-        from transformers import get_scheduler
-
         optimizer = _optimizer(student, cfg)
         warmup = int(round(cfg.warmup_ratio * total))
         scheduler = get_scheduler("linear" if cfg.lr_schedule == "linear" else "constant_with_warmup",
@@ -237,7 +292,8 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         if run and pruner.target > 0:
             from kasp.weights_story import STORY_FILE, StoryRecorder
 
-            callbacks.append(StoryRecorder(run.path / STORY_FILE, StoryRecorder.stride(cfg.pruning_events)))
+            recorder = StoryRecorder(run.path / STORY_FILE, StoryRecorder.stride(cfg.pruning_events))
+            callbacks.append(recorder)
 
         def emit_masks(step: int, phase: str) -> None:
             if main and pruner.target > 0:
@@ -246,41 +302,46 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         kasp_loss = KaspLoss(raw_student, teacher, attention_weight=cfg.attention_weight, hidden_weight=cfg.hidden_weight,
                              prediction_weight=cfg.prediction_weight, task_loss_weight=cfg.task_loss_weight,
                              temperature=cfg.temperature, regression=task.is_regression)
-
-        def losses(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-            total_loss, terms, _ = kasp_loss(student, batch)
-            return total_loss, {k: float(v.detach()) for k, v in terms.items()}
+        loop, restore_rng = resume.LoopState(), None
+        if resume_from:
+            loop, restore_rng = resume.load(resume_from, model=raw_student, optimizer=optimizer, scheduler=scheduler,
+                                            pruner=pruner)
+            batches.skip = loop.batch_in_epoch
+            if run and pruner.target > 0:
+                recorder.resume(loop.step, pruner.events)
 
         def run_eval(step: int) -> dict[str, float]:
+            kasp_loss.set_capture(False)  # plain sdpa attention while evaluating
             m = evaluate_sharded(raw_student, dev_data, task, accelerator, cfg.eval_batch_size, pad_id)
-            rec = {"step": step, "metrics": m, "sparsity": pruner.current_sparsity,
-                   "elapsed": time.time() - t0}
+            kasp_loss.set_capture(True)
             if main:
-                emit("eval", rec)
+                emit("eval", {"step": step, "metrics": m, "sparsity": pruner.current_sparsity,
+                              "elapsed": time.time() - t0})
             return m
 
         # --- loop ---------------------------------------------------------------------------
         student.train()
-        emit_masks(0, "start")
-        bar = tqdm(total=total, desc=f"{cfg.kind} {task.name}" + (f" {cfg.method} s={cfg.sparsity:g}" if cfg.kind == "prune" else ""),
-                   disable=not (progress_bar and main), dynamic_ncols=True, mininterval=1.0)
-        step, epoch, seen = 0, 0, 0
-        acc: dict[str, float] = {}
-        acc_n = 0
-        t_train = time.time()
-        history: list[dict[str, Any]] = []
+        if not resume_from:
+            emit_masks(0, "start")
+        bar = tqdm(total=total, initial=loop.step, disable=not (progress_bar and main), dynamic_ncols=True,
+                   mininterval=1.0, desc=f"{cfg.kind} {task.name}" + (f" {cfg.method} s={cfg.sparsity:g}" if cfg.kind == "prune" else ""))
+        window = {k: torch.tensor(v) for k, v in loop.window.items()}  # loss sums since the last log point
+        t_train = time.time() - loop.train_seconds
+        step = loop.step
         while step < total:
-            if hasattr(loader, "set_epoch"):
-                loader.set_epoch(epoch)
-            else:
-                sampler.set_epoch(epoch)
+            sampler.set_epoch(loop.epoch)
+            if hasattr(loader, "set_epoch"):  # accelerate's loader counts epochs too
+                loader.set_epoch(loop.epoch)
             for batch in loader:
                 if step >= total:
                     break
+                if restore_rng:  # after the loader drew its seed: dropout continues where it stopped
+                    restore_rng()
+                    restore_rng = None
                 if pruner.step(step):
                     emit("prune", {"step": step, "sparsity": pruner.current_sparsity})
                     emit_masks(step, "prune")
-                loss, terms = losses(batch)
+                loss, terms, _ = kasp_loss(student, batch)
                 accelerator.backward(loss)
                 if cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
@@ -289,34 +350,38 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                 optimizer.zero_grad(set_to_none=True)
                 pruner.apply()
                 step += 1
-                seen += batch["input_ids"].shape[0] * accelerator.num_processes
-                terms["loss"] = float(loss.detach())
-                for k, v in terms.items():
-                    acc[k] = acc.get(k, 0.0) + v
-                acc_n += 1
+                loop.batch_in_epoch += 1
+                loop.seen += batch["input_ids"].shape[0] * accelerator.num_processes
+                terms["loss"] = loss
+                for k, v in terms.items():  # summed as tensors: no host read per step
+                    v = v.detach().float()
+                    window[k] = window[k] + v if k in window else v
+                loop.window_n += 1
+                bar.update(1)
                 if step % cfg.log_every == 0 or step == total:
-                    means = {k: v / acc_n for k, v in acc.items()}
-                    if accelerator.num_processes > 1:  # each process saw part of every batch: average them
-                        red = accelerator.reduce(torch.tensor(list(means.values()), device=accelerator.device), "mean")
-                        means = dict(zip(means, red.tolist()))
-                    rec = {"step": step, "total_steps": total, "epoch": epoch + 1, **means,
+                    means = _read_window(window, loop.window_n, accelerator)
+                    rec = {"step": step, "total_steps": total, "epoch": loop.epoch + 1, **means,
                            "sparsity": pruner.current_sparsity, "scheduled_sparsity": pruner.scheduled(step) if cfg.pruning_target() else 0.0,
                            "lr": scheduler.get_last_lr()[0], "elapsed": time.time() - t0,
-                           "examples_per_s": seen / max(time.time() - t_train, 1e-9)}
-                    history.append(rec)
+                           "examples_per_s": loop.seen / max(time.time() - t_train, 1e-9)}
                     if main:
                         emit("train", rec)
-                    acc, acc_n = {}, 0
+                    window, loop.window_n = {}, 0
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()} | {"sparsity": f"{pruner.current_sparsity:.3f}"}, refresh=False)
                     if run:
                         run.set_status("running", step=step, total_steps=total)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()} | {"sparsity": f"{pruner.current_sparsity:.3f}"}, refresh=False)
-                bar.update(1)
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
                     run_eval(step)
                     student.train()
+                    if run:
+                        loop.step, loop.train_seconds = step, time.time() - t_train
+                        loop.window = {k: float(v) for k, v in window.items()}
+                        resume.save(run.path, model=raw_student, optimizer=optimizer, scheduler=scheduler,
+                                    pruner=pruner, loop=loop, recipe=cfg.to_dict())
                 if should_stop():
                     raise Cancelled(f"cancelled at step {step} of {total}")
-            epoch += 1
+            loop.epoch += 1
+            loop.batch_in_epoch = 0
         bar.close()
         train_seconds = time.time() - t_train
         pruner.finish()  # exact target sparsity
@@ -331,7 +396,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             "train_examples": len(train_data), "dev_examples": len(dev_data),
             "sparsity": sparsity_summary(raw_student), "per_matrix_sparsity": sparsity_table(raw_student),
             "parameters": count_parameters(raw_student), "pruning_events": pruner.events,
-            "train_seconds": train_seconds, "examples_per_s": seen / max(train_seconds, 1e-9),
+            "train_seconds": train_seconds, "examples_per_s": loop.seen / max(train_seconds, 1e-9),
             "processes": accelerator.num_processes, "device": str(accelerator.device),
             "teacher": {"path": teacher_path, "metrics": teacher_report.get("metrics")} if teacher_path else None,
         }
@@ -340,6 +405,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         accelerator.wait_for_everyone()  # a collective: every process must reach it
         if run and main:
             run.save_checkpoint(raw_student, tokenizer)
+            resume.discard(run.path)
             report["checkpoint"] = str(run.checkpoint)
             report["wall_seconds"] = time.time() - t0
             run.write_report(report)

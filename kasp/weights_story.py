@@ -197,6 +197,19 @@ class StoryRecorder:
         self._events = 0
         self.seconds = 0.0  # time spent recording (read by the benchmark)
 
+    def resume(self, step: int, events: int) -> None:
+        """Continue the file of a resumed run (:mod:`kasp.resume`): keep the layout and the snapshots
+        taken before ``step`` (drop any later ones, which the resumed run records again), and count
+        ``events`` pruning events as already seen so the stride stays on the same events.
+        """
+        kept = [r for r in story_records(self.path) if r.get("type") == "layout" or r.get("step", 0) < step]
+        self._events = events
+        self._started = any(r.get("type") == "layout" for r in kept)
+        if self._started:
+            from kasp.runs import atomic_write_text
+
+            atomic_write_text(self.path, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in kept))
+
     @staticmethod
     def stride(pruning_events: int, snapshots: int = SNAPSHOTS) -> int:
         """``every`` that records at most ``snapshots`` of ``pruning_events`` mask updates."""

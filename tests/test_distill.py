@@ -136,3 +136,58 @@ def test_layer_map():
 
     with pytest.raises(KaspError):
         layer_map(5, 12)
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_scores_from_attention_function_equal_the_hooked_recomputation(impl):
+    """The KASP loss with scores taken inside the attention function (AttentionScores) equals the loss
+    with scores recomputed from hooked projections (ScoreCapture), terms and gradients, on a fixed batch;
+    the model's own attention implementation is back after remove()."""
+    from kasp.distill import ATTENTION_FUNCTION, AttentionScores, KaspLoss
+
+    ids, am = _batch()
+    batch = {"input_ids": ids, "attention_mask": am, "labels": torch.tensor([0, 1])}
+    results = {}
+    for capture in ("hooks", "attention"):
+        student, teacher = _model(0), _model(1, layers=4)  # a deeper teacher: the layer map matters
+        student.set_attn_implementation(impl)
+        teacher.set_attn_implementation(impl)
+        loss = KaspLoss(student, teacher, score_capture=capture, temperature=2.0)
+        if capture == "attention":
+            assert student.config._attn_implementation == ATTENTION_FUNCTION
+            assert isinstance(loss.s_cap, AttentionScores)
+        total, terms, _ = loss(student, batch)
+        total.backward()
+        results[capture] = ({k: float(v.detach()) for k, v in terms.items()},
+                            {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None})
+        loss.remove()
+        assert student.config._attn_implementation == impl and teacher.config._attn_implementation == impl
+    (t_old, g_old), (t_new, g_new) = results["hooks"], results["attention"]
+    assert t_old.keys() == t_new.keys() == {"attention", "hidden", "prediction"}
+    for k in t_old:
+        assert t_new[k] == pytest.approx(t_old[k], rel=1e-5, abs=1e-7), k
+    assert t_old["attention"] > 0
+    assert g_old.keys() == g_new.keys()
+    for n in g_old:
+        torch.testing.assert_close(g_new[n], g_old[n], rtol=1e-4, atol=1e-6)
+
+
+def test_attention_scores_match_score_capture_and_switch_off():
+    from kasp.distill import AttentionScores
+
+    model = _model()
+    ids, am = _batch()
+    ref = ScoreCapture(model)
+    cap = AttentionScores(model)
+    out = model(input_ids=ids, attention_mask=am, output_hidden_states=True)
+    for a, b in zip(cap.scores(am), ref.scores(am)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert torch.all(a[0, :, :, 5:] == 0)
+    cap.clear()
+    cap.enabled = False  # plain sdpa attention: the same outputs, nothing kept
+    out2 = model(input_ids=ids, attention_mask=am, output_hidden_states=True)
+    torch.testing.assert_close(out2.logits, out.logits, rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError):
+        cap.scores(am)
+    cap.remove()
+    ref.remove()
