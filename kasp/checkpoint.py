@@ -1,187 +1,217 @@
-"""Reading a checkpoint's weights without building a model: per-matrix sparsity and parameter groups.
+"""Reading a checkpoint directory's weights without building a model, and checking they are whole.
 
-Works on any BERT-family checkpoint directory (sequence classification or base model, KASP's or
-anyone's) by reading the safetensors file(s) directly; nothing is unpickled.
+Reading only (the analysis of what is read lives in :mod:`kasp.analysis`): the safetensors
+file(s) of a BERT-family checkpoint directory (sequence classification or base model, KASP's or
+anyone's) are read directly; nothing is unpickled. On the way in:
+
+- tensors left by ``torch.nn.utils.prune`` (``<name>_orig`` and ``<name>_mask``, saved while the
+  pruning hooks were still on) are folded, ``<name> = <name>_orig * <name>_mask``, which is what
+  ``prune.remove()`` does; the folded names are reported;
+- the tensors' shapes are compared with ``config.json`` (hidden size, vocabulary, positions,
+  layers, FFN width, the shapes of the pruned matrices); a disagreement is refused, naming both sizes.
 """
 
 from __future__ import annotations
 
-import re
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from kasp.errors import KaspError
-from kasp.modeling import MATRIX_KINDS, check_checkpoint_dir, resolve_model
-from kasp.runs import read_json
+from kasp.modeling import PRUNE_HINT, check_checkpoint_dir, resolve_model
+from kasp.pruned_set import MATRIX_KINDS, matrix_name
 
-_LAYER_RE = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.(.+)\.weight$")
-_PATH_TO_KIND = {v: k for k, v in MATRIX_KINDS.items()}
 _BUFFERS = ("position_ids", "token_type_ids")
 
 
-def load_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint directory's ``*.safetensors`` files (name -> tensor).
+@dataclass
+class Checkpoint:
+    """What :func:`read_checkpoint` returns.
+
+    ``path``: the checkpoint directory; ``config``: its config.json; ``state``: name -> tensor
+    (prune leftovers folded); ``folded``: names whose ``_orig``/``_mask`` pair was folded;
+    ``run_recipe``: the recipe when the directory is a KASP run's ``checkpoint/`` (else None).
+    """
+
+    path: Path
+    config: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    folded: list[str] = field(default_factory=list)
+    run_recipe: dict[str, Any] | None = None
+
+
+def tensor_nbytes(t: torch.Tensor) -> int:
+    """Bytes of a tensor's data as safetensors stores it (any dtype, bfloat16 and float8 included)."""
+    return t.numel() * t.element_size()
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    """The raw bytes of a tensor's data, row-major (any dtype; numpy has no bfloat16, so via uint8)."""
+    return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def non_finite_count(t: torch.Tensor) -> int:
+    """Number of NaN or +-inf entries of a tensor (0 for integer and bool tensors)."""
+    if not t.is_floating_point():
+        return 0
+    x = t.float() if t.element_size() == 1 else t  # torch has no isfinite for float8_e4m3fn
+    return int((~torch.isfinite(x)).sum())
+
+
+def fold_prune_leftovers(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Fold ``torch.nn.utils.prune`` leftovers: ``X_orig`` and ``X_mask`` become ``X = X_orig * X_mask``.
+
+    The product is written with ``masked_fill`` so that a pruned entry is +0.0, as after
+    ``prune.remove()``. Returns the new state and the folded names.
 
     Raises:
-        KaspError: for a missing, corrupt or truncated file, or pickle-only weights.
+        KaspError: an ``_orig`` without its ``_mask`` (or the reverse), or shapes that differ.
+    """
+    origs = {k[:-5] for k in state if k.endswith("_orig")}
+    masks = {k[:-5] for k in state if k.endswith("_mask")}
+    if not origs and not masks:
+        return state, []
+    lone = sorted(origs ^ masks)
+    if lone:
+        raise KaspError(f"tensor {lone[0]}_orig or {lone[0]}_mask has no partner: the checkpoint holds half of a "
+                        f"torch.nn.utils.prune parametrisation; {PRUNE_HINT}")
+    out = {k: v for k, v in state.items() if not (k.endswith(("_orig", "_mask")) and k[:-5] in origs)}
+    for base in sorted(origs):
+        w, m = state[base + "_orig"], state[base + "_mask"]
+        if w.shape != m.shape:
+            raise KaspError(f"{base}_orig {list(w.shape)} and {base}_mask {list(m.shape)} differ in shape; {PRUNE_HINT}")
+        if base in out:
+            raise KaspError(f"{base} is stored both plain and as _orig/_mask; {PRUNE_HINT}")
+        out[base] = w.masked_fill(m == 0, 0)
+    return out, sorted(origs)
+
+
+def _find(state: dict[str, torch.Tensor], suffix: str) -> tuple[str, torch.Tensor] | None:
+    for k, t in state.items():
+        if k == suffix or k.endswith("." + suffix):
+            return k, t
+    return None
+
+
+def check_shapes(state: dict[str, torch.Tensor], config: dict[str, Any], where: str | Path) -> None:
+    """Compare tensor shapes with ``config.json``.
+
+    Checked: hidden size and vocabulary (word embeddings), position table, number of encoder
+    layers, FFN width and the shape of every pruned matrix, attention heads dividing the width.
+
+    Raises:
+        KaspError: naming the config's value and the weights' value.
+    """
+    def bad(what: str, cfg_value: Any, got: Any, key: str) -> KaspError:
+        return KaspError(f"{where}: config.json says {what} {cfg_value} but the weights have {got} ({key}); "
+                         "the weights and config.json disagree. Fix config.json or re-save the model with "
+                         "save_pretrained.")
+
+    hidden = config.get("hidden_size")
+    emb = _find(state, "embeddings.word_embeddings.weight")
+    if emb is not None and emb[1].ndim == 2:
+        key, t = emb
+        width = config.get("embedding_size") or hidden  # ELECTRA: embeddings narrower than the encoder
+        name = "embedding_size" if config.get("embedding_size") else "hidden_size"
+        if width is not None and t.shape[1] != width:
+            raise bad(name, width, t.shape[1], f"{key} {list(t.shape)}")
+        if config.get("vocab_size") is not None and t.shape[0] != config["vocab_size"]:
+            raise bad("vocab_size", config["vocab_size"], t.shape[0], f"{key} {list(t.shape)}")
+    pos = _find(state, "embeddings.position_embeddings.weight")
+    if pos is not None and config.get("max_position_embeddings") is not None \
+            and pos[1].shape[0] != config["max_position_embeddings"]:
+        raise bad("max_position_embeddings", config["max_position_embeddings"], pos[1].shape[0],
+                  f"{pos[0]} {list(pos[1].shape)}")
+    layers = {int(n.split(".")[0]) for n in (matrix_name(k) for k in state) if n}
+    n_layers = config.get("num_hidden_layers")
+    if layers and n_layers is not None and max(layers) + 1 != n_layers:
+        raise bad("num_hidden_layers", n_layers, max(layers) + 1, "encoder.layer.* tensors")
+    heads = config.get("num_attention_heads")
+    if hidden and heads and hidden % heads:
+        raise KaspError(f"{where}: config.json's hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
+    inter = config.get("intermediate_size")
+    if hidden is None:
+        return
+    for k, t in state.items():
+        name = matrix_name(k)
+        if not name:
+            continue
+        kind = name.split(".", 1)[1]
+        if kind == "FFN-in":
+            want = [inter or t.shape[0], hidden]
+            what = "intermediate_size x hidden_size"
+        elif kind == "FFN-out":
+            want = [hidden, inter or t.shape[1]]
+            what = "hidden_size x intermediate_size"
+        else:
+            want = [hidden, hidden]
+            what = "hidden_size x hidden_size"
+        if list(t.shape) != want:
+            raise bad(f"{what} =", "x".join(map(str, want)), "x".join(map(str, t.shape)), k)
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint directory (or a KASP run directory: its ``checkpoint/``).
+
+    Raises:
+        KaspError: missing directory or config, unsupported model type, pickle-only weights, a
+            missing, corrupt or truncated safetensors file, unpaired prune leftovers, shapes that
+            disagree with config.json.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    check_checkpoint_dir(path)
+    ckpt = Path(resolve_model(str(path)))
+    check_checkpoint_dir(ckpt)
     state: dict[str, torch.Tensor] = {}
-    for f in sorted(Path(path).glob("*.safetensors")):
+    for f in sorted(ckpt.glob("*.safetensors")):
         try:
             state.update(load_file(str(f)))
         except (SafetensorError, OSError, ValueError) as e:
             raise KaspError(f"{f} is not a readable safetensors file ({e}); it may be truncated or corrupt") from None
-    return state
+    state, folded = fold_prune_leftovers(state)
+    config = json.loads((ckpt / "config.json").read_text(encoding="utf-8"))
+    check_shapes(state, config, ckpt)
+    recipe = None
+    if ckpt.name == "checkpoint":
+        try:
+            recipe = (json.loads((ckpt.parent / "config.json").read_text(encoding="utf-8")) or {}).get("recipe")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            recipe = None
+    return Checkpoint(ckpt, config, state, folded, recipe)
 
 
-def matrix_name(key: str) -> str | None:
-    """'bert.encoder.layer.3.attention.self.query.weight' -> '3.Q'; None for tensors KASP never prunes."""
-    m = _LAYER_RE.search(key)
-    if not m or m.group(2) not in _PATH_TO_KIND:
-        return None
-    return f"{m.group(1)}.{_PATH_TO_KIND[m.group(2)]}"
-
-
-def inspect_checkpoint(path: str | Path, state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
-    """Sparsity report of a checkpoint (a checkpoint directory or a KASP run directory).
-
-    Returns:
-        dict with ``per_matrix`` ("<layer>.<kind>" -> fraction of zeros), ``layers`` (count),
-        ``pruned_sparsity`` (zeros / weights in the six encoder Linear kinds), ``overall_sparsity``
-        (zeros / all parameters), ``parameters`` (embeddings / encoder_linear / other counts),
-        ``model_type``, ``path`` and, for a KASP run, its ``recipe``.
+def load_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint directory (name -> tensor), read and checked by :func:`read_checkpoint`.
 
     Raises:
-        KaspError: see :func:`load_state`; also when no encoder Linear weight is found.
+        KaspError: see :func:`read_checkpoint`.
     """
-    ckpt = resolve_model(str(path))
-    state = load_state(ckpt) if state is None else state
-    per_matrix: dict[str, float] = {}
-    counts = {"embeddings": 0, "encoder_linear": 0, "other": 0}
-    zeros = {"pruned": 0, "all": 0}
-    for key, t in state.items():
-        if key.endswith(_BUFFERS):
-            continue
-        nz = int((t == 0).sum())
-        zeros["all"] += nz
-        name = matrix_name(key)
-        if name:
-            per_matrix[name] = nz / t.numel()
-            counts["encoder_linear"] += t.numel()
-            zeros["pruned"] += nz
-        elif ".embeddings." in f".{key}":
-            counts["embeddings"] += t.numel()
-        else:
-            counts["other"] += t.numel()
-    if not per_matrix:
-        raise KaspError(f"{ckpt}: no encoder Linear weights found (expected keys like encoder.layer.0.attention.self.query.weight)")
-    total = sum(counts.values())
-    layers = 1 + max(int(k.split(".")[0]) for k in per_matrix)
-    cfg = read_json(Path(ckpt) / "config.json", {}) or {}
-    run_cfg = read_json(Path(ckpt).parent / "config.json", {}) if Path(ckpt).name == "checkpoint" else {}
-    ordered = dict(sorted(per_matrix.items(), key=lambda kv: (int(kv[0].split(".")[0]), list(MATRIX_KINDS).index(kv[0].split(".", 1)[1]))))
-    return {
-        "path": str(ckpt), "model_type": cfg.get("model_type"), "layers": layers,
-        "hidden_size": cfg.get("hidden_size"), "heads": cfg.get("num_attention_heads"),
-        "per_matrix": ordered, "pruned_sparsity": zeros["pruned"] / counts["encoder_linear"],
-        "overall_sparsity": zeros["all"] / total, "parameters": counts, "total_parameters": total,
-        "recipe": (run_cfg or {}).get("recipe"),
-    }
+    return read_checkpoint(path).state
 
 
-def sparsity_grid(per_matrix: dict[str, float]) -> tuple[list[int], list[str], list[list[float]]]:
-    """Per-matrix sparsity as a layers x kinds grid (rows: layers; columns: Q, K, V, O, FFN-in, FFN-out)."""
-    kinds = list(MATRIX_KINDS)
-    layers = sorted({int(k.split(".")[0]) for k in per_matrix})
-    return layers, kinds, [[per_matrix.get(f"{i}.{k}", float("nan")) for k in kinds] for i in layers]
+def fingerprint(path: str | Path) -> tuple:
+    """What identifies a checkpoint directory's current content for a cache: (name, size, mtime in ns) of
+    every file in it (a KASP run directory: its ``checkpoint/``, plus the run's config.json).
 
-
-def structured_zeros(state: dict[str, torch.Tensor], heads: int | None) -> dict[str, Any]:
-    """What structured removal could drop: all-zero rows, columns, attention heads and FFN neurons.
-
-    A head h of a layer is removable when its rows of Q, K and V and its columns of the
-    attention-output matrix are all zero; an FFN neuron j when row j of FFN-in and column j of
-    FFN-out are all zero (its bias then passes through a zero column and contributes nothing).
-
-    Returns:
-        ``per_matrix``: "<layer>.<kind>" -> {"zero_rows", "rows", "zero_cols", "cols"};
-        ``heads``: layer -> list of removable head indices; ``ffn_neurons``: layer -> count.
+    Raises:
+        KaspError: the path is not a checkpoint directory (see :func:`kasp.modeling.check_checkpoint_dir`).
     """
-    mats: dict[str, torch.Tensor] = {}
-    for key, t in state.items():
-        name = matrix_name(key)
-        if name:
-            mats[name] = t
-    per_matrix = {}
-    for name, t in mats.items():
-        z = t == 0
-        per_matrix[name] = {"zero_rows": int(z.all(1).sum()), "rows": t.shape[0],
-                            "zero_cols": int(z.all(0).sum()), "cols": t.shape[1]}
-    layers = sorted({int(k.split(".")[0]) for k in mats})
-    out_heads: dict[int, list[int]] = {}
-    ffn: dict[int, int] = {}
-    for i in layers:
-        q, k, v, o = (mats.get(f"{i}.{x}") for x in ("Q", "K", "V", "O"))
-        if heads and all(m is not None for m in (q, k, v, o)):
-            dh = q.shape[0] // heads
-            out_heads[i] = [h for h in range(heads)
-                            if all(bool((m[h * dh:(h + 1) * dh] == 0).all()) for m in (q, k, v))
-                            and bool((o[:, h * dh:(h + 1) * dh] == 0).all())]
-        fi, fo = mats.get(f"{i}.FFN-in"), mats.get(f"{i}.FFN-out")
-        if fi is not None and fo is not None:
-            ffn[i] = int(((fi == 0).all(1) & (fo == 0).all(0)).sum())
-    return {"per_matrix": per_matrix, "heads": out_heads, "ffn_neurons": ffn}
-
-
-def information_bound_bytes(n: int, nnz: int, value_bits: int = 32) -> float:
-    """Information-theoretic lower bound on storing an n-entry matrix with nnz arbitrary values.
-
-    log2 C(n, nnz) bits to say where the non-zeros are (any positional code needs at least this
-    many for a uniformly random support) plus ``value_bits`` per value, in bytes.
-    """
-    from math import lgamma, log
-
-    positions = (lgamma(n + 1) - lgamma(nnz + 1) - lgamma(n - nnz + 1)) / log(2)
-    return (positions + nnz * value_bits) / 8
-
-
-def size_report(path: str | Path, zstd_level: int = 3, state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
-    """Sizes of a checkpoint's weights, side by side, in bytes.
-
-    - ``dense``: the safetensors file(s) as stored;
-    - ``dense_zstd``: the same bytes compressed with zstd at ``zstd_level``;
-    - ``sparse_export``: KASP's sparse format (:mod:`kasp.export`) of the whole model;
-    - ``bound``: the information lower bound (:func:`information_bound_bytes`) for the pruned
-      matrices at their sparsity, plus the other tensors' raw bytes;
-    and the same four restricted to the encoder linear weights (``*_encoder_linear``; the zstd
-    figure there compresses only those tensors' raw bytes).
-    """
-    import zstandard
-
-    from kasp.export import encode_sparse
-
     ckpt = Path(resolve_model(str(path)))
-    state = load_state(ckpt) if state is None else state
-    files = sorted(ckpt.glob("*.safetensors"))
-    cctx = zstandard.ZstdCompressor(level=zstd_level)
-    dense = sum(f.stat().st_size for f in files)
-    dense_zstd = sum(len(cctx.compress(f.read_bytes())) for f in files)
-    tensors, shapes = encode_sparse(state)
-    sparse_lin = sum(t.numel() * t.element_size() for k, t in tensors.items() if "::" in k)
-    other = sum(t.numel() * t.element_size() for k, t in tensors.items() if "::" not in k)
-    lin = {k: state[k] for k in shapes}
-    lin_dense = sum(t.numel() * t.element_size() for t in lin.values())
-    lin_zstd = len(cctx.compress(b"".join(t.contiguous().numpy().tobytes() for t in lin.values())))
-    bound_lin = sum(information_bound_bytes(t.numel(), int((t != 0).sum()), 8 * t.element_size()) for t in lin.values())
-    return {
-        "dense": dense, "dense_zstd": dense_zstd, "sparse_export": sparse_lin + other, "bound": bound_lin + other,
-        "dense_encoder_linear": lin_dense, "dense_zstd_encoder_linear": lin_zstd,
-        "sparse_export_encoder_linear": sparse_lin, "bound_encoder_linear": bound_lin,
-        "zstd_level": zstd_level,
-    }
+    check_checkpoint_dir(ckpt)
+    files = sorted(f for f in ckpt.iterdir() if f.is_file())
+    if ckpt.name == "checkpoint" and (ckpt.parent / "config.json").is_file():
+        files.append(ckpt.parent / "config.json")
+    return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+
+
+def pruned_matrices(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """Matrix name -> state key, for the tensors of the pruned set (:mod:`kasp.pruned_set`)."""
+    return {n: k for k, n in ((k, matrix_name(k)) for k in state) if n}
+
+
+__all__ = ["Checkpoint", "MATRIX_KINDS", "PRUNE_HINT", "check_shapes", "fingerprint", "fold_prune_leftovers", "load_state",
+           "matrix_name", "non_finite_count", "pruned_matrices", "read_checkpoint", "tensor_bytes", "tensor_nbytes"]

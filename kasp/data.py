@@ -8,6 +8,7 @@ QQP, QNLI train) load through ``datasets`` from the Hub when a network is availa
 from __future__ import annotations
 
 import csv
+import io
 import os
 import random
 from dataclasses import dataclass
@@ -55,6 +56,14 @@ class GlueTask:
     def is_regression(self) -> bool:
         return self.num_labels == 1
 
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """Names of the classes in KASP's id order (None for regression), as Hugging Face's ``glue``
+        dataset names them (e.g. SST-2: negative = 0, positive = 1; RTE: entailment = 0). A checkpoint
+        whose ``config.id2label`` uses these names in another order is re-mapped to this order by
+        :func:`kasp.modeling.align_labels`."""
+        return None if self.is_regression else (self.label_names or _CLASS_NAMES[self.name])
+
 
 _NLI = ("entailment", "not_entailment")
 TASKS: dict[str, GlueTask] = {
@@ -78,6 +87,10 @@ TASKS: dict[str, GlueTask] = {
                     hub_text=("question1", "question2")),
 }
 _ALIASES = {"sst-2": "sst2", "sts-b": "stsb"}
+# class names of the tasks whose files hold integer labels (HF datasets' nyu-mll/glue ClassLabel names)
+_CLASS_NAMES = {"cola": ("unacceptable", "acceptable"), "sst2": ("negative", "positive"),
+                "mrpc": ("not_equivalent", "equivalent"), "wnli": ("not_entailment", "entailment"),
+                "qqp": ("not_duplicate", "duplicate")}
 
 
 def get_task(name: str) -> GlueTask:
@@ -107,8 +120,9 @@ def shipped_splits(data_dir: Path | None = None) -> dict[str, list[str]]:
 def read_task_tsv(task: GlueTask, path: str | Path) -> pd.DataFrame:
     """Read a TSV in the task's GLUE column layout into columns ``text_a``, ``text_b``, ``label``.
 
-    Used both for the shipped files and for a user's own labelled file (``kasp evaluate --data``).
-    Label ids follow the HF GLUE convention (``entailment`` = 0 for QNLI and RTE).
+    This is the reader of GLUE's own files (shipped in ``data/glue``): no quoting, a ``"`` is an
+    ordinary character, one line per row. A user's file goes through :func:`read_user_tsv`, which
+    also understands CSV quoting. Label ids follow the HF GLUE convention (``entailment`` = 0 for QNLI and RTE).
 
     Returns:
         DataFrame with N rows; ``label`` is int64 (classification) or float32 (STS-B); ``text_b``
@@ -132,25 +146,34 @@ def read_task_tsv(task: GlueTask, path: str | Path) -> pd.DataFrame:
         raise KaspError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except pd.errors.EmptyDataError:
         raise KaspError(f"{path}: the file is empty; expected columns {_layout(task)}") from None
+    first_line = 1 if task.columns else 2  # file line of row 0
+    return _task_frame(task, path, df, [i + first_line for i in range(len(df))])
+
+
+def _task_frame(task: GlueTask, path: Path, df: pd.DataFrame, lines: list[int]) -> pd.DataFrame:
+    """Check a table of strings (the file's columns) and build ``text_a``, ``text_b``, ``label``.
+
+    ``lines[i]`` is the file line where row i starts (for the error messages).
+    """
     needed = [c for c in (task.text_a, task.text_b, task.label) if c]
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise KaspError(f"{path}: missing column(s) {missing} for task {task.name}; the file has "
                         f"{list(df.columns)}, expected {_layout(task)}")
-    first_line = 1 if task.columns else 2  # file line of row 0
     if len(df) == 0:
         raise KaspError(f"{path}: no data rows")
+    df = df.reset_index(drop=True)
     for col in (task.text_a, task.text_b):
         if col:
             empty = df.index[df[col].str.strip() == ""]
             if len(empty):
-                raise KaspError(f"{path}: line {empty[0] + first_line}: empty text in column {col!r}")
+                raise KaspError(f"{path}: line {lines[empty[0]]}: empty text in column {col!r}")
     raw = df[task.label].str.strip()
     if task.is_regression:
         labels = pd.to_numeric(raw, errors="coerce")
         bad = labels.index[labels.isna()]
         if len(bad):
-            raise KaspError(f"{path}: line {bad[0] + first_line}: label {raw[bad[0]]!r} in column "
+            raise KaspError(f"{path}: line {lines[bad[0]]}: label {raw[bad[0]]!r} in column "
                             f"{task.label!r} is not a number")
         labels = labels.astype("float32")
     else:
@@ -158,7 +181,7 @@ def read_task_tsv(task: GlueTask, path: str | Path) -> pd.DataFrame:
         ok = raw.isin(allowed)
         if not ok.all():
             i = ok.index[~ok][0]
-            raise KaspError(f"{path}: line {i + first_line}: label {raw[i]!r} in column {task.label!r} is "
+            raise KaspError(f"{path}: line {lines[i]}: label {raw[i]!r} in column {task.label!r} is "
                             f"not one of {allowed}")
         labels = raw.map({v: k for k, v in enumerate(allowed)}).astype("int64")
     return pd.DataFrame({
@@ -166,6 +189,135 @@ def read_task_tsv(task: GlueTask, path: str | Path) -> pd.DataFrame:
         "text_b": df[task.text_b].str.strip() if task.text_b else None,
         "label": labels,
     })
+
+
+class _BadTable(Exception):
+    def __init__(self, line: int, msg: str):
+        super().__init__(msg)
+        self.line = line
+        self.msg = msg
+
+
+def _records_quoted(text: str) -> list[tuple[int, list[str]]]:
+    """(first line, fields) of each record, read with CSV quoting (``csv`` module, strict)."""
+    out: list[tuple[int, list[str]]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quotechar='"', doublequote=True, strict=True)
+    prev = 0
+    try:
+        for fields in reader:
+            start, prev = prev + 1, reader.line_num
+            if fields and any(f != "" for f in fields) or len(fields) > 1:
+                out.append((start, fields))
+    except csv.Error as e:
+        raise _BadTable(reader.line_num or prev + 1, f"bad quoting ({e})") from None
+    return out
+
+
+def _records_plain(text: str) -> list[tuple[int, list[str]]]:
+    """(line, fields) of each line, with no quoting (GLUE's own files: a '"' is an ordinary character)."""
+    lines = text.split("\n")
+    return [(i + 1, ln.rstrip("\r").split("\t")) for i, ln in enumerate(lines) if ln.rstrip("\r") != ""]
+
+
+def _table(records: list[tuple[int, list[str]]], task: GlueTask) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, rows and row start lines; every row must have the header's number of fields
+    (trailing empty fields, from trailing tabs, are dropped first)."""
+    if not records:
+        raise _BadTable(1, "the file is empty")
+    if task.columns:
+        header = list(task.columns)
+        body = records
+    else:
+        header = list(records[0][1])
+        while header and header[-1].strip() == "":
+            header.pop()
+        header = [h.strip() for h in header]
+        body = records[1:]
+        named = [h for h in header if h]
+        dup = sorted({h for h in named if named.count(h) > 1})
+        if dup:
+            raise _BadTable(records[0][0], f"the header names column(s) {dup} more than once")
+    n = len(header)
+    rows, lines = [], []
+    for line, fields in body:
+        fields = list(fields)
+        while len(fields) > n and fields[-1] == "":
+            fields.pop()
+        if len(fields) != n:
+            raise _BadTable(line, f"{len(fields)} tab-separated field(s) where the "
+                                  f"{'header' if not task.columns else 'layout'} has {n} ({header})")
+        rows.append(fields)
+        lines.append(line)
+    return header, rows, lines
+
+
+def read_user_tsv(task: GlueTask, path: str | Path) -> pd.DataFrame:
+    """Read a user's labelled TSV (``kasp evaluate --data``, the app's Evaluate) in the task's GLUE layout.
+
+    Quoting rule: the file is read as tab-separated CSV with standard quoting, as written by
+    pandas ``to_csv(sep="\\t")``, spreadsheets and Python's ``csv`` module: a field that starts with
+    ``"`` is quoted, may hold tabs and line breaks, and ``""`` inside it is one ``"``. GLUE's own
+    files are not quoted (a ``"`` is an ordinary character, e.g. at the start of a quotation); a
+    file that cannot be read with quoting but whose every line has the header's field count read
+    without quoting is read that way, so a copy of a GLUE file scores exactly as the shipped one.
+    When a file reads completely both ways with a different number of rows, the reading whose
+    every row is valid (texts present, labels known) is used; if both are, the file is refused as
+    ambiguous. Line ends may be LF or CRLF; a UTF-8 byte-order mark is ignored; trailing tabs are
+    ignored. Every row must have as many fields as the header (for CoLA, the four header-less GLUE
+    columns), so an extra leading column is refused unless the header names it (then it is just
+    an unused column: columns are taken by name, never by position).
+
+    Returns:
+        as :func:`read_task_tsv`.
+
+    Raises:
+        KaspError: naming the file, the line and the problem (quoting, field count, header,
+            missing columns, empty text, bad label), or a file that is not UTF-8.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KaspError(f"data file not found: {path}")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise KaspError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not text.strip():
+        raise KaspError(f"{path}: the file is empty; expected columns {_layout(task)}")
+    quoted = plain = None
+    q_err: _BadTable | None = None
+    try:
+        quoted = _table(_records_quoted(text), task)
+    except _BadTable as e:
+        q_err = e
+    try:
+        plain = _table(_records_plain(text), task)
+    except _BadTable:
+        plain = None
+    if quoted is not None and plain is not None and len(quoted[1]) != len(plain[1]):
+        # both readings are complete tables: keep the one whose rows are all valid (texts, labels)
+        frames = []
+        for table in (quoted, plain):
+            try:
+                frames.append(_task_frame(task, path, pd.DataFrame(table[1], columns=table[0], dtype=str), table[2]))
+            except KaspError:
+                frames.append(None)
+        if frames[0] is not None and frames[1] is None:
+            return frames[0]
+        if frames[1] is not None and frames[0] is None:
+            return frames[1]
+        if frames[0] is not None:
+            first = next((ln for ln, ln2 in zip(quoted[2], plain[2]) if ln != ln2), quoted[2][-1])
+            raise KaspError(f"{path}: line {first}: ambiguous quoting: read with CSV quoting the file has "
+                            f"{len(quoted[1])} valid rows, read without it {len(plain[1])}. Quote every field that "
+                            "holds a tab, a line break or a leading \" (as pandas to_csv does), or remove the quotes.")
+    table = quoted if quoted is not None else plain
+    if table is None:
+        assert q_err is not None
+        raise KaspError(f"{path}: line {q_err.line}: malformed TSV for task {task.name}: {q_err.msg}. Expected "
+                        f"tab-separated columns {_layout(task)}")
+    header, rows, lines = table
+    df = pd.DataFrame(rows, columns=header, dtype=str)
+    return _task_frame(task, path, df, lines)
 
 
 def _layout(task: GlueTask) -> str:
@@ -226,10 +378,16 @@ class Encoded:
 
 
 def encode(df: pd.DataFrame, tokenizer, max_seq_length: int) -> Encoded:
-    """Tokenise a split (no padding; batches are padded by :func:`collate`)."""
+    """Tokenise a split (no padding; batches are padded by :func:`collate`).
+
+    Inputs are cut at ``max_seq_length`` tokens or at the tokenizer's ``model_max_length``, which
+    :func:`kasp.modeling.load_tokenizer` caps to the model's position table, whichever is smaller.
+    """
     a = df["text_a"].tolist()
     b = df["text_b"].tolist() if df["text_b"].notna().any() else None
-    enc = tokenizer(a, b, truncation=True, max_length=max_seq_length, padding=False,
+    limit = getattr(tokenizer, "model_max_length", None)
+    max_len = min(max_seq_length, limit) if isinstance(limit, int) and limit > 0 else max_seq_length
+    enc = tokenizer(a, b, truncation=True, max_length=max_len, padding=False,
                     return_token_type_ids=True, return_attention_mask=False)
     labels = torch.tensor(df["label"].to_numpy())
     return Encoded(enc["input_ids"], enc["token_type_ids"], labels)

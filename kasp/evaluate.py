@@ -36,7 +36,18 @@ def evaluate_model(model: nn.Module, data: Encoded, task: GlueTask, batch_size: 
 
 
 def score_logits(task: GlueTask, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """GLUE metrics of logits [N, C] (C = 1 for regression) against labels [N], plus ``n``."""
+    """GLUE metrics of logits [N, C] (C = 1 for regression) against labels [N], plus ``n``.
+
+    Raises:
+        KaspError: if any logit is NaN or inf (a broken model: no score is given for it).
+    """
+    bad = ~torch.isfinite(logits)
+    if bad.any():
+        from kasp.errors import KaspError
+
+        rows = int(bad.reshape(len(logits), -1).any(-1).sum())
+        raise KaspError(f"the model produced non-finite outputs (NaN or inf) for {rows} of {len(logits)} examples; "
+                        "no score is reported for a broken model. Check the checkpoint with `kasp inspect`.")
     preds = logits.squeeze(-1) if task.is_regression else logits.argmax(-1)
     metrics = glue_metrics(task.metric, preds.numpy(), labels.numpy())
     metrics["n"] = len(labels)
@@ -64,29 +75,49 @@ def evaluate_checkpoint(checkpoint: str, task_name: str | None = None, data_path
                         batch_size: int = 64) -> dict[str, object]:
     """Load a checkpoint safely and score it on a GLUE dev set or a labelled TSV in the task's layout.
 
+    The checkpoint must be fit for the task (:func:`kasp.modeling.load_for_task`: tokenizer, trained
+    head with the task's outputs, label names mapped, finite weights); inputs longer than the
+    model's position table are cut at its limit; non-finite outputs are refused.
+
     Returns:
-        {"checkpoint", "task", "data" (what was scored), "metrics" (fractions and n)}.
+        {"checkpoint", "task", "task_source" ("given" or "checkpoint": its recorded ``kasp_task``),
+        "data" (what was scored), "metrics" (fractions and n), "label_order" (model output of each
+        task class when the checkpoint's names re-ordered them, else None), "max_length" (tokens)}.
 
     Raises:
-        KaspError: unloadable checkpoint, unknown task, a head whose size does not fit the task,
-            or a malformed TSV (with its line number).
+        KaspError: unloadable or unfit checkpoint, unknown task, a malformed TSV (with its line
+            number), non-finite outputs.
     """
-    from kasp.data import encode, get_task, load_split, read_task_tsv
+    from kasp.data import encode, get_task, load_split, read_user_tsv
     from kasp.errors import KaspError
-    from kasp.modeling import load_classifier, load_tokenizer, resolve_model
+    from kasp.modeling import load_config, load_for_task, resolve_model
 
     ckpt = resolve_model(checkpoint)
-    model = load_classifier(ckpt)
-    task_name = task_name or getattr(model.config, "kasp_task", None)
-    if not task_name:
+    recorded = getattr(load_config(ckpt), "kasp_task", None)
+    name = task_name or recorded
+    if not name:
         raise KaspError(f"{ckpt} does not record its task: pass --task")
-    task = get_task(task_name)
-    if model.config.num_labels != task.num_labels:
-        raise KaspError(f"{ckpt} has {model.config.num_labels} output(s) but task {task.name} needs {task.num_labels}; "
-                        "was it fine-tuned on this task?")
-    df = read_task_tsv(task, data_path) if data_path else load_split(task, "dev")
+    task = get_task(name)
+    df = read_user_tsv(task, data_path) if data_path else load_split(task, "dev")  # bad data: before the model load
     if max_examples:
         df = df.head(max_examples)
-    tok = load_tokenizer(ckpt)
-    metrics = evaluate_model(model, encode(df, tok, max_seq_length), task, batch_size, "cpu", tok.pad_token_id or 0)
-    return {"checkpoint": ckpt, "task": task.name, "data": data_path or f"GLUE {task.name} dev", "metrics": metrics}
+    model, tok, order = load_for_task(ckpt, task)
+    data = encode(df, tok, max_seq_length)
+    metrics = evaluate_model(model, data, task, batch_size, "cpu", tok.pad_token_id or 0)
+    return {"checkpoint": ckpt, "task": task.name, "task_source": "given" if task_name else "checkpoint",
+            "data": data_path or f"GLUE {task.name} dev", "metrics": metrics, "label_order": order,
+            "max_length": min(max_seq_length, tok.model_max_length)}
+
+
+def evaluation_notes(res: dict[str, object]) -> list[str]:
+    """Lines that say how an evaluation was set up (task from the checkpoint, labels re-mapped)."""
+    from kasp.data import get_task
+
+    notes = []
+    if res.get("task_source") == "checkpoint":
+        notes.append(f"task {res['task']} as recorded in the checkpoint's config (kasp_task)")
+    if res.get("label_order"):
+        names = get_task(res["task"]).class_names
+        notes.append("labels mapped from the checkpoint's id2label: " +
+                     ", ".join(f"{n} = output {i}" for n, i in zip(names, res["label_order"])))
+    return notes

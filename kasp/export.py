@@ -21,15 +21,17 @@ safetensors, read with ``safetensors.torch.load_file``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from kasp.checkpoint import load_state, matrix_name
+from kasp.checkpoint import read_checkpoint, tensor_nbytes
 from kasp.errors import KaspError
-from kasp.modeling import resolve_model
+from kasp.pruned_set import matrix_name
 
 SPARSE_FILE = "sparse.safetensors"
 _COPY = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
@@ -83,36 +85,56 @@ def decode_sparse(tensors: dict[str, torch.Tensor], shapes: dict[str, list[int]]
 
 
 def export_sparse(checkpoint: str | Path, out: str | Path) -> dict[str, int]:
-    """Write the sparse format of a checkpoint (directory or KASP run) into ``out``.
+    """Write the sparse format of a checkpoint (directory or KASP run) into the new directory ``out``.
+
+    Safe writes: the checkpoint is read and checked, and the output encoded, before anything is
+    written; the files go into a fresh uniquely named temporary directory beside ``out``
+    (``tempfile.mkdtemp``), which is renamed to ``out`` only when complete. On any error that
+    temporary directory (the only thing this function creates) is removed; nothing else is touched.
+    ``torch.nn.utils.prune`` leftovers are folded (:func:`kasp.checkpoint.fold_prune_leftovers`),
+    so the export is a clean checkpoint.
 
     Returns:
         byte counts: ``file`` (sparse.safetensors), ``encoder_linear_sparse`` (masks + values of the
         pruned matrices), ``encoder_linear_dense`` (their dense bytes).
 
     Raises:
-        KaspError: unreadable checkpoint, or ``out`` exists and is not empty.
+        KaspError: unreadable or inconsistent checkpoint; ``out`` is a file, or a directory that is
+            not empty; no encoder Linear weights to export.
     """
     from safetensors.torch import save_file
 
-    src = Path(resolve_model(str(checkpoint)))
-    state = load_state(src)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and not out.is_dir():
+        raise KaspError(f"{out} is a file; give the name of a new directory for the export")
+    if out.is_dir() and any(out.iterdir()):
         raise KaspError(f"{out} exists and is not empty; choose a new directory")
-    tensors, shapes = encode_sparse(state)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(tensors, str(tmp / SPARSE_FILE), metadata={"format": "kasp-sparse", "version": "1",
-                                                         "shapes": json.dumps(shapes)})
-    for f in _COPY:
-        if (src / f).is_file():
-            shutil.copy2(src / f, tmp / f)
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
-    sparse_part = sum(t.numel() * t.element_size() for k, t in tensors.items() if "::" in k)
-    dense_part = sum(state[k].numel() * state[k].element_size() for k in shapes)
+    ck = read_checkpoint(checkpoint)
+    tensors, shapes = encode_sparse(ck.state)
+    if not shapes:
+        raise KaspError(f"{ck.path}: no encoder Linear weights found (expected keys like "
+                        "encoder.layer.0.attention.self.query.weight); nothing to export")
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise KaspError(f"{parent} is a file, not a directory")
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".kasp-export"))
+    try:
+        save_file(tensors, str(tmp / SPARSE_FILE), metadata={"format": "kasp-sparse", "version": "1",
+                                                             "shapes": json.dumps(shapes)})
+        for f in _COPY:
+            if (ck.path / f).is_file():
+                shutil.copy2(ck.path / f, tmp / f)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        os.replace(tmp, out)  # atomic; replaces only an empty directory
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise KaspError(f"cannot write {out}: {e.strerror or e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    sparse_part = sum(tensor_nbytes(t) for k, t in tensors.items() if "::" in k)
+    dense_part = sum(tensor_nbytes(ck.state[k]) for k in shapes)
     return {"file": (out / SPARSE_FILE).stat().st_size, "encoder_linear_sparse": sparse_part,
             "encoder_linear_dense": dense_part}
 

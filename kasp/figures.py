@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from kasp.checkpoint import sparsity_grid
+from kasp.pruned_set import sparsity_grid
 
 
 def sparsity_heatmap(per_matrix: dict[str, float], height: int = 360) -> go.Figure:

@@ -5,6 +5,13 @@ command line; :func:`pump` starts queued runs while fewer than ``max_jobs`` are 
 sends SIGTERM (the CLI then stops after the current step and marks the run cancelled). So a job
 survives a browser reload, a page switch and a restart of the app, and anything the app does the
 CLI can do.
+
+The queue advances without any browser: every ``kasp finetune`` / ``kasp prune`` process pumps the
+queue of its store when it ends (done, failed or cancelled), and ``kasp worker`` pumps until the
+queue is empty (for a run that was killed, which cannot pump). The Prune page's fragment pumps too.
+Every pump holds the store's file lock (``<store>/.queue.lock``, ``filelock``) while it reads the
+states and starts runs, so two pumps at once (two browser sessions, a finishing run and the page)
+never start the same queued run twice.
 """
 
 from __future__ import annotations
@@ -69,12 +76,69 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None) 
     return run
 
 
+def queue_lock(store: str | Path, timeout: float = 60):
+    """The store's queue lock (a ``filelock.FileLock`` on ``<store>/.queue.lock``; not reentrant across objects)."""
+    from filelock import FileLock
+
+    return FileLock(str(Path(store) / ".queue.lock"), timeout=timeout)
+
+
 def pump(store: str | Path | None = None) -> list[RunDir]:
-    """Start queued runs, oldest first, while fewer than ``MAX_JOBS`` run. Returns those started."""
+    """Start queued runs, oldest first, while fewer than ``MAX_JOBS`` run. Returns those started.
+
+    Holds the store's :func:`queue_lock` throughout, so concurrent pumps (other sessions, other
+    processes) start each queued run exactly once.
+
+    Raises:
+        KaspError: when the lock cannot be had within a minute.
+    """
+    from filelock import Timeout
+
     store = Path(store or runs_dir())
     for pid, proc in list(_CHILDREN.items()):
         if proc.poll() is not None:
             del _CHILDREN[pid]
+    if not store.is_dir():
+        return []
+    try:
+        with queue_lock(store):
+            return _start_queued(store)
+    except Timeout:
+        raise KaspError(f"the run queue of {store} is locked by another process ({store / '.queue.lock'}); "
+                        "try again in a moment") from None
+
+
+def advance_queue(store: str | Path | None = None) -> list[RunDir]:
+    """Called by a finishing ``kasp finetune`` / ``prune``: start the next queued runs of its store.
+
+    Never raises (a run's own result must not be lost to a queue problem); returns those started.
+    """
+    try:
+        store = Path(store or runs_dir())
+        if not any(r.state() == "queued" for r in list_runs(store)):
+            return []
+        return pump(store)
+    except Exception as e:  # noqa: BLE001
+        print(f"kasp: could not start the next queued run: {e}", file=sys.stderr)
+        return []
+
+
+def work(store: str | Path | None = None, poll_seconds: float = 2.0, stop=lambda: False) -> int:
+    """Pump the queue every ``poll_seconds`` until no run is queued or running (``kasp worker``).
+
+    Returns:
+        the number of runs this worker started.
+    """
+    started = 0
+    while not stop():
+        started += len(pump(store))
+        if not active_runs(store):
+            break
+        time.sleep(poll_seconds)
+    return started
+
+
+def _start_queued(store: Path) -> list[RunDir]:
     active = active_runs(store)
     free = MAX_JOBS - sum(r.state() == "running" for r in active)
     started = []

@@ -22,13 +22,19 @@ Masks = dict[str, torch.Tensor]  # name -> bool tensor, same shape as the weight
 
 
 def _n_zero(n: int, sparsity: float) -> int:
-    return int(round(sparsity * n))
+    """round(s * n), capped at n - 1: a matrix always keeps at least one weight (the sparsity rule
+    stated in ``--sparsity``'s help: 0 <= s < 1 and no matrix is ever zeroed entirely)."""
+    return max(0, min(int(round(sparsity * n)), n - 1))
 
 
 @torch.no_grad()
 def magnitude_masks(weights: Mapping[str, torch.Tensor], sparsity: float, scope: str = "layer",
                     previous: Mapping[str, torch.Tensor] | None = None) -> Masks:
     """Magnitude masks with exactly round(sparsity * n) zeros (per matrix, or over all for "global").
+
+    No matrix is zeroed entirely: a matrix of n weights gets at most n - 1 zeros (scope "layer"),
+    and with scope "global" a matrix that the joint ranking would empty keeps its largest weight
+    (so the total can be a few zeros short of round(s * N) in that case only).
 
     Args:
         weights: name -> weight tensor (any shape).
@@ -59,7 +65,10 @@ def magnitude_masks(weights: Mapping[str, torch.Tensor], sparsity: float, scope:
         keep = _keep_top(flat, flat.numel() - _n_zero(flat.numel(), sparsity))
         out, start = {}, 0
         for name, w in weights.items():
-            out[name] = keep[start:start + w.numel()].view_as(w)
+            part = keep[start:start + w.numel()].clone()
+            if w.numel() and not part.any():  # never zero a whole matrix
+                part[int(scores[name].argmax())] = True
+            out[name] = part.view_as(w)
             start += w.numel()
         return out
     raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")

@@ -10,24 +10,29 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from kasp.errors import KaspError
+from kasp.pruned_set import MATRIX_KINDS  # noqa: F401  (the pruned set's one definition; re-exported)
+
+if TYPE_CHECKING:
+    from kasp.data import GlueTask
 
 #: model types whose encoder layers have BERT's module layout (attention.self.query, ...).
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
 
-#: the six encoder Linear layers pruned in every layer (docs/method.md §3), short name -> path.
-MATRIX_KINDS: dict[str, str] = {
-    "Q": "attention.self.query",
-    "K": "attention.self.key",
-    "V": "attention.self.value",
-    "O": "attention.output.dense",
-    "FFN-in": "intermediate.dense",
-    "FFN-out": "output.dense",
-}
+#: files of which a checkpoint needs at least one for transformers to rebuild its tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
+                   "spm.model", "tokenizer.model")
+_PROBE = "the film was good and the actors were not bad at all"
+#: the fix for a checkpoint saved with torch.nn.utils.prune hooks on (``weight_orig`` + ``weight_mask``).
+PRUNE_HINT = ("call torch.nn.utils.prune.remove(module, 'weight') on every pruned module before save_pretrained, "
+              "so that the checkpoint holds plain weights")
 
 
 def default_model_path() -> str:
@@ -123,6 +128,12 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
     from transformers import AutoModelForSequenceClassification
 
     load_config(name)  # refuses unsupported architectures and pickle-only directories before any load
+    if _is_local(name):
+        leftovers = [k for k in _weight_keys(name) if k.endswith("_orig")]
+        if leftovers:
+            raise KaspError(f"{name} was saved with torch.nn.utils.prune hooks still on ({len(leftovers)} tensors "
+                            f"such as {leftovers[0]} with a _mask partner): {PRUNE_HINT}. (`kasp inspect` and "
+                            "`kasp export` fold them; the export is a clean checkpoint.)")
     kwargs = {"use_safetensors": True, "trust_remote_code": False}
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
@@ -146,12 +157,56 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
     finally:
         transformers.logging.set_verbosity(prev)
     bad = info.get("mismatched_keys") or []
-    missing = [k for k in info.get("missing_keys") or [] if not _is_head(k)]
+    all_missing = [k for k in info.get("missing_keys") or [] if not k.endswith(_BUFFERS)]
+    missing = [k for k in all_missing if not _is_head(k)]
     if bad or missing:
         what = f"{len(bad)} tensor(s) with the wrong shape (e.g. {bad[0]})" if bad else \
             f"{len(missing)} encoder tensor(s) missing (e.g. {missing[0]})"
         raise KaspError(f"{name}: weights and config.json disagree: {what}. The checkpoint was not loaded.")
+    if num_labels is None and all_missing:  # the checkpoint's own head was asked for, and it is not there
+        raise KaspError(no_head_message(name))
+    check_finite(model, name)
     return model
+
+
+def no_head_message(name: str | Path) -> str:
+    """The one message for a checkpoint without a trained classification head (CLI and app)."""
+    return (f"{name} has no trained classification head (no classifier weights: a base model, e.g. saved from "
+            "AutoModel); a new head would be random and any score meaningless. Fine-tune it first "
+            f"(`kasp finetune --model {name} --task TASK`) or give a fine-tuned checkpoint.")
+
+
+def check_finite(model: nn.Module, name: str | Path) -> None:
+    """Refuse a model with NaN or inf in any parameter or buffer.
+
+    Raises:
+        KaspError: naming the first tensors affected and how many entries are not finite.
+    """
+    bad = []
+    for k, t in model.state_dict().items():
+        if t.is_floating_point():
+            n = int((~torch.isfinite(t.float() if t.element_size() == 1 else t)).sum())
+            if n:
+                bad.append(f"{k} ({n} of {t.numel()})")
+    if bad:
+        raise KaspError(f"{name} holds non-finite weights (NaN or inf) in {len(bad)} tensor(s): "
+                        f"{', '.join(bad[:3])}; any score from it would be meaningless. Use an intact checkpoint.")
+
+
+def _weight_keys(name: str) -> list[str]:
+    from safetensors import SafetensorError, safe_open
+
+    keys: list[str] = []
+    for f in sorted(Path(name).glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "pt") as h:
+                keys += list(h.keys())
+        except (SafetensorError, OSError, ValueError):
+            pass  # reported by the loader itself
+    return keys
+
+
+_BUFFERS = ("position_ids", "token_type_ids")
 
 
 def _is_head(key: str) -> bool:
@@ -159,14 +214,201 @@ def _is_head(key: str) -> bool:
         "classifier" in key or key.endswith("position_ids")
 
 
-def load_tokenizer(name: str):
-    """The tokenizer of a checkpoint (fast tokenizer; never remote code)."""
+def tokenizer_problem(path: str | Path) -> str | None:
+    """Why a local checkpoint directory cannot give a tokenizer, or None when its files are there.
+
+    Without any of :data:`TOKENIZER_FILES` transformers builds an almost empty tokenizer that maps
+    every word to [UNK]: a model scored through it looks like a chance-level model.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    names = set(os.listdir(p))
+    if not (names & set(TOKENIZER_FILES)) and not any(n.endswith(".model") for n in names):
+        return (f"{p} has no tokenizer files (none of {', '.join(TOKENIZER_FILES[:3])}, ...): every word would "
+                "become [UNK]. Save the tokenizer beside the weights: tokenizer.save_pretrained(dir) with the "
+                "tokenizer the model was trained with.")
+    if "vocab.json" in names and "merges.txt" not in names and "tokenizer.json" not in names:
+        return f"{p} has vocab.json but no merges.txt (a BPE tokenizer needs both, or tokenizer.json)"
+    return None
+
+
+def max_input_length(config: Any) -> int | None:
+    """The longest input, in tokens, the model's position table allows (None when unknown).
+
+    BERT and ELECTRA: ``max_position_embeddings``. RoBERTa and XLM-R number positions from
+    ``pad_token_id + 1``, so ``pad_token_id + 1`` rows are never used by real tokens (514 -> 512).
+    """
+    n = getattr(config, "max_position_embeddings", None)
+    if n is None:
+        return None
+    if getattr(config, "model_type", None) in ("roberta", "xlm-roberta"):
+        n -= (getattr(config, "pad_token_id", 1) or 0) + 1
+    return max(int(n), 1)
+
+
+def cap_length(tokenizer, config: Any) -> None:
+    """Lower ``tokenizer.model_max_length`` to the model's position table (:func:`max_input_length`);
+    :func:`kasp.data.encode` truncates to it, so texts longer than the table are cut, not crashed on."""
+    n = max_input_length(config)
+    if n is not None and (tokenizer.model_max_length is None or tokenizer.model_max_length > n):
+        tokenizer.model_max_length = n
+
+
+def check_tokenizer(tokenizer, config: Any, name: str | Path) -> None:
+    """Refuse a tokenizer that does not fit the model: more tokens than embedding rows, or one that
+    maps ordinary English words to [UNK] only (an empty or foreign vocabulary).
+
+    Raises:
+        KaspError: naming both sizes, or the probe sentence.
+    """
+    rows = getattr(config, "vocab_size", None)
+    if rows is not None and len(tokenizer) > rows:
+        raise KaspError(f"the tokenizer of {name} has {len(tokenizer)} tokens but the embedding matrix has only {rows} "
+                        "rows (config vocab_size): tokens were added without resizing the embeddings. Call "
+                        "model.resize_token_embeddings(len(tokenizer)) and save the model again.")
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is not None:
+        ids = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
+        if ids and all(i == unk for i in ids):
+            raise KaspError(f"the tokenizer of {name} maps every word of an ordinary English sentence to "
+                            f"{tokenizer.unk_token}: its vocabulary is empty or not the model's. Save the tokenizer "
+                            "the model was trained with beside the weights.")
+
+
+def load_tokenizer(name: str, config: Any = None):
+    """The tokenizer of a checkpoint (fast tokenizer; never remote code), checked against the model.
+
+    Its ``model_max_length`` is capped to the model's position table (:func:`cap_length`).
+
+    Args:
+        name: checkpoint directory (or a Hub id).
+        config: the model's config; default: the checkpoint's own.
+
+    Raises:
+        KaspError: no tokenizer files in a local directory; a tokenizer larger than the embedding
+            matrix; a tokenizer that turns English into [UNK] only; an unloadable tokenizer.
+    """
     from transformers import AutoTokenizer
 
+    problem = tokenizer_problem(name) if _is_local(name) else None
+    if problem:
+        raise KaspError(problem)
     try:
-        return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
+        tok = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     except Exception as e:
         raise KaspError(f"cannot load a tokenizer from {name!r}: {type(e).__name__}: {str(e)[:200]}") from None
+    if config is None:
+        try:
+            config = load_config(name)
+        except KaspError:
+            config = None
+    if config is not None:
+        check_tokenizer(tok, config, name)
+        cap_length(tok, config)
+    return tok
+
+
+def _label_key(name: Any) -> str:
+    return str(name).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def label_order(config: Any, task: "GlueTask", name: str | Path = "the checkpoint") -> list[int] | None:
+    """Which model output holds each of the task's classes: ``order[j]`` = output index of KASP class j.
+
+    Rule (as Hugging Face's ``run_glue.py``): generic names ``LABEL_0 .. LABEL_{n-1}`` (or "0", "1",
+    ...) mean KASP's order (LABEL_k = class k); names that match the task's class names
+    (:attr:`kasp.data.GlueTask.class_names`, case-insensitive) are used as the checkpoint says;
+    anything else is refused. Returns None when nothing needs re-mapping (identity or regression).
+
+    Raises:
+        KaspError: wrong number of outputs, names that cannot be matched, id2label and label2id
+            that disagree.
+    """
+    n = task.num_labels
+    got = getattr(config, "num_labels", None)
+    if got != n:
+        raise KaspError(f"{name} has {got} output(s) but task {task.name} needs {n}; was it fine-tuned on {task.name}?")
+    if task.is_regression:
+        return None
+    id2label = {int(k): v for k, v in (getattr(config, "id2label", None) or {}).items()}
+    if sorted(id2label) != list(range(n)):
+        return None
+    names = [_label_key(id2label[i]) for i in range(n)]
+    label2id = {_label_key(k): int(v) for k, v in (getattr(config, "label2id", None) or {}).items()}
+    if set(label2id) == set(names) and any(label2id[nm] != i for i, nm in enumerate(names)):
+        raise KaspError(f"{name}: config.json's id2label {id2label} and label2id {getattr(config, 'label2id')} "
+                        "disagree; fix one of them")
+    generic = [re.fullmatch(r"label_(\d+)", nm) or re.fullmatch(r"(\d+)", nm) for nm in names]
+    if all(generic):
+        cls = [int(m.group(1)) for m in generic]
+        if sorted(cls) != list(range(n)):
+            raise KaspError(f"{name}: id2label {id2label} does not name each of the {n} classes once")
+        order = [cls.index(j) for j in range(n)]
+    else:
+        want = [_label_key(c) for c in task.class_names]
+        if sorted(names) != sorted(want):
+            raise KaspError(f"{name}: its label names {[id2label[i] for i in range(n)]} (config.json id2label) do not "
+                            f"match task {task.name}'s labels {list(task.class_names)}, so KASP cannot tell which "
+                            "output is which class. Rename them in config.json (id2label and label2id) to the "
+                            f"task's names, or to LABEL_0..LABEL_{n - 1} if output k already is class k of "
+                            f"{list(task.class_names)}.")
+        order = [names.index(w) for w in want]
+    return None if order == list(range(n)) else order
+
+
+def align_labels(model: nn.Module, task: "GlueTask", name: str | Path = "the checkpoint") -> list[int] | None:
+    """Put a classifier's outputs in KASP's class order (see :func:`label_order`), in place.
+
+    The rows of the head's last Linear layer (``classifier`` or ``classifier.out_proj``) are
+    permuted, so logits, predictions and distillation targets are all in the task's order; the
+    config's id2label / label2id are rewritten to the task's names. Returns the order applied
+    (None when it already was KASP's order).
+
+    Raises:
+        KaspError: see :func:`label_order`; or a head whose last layer is not found.
+    """
+    order = label_order(model.config, task, name)
+    if order is None:
+        return None
+    head = getattr(model, "classifier", None)
+    last = head if isinstance(head, nn.Linear) else getattr(head, "out_proj", None)
+    if not isinstance(last, nn.Linear) or last.out_features != task.num_labels:
+        raise KaspError(f"{name}: its labels are in another order than KASP's but its classification head has no "
+                        "last Linear layer to re-order")
+    idx = torch.tensor(order)
+    with torch.no_grad():
+        last.weight.copy_(last.weight[idx].clone())
+        if last.bias is not None:
+            last.bias.copy_(last.bias[idx].clone())
+    model.config.id2label = dict(enumerate(task.class_names))
+    model.config.label2id = {v: k for k, v in enumerate(task.class_names)}
+    return order
+
+
+def load_for_task(name: str, task: "GlueTask", eager_attention: bool = False) -> tuple[nn.Module, Any, list[int] | None]:
+    """Load a fine-tuned checkpoint to score (or teach) a GLUE task, after checking it is fit for it.
+
+    The one fitness check, used by ``kasp evaluate``, the teacher of ``kasp prune``, ``kasp
+    attention`` and the app: tokenizer files present, the tokenizer within the embedding matrix and
+    not all-[UNK]; a trained classification head with the task's number of outputs; label names
+    mapped onto the task's classes (:func:`align_labels`); every weight finite; weights that agree
+    with config.json. The tokenizer's length limit is capped to the position table.
+
+    Returns:
+        (model in eval mode with outputs in KASP's class order, tokenizer, the label order applied
+        or None).
+
+    Raises:
+        KaspError: the first check that fails, in one line.
+    """
+    problem = tokenizer_problem(name) if _is_local(name) else None
+    if problem:  # before the (slower) model load
+        raise KaspError(problem)
+    model = load_classifier(name, eager_attention=eager_attention)
+    order = align_labels(model, task, name)
+    tok = load_tokenizer(name, model.config)
+    return model.eval(), tok, order
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:

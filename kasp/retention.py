@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from kasp.data import collate, encode, get_task, load_split
 from kasp.distill import ScoreCapture, layer_map
 from kasp.errors import KaspError
-from kasp.modeling import load_classifier, load_tokenizer, resolve_model
+from kasp.modeling import cap_length, load_classifier, load_for_task, load_tokenizer, resolve_model
 
 
 @dataclass
@@ -113,9 +113,10 @@ def compare(teacher_path: str, student_path: str, task_name: str, samples: int =
     """
     task = get_task(task_name)
     tp, sp = resolve_model(teacher_path), resolve_model(student_path)
-    teacher, student = load_classifier(tp).eval(), load_classifier(sp).eval()
-    tok_t, tok_s = load_tokenizer(tp), load_tokenizer(sp)
+    teacher, tok_t, _ = load_for_task(tp, task)  # fit for the task, outputs in KASP's class order
+    student, tok_s, _ = load_for_task(sp, task)
     _check_pair(teacher, student, tok_t, tok_s)
+    cap_length(tok_t, student.config)  # inputs are cut at the shorter of the two position tables
     amap, hmap = layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
     df = load_split(task, split).head(samples)
     data = encode(df, tok_t, max_seq_length)
@@ -210,7 +211,9 @@ def sentence_attention(model, tokenizer, text: str, text_b: str | None = None,
     The maps are softmax(QK^T / sqrt(d_h)) recomputed from the query/key projections, so they do
     not depend on the model's attention implementation.
     """
-    enc = tokenizer(text, text_b, truncation=True, max_length=max_seq_length, return_tensors="pt")
+    limit = getattr(tokenizer, "model_max_length", None)  # capped to the position table by load_tokenizer
+    max_len = min(max_seq_length, limit) if isinstance(limit, int) and limit > 0 else max_seq_length
+    enc = tokenizer(text, text_b, truncation=True, max_length=max_len, return_tensors="pt")
     cap = ScoreCapture(model)
     try:
         model(**enc)

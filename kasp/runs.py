@@ -87,19 +87,37 @@ class RunDir:
 
     # --- writing (the training process) -----------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, exist_ok: bool = False) -> "RunDir":
-        """Create the directory. Refuses to reuse a directory that holds a finished run.
+    def create(cls, path: str | Path, exist_ok: bool = False, recipe: dict[str, Any] | None = None) -> "RunDir":
+        """Create the run directory, refusing before anything is written to reuse a folder that is
+        not this run's own.
+
+        Accepted: a new path, an empty directory, or an unfinished run of the same recipe (queued by
+        the app with this command, or already marked running with this process's pid; when the
+        folder already holds a recipe it must equal ``recipe``). Anything else that exists is
+        refused: a file, a finished or foreign run, any other non-empty folder (a user's checkpoint,
+        say), so that nothing of the user's is overwritten.
 
         Raises:
-            KaspError: if ``path`` already holds a run (and ``exist_ok`` is False).
+            KaspError: naming the folder and what is in it (unless ``exist_ok``).
         """
         p = Path(path)
-        status = read_json(p / "status.json", {}) or {}
-        state = status.get("state")
-        # a run queued by the app, possibly already marked running by the launcher with our own pid
-        ours = state == "queued" or (state == "running" and status.get("pid") == os.getpid())
-        if state is not None and not ours and not exist_ok:
-            raise KaspError(f"{p} already holds a run ({state}); choose another --out or delete it")
+        if p.exists() and not p.is_dir():
+            raise KaspError(f"--out {p} is a file; give a new directory for the run")
+        if p.is_dir() and any(p.iterdir()) and not exist_ok:
+            status = read_json(p / "status.json", {}) or {}
+            state = status.get("state")
+            # a run queued by the app, possibly already marked running by the launcher with our own pid
+            ours = state == "queued" or (state == "running" and status.get("pid") == os.getpid())
+            if state is None:
+                raise KaspError(f"--out {p} exists and is not empty, and it is not a KASP run (no status.json); "
+                                "nothing was written. Choose a new directory.")
+            if not ours:
+                raise KaspError(f"{p} already holds a run ({state}); choose another --out or delete it")
+            stored = (read_json(p / "config.json", {}) or {}).get("recipe")
+            if recipe is not None and stored and stored != recipe:
+                diff = sorted(k for k in set(stored) | set(recipe) if stored.get(k) != recipe.get(k))
+                raise KaspError(f"{p} holds an unfinished run of another recipe (differs in {', '.join(diff[:5])}); "
+                                "choose another --out")
         p.mkdir(parents=True, exist_ok=True)
         return cls(p)
 
@@ -109,7 +127,7 @@ class RunDir:
     def set_status(self, state: str, **fields: Any) -> None:
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
-        status = self.status() or {}
+        status = self._stored_status()
         status.update(fields)
         status["state"] = state
         status["updated"] = time.time()
@@ -145,16 +163,29 @@ class RunDir:
         return self.config().get("recipe", {})
 
     def status(self) -> dict[str, Any]:
+        """status.json as written; a "running" run whose process is gone reads as ended (see :meth:`state`),
+        with an ``error`` saying so when it was not cancelled."""
+        status = self._stored_status()
+        if status.get("state") == "running" and not _pid_alive(status.get("pid")):
+            status = dict(status)
+            if status.get("cancel_requested"):
+                status["state"] = "cancelled"
+                status.setdefault("error", "cancelled")
+            else:
+                status["state"] = "failed"
+                if not status.get("error"):
+                    status["error"] = (f"the process (pid {status.get('pid')}) ended without writing a final status: "
+                                       "it was killed (for example SIGKILL, or out of memory) or crashed hard; "
+                                       "see log.txt for its last output")
+        return status
+
+    def _stored_status(self) -> dict[str, Any]:
         return read_json(self.path / "status.json", {}) or {}
 
     def state(self) -> str:
-        status = self.status()
-        st = status.get("state", "unknown")
-        if st == "running" and not _pid_alive(status.get("pid")):
-            # the process died without writing a final state: killed by the Cancel we sent while it
-            # was still starting up, or crashed
-            return "cancelled" if status.get("cancel_requested") else "failed"
-        return st
+        """The run's state; a "running" run whose process died without writing a final state is
+        "cancelled" when a cancel was requested (killed while still starting up), else "failed"."""
+        return self.status().get("state", "unknown")
 
     def report(self) -> dict[str, Any]:
         return read_json(self.path / "report.json", {}) or {}

@@ -41,7 +41,8 @@ from kasp.distill import KaspLoss
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_sharded
 from kasp.masks import MagnitudePruner, sparsity_summary, sparsity_table
-from kasp.modeling import count_parameters, load_classifier, load_tokenizer, resolve_model
+from kasp.modeling import (align_labels, cap_length, check_tokenizer, count_parameters, load_classifier, load_tokenizer,
+                           resolve_model)
 from kasp.runs import RunDir, find_teacher, read_json
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -123,9 +124,8 @@ def _optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
 
 
 def _check_labels(model: nn.Module, task, path: str) -> nn.Module:
-    if model.config.num_labels != task.num_labels:
-        raise KaspError(f"the teacher {path} has {model.config.num_labels} labels but task {task.name} has "
-                        f"{task.num_labels}: pass a teacher fine-tuned on {task.name}")
+    """The teacher's outputs checked against the task and put in KASP's class order (kasp.modeling.align_labels)."""
+    align_labels(model, task, f"the teacher {path}")
     return model
 
 
@@ -189,6 +189,8 @@ def _load_models(cfg: RunConfig, task, store) -> tuple[nn.Module, nn.Module | No
         student = _check_labels(load_classifier(teacher_path), task, teacher_path)
     else:
         student = load_classifier(model_path, num_labels=task.num_labels)
+    check_tokenizer(tokenizer, student.config, model_path)  # the student's embeddings must hold every token
+    cap_length(tokenizer, student.config)  # texts are cut at the student's position table too
     small_dense = None
     if cfg.method == "small-dense":  # a dense student as large as the pruned ones' non-zeros
         from kasp.small_dense import shrink_to, size_for_sparsity
@@ -198,9 +200,9 @@ def _load_models(cfg: RunConfig, task, store) -> tuple[nn.Module, nn.Module | No
     if teacher is not None and teacher.config.hidden_size != student.config.hidden_size:
         raise KaspError(f"teacher width {teacher.config.hidden_size} differs from student width "
                         f"{student.config.hidden_size}; KASP needs equal widths (no projection)")
-    if task.label_names:
-        student.config.id2label = dict(enumerate(task.label_names))
-        student.config.label2id = {v: k for k, v in enumerate(task.label_names)}
+    if task.class_names:  # the checkpoint names its classes, so a scorer can map them (kasp.modeling.label_order)
+        student.config.id2label = dict(enumerate(task.class_names))
+        student.config.label2id = {v: k for k, v in enumerate(task.class_names)}
     student.config.kasp_task = task.name
     return student, teacher, tokenizer, model_path, teacher_path, teacher_report, small_dense
 

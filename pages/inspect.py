@@ -1,28 +1,22 @@
 """Inspect: any BERT-family checkpoint (a run, a directory, an upload): structure, sparsity, sizes, score."""
 
-import hashlib
-import tempfile
-from pathlib import Path
-
 import pandas as pd
 import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
-from kasp.checkpoint import inspect_checkpoint, load_state, size_report, structured_zeros
+from kasp.analysis import analyse, inspect_warnings
+from kasp.checkpoint import fingerprint
 from kasp.data import shipped_splits
 from kasp.errors import KaspError
-from kasp.evaluate import evaluate_checkpoint
+from kasp.evaluate import evaluate_checkpoint, evaluation_notes
 from kasp.figures import sparsity_heatmap
 from kasp.modeling import default_model_path
 from kasp.runs import iter_done, runs_dir
-from kasp.safety import extract_checkpoint_zip, save_file_pair
+from kasp.uploads import evaluate_uploaded_tsv, open_upload
 
 st.title("Inspect a checkpoint")
 st.caption("Any BERT-family checkpoint, ours or anyone's: weights are read from safetensors only, pickle files are "
            "refused and no remote code is ever run.")
-
-UPLOADS = Path(tempfile.gettempdir()) / "kasp-uploads"
 
 source = st.radio("Checkpoint", ["A run in the store", "The default pre-trained model", "A local directory", "Upload"],
                   horizontal=True, help="Where the checkpoint comes from.")
@@ -46,20 +40,10 @@ try:
         files = st.file_uploader("A .zip of a checkpoint directory, or config.json + .safetensors (+ tokenizer files)",
                                  accept_multiple_files=True, type=["zip", "json", "safetensors", "txt"],
                                  help="Uploads are capped (200 MB each here, 2 GB unpacked); zip entries with '..', "
-                                      "absolute paths or links are refused.")
+                                      "absolute paths or links are refused. Kept in a small cache keyed on the "
+                                      "files' whole content, then removed.")
         if files:
-            digest = hashlib.sha256(b"".join(f.name.encode() + f.getvalue()[:1 << 20] for f in files)).hexdigest()[:16]
-            target = UPLOADS / digest
-            if (target / "ok").exists():
-                path = (target / "ok").read_text()
-            else:
-                zips = [f for f in files if f.name.endswith(".zip")]
-                if zips:
-                    ckpt = extract_checkpoint_zip(zips[0].getvalue(), target)
-                else:
-                    ckpt = save_file_pair({f.name: f.getvalue() for f in files}, target / "checkpoint")
-                (target / "ok").write_text(str(ckpt))
-                path = str(ckpt)
+            path = str(open_upload([(f.name, f.getvalue()) for f in files]))
 except KaspError as e:
     st.error(str(e))
     st.stop()
@@ -69,20 +53,25 @@ if not path:
 
 
 @st.cache_data(show_spinner="Reading the checkpoint…", max_entries=8)
-def analyse(p: str, mtime: float):
-    state = load_state(p)
-    info = inspect_checkpoint(p, state)
-    struct = structured_zeros(state, info["heads"])
-    sizes = size_report(p, state=state)
-    return info, struct, sizes
+def _analyse(p: str, key: tuple):
+    return analyse(p)
 
 
 try:
-    mtime = max(f.stat().st_mtime for f in Path(path).glob("*.safetensors")) if Path(path).is_dir() else 0.0
-    info, struct, sizes = analyse(path, mtime)
+    info = _analyse(path, fingerprint(path))
 except KaspError as e:
     st.error(str(e))
     st.stop()
+struct = info["structured"]
+sizes = info["sizes"]
+
+if info["non_finite"]:
+    nf = info["non_finite"]
+    st.error(f"{len(nf)} tensor(s) hold NaN or inf values; any score from this checkpoint would be meaningless: " +
+             ", ".join(f"`{k}` ({n} entries)" for k, n in list(nf.items())[:5]))
+for w in inspect_warnings(info):
+    if "NaN" not in w:
+        st.warning(w)
 
 p = info["parameters"]
 st.subheader("Architecture")
@@ -139,28 +128,34 @@ if info.get("recipe"):
         st.json(info["recipe"])
 
 st.subheader("Evaluate")
-arch = (Path(info["path"]) / "config.json").read_text(encoding="utf-8")
-if "ForSequenceClassification" not in arch:
-    st.info("This is a base model without a trained classification head: fine-tune or prune it first to score it.")
+problems = [p for p in info["problems"] if "non-finite" not in p]
+if info["non_finite"] or problems:
+    st.info("Not scored: " + " ".join(problems or ["the checkpoint holds NaN or inf weights (above)."]))
 else:
     tasks = [t for t, s in shipped_splits().items() if "dev" in s]
-    task = st.selectbox("Task", tasks, index=tasks.index(st.session_state.get("task", "sst2")) if st.session_state.get("task", "sst2") in tasks else 0,
-                        help="The GLUE task whose dev set (or your TSV in its column layout) is scored.")
+    if info["task"]:
+        task = info["task"]
+        st.caption(f"Scored on **{task}**, the task recorded in the checkpoint's config (`kasp_task`).")
+    else:
+        default = st.session_state.get("task", "sst2")
+        task = st.selectbox("Task", tasks, index=tasks.index(default) if default in tasks else 0,
+                            help="The checkpoint does not record its task: the GLUE task whose dev set (or your TSV "
+                                 "in its column layout) is scored.")
     tsv = st.file_uploader("Your own labelled TSV (optional)", type=["tsv", "txt"],
-                           help="Tab-separated, in the task's GLUE layout, e.g. SST-2: a header 'sentence<TAB>label'.")
+                           help="Tab-separated, in the task's GLUE layout, e.g. SST-2: a header 'sentence<TAB>label'. "
+                                "CSV quoting is understood (a field starting with \" may hold tabs and line breaks).")
     n = st.number_input("Examples (0 = all)", 0, 100_000, 0, 100, help="Score only the first N examples.")
     if st.button("Evaluate", type="primary", help="Run the model on the examples (seconds on CPU)."):
         try:
-            data_path = None
-            if tsv is not None:
-                f = UPLOADS / f"{hashlib.sha256(tsv.getvalue()).hexdigest()[:16]}.tsv"
-                f.parent.mkdir(parents=True, exist_ok=True)
-                f.write_bytes(tsv.getvalue())
-                data_path = str(f)
             with st.spinner("Scoring…"):
-                res = evaluate_checkpoint(info["path"], task, data_path, int(n) or None)
+                if tsv is not None:
+                    res = evaluate_uploaded_tsv(info["path"], task, tsv.name, tsv.getvalue(), int(n) or None)
+                else:
+                    res = evaluate_checkpoint(info["path"], task, None, int(n) or None)
             m = res["metrics"]
-            st.success(f"{res['task']} on {tsv.name if tsv else res['data']} ({m['n']} examples, live evaluation): " +
+            st.success(f"{res['task']} on {res['data']} ({m['n']} examples, live evaluation): " +
                        ", ".join(f"{k} {v * 100:.2f} %" for k, v in m.items() if k != "n"))
+            for note in evaluation_notes(res):
+                st.caption(note)
         except KaspError as e:
             st.error(str(e))

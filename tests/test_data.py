@@ -1,11 +1,13 @@
 """Loaders for every shipped task (row counts from data/README.md) and GLUE metrics on known values."""
 
 import hashlib
+import shutil
 
 import numpy as np
 import pytest
 
-from kasp.data import DATA_DIR, TASKS, LengthBucketSampler, get_task, load_split, read_task_tsv, shipped_splits
+from kasp.data import (DATA_DIR, TASKS, LengthBucketSampler, get_task, load_split, read_task_tsv, read_user_tsv,
+                       shipped_splits)
 from kasp.errors import KaspError
 from kasp.metrics import glue_metrics
 
@@ -100,3 +102,68 @@ def test_metrics_known_values():
     assert c["spearman"] == pytest.approx(1.0) and 0.7 < c["pearson"] < 0.9
     with pytest.raises(ValueError):
         glue_metrics("accuracy", [1], [1, 0])
+
+
+# --- a user's TSV (kasp evaluate --data, the app's Evaluate): real CSV parsing, checked per line -----------
+
+
+def test_user_tsv_trailing_tabs_crlf_and_quoted_tabs_and_newlines(tmp_path):
+    sst2 = get_task("sst2")
+    p = tmp_path / "reviews.tsv"
+    p.write_bytes(b'sentence\tlabel\t\r\n"a film, in\ttwo\r\nlines"\t1\t\r\n"he said ""no"""\t0\r\nplain "quote\t1\r\n')
+    df = read_user_tsv(sst2, p)
+    assert df["text_a"].tolist() == ["a film, in\ttwo\r\nlines", 'he said "no"', 'plain "quote']
+    assert df["label"].tolist() == [1, 0, 1]
+
+
+def test_user_tsv_extra_leading_column_is_refused_or_taken_by_name(tmp_path):
+    sst2 = get_task("sst2")
+    p = tmp_path / "shifted.tsv"
+    p.write_text("sentence\tlabel\n0\tgood film\t1\n1\tbad film\t0\n")  # an index column the header does not name
+    with pytest.raises(KaspError, match=r"line 2: .*3 tab-separated field\(s\) where the header has 2"):
+        read_user_tsv(sst2, p)
+    p.write_text("id\tsentence\tlabel\n0\tgood film\t1\n1\tbad film\t0\n")  # named: columns are taken by name
+    df = read_user_tsv(sst2, p)
+    assert df["text_a"].tolist() == ["good film", "bad film"] and df["label"].tolist() == [1, 0]
+    cola = get_task("cola")  # header-less layout: an extra column cannot be placed, so it is refused
+    p.write_text("7\tgj04\t1\t\tThe sailors rode the breeze.\n")
+    with pytest.raises(KaspError, match="line 1: .*5 tab-separated field"):
+        read_user_tsv(cola, p)
+
+
+def test_user_tsv_bad_lines_are_named(tmp_path):
+    sst2 = get_task("sst2")
+    p = tmp_path / "bad.tsv"
+    p.write_text("sentence\tlabel\ngood\t1\nbad\t0\textra\tfields\n")
+    with pytest.raises(KaspError, match="line 3: malformed TSV"):
+        read_user_tsv(sst2, p)
+    p.write_text('sentence\tlabel\n"good\tx"y\t1\nfine\t0\n')  # bad quoting, and 3 fields read without quoting
+    with pytest.raises(KaspError, match="line 2: malformed TSV .*bad quoting"):
+        read_user_tsv(sst2, p)
+    p.write_text("sentence\tlabel\ngood\t1\nbad\tpositive\n")
+    with pytest.raises(KaspError, match=r"line 3: label 'positive'"):
+        read_user_tsv(sst2, p)
+    p.write_text('sentence\tlabel\n"one\t1\ntwo"\t0\n')  # complete both ways, different row counts
+    with pytest.raises(KaspError, match="line 2: ambiguous quoting"):
+        read_user_tsv(sst2, p)
+
+
+@pytest.mark.parametrize("task", ["mrpc", "stsb", "rte", "qnli"])
+def test_copies_of_glue_files_with_bare_quotes_read_exactly_as_shipped(task, tmp_path):
+    t = get_task(task)
+    src = DATA_DIR / t.folder / t.dev_file
+    assert any(f.startswith('"') for line in src.read_text(encoding="utf-8-sig").splitlines()
+               for f in line.split("\t"))  # the files hold unquoted fields that start with "
+    copy = tmp_path / "copy.tsv"
+    shutil.copy(src, copy)
+    assert read_user_tsv(t, copy).equals(read_task_tsv(t, src))
+
+
+def test_evaluate_data_errors_are_one_line(tmp_path, capsys, tiny_store):
+    from kasp.cli import main
+
+    p = tmp_path / "shifted.tsv"
+    p.write_text("sentence\tlabel\n0\tgood film\t1\n")
+    assert main(["evaluate", str(tiny_store / "teacher"), "--data", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "line 2" in err and "header has 2" in err

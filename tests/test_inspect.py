@@ -15,7 +15,8 @@ import pytest
 import torch
 import zstandard
 
-from kasp.checkpoint import information_bound_bytes, inspect_checkpoint, load_state, size_report, structured_zeros
+from kasp.analysis import information_bound_bytes, inspect_checkpoint, size_report, structured_zeros
+from kasp.checkpoint import load_state
 from kasp.cli import main
 from kasp.errors import KaspError
 from kasp.export import export_sparse, load_sparse, load_sparse_model

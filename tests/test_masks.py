@@ -17,7 +17,9 @@ def test_per_matrix_exact_count(s):
     w = _weights()
     masks = magnitude_masks(w, s, "layer")
     for n, m in masks.items():
-        assert int((~m).sum()) == round(s * w[n].numel())
+        # round(s * n) zeros, capped at n - 1 (issue 11: 0.999 on the 25-weight matrix used to zero it entirely)
+        assert int((~m).sum()) == min(round(s * w[n].numel()), w[n].numel() - 1)
+        assert m.any()
         # the kept weights are the largest in magnitude
         if (~m).any() and m.any():
             assert w[n].abs()[m].min() >= w[n].abs()[~m].max()
@@ -32,6 +34,17 @@ def test_global_exact_count(s):
     kept = torch.cat([w[n].abs()[m] for n, m in masks.items()])
     dropped = torch.cat([w[n].abs()[~m] for n, m in masks.items()])
     assert kept.min() >= dropped.max()
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_no_matrix_is_ever_zeroed_entirely(scope):
+    w = _weights() | {"tiny": torch.full((2, 2), 1e-6)}  # the global ranking alone would empty it
+    for s in (0.9, 0.99, 0.9999):
+        masks = magnitude_masks(w, s, scope)
+        assert all(int(m.sum()) >= 1 for m in masks.values()), (scope, s)
+    assert int(masks["c"].sum()) == 1 or scope == "global"  # 5x5 at 0.9999 keeps exactly its largest weight
+    if scope == "layer":
+        assert bool(masks["c"].flatten()[w["c"].abs().flatten().argmax()])
 
 
 def test_masks_only_shrink_even_when_pruned_weights_grow():
