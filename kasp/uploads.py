@@ -96,6 +96,7 @@ def open_upload(files: list[tuple[str, bytes]], root: Path | None = None, max_en
         ckpt = target / marker.read_text(encoding="utf-8")
         if (ckpt / "config.json").is_file():
             marker.touch()  # recently used
+            prune_cache(root, keep=target, max_entries=max_entries, max_bytes=max_bytes)
             return ckpt
     shutil.rmtree(target, ignore_errors=True)  # an unfinished entry of the same content: start again
     root.mkdir(parents=True, exist_ok=True)

@@ -234,3 +234,82 @@ def test_inspect_page_on_an_engine_checkpoint(tiny_store, monkeypatch):
     at.button[0].click().run()  # Evaluate on the dev set
     assert not at.exception
     assert any("accuracy" in s.value and "live evaluation" in s.value for s in at.success)
+
+
+# --- uploads: a cache keyed on the whole content, with a cap; the page on runs, base models, NaN ----------
+
+def test_upload_cache_keys_on_whole_content_and_is_capped(pruned, tmp_path):
+    from kasp.analysis import analyse
+    from kasp.uploads import evaluate_uploaded_tsv, open_upload
+
+    files = _ckpt_files(pruned)
+    state = load_state(pruned)
+    state["bert.encoder.layer.1.output.dense.weight"] = torch.zeros_like(state["bert.encoder.layer.1.output.dense.weight"])
+    other = tmp_path / "other"
+    shutil.copytree(pruned, other)
+    from safetensors.torch import save_file
+
+    save_file(state, str(other / "model.safetensors"), metadata={"format": "pt"})
+    files2 = _ckpt_files(other)
+    assert files2["model.safetensors"][:1 << 20] == files["model.safetensors"][:1 << 20]  # same names, same first MiB
+    root = tmp_path / "cache"
+    a = open_upload(list(files.items()), root=root)
+    b = open_upload(list(files2.items()), root=root)
+    assert a != b and open_upload(list(files.items()), root=root) == a  # same bytes: reused
+    assert analyse(a, sizes=False)["pruned_sparsity"] != analyse(b, sizes=False)["pruned_sparsity"]
+    truncated = dict(files, **{"model.safetensors": files["model.safetensors"][:-100]})
+    with pytest.raises(KaspError, match="truncated or corrupt"):
+        analyse(open_upload(list(truncated.items()), root=root))
+    # the cap: at most two entries kept, least recently used dropped
+    open_upload(list(files.items()), root=root, max_entries=2)
+    left = sorted(p for p in root.iterdir() if p.is_dir())
+    assert len(left) == 2 and a.parent in left and b.parent not in left
+    # an uploaded TSV is removed after scoring, and errors name the upload, not the temporary copy
+    before = set(root.iterdir())
+    with pytest.raises(KaspError, match=r"^mine\.tsv: line 2: .*header has 2"):
+        evaluate_uploaded_tsv(a, "sst2", "mine.tsv", b"sentence\tlabel\n0\tgood\t1\n", root=root)
+    assert set(root.iterdir()) == before
+
+
+def _page(monkeypatch, store):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("KASP_RUNS_DIR", str(store))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "inspect.py"), default_timeout=90)
+    at.run()
+    return at
+
+
+def test_inspect_page_takes_a_run_directory_and_its_task(tiny_store, monkeypatch):
+    at = _page(monkeypatch, tiny_store)
+    at.radio[0].set_value("A local directory").run()
+    at.text_input[0].set_value(str(tiny_store / "teacher")).run()  # a run directory, not its checkpoint/
+    assert not at.exception, [e.message for e in at.exception]
+    assert {m.label: m.value for m in at.metric}["Layers"] == "2"
+    assert any("recorded in the checkpoint" in c.value and "sst2" in c.value for c in at.caption)
+    assert not at.selectbox  # the task is not asked for
+    at.button[0].click().run()
+    assert not at.exception and any("accuracy" in s.value for s in at.success)
+
+
+def test_inspect_page_refuses_like_the_cli(tiny_pretrained, tmp_path, monkeypatch, capsys):
+    at = _page(monkeypatch, tmp_path)
+    at.radio[0].set_value("A local directory").run()
+    at.text_input[0].set_value(str(tiny_pretrained)).run()
+    assert not at.exception
+    assert main(["evaluate", str(tiny_pretrained), "--task", "sst2"]) == 2
+    cli = capsys.readouterr().err.strip().removeprefix("kasp: error: ")
+    assert any(cli in i.value for i in at.info) and not at.button  # the same message, no Evaluate button
+    nan = tmp_path / "nan"
+    make_tiny_checkpoint(nan, seed=2)
+    from safetensors.torch import load_file, save_file
+
+    st = load_file(str(nan / "model.safetensors"))
+    st["bert.encoder.layer.0.attention.self.key.weight"][1, 1] = float("nan")
+    save_file(st, str(nan / "model.safetensors"), metadata={"format": "pt"})
+    at.text_input[0].set_value(str(nan)).run()
+    assert not at.exception
+    assert any("NaN or inf" in e.value and "attention.self.key" in e.value for e in at.error)
+    assert not at.button
+    at.text_input[0].set_value(str(tmp_path / "missing")).run()
+    assert not at.exception and any("not found" in e.value for e in at.error)

@@ -467,3 +467,13 @@ def test_one_pruned_set_for_masks_inspection_and_export(rte):
     state = load_state(rte)
     _, shapes = encode_sparse(state)
     assert set(shapes) == set(keys.values())  # the export splits exactly those
+
+
+def test_inspect_flags_non_finite_tensors(rte, tmp_path, capsys):
+    d = _copy(rte, tmp_path / "nan")
+    _nan_weight(d)
+    assert main(["inspect", str(d), "--no-sizes"]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: 1 tensor(s) hold NaN or inf values: {Q} (1)" in out
+    assert main(["inspect", str(d), "--no-sizes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["non_finite"] == {Q: 1}
