@@ -17,7 +17,7 @@ from kasp.data import get_task
 from kasp.errors import KaspError
 from kasp.export import encode_sparse
 from kasp.modeling import PRUNE_HINT, label_order, load_tokenizer, no_head_message, tokenizer_problem
-from kasp.pruned_set import matrix_name, sort_key
+from kasp.pruned_set import matrix_name, parameter_group, sort_key
 
 _BUFFERS = ("position_ids", "token_type_ids")
 
@@ -51,15 +51,11 @@ def inspect_checkpoint(checkpoint: str | Path | Checkpoint, state: dict[str, tor
             continue
         nz = int((t == 0).sum())
         zeros["all"] += nz
+        counts[parameter_group(key)] += t.numel()
         name = matrix_name(key)
         if name:
             per_matrix[name] = nz / t.numel()
-            counts["encoder_linear"] += t.numel()
             zeros["pruned"] += nz
-        elif ".embeddings." in f".{key}":
-            counts["embeddings"] += t.numel()
-        else:
-            counts["other"] += t.numel()
     if not per_matrix:
         raise KaspError(f"{ck.path}: no encoder Linear weights found (expected keys like "
                         "encoder.layer.0.attention.self.query.weight)")

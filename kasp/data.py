@@ -381,7 +381,8 @@ def encode(df: pd.DataFrame, tokenizer, max_seq_length: int) -> Encoded:
     """Tokenise a split (no padding; batches are padded by :func:`collate`).
 
     Inputs are cut at ``max_seq_length`` tokens or at the tokenizer's ``model_max_length``, which
-    :func:`kasp.modeling.load_tokenizer` caps to the model's position table, whichever is smaller.
+    :func:`kasp.modeling.load_tokenizer` caps to the model's position table, whichever is smaller;
+    segment ids are kept within the model's token-type table (:func:`kasp.modeling.cap_length`).
     """
     a = df["text_a"].tolist()
     b = df["text_b"].tolist() if df["text_b"].notna().any() else None
@@ -390,7 +391,11 @@ def encode(df: pd.DataFrame, tokenizer, max_seq_length: int) -> Encoded:
     enc = tokenizer(a, b, truncation=True, max_length=max_len, padding=False,
                     return_token_type_ids=True, return_attention_mask=False)
     labels = torch.tensor(df["label"].to_numpy())
-    return Encoded(enc["input_ids"], enc["token_type_ids"], labels)
+    types = enc["token_type_ids"]
+    n_types = getattr(tokenizer, "kasp_type_vocab_size", None)  # set by kasp.modeling.cap_length
+    if isinstance(n_types, int) and n_types > 0:
+        types = [[min(t, n_types - 1) for t in row] for row in types]
+    return Encoded(enc["input_ids"], types, labels)
 
 
 def load_task_data(cfg: RunConfig, tokenizer) -> tuple[Encoded, Encoded]:

@@ -81,6 +81,7 @@ def evaluate_checkpoint(checkpoint: str, task_name: str | None = None, data_path
 
     Returns:
         {"checkpoint", "task", "task_source" ("given" or "checkpoint": its recorded ``kasp_task``),
+        "recorded_task" (the checkpoint's ``kasp_task`` or None),
         "data" (what was scored), "metrics" (fractions and n), "label_order" (model output of each
         task class when the checkpoint's names re-ordered them, else None), "max_length" (tokens)}.
 
@@ -92,6 +93,11 @@ def evaluate_checkpoint(checkpoint: str, task_name: str | None = None, data_path
     from kasp.errors import KaspError
     from kasp.modeling import load_config, load_for_task, resolve_model
 
+    for what, v in (("--max-seq-length", max_seq_length), ("--batch-size", batch_size)):
+        if not isinstance(v, int) or v < 1:
+            raise KaspError(f"{what} must be a positive whole number, got {v!r}")
+    if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
+        raise KaspError(f"--max-eval-samples must be a positive whole number (or left out for all), got {max_examples!r}")
     ckpt = resolve_model(checkpoint)
     recorded = getattr(load_config(ckpt), "kasp_task", None)
     name = task_name or recorded
@@ -106,7 +112,7 @@ def evaluate_checkpoint(checkpoint: str, task_name: str | None = None, data_path
     metrics = evaluate_model(model, data, task, batch_size, "cpu", tok.pad_token_id or 0)
     return {"checkpoint": ckpt, "task": task.name, "task_source": "given" if task_name else "checkpoint",
             "data": data_path or f"GLUE {task.name} dev", "metrics": metrics, "label_order": order,
-            "max_length": min(max_seq_length, tok.model_max_length)}
+            "max_length": min(max_seq_length, tok.model_max_length), "recorded_task": recorded}
 
 
 def evaluation_notes(res: dict[str, object]) -> list[str]:
@@ -116,6 +122,9 @@ def evaluation_notes(res: dict[str, object]) -> list[str]:
     notes = []
     if res.get("task_source") == "checkpoint":
         notes.append(f"task {res['task']} as recorded in the checkpoint's config (kasp_task)")
+    elif res.get("recorded_task") and res["recorded_task"] != res["task"]:
+        notes.append(f"note: the checkpoint was trained on {res['recorded_task']} (kasp_task) and is scored on "
+                     f"{res['task']} as asked")
     if res.get("label_order"):
         names = get_task(res["task"]).class_names
         notes.append("labels mapped from the checkpoint's id2label: " +

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from kasp.errors import KaspError
-from kasp.pruned_set import MATRIX_KINDS  # noqa: F401  (the pruned set's one definition; re-exported)
+from kasp.pruned_set import MATRIX_KINDS, parameter_group  # the pruned set's one definition (MATRIX_KINDS re-exported)
 
 if TYPE_CHECKING:
     from kasp.data import GlueTask
@@ -69,6 +69,13 @@ def check_checkpoint_dir(path: str | Path) -> None:
     p = Path(path)
     if not p.is_dir():
         raise KaspError(f"checkpoint directory not found: {p}")
+    if (p / "status.json").is_file() and not (p / "checkpoint").is_dir():
+        try:
+            state = json.loads((p / "status.json").read_text(encoding="utf-8")).get("state")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            state = None
+        raise KaspError(f"{p} is a KASP run without a checkpoint (state {state or 'unknown'}): only a finished run "
+                        "has one; pick a finished run, or a checkpoint directory")
     cfg_path = p / "config.json"
     if not cfg_path.is_file():
         raise KaspError(f"{p} has no config.json: not a Hugging Face checkpoint directory")
@@ -248,11 +255,20 @@ def max_input_length(config: Any) -> int | None:
 
 
 def cap_length(tokenizer, config: Any) -> None:
-    """Lower ``tokenizer.model_max_length`` to the model's position table (:func:`max_input_length`);
-    :func:`kasp.data.encode` truncates to it, so texts longer than the table are cut, not crashed on."""
+    """Fit a tokenizer's output to a model's embedding tables.
+
+    Lowers ``tokenizer.model_max_length`` to the position table (:func:`max_input_length`) and
+    records the token-type table's size as ``tokenizer.kasp_type_vocab_size``; :func:`kasp.data.encode`
+    truncates to the first and maps segment ids beyond the second to the last row (a model with one
+    token type, RoBERTa-style, sees 0 everywhere), so long texts and sentence pairs are cut or
+    folded, never crashed on."""
     n = max_input_length(config)
     if n is not None and (tokenizer.model_max_length is None or tokenizer.model_max_length > n):
         tokenizer.model_max_length = n
+    types = getattr(config, "type_vocab_size", None)
+    if isinstance(types, int) and types > 0:  # segment ids beyond the model's token-type table are folded into it
+        prev = getattr(tokenizer, "kasp_type_vocab_size", None)
+        tokenizer.kasp_type_vocab_size = types if prev is None else min(prev, types)
 
 
 def check_tokenizer(tokenizer, config: Any, name: str | Path) -> None:
@@ -440,14 +456,9 @@ def prunable_linears(model: nn.Module) -> dict[str, nn.Linear]:
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Parameter counts by group: embeddings, encoder linear weights (the pruned set), other."""
-    pruned = {id(m.weight) for m in prunable_linears(model).values()}
+    """Parameter counts by group (:func:`kasp.pruned_set.parameter_group`): embeddings, encoder linear
+    weights (the pruned set), other."""
     counts = {"embeddings": 0, "encoder_linear": 0, "other": 0}
     for name, p in model.named_parameters():
-        if id(p) in pruned:
-            counts["encoder_linear"] += p.numel()
-        elif ".embeddings." in f".{name}":
-            counts["embeddings"] += p.numel()
-        else:
-            counts["other"] += p.numel()
+        counts[parameter_group(name)] += p.numel()
     return counts

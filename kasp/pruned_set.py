@@ -40,6 +40,14 @@ def matrix_name(key: str) -> str | None:
     return f"{m.group(1)}.{_PATH_TO_KIND[m.group(2)]}"
 
 
+def parameter_group(key: str) -> str:
+    """The group a parameter counts in: "encoder_linear" (the pruned set), "embeddings", or "other"
+    (biases, LayerNorm, pooler, classifier). Used for every parameter count KASP reports."""
+    if matrix_name(key):
+        return "encoder_linear"
+    return "embeddings" if ".embeddings." in f".{key}" else "other"
+
+
 def sort_key(name: str) -> tuple[int, int]:
     """Order of matrix names: by layer, then Q, K, V, O, FFN-in, FFN-out."""
     layer, kind = name.split(".", 1)

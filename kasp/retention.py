@@ -112,11 +112,14 @@ def compare(teacher_path: str, student_path: str, task_name: str, samples: int =
         KaspError: unloadable checkpoints, different head counts or tokenizers, depth not a multiple.
     """
     task = get_task(task_name)
+    for what, v in (("samples", samples), ("batch size", batch_size), ("max sequence length", max_seq_length)):
+        if not isinstance(v, int) or v < 1:
+            raise KaspError(f"the {what} must be a positive whole number, got {v!r}")
     tp, sp = resolve_model(teacher_path), resolve_model(student_path)
     teacher, tok_t, _ = load_for_task(tp, task)  # fit for the task, outputs in KASP's class order
     student, tok_s, _ = load_for_task(sp, task)
     _check_pair(teacher, student, tok_t, tok_s)
-    cap_length(tok_t, student.config)  # inputs are cut at the shorter of the two position tables
+    cap_length(tok_t, student.config)  # inputs are cut at the shorter of the two position (and type) tables
     amap, hmap = layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
     df = load_split(task, split).head(samples)
     data = encode(df, tok_t, max_seq_length)
@@ -214,6 +217,9 @@ def sentence_attention(model, tokenizer, text: str, text_b: str | None = None,
     limit = getattr(tokenizer, "model_max_length", None)  # capped to the position table by load_tokenizer
     max_len = min(max_seq_length, limit) if isinstance(limit, int) and limit > 0 else max_seq_length
     enc = tokenizer(text, text_b, truncation=True, max_length=max_len, return_tensors="pt")
+    n_types = getattr(tokenizer, "kasp_type_vocab_size", None)  # see kasp.modeling.cap_length
+    if "token_type_ids" in enc and isinstance(n_types, int) and n_types > 0:
+        enc["token_type_ids"] = enc["token_type_ids"].clamp(max=n_types - 1)
     cap = ScoreCapture(model)
     try:
         model(**enc)

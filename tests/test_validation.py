@@ -477,3 +477,52 @@ def test_inspect_flags_non_finite_tensors(rte, tmp_path, capsys):
     assert f"warning: 1 tensor(s) hold NaN or inf values: {Q} (1)" in out
     assert main(["inspect", str(d), "--no-sizes", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["non_finite"] == {Q: 1}
+
+
+def test_pairs_on_a_model_with_one_token_type_and_bad_arguments(tmp_path, capsys):
+    """A BERT-layout model with a single token type (as RoBERTa-style models have) on a sentence-pair task:
+    segment ids are folded into its table, never an IndexError; the score is the one computed by hand."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from kasp.data import load_split
+    from kasp.modeling import default_model_path
+
+    d = tmp_path / "onetype"
+    tok = AutoTokenizer.from_pretrained(default_model_path())
+    torch.manual_seed(3)
+    BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                             num_attention_heads=4, intermediate_size=64, type_vocab_size=1,
+                                             max_position_embeddings=160)).save_pretrained(d)
+    tok.save_pretrained(d)
+    capsys.readouterr()
+    assert main(["evaluate", str(d), "--task", "rte", "--max-eval-samples", "16", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["metrics"]["accuracy"]
+    df = load_split("rte", "dev").head(16)
+    enc = tok(df["text_a"].tolist(), df["text_b"].tolist(), truncation=True, max_length=128, padding=True,
+              return_tensors="pt")
+    enc["token_type_ids"] = torch.zeros_like(enc["token_type_ids"])
+    model = BertForSequenceClassification.from_pretrained(d).eval()
+    with torch.no_grad():
+        acc = float((model(**enc).logits.argmax(-1) == torch.tensor(df["label"].to_numpy())).double().mean())
+    assert got == pytest.approx(acc)
+    for args, msg in ((["--max-eval-samples", "-5"], "--max-eval-samples must be a positive"),
+                      (["--batch-size", "0"], "--batch-size must be a positive"),
+                      (["--max-seq-length", "0"], "--max-seq-length must be a positive")):
+        assert main(["evaluate", str(d), "--task", "rte", *args]) == 2
+        assert msg in capsys.readouterr().err
+    assert main(["attention", str(d), str(d), "--task", "rte", "--samples", "0"]) == 2
+    assert "samples must be a positive" in capsys.readouterr().err
+
+
+def test_kasp_checkpoints_name_their_classes_and_cross_task_scoring_is_refused(tiny_store, tmp_path, capsys):
+    teacher = tiny_store / "teacher"
+    cfg = json.loads((teacher / "checkpoint" / "config.json").read_text())
+    assert cfg["id2label"] == {"0": "negative", "1": "positive"} and cfg["kasp_task"] == "sst2"
+    assert main(["evaluate", str(teacher), "--task", "cola", "--max-eval-samples", "8"]) == 2
+    assert "do not match task cola" in capsys.readouterr().err
+    run = tmp_path / "unfinished"
+    run.mkdir()
+    (run / "status.json").write_text(json.dumps({"state": "failed"}))
+    (run / "config.json").write_text(json.dumps({"recipe": {}}))
+    assert main(["inspect", str(run)]) == 2
+    assert "a KASP run without a checkpoint (state failed)" in capsys.readouterr().err
