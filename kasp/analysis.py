@@ -205,19 +205,26 @@ def analyse(checkpoint: str | Path, sizes: bool = True) -> dict[str, Any]:
     return info
 
 
-def inspect_warnings(info: dict[str, Any]) -> list[str]:
+def inspect_warnings(info: dict[str, Any], non_finite: bool = True, scoring: bool = True) -> list[str]:
     """The warnings ``kasp inspect`` prints (the Inspect page shows the same): non-finite tensors,
-    folded prune leftovers, and why the checkpoint cannot be scored as it is."""
+    folded prune leftovers, and why the checkpoint cannot be scored as it is.
+
+    Args:
+        info: what :func:`analyse` returned.
+        non_finite, scoring: include the non-finite line / the "cannot be scored" lines (the page
+            shows those as an error and in its Evaluate section).
+    """
     out = []
     nf = info.get("non_finite") or {}
-    if nf:
+    if nf and non_finite:
         names = ", ".join(f"{k} ({n})" for k, n in list(nf.items())[:3])
         out.append(f"{len(nf)} tensor(s) hold NaN or inf values: {names}; scores from this checkpoint would be "
                    "meaningless")
     if info.get("folded"):
         out.append(f"{len(info['folded'])} tensor(s) were saved as torch.nn.utils.prune _orig/_mask pairs and are "
                    "shown folded (orig x mask)")
-    out += [f"cannot be scored as it is: {p}" for p in info.get("problems") or [] if "non-finite" not in p]
+    if scoring:
+        out += [f"cannot be scored as it is: {p}" for p in info.get("problems") or [] if "non-finite" not in p]
     return out
 
 

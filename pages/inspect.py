@@ -69,9 +69,8 @@ if info["non_finite"]:
     nf = info["non_finite"]
     st.error(f"{len(nf)} tensor(s) hold NaN or inf values; any score from this checkpoint would be meaningless: " +
              ", ".join(f"`{k}` ({n} entries)" for k, n in list(nf.items())[:5]))
-for w in inspect_warnings(info):
-    if "NaN" not in w:
-        st.warning(w)
+for w in inspect_warnings(info, non_finite=False, scoring=False):
+    st.warning(w)
 
 p = info["parameters"]
 st.subheader("Architecture")
