@@ -289,10 +289,13 @@ def read_user_tsv(task: GlueTask, path: str | Path) -> pd.DataFrame:
         quoted = _table(_records_quoted(text), task)
     except _BadTable as e:
         q_err = e
-    try:
-        plain = _table(_records_plain(text), task)
-    except _BadTable:
-        plain = None
+    if '"' not in text:  # no quote anywhere: both readings are the same table
+        plain = quoted
+    else:
+        try:
+            plain = _table(_records_plain(text), task)
+        except _BadTable:
+            plain = None
     if quoted is not None and plain is not None and len(quoted[1]) != len(plain[1]):
         # both readings are complete tables: keep the one whose rows are all valid (texts, labels)
         frames = []
