@@ -8,7 +8,8 @@ anyone's) are read directly; nothing is unpickled. On the way in:
   pruning hooks were still on) are folded, ``<name> = <name>_orig * <name>_mask``, which is what
   ``prune.remove()`` does; the folded names are reported;
 - the tensors' shapes are compared with ``config.json`` (hidden size, vocabulary, positions,
-  layers, FFN width, the shapes of the pruned matrices); a disagreement is refused, naming both sizes.
+  layers, FFN width, the shapes of the pruned matrices; :func:`kasp.modeling.check_shapes`); a
+  disagreement is refused, naming both sizes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 
 from kasp.errors import KaspError
-from kasp.modeling import PRUNE_HINT, check_checkpoint_dir, resolve_model
+from kasp.modeling import PRUNE_HINT, check_checkpoint_dir, check_shapes, resolve_model
 from kasp.pruned_set import MATRIX_KINDS, matrix_name
 
 _BUFFERS = ("position_ids", "token_type_ids")
@@ -87,70 +88,6 @@ def fold_prune_leftovers(state: dict[str, torch.Tensor]) -> tuple[dict[str, torc
             raise KaspError(f"{base} is stored both plain and as _orig/_mask; {PRUNE_HINT}")
         out[base] = w.masked_fill(m == 0, 0)
     return out, sorted(origs)
-
-
-def _find(state: dict[str, torch.Tensor], suffix: str) -> tuple[str, torch.Tensor] | None:
-    for k, t in state.items():
-        if k == suffix or k.endswith("." + suffix):
-            return k, t
-    return None
-
-
-def check_shapes(state: dict[str, torch.Tensor], config: dict[str, Any], where: str | Path) -> None:
-    """Compare tensor shapes with ``config.json``.
-
-    Checked: hidden size and vocabulary (word embeddings), position table, number of encoder
-    layers, FFN width and the shape of every pruned matrix, attention heads dividing the width.
-
-    Raises:
-        KaspError: naming the config's value and the weights' value.
-    """
-    def bad(what: str, cfg_value: Any, got: Any, key: str) -> KaspError:
-        return KaspError(f"{where}: config.json says {what} {cfg_value} but the weights have {got} ({key}); "
-                         "the weights and config.json disagree. Fix config.json or re-save the model with "
-                         "save_pretrained.")
-
-    hidden = config.get("hidden_size")
-    emb = _find(state, "embeddings.word_embeddings.weight")
-    if emb is not None and emb[1].ndim == 2:
-        key, t = emb
-        width = config.get("embedding_size") or hidden  # ELECTRA: embeddings narrower than the encoder
-        name = "embedding_size" if config.get("embedding_size") else "hidden_size"
-        if width is not None and t.shape[1] != width:
-            raise bad(name, width, t.shape[1], f"{key} {list(t.shape)}")
-        if config.get("vocab_size") is not None and t.shape[0] != config["vocab_size"]:
-            raise bad("vocab_size", config["vocab_size"], t.shape[0], f"{key} {list(t.shape)}")
-    pos = _find(state, "embeddings.position_embeddings.weight")
-    if pos is not None and config.get("max_position_embeddings") is not None \
-            and pos[1].shape[0] != config["max_position_embeddings"]:
-        raise bad("max_position_embeddings", config["max_position_embeddings"], pos[1].shape[0],
-                  f"{pos[0]} {list(pos[1].shape)}")
-    layers = {int(n.split(".")[0]) for n in (matrix_name(k) for k in state) if n}
-    n_layers = config.get("num_hidden_layers")
-    if layers and n_layers is not None and max(layers) + 1 != n_layers:
-        raise bad("num_hidden_layers", n_layers, max(layers) + 1, "encoder.layer.* tensors")
-    heads = config.get("num_attention_heads")
-    if hidden and heads and hidden % heads:
-        raise KaspError(f"{where}: config.json's hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
-    inter = config.get("intermediate_size")
-    if hidden is None:
-        return
-    for k, t in state.items():
-        name = matrix_name(k)
-        if not name:
-            continue
-        kind = name.split(".", 1)[1]
-        if kind == "FFN-in":
-            want = [inter or t.shape[0], hidden]
-            what = "intermediate_size x hidden_size"
-        elif kind == "FFN-out":
-            want = [hidden, inter or t.shape[1]]
-            what = "hidden_size x intermediate_size"
-        else:
-            want = [hidden, hidden]
-            what = "hidden_size x hidden_size"
-        if list(t.shape) != want:
-            raise bad(f"{what} =", "x".join(map(str, want)), "x".join(map(str, t.shape)), k)
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:

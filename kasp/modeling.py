@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from kasp.errors import KaspError
-from kasp.pruned_set import MATRIX_KINDS, parameter_group  # the pruned set's one definition (MATRIX_KINDS re-exported)
+from kasp.pruned_set import MATRIX_KINDS, matrix_name, parameter_group  # the pruned set (MATRIX_KINDS re-exported)
 
 if TYPE_CHECKING:
     from kasp.data import GlueTask
@@ -50,9 +50,11 @@ def default_model_path() -> str:
 
 
 def resolve_model(name: str) -> str:
-    """'default' -> the shipped MiniLM path; a run directory -> its checkpoint; else unchanged."""
+    """'default' -> the shipped MiniLM path; a run directory -> its checkpoint; "~" expanded; else unchanged."""
     if name in ("default", "", None):
         return default_model_path()
+    if str(name).startswith("~"):
+        name = os.path.expanduser(name)
     p = Path(name)
     if (p / "checkpoint" / "config.json").is_file():
         return str(p / "checkpoint")
@@ -97,6 +99,91 @@ def check_checkpoint_dir(path: str | Path) -> None:
         raise KaspError(f"{p} has no .safetensors weights file")
 
 
+def _find(shapes: dict[str, tuple[int, ...]], suffix: str) -> tuple[str, tuple[int, ...]] | None:
+    for k, t in shapes.items():
+        if k == suffix or k.endswith("." + suffix):
+            return k, t
+    return None
+
+
+def check_shapes(state: dict[str, Any], config: dict[str, Any], where: str | Path) -> None:
+    """Compare tensor shapes with ``config.json`` (a dict, as in the file).
+
+    ``state`` maps names to tensors or to shapes (tuples, e.g. from a safetensors header without
+    reading the data: :func:`weight_shapes`).
+
+    Checked: hidden size and vocabulary (word embeddings), position table, number of encoder
+    layers, FFN width and the shape of every pruned matrix, attention heads dividing the width.
+
+    Raises:
+        KaspError: naming the config's value and the weights' value.
+    """
+    state = {k: tuple(t.shape) if hasattr(t, "shape") else tuple(t) for k, t in state.items()}
+
+    def bad(what: str, cfg_value: Any, got: Any, key: str) -> KaspError:
+        return KaspError(f"{where}: config.json says {what} {cfg_value} but the weights have {got} ({key}); "
+                         "the weights and config.json disagree. Fix config.json or re-save the model with "
+                         "save_pretrained.")
+
+    hidden = config.get("hidden_size")
+    emb = _find(state, "embeddings.word_embeddings.weight")
+    if emb is not None and len(emb[1]) == 2:
+        key, t = emb
+        width = config.get("embedding_size") or hidden  # ELECTRA: embeddings narrower than the encoder
+        name = "embedding_size" if config.get("embedding_size") else "hidden_size"
+        if width is not None and t[1] != width:
+            raise bad(name, width, t[1], f"{key} {list(t)}")
+        if config.get("vocab_size") is not None and t[0] != config["vocab_size"]:
+            raise bad("vocab_size", config["vocab_size"], t[0], f"{key} {list(t)}")
+    pos = _find(state, "embeddings.position_embeddings.weight")
+    if pos is not None and config.get("max_position_embeddings") is not None \
+            and pos[1][0] != config["max_position_embeddings"]:
+        raise bad("max_position_embeddings", config["max_position_embeddings"], pos[1][0],
+                  f"{pos[0]} {list(pos[1])}")
+    layers = {int(n.split(".")[0]) for n in (matrix_name(k) for k in state) if n}
+    n_layers = config.get("num_hidden_layers")
+    if layers and n_layers is not None and max(layers) + 1 != n_layers:
+        raise bad("num_hidden_layers", n_layers, max(layers) + 1, "encoder.layer.* tensors")
+    heads = config.get("num_attention_heads")
+    if hidden and heads and hidden % heads:
+        raise KaspError(f"{where}: config.json's hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
+    inter = config.get("intermediate_size")
+    if hidden is None:
+        return
+    for k, t in state.items():
+        name = matrix_name(k)
+        if not name:
+            continue
+        kind = name.split(".", 1)[1]
+        if kind == "FFN-in":
+            want = [inter or t[0], hidden]
+            what = "intermediate_size x hidden_size"
+        elif kind == "FFN-out":
+            want = [hidden, inter or t[1]]
+            what = "hidden_size x intermediate_size"
+        else:
+            want = [hidden, hidden]
+            what = "hidden_size x hidden_size"
+        if list(t) != want:
+            raise bad(f"{what} =", "x".join(map(str, want)), "x".join(map(str, t)), k)
+
+
+def weight_shapes(name: str | Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a checkpoint directory's ``*.safetensors`` files, from their headers
+    only (no tensor data is read). Unreadable files are skipped (the loader reports them)."""
+    from safetensors import SafetensorError, safe_open
+
+    out: dict[str, tuple[int, ...]] = {}
+    for f in sorted(Path(name).glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "pt") as h:
+                for k in h.keys():
+                    out[k] = tuple(h.get_slice(k).get_shape())
+        except (SafetensorError, OSError, ValueError):
+            pass
+    return out
+
+
 def _is_local(name: str) -> bool:
     return Path(name).exists() or name.startswith((".", "/", "~"))
 
@@ -136,11 +223,17 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
 
     load_config(name)  # refuses unsupported architectures and pickle-only directories before any load
     if _is_local(name):
-        leftovers = [k for k in _weight_keys(name) if k.endswith("_orig")]
+        shapes = weight_shapes(name)
+        leftovers = [k for k in shapes if k.endswith("_orig")]
         if leftovers:
             raise KaspError(f"{name} was saved with torch.nn.utils.prune hooks still on ({len(leftovers)} tensors "
                             f"such as {leftovers[0]} with a _mask partner): {PRUNE_HINT}. (`kasp inspect` and "
                             "`kasp export` fold them; the export is a clean checkpoint.)")
+        try:
+            cfg_dict = json.loads((Path(name) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            cfg_dict = {}
+        check_shapes(shapes, cfg_dict, name)  # e.g. config 1 layer, weights 2: never load half of the model
     kwargs = {"use_safetensors": True, "trust_remote_code": False}
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
@@ -203,19 +296,6 @@ def check_finite(model: nn.Module, name: str | Path) -> None:
     if bad:
         raise KaspError(f"{name} holds non-finite weights (NaN or inf) in {len(bad)} tensor(s): "
                         f"{', '.join(bad[:3])}; any score from it would be meaningless. Use an intact checkpoint.")
-
-
-def _weight_keys(name: str) -> list[str]:
-    from safetensors import SafetensorError, safe_open
-
-    keys: list[str] = []
-    for f in sorted(Path(name).glob("*.safetensors")):
-        try:
-            with safe_open(str(f), "pt") as h:
-                keys += list(h.keys())
-        except (SafetensorError, OSError, ValueError):
-            pass  # reported by the loader itself
-    return keys
 
 
 _BUFFERS = ("position_ids", "token_type_ids")

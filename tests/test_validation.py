@@ -146,6 +146,10 @@ def _layers_mismatch(d):
     _edit_config(d, num_hidden_layers=3)
 
 
+def _fewer_layers_in_config(d):  # transformers would load layer 0 and silently drop layer 1
+    _edit_config(d, num_hidden_layers=1)
+
+
 def _prune_leftovers(d):
     def hooks(state):
         w = state.pop(Q)
@@ -185,6 +189,7 @@ FAMILY = {
     "tokenizer with an empty vocabulary": (_empty_vocab, "[UNK]"),
     "config hidden 96, weights 64": (_hidden_mismatch, "disagree"),
     "config 3 layers, weights 2": (_layers_mismatch, "disagree"),
+    "config 1 layer, weights 2": (_fewer_layers_in_config, "num_hidden_layers 1 but the weights have 2"),
     "torch.nn.utils.prune leftovers": (_prune_leftovers, "prune.remove"),
     "3 outputs for a 2-class task": (_three_outputs, "needs 2"),
     "truncated weights file": (_truncated, "truncated or corrupt"),
