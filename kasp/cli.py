@@ -335,8 +335,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         for label, key in (("dense safetensors", "dense"), (f"dense + zstd -{z['zstd_level']}", "dense_zstd"),
                            ("KASP sparse export", "sparse_export"), ("information bound*", "bound")):
             print(f"  {label:<22}{z[key]:>13,.0f}  {z[key + '_encoder_linear']:>15,.0f}")
-        print("  * for the pruned matrices at their sparsity (log2 C(n, nnz) bits + 32 per value); other tensors raw,")
-        print("    which is why zstd, compressing those too, can land below it for the whole model")
+        print("  * for the pruned matrices at their sparsity (log2 C(n, nnz) bits + each value's own bits, 32 in float32);")
+        print("    other tensors raw, which is why zstd, compressing those too, can land below it for the whole model")
         print("  (unstructured zeros alone leave the dense file as large and dense PyTorch as fast)")
     if info.get("recipe"):
         r = info["recipe"]

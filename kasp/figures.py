@@ -183,3 +183,40 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9) -> str
         tail = ", as the paper claims"
     body = "; ".join(verdicts) + tail
     return head + " " + body[0].upper() + body[1:] + "."
+
+
+def parameter_groups_bar(parameters: dict[str, int], height: int = 260) -> go.Figure:
+    """Horizontal bars of a checkpoint's parameters by group, in millions.
+
+    Args:
+        parameters: {"embeddings", "encoder_linear", "other"} -> count (``kasp.analysis.analyse``'s
+            ``parameters``; groups as :func:`kasp.pruned_set.parameter_group`).
+    """
+    groups = ["embeddings", "encoder linear (pruned set)", "other (biases, LayerNorm, pooler, head)"]
+    values = [parameters[k] / 1e6 for k in ("embeddings", "encoder_linear", "other")]
+    fig = go.Figure(go.Bar(x=values, y=groups, orientation="h"))
+    fig.update_layout(title="Parameters by group (millions)", xaxis_title="parameters (M)", yaxis_title="",
+                      height=height)
+    return fig
+
+
+def size_table(sizes: dict[str, float]):
+    """The size report (``kasp.analysis.size_report``) as a table in MB (10^6 bytes): one row per format,
+    columns "whole model (MB)" and "encoder linear (MB)"."""
+    import pandas as pd
+
+    keys = ("dense", "dense_zstd", "sparse_export", "bound")
+    return pd.DataFrame({
+        "format": ["dense safetensors", f"dense + zstd -{sizes['zstd_level']}", "KASP sparse export", "information bound"],
+        "whole model (MB)": [sizes[k] / 1e6 for k in keys],
+        "encoder linear (MB)": [sizes[k + "_encoder_linear"] / 1e6 for k in keys],
+    })
+
+
+def sizes_bar(sizes: dict[str, float], height: int = 360) -> go.Figure:
+    """Grouped bars of :func:`size_table`: bytes on disk of each format, whole model and encoder linear part."""
+    table = size_table(sizes)
+    fig = go.Figure([go.Bar(name=col, x=table["format"], y=table[col]) for col in table.columns[1:]])
+    fig.update_layout(barmode="group", title="Bytes on disk, measured on this checkpoint (MB = 10⁶ bytes)",
+                      xaxis_title="", yaxis_title="size (MB)", legend_title_text="part", height=height)
+    return fig

@@ -1,7 +1,6 @@
 """Inspect: any BERT-family checkpoint (a run, a directory, an upload): structure, sparsity, sizes, score."""
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from kasp.analysis import analyse, inspect_warnings
@@ -9,7 +8,7 @@ from kasp.checkpoint import fingerprint
 from kasp.data import shipped_splits
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_checkpoint, evaluation_notes
-from kasp.figures import sparsity_heatmap
+from kasp.figures import parameter_groups_bar, size_table, sizes_bar, sparsity_heatmap
 from kasp.modeling import default_model_path
 from kasp.runs import iter_done, runs_dir
 from kasp.uploads import evaluate_uploaded_tsv, open_upload
@@ -72,7 +71,6 @@ if info["non_finite"]:
 for w in inspect_warnings(info, non_finite=False, scoring=False):
     st.warning(w)
 
-p = info["parameters"]
 st.subheader("Architecture")
 c = st.columns(5)
 c[0].metric("Model type", info["model_type"] or "?")
@@ -80,11 +78,7 @@ c[1].metric("Layers", info["layers"])
 c[2].metric("Hidden size", info["hidden_size"] or "?")
 c[3].metric("Heads", info["heads"] or "?")
 c[4].metric("Parameters", f"{info['total_parameters'] / 1e6:.1f} M")
-fig = px.bar(pd.DataFrame({"group": ["embeddings", "encoder linear (pruned set)", "other (biases, LayerNorm, pooler, head)"],
-                           "parameters (M)": [p["embeddings"] / 1e6, p["encoder_linear"] / 1e6, p["other"] / 1e6]}),
-             x="parameters (M)", y="group", orientation="h", title="Parameters by group (millions)")
-fig.update_layout(height=260, yaxis_title="")
-st.plotly_chart(fig, width="stretch")
+st.plotly_chart(parameter_groups_bar(info["parameters"]), width="stretch")
 
 st.subheader("Sparsity")
 c = st.columns(2)
@@ -105,21 +99,15 @@ with st.expander("All-zero rows and columns per matrix"):
     st.dataframe(rows, hide_index=True, width="stretch")
 
 st.subheader("Sizes")
-sz = pd.DataFrame({
-    "format": ["dense safetensors", f"dense + zstd -{sizes['zstd_level']}", "KASP sparse export", "information bound"],
-    "whole model (MB)": [sizes[k] / 1e6 for k in ("dense", "dense_zstd", "sparse_export", "bound")],
-    "encoder linear (MB)": [sizes[k + "_encoder_linear"] / 1e6 for k in ("dense", "dense_zstd", "sparse_export", "bound")],
-})
-fig = px.bar(sz.melt(id_vars="format", var_name="part", value_name="MB"), x="format", y="MB", color="part", barmode="group",
-             title="Bytes on disk, measured on this checkpoint (MB = 10⁶ bytes)")
-fig.update_layout(height=360, xaxis_title="", yaxis_title="size (MB)")
-st.plotly_chart(fig, width="stretch")
+sz = size_table(sizes)
+st.plotly_chart(sizes_bar(sizes), width="stretch")
 st.dataframe(sz, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.2f") for c in sz.columns[1:]})
 st.caption(":material/warning: Unstructured zeros alone make dense PyTorch neither faster nor its safetensors file "
            "smaller: the zeros are stored and multiplied like any other number. The sparse export (a bitmask plus "
            "the non-zero values, `kasp export`) and compression are what shrink the file. The information bound is "
-           "log2 C(n, nnz) bits for the positions plus 32 bits per value of each pruned matrix; the other tensors are "
+           "log2 C(n, nnz) bits for the positions plus each value's own bits (32 in float32, 16 in bfloat16) for each "
+           "pruned matrix; the other tensors are "
            "counted raw, so for the whole model zstd (which compresses them too) can land below it.")
 
 if info.get("recipe"):

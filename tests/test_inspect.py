@@ -313,3 +313,16 @@ def test_inspect_page_refuses_like_the_cli(tiny_pretrained, tmp_path, monkeypatc
     assert not at.button
     at.text_input[0].set_value(str(tmp_path / "missing")).run()
     assert not at.exception and any("not found" in e.value for e in at.error)
+
+
+def test_inspect_figures_show_the_analysis_numbers(pruned):
+    from kasp.analysis import analyse
+    from kasp.figures import parameter_groups_bar, size_table, sizes_bar
+
+    info = analyse(pruned)
+    t = size_table(info["sizes"])
+    assert t["whole model (MB)"].tolist() == [info["sizes"][k] / 1e6 for k in ("dense", "dense_zstd", "sparse_export", "bound")]
+    assert list(sizes_bar(info["sizes"]).data[1].y) == t["encoder linear (MB)"].tolist()
+    bars = parameter_groups_bar(info["parameters"]).data[0]
+    assert list(bars.x) == [info["parameters"][k] / 1e6 for k in ("embeddings", "encoder_linear", "other")]
+    assert sum(info["parameters"].values()) == info["total_parameters"]
