@@ -214,9 +214,12 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
         eager_attention: load with eager attention so ``output_attentions=True`` returns maps
             (the default sdpa returns none).
 
+    The model is always float32 (weights stored in bfloat16 or float16 are up-cast exactly).
+
     Raises:
         KaspError: unsupported architecture, pickle weights, corrupt or truncated safetensors,
-            or weights that do not match the config (reported, never half-loaded).
+            weights that do not match the config (reported, never half-loaded), torch.nn.utils.prune
+            leftovers, a missing head when the checkpoint's own head is asked for, non-finite weights.
     """
     import transformers
     from transformers import AutoModelForSequenceClassification
@@ -234,7 +237,9 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
         except (OSError, json.JSONDecodeError):
             cfg_dict = {}
         check_shapes(shapes, cfg_dict, name)  # e.g. config 1 layer, weights 2: never load half of the model
-    kwargs = {"use_safetensors": True, "trust_remote_code": False}
+    # float32 whatever the stored dtype: bfloat16 / float16 weights are up-cast exactly, and KASP's
+    # masks, losses and optimizer all work in float32 (a bf16 student would train in bf16 otherwise)
+    kwargs = {"use_safetensors": True, "trust_remote_code": False, "dtype": torch.float32}
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
     if eager_attention:

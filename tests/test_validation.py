@@ -325,6 +325,11 @@ def test_bfloat16_checkpoint_inspects_exports_and_scores(rte, tmp_path, capsys):
         assert back[k].dtype == t.dtype and torch.equal(back[k].view(torch.int16) if t.dtype == torch.bfloat16 else back[k],
                                                        t.view(torch.int16) if t.dtype == torch.bfloat16 else t), k
     assert main(["evaluate", str(d), "--task", "rte", "--max-eval-samples", "8"]) == 0
+    from kasp.modeling import load_classifier
+
+    m = load_classifier(str(d))  # computed in float32, weights up-cast exactly
+    w = m.bert.encoder.layer[0].attention.self.query.weight
+    assert w.dtype == torch.float32 and torch.equal(w, state[Q].float())
 
 
 def test_every_safetensors_dtype_counts_from_raw_bytes(rte, tmp_path):
