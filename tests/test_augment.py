@@ -134,7 +134,17 @@ def test_prune_run_with_augmentation(tiny_store, tiny_pretrained, tmp_path, monk
     from kasp.runs import RunDir
 
     monkeypatch.setenv("KASP_CACHE_DIR", str(tmp_path / "cache"))
-    common = ["prune", "--task", "cola", "--teacher", str(tiny_store / "teacher"), "--model", str(tiny_pretrained),
+    # the SST-2 teacher stands in for a CoLA one: KASP refuses a teacher whose class names are another
+    # task's (negative/positive), so this copy gets generic names (LABEL_k = class k)
+    import json
+    import shutil
+
+    shutil.copytree(tiny_store / "teacher", tmp_path / "teacher")
+    cfg_path = tmp_path / "teacher" / "checkpoint" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.update(id2label={"0": "LABEL_0", "1": "LABEL_1"}, label2id={"LABEL_0": 0, "LABEL_1": 1})
+    cfg_path.write_text(json.dumps(cfg))
+    common = ["prune", "--task", "cola", "--teacher", str(tmp_path / "teacher"), "--model", str(tiny_pretrained),
               "--sparsity", "0.5", "--max-train-samples",
               "64", "--max-eval-samples", "16", "--epochs", "1", "--eval-every", "0", "--batch-size", "16",
               "--runs-dir", str(tiny_store), "--no-progress"]
