@@ -152,7 +152,7 @@ class _StopFlag:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from kasp.config import RunConfig, make_config
+    from kasp.config import RunConfig, config_from_options
     from kasp.runs import RunDir, new_run_id, runs_dir
     from kasp.train import Cancelled, train
 
@@ -162,14 +162,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if unknown:
         raise KaspError(f"recipe {args.recipe}: unknown field(s) {sorted(unknown)}; see `kasp {args.command} --help`")
     overrides.update({k: v for k, v in vars(args).items() if k in names and v is not None})
-    method = overrides.pop("method", "kasp")
-    task = overrides.pop("task", "sst2")
-    try:
-        cfg = make_config(args.command, method, _task_name(task), **overrides)
-    except ValueError as e:
-        raise KaspError(f"invalid recipe: {e}") from None
-    if args.command == "prune" and cfg.sparsity == 0:
-        raise KaspError("--sparsity is required for prune (for example --sparsity 0.9 for 90 % zeros)")
+    cfg = config_from_options(args.command, overrides)  # the same validation as the app's Launch
     from kasp.tracking import resolve_report_to
 
     report_to = resolve_report_to(args.report_to)  # checked before the run directory exists
@@ -208,12 +201,6 @@ def _load_recipe(name: str, command: str | None = None) -> dict[str, Any]:
     from kasp.config import load_recipe
 
     return load_recipe(name, command)
-
-
-def _task_name(name: str) -> str:
-    from kasp.data import get_task
-
-    return get_task(name).name
 
 
 def _summary_line(r: dict[str, Any], out: Path) -> str:

@@ -216,6 +216,8 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                                              collate_fn=lambda idx: collate(train_data, idx, pad_id))
         steps_per_epoch = len(sampler)
         total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        if run:
+            run.set_status("running", step=0, total_steps=total)  # the app's progress bar knows T before step 1
 
         # --- optimisation -------------------------------------------------------------------
         from transformers import get_scheduler
@@ -280,7 +282,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                 for k, v in terms.items():
                     acc[k] = acc.get(k, 0.0) + v
                 acc_n += 1
-                if step % cfg.log_every == 0 or step == total:
+                if step % cfg.log_every == 0 or step == total or step == 1:  # step 1: the app shows progress at once
                     means = {k: v / acc_n for k, v in acc.items()}
                     if accelerator.num_processes > 1:  # each process saw part of every batch: average them
                         red = accelerator.reduce(torch.tensor(list(means.values()), device=accelerator.device), "mean")
