@@ -203,6 +203,12 @@ def _load_recipe(name: str, command: str | None = None) -> dict[str, Any]:
     return load_recipe(name, command)
 
 
+def _task_name(name: str) -> str:
+    from kasp.data import get_task
+
+    return get_task(name).name
+
+
 def _summary_line(r: dict[str, Any], out: Path) -> str:
     m = r["metrics"]
     metric = ", ".join(f"{k} {v * 100:.2f}" for k, v in m.items() if k != "n")
