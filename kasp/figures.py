@@ -1,10 +1,29 @@
-"""Plotly figures shared by several app pages (plotly only: no Streamlit, no torch)."""
+"""Plotly figures of the app's pages (plotly and pandas only: no Streamlit).
+
+Every builder takes plain data (DataFrames from :mod:`kasp.views`, lists, arrays) and returns a
+``plotly.graph_objects.Figure`` whose title and axis titles name the task by its GLUE name and the
+task's own metric, so that the pages only lay figures out.
+"""
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
 
 from kasp.pruned_set import sparsity_grid
+from kasp.tasks import metric_axis, metric_label, task_name
+
+SPARSITY_AXIS = "sparsity (% of encoder linear weights)"
+
+
+def token_labels(tokens: list[str]) -> list[str]:
+    """Axis labels for per-token heat maps: each token with its position ("the·1", ..., "the·5"), so that
+    repeated tokens keep their own row and column (plotly merges equal category labels)."""
+    return [f"{t}·{i}" for i, t in enumerate(tokens)]
 
 
 def sparsity_heatmap(per_matrix: dict[str, float], height: int = 360) -> go.Figure:
@@ -20,6 +39,115 @@ def sparsity_heatmap(per_matrix: dict[str, float], height: int = 360) -> go.Figu
     fig.update_layout(title="Per-matrix sparsity (% of weights that are zero)", xaxis_title="matrix",
                       yaxis_title="encoder layer", yaxis_autorange="reversed", height=height)
     return fig
+
+
+def schedule_figure(curve: pd.DataFrame, points: pd.DataFrame, height: int = 380) -> go.Figure:
+    """The cubic schedule s_t (Zhu & Gupta 2017, eq. 1) and its mask-update steps, from :func:`kasp.views.schedule_frame`."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=curve["step"], y=curve["sparsity"] * 100, mode="lines", name="schedule s_t"))
+    fig.add_trace(go.Scatter(x=points["step"], y=points["sparsity"] * 100, mode="markers", name="mask updates",
+                             marker={"size": 5}))
+    fig.update_layout(title="Cubic schedule: s_t = s_f + (0 − s_f)(1 − t/T)³ (Zhu & Gupta 2017)",
+                      xaxis_title="optimizer step", yaxis_title="sparsity (% of encoder linear weights)", height=height)
+    return fig
+
+
+def loss_figure(train: pd.DataFrame, terms: Sequence[str], height: int = 320) -> go.Figure:
+    """Each logged loss term against the step (log scale) for the live panel."""
+    mode = "lines+markers" if len(train) < 30 else "lines"
+    fig = go.Figure([go.Scatter(x=train["step"], y=train[t], name=t, mode=mode) for t in terms])
+    fig.update_layout(title="Loss terms (live run)", xaxis_title="optimizer step", yaxis_title="loss (log scale)",
+                      yaxis_type="log", height=height, margin={"t": 40})
+    return fig
+
+
+def live_sparsity_figure(curve: pd.DataFrame, train: pd.DataFrame, height: int = 320) -> go.Figure:
+    """The masks' measured sparsity against the cubic schedule it follows (prune runs only)."""
+    mode = "lines+markers" if len(train) < 30 else "lines"
+    fig = go.Figure([go.Scatter(x=curve["step"], y=curve["sparsity"] * 100, name="cubic schedule", line={"dash": "dot"}),
+                     go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="masks (live)", mode=mode)])
+    fig.update_layout(title="Sparsity against its schedule (live run)", xaxis_title="optimizer step",
+                      yaxis_title="sparsity (%)", yaxis_range=[0, 100], height=height, margin={"t": 40})
+    return fig
+
+
+def dev_metric_figure(evals: pd.DataFrame, task: str, height: int = 320) -> go.Figure:
+    """The periodic dev metric of a live run against the step."""
+    m = evals.columns[evals.columns.isin([_main(task)])]
+    fig = go.Figure([go.Scatter(x=evals["step"], y=evals[c] * 100, mode="lines+markers", name=metric_label(task))
+                     for c in m])
+    fig.update_layout(title=f"{task_name(task)}: dev {metric_label(task)} (live run)", xaxis_title="optimizer step",
+                      yaxis_title=metric_axis(task), height=height, margin={"t": 40})
+    return fig
+
+
+def training_curves(train: pd.DataFrame, evals: pd.DataFrame, task: str, height: int = 360) -> go.Figure:
+    """Sparsity and dev metric over one run's training (Results)."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="sparsity (%)", mode="lines"))
+    if not evals.empty and _main(task) in evals:
+        fig.add_trace(go.Scatter(x=evals["step"], y=evals[_main(task)] * 100, name=metric_axis(task),
+                                 mode="lines+markers"))
+    fig.update_layout(title=f"Sparsity and dev {metric_label(task)} over training", xaxis_title="optimizer step",
+                      yaxis_title="% (sparsity) / ×100 (metric)", height=height)
+    return fig
+
+
+def retention_scatter(df: pd.DataFrame, y: str) -> go.Figure:
+    """A retention measure ("attention similarity" or "CKA") of each student against sparsity (Attention)."""
+    fig = px.scatter(df, x="sparsity (%)", y=y, color="method", symbol="source", hover_data=["run", "agreement (%)"],
+                     title=f"Mean {y} with the teacher",
+                     labels={"sparsity (%)": SPARSITY_AXIS, y: f"{y} (1 = identical to the teacher)"})
+    fig.update_traces(marker={"size": 12})
+    return fig
+
+
+def head_heatmap(values: Sequence[Sequence[float]], title: str, colorbar: str, colorscale: str = "Viridis",
+                 zrange: tuple[float, float] | None = (0.0, 1.0), height: int = 380) -> go.Figure:
+    """Layers x heads heat map of a per-head retention measure (attention similarity, score MSE)."""
+    z = np.asarray(values, dtype=float)
+    fig = go.Figure(go.Heatmap(z=z, x=[f"h{h}" for h in range(z.shape[1])], y=[f"layer {i}" for i in range(z.shape[0])],
+                               colorscale=colorscale, colorbar={"title": colorbar},
+                               **({"zmin": zrange[0], "zmax": zrange[1]} if zrange else {})))
+    fig.update_layout(title=title, xaxis_title="head", yaxis_title="layer", yaxis_autorange="reversed", height=height)
+    return fig
+
+
+def cka_figure(cka: Sequence[float], height: int = 320) -> go.Figure:
+    """Linear CKA (Kornblith et al. 2019) of the student's and teacher's hidden states, per hidden state."""
+    fig = go.Figure(go.Bar(x=["embeddings"] + [f"layer {i}" for i in range(len(cka) - 1)], y=list(cka)))
+    fig.update_layout(title="Linear CKA with the teacher per hidden state", xaxis_title="hidden state",
+                      yaxis_title="CKA (1 = same up to rotation and scale)", yaxis_range=[0, 1], height=height)
+    return fig
+
+
+def attention_heatmap(attention: np.ndarray, tokens: list[str], title: str, height: int | None = None) -> go.Figure:
+    """One head's attention map, one row (query) and one column (key) per token.
+
+    Args:
+        attention: [T, T] post-softmax weights (rows sum to 1).
+        tokens: the T tokens; labelled with their position (:func:`token_labels`) so that a
+            repeated token keeps its own row and column.
+
+    Raises:
+        ValueError: when the map is not T x T.
+    """
+    a = np.asarray(attention, dtype=float)
+    if a.shape != (len(tokens), len(tokens)):
+        raise ValueError(f"attention map {a.shape} does not match {len(tokens)} tokens")
+    labels = token_labels(tokens)
+    fig = go.Figure(go.Heatmap(z=a, x=labels, y=labels, zmin=0, zmax=1, colorscale="Blues", colorbar={"title": "weight"}))
+    fig.update_layout(title=title, xaxis_title="attended token (key)", yaxis_title="token (query)",
+                      yaxis_autorange="reversed", height=height or max(420, 160 + 18 * len(tokens)))
+    fig.update_xaxes(type="category", tickangle=-60)
+    fig.update_yaxes(type="category")
+    return fig
+
+
+def _main(task: str) -> str:
+    from kasp.data import get_task
+
+    return get_task(task).main_metric
 
 
 # --- accuracy against sparsity (issue 15) -----------------------------------------------------------
@@ -115,9 +243,10 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
                                  name=f"dense teacher {value * 100:.2f} ({source})", legendgroup="dense teacher",
                                  line={"color": METHOD_COLOURS["dense teacher"], "dash": "dash"}, hoverinfo="name"))
     lo, hi = curve_y_range(ys, spreads)
-    fig.update_layout(title=f"{task.upper()}: dev {metric_name} against sparsity" if task else None, height=height,
+    fig.update_layout(title=f"{task_name(task)}: dev {metric_name} against sparsity" if task else None, height=height,
                       xaxis_title="sparsity (% of encoder linear weights that are zero)",
-                      yaxis_title=f"dev {metric_name} (%)", legend={"orientation": "h", "y": -0.25},
+                      yaxis_title=metric_axis(task) if task else f"dev {metric_name} (%)",
+                      legend={"orientation": "h", "y": -0.25},
                       margin={"b": 140})
     fig.update_xaxes(range=[-2, 100])
     fig.update_yaxes(range=[lo, hi])

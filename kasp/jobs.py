@@ -48,8 +48,11 @@ def active_runs(store: str | Path | None = None) -> list[RunDir]:
     return sorted((r for r in list_runs(store) if r.state() in ("queued", "running")), key=lambda r: r.id)
 
 
-def launch(kind: str, options: dict[str, Any], store: str | Path | None = None) -> RunDir:
+def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, owner: str | None = None) -> RunDir:
     """Queue a run of ``kasp <kind>`` with ``options`` (flag name -> value) and start it if a slot is free.
+
+    ``owner`` (the launching browser session's token, see :func:`can_control`) is stored in the
+    run's status; only that session, or an operator, may cancel or delete the run from the app.
 
     Raises:
         KaspError: when ``max_jobs`` runs are running and ``MAX_QUEUED`` more are waiting already.
@@ -71,7 +74,7 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None) 
         path = store / f"{run_id}-{n}"
     run = RunDir.create(path)
     cmd = [sys.executable, "-m", "kasp", kind, *_flags(options), "--out", str(path), "--runs-dir", str(store), "--no-progress"]
-    run.set_status("queued", command=cmd, queued_at=time.time(), source="app")
+    run.set_status("queued", command=cmd, queued_at=time.time(), source="app", owner=owner)
     pump(store)
     return run
 
@@ -194,3 +197,51 @@ def log_tail(run: RunDir, lines: int = 20) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])
+
+
+# --- ownership and the queue, as the app shows them ----------------------------------------------
+
+def queue_full(store: str | Path | None = None) -> bool:
+    """True when ``MAX_JOBS`` runs are running and ``MAX_QUEUED`` more wait: :func:`launch` would refuse."""
+    active = active_runs(store)
+    running = sum(r.state() == "running" for r in active)
+    return running >= MAX_JOBS and len(active) - running >= MAX_QUEUED
+
+
+def queue_position(run: RunDir, store: str | Path | None = None) -> dict[str, Any] | None:
+    """Where a queued run stands: ``{"position": k, "of": n, "ahead": [queued ids before it],
+    "running": [running ids]}`` (1-based position among the n queued runs, oldest first), or None
+    when the run is not queued."""
+    if run.state() != "queued":
+        return None
+    active = active_runs(store if store is not None else run.path.parent)
+    queued = [r.id for r in active if r.state() == "queued"]
+    if run.id not in queued:
+        return None
+    k = queued.index(run.id)
+    return {"position": k + 1, "of": len(queued), "ahead": queued[:k],
+            "running": [r.id for r in active if r.state() == "running"]}
+
+
+def owner(run: RunDir) -> str | None:
+    """The token of the app session that launched the run; None for a run started from the command line."""
+    return run.status().get("owner")
+
+
+def can_control(run: RunDir, session: str | None, operator: bool = False) -> bool:
+    """Whether a browser session may cancel or delete ``run``: its own runs only, any run for an operator.
+
+    Runs launched from the command line have no owner and are read-only unless ``operator``.
+    """
+    if operator:
+        return True
+    mine = owner(run)
+    return session is not None and mine is not None and mine == session
+
+
+def dismiss(run: RunDir) -> None:
+    """Mark a finished, failed or cancelled run as dismissed from its owner's live panel (the run stays)."""
+    state = run.state()
+    if state in ("queued", "running"):
+        raise KaspError(f"{run.id} is {state}: only a finished, failed or cancelled run can be dismissed")
+    run.set_status(state, dismissed=True)

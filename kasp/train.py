@@ -278,6 +278,8 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                                              collate_fn=lambda idx: collate(train_data, idx, pad_id))
         # --epochs counts passes over the task's examples, so --augment changes what a run sees, not its length
         total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        if run:
+            run.set_status("running", step=0, total_steps=total)  # the app's progress bar knows T before step 1
 
         # --- optimisation -------------------------------------------------------------------
         optimizer = _optimizer(student, cfg)
@@ -360,7 +362,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                     window[k] = window[k] + v if k in window else v
                 loop.window_n += 1
                 bar.update(1)
-                if step % cfg.log_every == 0 or step == total:
+                if step % cfg.log_every == 0 or step == total or step == 1:  # step 1: the app shows progress at once
                     means = _read_window(window, loop.window_n, accelerator)
                     rec = {"step": step, "total_steps": total, "epoch": loop.epoch + 1, **means,
                            "sparsity": pruner.current_sparsity, "scheduled_sparsity": pruner.scheduled(step) if cfg.pruning_target() else 0.0,

@@ -8,17 +8,27 @@ from in a ``source`` column: "live run" (this machine's store), "precomputed run
 from __future__ import annotations
 
 import functools
+import hmac
 import json
+import math
+import os
+import re
+import secrets
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from kasp.data import get_task
-from kasp.metrics import METRIC_NAMES
+from kasp import jobs
+from kasp.config import RunConfig, make_config
+from kasp.data import get_task, load_split, shipped_splits
+from kasp.errors import KaspError
+from kasp.metrics import METRIC_NAMES, glue_metrics
 from kasp.resources import precomputed_path
-from kasp.runs import RunDir, list_runs
+from kasp.runs import FINAL_STATES, RunDir, list_runs
 from kasp.schedule import cubic_sparsity, pruning_steps
+from kasp.tasks import format_metric, metric_axis, metric_heading, metric_label, metric_unit, task_name  # noqa: F401
 
 PRECOMPUTED = precomputed_path("runs.json")
 
@@ -32,18 +42,24 @@ PUBLISHED = [
     ("rte", "SparseBERT (KASP)", 0.95, 0.691), ("cola", "SparseBERT (KASP)", 0.95, 0.521),
 ]
 
+_KNOWN = {"cola", "sst2", "sst-2", "mrpc", "stsb", "sts-b", "qnli", "rte", "wnli", "mnli", "qqp"}
+
 RUN_COLUMNS = ["id", "source", "state", "task", "method", "target_sparsity", "measured_sparsity", "metric",
                "metric_name", "wall_min", "steps", "error"]
 
 
 def _run_row(run: RunDir) -> dict[str, Any]:
     rec, rep, st = run.recipe(), run.report(), run.status()
-    task = rec.get("task")
-    main = rep.get("main_metric") or (get_task(task).main_metric if task else None)
+    cmd = st.get("command") or []  # a queued run has no recipe yet: read its command line
+    task = rec.get("task") or _flag(cmd, "--task")
+    task = get_task(task).name if task and task.lower() in _KNOWN else task
+    main = rep.get("main_metric") or (get_task(task).main_metric if task in _KNOWN else None)
     m = rep.get("metrics") or {}
+    method = rec.get("method") or ("finetune" if "finetune" in cmd else _flag(cmd, "--method") or ("kasp" if cmd else None))
+    target = rec.get("sparsity") if rec else (float(_flag(cmd, "--sparsity") or 0) if cmd else None)
     return {
         "id": run.id, "source": "live run", "state": run.state(), "task": task,
-        "method": rec.get("method"), "target_sparsity": rec.get("sparsity"),
+        "method": method, "target_sparsity": target,
         # a small-dense run has no zeros: place it at the sparsity its size equals (kasp/small_dense.py)
         "measured_sparsity": (rep.get("small_dense") or {}).get("equivalent_sparsity",
                                                                  (rep.get("sparsity") or {}).get("pruned_sparsity")),
@@ -60,8 +76,9 @@ def runs_frame(store: str | Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS + ["total_steps"])
 
 
-def load_precomputed(path: Path = PRECOMPUTED) -> list[dict[str, Any]]:
+def load_precomputed(path: Path | None = None) -> list[dict[str, Any]]:
     """The shipped precomputed runs (real runs on this project's 2-core machine; see their recipes)."""
+    path = Path(path or PRECOMPUTED)
     try:
         return _load_json_cached(str(path), path.stat().st_mtime)
     except FileNotFoundError:
@@ -73,7 +90,7 @@ def _load_json_cached(path: str, mtime: float) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def precomputed_frame(task: str | None = None, path: Path = PRECOMPUTED) -> pd.DataFrame:
+def precomputed_frame(task: str | None = None, path: Path | None = None) -> pd.DataFrame:
     rows = [{"id": r["id"], "source": "precomputed run", "state": "done", "task": r["task"], "method": r["method"],
              "target_sparsity": r["target_sparsity"], "measured_sparsity": r["measured_sparsity"],
              "metric": r["metric"], "metric_name": r["metric_name"], "wall_min": r["wall_seconds"] / 60,
@@ -166,7 +183,7 @@ def estimate_seconds(method: str, steps: int, batch_size: int = 32, evals: int =
     return 20 + steps * per_step * batch_size / 32 + evals * dev_examples / 112, source
 
 
-def precomputed_retention(task: str, path: Path = PRECOMPUTED) -> pd.DataFrame:
+def precomputed_retention(task: str, path: Path | None = None) -> pd.DataFrame:
     """Retention measures of the shipped precomputed runs of a task (one row per pruned run)."""
     rows = [{"run": r["id"], "method": r["method"], "sparsity (%)": r["measured_sparsity"] * 100,
              "attention similarity": r["retention"]["mean_similarity"], "CKA": r["retention"]["mean_cka"],
@@ -174,3 +191,319 @@ def precomputed_retention(task: str, path: Path = PRECOMPUTED) -> pd.DataFrame:
             for r in load_precomputed(path) if r["task"] == task and r.get("retention")]
     return pd.DataFrame(rows, columns=["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)",
                                        "source"])
+
+
+# --- names and metrics as GLUE writes them (defined in kasp.tasks, torch-free) ------------------
+
+#: what each task asks, shown beside its GLUE name in the sidebar
+TASK_BLURBS = {"sst2": "sentiment", "cola": "grammaticality", "mrpc": "paraphrase", "stsb": "similarity",
+               "rte": "entailment", "wnli": "coreference", "qnli": "question answering"}
+
+def task_option(task: str) -> str:
+    """Sidebar label: GLUE name and what the task asks, e.g. "SST-2 (sentiment)"."""
+    extra = TASK_BLURBS.get(get_task(task).name)
+    if get_task(task).name == "qnli" and "train" not in shipped_splits().get("qnli", []):
+        extra = f"{extra}, dev only offline"
+    return f"{task_name(task)} ({extra})" if extra else task_name(task)
+
+
+#: one icon per run state (Material Symbols, as Streamlit writes them)
+STATE_ICONS = {"queued": ":material/hourglass_empty:", "running": ":material/directions_run:",
+               "done": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}
+
+
+def state_icon(state: str) -> str:
+    """The icon of a run state (a bullet for an unknown state)."""
+    return STATE_ICONS.get(state, "•")
+
+
+# --- the model box, the recipe form, the teacher -----------------------------------------------
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def check_model(name: str, offline: bool | None = None) -> str | None:
+    """Check the pre-trained model named in the sidebar before anything is launched.
+
+    Args:
+        name: "default", a local folder (a Hugging Face checkpoint or a KASP run directory) or a Hub id.
+        offline: whether the Hub is unreachable; default: ``HF_HUB_OFFLINE=1`` (the app sets it).
+
+    Returns:
+        None when the model can be used, else a one-line message naming the problem and the fix.
+    """
+    from kasp.modeling import check_checkpoint_dir, default_model_path, resolve_model
+
+    name = (name or "default").strip()
+    if offline is None:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    try:
+        if name == "default":
+            default_model_path()
+            return None
+        if Path(name).is_dir():
+            check_checkpoint_dir(resolve_model(name))
+            return None
+    except KaspError as e:
+        return str(e)
+    if offline:
+        return (f"`{name}` is not a folder on this machine, and the app works offline: use `default` "
+                "(MiniLM-L6-H384) or the path of a local folder holding a Hugging Face checkpoint (safetensors).")
+    if not _HUB_ID.match(name):
+        return f"`{name}` is neither a local folder nor a Hugging Face Hub id (owner/name)"
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def train_size(task: str) -> int | None:
+    """Number of training examples of a task on this machine (None when its train split is not shipped)."""
+    if "train" not in shipped_splits().get(get_task(task).name, []):
+        return None
+    return len(load_split(task, "train"))
+
+
+def form_defaults(kind: str, method: str, task: str) -> dict[str, Any]:
+    """Widget defaults of the Prune page: the CLI's recipe for (kind, method, task) (:func:`kasp.config.make_config`),
+    with ``max_steps`` filled in from ``epochs`` when the recipe is bounded by epochs (steps = ceil(epochs ·
+    train examples / batch size)) and a target sparsity of 0.9 for prune runs."""
+    cfg = make_config(kind, method, task, sparsity=0.9 if kind == "prune" else None).to_dict()
+    if not cfg.get("max_steps"):
+        n = train_size(task)
+        cfg["max_steps"] = max(1, math.ceil(cfg["epochs"] * n / cfg["batch_size"])) if n else 300
+    return cfg
+
+
+def validate_launch(kind: str, options: dict[str, Any]) -> RunConfig:
+    """The recipe a launch would run, validated by the same code as the CLI (:func:`kasp.config.config_from_options`),
+    plus the checks the app can make before starting a subprocess: model name and an offline training set.
+
+    Raises:
+        KaspError: one line naming the bad value and the fix.
+    """
+    from kasp.config import config_from_options
+
+    cfg = config_from_options(kind, options)
+    problem = check_model(cfg.model)
+    if problem:
+        raise KaspError(problem)
+    if train_size(cfg.task) is None and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise KaspError(f"the {task_name(cfg.task)} training set is not shipped with KASP and the app works offline: "
+                        "choose another task (QNLI ships its dev set only)")
+    return cfg
+
+
+@functools.lru_cache(maxsize=16)
+def majority_baseline(task: str) -> dict[str, float] | None:
+    """GLUE metrics of always answering the dev set's most frequent label (None for STS-B, a regression).
+
+    Computed on the shipped dev set with :func:`kasp.metrics.glue_metrics`; a teacher at or below
+    this has learnt nothing a constant answer would not.
+    """
+    t = get_task(task)
+    if t.is_regression:
+        return None
+    try:
+        labels = load_split(t, "dev")["label"].to_numpy()
+    except KaspError:
+        return None
+    majority = pd.Series(labels).mode().iloc[0]
+    return glue_metrics(t.metric, [majority] * len(labels), labels)
+
+
+def teacher_warning(task: str, report: dict[str, Any]) -> str | None:
+    """A warning when a teacher's dev main metric is at or below the majority-class baseline, else None."""
+    base = majority_baseline(task)
+    main = get_task(task).main_metric
+    value = (report.get("metrics") or {}).get(main)
+    if base is None or value is None or value > base[main]:
+        return None
+    return (f"This teacher's dev {metric_label(task)} ({format_metric(task, value)}) is not above that of always "
+            f"answering the most frequent label of the {task_name(task)} dev set ({format_metric(task, base[main])}): "
+            "it has learnt nothing a constant answer would not, and a student distilled from it learns no more. "
+            "Fine-tune a teacher with more steps.")
+
+
+def default_example(task: str) -> tuple[str, str | None]:
+    """The first dev example of a task: (sentence, second sentence or None), the Attention page's default input."""
+    try:
+        row = load_split(task, "dev").iloc[0]
+    except KaspError:
+        return "a gripping , funny and deeply moving film .", None
+    b = row["text_b"]
+    return str(row["text_a"]), (str(b) if b is not None and not (isinstance(b, float) and math.isnan(b)) else None)
+
+
+# --- runs people can follow and own ------------------------------------------------------------
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def session_token(existing: str | None = None) -> str:
+    """The owner token of a browser session: ``existing`` when it looks like one (e.g. from the page URL,
+    so that a reload keeps ownership), else a new random one (``secrets.token_urlsafe``)."""
+    if existing and _TOKEN.match(existing):
+        return existing
+    return secrets.token_urlsafe(12)
+
+
+def operator_mode(key: str | None = None) -> bool:
+    """Whether this session may cancel and delete every run (the lecturer's setting).
+
+    On when the app was started with ``KASP_OPERATOR=1``, or when ``key`` (the page's ``?operator=``
+    parameter) equals the secret in ``KASP_OPERATOR_KEY`` (compared in constant time).
+    """
+    if os.environ.get("KASP_OPERATOR") == "1":
+        return True
+    secret = os.environ.get("KASP_OPERATOR_KEY")
+    return bool(secret and key and hmac.compare_digest(str(key), secret))
+
+
+def panel_runs(session: str | None, store: str | Path | None = None) -> list[RunDir]:
+    """The runs of the Prune page's live panel: every queued or running run (oldest first), then this
+    session's own finished, failed or cancelled runs that it has not dismissed (newest first)."""
+    runs = list_runs(store)
+    active = sorted((r for r in runs if r.state() in ("queued", "running")), key=lambda r: r.id)
+    own = [r for r in runs if session and r.state() in FINAL_STATES and jobs.owner(r) == session
+           and not r.status().get("dismissed")]
+    return active + own
+
+
+def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
+    """Estimated seconds until a queued or running run finishes: from its own speed once it has logged
+    steps, else :func:`estimate_seconds` of its recipe."""
+    status = run.status()
+    rec = run.recipe() or {}
+    cmd = status.get("command") or []
+    kind = "finetune" if "finetune" in cmd else rec.get("method") or _flag(cmd, "--method") or "kasp"
+    total = status.get("total_steps") or rec.get("max_steps") or _flag(cmd, "--max-steps") or 300
+    step = status.get("step") or 0
+    started = status.get("started")
+    if run.state() == "running" and step and started:
+        per_step = (time.time() - started) / step
+        return max(0.0, per_step * (int(total) - step))
+    est, _ = estimate_seconds(kind if kind in _DEFAULT_STEP_SECONDS else "kasp", int(total), store=store)
+    return est
+
+
+def _flag(cmd: list[str], flag: str) -> str | None:
+    return cmd[cmd.index(flag) + 1] if flag in cmd and cmd.index(flag) + 1 < len(cmd) else None
+
+
+def queue_text(run: RunDir, store: str | Path | None = None, now: float | None = None) -> str | None:
+    """The live panel's line for a queued run, e.g. "queued, position 2 of 2, waiting for <run>; estimated
+    start in about 4 min (10:42 UTC)"; None when the run is not queued.
+
+    The start estimate adds the remaining time of the running runs and of the queued runs ahead,
+    shared over ``jobs.MAX_JOBS`` slots.
+    """
+    store = store if store is not None else run.path.parent
+    pos = jobs.queue_position(run, store)
+    if pos is None:
+        return None
+    waiting = pos["ahead"][-1:] or pos["running"][:1]
+    text = f"queued, position {pos['position']} of {pos['of']}"
+    if waiting:
+        text += f", waiting for {waiting[0]}"
+    elif jobs.MAX_JOBS <= 0:
+        return text + ": no run may start (KASP_MAX_JOBS is 0)"
+    ahead = [RunDir(Path(store) / rid) for rid in pos["running"] + pos["ahead"]]
+    wait = sum(remaining_seconds(r, store) for r in ahead) / max(jobs.MAX_JOBS, 1)
+    now = time.time() if now is None else now
+    return text + f"; estimated start in about {max(1, round(wait / 60))} min " \
+                  f"({time.strftime('%H:%M', time.gmtime(now + wait))} UTC)"
+
+
+def run_kind(run: RunDir) -> str:
+    """"finetune" or "prune": from the run's recipe, or from its queued command line before the recipe exists."""
+    kind = run.recipe().get("kind")
+    if kind:
+        return kind
+    cmd = run.status().get("command") or []
+    return "finetune" if "finetune" in cmd else "prune"
+
+
+def launch_gate(task: str, model: str, session: str | None, store: str | Path | None = None) -> str | None:
+    """Why this session may not launch a run now (None: it may): a bad model name, a run of this
+    session still queued or running (one at a time each), or a full queue (``KASP_MAX_QUEUED``)."""
+    problem = check_model(model)
+    if problem:
+        return problem
+    own = [r for r in jobs.active_runs(store) if session and jobs.owner(r) == session]
+    if own:
+        return f"Your run {own[0].id} is {own[0].state()}: wait for it to finish or cancel it before launching another."
+    if jobs.queue_full(store):
+        return (f"The queue is full ({jobs.MAX_JOBS} running, {jobs.MAX_QUEUED} waiting, the most this machine takes): "
+                "launch again when a run has finished.")
+    return None
+
+
+def results_table(task: str | None, store: str | Path | None = None, precomputed: Path | None = None) -> pd.DataFrame:
+    """The Results page's table: live and precomputed runs (of ``task``, or all when None), newest live
+    runs first, with display columns: id, source, state (icon and word), task (GLUE name), method,
+    target and measured sparsity (%), dev metric (x 100, the run's own task metric), metric, wall time (min),
+    error."""
+    live = runs_frame(store)
+    pre = precomputed_frame(path=precomputed)
+    table = pd.concat([live, pre], ignore_index=True) if len(pre) else live
+    if task is not None:
+        table = table[table["task"] == get_task(task).name]
+    return pd.DataFrame({
+        "id": table["id"], "source": table["source"], "state": table["state"],
+        "task": [task_name(t) if isinstance(t, str) else "?" for t in table["task"]],
+        "method": table["method"],
+        "target sparsity (%)": table["target_sparsity"].astype(float) * 100,
+        "measured sparsity (%)": table["measured_sparsity"].astype(float) * 100,
+        "dev metric": table["metric"].astype(float) * 100, "metric": table["metric_name"],
+        "wall time (min)": table["wall_min"].astype(float), "error": table["error"],
+    }).reset_index(drop=True)
+
+
+def checkpoint_zip(run: RunDir) -> bytes:
+    """A run's checkpoint directory as a zip archive (files under ``<run id>/``), for the Results download.
+
+    Raises:
+        KaspError: when the run has no checkpoint (not finished, or cancelled).
+    """
+    import io
+    import zipfile
+
+    if not run.checkpoint.is_dir():
+        raise KaspError(f"{run.id} has no checkpoint: only a finished run has one")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(run.checkpoint.iterdir()):
+            zf.write(f, arcname=f"{run.id}/{f.name}")
+    return buf.getvalue()
+
+
+def retention_rows(runs: list[RunDir], samples: int) -> tuple[pd.DataFrame, list[RunDir]]:
+    """Cached retention measures of finished prune runs at ``samples`` dev examples, and the runs not yet
+    measured at that size (their ``retention.json`` is missing or was measured on another number).
+
+    Returns:
+        (one row per measured run with columns run, method, sparsity (%), attention similarity, CKA,
+        agreement (%), source = "live run"; the unmeasured runs).
+    """
+    rows, missing = [], []
+    for r in runs:
+        try:
+            cached = json.loads((r.path / "retention.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            cached = None
+        if not cached or cached.get("samples_requested") != samples:
+            missing.append(r)
+            continue
+        rows.append({"run": r.id, "method": r.recipe().get("method"),
+                     "sparsity (%)": (r.report().get("sparsity") or {}).get("pruned_sparsity", float("nan")) * 100,
+                     "attention similarity": cached["mean_similarity"], "CKA": cached["mean_cka"],
+                     "agreement (%)": (cached.get("agreement") or 0) * 100, "source": "live run"})
+    cols = ["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)", "source"]
+    return pd.DataFrame(rows, columns=cols), missing
+
+
+def run_total_steps(run: RunDir) -> int | None:
+    """The run's total optimizer steps T: from its status once training has started, else from its recipe
+    or its queued command line (``--max-steps``); None when the run is bounded by epochs and has not started."""
+    status = run.status()
+    total = status.get("total_steps") or run.recipe().get("max_steps") or _flag(status.get("command") or [], "--max-steps")
+    return int(total) if total else None

@@ -1,14 +1,11 @@
-"""Overview: what KASP does, the cubic schedule, and accuracy against sparsity for the chosen task."""
+"""Overview: what KASP does, the cubic schedule, and dev metric against sparsity for the chosen task."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
-from kasp.data import get_task
-from kasp.metrics import METRIC_NAMES
-from kasp.figures import accuracy_sparsity_figure, curve_caption
+from kasp.figures import accuracy_sparsity_figure, curve_caption, schedule_figure
 from kasp.resources import asset
 from kasp.sweep import curve_data
-from kasp.views import PAPER, schedule_frame
+from kasp.views import PAPER, metric_heading, metric_label, schedule_frame, task_name
 
 task = st.session_state.get("task", "sst2")
 
@@ -35,25 +32,19 @@ target = c1.slider("Target sparsity", 0.0, 0.99, 0.9, 0.01, help="Fraction of en
 steps = c2.number_input("Training steps T", 10, 100_000, 2000, 10, help="Optimizer steps of the run; the schedule spans all of them.")
 events = c3.number_input("Mask updates", 1, 1000, 100, 1, help="Masks are recomputed every round(T / N) steps.")
 curve, points = schedule_frame(target, int(steps), int(events))
-fig = go.Figure()
-fig.add_trace(go.Scatter(x=curve["step"], y=curve["sparsity"] * 100, mode="lines", name="schedule s_t"))
-fig.add_trace(go.Scatter(x=points["step"], y=points["sparsity"] * 100, mode="markers", name="mask updates",
-                         marker={"size": 5}))
-fig.update_layout(title="s_t = s_f + (0 − s_f)(1 − t/T)³  (Zhu & Gupta 2017)", xaxis_title="optimizer step",
-                  yaxis_title="sparsity (% of encoder linear weights)", height=380)
-st.plotly_chart(fig, width="stretch")
+st.plotly_chart(schedule_figure(curve, points), width="stretch")
 half = curve.iloc[(curve["step"] - steps // 2).abs().argmin()]["sparsity"]
 st.caption(f"Computed from the formula. Half-way through the run the schedule is already at {half * 100:.1f} % "
            f"({half / target * 100 if target else 0:.0f} % of the target): most weights go early, while the "
            "student still has many steps to recover.")
 
-st.header(f"Accuracy against sparsity: {get_task(task).name.upper()}")
+st.header(f"{task_name(task)}: dev {metric_heading(task)} against sparsity")
 points, teacher, published, error = curve_data(task)
 if error:
     st.error(error)
-metric = METRIC_NAMES[get_task(task).main_metric]
+metric = metric_label(task)
 if points.empty and published.empty and teacher is None:
-    st.info(f"No results for {task} yet: no sweep, precomputed or published figures ship for this task. "
+    st.info(f"No results for {task_name(task)} yet: no sweep, precomputed or published figures ship for this task. "
             "Launch runs on the Prune page and they appear here.")
 else:
     st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task), width="stretch")

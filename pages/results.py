@@ -1,77 +1,82 @@
 """Results: every run in the store (plus the shipped precomputed runs), compared and inspected."""
 
-import io
 import json
-import zipfile
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from kasp import jobs
 from kasp.data import get_task
 from kasp.errors import KaspError
+from kasp.figures import accuracy_sparsity_figure, curve_caption, sparsity_heatmap, training_curves
 from kasp.runs import RunDir, runs_dir
-from kasp.figures import accuracy_sparsity_figure, curve_caption, sparsity_heatmap
-from kasp.metrics import METRIC_NAMES
 from kasp.sweep import curve_data
-from kasp.views import load_precomputed, precomputed_frame, progress_frames, runs_frame
+from kasp.views import (STATE_ICONS, checkpoint_zip, load_precomputed, metric_heading, metric_label, progress_frames,
+                        results_table, state_icon, task_name)
 
 task = st.session_state.get("task", "sst2")
+owner = st.session_state.get("owner")
+operator = bool(st.session_state.get("operator"))
 T = get_task(task)
 st.title("Results")
 
-live = runs_frame()
-pre = precomputed_frame()
-table = pd.concat([live, pre], ignore_index=True) if len(pre) else live
-if table.empty:
-    st.info("The run store is empty. Launch a run on the Prune page.")
+only_task = st.toggle(f"Only {task_name(task)}", value=True, help="Show only runs of the task chosen in the sidebar.")
+shown = results_table(task if only_task else None)
+if shown.empty:
+    st.info(f"No {task_name(task) + ' ' if only_task else ''}run in the store and no precomputed one ships for it. "
+            "Launch a run on the Prune page" + (", or switch off the toggle above to see every task's runs." if only_task else "."))
     st.stop()
 
-only_task = st.toggle(f"Only {task}", value=True, help="Show only runs of the task chosen in the sidebar.")
-if only_task:
-    table = table[table["task"] == task]
-shown = table.assign(**{
-    "target sparsity (%)": table["target_sparsity"].astype(float) * 100,
-    "measured sparsity (%)": table["measured_sparsity"].astype(float) * 100,
-    "dev metric (%)": table["metric"].astype(float) * 100,
-    "wall time (min)": table["wall_min"].astype(float),
-})[["id", "source", "state", "task", "method", "target sparsity (%)", "measured sparsity (%)", "dev metric (%)",
-    "metric_name", "wall time (min)", "error"]]
 st.caption("Select rows to compare them. **live run**: this machine's run store; **precomputed run**: a real run "
-           "shipped with KASP (its exact command is shown below when selected).")
-sel = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
-                   key="runs_table", column_config={"dev metric (%)": st.column_config.NumberColumn(format="%.2f"),
-                                                    "measured sparsity (%)": st.column_config.NumberColumn(format="%.2f"),
-                                                    "wall time (min)": st.column_config.NumberColumn(format="%.1f")})
+           "shipped with KASP (its exact command is shown below when selected). " +
+           (f"**dev {metric_label(task)}**" if only_task else "**dev metric**: the run's task's own GLUE metric, named in the "
+                                                            "metric column,") + " x 100, on the dev set. States: " +
+           ", ".join(f"{icon} {s}" for s, icon in STATE_ICONS.items()) + ".")
+# columns that say nothing here are left out, so that the table fits the page
+hidden = (["task", "metric"] if only_task else []) + ([] if shown["error"].notna().any() else ["error"])
+sel = st.dataframe(
+    shown.drop(columns=hidden), hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs_table",
+    column_config={
+        "id": st.column_config.TextColumn(width="medium"), "source": st.column_config.TextColumn(width="small"),
+        "state": st.column_config.TextColumn(width="small"), "task": st.column_config.TextColumn(width="small"),
+        "method": st.column_config.TextColumn(width="small"),
+        "target sparsity (%)": st.column_config.NumberColumn("target (%)", format="%.0f", width="small",
+                                                             help="Target sparsity of the encoder linear weights"),
+        "measured sparsity (%)": st.column_config.NumberColumn("sparsity (%)", format="%.2f", width="small",
+                                                               help="Measured sparsity of the saved model's encoder linear weights"),
+        "dev metric": st.column_config.NumberColumn(f"dev {metric_label(task)}" if only_task else "dev metric",
+                                                    format="%.2f", width="small",
+                                                    help="The task's own GLUE metric on its dev set, x 100"),
+        "metric": st.column_config.TextColumn(width="small"),
+        "wall time (min)": st.column_config.NumberColumn("minutes", format="%.1f", width="small",
+                                                         help="Wall time of the run, start to saved checkpoint"),
+        "error": st.column_config.TextColumn(width="medium")})
 rows = sel.selection.rows if sel and sel.selection else []
 chosen = shown.iloc[rows] if rows else shown
 
-# --- accuracy against sparsity ---------------------------------------------------------------
-done = chosen[chosen["state"] == "done"].dropna(subset=["dev metric (%)"])
-done = done[done["task"] == task]
-st.header(f"Dev {T.main_metric} against sparsity ({task})")
+# --- dev metric against sparsity --------------------------------------------------------------
+done = chosen[(chosen["state"] == "done") & (chosen["task"] == task_name(task))].dropna(subset=["dev metric"])
+st.header(f"{task_name(task)}: dev {metric_heading(task)} against sparsity")
 if done.empty:
-    st.info(f"No finished {task} run among the selected ones.")
+    st.info(f"No finished {task_name(task)} run among the selected ones.")
 else:
     sel_runs = pd.DataFrame({"method": done["method"].replace({"finetune": "dense teacher"}),
-                             "sparsity": done["measured sparsity (%)"] / 100, "metric": done["dev metric (%)"] / 100,
+                             "sparsity": done["measured sparsity (%)"] / 100, "metric": done["dev metric"] / 100,
                              "source": done["source"], "label": done["id"]})
     points, teacher, published, error = curve_data(task, runs=sel_runs)
     if error:
         st.error(error)
-    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, METRIC_NAMES[T.main_metric], task),
-                    width="stretch")
-    st.caption(curve_caption(points, METRIC_NAMES[T.main_metric]) + " Selected runs, the shipped sweep (mean over "
+    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task), width="stretch")
+    st.caption(curve_caption(points, metric_label(task)) + " Selected runs, the shipped sweep (mean over "
                "seeds, bars span the seeds) and the paper's BERT-base figures.")
 
 # --- one run in detail ------------------------------------------------------------------------
 st.header("One run")
-ids = chosen["id"].tolist()
-rid = st.selectbox("Run", ids, help="The run shown below: its per-matrix sparsity, its curves, its files.")
-row = table[table["id"] == rid].iloc[0]
-state_icon = {"queued": ":material/hourglass_empty:", "running": ":material/directions_run:", "done": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}.get(row["state"], "•")
-st.markdown(f"{state_icon} **{rid}** ({row['source']}): state **{row['state']}**, {row['method']} on {row['task']}")
+rid = st.selectbox("Run", chosen["id"].tolist(), help="The run shown below: its per-matrix sparsity, its curves, its files.")
+row = shown[shown["id"] == rid].iloc[0]
+st.markdown(f"{state_icon(row['state'])} **{rid}** ({row['source']}): state **{row['state']}**, "
+            f"{row['method']} on {row['task']}")
+run_task = get_task(row["task"]).name if row["task"] != "?" else task
 if row["source"] == "precomputed run":
     pre_run = next(r for r in load_precomputed() if r["id"] == rid)
     report, progress, recipe = {"per_matrix_sparsity": pre_run["per_matrix_sparsity"]}, pre_run["progress"], pre_run["recipe"]
@@ -100,14 +105,7 @@ if report.get("sparsity"):
 
 train, evals = progress_frames(progress)
 if not train.empty:
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="sparsity (%)", mode="lines"))
-    if not evals.empty and T.main_metric in evals:
-        fig.add_trace(go.Scatter(x=evals["step"], y=evals[T.main_metric] * 100, name=f"dev {T.main_metric} (%)",
-                                 mode="lines+markers"))
-    fig.update_layout(title="Sparsity and dev metric over training", xaxis_title="optimizer step", yaxis_title="%",
-                      height=360)
-    st.plotly_chart(fig, width="stretch", key="curves")
+    st.plotly_chart(training_curves(train, evals, run_task), width="stretch", key="curves")
 
 if recipe:
     with st.expander("Recipe"):
@@ -120,20 +118,19 @@ if run is not None:
                            mime="application/json", help="The run's report.json: metrics, sparsity, timings.")
     if run.checkpoint.is_dir():
         if c2.button("Prepare checkpoint download", help="Zip the checkpoint directory (safetensors, config, tokenizer)."):
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-                for f in sorted(run.checkpoint.iterdir()):
-                    zf.write(f, arcname=f"{rid}/{f.name}")
-            st.session_state["zip"] = (rid, buf.getvalue())
+            st.session_state["zip"] = (rid, checkpoint_zip(run))
         if st.session_state.get("zip", (None,))[0] == rid:
             c2.download_button("Download checkpoint (.zip)", st.session_state["zip"][1], file_name=f"{rid}.zip",
                                mime="application/zip")
-    with c3.popover("Delete run", help="Delete this run's directory from the store."):
-        st.write(f"Delete `{rid}` and its checkpoint? This cannot be undone.")
-        if st.button("Yes, delete", type="primary", key="confirm-delete"):
-            try:
-                jobs.delete(run)
-                st.success(f"Deleted {rid}.")
-                st.rerun()
-            except KaspError as e:
-                st.error(str(e))
+    if jobs.can_control(run, owner, operator):
+        with c3.popover("Delete run", help="Delete this run's directory from the store."):
+            st.write(f"Delete `{rid}` and its checkpoint? This cannot be undone.")
+            if st.button("Yes, delete", type="primary", key="confirm-delete"):
+                try:
+                    jobs.delete(run)
+                    st.success(f"Deleted {rid}.")
+                    st.rerun()
+                except KaspError as e:
+                    st.error(str(e))
+    else:
+        c3.caption(":material/lock: Only the browser session that launched this run (or an operator) can delete it.")

@@ -50,7 +50,10 @@ def _decode(obj):
     if isinstance(obj, dict):
         if "bdata" in obj and "dtype" in obj:
             arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
-            return arr.reshape(obj["shape"]).tolist() if "shape" in obj else arr.tolist()
+            shape = obj.get("shape")
+            if isinstance(shape, str):  # 2-D arrays: "rows, cols"
+                shape = [int(n) for n in shape.split(",")]
+            return arr.reshape(shape).tolist() if shape else arr.tolist()
         return {k: _decode(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_decode(v) for v in obj]
@@ -121,3 +124,63 @@ def test_overview_schedule_and_curves(app_store, monkeypatch):
     curve = charts[1]
     xs = sorted(x for tr in curve["data"] for x in tr["x"])
     assert any(abs(x - 80) < 1 for x in xs) and any(abs(x - 50) < 1 for x in xs)  # the live kasp80 and mag50 runs
+
+
+def test_attention_measures_with_one_click_and_labels_every_token(app_store, monkeypatch):
+    at = _run("attention.py", app_store, monkeypatch)
+    # opening the page measured the selected student; the other one waits for the button
+    measure = [b for b in at.button if b.label.startswith("Measure 1 run(s)")]
+    assert len(measure) == 1
+    measure[0].click().run()
+    assert not at.exception
+    assert not [b for b in at.button if b.label.startswith("Measure")]  # one click measured it
+    for rid in ("kasp80", "mag50"):
+        assert json.loads((app_store / rid / "retention.json").read_text())["samples_requested"] == 128
+    scatter = _charts(at)[0]
+    assert sorted(x for tr in scatter["data"] if "live run" in tr["name"] for x in tr["x"]) == pytest.approx(
+        sorted(RunDir(app_store / r).report()["sparsity"]["pruned_sparsity"] * 100 for r in ("kasp80", "mag50")))
+    # the sentence heat maps: one row per token, repeated tokens kept apart
+    at.text_input(key="text-a-sst2").set_value("The cat sat on the mat. A cat is sitting.").run()
+    assert not at.exception
+    heat = [c for c in _charts(at) if c["layout"]["title"]["text"].startswith(("Teacher: layer", "Student: layer"))]
+    assert len(heat) == 2
+    for h in heat:
+        ys = h["data"][0]["y"]
+        assert len(ys) == len(set(ys)) == len(h["data"][0]["z"]) and "the·1" in ys and "the·5" in ys
+
+
+def test_app_sidebar_checks_the_model_and_gives_the_session_a_token(tmp_path, monkeypatch):
+    monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path))
+    monkeypatch.delenv("KASP_OPERATOR", raising=False)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    token = at.session_state["owner"]
+    assert at.query_params["session"] in (token, [token])  # kept in the address: a reload keeps it
+    assert not at.session_state["operator"] and not at.sidebar.error
+    assert list(at.sidebar.selectbox[0].options) == ["SST-2 (sentiment)", "CoLA (grammaticality)", "MRPC (paraphrase)",
+                                                     "STS-B (similarity)", "RTE (entailment)", "WNLI (coreference)",
+                                                     "QNLI (question answering, dev only offline)"]
+    # AppTest drops the sidebar of st.navigation apps on reruns, so a fresh session names the model
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["model"] = "bert-base-uncased"
+    at.run()
+    assert not at.exception
+    assert any("works offline" in e.value and "default" in e.value for e in at.sidebar.error)
+
+
+def test_prune_page_from_another_session_is_read_only(app_store, monkeypatch, tiny_pretrained):
+    run = RunDir.create(app_store / "zz-running-of-another-tab")
+    run.set_status("running", pid=__import__("os").getpid(), step=1, total_steps=5, owner="another-tab-token")
+    try:
+        at = _run("prune.py", app_store, monkeypatch, model=str(tiny_pretrained), owner="this-tab-token")
+        assert not [b for b in at.button if b.label == "Cancel"]
+        at = _run("prune.py", app_store, monkeypatch, model=str(tiny_pretrained), owner="another-tab-token")
+        assert [b.key for b in at.button if b.label == "Cancel"] == ["cancel-zz-running-of-another-tab"]
+        assert [b for b in at.button if b.label == "Launch"][0].disabled  # its own run is running
+        at = _run("prune.py", app_store, monkeypatch, model=str(tiny_pretrained), owner="x-tab-token", operator=True)
+        assert [b.key for b in at.button if b.label == "Cancel"] == ["cancel-zz-running-of-another-tab"]
+        at = _run("results.py", app_store, monkeypatch, owner="this-tab-token")
+        assert not [p for p in at.get("popover")]  # no Delete for a run this session did not launch
+    finally:
+        shutil.rmtree(run.path)

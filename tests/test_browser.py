@@ -1,4 +1,8 @@
-"""Browser test: serve the app with `streamlit run`, open every page in Chromium, launch a tiny run.
+"""Browser test: serve the app with `streamlit run`, open every page in Chromium, launch tiny runs.
+
+Every page must load without a request to any host other than the app's own and without a console
+error. Two browser contexts (two students) each launch a run: each sees its own Cancel and not the
+other's.
 
 Needs Debian's chromium (``.ci/run`` installs it) and the playwright package (never
 ``playwright install``). Skipped when Chromium is missing, unless KASP_REQUIRE_BROWSER=1 (set by
@@ -8,6 +12,7 @@ CI), in which case it fails. Screenshots go to $KASP_SCREENSHOTS (default tests/
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,6 +20,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -52,7 +58,9 @@ def server(tmp_path_factory, tiny_store):
     store = tmp_path_factory.mktemp("browserstore")
     shutil.copytree(tiny_store / "teacher", store / "20000101-000000-sst2-finetune")
     port = _free_port()
-    env = dict(os.environ, KASP_RUNS_DIR=str(store), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, KASP_RUNS_DIR=str(store), HF_HUB_OFFLINE="1", KASP_MAX_JOBS="1", KASP_MAX_QUEUED="2")
+    env.pop("KASP_OPERATOR", None)
+    env.pop("KASP_OPERATOR_KEY", None)
     log = open(store / "streamlit.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
                              "--server.port", str(port), "--browser.gatherUsageStats", "false"],
@@ -77,15 +85,45 @@ def _no_exception(page) -> None:
     assert exc.count() == 0, exc.first.inner_text()
 
 
+def _watch(pg, url: str) -> dict[str, list[str]]:
+    """Record every request to a host other than the app's own, and every console error, of a page."""
+    host = urlparse(url).hostname
+    seen: dict[str, list[str]] = {"external": [], "console": []}
+
+    def on_request(req) -> None:
+        u = urlparse(req.url)
+        if u.scheme in ("http", "https", "ws", "wss") and u.hostname not in (host, "localhost", "127.0.0.1"):
+            seen["external"].append(req.url)
+
+    def on_console(msg) -> None:
+        # Opening a page's own address (a reload, a bookmark of /prune) makes Streamlit's frontend probe
+        # /<page>/_stcore/health and /host-config first, for apps served under a path prefix; the 404
+        # answers are its own probing, on the app's host, before it falls back to /_stcore/.
+        if msg.type != "error" or re.search(r"/[\w-]+/_stcore/(health|host-config)$", msg.location.get("url", "")):
+            return
+        seen["console"].append(f"{msg.text} ({msg.location.get('url')})")
+
+    pg.on("request", on_request)
+    pg.on("console", on_console)
+    return seen
+
+
+def _clean(seen: dict[str, list[str]]) -> None:
+    assert not seen["external"], f"requests to other hosts: {seen['external']}"
+    assert not seen["console"], f"console errors: {seen['console']}"
+
+
 @pytest.fixture
-def page(browser, request):
+def page(browser, request, server):
     SHOTS.mkdir(parents=True, exist_ok=True)
     pg = browser.new_page(viewport={"width": 1400, "height": 2400})  # Streamlit scrolls inside its own container
     pg.set_default_timeout(60_000)
+    seen = _watch(pg, server[0])
     yield pg
     if getattr(request.node, "rep_call", None) is None or request.node.rep_call.failed:
         pg.screenshot(path=str(SHOTS / f"FAILED-{request.node.name}.png"), full_page=True)
     pg.close()
+    _clean(seen)
 
 
 def _open(page, link: str, ready_text: str, chart: bool = True) -> None:
@@ -103,6 +141,7 @@ def test_every_page_and_a_launched_run(page, server, tiny_pretrained):
     page.get_by_text("Knowledge-aware sparse pruning").first.wait_for(timeout=60_000)
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=30_000)
     _no_exception(page)
+    assert page.get_by_text("Deploy", exact=True).count() == 0  # client.toolbarMode = "minimal"
     page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
 
     # point the shared sidebar at the tiny model, whose teacher is in the store
@@ -125,6 +164,7 @@ def test_every_page_and_a_launched_run(page, server, tiny_pretrained):
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Launch").click()
     page.get_by_text("Launched").wait_for(timeout=30_000)
+    page.get_by_text("launched in this browser session").first.wait_for(timeout=30_000)
     page.get_by_text(": done").first.wait_for(timeout=180_000)
     _no_exception(page)
     page.screenshot(path=str(SHOTS / "prune.png"), full_page=True)
@@ -155,3 +195,74 @@ def test_every_page_and_a_launched_run(page, server, tiny_pretrained):
     _open(page, "Predictions", "Gold label (GLUE sst2 dev)", chart=False)
     assert page.locator('[data-testid="stDataFrame"]').count() >= 1  # the table (drawn on a canvas)
     page.screenshot(path=str(SHOTS / "predict.png"), full_page=True)
+
+def _student(browser, url: str, model: str):
+    """A new browser context (its own session), on the Prune page with the tiny model chosen."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 2400})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    seen = _watch(pg, url)
+    pg.goto(url)
+    pg.get_by_text("Knowledge-aware sparse pruning").first.wait_for(timeout=60_000)
+    box = pg.get_by_label("Pre-trained model", exact=True)
+    box.fill(model)
+    box.press("Enter")
+    pg.wait_for_timeout(3000)
+    pg.get_by_role("link", name="Prune").click()
+    pg.get_by_text("Teacher: ").first.wait_for(timeout=30_000)
+    return ctx, pg, seen
+
+
+def _launch_long_run(pg) -> str:
+    """Fill the form with a run that would take hours, launch it, return its id."""
+    for label, value in (("Budget: training steps", "100000"), ("Training examples (0 = all)", "64"),
+                         ("Evaluate every N steps", "0")):
+        box = pg.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Tab")
+        pg.wait_for_timeout(800)
+    pg.get_by_role("button", name="Launch").click()
+    msg = pg.get_by_text(re.compile(r"^Launched \S+ \((queued|running)\)")).first
+    msg.wait_for(timeout=30_000)
+    return msg.inner_text().split()[1]
+
+
+def test_two_students_each_cancel_only_their_own_run(browser, server, tiny_pretrained):
+    url, store = server
+    ctx_a, a, seen_a = _student(browser, url, str(tiny_pretrained))
+    ctx_b, b, seen_b = _student(browser, url, str(tiny_pretrained))
+    try:
+        run_a = _launch_long_run(a)
+        run_b = _launch_long_run(b)
+        assert run_a != run_b
+        for pg, mine, other in ((a, run_a, run_b), (b, run_b, run_a)):
+            pg.get_by_text(f"{other}:").first.wait_for(timeout=30_000)  # both runs are in both panels
+            pg.locator(f".st-key-cancel-{mine}").wait_for(timeout=30_000)
+            assert pg.locator(f".st-key-cancel-{other}").count() == 0, f"{other} is not this session's run"
+            assert pg.get_by_role("button", name="Launch").is_disabled()  # one run per session at a time
+            _no_exception(pg)
+        a.reload()  # a reload of the same address is the same owner: the token is in the address
+        a.locator(f".st-key-cancel-{run_a}").wait_for(timeout=60_000)
+        assert a.locator(f".st-key-cancel-{run_b}").count() == 0
+        b.get_by_text(f"queued, position 1 of 1, waiting for {run_a}").first.wait_for(timeout=30_000)
+        b.screenshot(path=str(SHOTS / "prune-queued.png"), full_page=True)
+        a.locator(f".st-key-cancel-{run_a}").get_by_role("button").click()
+        a.get_by_text(f"{run_a}: cancelled").first.wait_for(timeout=60_000)
+        # the cancelled run stays in its owner's panel, the queued one starts, still cancellable only by b
+        b.get_by_text(f"{run_b}: running").first.wait_for(timeout=60_000)
+        a.get_by_text(f"{run_a}: cancelled").first.wait_for(timeout=10_000)
+        assert a.locator(f".st-key-cancel-{run_b}").count() == 0
+        a.screenshot(path=str(SHOTS / "prune-cancelled.png"), full_page=True)
+        b.locator(f".st-key-cancel-{run_b}").get_by_role("button").click()
+        b.get_by_text(f"{run_b}: cancelled").first.wait_for(timeout=60_000)
+        _no_exception(a)
+        _no_exception(b)
+    finally:
+        from kasp import jobs
+
+        for run in jobs.active_runs(store):  # never leave a run burning the CPU (the store is this test's own)
+            jobs.cancel(run)
+        ctx_a.close()
+        ctx_b.close()
+    _clean(seen_a)
+    _clean(seen_b)

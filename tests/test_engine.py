@@ -35,7 +35,7 @@ def test_teacher_run_directory_is_complete(tiny_store):
     prov = run.config()["provenance"]
     assert prov["data"]["train"]["sha256"] and prov["torch"].startswith("2.13")
     recs = run.progress()
-    assert [r["step"] for r in recs if r["type"] == "train"] == [2, 4, 6, 8]
+    assert [r["step"] for r in recs if r["type"] == "train"] == [1, 2, 4, 6, 8]  # step 1, then every --log-every
     assert [r["step"] for r in recs if r["type"] == "eval"] == [4, 8]
     assert (run.checkpoint / "model.safetensors").is_file()
     assert not list(run.checkpoint.glob("*.bin"))
@@ -60,7 +60,7 @@ def test_kasp_prune_reaches_exact_target_and_reloads(kasp_run, tiny_pretrained):
     assert {"attention", "hidden", "prediction", "loss", "lr", "sparsity"} <= set(train[0])
     assert "task" not in train[0]
     sp = [r["sparsity"] for r in train]
-    assert sp == sorted(sp) and 0 < sp[0] < 0.9
+    assert sp == sorted(sp) and sp[0] == 0 and 0 < sp[1] < 0.9  # step 1 is logged before the first mask update
     # updates before steps 2, 4, 6, 8, 10 and the exact final one at T = 12
     from kasp.schedule import pruning_steps
 

@@ -1,0 +1,128 @@
+"""Every page x every GLUE task the sidebar offers x every state of the run store: no exception, and
+the page's headline element is there (issue 12, item 1).
+
+The store states are real run directories written with :class:`kasp.runs.RunDir` (no model is
+trained): empty (and no precomputed runs), only the shipped precomputed runs, only a failed and a
+cancelled run, a fine-tune running (its pid is this test process, so it is alive), and a run of this
+session queued behind it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from kasp import jobs, views
+from kasp.config import make_config
+from kasp.data import shipped_splits
+from kasp.runs import RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["overview.py", "prune.py", "results.py", "attention.py", "inspect.py"]
+TASKS = [t for t in views.TASK_BLURBS if t in shipped_splits()]  # what the sidebar offers (app.py)
+STATES = ["empty", "precomputed", "failed", "running", "queued"]
+ME = "session-token-of-this-test"
+OTHER = "session-token-of-another-tab"
+
+
+def _run(store: Path, name: str, kind: str, task: str, state: str, **status) -> RunDir:
+    run = RunDir.create(store / name)
+    cfg = make_config(kind, "kasp", task, sparsity=0.5 if kind == "prune" else None, max_steps=10)
+    run.write_config(cfg.to_dict(), {"command": ["kasp", kind]})
+    run.set_status(state, **status)
+    return run
+
+
+def build_store(root: Path, state: str, task: str) -> Path:
+    """A run store in ``state`` whose runs are of ``task``."""
+    store = root / f"{state}-{task}"
+    store.mkdir(parents=True)
+    if state == "failed":
+        _run(store, "20260101-000000-x-failed", "prune", task, "failed", error="teacher not found", owner=OTHER)
+        _run(store, "20260101-000001-x-cancelled", "finetune", task, "cancelled", error="cancelled at step 3 of 10",
+             owner=ME)
+    if state in ("running", "queued"):
+        ft = _run(store, "20260101-000002-x-finetune", "finetune", task, "running", pid=os.getpid(), step=3,
+                  total_steps=10, started=1.0, owner=OTHER)
+        ft.log({"type": "train", "step": 1, "total_steps": 10, "loss": 0.7, "task": 0.7, "sparsity": 0.0})
+        ft.log({"type": "train", "step": 3, "total_steps": 10, "loss": 0.6, "task": 0.6, "sparsity": 0.0})
+    if state == "queued":
+        q = RunDir.create(store / "20260101-000003-x-kasp-s50")
+        # never started here (the slot is taken); a harmless command in case it were
+        q.set_status("queued", command=[sys.executable, "-c", "pass", "prune", "--task", task, "--sparsity", "0.5",
+                                        "--max-steps", "10"], queued_at=1.0, source="app", owner=ME)
+    return store
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> dict[tuple[str, str], Path]:
+    root = tmp_path_factory.mktemp("matrix")
+    return {(s, t): build_store(root, s, t) for s in STATES for t in TASKS}
+
+
+def _expect(at: AppTest, page: str, task: str, state: str) -> None:
+    name = views.task_name(task)
+    titles = [t.value for t in at.title]
+    text = " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+                    + [h.value for h in at.header] + [s.value for s in at.subheader] + [w.value for w in at.warning])
+    if page == "overview.py":
+        assert titles == ["Knowledge-aware sparse pruning"]
+        assert f"{name}: dev {views.metric_heading(task)} against sparsity" in [h.value for h in at.header]
+    elif page == "prune.py":
+        assert titles == [f"Prune: {name}"]
+        assert "Live runs" in [h.value for h in at.header]
+        cancels = [b for b in at.button if b.label == "Cancel"]
+        if state == "running":
+            assert any("20260101-000002-x-finetune: running" in s.value for s in at.subheader)
+            assert "another browser session: read-only" in text
+            assert not cancels  # another session's run: no Cancel here
+        elif state == "queued":
+            assert any("queued, position 1 of 1, waiting for 20260101-000002-x-finetune" in i.value for i in at.info)
+            assert len(cancels) == 1 and cancels[0].key == "cancel-20260101-000003-x-kasp-s50"  # only our own
+            assert [b for b in at.button if b.label == "Fine-tune the teacher"][0].disabled  # ours waits already
+        elif state == "failed":  # our own cancelled run stays in the panel until dismissed; the other's not
+            assert any("x-cancelled: cancelled" in s.value for s in at.subheader)
+            assert not any("x-failed" in s.value for s in at.subheader)
+            assert [b.key for b in at.button if b.label == "Dismiss"] == ["dismiss-20260101-000001-x-cancelled"]
+        else:
+            assert any("No run is active" in i.value for i in at.info)
+    elif page == "results.py":
+        assert titles == ["Results"]
+        has_rows = state in ("failed", "running", "queued") or (state == "precomputed" and task == "sst2")
+        if has_rows:
+            assert len(at.dataframe) == 1 and len(at.dataframe[0].value)
+            assert f"{name}: dev {views.metric_heading(task)} against sparsity" in [h.value for h in at.header]
+        else:
+            assert not at.dataframe and any(f"No {name} run" in i.value for i in at.info)
+    elif page == "attention.py":
+        assert titles == [f"Attention knowledge: {name}"]
+        if state == "precomputed" and task == "sst2":
+            assert "Retention against sparsity" in [h.value for h in at.header]
+        else:
+            assert any("No finished prune run" in i.value for i in at.info)
+    elif page == "inspect.py":
+        # h11 owns the Inspect page; its headline is its title
+        assert titles and titles[0].startswith("Inspect")
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("page", PAGES)
+def test_page_task_state(page, task, state, stores, monkeypatch, tmp_path):
+    store = stores[(state, task)]
+    monkeypatch.setenv("KASP_RUNS_DIR", str(store))
+    monkeypatch.setattr(jobs, "MAX_JOBS", 1)
+    monkeypatch.setattr(jobs, "MAX_QUEUED", 2)
+    if state != "precomputed":
+        monkeypatch.setattr(views, "PRECOMPUTED", tmp_path / "no-precomputed-runs.json")
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
+    at.session_state["task"] = task
+    at.session_state["model"] = "default"
+    at.session_state["owner"] = ME
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    _expect(at, page, task, state)

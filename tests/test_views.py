@@ -1,0 +1,209 @@
+"""The app's logic without Streamlit: labels, the recipe form, checks before launch, ownership, the queue."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from kasp import jobs, views
+from kasp.cli import main
+from kasp.config import make_config
+from kasp.data import load_split
+from kasp.errors import KaspError
+from kasp.figures import accuracy_sparsity_figure, attention_heatmap
+from kasp.runs import RunDir
+
+
+# --- labels --------------------------------------------------------------------------------------
+
+def test_glue_names_and_each_tasks_metric():
+    assert [views.task_name(t) for t in ("sst2", "cola", "mrpc", "stsb", "rte", "qnli", "wnli")] == \
+        ["SST-2", "CoLA", "MRPC", "STS-B", "RTE", "QNLI", "WNLI"]
+    assert views.metric_heading("cola") == "Matthews correlation"
+    assert views.metric_heading("stsb") == "Pearson/Spearman correlation"
+    assert views.metric_heading("mrpc") == "F1/accuracy"
+    assert views.metric_axis("cola") == "dev Matthews correlation (×100)"
+    assert views.metric_axis("sst2") == "dev accuracy (%)"
+    assert views.format_metric("cola", 0.25) == "25.00 (×100)" and views.format_metric("rte", None) == "n/a"
+
+
+def test_figures_name_task_and_metric():
+    import pandas as pd
+
+    pts = pd.DataFrame({"method": ["kasp"], "sparsity": [0.9], "metric": [0.8], "spread": [0.0], "n": [1],
+                        "source": ["live run"], "label": ["a"]})
+    fig = accuracy_sparsity_figure(pts, (0.85, "live run"), None, views.metric_label("stsb"), "stsb")
+    assert fig.layout.title.text == "STS-B: dev Pearson correlation against sparsity"
+    assert fig.layout.yaxis.title.text == "dev Pearson correlation (×100)"
+
+
+def test_attention_heatmap_keeps_repeated_tokens_apart():
+    from kasp.modeling import default_model_path, load_tokenizer
+
+    tok = load_tokenizer(default_model_path())
+    tokens = tok.convert_ids_to_tokens(tok("The cat sat on the mat. A cat is sitting.")["input_ids"])
+    n = len(tokens)
+    assert len(set(tokens)) == n - 3  # "the", "cat" and "." repeat
+    import numpy as np
+
+    att = np.random.default_rng(0).dirichlet(np.ones(n), size=n)
+    fig = attention_heatmap(att, tokens, "t")
+    hm = fig.data[0]
+    assert len(set(hm.y)) == len(set(hm.x)) == n  # one row and one column per token
+    assert list(hm.y).index("the·5") != list(hm.y).index("the·1")
+    assert np.allclose(np.asarray(hm.z)[5], att[5])  # the row labelled the·5 holds token 5's attention
+    with pytest.raises(ValueError, match="does not match"):
+        attention_heatmap(att[:3], tokens, "t")
+
+
+def test_default_example_is_the_first_dev_pair():
+    a, b = views.default_example("rte")
+    dev = load_split("rte", "dev")
+    assert (a, b) == (dev.iloc[0]["text_a"], dev.iloc[0]["text_b"])
+    a, b = views.default_example("sst2")
+    assert b is None and a == load_split("sst2", "dev").iloc[0]["text_a"]
+
+
+# --- the recipe form and the checks before launch ------------------------------------------------
+
+def test_form_defaults_come_from_the_cli_recipe():
+    d = views.form_defaults("prune", "magnitude", "cola")
+    cfg = make_config("prune", "magnitude", "cola", sparsity=0.9)
+    assert {k: d[k] for k in ("lr", "task_loss_weight", "attention_weight", "seed", "eval_every", "temperature")} == \
+        {k: getattr(cfg, k) for k in ("lr", "task_loss_weight", "attention_weight", "seed", "eval_every", "temperature")}
+    n = len(load_split("cola", "train"))
+    assert d["max_steps"] == math.ceil(cfg.epochs * n / cfg.batch_size)  # epochs-bounded recipe as steps
+    assert views.form_defaults("prune", "kasp", "sst2")["max_steps"] == make_config("prune", "kasp", "sst2").max_steps
+
+
+def test_launch_is_validated_like_the_cli(capsys, tmp_path):
+    with pytest.raises(KaspError, match="sparsity must be in") as e:
+        views.validate_launch("prune", {"task": "sst2", "sparsity": 1.5})
+    assert main(["prune", "--task", "sst2", "--sparsity", "1.5", "--runs-dir", str(tmp_path)]) == 2
+    assert str(e.value) in capsys.readouterr().err  # the same message as the command line
+    with pytest.raises(KaspError, match="required for prune"):
+        views.validate_launch("prune", {"task": "sst2"})
+    assert views.validate_launch("prune", {"task": "sst2", "sparsity": 0.0}).sparsity == 0.0  # 0 <= s < 1
+    with pytest.raises(KaspError, match="works offline"):
+        views.validate_launch("prune", {"task": "sst2", "sparsity": 0.5, "model": "bert-base-uncased"})
+    with pytest.raises(KaspError, match="QNLI training set is not shipped"):
+        views.validate_launch("finetune", {"task": "qnli"})
+    assert views.validate_launch("finetune", {"task": "rte", "max_steps": 5}).max_steps == 5
+
+
+def test_model_name_is_checked(tmp_path, tiny_pretrained, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert views.check_model("default") is None
+    assert views.check_model(str(tiny_pretrained)) is None
+    msg = views.check_model("bert-base-uncased")
+    assert "default" in msg and "local folder" in msg
+    assert "no config.json" in views.check_model(str(tmp_path))
+    assert views.check_model("bert-base-uncased", offline=False) is None  # online a Hub id may be used
+    assert "Hub id" in views.check_model("not a/valid/name", offline=False)
+
+
+def test_majority_baseline_and_teacher_warning():
+    labels = load_split("sst2", "dev")["label"]
+    rate = labels.value_counts().max() / len(labels)
+    assert views.majority_baseline("sst2")["accuracy"] == pytest.approx(rate)
+    assert views.majority_baseline("cola")["mcc"] == 0.0  # a constant answer has no correlation
+    assert views.majority_baseline("stsb") is None
+    assert "most frequent label" in views.teacher_warning("sst2", {"metrics": {"accuracy": rate - 0.01}})
+    assert views.teacher_warning("sst2", {"metrics": {"accuracy": rate + 0.01}}) is None
+    assert views.teacher_warning("stsb", {"metrics": {"pearson": 0.1}}) is None
+
+
+# --- ownership and the queue -------------------------------------------------------------------
+
+def _queued(store: Path, name: str, owner: str | None) -> RunDir:
+    run = RunDir.create(store / name)
+    run.set_status("queued", command=[sys.executable, "-m", "kasp", "prune", "--task", "sst2", "--sparsity", "0.5",
+                                      "--max-steps", "100"], queued_at=1.0, source="app", owner=owner)
+    return run
+
+
+def test_launch_records_owner_and_only_the_owner_controls(tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "MAX_JOBS", 0)  # nothing starts
+    run = jobs.launch("prune", {"task": "sst2", "sparsity": 0.5}, tmp_path, owner="tab-A-token")
+    assert jobs.owner(run) == "tab-A-token"
+    assert jobs.can_control(run, "tab-A-token")
+    assert not jobs.can_control(run, "tab-B-token")
+    assert jobs.can_control(run, "tab-B-token", operator=True)
+    cli = RunDir.create(tmp_path / "from-the-cli")
+    cli.set_status("running", pid=os.getpid())
+    assert not jobs.can_control(cli, "tab-A-token") and jobs.can_control(cli, None, operator=True)
+
+
+def test_queue_position_text_and_gate(tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "MAX_JOBS", 1)
+    monkeypatch.setattr(jobs, "MAX_QUEUED", 2)
+    running = RunDir.create(tmp_path / "20260101-000000-sst2-finetune")
+    running.set_status("running", pid=os.getpid(), step=50, total_steps=100, started=1000.0, owner="A")
+    first = _queued(tmp_path, "20260101-000001-sst2-kasp-s50", "B")
+    second = _queued(tmp_path, "20260101-000002-sst2-kasp-s50", "C")
+    assert jobs.queue_position(first) == {"position": 1, "of": 2, "ahead": [], "running": [running.id]}
+    assert jobs.queue_position(running) is None
+    # the running run is half done after 100 s: 100 s left; the queued one ahead is estimated from its recipe
+    est, _ = views.estimate_seconds("kasp", 100, store=tmp_path)
+    with monkeypatch.context() as m:
+        m.setattr(views.time, "time", lambda: 1100.0)
+        assert views.remaining_seconds(running) == pytest.approx(100.0)
+        text = views.queue_text(second)
+    assert text == (f"queued, position 2 of 2, waiting for {first.id}; estimated start in about "
+                    f"{max(1, round((100 + est) / 60))} min ({views.time.strftime('%H:%M', views.time.gmtime(1100 + 100 + est))} UTC)")
+    assert jobs.queue_full(tmp_path)
+    assert "queue is full" in views.launch_gate("sst2", "default", "D", tmp_path)
+    assert "Your run" in views.launch_gate("sst2", "default", "B", tmp_path)
+    jobs.cancel(second)
+    assert views.launch_gate("sst2", "default", "D", tmp_path) is None
+    assert "works offline" in views.launch_gate("sst2", "bert-base-uncased", "D", tmp_path)
+
+
+def test_panel_keeps_own_finished_runs_until_dismissed(tmp_path):
+    mine = _queued(tmp_path, "20260101-000001-sst2-kasp-s50", "A")
+    other = _queued(tmp_path, "20260101-000002-sst2-kasp-s50", "B")
+    assert [r.id for r in views.panel_runs("A", tmp_path)] == [mine.id, other.id]  # every active run
+    jobs.cancel(mine)
+    jobs.cancel(other)
+    assert [r.id for r in views.panel_runs("A", tmp_path)] == [mine.id]  # the own cancelled run stays
+    assert [r.id for r in views.panel_runs("B", tmp_path)] == [other.id]
+    jobs.dismiss(mine)
+    assert views.panel_runs("A", tmp_path) == [] and mine.state() == "cancelled"
+    with pytest.raises(KaspError, match="only a finished"):
+        jobs.dismiss(_queued(tmp_path, "20260101-000003-sst2-kasp-s50", "A"))
+
+
+def test_session_token_and_operator(monkeypatch):
+    t = views.session_token()
+    assert views.session_token(t) == t  # a token from the page address survives a reload
+    assert views.session_token("x") != "x" and views.session_token("<script>") != "<script>"
+    monkeypatch.delenv("KASP_OPERATOR", raising=False)
+    monkeypatch.delenv("KASP_OPERATOR_KEY", raising=False)
+    assert not views.operator_mode() and not views.operator_mode("anything")
+    monkeypatch.setenv("KASP_OPERATOR_KEY", "lecturer-secret")
+    assert views.operator_mode("lecturer-secret") and not views.operator_mode("guess")
+    monkeypatch.setenv("KASP_OPERATOR", "1")
+    assert views.operator_mode()
+
+
+def test_results_table_queued_run_and_empty_task(tmp_path):
+    _queued(tmp_path, "20260101-000001-sst2-kasp-s50", "A")
+    t = views.results_table("sst2", tmp_path, precomputed=tmp_path / "none.json")
+    assert t.iloc[0][["task", "method", "state", "target sparsity (%)"]].tolist() == ["SST-2", "kasp", "queued", 50.0]
+    assert views.results_table("cola", tmp_path, precomputed=tmp_path / "none.json").empty
+
+
+def test_retention_rows_measured_at_the_asked_size(tmp_path):
+    import json
+
+    run = RunDir.create(tmp_path / "r")
+    (run.path / "retention.json").write_text(json.dumps({"samples_requested": 128, "mean_similarity": 0.9,
+                                                         "mean_cka": 0.8, "agreement": 0.95}))
+    rows, missing = views.retention_rows([run], 128)
+    assert rows["attention similarity"].tolist() == [0.9] and missing == []
+    rows, missing = views.retention_rows([run], 256)
+    assert rows.empty and missing == [run]
