@@ -9,7 +9,7 @@ from kasp.views import load_precomputed
 
 task = st.session_state.get("task", "sst2")
 T = get_task(task)
-st.title(f"Predictions side by side ({task.upper()})")
+st.title(f"Predictions side by side ({T.folder})")
 st.caption("Type a sentence" + (" pair" if T.text_b else "") + ": the dense teacher and each pruned student predict it "
            "live on this machine, the same computation as `kasp evaluate`. Where the text is a GLUE dev example, its "
            "gold label is shown too.")
@@ -97,4 +97,4 @@ fmt = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, forma
 st.dataframe(table, hide_index=True, width="stretch", column_config=fmt, key="predict_table")
 gold = table["gold"].iloc[0]
 st.caption("Source: live predictions of the checkpoints in this machine's run store. "
-           + (f"Gold label (GLUE {task} dev): **{gold}**." if gold is not None else "Not a dev example: no gold label."))
+           + (f"Gold label ({T.folder} dev): **{gold}**." if gold is not None else "Not a dev example: no gold label."))

@@ -8,7 +8,7 @@ from kasp.weights_story import KINDS, partner, read_story, story_entries, what_t
 
 task = st.session_state.get("task", "sst2")
 T = get_task(task)
-st.title(f"Weights: see pruning happen ({task.upper()})")
+st.title(f"Weights: see pruning happen ({T.folder})")
 st.caption("Every prune run records, at its start, at its mask updates and at its end, a small picture of each "
            "encoder linear matrix: the fraction of weights kept in each block of the matrix, and the histogram of "
            "the kept weights' magnitudes |w| with the **magnitude threshold** (the smallest kept |w|: everything "

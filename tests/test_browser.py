@@ -192,7 +192,7 @@ def test_every_page_and_a_launched_run(page, server, tiny_pretrained):
     _open(page, "Weights", "What to notice:")
     page.get_by_text("▶ Play").first.wait_for(timeout=30_000)  # plotly's animation button
     page.screenshot(path=str(SHOTS / "weights.png"), full_page=True)
-    _open(page, "Predictions", "Gold label (GLUE sst2 dev)", chart=False)
+    _open(page, "Predictions", "Gold label (SST-2 dev)", chart=False)
     assert page.locator('[data-testid="stDataFrame"]').count() >= 1  # the table (drawn on a canvas)
     page.screenshot(path=str(SHOTS / "predict.png"), full_page=True)
 
