@@ -96,7 +96,7 @@ def training_curves(train: pd.DataFrame, evals: pd.DataFrame, task: str, height:
 def retention_scatter(df: pd.DataFrame, y: str) -> go.Figure:
     """A retention measure ("attention similarity" or "CKA") of each student against sparsity (Attention)."""
     fig = px.scatter(df, x="sparsity (%)", y=y, color="method", symbol="source", hover_data=["run", "agreement (%)"],
-                     title=f"Mean {y} with the teacher",
+                     title=f"Mean {y} with the teacher", color_discrete_map=METHOD_COLOURS,
                      labels={"sparsity (%)": SPARSITY_AXIS, y: f"{y} (1 = identical to the teacher)"})
     fig.update_traces(marker={"size": 12})
     return fig

@@ -207,3 +207,17 @@ def test_retention_rows_measured_at_the_asked_size(tmp_path):
     assert rows["attention similarity"].tolist() == [0.9] and missing == []
     rows, missing = views.retention_rows([run], 256)
     assert rows.empty and missing == [run]
+
+
+def test_one_colour_per_method_on_every_page():
+    """The retention scatter (Attention) uses the same method colours as the accuracy curves (Overview,
+    Results): a class sees KASP in one colour and magnitude in another everywhere."""
+    import pandas as pd
+
+    from kasp.figures import METHOD_COLOURS, retention_scatter
+
+    df = pd.DataFrame({"sparsity (%)": [90, 90, 70], "CKA": [0.85, 0.72, 0.9], "run": ["a", "b", "c"],
+                       "method": ["kasp", "magnitude", "kasp"], "source": ["live run", "live run", "precomputed run"],
+                       "agreement (%)": [92, 86, 93]})
+    colours = {t.name.split(",")[0]: t.marker.color for t in retention_scatter(df, "CKA").data}
+    assert colours == {"kasp": METHOD_COLOURS["kasp"], "magnitude": METHOD_COLOURS["magnitude"]}
