@@ -61,6 +61,22 @@ def read_json(path: str | Path, default: Any = None) -> Any:
         return default
 
 
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file that a live run may be appending to: [] when the file does not
+    exist; a line that does not parse (the one being written right now) is skipped."""
+    out = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    except FileNotFoundError:
+        pass
+    return out
+
+
 def new_run_id(task: str, method: str, sparsity: float) -> str:
     """e.g. ``20261129-183000-sst2-kasp-s90`` (UTC time; sparsity in percent)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -191,17 +207,7 @@ class RunDir:
         return read_json(self.path / "report.json", {}) or {}
 
     def progress(self) -> list[dict[str, Any]]:
-        out = []
-        try:
-            with open(self.path / "progress.jsonl", encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        out.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass  # a line being written right now
-        except FileNotFoundError:
-            pass
-        return out
+        return read_jsonl(self.path / "progress.jsonl")
 
 
 def _pid_alive(pid: Any) -> bool:

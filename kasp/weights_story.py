@@ -53,6 +53,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import torch
 
+from kasp.runs import atomic_write_text, read_jsonl
+
 FORMAT = "kasp-weights-story/1"
 STORY_FILE = "weights.jsonl"
 SHORT_CELLS = 8
@@ -206,8 +208,6 @@ class StoryRecorder:
         self._events = events
         self._started = any(r.get("type") == "layout" for r in kept)
         if self._started:
-            from kasp.runs import atomic_write_text
-
             atomic_write_text(self.path, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in kept))
 
     @staticmethod
@@ -286,19 +286,7 @@ def story_records(path: str | Path) -> list[dict[str, Any]]:
     """The raw records of a run directory's (or a file's) story, [] when there is none: what a results
     file (shipped precomputed run, sweep entry) stores under ``"weights_story"``."""
     path = Path(path)
-    if path.is_dir():
-        path = path / STORY_FILE
-    out = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass  # the line being written right now
-    except FileNotFoundError:
-        return []
-    return out
+    return read_jsonl(path / STORY_FILE if path.is_dir() else path)
 
 
 def read_story(source: str | Path | Iterable[dict[str, Any]] | None) -> Story | None:
