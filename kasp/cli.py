@@ -254,6 +254,9 @@ def _resume(args: argparse.Namespace, names: set[str]) -> int:
     except (Cancelled, KeyboardInterrupt) as e:
         print(f"kasp: {e or 'interrupted'}; status 'cancelled' written to {run.path}/status.json", file=sys.stderr)
         return 130
+    finally:
+        for cb in callbacks:  # the trackers' end_training, as in _cmd_train
+            cb.close()
     print(_summary_line(result.report, run.path))
     return 0
 
@@ -373,7 +376,7 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from kasp.sweep import SweepOptions, load_results, run_sweep
+    from kasp.sweep import SweepOptions, check_settings, load_results, run_sweep
     from kasp.train import Cancelled
 
     opt = SweepOptions(task=_task_name(args.task), model=args.model, sparsities=tuple(args.sparsities),
@@ -386,6 +389,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                        keep_checkpoints=args.keep_checkpoints, retention_samples=args.retention_samples,
                        num_threads=args.num_threads)
     plan = opt.plan(opt.model_config() if "small-dense" in opt.methods else None)
+    check_settings(opt, plan)
     if args.dry_run:
         path = opt.results_path()
         done = {e["key"] for e in load_results(path)["runs"]} if path.exists() else set()

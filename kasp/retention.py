@@ -188,8 +188,11 @@ def run_retention(run_dir: str | Path, samples: int = 256, refresh: bool = False
         raise KaspError(f"{run.id} is not a finished prune run")
     cache = run.path / "retention.json"
     if cache.is_file() and not refresh:
-        cached = json.loads(cache.read_text(encoding="utf-8"))
-        if cached.get("samples_requested") == samples:
+        try:
+            cached = json.loads(cache.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            cached = {}  # a damaged cache is measured again (and overwritten) below
+        if isinstance(cached, dict) and cached.get("samples_requested") == samples:
             return cached
     teacher = (rep.get("teacher") or {}).get("path")
     if not teacher or not Path(teacher).is_dir():

@@ -366,6 +366,27 @@ class SweepOptions:
                            num_threads=self.num_threads)
 
 
+def check_settings(opt: "SweepOptions", plan: list[PlannedRun]) -> None:
+    """Build the teacher's and every planned run's recipe once, before anything trains, so that a bad
+    budget (e.g. ``--max-steps -5``, a length beyond the model's limit) is refused at once, not after
+    the teacher has been fine-tuned.
+
+    Raises:
+        KaspError: naming the invalid setting.
+    """
+    from kasp.config import make_config
+
+    b = opt.budget()
+    try:
+        make_config("finetune", "finetune", opt.task, model=opt.model, max_steps=b["teacher_steps"],
+                    max_seq_length=b["max_seq_length"], max_train_samples=opt.max_train_samples,
+                    max_eval_samples=opt.max_eval_samples, num_threads=opt.num_threads)
+        for r in plan:
+            opt.run_config(r, opt.teacher or "teacher")
+    except (TypeError, ValueError) as e:
+        raise KaspError(f"invalid sweep settings: {e}") from None
+
+
 def _say(msg: str) -> None:
     print(f"kasp sweep: {msg}", file=sys.stderr, flush=True)
 
@@ -480,6 +501,7 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
     task = get_task(opt.task)
     opt.task = task.name
     plan = opt.plan(opt.model_config() if "small-dense" in opt.methods else None)
+    check_settings(opt, plan)
     path = opt.results_path()
     old = load_results(path) if path.exists() else None
     if old is not None and (old["task"] != task.name or old["model"] != opt.model):

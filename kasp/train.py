@@ -247,7 +247,9 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
     main = accelerator.is_main_process
     run = run if main else None
     task = get_task(cfg.task)
-    if run:
+    if run and resume_from:  # keep the provenance (the teacher a second resume needs) and the step reached
+        run.set_status("running", pid=os.getpid(), error=None)
+    elif run:
         run.write_config(cfg.to_dict(), {"command": sys.argv})
         run.set_status("running", pid=os.getpid(), started=t0, step=0, error=None)
 
@@ -279,7 +281,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         # --epochs counts passes over the task's examples, so --augment changes what a run sees, not its length
         total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
         if run:
-            run.set_status("running", step=0, total_steps=total)  # the app's progress bar knows T before step 1
+            run.set_status("running", total_steps=total, **({} if resume_from else {"step": 0}))  # the app knows T before step 1
 
         # --- optimisation -------------------------------------------------------------------
         optimizer = _optimizer(student, cfg)

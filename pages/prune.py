@@ -63,12 +63,13 @@ with st.container():
         ft_steps = c1.number_input("Teacher fine-tuning steps", 1, 100_000, int(ft["max_steps"]), 10,
                                    help=f"Optimizer steps of the dense fine-tuning run (batch {ft['batch_size']}); "
                                         f"the recipe's default is {ft['epochs']:g} epochs of the training set.")
-        ft_evals = int(ft_steps) // int(ft["eval_every"] or ft_steps) + 1
+        ft_evals = (int(ft_steps) // int(ft["eval_every"]) if ft["eval_every"] else 0) + 1  # + the final one
         est, src = estimate_seconds("finetune", int(ft_steps), evals=ft_evals, model=model)
         c2.metric("Estimated time", f"{est / 60:.1f} min", help=f"Estimate from {src}.")
         if st.button("Fine-tune the teacher", type="primary", disabled=gate is not None,
                      help="Launch `kasp finetune` in the background."):
-            _launch("finetune", {"task": task, "model": model, "max_steps": int(ft_steps)})
+            _launch("finetune", {"task": task, "model": model, "max_steps": int(ft_steps),
+                                 "eval_every": int(ft["eval_every"])})  # the recipe's (class preset: 0, no mid-run evaluation)
     else:
         teacher_report = teachers[0].report()
         value = (teacher_report.get("metrics") or {}).get(T.main_metric)
@@ -187,7 +188,7 @@ def _panel(run: RunDir) -> None:
 
 @st.fragment(run_every=2)
 def live_panel() -> None:
-    jobs.pump()
+    jobs.advance_queue()  # never raises: a busy queue lock must not freeze the panel
     # a teacher finished or the launch gate changed (in this tab or another): redraw the whole page
     if bool(list(iter_done(kind="finetune", task=task, model=model))) != bool(teachers) or \
             launch_gate(task, model, owner) != gate:

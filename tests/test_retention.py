@@ -110,6 +110,10 @@ def test_run_retention_caches_and_cli(pruned_run, capsys):
     assert (pruned_run.path / "retention.json").is_file()
     assert 0 < res["mean_similarity"] <= 1 and len(res["similarity"]) == 2 and len(res["similarity"][0]) == 4
     assert run_retention(pruned_run.path, samples=16) == res  # from the cache
+    (pruned_run.path / "retention.json").write_text('{"samples_requested": 16, "mean_sim', encoding="utf-8")
+    again = run_retention(pruned_run.path, samples=16)  # a damaged cache is measured again, not a crash
+    assert again["mean_similarity"] == pytest.approx(res["mean_similarity"])
+    assert json.loads((pruned_run.path / "retention.json").read_text(encoding="utf-8")) == again
     teacher = pruned_run.report()["teacher"]["path"]
     assert main(["attention", teacher, str(pruned_run.path), "--task", "sst2", "--samples", "16", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

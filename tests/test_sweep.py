@@ -425,3 +425,14 @@ def test_sweep_trains_its_teacher_once_and_reuses_it(tiny_pretrained, tmp_path):
     opt.max_steps = 6  # a changed recipe is run again
     third = run_sweep(opt)
     assert third["runs"][0]["recipe"]["max_steps"] == 6 and third["runs"][0]["finished"] >= first["runs"][0]["finished"]
+
+
+def test_bad_sweep_settings_are_refused_before_any_training(tmp_path, capsys):
+    from kasp.cli import main
+
+    for flags in (["--max-steps", "-5"], ["--max-seq-length", "600"], ["--max-train-samples", "0"]):
+        for dry in ([], ["--dry-run"]):
+            rc = main(["sweep", "--task", "mrpc", "--runs-dir", str(tmp_path / "store"), *flags, *dry])
+            assert rc == 2
+            assert "invalid sweep settings" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())  # no teacher was trained
