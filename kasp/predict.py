@@ -17,6 +17,7 @@ import torch
 
 from kasp.data import GlueTask, encode, get_task, load_split
 from kasp.errors import KaspError
+from kasp.runs import measured_sparsity
 
 MAX_SEQ_LENGTH = 128  # as ``kasp evaluate``'s default
 
@@ -188,7 +189,8 @@ def prediction_runs(task_name: str, store: str | Path | None = None) -> dict[str
         if rec.get("kind") == "finetune":
             out["teachers"].append({"id": r.id, "label": f"{r.id} (dense teacher)", "path": str(r.path)})
         else:
-            sp = (rep.get("sparsity") or {}).get("pruned_sparsity", rec.get("sparsity") or 0)
+            sp = measured_sparsity(rep)
+            sp = sp if sp is not None else rec.get("sparsity") or 0
             out["students"].append({"id": r.id, "label": f"{r.id} ({rec.get('method')}, {sp * 100:.0f} %)",
                                     "path": str(r.path), "teacher": (rep.get("teacher") or {}).get("path")})
     return out

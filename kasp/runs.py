@@ -77,6 +77,16 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def measured_sparsity(report: dict[str, Any]) -> float | None:
+    """Where a finished run sits on a sparsity axis (fraction of the encoder linear weights): the measured
+    sparsity of a pruned run; for a small-dense run, which has no zeros, the sparsity its size equals
+    (``report["small_dense"]["equivalent_sparsity"]``, kasp/small_dense.py). None when not reported."""
+    small = report.get("small_dense") or {}
+    if "equivalent_sparsity" in small:
+        return small["equivalent_sparsity"]
+    return (report.get("sparsity") or {}).get("pruned_sparsity")
+
+
 def new_run_id(task: str, method: str, sparsity: float) -> str:
     """e.g. ``20261129-183000-sst2-kasp-s90`` (UTC time; sparsity in percent)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())

@@ -26,7 +26,7 @@ from kasp.data import get_task, load_split, shipped_splits
 from kasp.errors import KaspError
 from kasp.metrics import METRIC_NAMES, glue_metrics
 from kasp.resources import precomputed_path
-from kasp.runs import FINAL_STATES, RunDir, list_runs
+from kasp.runs import FINAL_STATES, RunDir, list_runs, measured_sparsity
 from kasp.schedule import cubic_sparsity, pruning_steps
 from kasp.tasks import format_metric, metric_axis, metric_heading, metric_label, metric_unit, task_name  # noqa: F401
 
@@ -44,6 +44,11 @@ PUBLISHED = [
 
 _KNOWN = {"cola", "sst2", "sst-2", "mrpc", "stsb", "sts-b", "qnli", "rte", "wnli", "mnli", "qqp"}
 
+def _pct(fraction: float | None) -> float:
+    """A fraction as a percentage; NaN when missing (0 stays 0)."""
+    return float("nan") if fraction is None else fraction * 100
+
+
 RUN_COLUMNS = ["id", "source", "state", "task", "method", "target_sparsity", "measured_sparsity", "metric",
                "metric_name", "wall_min", "steps", "error"]
 
@@ -60,9 +65,7 @@ def _run_row(run: RunDir) -> dict[str, Any]:
     return {
         "id": run.id, "source": "live run", "state": run.state(), "task": task,
         "method": method, "target_sparsity": target,
-        # a small-dense run has no zeros: place it at the sparsity its size equals (kasp/small_dense.py)
-        "measured_sparsity": (rep.get("small_dense") or {}).get("equivalent_sparsity",
-                                                                 (rep.get("sparsity") or {}).get("pruned_sparsity")),
+        "measured_sparsity": measured_sparsity(rep),
         "metric": m.get(main) if main else None, "metric_name": METRIC_NAMES.get(main, main),
         "wall_min": rep["wall_seconds"] / 60 if "wall_seconds" in rep else None,
         "steps": st.get("step"), "total_steps": st.get("total_steps") or rep.get("steps"),
@@ -494,7 +497,7 @@ def retention_rows(runs: list[RunDir], samples: int) -> tuple[pd.DataFrame, list
             missing.append(r)
             continue
         rows.append({"run": r.id, "method": r.recipe().get("method"),
-                     "sparsity (%)": (r.report().get("sparsity") or {}).get("pruned_sparsity", float("nan")) * 100,
+                     "sparsity (%)": _pct(measured_sparsity(r.report())),
                      "attention similarity": cached["mean_similarity"], "CKA": cached["mean_cka"],
                      "agreement (%)": (cached.get("agreement") or 0) * 100, "source": "live run"})
     cols = ["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)", "source"]

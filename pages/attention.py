@@ -8,7 +8,7 @@ from kasp.data import get_task
 from kasp.errors import KaspError
 from kasp.figures import attention_heatmap, cka_figure, head_heatmap, retention_scatter
 from kasp.retention import load_for_attention, run_retention, sentence_attention
-from kasp.runs import iter_done
+from kasp.runs import iter_done, measured_sparsity
 from kasp.views import default_example, precomputed_retention, retention_rows, task_name
 
 task = st.session_state.get("task", "sst2")
@@ -114,8 +114,9 @@ if text and teacher_path:
     with c1:
         st.iframe(head_view_html(att_t, tok_t, title="Teacher (fine-tuned, dense)"), height=height)
     with c2:
-        st.iframe(head_view_html(att_s, tok_s, title=f"Student ({run.recipe().get('method')}, "
-                                                     f"{run.report()['sparsity']['pruned_sparsity'] * 100:.0f} % sparse)"),
+        method, sp = run.recipe().get("method"), (measured_sparsity(run.report()) or 0) * 100
+        size = f"the size of {sp:.0f} % sparsity" if method == "small-dense" else f"{sp:.0f} % sparse"
+        st.iframe(head_view_html(att_s, tok_s, title=f"Student ({method}, {size})"),
                   height=height)
     st.caption("bertviz head view, rendered offline. Pick a layer; hover a token to see where it attends.")
     c1, c2 = st.columns(2)

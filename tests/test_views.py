@@ -221,3 +221,14 @@ def test_one_colour_per_method_on_every_page():
                        "agreement (%)": [92, 86, 93]})
     colours = {t.name.split(",")[0]: t.marker.color for t in retention_scatter(df, "CKA").data}
     assert colours == {"kasp": METHOD_COLOURS["kasp"], "magnitude": METHOD_COLOURS["magnitude"]}
+
+
+def test_small_dense_runs_sit_at_the_sparsity_their_size_equals():
+    """A small-dense run has no zeros; every view places it at the sparsity its size stands for."""
+    from kasp.runs import measured_sparsity
+
+    small = {"sparsity": {"pruned_sparsity": 0.0}, "small_dense": {"equivalent_sparsity": 0.9005}}
+    assert measured_sparsity(small) == 0.9005
+    assert measured_sparsity({"sparsity": {"pruned_sparsity": 0.9}}) == 0.9
+    assert measured_sparsity({"sparsity": {"pruned_sparsity": 0.0}}) == 0.0
+    assert measured_sparsity({}) is None
