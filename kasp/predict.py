@@ -42,30 +42,26 @@ def _mtime(path: str) -> float:
 
 
 @functools.lru_cache(maxsize=6)
-def _load(path: str, mtime: float):
-    from kasp.modeling import load_classifier, load_tokenizer
+def _load(path: str, mtime: float, task_name: str):
+    from kasp.modeling import load_for_task
 
-    model = load_classifier(path)
-    model.eval()
-    return model, load_tokenizer(path)
+    model, tok, _ = load_for_task(path, get_task(task_name))
+    return model, tok
 
 
-def load_for_prediction(checkpoint: str | Path) -> tuple[Any, Any]:
-    """(model, tokenizer) of a checkpoint directory or run directory, cached while its weights are unchanged.
+def load_for_prediction(checkpoint: str | Path, task: GlueTask) -> tuple[Any, Any]:
+    """(model, tokenizer) of a checkpoint directory or run directory for ``task``, through the same
+    fitness check as ``kasp evaluate`` (:func:`kasp.modeling.load_for_task`: head with the task's
+    outputs, label names mapped to KASP's class order, finite weights, tokenizer); cached while its
+    weights are unchanged.
 
     Raises:
-        KaspError: for a missing or unreadable checkpoint (see :func:`kasp.modeling.load_classifier`).
+        KaspError: the first check that fails, in one line.
     """
     from kasp.modeling import resolve_model
 
     path = resolve_model(str(checkpoint))
-    return _load(path, _mtime(path))
-
-
-def _check(model, task: GlueTask, label: str) -> None:
-    if model.config.num_labels != task.num_labels:
-        raise KaspError(f"{label} has {model.config.num_labels} output(s) but task {task.name} needs "
-                        f"{task.num_labels}: choose checkpoints fine-tuned or pruned on {task.name}")
+    return _load(path, _mtime(path), task.name)
 
 
 def logits_for(checkpoint: str | Path, task: GlueTask, df: pd.DataFrame) -> np.ndarray:
@@ -73,8 +69,7 @@ def logits_for(checkpoint: str | Path, task: GlueTask, df: pd.DataFrame) -> np.n
     exactly as ``kasp evaluate`` does."""
     from kasp.evaluate import predict
 
-    model, tok = load_for_prediction(checkpoint)
-    _check(model, task, str(checkpoint))
+    model, tok = load_for_prediction(checkpoint, task)
     enc = encode(df, tok, MAX_SEQ_LENGTH)
     return predict(model, enc, 64, "cpu", tok.pad_token_id or 0).numpy()
 

@@ -536,3 +536,20 @@ def test_kasp_checkpoints_name_their_classes_and_cross_task_scoring_is_refused(t
     (run / "config.json").write_text(json.dumps({"recipe": {}}))
     assert main(["inspect", str(run)]) == 2
     assert "a KASP run without a checkpoint (state failed)" in capsys.readouterr().err
+
+
+def test_predictions_page_maps_labels_like_kasp_evaluate(rte, tmp_path):
+    """The Predictions page's engine goes through the same fitness check: a checkpoint whose outputs are
+    named in the other order gives the intact model's probabilities in KASP's class order."""
+    import numpy as np
+
+    from kasp.data import get_task, load_split
+    from kasp.predict import logits_for
+
+    d = _copy(rte, tmp_path / "swapped-pred")
+    _swapped_labels(d)
+    df = load_split("rte", "dev").head(8)
+    task = get_task("rte")
+    assert np.allclose(logits_for(str(d), task, df), logits_for(str(rte), task, df), atol=1e-5)
+    with pytest.raises(KaspError):  # a head for another task is refused, as by kasp evaluate
+        logits_for(str(rte), get_task("stsb"), load_split("stsb", "dev").head(2))
