@@ -59,3 +59,45 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+def open_page(page: str, store: Path, monkeypatch, timeout: int = 60, **state):
+    """Run one page of the app with AppTest on the run store ``store`` (task SST-2, default model unless
+    ``state`` says otherwise; other ``state`` keys go into session_state); assert it raised nothing."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("KASP_RUNS_DIR", str(store))
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=timeout)
+    at.session_state["task"] = state.pop("task", "sst2")
+    at.session_state["model"] = state.pop("model", "default")
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _decode_plotly(obj):
+    """Plotly >= 6 ships numeric arrays as {"dtype", "bdata", "shape"} (base64); turn them back into lists."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        if "bdata" in obj and "dtype" in obj:
+            arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
+            shape = obj.get("shape")
+            if isinstance(shape, str):  # 2-D arrays: "rows, cols"
+                shape = [int(n) for n in shape.split(",")]
+            return (arr.reshape(shape) if shape else arr).tolist()
+        return {k: _decode_plotly(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode_plotly(v) for v in obj]
+    return obj
+
+
+def plotly_charts(at) -> list[dict]:
+    """The plotly figures an AppTest run drew, as plain dicts with decoded arrays."""
+    import json
+
+    return [_decode_plotly(json.loads(c.proto.spec)) for c in at.get("plotly_chart")]

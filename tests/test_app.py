@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import open_page, plotly_charts
 from kasp.cli import main
 from kasp.runs import RunDir
 
@@ -34,34 +33,11 @@ def app_store(tmp_path_factory, tiny_store, tiny_pretrained) -> Path:
 
 
 def _run(page: str, store: Path, monkeypatch, **state) -> AppTest:
-    monkeypatch.setenv("KASP_RUNS_DIR", str(store))
-    at = AppTest.from_file(str(PAGES / page), default_timeout=60)
-    at.session_state["task"] = "sst2"
-    at.session_state["model"] = state.pop("model", "default")
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def _decode(obj):
-    """Plotly >= 6 ships numeric arrays as {"dtype", "bdata"} (base64); turn them back into lists."""
-    if isinstance(obj, dict):
-        if "bdata" in obj and "dtype" in obj:
-            arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
-            shape = obj.get("shape")
-            if isinstance(shape, str):  # 2-D arrays: "rows, cols"
-                shape = [int(n) for n in shape.split(",")]
-            return arr.reshape(shape).tolist() if shape else arr.tolist()
-        return {k: _decode(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_decode(v) for v in obj]
-    return obj
+    return open_page(page, store, monkeypatch, **state)
 
 
 def _charts(at: AppTest) -> list[dict]:
-    return [_decode(json.loads(c.proto.spec)) for c in at.get("plotly_chart")]
+    return plotly_charts(at)
 
 
 def test_results_table_lists_every_run(app_store, monkeypatch):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import open_page
 from kasp.cli import main
 from kasp.errors import KaspError
 from kasp.predict import (class_names, dev_example, disagreements, gold_label, logits_for, prediction_runs,
@@ -103,15 +104,7 @@ def test_prediction_runs_lists_teacher_and_student(pred_store):
 
 
 def _page(store, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("KASP_RUNS_DIR", str(store))
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "predict.py"), default_timeout=120)
-    at.session_state["task"] = "sst2"
-    at.session_state["model"] = "default"
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
+    return open_page("predict.py", store, monkeypatch, timeout=120)
 
 
 def test_predict_page_table_and_disagreement_button(pred_store, monkeypatch):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import open_page, plotly_charts
 from kasp.weights_story import (HIST_BINS, STORY_FILE, StoryRecorder, cell_edges, cell_sizes, density_grid,
                                 grid_shape, hist_edges, magnitude_histogram, read_story)
 
@@ -164,36 +165,11 @@ def test_what_to_notice_is_computed_from_the_numbers(story_run):
 
 # --- the Weights page (AppTest) -----------------------------------------------------------------
 def _page(store, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("KASP_RUNS_DIR", str(store))
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "weights.py"), default_timeout=60)
-    at.session_state["task"] = "sst2"
-    at.session_state["model"] = "default"
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def _decode(obj):
-    """Plotly ships numeric arrays as {"dtype", "bdata", "shape": "r, c"} (base64); turn them back into lists."""
-    import base64
-
-    if isinstance(obj, dict):
-        if "bdata" in obj and "dtype" in obj:
-            arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
-            shape = obj.get("shape")
-            if isinstance(shape, str):
-                shape = [int(x) for x in shape.split(",")]
-            return (arr.reshape(shape) if shape else arr).tolist()
-        return {k: _decode(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_decode(v) for v in obj]
-    return obj
+    return open_page("weights.py", store, monkeypatch)
 
 
 def _charts(at):
-    return [_decode(json.loads(c.proto.spec)) for c in at.get("plotly_chart")]
+    return plotly_charts(at)
 
 
 def _heatmaps(at):
