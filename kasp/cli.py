@@ -87,6 +87,10 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retention-samples", type=int, default=256, help="dev examples for the retention summary "
                    "(0: none)")
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--augment", type=int, default=0, metavar="N", help="N augmented copies per training example in "
+                   "every run (as kasp prune --augment; with --augment-source glue only distilling methods, not magnitude); its runs "
+                   "and default results file are named <task>-augment-<source><N>")
+    p.add_argument("--augment-source", choices=["words", "glue"], default="words", help="as kasp prune --augment-source")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done, run nothing")
 
 
@@ -387,7 +391,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                        max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
                        teacher=args.teacher, runs_dir=args.runs_dir, results=args.results,
                        keep_checkpoints=args.keep_checkpoints, retention_samples=args.retention_samples,
-                       num_threads=args.num_threads)
+                       num_threads=args.num_threads, augment=args.augment, augment_source=args.augment_source)
     plan = opt.plan(opt.model_config() if "small-dense" in opt.methods else None)
     check_settings(opt, plan)
     if args.dry_run:

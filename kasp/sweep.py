@@ -311,6 +311,14 @@ class SweepOptions:
     keep_checkpoints: bool = False
     retention_samples: int = 256
     num_threads: int | None = None
+    augment: int = 0
+    augment_source: str = "words"
+
+    @property
+    def variant(self) -> str:
+        """``<task>``, or ``<task>-augment-<source><N>`` for a sweep with augmented training data (its
+        own run folder and default results file, so it never touches the plain sweep's runs)."""
+        return f"{self.task}-augment-{self.augment_source}{self.augment}" if self.augment else self.task
 
     def store(self) -> Path:
         from kasp.runs import runs_dir
@@ -318,10 +326,10 @@ class SweepOptions:
         return Path(self.runs_dir) if self.runs_dir else runs_dir()
 
     def results_path(self) -> Path:
-        return Path(self.results) if self.results else self.store() / "sweeps" / f"{self.task}.json"
+        return Path(self.results) if self.results else self.store() / "sweeps" / f"{self.variant}.json"
 
     def sweep_dir(self) -> Path:
-        return self.store() / "sweeps" / self.task
+        return self.store() / "sweeps" / self.variant
 
     def budget(self) -> dict[str, int | None]:
         return budget_for(self.task, self.max_steps, self.teacher_steps, self.max_seq_length)
@@ -363,7 +371,8 @@ class SweepOptions:
                            teacher=teacher_ckpt, max_steps=steps, max_seq_length=b["max_seq_length"],
                            eval_every=max(1, steps // EVALS_PER_RUN) if steps else None,
                            max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
-                           num_threads=self.num_threads)
+                           num_threads=self.num_threads,
+                           **({"augment": self.augment, "augment_source": self.augment_source} if self.augment else {}))
 
 
 def check_settings(opt: "SweepOptions", plan: list[PlannedRun]) -> None:
@@ -518,6 +527,7 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
                  "multi_seed_sparsities": None if opt.multi_seed_sparsities is None else list(opt.multi_seed_sparsities),
                  "methods": list(opt.methods), "seeds": list(opt.seeds), "budget": b,
                  "max_train_samples": opt.max_train_samples, "max_eval_samples": opt.max_eval_samples,
+                 "augment": opt.augment, "augment_source": opt.augment_source if opt.augment else None,
                  "runs": len(plan)},
         "started": (old or {}).get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sweep_seconds": float((old or {}).get("sweep_seconds") or 0.0), "runs": [],

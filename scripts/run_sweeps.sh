@@ -10,12 +10,22 @@
 # results file (assets/sweeps/<task>.json) and redoes at most the interrupted one.
 # Plan (issue 15, item 3): KASP and magnitude at 0.5 0.7 0.9 0.95, small-dense at the sizes of 0.5
 # and 0.9, seed 42, plus seed 43 at 0.9 for all three methods: 13 runs and a teacher per task.
+# Then (issue 14, item 3) KASP at 0.9 with augmented training data, seeds 42 and 43, with the same
+# teacher and budget: TinyBERT word replacement (N = TinyBERT's copies for the task) and the other
+# GLUE tasks' sentences (N = 1), into bench/augment/<task>-augment-<source><N>.json; the plain
+# sweep's KASP 0.9 runs are the "without" column. AUGMENT=0 skips them.
 # Per-task step budgets and length limits: kasp/sweep.py TASK_BUDGETS (recorded in each file).
+# Small tasks first: SST-2 (about 3 h) last.
+# RESULTS_REPO=/path/to/checkout writes and commits the results files there instead (run the sweep
+# from a second worktree of a fixed commit, so that editing the main checkout cannot change the code
+# of a sweep half-way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
-TASKS=${TASKS:-"sst2 mrpc rte stsb cola"}
+TASKS=${TASKS:-"mrpc rte stsb cola sst2"}
+AUGMENT=${AUGMENT:-1}
+REPO=${RESULTS_REPO:-$ROOT}
 LOGDIR=${KASP_RUNS_DIR:-$ROOT/runs}/sweeps
 mkdir -p "$LOGDIR"
 
@@ -31,7 +41,7 @@ fi
 
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 for task in $TASKS; do
-  results=assets/sweeps/$task.json
+  results=$REPO/assets/sweeps/$task.json
   echo "=== $(date -u +%FT%TZ) sweep $task -> $results"
   rc=0
   "$PY" -m kasp sweep --task "$task" --results "$results" \
@@ -39,8 +49,23 @@ for task in $TASKS; do
       --seeds 42 43 --multi-seed-sparsities 0.9 || rc=$?
   if [[ $rc -eq 130 ]]; then echo "stopped; run scripts/run_sweeps.sh again to resume"; exit 130; fi
   if [[ $rc -ne 0 ]]; then echo "sweep $task failed (exit $rc); going on with the next task"; continue; fi
-  git add "$results"
-  git commit -q -m "Sweep results for $task (kasp sweep, scripts/run_sweeps.sh)" -- "$results" \
+  git -C "$REPO" add "$results"
+  git -C "$REPO" commit -q -m "Sweep results for $task (kasp sweep, scripts/run_sweeps.sh)" -- "$results" \
     || echo "nothing new to commit for $task"
+  [[ "$AUGMENT" == 1 ]] || continue
+  n_words=$("$PY" -c "from kasp.augment import TINYBERT_N; print(TINYBERT_N['$task'])")
+  for spec in "words $n_words" "glue 1"; do
+    set -- $spec
+    out=$REPO/bench/augment/$task-augment-$1$2.json
+    echo "=== $(date -u +%FT%TZ) augmentation $task: $1 x$2 -> $out"
+    rc=0
+    "$PY" -m kasp sweep --task "$task" --results "$out" --methods kasp --sparsities 0.9 --seeds 42 43 \
+        --augment "$2" --augment-source "$1" || rc=$?
+    if [[ $rc -eq 130 ]]; then echo "stopped; run scripts/run_sweeps.sh again to resume"; exit 130; fi
+    if [[ $rc -ne 0 ]]; then echo "augmentation $task $1 failed (exit $rc)"; continue; fi
+    git -C "$REPO" add "$out"
+    git -C "$REPO" commit -q -m "Augmentation results for $task: $1 x$2 (scripts/run_sweeps.sh)" -- "$out" \
+      || echo "nothing new to commit for $out"
+  done
 done
 echo "=== $(date -u +%FT%TZ) all sweeps done"

@@ -136,6 +136,26 @@ def test_plan_of_the_issue_sweep():
         plan_runs([0.9], methods=["kasp", "lottery"])
 
 
+def test_an_augmented_sweep_runs_apart_from_the_plain_one(tmp_path):
+    """``kasp sweep --augment N``: every run's recipe carries the augmentation, its runs and results file
+    are named apart (the plain sweep's are never touched), and glue sentences with the magnitude
+    baseline (no teacher to label them) are refused before anything trains."""
+    from kasp.sweep import SweepOptions, check_settings
+
+    plain = SweepOptions(task="mrpc", runs_dir=str(tmp_path), methods=("kasp",), sparsities=(0.9,))
+    aug = SweepOptions(task="mrpc", runs_dir=str(tmp_path), methods=("kasp",), sparsities=(0.9,), augment=30)
+    assert aug.results_path() == tmp_path / "sweeps" / "mrpc-augment-words30.json" != plain.results_path()
+    assert aug.sweep_dir() != plain.sweep_dir()
+    run = aug.plan()[0]
+    cfg = aug.run_config(run, "teacher")
+    assert (cfg.augment, cfg.augment_source) == (30, "words")
+    assert plain.run_config(run, "teacher").augment == 0
+    bad = SweepOptions(task="mrpc", runs_dir=str(tmp_path), methods=("kasp", "magnitude"), sparsities=(0.9,),
+                       augment=1, augment_source="glue")
+    with pytest.raises(KaspError, match="invalid sweep settings.*glue"):
+        check_settings(bad, bad.plan())
+
+
 def _valid_results() -> dict:
     return {"format": "kasp-sweep", "schema_version": 1, "task": "sst2", "model": "default", "main_metric": "accuracy",
             "teacher": {"run_id": "t", "metric": 0.9}, "runs": [
