@@ -597,6 +597,33 @@ def step_markdown(S: dict | None) -> list[str]:
     return lines
 
 
+BEFORE = ROOT / "bench" / "results_before.json"
+
+
+def before_after(R: dict) -> list[str]:
+    """A table of the headline figures of this run beside those of ``bench/results_before.json`` (the
+    last full bench run before the faster step of issue 14, kept as it was measured)."""
+    if not BEFORE.is_file() or R is None:
+        return []
+    B = json.loads(BEFORE.read_text())
+    rows = [("`kasp prune --method magnitude`, examples/s", lambda X: X["throughput"]["kasp_prune_magnitude"], "{:.1f}"),
+            ("ratio to the length-grouped Trainer route (target ≥ 1.2)", lambda X: X["throughput"]["ratio_vs_group_by_length"], "{:.2f}"),
+            ("KASP step, s", lambda X: X["distillation"]["kasp_step_s"], "{:.3f}"),
+            ("plain (magnitude) step, s", lambda X: X["distillation"]["plain_step_s"], "{:.3f}"),
+            ("KASP step / plain step (target ≤ 1.3)", lambda X: X["distillation"]["ratio"], "{:.2f}"),
+            ("mask update, MiniLM-L6 per matrix, s", lambda X: X["mask_updates"]["MiniLM-L6 layer"], "{:.3f}")]
+    out = ["## 0. Before and after the faster step (issue 14)", "",
+           "Sections 1 and 2 of the last full bench run before the change (`bench/results_before.json`, same machine "
+           "kind, idle) beside this run. Medians (min–max) over the repeats.", "",
+           "| figure | before | now |", "|---|---|---|"]
+    for label, get, fmt in rows:
+        try:
+            out.append(f"| {label} | {_f(get(B), fmt)} | {_f(get(R), fmt)} |")
+        except KeyError:
+            continue
+    return out + [""]
+
+
 def markdown(R: dict) -> str:
     T, D, M, I, A = R["throughput"], R["distillation"], R["mask_updates"], R["inference"], R["app_first_chart_s"]
     ok = lambda c: "met" if c else "**missed**"  # noqa: E731
@@ -609,6 +636,7 @@ def markdown(R: dict) -> str:
         + ("" if R.get("measured") or not R.get("step") else
            " Sections 1, 2 and 3–6 are from the last full run of the bench, made with the code before the faster "
            "step (kept for comparison); sections 2b and 2c were measured later with `--only step`."), "",
+        *before_after(R),
         "## 1. Pruning-run throughput (training examples per second)", "",
         "| route | examples/s |", "|---|---|",
         f"| `kasp prune --method magnitude` (length-bucketed) | {_f(T['kasp_prune_magnitude'], '{:.1f}')} |",
