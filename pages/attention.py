@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from kasp import urlstate
 from kasp.attention_view import head_view_html
 from kasp.data import get_task
 from kasp.errors import KaspError
@@ -16,16 +17,22 @@ T = get_task(task)
 st.title(f"Attention knowledge: {task_name(task)}")
 st.caption("The paper's argument: pruning loses knowledge, distilling while pruning keeps it. These measures show "
            "where. :material/info: Attention maps are not explanations: they show where a model looks, not why it decides.")
+url_slot = urlstate.page("run", "sentence", "sentence2", "samples")
 
 runs = list(iter_done(kind="prune", task=task))
 pre = precomputed_retention(task)
 if not runs and pre.empty:
     st.info(f"No finished prune run for {task_name(task)} in the store. Launch one on the Prune page.")
+    urlstate.show_problems(url_slot)
     st.stop()
 
-samples = st.select_slider("Dev examples used", [32, 64, 128, 256, 512], value=128,
+SAMPLES = [32, 64, 128, 256, 512]
+urlstate.seed("samples", "att_samples", int, SAMPLES, "samples")
+st.session_state.setdefault("att_samples", 128)
+samples = st.select_slider("Dev examples used", SAMPLES, key="att_samples",
                            help="More examples: steadier numbers, slower (about 2 s per 100 examples on CPU). "
                                 "Results are cached in each run's retention.json.")
+urlstate.write("samples", None if samples == 128 else samples)
 
 # --- retention against sparsity ---------------------------------------------------------------
 st.header("Retention against sparsity")
@@ -54,11 +61,17 @@ else:
 if not runs:
     st.info(f"No finished prune run for {task_name(task)} in the store: the detailed views need one. "
             "Launch one on the Prune page.")
+    urlstate.show_problems(url_slot)
     st.stop()
 
 # --- one run in detail ------------------------------------------------------------------------
 st.header("One student in detail")
-rid = st.selectbox("Student run", [r.id for r in runs], help="A pruned student; it is compared with its own teacher.")
+ids = [r.id for r in runs]
+urlstate.seed("run", "att_run", valid=ids, what="student run")
+if st.session_state.get("att_run") not in ids:
+    st.session_state.pop("att_run", None)
+rid = st.selectbox("Student run", ids, key="att_run", help="A pruned student; it is compared with its own teacher.")
+urlstate.write("run", rid)
 run = next(r for r in runs if r.id == rid)
 try:
     with st.spinner("Comparing student and teacher…"):
@@ -87,12 +100,19 @@ st.caption(f"Measured live on {res['samples']} {task_name(task)} dev examples; p
 pair = T.text_b is not None
 st.header(f"{'A sentence pair' if pair else 'A sentence'}, teacher and student side by side")
 first, second = default_example(task)
-text = st.text_input("First sentence" if pair else "Sentence", first, key=f"text-a-{task}",
+urlstate.seed("sentence", f"text-a-{task}", valid=bool, what="sentence")
+st.session_state.setdefault(f"text-a-{task}", first)
+text = st.text_input("First sentence" if pair else "Sentence", key=f"text-a-{task}",
                      help="Any text; both models see the same word pieces. The default is the first "
                           f"{task_name(task)} dev example.")
-text_b = st.text_input("Second sentence", second or "", key=f"text-b-{task}",
-                       help=f"{task_name(task)} is a sentence-pair task: the models read both, separated by [SEP].") \
-    if pair else None
+urlstate.write("sentence", None if text == first else text)
+text_b = None
+if pair:
+    urlstate.seed("sentence2", f"text-b-{task}", what="second sentence")
+    st.session_state.setdefault(f"text-b-{task}", second or "")
+    text_b = st.text_input("Second sentence", key=f"text-b-{task}",
+                           help=f"{task_name(task)} is a sentence-pair task: the models read both, separated by [SEP].")
+    urlstate.write("sentence2", None if text_b == (second or "") else text_b)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
@@ -129,3 +149,6 @@ if text and teacher_path:
                          width="stretch", key=f"hm-{name}")
     st.caption(f"{len(tok_t)} tokens, one row and one column each, labelled token·position so that a repeated token "
                "keeps its own row. Live measurement.")
+
+urlstate.show_problems(url_slot)
+urlstate.share_box()

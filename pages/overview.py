@@ -2,14 +2,16 @@
 
 import streamlit as st
 
-from kasp.figures import accuracy_sparsity_figure, curve_caption, schedule_figure
+from kasp import urlstate
+from kasp.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, schedule_figure
 from kasp.resources import asset
 from kasp.sweep import curve_data
-from kasp.views import PAPER, metric_heading, metric_label, schedule_frame, task_name
+from kasp.views import PAPER, metric_heading, metric_label, schedule_frame, task_name, view_presets
 
 task = st.session_state.get("task", "sst2")
 
 st.title("Knowledge-aware sparse pruning")
+url_slot = urlstate.page("sparsity", "steps", "methods")
 st.markdown(
     """
 **Pruning** sets most weights of a network to zero. Under the pre-train / fine-tune paradigm the usual
@@ -26,10 +28,23 @@ NAACL 2021) changes who is pruned and what it learns from:
 )
 st.image(str(asset("kasp_diagram.svg")), caption="KASP in one picture: distil while pruning.")
 
+st.subheader("Start with a question")
+cols = st.columns(4)
+for col, p in zip(cols, view_presets(task)):
+    urlstate.preset_link(col, p)
+
 st.header("The cubic sparsity schedule")
 c1, c2, c3 = st.columns(3)
-target = c1.slider("Target sparsity", 0.0, 0.99, 0.9, 0.01, help="Fraction of encoder linear weights set to zero at the end.")
-steps = c2.number_input("Training steps T", 10, 100_000, 2000, 10, help="Optimizer steps of the run; the schedule spans all of them.")
+urlstate.seed("sparsity", "ov_target", float, lambda v: 0.0 <= v <= 0.99, "sparsity")
+urlstate.seed("steps", "ov_steps", int, lambda v: 10 <= v <= 100_000, "steps")
+st.session_state.setdefault("ov_target", 0.9)
+st.session_state.setdefault("ov_steps", 2000)
+target = c1.slider("Target sparsity", 0.0, 0.99, step=0.01, key="ov_target",
+                   help="Fraction of encoder linear weights set to zero at the end.")
+steps = c2.number_input("Training steps T", 10, 100_000, step=10, key="ov_steps",
+                        help="Optimizer steps of the run; the schedule spans all of them.")
+urlstate.write("sparsity", target, lambda v: f"{v:g}")
+urlstate.write("steps", int(steps))
 events = c3.number_input("Mask updates", 1, 1000, 100, 1, help="Masks are recomputed every round(T / N) steps.")
 curve, points = schedule_frame(target, int(steps), int(events))
 st.plotly_chart(schedule_figure(curve, points), width="stretch")
@@ -47,9 +62,22 @@ if points.empty and published.empty and teacher is None:
     st.info(f"No results for {task_name(task)} yet: no sweep, precomputed or published figures ship for this task. "
             "Launch runs on the Prune page and they appear here.")
 else:
+    present = [m for m in METHOD_LABELS if m in set(points["method"])] if len(points) else []
+    if len(present) > 1:
+        urlstate.seed("methods", "ov_methods", urlstate.split, lambda v: bool(v) and set(v) <= set(present), "methods")
+        if not set(st.session_state.get("ov_methods") or []) <= set(present):
+            del st.session_state["ov_methods"]  # another task's choice
+        st.session_state.setdefault("ov_methods", present)
+        shown = st.pills("Methods shown", present, selection_mode="multi", key="ov_methods",
+                         format_func=lambda m: METHOD_LABELS.get(m, m),
+                         help="Compare two methods at a time; the dense teacher and the paper's figures always show.")
+        urlstate.write("methods", None if set(shown) == set(present) else shown, urlstate.join)
+        points = points[points["method"].isin(shown)]
     st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task), width="stretch")
     st.caption(curve_caption(points, metric))
     st.caption("Sources: **precomputed sweep** = `kasp sweep` results shipped in assets/sweeps (mean over seeds, "
                "bars span the seeds; recipe in the hover text); **live run** = a run in this machine's store; "
                "**precomputed run** = a real run shipped in assets/precomputed (recipe on the Results page); "
                "**published** = " + PAPER + ". Published figures are for BERT-base, not the default MiniLM model.")
+urlstate.show_problems(url_slot)
+urlstate.share_box()

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from kasp import urlstate
 from kasp.data import get_task
 from kasp.errors import KaspError
 from kasp.predict import dev_example, disagreements, prediction_runs, predict_texts
@@ -13,6 +14,7 @@ st.title(f"Predictions side by side ({T.folder})")
 st.caption("Type a sentence" + (" pair" if T.text_b else "") + ": the dense teacher and each pruned student predict it "
            "live on this machine, the same computation as `kasp evaluate`. Where the text is a GLUE dev example, its "
            "gold label is shown too.")
+url_slot = urlstate.page("teacher", "runs", "sentence", "sentence2")
 
 runs = prediction_runs(task)
 shipped = [r["id"] for r in load_precomputed() if r["task"] == task]
@@ -23,6 +25,7 @@ if shipped:
 if not runs["teachers"] and not runs["students"]:
     st.info(f"No finished {task} run with a checkpoint in the store yet. Fine-tune a teacher and prune a student on "
             "the Prune page.")
+    urlstate.show_problems(url_slot)
     st.stop()
 
 teachers = {t["label"]: t for t in runs["teachers"]}
@@ -30,16 +33,30 @@ students = {s["label"]: s for s in runs["students"]}
 used = [s["teacher"] for s in runs["students"] if s["teacher"]]
 default_t = next((lbl for lbl, t in teachers.items() if any(u.startswith(t["path"]) for u in used)),
                  next(iter(teachers), None))
+t_by_id = {t["id"]: lbl for lbl, t in teachers.items()}
+s_by_id = {s["id"]: lbl for lbl, s in students.items()}
+key_t, key_s = f"predict_teacher_{task}", f"predict_students_{task}"
+urlstate.seed("teacher", key_t, lambda v: t_by_id[v], what="teacher run")
+urlstate.seed("runs", key_s, lambda v: [s_by_id[x] for x in urlstate.split(v)], bool, "student runs")
+if st.session_state.get(key_t) not in teachers:
+    st.session_state[key_t] = default_t
+if not set(st.session_state.get(key_s) or []) <= set(students):
+    st.session_state.pop(key_s)
+st.session_state.setdefault(key_s, list(students)[:3])
 c1, c2 = st.columns(2)
-t_label = c1.selectbox("Teacher", list(teachers), index=list(teachers).index(default_t) if default_t else None,
-                       key=f"predict_teacher_{task}", help="A finished fine-tuning run of this task (dense).")
-s_labels = c2.multiselect("Students", list(students), default=list(students)[:3], key=f"predict_students_{task}",
+t_label = c1.selectbox("Teacher", list(teachers), key=key_t, help="A finished fine-tuning run of this task (dense).")
+s_labels = c2.multiselect("Students", list(students), key=key_s,
                           help="Finished prune runs of this task (KASP or the magnitude baseline).")
+urlstate.write("teacher", teachers[t_label]["id"] if t_label else None)
+urlstate.write("runs", [students[s]["id"] for s in s_labels], urlstate.join)
 
 key_a, key_b, key_pick = f"predict_a_{task}", f"predict_b_{task}", f"predict_pick_{task}"
 if key_a not in st.session_state:
     a0, b0 = dev_example(task, 0)
     st.session_state[key_a], st.session_state[key_b] = a0, b0 or ""
+urlstate.seed("sentence", key_a, valid=bool, what="sentence")
+if T.text_b:
+    urlstate.seed("sentence2", key_b, what="second sentence")
 
 
 @st.cache_data(show_spinner="Running teacher and students over 256 dev examples…", max_entries=8)
@@ -77,12 +94,16 @@ st.button("Pick a dev example where the students disagree with the teacher", on_
                "where a student's predicted class differs from the teacher's (STS-B: scores more than 1 apart).")
 if st.session_state.get("predict_msg"):
     st.caption(st.session_state.pop("predict_msg"))
+urlstate.write("sentence", st.session_state[key_a])
+urlstate.write("sentence2", st.session_state.get(key_b) if T.text_b else None)
 
 models = {}
 if t_label:
     models[f"teacher: {teachers[t_label]['id']}"] = teachers[t_label]["path"]
 for s in s_labels:
     models[f"student: {s}"] = students[s]["path"]
+urlstate.show_problems(url_slot)
+urlstate.share_box()
 if not models:
     st.info("Choose a teacher or a student.")
     st.stop()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from kasp import jobs
+from kasp import jobs, urlstate
 from kasp.config import load_recipe
 from kasp.data import get_task
 from kasp.errors import KaspError
@@ -21,6 +21,7 @@ T = get_task(task)
 st.title(f"Prune: {task_name(task)}")
 st.caption("Runs are real: each is a `kasp` command running in the background on this machine and writing into the "
            "run store. It keeps running if you reload the page or switch pages.")
+url_slot = urlstate.page("method", "sparsity", "recipe")
 teachers = list(iter_done(kind="finetune", task=task, model=model))
 gate = launch_gate(task, model, owner)
 
@@ -42,16 +43,21 @@ with st.container():
     if st.session_state.get("flash"):
         st.success(st.session_state.pop("flash"))
 
-    method = st.radio("Method", ["kasp", "magnitude", "small-dense"], horizontal=True, format_func={
+    METHODS = ["kasp", "magnitude", "small-dense"]
+    urlstate.seed("method", "prune_method", valid=METHODS, what="method")
+    method = st.radio("Method", METHODS, horizontal=True, key="prune_method", format_func={
         "kasp": "KASP: distil the fine-tuned teacher into the pruned pre-trained model",
         "magnitude": "Magnitude baseline: prune the fine-tuned model, retrain with the task loss",
         "small-dense": "Small-dense baseline: distil into fewer, dense layers with as many weights as the sparsity "
                        "leaves"}.get,
         help="KASP is the paper's method; the baseline is what most pruning users do today.")
+    urlstate.write("method", None if method == "kasp" else method)
     rec = form_defaults("prune", method, task)
-    class_length = st.toggle("Class-length recipe", help="The `class` preset (kasp/recipes/class.json) for a lesson: "
+    urlstate.seed("recipe", "prune_class", lambda v: {"class": True, "default": False}[v], what="recipe")
+    class_length = st.toggle("Class-length recipe", key="prune_class", help="The `class` preset (kasp/recipes/class.json) for a lesson: "
                              "300 teacher steps and 500 prune steps, about 2 and 4 minutes on 2 idle cores (estimated "
                              "from the default recipe's measured per-step speed); less accurate than the default recipe.")
+    urlstate.write("recipe", "class" if class_length else None)
     if class_length:
         rec.update(load_recipe("class", "prune"))
 
@@ -81,7 +87,8 @@ with st.container():
 
     with st.container(border=True):
         c1, c2, c3 = st.columns(3)
-        sparsity = c1.slider("Target sparsity", 0.1, 0.99, float(rec["sparsity"]), 0.01,
+        sparsity = c1.slider("Target sparsity", 0.1, 0.99, urlstate.initial("sparsity", float(rec["sparsity"]), float,
+                                                                            lambda v: 0.1 <= v <= 0.99), 0.01,
                              help="Fraction of the encoder linear weights (Q, K, V, attention-output, FFN-in, FFN-out) "
                                   "that are zero at the end of the run.")
         steps = c2.number_input("Budget: training steps", 1, 100_000, int(rec["max_steps"]), 10,
@@ -118,11 +125,13 @@ with st.container():
                              help="Start `kasp prune` with this recipe in the background.")
         if gate and teachers:
             st.caption(f":material/block: {gate}")
+    urlstate.write("sparsity", f"{sparsity:g}")
     if launched:
         _launch("prune", {"task": task, "model": model, "method": method, "sparsity": sparsity, "max_steps": int(steps),
                           "seed": int(seed), "lr": lr, "eval_every": int(eval_every), "attention_weight": a,
                           "hidden_weight": h, "prediction_weight": p, "task_loss_weight": c, "temperature": tau,
                           "max_train_samples": int(max_train) or None})
+    urlstate.show_problems(url_slot)
 
 
 

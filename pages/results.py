@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from kasp import jobs
+from kasp import jobs, urlstate
 from kasp.data import get_task
 from kasp.errors import KaspError
 from kasp.figures import accuracy_sparsity_figure, curve_caption, sparsity_heatmap, training_curves
@@ -19,12 +19,17 @@ owner = st.session_state.get("owner")
 operator = bool(st.session_state.get("operator"))
 T = get_task(task)
 st.title("Results")
+url_slot = urlstate.page("runs", "run", "all")
 
-only_task = st.toggle(f"Only {task_name(task)}", value=True, help="Show only runs of the task chosen in the sidebar.")
+urlstate.seed("all", "results_only", lambda v: {"1": False, "0": True}[v], what="all")
+st.session_state.setdefault("results_only", True)
+only_task = st.toggle(f"Only {task_name(task)}", key="results_only", help="Show only runs of the task chosen in the sidebar.")
+urlstate.write("all", None if only_task else "1")
 shown = results_table(task if only_task else None)
 if shown.empty:
     st.info(f"No {task_name(task) + ' ' if only_task else ''}run in the store and no precomputed one ships for it. "
             "Launch a run on the Prune page" + (", or switch off the toggle above to see every task's runs." if only_task else "."))
+    urlstate.show_problems(url_slot)
     st.stop()
 
 st.caption("Select rows to compare them. **live run**: this machine's run store; **precomputed run**: a real run "
@@ -52,7 +57,23 @@ sel = st.dataframe(
                                                          help="Wall time of the run, start to saved checkpoint"),
         "error": st.column_config.TextColumn(width="medium")})
 rows = sel.selection.rows if sel and sel.selection else []
-chosen = shown.iloc[rows] if rows else shown
+# a link's selection (?runs=id,id) holds until rows are selected in the table
+urlstate.seed("runs", "results_link_runs", urlstate.split, lambda v: bool(set(v) & set(shown["id"])), "runs")
+link_runs = [r for r in st.session_state.get("results_link_runs") or [] if r in set(shown["id"])]
+if rows:
+    st.session_state.pop("results_link_runs", None)
+    chosen = shown.iloc[rows]
+elif link_runs:
+    chosen = shown[shown["id"].isin(link_runs)]
+    c1, c2 = st.columns([4, 1])
+    c1.caption(f":material/link: Selected by the link: {', '.join(link_runs)}. Select rows in the table to change it.")
+    if c2.button("Show all runs", key="results_clear_link"):
+        st.session_state.pop("results_link_runs", None)
+        urlstate.write("runs", None)
+        st.rerun()
+else:
+    chosen = shown
+urlstate.write("runs", list(chosen["id"]) if (rows or link_runs) else None, urlstate.join)
 
 # --- dev metric against sparsity --------------------------------------------------------------
 done = chosen[(chosen["state"] == "done") & (chosen["task"] == task_name(task))].dropna(subset=["dev metric"])
@@ -72,7 +93,12 @@ else:
 
 # --- one run in detail ------------------------------------------------------------------------
 st.header("One run")
-rid = st.selectbox("Run", chosen["id"].tolist(), help="The run shown below: its per-matrix sparsity, its curves, its files.")
+urlstate.seed("run", "results_run", valid=chosen["id"].tolist(), what="run")
+if st.session_state.get("results_run") not in chosen["id"].tolist():
+    st.session_state.pop("results_run", None)
+rid = st.selectbox("Run", chosen["id"].tolist(), key="results_run",
+                   help="The run shown below: its per-matrix sparsity, its curves, its files.")
+urlstate.write("run", rid)
 row = shown[shown["id"] == rid].iloc[0]
 st.markdown(f"{state_icon(row['state'])} **{rid}** ({row['source']}): state **{row['state']}**, "
             f"{row['method']} on {row['task']}")
@@ -134,3 +160,6 @@ if run is not None:
                     st.error(str(e))
     else:
         c3.caption(":material/lock: Only the browser session that launched this run (or an operator) can delete it.")
+
+urlstate.show_problems(url_slot)
+urlstate.share_box()

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from kasp import urlstate
 from kasp.data import get_task
 from kasp.figures_weights import schedule_figure, story_figure
 from kasp.weights_story import KINDS, partner, read_story, story_entries, what_to_notice
@@ -9,6 +10,7 @@ from kasp.weights_story import KINDS, partner, read_story, story_entries, what_t
 task = st.session_state.get("task", "sst2")
 T = get_task(task)
 st.title(f"Weights: see pruning happen ({T.folder})")
+url_slot = urlstate.page("run", "layer", "matrix", "step", "compare")
 st.caption("Every prune run records, at its start, at its mask updates and at its end, a small picture of each "
            "encoder linear matrix: the fraction of weights kept in each block of the matrix, and the histogram of "
            "the kept weights' magnitudes |w| with the **magnitude threshold** (the smallest kept |w|: everything "
@@ -37,9 +39,13 @@ if without:
             "`kasp prune`) records them, and they appear here while the run is still going.")
 if not with_story:
     st.info(f"No {task} prune run with recorded weight pictures yet. Launch one on the Prune page.")
+    urlstate.show_problems(url_slot)
     st.stop()
 
 labels = {e["id"]: f"{e['id']} ({e['source']}, {e['method']}, {e['sparsity'] * 100:.0f} %, {e['state']})" for e in with_story}
+urlstate.seed("run", "weights_run", valid=labels, what="run")
+if st.session_state.get("weights_run") not in labels:
+    st.session_state.pop("weights_run", None)  # another task's run
 rid = st.selectbox("Run", list(labels), format_func=labels.get, key="weights_run",
                    help="Prune runs of this task with recorded pictures (live runs of this machine's store first).")
 entry = next(e for e in with_story if e["id"] == rid)
@@ -48,27 +54,41 @@ if story is None:
     st.info("This run has not recorded its first picture yet; it appears at the run's start. Reload in a moment.")
     st.stop()
 
+urlstate.write("run", rid)
 layers = sorted({int(n.split(".")[0]) for n in story.matrices})
+urlstate.seed("layer", "weights_layer", int, layers, "layer")
+urlstate.seed("matrix", "weights_kind", valid=KINDS, what="matrix")
+if st.session_state.get("weights_layer") not in layers:
+    st.session_state.pop("weights_layer", None)
 c1, c2 = st.columns([1, 3])
 layer = c1.selectbox("Layer", layers, key="weights_layer", help="Encoder layer (0 = closest to the embeddings).")
 kind = c2.radio("Matrix", KINDS, horizontal=True, key="weights_kind",
                 help="Q, K, V: attention query, key and value projections; O: attention output; FFN-in / FFN-out: "
                      "the feed-forward block's expansion and projection.")
+urlstate.write("layer", layer)
+urlstate.write("matrix", kind)
 name = f"{layer}.{kind}"
 steps = [int(s) for s in story.steps]
+urlstate.seed("step", "weights_step", int, steps, "step")
+if st.session_state.get("weights_step") not in steps:
+    st.session_state["weights_step"] = steps[-1]  # the end, or another run's step that this one did not record
 if len(steps) > 1:
-    step = st.select_slider("Step", steps, value=steps[-1], key="weights_step",
+    step = st.select_slider("Step", steps, key="weights_step",
                             help="Recorded steps: the start, the mask updates (at most 20 of them) and the end. "
                                  "Play (in the figure) animates them.")
 else:
     step = steps[0]
     st.caption(f"Only step {step} is recorded so far; the next picture comes with the run's next mask update.")
+urlstate.write("step", step)
 
 other_entry = partner(entry, with_story)
 compare = False
 if other_entry is not None:
-    compare = st.toggle(f"Side by side with {other_entry['method']} run {other_entry['id']} (same sparsity)", value=True,
+    urlstate.seed("compare", "weights_compare", lambda v: {"1": True, "0": False}[v], what="compare")
+    st.session_state.setdefault("weights_compare", True)
+    compare = st.toggle(f"Side by side with {other_entry['method']} run {other_entry['id']} (same sparsity)",
                         key="weights_compare")
+    urlstate.write("compare", None if compare else "0")
 panels = [(f"{entry['method']}", story)]
 other = load(other_entry) if compare else None
 if other is not None:
@@ -87,3 +107,5 @@ src = ("live run in this machine's store" if entry["source"] == "live run"
 st.caption(f"Source: {src}, recorded at step {story.steps[i]} of {total}. Densities are per block (uint8, ±0.2 %); "
            "histogram counts and thresholds are exact. The schedule curve is the formula; the dev metric points are "
            "the run's own evaluations up to this step.")
+urlstate.show_problems(url_slot)
+urlstate.share_box()

@@ -61,13 +61,16 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
-def open_page(page: str, store: Path, monkeypatch, timeout: int = 60, **state):
+def open_page(page: str, store: Path, monkeypatch, timeout: int = 60, query: dict | None = None, **state):
     """Run one page of the app with AppTest on the run store ``store`` (task SST-2, default model unless
-    ``state`` says otherwise; other ``state`` keys go into session_state); assert it raised nothing."""
+    ``state`` says otherwise; other ``state`` keys go into session_state), with the page address's
+    query parameters ``query``; assert it raised nothing."""
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("KASP_RUNS_DIR", str(store))
     at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=timeout)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
     at.session_state["task"] = state.pop("task", "sst2")
     at.session_state["model"] = state.pop("model", "default")
     for k, v in state.items():

@@ -206,3 +206,50 @@ def test_weights_page_with_an_empty_store_says_why(tmp_path, monkeypatch):
     text = " ".join(i.value for i in at.info)
     assert "No sst2 prune run with recorded weight pictures" in text
     assert "have none to show" in text  # the shipped runs carry no pictures yet
+
+
+def test_a_link_opens_the_weights_view_it_names(story_run, monkeypatch):
+    run, _ = story_run
+    at = open_page("weights.py", run.path.parent, monkeypatch,
+                   query={"run": "kasp70", "layer": "1", "matrix": "V", "step": "6", "compare": "0"})
+    assert at.selectbox(key="weights_run").value == "kasp70"
+    assert at.selectbox(key="weights_layer").value == 1 and at.radio(key="weights_kind").value == "V"
+    assert at.select_slider(key="weights_step").value == 6 and at.toggle(key="weights_compare").value is False
+    zs, fig = _heatmaps(at)
+    story = read_story(run.path)
+    assert len(zs) == 1 and np.allclose(np.array(zs[0]), story.density[story.nearest(6)][story.index("1.V")] * 100)
+    assert not at.warning
+    # a step this run never recorded is reported and the run's end is shown
+    at = open_page("weights.py", run.path.parent, monkeypatch, query={"run": "kasp70", "step": "7"})
+    assert at.select_slider(key="weights_step").value == 12
+    assert any("The link's step `7`" in w.value for w in at.warning)
+
+
+def test_the_weights_preset_opens_a_shipped_kasp_run(story_run, tmp_path, monkeypatch):
+    """The Overview's "What does 90 % sparsity remove?" opens the Weights page on the shipped sweep's
+    KASP run at 90 %, feed-forward input matrix of layer 0, beside the magnitude run."""
+    import json
+
+    import kasp.sweep
+    from kasp.views import view_presets
+    from kasp.weights_story import story_records
+
+    run, _ = story_run
+    records = story_records(run.path)
+    sweep = {"format": "kasp-sweep", "schema_version": 1, "task": "sst2", "model": "default", "main_metric": "accuracy",
+             "teacher": {"run_id": "t", "metric": 0.82}, "runs": [
+                 {"key": f"{m}@0.9/seed42", "method": m, "sparsity": 0.9, "seed": 42, "metric": 0.8,
+                  "metrics": {"accuracy": 0.8}, "measured_sparsity": 0.9, "recipe": {}, "wall_seconds": 1.0,
+                  "teacher_id": "t", "steps": 12, "weights_story": records} for m in ("kasp", "magnitude")]}
+    (tmp_path / "sst2.json").write_text(json.dumps(sweep))
+    monkeypatch.setattr(kasp.sweep, "shipped_sweep_path", lambda t: tmp_path / f"{t}.json")
+    preset = view_presets("sst2")[0]
+    assert preset["page"] == "pages/weights.py" and preset["params"]["run"] == "sweep/kasp@0.9/seed42"
+    store = tmp_path / "store"
+    store.mkdir()
+    at = open_page("weights.py", store, monkeypatch, query=preset["params"])
+    assert not at.warning, [w.value for w in at.warning]
+    assert at.selectbox(key="weights_run").value == "sweep/kasp@0.9/seed42"
+    assert at.radio(key="weights_kind").value == "FFN-in" and at.selectbox(key="weights_layer").value == 0
+    zs, _ = _heatmaps(at)
+    assert len(zs) == 2  # beside the magnitude run of the same sparsity
