@@ -91,6 +91,9 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
                    "every run (as kasp prune --augment; with --augment-source glue only distilling methods, not magnitude); its runs "
                    "and default results file are named <task>-augment-<source><N>")
     p.add_argument("--augment-source", choices=["words", "glue"], default="words", help="as kasp prune --augment-source")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change one recipe field in every run (repeatable), e.g. --set temperature=2 --set lr=2e-4; "
+                        "its runs and default results file are named after the change")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done, run nothing")
 
 
@@ -380,7 +383,7 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from kasp.sweep import SweepOptions, check_settings, load_results, run_sweep
+    from kasp.sweep import SweepOptions, check_settings, load_results, parse_overrides, run_sweep
     from kasp.train import Cancelled
 
     opt = SweepOptions(task=_task_name(args.task), model=args.model, sparsities=tuple(args.sparsities),
@@ -391,7 +394,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                        max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
                        teacher=args.teacher, runs_dir=args.runs_dir, results=args.results,
                        keep_checkpoints=args.keep_checkpoints, retention_samples=args.retention_samples,
-                       num_threads=args.num_threads, augment=args.augment, augment_source=args.augment_source)
+                       num_threads=args.num_threads, augment=args.augment, augment_source=args.augment_source,
+                       overrides=parse_overrides(args.overrides))
     plan = opt.plan(opt.model_config() if "small-dense" in opt.methods else None)
     check_settings(opt, plan)
     if args.dry_run:

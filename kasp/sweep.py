@@ -313,12 +313,15 @@ class SweepOptions:
     num_threads: int | None = None
     augment: int = 0
     augment_source: str = "words"
+    overrides: tuple[tuple[str, Any], ...] = ()
 
     @property
     def variant(self) -> str:
-        """``<task>``, or ``<task>-augment-<source><N>`` for a sweep with augmented training data (its
-        own run folder and default results file, so it never touches the plain sweep's runs)."""
-        return f"{self.task}-augment-{self.augment_source}{self.augment}" if self.augment else self.task
+        """``<task>``; ``-augment-<source><N>`` added for a sweep with augmented training data and
+        ``-<field><value>`` for each recipe override (``--set``): its own run folder and default
+        results file, so that it never touches the plain sweep's runs."""
+        name = f"{self.task}-augment-{self.augment_source}{self.augment}" if self.augment else self.task
+        return name + "".join(f"-{k}{v}" for k, v in self.overrides)
 
     def store(self) -> Path:
         from kasp.runs import runs_dir
@@ -372,7 +375,43 @@ class SweepOptions:
                            eval_every=max(1, steps // EVALS_PER_RUN) if steps else None,
                            max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
                            num_threads=self.num_threads,
-                           **({"augment": self.augment, "augment_source": self.augment_source} if self.augment else {}))
+                           **({"augment": self.augment, "augment_source": self.augment_source} if self.augment else {}),
+                           **dict(self.overrides))
+
+
+_BUDGET_FIELDS = {"max_steps", "max_seq_length", "teacher", "task", "kind", "method", "sparsity", "seed", "model",
+                  "augment", "augment_source", "max_train_samples", "max_eval_samples", "num_threads"}
+
+
+def parse_overrides(items: Iterable[str]) -> tuple[tuple[str, Any], ...]:
+    """``--set FIELD=VALUE`` items as (field, value) pairs of :class:`kasp.config.RunConfig`, the value
+    parsed as JSON where it can be (``lr=2e-4`` -> 0.0002, ``bucket_batches=false``), else a string.
+
+    Raises:
+        KaspError: an item without ``=``, a field that is not a recipe field, or a field that the sweep
+            sets itself (steps, length, sparsity, seed, method, teacher, augmentation: use their flags).
+    """
+    from dataclasses import fields
+
+    from kasp.config import RunConfig
+
+    known = {f.name for f in fields(RunConfig)}
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise KaspError(f"--set {item!r}: write FIELD=VALUE, e.g. --set temperature=2")
+        if key not in known:
+            raise KaspError(f"--set {key}: not a recipe field; the fields are listed by `kasp prune --help`")
+        if key in _BUDGET_FIELDS:
+            raise KaspError(f"--set {key}: the sweep sets {key} itself; use its own flag (kasp sweep --help)")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.append((key, value))
+    return tuple(out)
 
 
 def check_settings(opt: "SweepOptions", plan: list[PlannedRun]) -> None:
@@ -528,6 +567,7 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
                  "methods": list(opt.methods), "seeds": list(opt.seeds), "budget": b,
                  "max_train_samples": opt.max_train_samples, "max_eval_samples": opt.max_eval_samples,
                  "augment": opt.augment, "augment_source": opt.augment_source if opt.augment else None,
+                 "overrides": dict(opt.overrides),
                  "runs": len(plan)},
         "started": (old or {}).get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sweep_seconds": float((old or {}).get("sweep_seconds") or 0.0), "runs": [],

@@ -156,6 +156,23 @@ def test_an_augmented_sweep_runs_apart_from_the_plain_one(tmp_path):
         check_settings(bad, bad.plan())
 
 
+def test_recipe_overrides_make_a_trial_of_their_own(tmp_path):
+    """``kasp sweep --set FIELD=VALUE``: the knob trials of issue 14 (two seeds each, KASP at 0.9)."""
+    from kasp.sweep import SweepOptions, parse_overrides
+
+    ov = parse_overrides(["temperature=2", "lr=2e-4", "hidden-weight=0.5"])
+    assert ov == (("temperature", 2), ("lr", 2e-4), ("hidden_weight", 0.5))
+    opt = SweepOptions(task="sst2", runs_dir=str(tmp_path), methods=("kasp",), sparsities=(0.9,), seeds=(42, 43),
+                       overrides=ov)
+    assert opt.results_path().name == "sst2-temperature2-lr0.0002-hidden_weight0.5.json"
+    cfgs = [opt.run_config(r, "teacher") for r in opt.plan()]
+    assert [(c.seed, c.temperature, c.lr, c.hidden_weight) for c in cfgs] == [(42, 2, 2e-4, 0.5), (43, 2, 2e-4, 0.5)]
+    for bad, msg in ((["tau"], "write FIELD=VALUE"), (["tau=2"], "not a recipe field"),
+                     (["max_steps=10"], "sets max_steps itself")):
+        with pytest.raises(KaspError, match=msg):
+            parse_overrides(bad)
+
+
 def _valid_results() -> dict:
     return {"format": "kasp-sweep", "schema_version": 1, "task": "sst2", "model": "default", "main_metric": "accuracy",
             "teacher": {"run_id": "t", "metric": 0.9}, "runs": [
