@@ -99,24 +99,45 @@ class KaspPruningCallback(TrainerCallback):
     Masks are recomputed at pruning events (``on_step_begin``), re-applied after every optimizer
     step (``on_optimizer_step``), set to exactly the target at the end (``on_train_end``); the
     current sparsity is added to the Trainer's logs.
+
+    Args:
+        target: final sparsity of the encoder linear weights (fraction).
+        events: mask updates over the run; scope: "layer" or "global" ranking.
+        story: a file (e.g. ``<run dir>/weights.jsonl``) to record the weights' story in, as
+            ``kasp prune`` does (:class:`kasp.weights_story.StoryRecorder`: the start, up to 20 mask
+            updates and the end), so the app's Weights page can show a Trainer run too; None: none.
     """
 
-    def __init__(self, target: float, events: int = 100, scope: str = "layer"):
+    def __init__(self, target: float, events: int = 100, scope: str = "layer", story: str | None = None):
         self.target, self.events, self.scope = target, events, scope
         self.pruner: MagnitudePruner | None = None
+        self.story = story
+        self.recorder = None
+
+    def _record(self, step: int, phase: str) -> None:
+        if self.recorder is not None:
+            self.recorder("masks", {"step": step, "phase": phase, "sparsity": self.pruner.current_sparsity,
+                                    "linears": self.pruner.linears, "masks": self.pruner.masks})
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         base = getattr(model, "module", model)
         self.pruner = MagnitudePruner(base, self.target, state.max_steps, self.events, self.scope)
+        if self.story is not None and self.target > 0 and state.is_world_process_zero:
+            from kasp.weights_story import StoryRecorder
+
+            self.recorder = StoryRecorder(self.story, StoryRecorder.stride(self.events))
+            self._record(0, "start")
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self.pruner.step(state.global_step)
+        if self.pruner.step(state.global_step):
+            self._record(state.global_step, "prune")
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.pruner.apply()
 
     def on_train_end(self, args, state, control, **kwargs):
         self.pruner.finish()
+        self._record(state.global_step, "end")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is not None and self.pruner is not None:

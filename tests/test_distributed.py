@@ -102,7 +102,7 @@ def test_trainer_route_gives_cli_masks(tmp_path, tiny_store, no_dropout_student)
                              logging_steps=4, save_strategy="no", use_cpu=True, disable_tqdm=True)
     trainer = KaspTrainer(model=student, teacher=teacher, args=args, train_dataset=EncodedDataset(train_data),
                           data_collator=EncodedDataset.collator(train_data),
-                          callbacks=[KaspPruningCallback(target=0.8, events=8)])
+                          callbacks=[KaspPruningCallback(target=0.8, events=8, story=str(tmp_path / "weights.jsonl"))])
     trainer.train()
     assert any("sparsity" in h for h in trainer.state.log_history)
     hf = {k: v == 0 for k, v in student.state_dict().items() if k in _masks(cli)}
@@ -112,3 +112,11 @@ def test_trainer_route_gives_cli_masks(tmp_path, tiny_store, no_dropout_student)
     print(f"\nTrainer vs CLI: masks agree on {agree:.6f} of the weights")
     assert agree > 0.999, f"masks agree on {agree:.5f} of the weights"
     assert sum(int(m.sum()) for m in hf.values()) == cli.report()["sparsity"]["pruned_zeros"]
+    # the Trainer route records the weights' story as `kasp prune` does: same steps, same end state
+    from kasp.weights_story import read_story
+
+    hf_story, cli_story = read_story(tmp_path / "weights.jsonl"), read_story(cli.path)
+    assert list(hf_story.steps) == list(cli_story.steps) and hf_story.phases == cli_story.phases
+    assert hf_story.matrices == cli_story.matrices
+    for name in cli_story.matrices:
+        assert hf_story.kept_fraction(-1, name) == pytest.approx(cli_story.kept_fraction(-1, name), abs=2e-3)
