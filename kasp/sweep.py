@@ -685,7 +685,8 @@ def curve_data(task: str, store: str | Path | None = None, runs=None) -> CurveDa
         :class:`CurveData` (points, teacher, published, error): points as :func:`sweep_points` (the shipped sweep, mean and
         seed spread, source "precomputed sweep", plus single runs with spread 0 and source "live
         run" / "precomputed run"); teacher = (metric, source) of the dense teacher (the sweep's
-        teacher first, else the newest live or precomputed one) or None; published = the paper's
+        teacher first; else the precomputed teacher when precomputed runs are drawn; else the
+        newest live one) or None; published = the paper's
         BERT-base figures (method, sparsity, metric); error = the message of a broken shipped sweep
         file, which is then left out (never raised: the pages show it with st.error).
     """
@@ -709,7 +710,12 @@ def curve_data(task: str, store: str | Path | None = None, runs=None) -> CurveDa
         if shipped.get("teacher"):
             teacher = (shipped["teacher"]["metric"], f"teacher of the shipped sweep, {shipped['teacher']['run_id']}")
     if teacher is None and len(teachers):
-        t = teachers.iloc[0]
+        # the teacher of the points shown: the shipped one when shipped runs are drawn (a short live
+        # teacher, e.g. a class-preset one, would otherwise stretch the axis and misplace the reference)
+        pre = teachers[teachers["source"] == "precomputed run"]
+        live = teachers[teachers["source"] != "precomputed run"]
+        use = pre if len(pre) and (singles["source"] == "precomputed run").any() else (live if len(live) else pre)
+        t = use.iloc[0]
         teacher = (float(t["metric"]), f"{t['source']} {t['label']}")
     if len(singles):
         parts.append(pd.DataFrame({"method": singles["method"], "nominal": float("nan"), "sparsity": singles["sparsity"],

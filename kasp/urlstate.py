@@ -159,7 +159,7 @@ def preset_link(where, preset: dict[str, Any]) -> None:
 
     try:
         where.page_link(preset["page"], label=preset["label"], icon=preset["icon"], query_params=preset["params"],
-                        help=preset["help"], use_container_width=True)
+                        help=preset["help"], disabled=bool(preset.get("disabled")), width="stretch")
     except StreamlitPageNotFoundError:  # no st.navigation around this page
         where.markdown(f"[{preset['label']}](?{urlencode(preset['params'])})", help=preset["help"])
 

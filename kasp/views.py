@@ -535,9 +535,11 @@ def view_presets(task: str) -> list[dict[str, Any]]:
     name = task_name(task)
     return [
         {"label": "What does 90 % sparsity remove?", "icon": ":material/grid_on:", "page": "pages/weights.py",
-         "params": weights,
-         "help": f"The Weights page on a shipped KASP run of {name}: which blocks of a feed-forward matrix lose "
-                 "their weights, step by step along the cubic schedule, beside the magnitude baseline."},
+         "params": weights, "disabled": story_run is None,
+         "help": (f"The Weights page on a shipped KASP run of {name}: which blocks of a feed-forward matrix lose "
+                  "their weights, step by step along the cubic schedule, beside the magnitude baseline.")
+         if story_run else (f"No shipped {name} run carries weight pictures yet (the {name} sweep has not shipped): "
+                            "prune one on the Prune page and open the Weights page.")},
         {"label": "Distil or not?", "icon": ":material/school:", "page": "pages/overview.py",
          "params": {"task": task, "methods": "kasp,magnitude"},
          "help": f"{name}: KASP (distil the teacher while pruning) against the magnitude baseline (prune the "

@@ -29,9 +29,10 @@ NAACL 2021) changes who is pruned and what it learns from:
 st.image(str(asset("kasp_diagram.svg")), caption="KASP in one picture: distil while pruning.")
 
 st.subheader("Start with a question")
-cols = st.columns(4)
-for col, p in zip(cols, view_presets(task)):
-    urlstate.preset_link(col, p)
+presets = view_presets(task)
+for i in range(0, len(presets), 2):
+    for col, p in zip(st.columns(2), presets[i:i + 2]):
+        urlstate.preset_link(col, p)
 
 st.header("The cubic sparsity schedule")
 c1, c2, c3 = st.columns(3)

@@ -34,11 +34,11 @@ with_story = [e for e in entries if e["has_story"]]
 without = [e for e in entries if not e["has_story"] and e["source"] == "precomputed run"]
 if without:
     names = ", ".join(e["id"] for e in without[:4]) + (f" and {len(without) - 4} more" if len(without) > 4 else "")
-    st.info(f"The {len(without)} shipped {task} run(s) without pictures ({names}) were made before KASP recorded "
+    st.info(f"The {len(without)} shipped {T.folder} run(s) without pictures ({names}) were made before KASP recorded "
             "weight pictures, so they have none to show. Every prune run launched on the Prune page (or with "
             "`kasp prune`) records them, and they appear here while the run is still going.")
 if not with_story:
-    st.info(f"No {task} prune run with recorded weight pictures yet. Launch one on the Prune page.")
+    st.info(f"No {T.folder} prune run with recorded weight pictures yet. Launch one on the Prune page.")
     urlstate.show_problems(url_slot)
     st.stop()
 

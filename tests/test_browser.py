@@ -266,3 +266,29 @@ def test_two_students_each_cancel_only_their_own_run(browser, server, tiny_pretr
         ctx_b.close()
     _clean(seen_a)
     _clean(seen_b)
+
+
+def test_a_preset_and_a_shared_link_open_their_views(page, server):
+    """A lecturer clicks a preset on the Overview (the session, and so run ownership, stays), then a
+    student opens a link to a Results view someone copied (issue 15, item 5)."""
+    from urllib.parse import parse_qs
+
+    url, _ = server
+    page.goto(url + "/?task=sst2")
+    page.get_by_text("Start with a question").wait_for()
+    page.wait_for_function("() => window.location.search.includes('session=')")
+    session = parse_qs(urlparse(page.url).query)["session"]
+    page.get_by_role("link", name="Distil or not?").click()
+    page.wait_for_function("() => window.location.search.includes('methods=kasp%2Cmagnitude')")
+    q = parse_qs(urlparse(page.url).query)
+    assert q["task"] == ["sst2"] and q["session"] == session  # same task, same session
+    page.get_by_text("Methods shown").wait_for()
+    _no_exception(page)
+    page.screenshot(path=str(SHOTS / "preset-distil-or-not.png"), full_page=True)
+
+    page.goto(url + "/results?task=sst2&runs=precomputed/kasp-sst2-s90,precomputed/magnitude-sst2-s90"
+                    "&run=precomputed/magnitude-sst2-s90")
+    page.get_by_text("Selected by the link").wait_for()
+    page.get_by_text("magnitude on SST-2").first.wait_for()  # the linked run is the one shown in detail
+    _no_exception(page)
+    page.screenshot(path=str(SHOTS / "shared-link-results.png"), full_page=True)

@@ -473,3 +473,21 @@ def test_bad_sweep_settings_are_refused_before_any_training(tmp_path, capsys):
             assert rc == 2
             assert "invalid sweep settings" in capsys.readouterr().err
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())  # no teacher was trained
+
+
+def test_reference_teacher_is_the_one_of_the_points_drawn(tmp_path, monkeypatch):
+    """A short live teacher (48 %) in the store does not become the reference line of the shipped
+    precomputed runs (made with the shipped 89.56 % teacher); with only live runs drawn, it does."""
+    import pandas as pd
+
+    import kasp.sweep
+    from kasp.sweep import curve_data
+
+    monkeypatch.setattr(kasp.sweep, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
+    rows = pd.DataFrame({"method": ["dense teacher", "dense teacher", "kasp", "kasp"],
+                         "sparsity": [0.0, 0.0, 0.9, 0.7], "metric": [0.4844, 0.8956, 0.8647, 0.80],
+                         "source": ["live run", "precomputed run", "precomputed run", "live run"],
+                         "label": ["tiny-teacher", "precomputed/teacher-sst2", "precomputed/kasp", "live-kasp"]})
+    assert curve_data("sst2", runs=rows).teacher == (0.8956, "precomputed run precomputed/teacher-sst2")
+    live_only = rows[rows["source"] == "live run"]
+    assert curve_data("sst2", runs=live_only).teacher == (0.4844, "live run tiny-teacher")

@@ -204,7 +204,7 @@ def test_weights_page_draws_the_story_and_the_slider_moves_it(story_run, monkeyp
 def test_weights_page_with_an_empty_store_says_why(tmp_path, monkeypatch):
     at = _page(tmp_path, monkeypatch)
     text = " ".join(i.value for i in at.info)
-    assert "No sst2 prune run with recorded weight pictures" in text
+    assert "No SST-2 prune run with recorded weight pictures" in text
     assert "have none to show" in text  # the shipped runs carry no pictures yet
 
 
