@@ -54,27 +54,40 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
     ``owner`` (the launching browser session's token, see :func:`can_control`) is stored in the
     run's status; only that session, or an operator, may cancel or delete the run from the app.
 
+    The queue check and the creation of the queued run hold the store's :func:`queue_lock`, so two
+    sessions launching at once cannot both take the last place.
+
     Raises:
-        KaspError: when ``max_jobs`` runs are running and ``MAX_QUEUED`` more are waiting already.
+        KaspError: when ``max_jobs`` runs are running and ``MAX_QUEUED`` more are waiting already, or
+            the queue lock cannot be had within a minute.
     """
+    from filelock import Timeout
+
     store = Path(store or runs_dir())
     store.mkdir(parents=True, exist_ok=True)
-    active = active_runs(store)
-    running = [r for r in active if r.state() == "running"]
-    queued = [r for r in active if r.state() == "queued"]
-    if len(running) >= MAX_JOBS and len(queued) >= MAX_QUEUED:
-        raise KaspError(f"{len(running)} run(s) running and {len(queued)} queued already, the most this machine takes; "
-                        "wait for one to finish or cancel one")
-    run_id = new_run_id(options.get("task", "sst2"), options.get("method", "finetune") if kind == "prune" else "finetune",
-                        float(options.get("sparsity") or 0))
-    path = store / run_id
-    n = 1
-    while path.exists():
-        n += 1
-        path = store / f"{run_id}-{n}"
-    run = RunDir.create(path)
-    cmd = [sys.executable, "-m", "kasp", kind, *_flags(options), "--out", str(path), "--runs-dir", str(store), "--no-progress"]
-    run.set_status("queued", command=cmd, queued_at=time.time(), source="app", owner=owner)
+    try:
+        with queue_lock(store):  # the check and the new queued run are one step: two sessions cannot both pass
+            active = active_runs(store)
+            running = [r for r in active if r.state() == "running"]
+            queued = [r for r in active if r.state() == "queued"]
+            if len(running) >= MAX_JOBS and len(queued) >= MAX_QUEUED:
+                raise KaspError(f"{len(running)} run(s) running and {len(queued)} queued already, the most this machine "
+                                "takes; wait for one to finish or cancel one")
+            run_id = new_run_id(options.get("task", "sst2"),
+                                options.get("method", "finetune") if kind == "prune" else "finetune",
+                                float(options.get("sparsity") or 0))
+            path = store / run_id
+            n = 1
+            while path.exists():
+                n += 1
+                path = store / f"{run_id}-{n}"
+            run = RunDir.create(path)
+            cmd = [sys.executable, "-m", "kasp", kind, *_flags(options), "--out", str(path), "--runs-dir", str(store),
+                   "--no-progress"]
+            run.set_status("queued", command=cmd, queued_at=time.time(), source="app", owner=owner)
+    except Timeout:
+        raise KaspError(f"the run queue of {store} is locked by another process ({store / '.queue.lock'}); "
+                        "try again in a moment") from None
     pump(store)
     return run
 

@@ -1,5 +1,7 @@
 """Inspect: any BERT-family checkpoint (a run, a directory, an upload): structure, sparsity, sizes, score."""
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -42,7 +44,14 @@ try:
                                       "absolute paths or links are refused. Kept in a small cache keyed on the "
                                       "files' whole content, then removed.")
         if files:
-            path = str(open_upload([(f.name, f.getvalue()) for f in files]))
+            # the uploader's file ids name this upload: hash and unpack it once, not on every rerun
+            ids = tuple((f.file_id, f.name, f.size) for f in files)
+            done = st.session_state.get("inspect_upload")
+            if done and done[0] == ids and Path(done[1]).is_dir():
+                path = done[1]
+            else:
+                path = str(open_upload([(f.name, f.getvalue()) for f in files]))
+                st.session_state["inspect_upload"] = (ids, path)
 except KaspError as e:
     st.error(str(e))
     st.stop()

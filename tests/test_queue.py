@@ -151,3 +151,33 @@ def test_kasp_worker_drains_the_queue(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "started 2 queued run(s)" in out.stdout
     assert sorted(log.read_text().split()) == sorted(r.id for r in runs)
+
+
+def test_launch_checks_the_queue_under_the_queue_lock(tmp_path, monkeypatch):
+    """The queue check and the new queued run are one step under the store's lock: another process
+    (here a thread with its own lock object) cannot take the lock while launch() counts the runs."""
+    import threading
+
+    from filelock import Timeout
+
+    from kasp import jobs
+
+    seen = []
+    counted = jobs.active_runs
+
+    def counting(store):
+        def other():
+            try:
+                jobs.queue_lock(store, timeout=0).acquire()
+                seen.append("free")
+            except Timeout:
+                seen.append("held")
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        return counted(store)
+
+    monkeypatch.setattr(jobs, "active_runs", counting)
+    monkeypatch.setattr(jobs, "pump", lambda store=None: [])  # nothing is started in this test
+    run = jobs.launch("finetune", {"task": "sst2", "max_steps": 1}, store=tmp_path, owner="me")
+    assert seen == ["held"] and run.state() == "queued"
