@@ -332,7 +332,9 @@ class SweepOptions:
         return Path(self.results) if self.results else self.store() / "sweeps" / f"{self.variant}.json"
 
     def sweep_dir(self) -> Path:
-        return self.store() / "sweeps" / self.variant
+        """The runs' folder, ``<store>/sweeps/<name of the results file>``: two sweeps with different
+        results files (other budgets, other settings) never share run directories."""
+        return self.store() / "sweeps" / self.results_path().stem
 
     def budget(self) -> dict[str, int | None]:
         return budget_for(self.task, self.max_steps, self.teacher_steps, self.max_seq_length)

@@ -1,29 +1,33 @@
 #!/usr/bin/env bash
-# Knob trials of issue 14, item 2: KASP at 90 % on SST-2 at the wall-time budget (2,500 steps, about
-# 15 minutes a run on 2 idle cores), two seeds each, one recipe field changed per trial, with the
-# teacher of the SST-2 sweep budget. Detached, resumable (each trial is a `kasp sweep --set ...`
+# Trials of issues 14 and 15 on SST-2 at 90 %, two seeds each (42, 43), with the teacher of the
+# sweep budget unless a line says otherwise. Detached, resumable (each trial is one `kasp sweep`
 # with its own results file; a finished run is never redone), committed as each trial finishes.
 #
 #   scripts/run_trials.sh             start (or resume) in the background; returns at once
 #   tail -f runs/trials/trials.log    watch it
 #   kill -- -"$(cat runs/trials/trials.pid)"   stop it
 #
-# Results: bench/trials/sst2-<change>.json (the base trial: bench/trials/sst2.json). Read them with
-# scripts/trials_table.py. RESULTS_REPO=/path/to/checkout writes and commits them there instead.
+# Each line of TRIALS: <name>|<kasp sweep flags>; the defaults come first (--methods kasp), so a line
+# may override them. Results: bench/trials/<name>.json; read them with scripts/trials_table.py.
+#  - issue 14, item 2: the wall-time budget (2,500 steps, about 15 min a run on 2 idle cores) with
+#    the default recipe, then one knob the method leaves open per trial;
+#  - issue 15, item 6: the class preset's budgets (300-step teacher, 300 / 500 prune steps), KASP and
+#    magnitude, to find the smallest budget where KASP leads by more than the seed spread.
+# RESULTS_REPO=/path/to/checkout writes and commits the results there instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
-TASK=${TASK:-sst2}
-STEPS=${STEPS:-2500}
 REPO=${RESULTS_REPO:-$ROOT}
 LOGDIR=${KASP_RUNS_DIR:-$ROOT/runs}/trials
-# one trial per line: the --set changes ("" = the default recipe); the method leaves these open
 TRIALS=${TRIALS:-"
-temperature=2
-lr=2e-4
-lr=5e-5
-prediction_weight=3
+class-steps500|--teacher-steps 300 --max-steps 500 --methods kasp magnitude
+class-steps300|--teacher-steps 300 --max-steps 300 --methods kasp magnitude
+sst2-steps2500|--max-steps 2500
+sst2-steps2500-temperature2|--max-steps 2500 --set temperature=2
+sst2-steps2500-lr2e-4|--max-steps 2500 --set lr=2e-4
+sst2-steps2500-lr5e-5|--max-steps 2500 --set lr=5e-5
+sst2-steps2500-prediction3|--max-steps 2500 --set prediction_weight=3
 "}
 mkdir -p "$LOGDIR"
 
@@ -38,24 +42,21 @@ if [[ "${1:-}" != "--foreground" ]]; then
 fi
 
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-run_trial() {  # $1: name for the results file; the rest: --set items
-  local name=$1; shift
-  local sets=()
-  for kv in "$@"; do sets+=(--set "$kv"); done
+run_trial() {  # $1: name of the results file; $2: extra kasp sweep flags
+  local name=$1 flags=$2
   local out=$REPO/bench/trials/$name.json
-  echo "=== $(date -u +%FT%TZ) trial $name -> $out"
+  echo "=== $(date -u +%FT%TZ) trial $name ($flags) -> $out"
   local rc=0
-  "$PY" -m kasp sweep --task "$TASK" --methods kasp --sparsities 0.9 --seeds 42 43 --max-steps "$STEPS" \
-      --results "$out" "${sets[@]}" || rc=$?
+  # shellcheck disable=SC2086  # the flags are words
+  "$PY" -m kasp sweep --task sst2 --sparsities 0.9 --seeds 42 43 --methods kasp $flags --results "$out" || rc=$?
   if [[ $rc -eq 130 ]]; then echo "stopped; run scripts/run_trials.sh again to resume"; exit 130; fi
   if [[ $rc -ne 0 ]]; then echo "trial $name failed (exit $rc)"; return 0; fi
   git -C "$REPO" add "$out"
-  git -C "$REPO" commit -q -m "Knob trial $name: KASP 90 % on $TASK, $STEPS steps, seeds 42 43 (scripts/run_trials.sh)" -- "$out" \
+  git -C "$REPO" commit -q -m "Trial $name: SST-2 at 90 %, seeds 42 43, $flags (scripts/run_trials.sh)" -- "$out" \
     || echo "nothing new to commit for $out"
 }
-run_trial "$TASK"
-while read -r line; do
-  [[ -z "$line" ]] && continue
-  run_trial "$TASK-${line//[ =]/}" $line
+while IFS='|' read -r name flags; do
+  [[ -z "$name" ]] && continue
+  run_trial "$name" "$flags"
 done <<< "$TRIALS"
 echo "=== $(date -u +%FT%TZ) all trials done"

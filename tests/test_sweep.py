@@ -167,6 +167,10 @@ def test_recipe_overrides_make_a_trial_of_their_own(tmp_path):
     assert opt.results_path().name == "sst2-temperature2-lr0.0002-hidden_weight0.5.json"
     cfgs = [opt.run_config(r, "teacher") for r in opt.plan()]
     assert [(c.seed, c.temperature, c.lr, c.hidden_weight) for c in cfgs] == [(42, 2, 2e-4, 0.5), (43, 2, 2e-4, 0.5)]
+    # two trials with their own results files (e.g. other step budgets) never share run folders
+    a = SweepOptions(task="sst2", runs_dir=str(tmp_path), results=str(tmp_path / "class-steps300.json"))
+    b = SweepOptions(task="sst2", runs_dir=str(tmp_path), results=str(tmp_path / "class-steps500.json"))
+    assert a.sweep_dir() != b.sweep_dir() and a.sweep_dir().parent == tmp_path / "sweeps"
     for bad, msg in ((["tau"], "write FIELD=VALUE"), (["tau=2"], "not a recipe field"),
                      (["max_steps=10"], "sets max_steps itself")):
         with pytest.raises(KaspError, match=msg):
