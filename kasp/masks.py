@@ -129,7 +129,10 @@ class MagnitudePruner:
         self.interval = pruning_interval(total_steps, events)
         self.scope = scope
         self.masks: Masks = {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in self.linears.items()}
-        self._pruned: Masks = {}  # name -> ~mask, kept so that apply() allocates nothing
+        # (weights, kept-as-float masks) for apply(): one fused multiply over all matrices, made at each
+        # mask update so that apply() allocates nothing; empty until the first pruning event
+        self._weights: list[torch.Tensor] = []
+        self._keep: list[torch.Tensor] = []
         self.current_sparsity = 0.0
         self.events = 0
 
@@ -152,18 +155,26 @@ class MagnitudePruner:
     def _update(self, sparsity: float) -> None:
         weights = {n: m.weight for n, m in self.linears.items()}
         self.masks = magnitude_masks(weights, sparsity, self.scope, previous=self.masks)
-        self._pruned = {n: ~m for n, m in self.masks.items()}
+        self._prepare_apply()
         self.current_sparsity = sparsity
         self.events += 1
         self.apply()
+
+    def _prepare_apply(self) -> None:
+        self._weights = [self.linears[n].weight for n in self.masks]
+        self._keep = [m.to(self._weights[0].dtype) for m in self.masks.values()]
 
     @torch.no_grad()
     def apply(self) -> None:
         """Re-apply the masks (after every optimizer step, so a pruned weight stays zero).
 
-        A no-op before the first pruning event (nothing is masked yet)."""
-        for name, pruned in self._pruned.items():
-            self.linears[name].weight.masked_fill_(pruned, 0.0)  # +0.0, as apply_masks
+        w <- w * keep + 0.0 over all matrices in two fused ``torch._foreach`` calls (``bench/run.py``:
+        about 6 ms per step for MiniLM-L6 on one core, against 24 ms for a ``masked_fill_`` per
+        matrix); adding +0.0 turns the -0.0 that a negative weight times 0 leaves into +0.0, so the
+        result equals :func:`apply_masks`' bit for bit. A no-op before the first pruning event."""
+        if self._weights:
+            torch._foreach_mul_(self._weights, self._keep)
+            torch._foreach_add_(self._weights, 0.0)
 
     def state_dict(self) -> dict[str, Any]:
         """The pruner's state: ``masks`` (name -> bool tensor, True = kept) and the schedule position
@@ -195,5 +206,8 @@ class MagnitudePruner:
         self.masks = {n: masks[n].to(device=device, dtype=torch.bool) for n in self.linears}
         self.current_sparsity = float(state["current_sparsity"])
         self.events = int(state["events"])
-        self._pruned = {n: ~m for n, m in self.masks.items()} if self.events else {}
+        if self.events:
+            self._prepare_apply()
+        else:
+            self._weights, self._keep = [], []
         self.apply()
