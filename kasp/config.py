@@ -47,6 +47,7 @@ class RunConfig:
     teacher: str | None = _f(None, "fine-tuned teacher: a run directory or checkpoint directory; default: the newest finished finetune run for the same task and model in the run store")
     epochs: float = _f(3.0, "training epochs, used when --max-steps is not set")
     max_steps: int | None = _f(None, "total optimizer steps T; overrides --epochs")
+    time_budget: float | None = _f(None, "wall-time budget of the whole run in minutes (loading, training, evaluation, saving): the run times a few steps on its own batches before it starts and sets T so that it fits (kasp/budget.py); instead of --max-steps and --epochs. The T it chose is written into the run's recipe and report")
     max_train_samples: int | None = _f(None, "use only the first N training examples (after a seeded shuffle)")
     max_eval_samples: int | None = _f(None, "evaluate on only the first N dev examples")
     eval_every: int = _f(200, "measure the dev metric every N steps (0: only at the end)")
@@ -101,6 +102,8 @@ class RunConfig:
             raise ValueError(f"max_seq_length must be <= 512 for BERT-family models, got {self.max_seq_length}")
         if self.augment < 0:
             raise ValueError(f"augment must be >= 0 (copies per training example), got {self.augment}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ValueError(f"time_budget must be > 0 minutes, got {self.time_budget}")
         if self.augment and self.augment_source == "glue" and (self.kind != "prune" or self.distill_weight() == 0
                                                                or self.task_loss_weight > 0):
             raise ValueError("--augment-source glue adds sentences without gold labels: it needs a KASP prune run "
@@ -186,6 +189,8 @@ def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
 def make_config(kind: str, method: str = "kasp", task: str = "sst2", **overrides: Any) -> RunConfig:
     """The default recipe for (kind, method, task) with ``overrides`` (None values are ignored)."""
     d = default_recipe(kind, method if kind == "prune" else "finetune", task)
+    if overrides.get("time_budget") is not None and overrides.get("max_steps") is None:
+        d.pop("max_steps", None)  # a wall-time budget replaces the recipe's step budget
     d.update({k: v for k, v in overrides.items() if v is not None})
     return RunConfig(**d)
 
@@ -234,6 +239,8 @@ def config_from_options(kind: str, options: dict[str, Any]) -> RunConfig:
     if unknown:
         raise KaspError(f"invalid recipe: unknown field(s) {sorted(unknown)}; see `kasp {kind} --help`")
     overrides = {k: v for k, v in options.items() if v is not None}
+    if "time_budget" in overrides and "max_steps" in overrides:
+        raise KaspError("give --max-steps or --time-budget, not both: the time budget chooses the steps")
     method = overrides.pop("method", "kasp")
     task = get_task(overrides.pop("task", "sst2")).name
     overrides.pop("kind", None)

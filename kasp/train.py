@@ -20,10 +20,11 @@ run into a cancelled one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
-import os
 import math
+import os
 import platform
 import sys
 import time
@@ -278,6 +279,23 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         batches = _ResumableBatches(sampler)
         loader = torch.utils.data.DataLoader(_IndexDataset(len(train_data)), batch_sampler=batches,
                                              collate_fn=lambda idx: collate(train_data, idx, pad_id))
+        budget = None
+        if cfg.time_budget and not cfg.max_steps:  # choose T from the measured step time (kasp/budget.py)
+            from accelerate.utils import broadcast_object_list
+
+            from kasp.budget import steps_for_budget
+
+            plan = [None]
+            if main:
+                plan[0] = steps_for_budget(cfg, student, teacher, train_data, dev_data, pad_id, time.time() - t0,
+                                           task.is_regression, lambda m: _optimizer(m, cfg))
+            if accelerator.num_processes > 1:
+                broadcast_object_list(plan)  # every process trains the same T
+            budget = plan[0]
+            cfg = dataclasses.replace(cfg, max_steps=budget["steps"])
+            if run:  # the recipe as run: a resume continues with this T
+                run.write_config(cfg.to_dict(), provenance(cfg, model_path, teacher_path)
+                                 | {"resumed_from": None, "time_budget": budget})
         # --epochs counts passes over the task's examples, so --augment changes what a run sees, not its length
         total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
         if run:
@@ -406,6 +424,11 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             "processes": accelerator.num_processes, "device": str(accelerator.device),
             "teacher": {"path": teacher_path, "metrics": teacher_report.get("metrics")} if teacher_path else None,
         }
+        if budget is not None:
+            report["time_budget"] = {"minutes": cfg.time_budget, "steps": budget["steps"],
+                                     "estimated_step_seconds": budget["step_seconds"],
+                                     "estimated_eval_seconds": budget["eval_seconds"],
+                                     "calibration_seconds": budget["calibration_seconds"]}
         if small_dense is not None:
             report["small_dense"] = small_dense.to_dict()
         accelerator.wait_for_everyone()  # a collective: every process must reach it

@@ -373,10 +373,15 @@ def panel_runs(session: str | None, store: str | Path | None = None) -> list[Run
 
 def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
     """Estimated seconds until a queued or running run finishes: from its own speed once it has logged
-    steps, else :func:`estimate_seconds` of its recipe."""
+    steps, else :func:`estimate_seconds` of its recipe; a run with a wall-time budget (``--time-budget``)
+    takes its budget."""
     status = run.status()
     rec = run.recipe() or {}
     cmd = status.get("command") or []
+    budget = rec.get("time_budget") or _flag(cmd, "--time-budget")
+    if budget and not (run.state() == "running" and status.get("step")):
+        started = status.get("started") if run.state() == "running" else None
+        return max(0.0, float(budget) * 60 - (time.time() - started if started else 0.0))
     kind = "finetune" if "finetune" in cmd else rec.get("method") or _flag(cmd, "--method") or "kasp"
     total = status.get("total_steps") or rec.get("max_steps") or _flag(cmd, "--max-steps") or 300
     step = status.get("step") or 0

@@ -91,9 +91,20 @@ with st.container():
                                                                             lambda v: 0.1 <= v <= 0.99), 0.01,
                              help="Fraction of the encoder linear weights (Q, K, V, attention-output, FFN-in, FFN-out) "
                                   "that are zero at the end of the run.")
-        steps = c2.number_input("Budget: training steps", 1, 100_000, int(rec["max_steps"]), 10,
-                                help=f"Total optimizer steps T (batch {rec['batch_size']}); the cubic schedule spans all "
-                                     "of them. Around 60-120 s per 200 steps on 2 cores.")
+        by_time = c2.toggle("Budget in minutes", key="prune_by_time",
+                            help="Give the run a wall-time budget instead of a step count: it times a few steps on "
+                                 "its own data first and sets T so that it finishes in time (`--time-budget`).")
+        if by_time:
+            rec_min = estimate_seconds(method, int(rec["max_steps"]), model=model)[0] / 60
+            minutes = c2.number_input("Budget: minutes", 1.0, 600.0, float(max(1, round(rec_min))), 1.0,
+                                      help="Wall time of the whole run: loading, training, evaluation and saving. "
+                                           "The steps it chose are in its report.")
+            steps = int(rec["max_steps"])
+        else:
+            minutes = None
+            steps = c2.number_input("Budget: training steps", 1, 100_000, int(rec["max_steps"]), 10,
+                                    help=f"Total optimizer steps T (batch {rec['batch_size']}); the cubic schedule spans "
+                                         "all of them. Around 60-120 s per 200 steps on 2 cores.")
         seed = c3.number_input("Seed", 0, 2**31 - 1, int(rec["seed"]),
                                help="Seed for data order, dropout and the new classifier head.")
         c1, c2, c3 = st.columns(3)
@@ -117,17 +128,22 @@ with st.container():
                                 help="Cross-entropy against the gold labels (MSE for STS-B).")
             tau = c5.number_input("temperature τ", 0.1, 20.0, float(rec["temperature"]), 0.1,
                                   help="Softmax temperature of the prediction term.")
-        evals = int(steps) // int(eval_every) if eval_every else 0
-        est, src = estimate_seconds(method, int(steps), evals=evals + 1, model=model)
-        st.markdown(f"**Estimated run time on this machine: {est / 60:.1f} min** "
-                    f"<span title='{src}'>(estimate from {src})</span>", unsafe_allow_html=True)
+        if minutes is not None:
+            st.markdown(f"**Run time: {minutes:g} min** (the run chooses its steps to fit; they show in its progress "
+                        "once it starts)")
+        else:
+            evals = int(steps) // int(eval_every) if eval_every else 0
+            est, src = estimate_seconds(method, int(steps), evals=evals + 1, model=model)
+            st.markdown(f"**Estimated run time on this machine: {est / 60:.1f} min** "
+                        f"<span title='{src}'>(estimate from {src})</span>", unsafe_allow_html=True)
         launched = st.button("Launch", type="primary", disabled=not teachers or gate is not None,
                              help="Start `kasp prune` with this recipe in the background.")
         if gate and teachers:
             st.caption(f":material/block: {gate}")
     urlstate.write("sparsity", f"{sparsity:g}")
     if launched:
-        _launch("prune", {"task": task, "model": model, "method": method, "sparsity": sparsity, "max_steps": int(steps),
+        _launch("prune", {"task": task, "model": model, "method": method, "sparsity": sparsity,
+                          "max_steps": None if minutes is not None else int(steps), "time_budget": minutes,
                           "seed": int(seed), "lr": lr, "eval_every": int(eval_every), "attention_weight": a,
                           "hidden_weight": h, "prediction_weight": p, "task_loss_weight": c, "temperature": tau,
                           "max_train_samples": int(max_train) or None})

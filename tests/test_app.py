@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import open_page, plotly_charts
 from kasp.cli import main
+from kasp.errors import KaspError
 from kasp.runs import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +80,20 @@ def test_prune_page_names_teacher_and_estimates(app_store, monkeypatch, tiny_pre
     assert at.button  # the form's Launch button exists and is enabled
     launch = [b for b in at.button if b.label == "Launch"][0]
     assert not launch.disabled
+
+
+def test_prune_page_launches_a_run_with_a_time_budget(app_store, monkeypatch, tiny_pretrained):
+    from kasp import jobs
+
+    launched = []
+    monkeypatch.setattr(jobs, "launch", lambda kind, opts, owner=None: launched.append((kind, opts)) or
+                        (_ for _ in ()).throw(KaspError("not started in this test")))
+    at = _run("prune.py", app_store, monkeypatch, model=str(tiny_pretrained))
+    at.toggle(key="prune_by_time").set_value(True).run()
+    assert any(m.value.startswith("**Run time:") for m in at.markdown)
+    next(n for n in at.number_input if n.label == "Budget: minutes").set_value(7.0).run()
+    [b for b in at.button if b.label == "Launch"][0].click().run()
+    assert launched and launched[0][1]["time_budget"] == 7.0 and launched[0][1]["max_steps"] is None
 
 
 def test_prune_page_without_teacher_offers_finetune(tmp_path, monkeypatch):

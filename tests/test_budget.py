@@ -1,0 +1,90 @@
+"""--time-budget (issue 14, item 2): a wall-time budget chooses the step count, and nothing else changes."""
+
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kasp.config import config_from_options, make_config
+from kasp.errors import KaspError
+
+
+class _Clock:
+    """Stands in for kasp.budget's ``time``: every timed training step takes exactly ``step`` seconds."""
+
+    def __init__(self, step: float):
+        self.step, self.t = step, 0.0
+
+    def perf_counter(self) -> float:
+        self.t += self.step
+        return self.t
+
+    def time(self) -> float:
+        return 0.0  # calibration itself costs nothing on this clock
+
+
+def _cfg(tiny_pretrained, store, **kw):
+    return make_config("prune", "kasp", "sst2", model=str(tiny_pretrained), teacher=str(store / "teacher"),
+                       sparsity=0.7, max_train_samples=128, max_eval_samples=32, eval_every=20, pruning_events=10,
+                       batch_size=16, **kw)
+
+
+def test_a_time_budget_run_trains_exactly_as_the_same_steps_would(tiny_store, tiny_pretrained, tmp_path, monkeypatch):
+    """Timing steps on a copy with the random state put back leaves the run as it would be with
+    --max-steps T; T, and how it was chosen, are in the recipe and the report."""
+    import kasp.budget
+    from kasp.runs import RunDir
+    from kasp.train import train
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store / "teacher", store / "teacher")
+    monkeypatch.setattr(kasp.budget, "time", _Clock(0.5))
+    budgeted = RunDir.create(store / "budgeted")
+    train(_cfg(tiny_pretrained, store, time_budget=0.5), budgeted, store=store, progress_bar=False)
+    rep = budgeted.report()
+    steps = rep["time_budget"]["steps"]
+    # 30 s, minus loading, the dev evaluations and 5 s for saving, at 0.5 s a step
+    assert 30 <= steps <= 50 and rep["steps"] == steps
+    assert rep["time_budget"]["estimated_step_seconds"] == pytest.approx(0.5, rel=0.3)
+    assert budgeted.recipe()["max_steps"] == steps and budgeted.recipe()["time_budget"] == 0.5
+    fixed = RunDir.create(store / "fixed")
+    train(_cfg(tiny_pretrained, store, max_steps=steps), fixed, store=store, progress_bar=False)
+    a = load_file(str(budgeted.checkpoint / "model.safetensors"))
+    b = load_file(str(fixed.checkpoint / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_budget_too_small_to_train_is_refused(tiny_store, tiny_pretrained, tmp_path, monkeypatch):
+    import kasp.budget
+    from kasp.runs import RunDir
+    from kasp.train import train
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store / "teacher", store / "teacher")
+    monkeypatch.setattr(kasp.budget, "time", _Clock(30.0))  # a step takes longer than the whole budget
+    run = RunDir.create(store / "r")
+    with pytest.raises(KaspError, match="leaves no time to train.*give a larger budget"):
+        train(_cfg(tiny_pretrained, store, time_budget=0.2), run, store=store, progress_bar=False)
+
+
+def test_time_budget_replaces_the_recipes_step_budget():
+    assert make_config("prune", "kasp", "sst2", sparsity=0.9).max_steps == 2000  # the SST-2 recipe's steps
+    cfg = config_from_options("prune", {"task": "sst2", "sparsity": 0.9, "time_budget": 15})
+    assert cfg.max_steps is None and cfg.time_budget == 15
+    with pytest.raises(KaspError, match="--max-steps or --time-budget, not both"):
+        config_from_options("prune", {"task": "sst2", "sparsity": 0.9, "time_budget": 15, "max_steps": 100})
+    with pytest.raises(KaspError, match="time_budget must be > 0"):
+        config_from_options("finetune", {"task": "sst2", "time_budget": 0})
+
+
+def test_a_queued_time_budget_run_is_expected_to_take_its_budget(tmp_path):
+    import sys
+    import time
+
+    from kasp.runs import RunDir
+    from kasp.views import remaining_seconds
+
+    run = RunDir.create(tmp_path / "q")
+    run.set_status("queued", command=[sys.executable, "-m", "kasp", "prune", "--time-budget", "12"], queued_at=time.time())
+    assert remaining_seconds(run, tmp_path) == pytest.approx(720)
