@@ -280,8 +280,10 @@ def thin_progress(records: list[dict[str, Any]], points: int = HISTORY_POINTS) -
 
 
 def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
-    """A recipe without what may differ between machines for the same run (the teacher's path, threads)."""
-    return {k: v for k, v in recipe.items() if k not in ("teacher", "num_threads")}
+    """A recipe without what may differ between machines for the same run (the teacher's path, threads)
+    and without unset (None) fields, so that a recipe field added to KASP later (None by default)
+    does not make the runs recorded before it look outdated and run again."""
+    return {k: v for k, v in recipe.items() if k not in ("teacher", "num_threads") and v is not None}
 
 
 def _mean(xs: list[float]) -> float | None:

@@ -495,3 +495,15 @@ def test_reference_teacher_is_the_one_of_the_points_drawn(tmp_path, monkeypatch)
     assert curve_data("sst2", runs=rows).teacher == (0.8956, "precomputed run precomputed/teacher-sst2")
     live_only = rows[rows["source"] == "live run"]
     assert curve_data("sst2", runs=live_only).teacher == (0.4844, "live run tiny-teacher")
+
+
+def test_runs_recorded_before_a_new_recipe_field_are_not_redone():
+    """A results file written before a recipe field existed (e.g. time_budget, None by default) still
+    matches the same run's recipe now; a real change of a field does not."""
+    from kasp.config import make_config
+    from kasp.sweep import _comparable
+
+    now = make_config("prune", "kasp", "mrpc", sparsity=0.9, max_steps=200).to_dict()
+    before = {k: v for k, v in now.items() if k != "time_budget"}
+    assert _comparable(before) == _comparable(now)
+    assert _comparable({**before, "lr": 2e-4}) != _comparable(now)
