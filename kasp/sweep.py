@@ -9,7 +9,8 @@ wall time; never weights.
 
 Resuming: started again with the same command, a sweep skips every run whose entry is in the
 results file with the same recipe and teacher, recovers a run that finished but was not yet
-recorded from its run directory, and redoes only the run that was interrupted. A recipe that
+recorded from its run directory, and continues the run that was interrupted from its last
+evaluation point (:mod:`kasp.resume`; from the start if it stopped before one). A recipe that
 changed (new step budget, new default recipe, another teacher) makes its runs run again.
 
 Each run's directory lives in ``<runs-dir>/sweeps/<task>/`` (out of the app's run list: the
@@ -545,6 +546,7 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
             is left untouched), no training data for the task, or any run's own KaspError.
         kasp.train.Cancelled: when ``should_stop()`` turned true; finished runs stay recorded.
     """
+    from kasp import resume
     from kasp.data import get_task
     from kasp.metrics import METRIC_NAMES
     from kasp.runs import RunDir, atomic_write_json
@@ -612,8 +614,13 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
         eta, how = _eta(todo[i:], done_before, opt)
         _say(f"{len(done_before)}/{len(plan)} runs done; about {_fmt_duration(eta)} left ({how}); "
              f"starting {r.key}")
-        if d.state() == "done" and _comparable(d.recipe()) == _comparable(cfg.to_dict()) and d.checkpoint.is_dir():
+        same = d.path.is_dir() and _comparable(d.recipe()) == _comparable(cfg.to_dict())
+        state = resume.latest(d.path) if same and d.state() != "done" else None
+        if same and d.state() == "done" and d.checkpoint.is_dir():
             _say(f"{r.key} finished before the last stop but was not recorded: recording it")
+        elif state is not None:  # interrupted after an evaluation point: continue it (kasp prune --resume)
+            _say(f"{r.key} was interrupted: resuming it from {state.name}")
+            train(cfg, d, should_stop=should_stop, store=opt.store(), progress_bar=False, resume_from=state)
         else:
             if d.path.exists():
                 shutil.rmtree(d.path)  # an interrupted (or outdated) run of this sweep: redo it

@@ -507,3 +507,30 @@ def test_runs_recorded_before_a_new_recipe_field_are_not_redone():
     before = {k: v for k, v in now.items() if k != "time_budget"}
     assert _comparable(before) == _comparable(now)
     assert _comparable({**before, "lr": 2e-4}) != _comparable(now)
+
+
+def test_an_interrupted_sweep_run_continues_from_its_last_evaluation_point(tiny_store, tiny_pretrained, tmp_path,
+                                                                            capsys):
+    """Stopped after its first evaluation point, a sweep's run is continued (not redone) when the sweep
+    starts again, and ends with the same weights' story and metric as an uninterrupted sweep."""
+    from kasp.sweep import SweepOptions, run_sweep
+    from kasp.train import Cancelled
+
+    def opt(name):
+        return SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), methods=("kasp",),
+                            max_steps=12, max_train_samples=128, max_eval_samples=32, retention_samples=0,
+                            teacher=str(tiny_store / "teacher"), runs_dir=str(tmp_path / "store"),
+                            results=str(tmp_path / f"{name}.json"))
+
+    stopped = opt("stopped")
+    run_dir = stopped.sweep_dir() / "kasp-s80-seed42"
+    with pytest.raises(Cancelled):  # stop once the first resume state (step 3 of 12) is written
+        run_sweep(stopped, should_stop=lambda: (run_dir / "resume.json").is_file())
+    capsys.readouterr()
+    resumed = run_sweep(stopped)
+    err = capsys.readouterr().err
+    assert "kasp@0.8/seed42 was interrupted: resuming it from resume-3" in err
+    whole = run_sweep(opt("whole"))
+    a, b = resumed["runs"][0], whole["runs"][0]
+    assert a["metric"] == b["metric"] and a["per_matrix_sparsity"] == b["per_matrix_sparsity"]
+    assert a["weights_story"] == b["weights_story"]
