@@ -158,6 +158,29 @@ def load_shipped(task: str) -> dict[str, Any] | None:
     return _load_cached(str(p), p.stat().st_mtime_ns)
 
 
+def shipped_status(task: str) -> str | None:
+    """One line on how complete the shipped sweep of ``task`` is, for the pages (None when none ships,
+    it is broken, or every planned run is in it): e.g. "The shipped MRPC sweep holds 7 of its 13
+    planned runs so far (budget: 200 steps a run); the curve fills in as the rest are run."
+    """
+    try:
+        res = load_shipped(task)
+    except KaspError:
+        return None
+    if not res:
+        return None
+    planned = (res.get("plan") or {}).get("runs")
+    done = len(res.get("runs", []))
+    if not planned or done >= planned:
+        return None
+    from kasp.tasks import task_name
+
+    steps = ((res.get("plan") or {}).get("budget") or {}).get("max_steps")
+    return (f"The shipped {task_name(task)} sweep holds {done} of its {planned} planned runs so far"
+            + (f" (budget: {steps} steps a run)" if steps else "") + "; the curve fills in as the rest are run "
+            "(`scripts/run_sweeps.sh`).")
+
+
 @functools.lru_cache(maxsize=8)
 def _load_cached(path: str, mtime_ns: int) -> dict[str, Any]:
     return load_results(path)

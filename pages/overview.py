@@ -5,7 +5,7 @@ import streamlit as st
 from kasp import urlstate
 from kasp.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, schedule_figure
 from kasp.resources import asset
-from kasp.sweep import curve_data
+from kasp.sweep import curve_data, shipped_status
 from kasp.views import PAPER, metric_heading, metric_label, schedule_frame, task_name, view_presets
 
 task = st.session_state.get("task", "sst2")
@@ -58,6 +58,8 @@ st.header(f"{task_name(task)}: dev {metric_heading(task)} against sparsity")
 points, teacher, published, error = curve_data(task)
 if error:
     st.error(error)
+if shipped_status(task):
+    st.caption(":material/hourglass_top: " + shipped_status(task))
 metric = metric_label(task)
 if points.empty and published.empty and teacher is None:
     st.info(f"No results for {task_name(task)} yet: no sweep, precomputed or published figures ship for this task. "

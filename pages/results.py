@@ -10,7 +10,7 @@ from kasp.data import get_task
 from kasp.errors import KaspError
 from kasp.figures import accuracy_sparsity_figure, curve_caption, sparsity_heatmap, training_curves
 from kasp.runs import RunDir, runs_dir
-from kasp.sweep import curve_data
+from kasp.sweep import curve_data, shipped_status
 from kasp.views import (STATE_ICONS, checkpoint_zip, load_precomputed, metric_heading, metric_label, progress_frames,
                         results_table, state_icon, task_name)
 
@@ -87,6 +87,8 @@ else:
     points, teacher, published, error = curve_data(task, runs=sel_runs)
     if error:
         st.error(error)
+    if shipped_status(task):
+        st.caption(":material/hourglass_top: " + shipped_status(task))
     st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task), width="stretch")
     st.caption(curve_caption(points, metric_label(task)) + " Selected runs, the shipped sweep (mean over "
                "seeds, bars span the seeds) and the paper's BERT-base figures.")

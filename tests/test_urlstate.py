@@ -166,3 +166,16 @@ def test_only_the_address_helpers_import_streamlit():
             if any(n == "streamlit" or n.startswith("streamlit.") for n in names):
                 found.append(f.name)
     assert sorted(set(found)) == ["urlstate.py"]
+
+
+def test_a_partly_shipped_sweep_says_how_far_it_got(shipped, monkeypatch):
+    """A results file shipped before its sweep finished (7 of 13 runs) is drawn and says so."""
+    import kasp.sweep
+
+    res = json.loads(kasp.sweep.shipped_sweep_path("mrpc").read_text())
+    res["plan"] = {"runs": 13, "budget": {"max_steps": 200}}
+    kasp.sweep.shipped_sweep_path("mrpc").write_text(json.dumps(res))
+    at = open_page("overview.py", shipped, monkeypatch, task="mrpc")
+    assert any("holds 10 of its 13 planned runs so far (budget: 200 steps a run)" in c.value for c in at.caption)
+    at = open_page("overview.py", shipped, monkeypatch, task="rte")  # complete: nothing to say
+    assert not any("planned runs so far" in c.value for c in at.caption)
