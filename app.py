@@ -41,7 +41,8 @@ with st.sidebar:
     st.session_state.setdefault("task", "sst2")
     st.session_state.setdefault("model", "default")
     urlstate.seed("task", "task", parse=str.lower, valid=tasks, what="task")
-    urlstate.seed("model", "model", parse=str.strip, valid=bool, what="model")
+    urlstate.seed("model", "model", parse=str.strip, what="model",
+                  valid=lambda m: bool(m) and len(m) < 400 and not set(m) & set("`\n\r<>[]"))
     st.session_state["_task_widget"] = st.session_state["task"]
     st.session_state["_model_widget"] = st.session_state["model"]
     st.selectbox("GLUE task", tasks, key="_task_widget",

@@ -49,7 +49,8 @@ def _padded_tokens(data: Encoded, idx: list[int]) -> int:
 
 def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, train_data: Encoded,
                      dev_data: Encoded | None, pad_id: int, spent_s: float, regression: bool,
-                     make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]) -> dict[str, Any]:
+                     make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+                     device: torch.device | str = "cpu", processes: int = 1) -> dict[str, Any]:
     """The step count T that fits ``cfg.time_budget`` minutes, measured on this machine and data.
 
     Args:
@@ -61,6 +62,9 @@ def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, tr
         spent_s: seconds the run has spent so far (loading), counted against the budget.
         regression: STS-B (MSE task loss).
         make_optimizer: builds the run's optimizer for a model (the copy gets its own).
+        device: where the run trains (the steps are timed there; the teacher is moved there).
+        processes: processes of the run: each computes 1/processes of a batch (``split_batches``),
+            so the timed batches are cut to that share.
 
     Returns:
         dict: steps (T), step_seconds (s, estimated mean), eval_seconds (e, estimated), timed
@@ -76,14 +80,17 @@ def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, tr
     budget_s = float(cfg.time_budget) * 60.0
     rng = torch.random.get_rng_state()
     sampler = LengthBucketSampler(train_data.lengths, cfg.batch_size, seed=cfg.seed + 7919, bucket=cfg.bucket_batches)
-    epoch = list(sampler)
+    share = max(1, cfg.batch_size // max(1, processes))  # examples of a batch one process computes
+    epoch = [b[:share] for b in sampler]
     mean_tokens = sum(_padded_tokens(train_data, b) for b in epoch) / max(1, len(epoch))
     # timed batches spread evenly over the epoch's range of lengths (shortest to longest), after
     # warm-up on the median batch
     by_len = sorted(epoch, key=lambda b: _padded_tokens(train_data, b))
     spread = [by_len[round(i * (len(by_len) - 1) / max(1, TIMED_BATCHES - 1))] for i in range(TIMED_BATCHES)]
     batches = [by_len[len(by_len) // 2]] * WARMUP_BATCHES + spread
-    model = copy.deepcopy(student).train()
+    model = copy.deepcopy(student).to(device).train()
+    if teacher is not None:
+        teacher.to(device)
     loss_fn = KaspLoss(model, teacher, attention_weight=cfg.attention_weight, hidden_weight=cfg.hidden_weight,
                        prediction_weight=cfg.prediction_weight, task_loss_weight=cfg.task_loss_weight,
                        temperature=cfg.temperature, regression=regression)
@@ -94,7 +101,7 @@ def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, tr
     timed: list[list[float]] = []
     try:
         for i, idx in enumerate(batches):
-            batch = collate(train_data, idx, pad_id)
+            batch = {k: v.to(device) for k, v in collate(train_data, idx, pad_id).items()}
             t0 = time.perf_counter()
             loss, _, _ = loss_fn(model, batch)
             loss.backward()
@@ -103,6 +110,8 @@ def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, tr
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             pruner.apply()
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize()
             if i >= WARMUP_BATCHES:
                 timed.append([_padded_tokens(train_data, idx), time.perf_counter() - t0])
     finally:

@@ -180,7 +180,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     unknown = set(overrides) - names
     if unknown:
         raise KaspError(f"recipe {args.recipe}: unknown field(s) {sorted(unknown)}; see `kasp {args.command} --help`")
-    overrides.update({k: v for k, v in vars(args).items() if k in names and v is not None})
+    flags = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if "time_budget" in flags:  # a budget given on the command line replaces the recipe file's step budget
+        overrides.pop("max_steps", None)
+    if "max_steps" in flags:
+        overrides.pop("time_budget", None)
+    overrides.update(flags)
     cfg = config_from_options(args.command, overrides)  # the same validation as the app's Launch
     from kasp.tracking import resolve_report_to
 

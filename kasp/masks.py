@@ -173,6 +173,8 @@ class MagnitudePruner:
         matrix); adding +0.0 turns the -0.0 that a negative weight times 0 leaves into +0.0, so the
         result equals :func:`apply_masks`' bit for bit. A no-op before the first pruning event."""
         if self._weights:
+            if self._weights[0] is not next(iter(self.linears.values())).weight:
+                self._prepare_apply()  # a weight Parameter was replaced since the masks were made
             torch._foreach_mul_(self._weights, self._keep)
             torch._foreach_add_(self._weights, 0.0)
 

@@ -163,13 +163,20 @@ def load(state_dir: str | Path, *, model: torch.nn.Module, optimizer: torch.opti
         once the first batch has been drawn: starting to iterate a DataLoader draws a seed from
         torch's generator, which the saved state (taken mid-epoch) had already done.
     Raises:
-        KaspError: if the state does not fit the model (a different recipe or architecture).
+        KaspError: if the state is damaged (unreadable JSON or safetensors) or does not fit the model
+            (a different recipe or architecture).
     """
     from safetensors.torch import load_file
 
+    from safetensors import SafetensorError
+
     state_dir = Path(state_dir)
-    js = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
-    tensors = load_file(str(state_dir / "tensors.safetensors"))
+    try:
+        js = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
+        tensors = load_file(str(state_dir / "tensors.safetensors"))
+    except (OSError, ValueError, SafetensorError) as e:  # JSONDecodeError is a ValueError
+        raise KaspError(f"{state_dir}: the resume state is damaged ({str(e)[:200]}); start the run again without "
+                        "--resume") from None
     device = next(model.parameters()).device
     weights = {k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("model.")}
     try:

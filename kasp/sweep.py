@@ -169,8 +169,14 @@ def shipped_status(task: str) -> str | None:
         return None
     if not res:
         return None
-    planned = (res.get("plan") or {}).get("runs")
-    done = len(res.get("runs", []))
+    plan = res.get("plan") or {}
+    planned = plan.get("runs")
+    try:  # count only the runs of this plan (a results file keeps older plans' runs too)
+        keys = {r.key for r in plan_runs(plan["sparsities"], plan["methods"], plan["seeds"],
+                                         plan.get("small_dense_sparsities"), plan.get("multi_seed_sparsities"))}
+        done = sum(1 for e in res.get("runs", []) if e.get("key") in keys)
+    except (KeyError, TypeError, KaspError):
+        done = len(res.get("runs", []))
     if not planned or done >= planned:
         return None
     from kasp.tasks import task_name
@@ -408,7 +414,8 @@ class SweepOptions:
 
 
 _BUDGET_FIELDS = {"max_steps", "max_seq_length", "teacher", "task", "kind", "method", "sparsity", "seed", "model",
-                  "augment", "augment_source", "max_train_samples", "max_eval_samples", "num_threads"}
+                  "augment", "augment_source", "max_train_samples", "max_eval_samples", "num_threads", "eval_every",
+                  "time_budget", "epochs"}
 
 
 def parse_overrides(items: Iterable[str]) -> tuple[tuple[str, Any], ...]:
@@ -637,14 +644,22 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
         eta, how = _eta(todo[i:], done_before, opt)
         _say(f"{len(done_before)}/{len(plan)} runs done; about {_fmt_duration(eta)} left ({how}); "
              f"starting {r.key}")
-        same = d.path.is_dir() and _comparable(d.recipe()) == _comparable(cfg.to_dict())
-        state = resume.latest(d.path) if same and d.state() != "done" else None
+        # the same run as planned: same recipe and the very teacher this sweep distils from now
+        same = (d.path.is_dir() and _comparable(d.recipe()) == _comparable(cfg.to_dict())
+                and d.recipe().get("teacher") == cfg.teacher)
+        resumed = False
         if same and d.state() == "done" and d.checkpoint.is_dir():
             _say(f"{r.key} finished before the last stop but was not recorded: recording it")
-        elif state is not None:  # interrupted after an evaluation point: continue it (kasp prune --resume)
-            _say(f"{r.key} was interrupted: resuming it from {state.name}")
-            train(cfg, d, should_stop=should_stop, store=opt.store(), progress_bar=False, resume_from=state)
-        else:
+            resumed = True
+        elif same and resume.latest(d.path) is not None:  # interrupted after an evaluation point: continue it
+            try:
+                _, state = resume.prepare_run(d.path)  # also drops the progress written after that point
+                _say(f"{r.key} was interrupted: resuming it from {state.name}")
+                train(cfg, d, should_stop=should_stop, store=opt.store(), progress_bar=False, resume_from=state)
+                resumed = True
+            except KaspError as e:  # a damaged resume state: run it again from the start
+                _say(f"{r.key} could not resume ({e}): running it again from the start")
+        if not resumed:
             if d.path.exists():
                 shutil.rmtree(d.path)  # an interrupted (or outdated) run of this sweep: redo it
             d = RunDir.create(d.path)

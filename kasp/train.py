@@ -250,6 +250,11 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
     task = get_task(cfg.task)
     if run and resume_from:  # keep the provenance (the teacher a second resume needs) and the step reached
         run.set_status("running", pid=os.getpid(), error=None)
+        # the clock continues from the resume point: progress "elapsed" and the report's wall time count
+        # the time before the interruption too (not the steps after the last state, which run again)
+        before = [r["elapsed"] for r in run.progress() if isinstance(r.get("elapsed"), (int, float))]
+        if before:
+            t0 -= before[-1]
     elif run:
         run.write_config(cfg.to_dict(), {"command": sys.argv})
         run.set_status("running", pid=os.getpid(), started=t0, step=0, error=None)
@@ -285,12 +290,18 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
 
             from kasp.budget import steps_for_budget
 
-            plan = [None]
+            plan: list[Any] = [None]
             if main:
-                plan[0] = steps_for_budget(cfg, student, teacher, train_data, dev_data, pad_id, time.time() - t0,
-                                           task.is_regression, lambda m: _optimizer(m, cfg))
+                try:
+                    plan[0] = steps_for_budget(cfg, student, teacher, train_data, dev_data, pad_id, time.time() - t0,
+                                               task.is_regression, lambda m: _optimizer(m, cfg),
+                                               device=accelerator.device, processes=accelerator.num_processes)
+                except KaspError as e:
+                    plan[0] = {"error": str(e)}
             if accelerator.num_processes > 1:
-                broadcast_object_list(plan)  # every process trains the same T
+                broadcast_object_list(plan)  # every process trains the same T, or stops with the same error
+            if "error" in plan[0]:
+                raise KaspError(plan[0]["error"])
             budget = plan[0]
             cfg = dataclasses.replace(cfg, max_steps=budget["steps"])
             if run:  # the recipe as run: a resume continues with this T

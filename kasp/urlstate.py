@@ -12,7 +12,8 @@ that has the same shipped results. The rules:
   not a number) is not applied; the page says which and why (:func:`problems`), and draws its
   default view.
 - Each page declares its own parameters (:func:`page`); the parameters of other pages are dropped
-  from the address, so that a link carries only what its page reads. ``task`` and ``model`` are the
+  from the address, so that a link carries only what its page reads. Entering a page (from another
+  one) treats every value in its address as new, so a preset opened a second time applies again. ``task`` and ``model`` are the
   sidebar's, on every page.
 - ``session`` (the browser session's run ownership token, see ``app.py``) is never part of a shared
   link: :func:`share_url` leaves it out.
@@ -31,6 +32,7 @@ GLOBAL = ("task", "model")
 PRIVATE = ("session", "operator")
 _WRITTEN = "_url_written"  # session key: {param: the value this session last wrote or applied}
 _PROBLEMS = "_url_problems"
+_PAGE = "_url_page"  # session key: the parameters of the page drawn last (which page the session is on)
 
 
 def _written() -> dict[str, str]:
@@ -45,6 +47,11 @@ def page(*names: str):
         (so that a link's unfitting value is reported at the top of the page, not below the charts).
     """
     keep = set(GLOBAL) | set(PRIVATE) | set(names)
+    page_id = ",".join(names)
+    if st.session_state.get(_PAGE) != page_id:  # entering a page: every value in its address is news
+        st.session_state[_PAGE] = page_id
+        for k in [k for k in _written() if k not in GLOBAL]:
+            del _written()[k]
     for k in list(st.query_params.keys()):
         if k not in keep:
             del st.query_params[k]
@@ -77,8 +84,10 @@ def seed(name: str, key: str, parse: Callable[[str], Any] = str,
     except (ValueError, TypeError, KeyError):
         ok = False
     if not ok:
+        shown = raw.replace("`", "'").replace("\n", " ")  # shown as code, never as Markdown of the link's making
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
         st.session_state.setdefault(_PROBLEMS, []).append(
-            f"The link's {what or name} `{raw}` does not fit here (not on this machine, or not a valid value): "
+            f"The link's {what or name} `{shown}` does not fit here (not on this machine, or not a valid value): "
             "showing the default instead.")
         return False
     st.session_state[key] = value

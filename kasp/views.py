@@ -517,6 +517,16 @@ def run_total_steps(run: RunDir) -> int | None:
     return int(total) if total else None
 
 
+def _curve_preset(label: str, icon: str, task: str, methods: tuple[str, str], shipped: set, help: str) -> dict[str, Any]:
+    """An Overview preset that shows two methods' curves; disabled (saying why) when the shipped
+    results of ``task`` lack one of them."""
+    missing = [m for m in methods if m not in shipped]
+    return {"label": label, "icon": icon, "page": "pages/overview.py",
+            "params": {"task": task, "methods": ",".join(methods)}, "disabled": bool(missing),
+            "help": help if not missing else f"No shipped {task_name(task)} results for {' and '.join(missing)} "
+                                             "yet (its sweep has not shipped)."}
+
+
 def view_presets(task: str) -> list[dict[str, Any]]:
     """The Overview's one-click views (issue 15): each a page of the app and the address parameters
     (:mod:`kasp.urlstate`) that open the view answering one question, for ``task``.
@@ -531,8 +541,10 @@ def view_presets(task: str) -> list[dict[str, Any]]:
         sweep = load_shipped(task) or {}
     except KaspError:
         sweep = {}
-    keys = {r.get("key") for r in sweep.get("runs", [])}
-    story_run = next((f"sweep/{k}" for k in ("kasp@0.9/seed42", "kasp@0.95/seed42") if k in keys), None)
+    with_story = {r.get("key") for r in sweep.get("runs", []) if r.get("weights_story")}
+    story_run = next((f"sweep/{k}" for k in ("kasp@0.9/seed42", "kasp@0.95/seed42") if k in with_story), None)
+    shipped = {r.get("method") for r in sweep.get("runs", [])} | {r["method"] for r in load_precomputed()
+                                                                  if r["task"] == task}
     if story_run is None:
         story_run = next((r["id"] for r in load_precomputed() if r["task"] == task and r["method"] == "kasp"
                           and r.get("weights_story")), None)
@@ -545,13 +557,11 @@ def view_presets(task: str) -> list[dict[str, Any]]:
                   "their weights, step by step along the cubic schedule, beside the magnitude baseline.")
          if story_run else (f"No shipped {name} run carries weight pictures yet (the {name} sweep has not shipped): "
                             "prune one on the Prune page and open the Weights page.")},
-        {"label": "Distil or not?", "icon": ":material/school:", "page": "pages/overview.py",
-         "params": {"task": task, "methods": "kasp,magnitude"},
-         "help": f"{name}: KASP (distil the teacher while pruning) against the magnitude baseline (prune the "
-                 "fine-tuned model, retrain on the labels), across sparsities."},
-        {"label": "Sparse or small?", "icon": ":material/compress:", "page": "pages/overview.py",
-         "params": {"task": task, "methods": "kasp,small-dense"},
-         "help": f"{name}: a sparse model against a small dense one with the same number of non-zero weights."},
+        _curve_preset("Distil or not?", ":material/school:", task, ("kasp", "magnitude"), shipped,
+                      f"{name}: KASP (distil the teacher while pruning) against the magnitude baseline (prune the "
+                      "fine-tuned model, retrain on the labels), across sparsities."),
+        _curve_preset("Sparse or small?", ":material/compress:", task, ("kasp", "small-dense"), shipped,
+                      f"{name}: a sparse model against a small dense one with the same number of non-zero weights."),
         {"label": "Does the student still attend like the teacher?", "icon": ":material/visibility:",
          "page": "pages/attention.py", "params": {"task": task},
          "help": "The Attention page: how much of the teacher's attention and representations each student kept."},

@@ -105,14 +105,14 @@ st.session_state.setdefault(f"text-a-{task}", first)
 text = st.text_input("First sentence" if pair else "Sentence", key=f"text-a-{task}",
                      help="Any text; both models see the same word pieces. The default is the first "
                           f"{task_name(task)} dev example.")
-urlstate.write("sentence", None if text == first else text)
+urlstate.write("sentence", None if text in (first, "") else text)
 text_b = None
 if pair:
     urlstate.seed("sentence2", f"text-b-{task}", what="second sentence")
     st.session_state.setdefault(f"text-b-{task}", second or "")
     text_b = st.text_input("Second sentence", key=f"text-b-{task}",
                            help=f"{task_name(task)} is a sentence-pair task: the models read both, separated by [SEP].")
-    urlstate.write("sentence2", None if text_b == (second or "") else text_b)
+    urlstate.write("sentence2", None if text_b in (second or "", "") else text_b)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")

@@ -67,14 +67,16 @@ if points.empty and published.empty and teacher is None:
 else:
     present = [m for m in METHOD_LABELS if m in set(points["method"])] if len(points) else []
     if len(present) > 1:
-        urlstate.seed("methods", "ov_methods", urlstate.split, lambda v: bool(v) and set(v) <= set(present), "methods")
+        urlstate.seed("methods", "ov_methods", lambda v: [] if v == "none" else urlstate.split(v),
+                      lambda v: set(v) <= set(present), "methods")
         if not set(st.session_state.get("ov_methods") or []) <= set(present):
             del st.session_state["ov_methods"]  # another task's choice
         st.session_state.setdefault("ov_methods", present)
         shown = st.pills("Methods shown", present, selection_mode="multi", key="ov_methods",
                          format_func=lambda m: METHOD_LABELS.get(m, m),
                          help="Compare two methods at a time; the dense teacher and the paper's figures always show.")
-        urlstate.write("methods", None if set(shown) == set(present) else shown, urlstate.join)
+        urlstate.write("methods", None if set(shown) == set(present) else (shown or "none"),
+                       lambda v: v if v == "none" else urlstate.join(v))
         points = points[points["method"].isin(shown)]
     st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task), width="stretch")
     st.caption(curve_caption(points, metric))

@@ -94,8 +94,8 @@ st.button("Pick a dev example where the students disagree with the teacher", on_
                "where a student's predicted class differs from the teacher's (STS-B: scores more than 1 apart).")
 if st.session_state.get("predict_msg"):
     st.caption(st.session_state.pop("predict_msg"))
-urlstate.write("sentence", st.session_state[key_a])
-urlstate.write("sentence2", st.session_state.get(key_b) if T.text_b else None)
+urlstate.write("sentence", st.session_state[key_a] or None)
+urlstate.write("sentence2", (st.session_state.get(key_b) or None) if T.text_b else None)
 
 models = {}
 if t_label:

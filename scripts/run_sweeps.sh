@@ -20,6 +20,7 @@
 # from a second worktree of a fixed commit, so that editing the main checkout cannot change the code
 # of a sweep half-way).
 set -euo pipefail
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")  # absolute: the detached copy starts after the cd below
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
@@ -33,7 +34,7 @@ if [[ "${1:-}" != "--foreground" ]]; then
   if [[ -f "$LOGDIR/sweeps.pid" ]] && kill -0 "$(cat "$LOGDIR/sweeps.pid")" 2>/dev/null; then
     echo "sweeps already running (pid $(cat "$LOGDIR/sweeps.pid")); log: $LOGDIR/sweeps.log"; exit 0
   fi
-  HF_HUB_OFFLINE=1 setsid nohup nice -n "${NICE:-5}" "$0" --foreground >>"$LOGDIR/sweeps.log" 2>&1 < /dev/null &
+  HF_HUB_OFFLINE=1 setsid nohup nice -n "${NICE:-5}" "$SELF" --foreground >>"$LOGDIR/sweeps.log" 2>&1 < /dev/null &
   echo $! > "$LOGDIR/sweeps.pid"
   echo "sweeps started in the background (pid $!); log: $LOGDIR/sweeps.log"
   exit 0

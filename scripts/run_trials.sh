@@ -15,6 +15,7 @@
 #    magnitude, to find the smallest budget where KASP leads by more than the seed spread.
 # RESULTS_REPO=/path/to/checkout writes and commits the results there instead.
 set -euo pipefail
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")  # absolute: the detached copy starts after the cd below
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
@@ -35,7 +36,7 @@ if [[ "${1:-}" != "--foreground" ]]; then
   if [[ -f "$LOGDIR/trials.pid" ]] && kill -0 "$(cat "$LOGDIR/trials.pid")" 2>/dev/null; then
     echo "trials already running (pid $(cat "$LOGDIR/trials.pid")); log: $LOGDIR/trials.log"; exit 0
   fi
-  HF_HUB_OFFLINE=1 setsid nohup nice -n "${NICE:-5}" "$0" --foreground >>"$LOGDIR/trials.log" 2>&1 < /dev/null &
+  HF_HUB_OFFLINE=1 setsid nohup nice -n "${NICE:-5}" "$SELF" --foreground >>"$LOGDIR/trials.log" 2>&1 < /dev/null &
   echo $! > "$LOGDIR/trials.pid"
   echo "trials started in the background (pid $!); log: $LOGDIR/trials.log"
   exit 0
@@ -48,7 +49,7 @@ run_trial() {  # $1: name of the results file; $2: extra kasp sweep flags
   echo "=== $(date -u +%FT%TZ) trial $name ($flags) -> $out"
   local rc=0
   # shellcheck disable=SC2086  # the flags are words
-  "$PY" -m kasp sweep --task sst2 --sparsities 0.9 --seeds 42 43 --methods kasp $flags --results "$out" || rc=$?
+  "$PY" -m kasp sweep --task sst2 --sparsities 0.9 --seeds 42 43 --methods kasp $flags --results "$out" < /dev/null || rc=$?
   if [[ $rc -eq 130 ]]; then echo "stopped; run scripts/run_trials.sh again to resume"; exit 130; fi
   if [[ $rc -ne 0 ]]; then echo "trial $name failed (exit $rc)"; return 0; fi
   git -C "$REPO" add "$out"

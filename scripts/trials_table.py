@@ -18,23 +18,26 @@ from kasp.sweep import load_results  # noqa: E402
 
 
 def rows(folder: Path) -> list[str]:
-    out = ["| results file | change | runs | metric per seed | mean | spread | min per run |", "|---|---|---|---|---|---|---|"]
+    out = ["| results file | change | method, sparsity | runs | metric per seed | mean | spread | min per run |",
+           "|---|---|---|---|---|---|---|---|"]
     for f in sorted(folder.glob("*.json")):
         try:
             res = load_results(f)
         except KaspError as e:
-            out.append(f"| {f.name} | unreadable: {e} | | | | | |")
+            out.append(f"| {f.name} | unreadable: {e} | | | | | | |")
             continue
         change = ", ".join(f"{k}={v}" for k, v in (res["plan"].get("overrides") or {}).items())
         if res["plan"].get("augment"):
             change = f"augment {res['plan']['augment_source']} x{res['plan']['augment']}" + (f", {change}" if change else "")
-        runs = sorted(res["runs"], key=lambda e: e["seed"])
-        vals = [e["metric"] * 100 for e in runs]
-        per_seed = ", ".join(f"{e['seed']}: {e['metric'] * 100:.2f}" for e in runs)
-        mean = sum(vals) / len(vals) if vals else float("nan")
-        spread = (max(vals) - min(vals)) / 2 if vals else float("nan")
-        wall = sum(e["wall_seconds"] for e in runs) / len(runs) / 60 if runs else float("nan")
-        out.append(f"| {f.name} | {change or 'default recipe'} | {len(runs)} | {per_seed} | {mean:.2f} | {spread:.2f} | {wall:.1f} |")
+        for method, sp in sorted({(e["method"], e["sparsity"]) for e in res["runs"]}):  # never a mean across methods
+            runs = sorted((e for e in res["runs"] if (e["method"], e["sparsity"]) == (method, sp)), key=lambda e: e["seed"])
+            vals = [e["metric"] * 100 for e in runs]
+            per_seed = ", ".join(f"{e['seed']}: {e['metric'] * 100:.2f}" for e in runs)
+            mean = sum(vals) / len(vals)
+            spread = (max(vals) - min(vals)) / 2
+            wall = sum(e["wall_seconds"] for e in runs) / len(runs) / 60
+            out.append(f"| {f.name} | {change or 'default recipe'} | {method} {sp * 100:g} % | {len(runs)} | {per_seed} | {mean:.2f} | "
+                       f"{spread:.2f} | {wall:.1f} |")
     return out
 
 

@@ -88,3 +88,26 @@ def test_a_queued_time_budget_run_is_expected_to_take_its_budget(tmp_path):
     run = RunDir.create(tmp_path / "q")
     run.set_status("queued", command=[sys.executable, "-m", "kasp", "prune", "--time-budget", "12"], queued_at=time.time())
     assert remaining_seconds(run, tmp_path) == pytest.approx(720)
+
+
+def test_a_time_budget_flag_replaces_a_recipe_files_steps(tmp_path, monkeypatch):
+    """`kasp prune --recipe class --time-budget 10`: the class preset's 500 steps give way to the budget
+    (and --max-steps to a recipe file's time budget), instead of a "not both" refusal."""
+    import kasp.cli
+    from kasp.cli import main
+
+    seen = {}
+
+    def fake_train(cfg, *a, **kw):
+        seen["cfg"] = cfg
+        raise KaspError("stop here")
+
+    monkeypatch.setattr("kasp.train.train", fake_train)
+    assert main(["prune", "--task", "sst2", "--recipe", "class", "--time-budget", "10", "--runs-dir",
+                 str(tmp_path)]) == 2
+    assert seen["cfg"].time_budget == 10 and seen["cfg"].max_steps is None and seen["cfg"].sparsity == 0.9
+    recipe = tmp_path / "r.json"
+    recipe.write_text('{"time_budget": 5, "sparsity": 0.8}')
+    assert main(["prune", "--task", "sst2", "--recipe", str(recipe), "--max-steps", "40", "--runs-dir",
+                 str(tmp_path)]) == 2
+    assert seen["cfg"].max_steps == 40 and seen["cfg"].time_budget is None

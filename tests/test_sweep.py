@@ -534,3 +534,17 @@ def test_an_interrupted_sweep_run_continues_from_its_last_evaluation_point(tiny_
     a, b = resumed["runs"][0], whole["runs"][0]
     assert a["metric"] == b["metric"] and a["per_matrix_sparsity"] == b["per_matrix_sparsity"]
     assert a["weights_story"] == b["weights_story"]
+    steps = [r["step"] for r in a["progress"]["train"]]
+    assert steps == sorted(set(steps))  # no progress record twice
+
+    # a damaged resume state: the run starts again from the beginning instead of stopping the sweep
+    damaged = opt("damaged")
+    run_dir = damaged.sweep_dir() / "kasp-s80-seed42"
+    with pytest.raises(Cancelled):
+        run_sweep(damaged, should_stop=lambda: (run_dir / "resume.json").is_file())
+    for f in run_dir.glob("resume-*/tensors.safetensors"):
+        f.write_bytes(b"not a safetensors file")
+    capsys.readouterr()
+    again = run_sweep(damaged)
+    assert "could not resume" in capsys.readouterr().err
+    assert again["runs"][0]["metric"] == b["metric"]

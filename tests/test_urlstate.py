@@ -179,3 +179,35 @@ def test_a_partly_shipped_sweep_says_how_far_it_got(shipped, monkeypatch):
     assert any("holds 10 of its 13 planned runs so far (budget: 200 steps a run)" in c.value for c in at.caption)
     at = open_page("overview.py", shipped, monkeypatch, task="rte")  # complete: nothing to say
     assert not any("planned runs so far" in c.value for c in at.caption)
+
+
+def test_presets_without_shipped_results_are_disabled_and_say_why(tmp_path, monkeypatch):
+    import kasp.sweep
+    from kasp.views import view_presets
+
+    monkeypatch.setattr(kasp.sweep, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
+    by_label = {p["label"]: p for p in view_presets("mrpc")}
+    assert by_label["What does 90 % sparsity remove?"]["disabled"]
+    assert by_label["Sparse or small?"]["disabled"] and "small-dense" in by_label["Sparse or small?"]["help"]
+    sst2 = {p["label"]: p for p in view_presets("sst2")}  # the shipped precomputed runs: KASP and magnitude
+    assert not sst2["Distil or not?"]["disabled"] and sst2["Sparse or small?"]["disabled"]
+
+
+def test_a_link_opened_again_after_another_page_applies_again(shipped, monkeypatch):
+    """Open a link, change the view by hand, visit another page, open the same link again: the
+    link's view comes back (entering a page treats its address as new)."""
+    at = open_page("overview.py", shipped, monkeypatch, query={"sparsity": "0.5"})
+    assert at.slider(key="ov_target").value == 0.5
+    at.slider(key="ov_target").set_value(0.8).run()
+    assert at.slider(key="ov_target").value == 0.8  # the viewer's change holds on this page
+    at.session_state["_url_page"] = "runs,run,all"  # the session went to the Results page meanwhile
+    at.query_params["sparsity"] = "0.5"
+    at.run()
+    assert at.slider(key="ov_target").value == 0.5
+
+
+def test_an_unfitting_link_value_is_shown_as_code_never_as_markdown(shipped, monkeypatch):
+    evil = "x` [log in](https://evil.example) ![](https://tracker.example/p.png) `"
+    at = open_page("overview.py", shipped, monkeypatch, query={"methods": evil})
+    text = " ".join(w.value for w in at.warning)
+    assert "The link's methods" in text and text.count("`") == 2  # one code span, the link's backticks removed
