@@ -3,7 +3,8 @@
 A CPU user thinks in minutes, not steps ("what does KASP reach in 15 minutes on my laptop?"), and
 one step's cost differs several-fold between machines and between tasks (SST-2 sentences against
 MRPC pairs). So a run with a time budget first times a few real training steps on its own data,
-then sets its step count T so that the whole run (loading, training, evaluation, saving) fits:
+then sets its step count T so that the whole run (loading, training, evaluation, saving) fits
+(timing stops early once it has used 4 % of the budget):
 
     T = (B - spent - e - save) / (s + e / eval_every)
 
@@ -36,9 +37,12 @@ from torch import nn
 from kasp.data import Encoded, LengthBucketSampler, collate
 from kasp.errors import KaspError
 
-#: batches timed after two untimed warm-up batches
+#: batches timed after one untimed warm-up batch; timing stops early (after at least MIN_TIMED) once it
+#: has used CALIBRATION_SHARE of the budget
 TIMED_BATCHES = 6
-WARMUP_BATCHES = 2
+WARMUP_BATCHES = 1
+MIN_TIMED = 2
+CALIBRATION_SHARE = 0.04
 #: seconds kept for saving the checkpoint and the report
 SAVE_RESERVE_S = 5.0
 
@@ -87,6 +91,8 @@ def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, tr
     # warm-up on the median batch
     by_len = sorted(epoch, key=lambda b: _padded_tokens(train_data, b))
     spread = [by_len[round(i * (len(by_len) - 1) / max(1, TIMED_BATCHES - 1))] for i in range(TIMED_BATCHES)]
+    spread = [b for pair in zip(spread[len(spread) // 2:], spread[:len(spread) // 2][::-1]) for b in pair]  # middle out,
+    # long and short in turn, so that a timing cut short still spans the lengths
     batches = [by_len[len(by_len) // 2]] * WARMUP_BATCHES + spread
     model = copy.deepcopy(student).to(device).train()
     if teacher is not None:
@@ -114,6 +120,8 @@ def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, tr
                 torch.cuda.synchronize()
             if i >= WARMUP_BATCHES:
                 timed.append([_padded_tokens(train_data, idx), time.perf_counter() - t0])
+                if len(timed) >= MIN_TIMED and time.time() - t_start > CALIBRATION_SHARE * budget_s:
+                    break  # enough for an estimate: the budget is for training
     finally:
         loss_fn.remove()
         torch.random.set_rng_state(rng)

@@ -111,3 +111,33 @@ def test_a_time_budget_flag_replaces_a_recipe_files_steps(tmp_path, monkeypatch)
     assert main(["prune", "--task", "sst2", "--recipe", str(recipe), "--max-steps", "40", "--runs-dir",
                  str(tmp_path)]) == 2
     assert seen["cfg"].max_steps == 40 and seen["cfg"].time_budget is None
+
+
+def test_timing_stops_early_once_it_has_used_its_share_of_the_budget(tiny_store, tiny_pretrained, monkeypatch):
+    """At most 4 % of the budget goes to timing: after 2 timed batches it stops if that share is used,
+    and the timed batches still span short and long ones."""
+    import kasp.budget
+    from kasp.budget import steps_for_budget
+    from kasp.data import get_task, load_task_data
+    from kasp.modeling import load_classifier, load_tokenizer
+    from kasp.train import _optimizer
+
+    class Slow(_Clock):
+        def __init__(self):
+            super().__init__(1.0)
+            self.now = 0.0
+
+        def time(self):  # each look at the wall clock finds 30 s more gone
+            self.now += 30.0
+            return self.now
+
+    monkeypatch.setattr(kasp.budget, "time", Slow())
+    cfg = make_config("prune", "kasp", "sst2", model=str(tiny_pretrained), teacher=str(tiny_store / "teacher"),
+                      sparsity=0.7, max_train_samples=256, max_eval_samples=32, batch_size=16, time_budget=10)
+    ckpt = str(tiny_store / "teacher" / "checkpoint")
+    train_data, dev_data = load_task_data(cfg, load_tokenizer(ckpt))
+    plan = steps_for_budget(cfg, load_classifier(str(tiny_pretrained), num_labels=2), load_classifier(ckpt), train_data,
+                            dev_data, 0, 0.0, get_task("sst2").is_regression, lambda m: _optimizer(m, cfg))
+    assert len(plan["timed"]) == 2  # 30 s of a 600 s budget (over 4 %) have gone by the second timed batch
+    assert plan["timed"][0][0] != plan["timed"][1][0]  # a long and a short batch, not two alike
+    assert plan["steps"] > 0
