@@ -185,7 +185,8 @@ def curve_y_range(values: list[float], spreads: list[float]) -> tuple[float, flo
 
 
 def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, published=None,
-                             metric_name: str = "accuracy", task: str = "", height: int = 440):
+                             metric_name: str = "accuracy", task: str = "", height: int = 440,
+                             baseline: float | None = None):
     """Dev metric against sparsity: one line per method (mean over seeds, error bars = seed range),
     the dense teacher as a reference line, and the paper's figures as a separate series.
 
@@ -198,6 +199,9 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
         published: DataFrame with method, sparsity, metric (fractions), e.g.
             :func:`kasp.views.published_frame` renamed; drawn as grey stars, labelled as the paper's.
         metric_name: the task's GLUE metric name for the axis.
+        baseline: the metric (fraction) of always answering the dev set's majority class
+            (:func:`kasp.views.majority_baseline`), drawn as a dotted line when it falls inside the
+            y-range the results set (it never widens the axis).
 
     Labels sit only in the legend and hover texts (no annotations), so they never overlap.
     Colours: :data:`METHOD_COLOURS`.
@@ -243,6 +247,10 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
                                  name=f"dense teacher {value * 100:.2f} ({source})", legendgroup="dense teacher",
                                  line={"color": METHOD_COLOURS["dense teacher"], "dash": "dash"}, hoverinfo="name"))
     lo, hi = curve_y_range(ys, spreads)
+    if baseline is not None and lo <= baseline * 100 <= hi:
+        fig.add_trace(go.Scatter(x=[0, 100], y=[baseline * 100] * 2, mode="lines",
+                                 name=f"always the majority class {baseline * 100:.2f} (computed on the dev set)",
+                                 line={"color": METHOD_COLOURS["published"], "dash": "dot"}, hoverinfo="name"))
     fig.update_layout(title=f"{task_name(task)}: dev {metric_name} against sparsity" if task else None, height=height,
                       xaxis_title="sparsity (% of encoder linear weights that are zero)",
                       yaxis_title=metric_axis(task) if task else f"dev {metric_name} (%)",
@@ -268,14 +276,15 @@ def _at(points, method: str, nominal: float):
     return float(r["metric"]), float(r.get("spread", 0.0) or 0.0), int(r.get("n", 1) or 1)
 
 
-def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9) -> str:
+def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseline: float | None = None) -> str:
     """One or two sentences on what to notice in :func:`accuracy_sparsity_figure`, from its numbers.
 
     Compares KASP with the magnitude baseline and with the small dense model at sparsity ``at``
     (the paper's two claims: distilling while pruning beats prune-then-fine-tune; a sparse model
     beats a small dense one with as many non-zero weights). A lead counts only when it is larger
     than the seed spread (the larger half-range of the two); with one seed the spread is unknown
-    and the sentence says so. Says plainly when a claim does not hold.
+    and the sentence says so. Says plainly when a claim does not hold, and when KASP is not a point
+    above ``baseline`` (the metric of always answering the majority class, a fraction).
     """
     k = _at(points, "kasp", at)
     pct = f"{at * 100:g} %"
@@ -306,12 +315,19 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9) -> str
                             f"(±{noise:.2f})")
     head = f"At {pct} sparsity, dev {metric_name}: KASP {k[0] * 100:.2f}" + "".join(f", {p}" for p in parts) + "."
     if not verdicts:
-        return head + " No baseline at this sparsity to compare with yet."
+        return head + " No baseline at this sparsity to compare with yet." + _baseline_note(k[0], baseline, metric_name, pct)
     tail = ("" if not failed else ": here the paper's claim that " + " and that ".join(failed) + " does not hold")
     if not failed and all("more than the seed spread" in v for v in verdicts):
         tail = ", as the paper claims"
     body = "; ".join(verdicts) + tail
-    return head + " " + body[0].upper() + body[1:] + "."
+    return head + " " + body[0].upper() + body[1:] + "." + _baseline_note(k[0], baseline, metric_name, pct)
+
+
+def _baseline_note(kasp: float, baseline: float | None, metric_name: str, pct: str) -> str:
+    if baseline is None or kasp - baseline >= 0.01:
+        return ""
+    return (f" Always answering the majority class scores {baseline * 100:.2f}: at {pct} and this budget KASP is "
+            "not clearly better than that, so the comparison says little about what the student learnt.")
 
 
 def parameter_groups_bar(parameters: dict[str, int], height: int = 260) -> go.Figure:

@@ -313,6 +313,13 @@ def majority_baseline(task: str) -> dict[str, float] | None:
     return glue_metrics(t.metric, [majority] * len(labels), labels)
 
 
+def majority_metric(task: str) -> float | None:
+    """The task's main GLUE metric (fraction) of always answering the majority class on the dev set,
+    or None (STS-B, or no dev labels). The curves draw it as a floor: a student at it learnt nothing."""
+    base = majority_baseline(task)
+    return None if base is None else base.get(get_task(task).main_metric)
+
+
 def teacher_warning(task: str, report: dict[str, Any]) -> str | None:
     """A warning when a teacher's dev main metric is at or below the majority-class baseline, else None."""
     base = majority_baseline(task)

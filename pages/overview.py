@@ -6,7 +6,7 @@ from kasp import urlstate
 from kasp.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, schedule_figure
 from kasp.resources import asset
 from kasp.sweep import curve_data, shipped_status
-from kasp.views import PAPER, metric_heading, metric_label, schedule_frame, task_name, view_presets
+from kasp.views import PAPER, majority_metric, metric_heading, metric_label, schedule_frame, task_name, view_presets
 
 task = st.session_state.get("task", "sst2")
 
@@ -61,6 +61,7 @@ if error:
 if shipped_status(task):
     st.caption(":material/hourglass_top: " + shipped_status(task))
 metric = metric_label(task)
+base = majority_metric(task)
 if points.empty and published.empty and teacher is None:
     st.info(f"No results for {task_name(task)} yet: no sweep, precomputed or published figures ship for this task. "
             "Launch runs on the Prune page and they appear here.")
@@ -78,8 +79,8 @@ else:
         urlstate.write("methods", None if set(shown) == set(present) else (shown or "none"),
                        lambda v: v if v == "none" else urlstate.join(v))
         points = points[points["method"].isin(shown)]
-    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task), width="stretch")
-    st.caption(curve_caption(points, metric))
+    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task, baseline=base), width="stretch")
+    st.caption(curve_caption(points, metric, baseline=base))
     st.caption("Sources: **precomputed sweep** = `kasp sweep` results shipped in assets/sweeps (mean over seeds, "
                "bars span the seeds; recipe in the hover text); **live run** = a run in this machine's store; "
                "**precomputed run** = a real run shipped in assets/precomputed (recipe on the Results page); "

@@ -11,8 +11,8 @@ from kasp.errors import KaspError
 from kasp.figures import accuracy_sparsity_figure, curve_caption, sparsity_heatmap, training_curves
 from kasp.runs import RunDir, runs_dir
 from kasp.sweep import curve_data, shipped_status
-from kasp.views import (STATE_ICONS, checkpoint_zip, load_precomputed, metric_heading, metric_label, progress_frames,
-                        results_table, state_icon, task_name)
+from kasp.views import (STATE_ICONS, checkpoint_zip, load_precomputed, majority_metric, metric_heading, metric_label,
+                        progress_frames, results_table, state_icon, task_name)
 
 task = st.session_state.get("task", "sst2")
 owner = st.session_state.get("owner")
@@ -85,12 +85,13 @@ else:
                              "sparsity": done["measured sparsity (%)"] / 100, "metric": done["dev metric"] / 100,
                              "source": done["source"], "label": done["id"]})
     points, teacher, published, error = curve_data(task, runs=sel_runs)
+    base = majority_metric(task)
     if error:
         st.error(error)
     if shipped_status(task):
         st.caption(":material/hourglass_top: " + shipped_status(task))
-    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task), width="stretch")
-    st.caption(curve_caption(points, metric_label(task)) + " Selected runs, the shipped sweep (mean over "
+    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task, baseline=base), width="stretch")
+    st.caption(curve_caption(points, metric_label(task), baseline=base) + " Selected runs, the shipped sweep (mean over "
                "seeds, bars span the seeds) and the paper's BERT-base figures.")
 
 # --- one run in detail ------------------------------------------------------------------------

@@ -362,6 +362,24 @@ def test_caption_says_who_leads_and_when_a_claim_fails():
     assert curve_caption(_points([])).startswith("No KASP result at 90 %")
 
 
+def test_the_majority_class_is_a_floor_on_the_curve_and_in_the_caption():
+    """MRPC's F1 of always answering "paraphrase" is 81.22: a 90 % student at 81.48 has learnt little, and
+    the chart and its caption say so; a floor far below the results (SST-2's 50.92) never widens the axis."""
+    from kasp.figures import accuracy_sparsity_figure, curve_caption
+    from kasp.views import majority_metric
+
+    assert majority_metric("mrpc") == pytest.approx(0.8122, abs=1e-4) and majority_metric("stsb") is None
+    near = _points([("kasp", 0.9, 0.9, 0.8148, 0.0, 1, "s", ""), ("magnitude", 0.9, 0.9, 0.7591, 0.0, 1, "s", "")])
+    c = curve_caption(near, "F1", baseline=majority_metric("mrpc"))
+    assert "Always answering the majority class scores 81.22" in c and "not clearly better" in c
+    fig = accuracy_sparsity_figure(near, (0.8616, "t"), None, "F1", "mrpc", baseline=majority_metric("mrpc"))
+    assert any(t.name.startswith("always the majority class 81.22") for t in fig.data)
+    far = _points([("kasp", 0.9, 0.9, 0.865, 0.0, 1, "s", "")])
+    fig = accuracy_sparsity_figure(far, (0.8956, "t"), None, "accuracy", "sst2", baseline=majority_metric("sst2"))
+    assert not any("majority" in (t.name or "") for t in fig.data) and fig.layout.yaxis.range[0] > 60
+    assert "majority" not in curve_caption(far, "accuracy", baseline=majority_metric("sst2"))
+
+
 # --- the pages draw a shipped sweep (no run in the store) ------------------------------------------
 def _synthetic_sweep(task: str, main_metric: str) -> dict:
     """A structurally complete results file (test data for the pages, not results)."""
