@@ -250,7 +250,7 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
     if baseline is not None and lo <= baseline * 100 <= hi:
         fig.add_trace(go.Scatter(x=[0, 100], y=[baseline * 100] * 2, mode="lines",
                                  name=f"always the majority class {baseline * 100:.2f} (computed on the dev set)",
-                                 line={"color": METHOD_COLOURS["published"], "dash": "dot"}, hoverinfo="name"))
+                                 legendgroup="majority class", line={"color": METHOD_COLOURS["published"], "dash": "dot"}, hoverinfo="name"))
     fig.update_layout(title=f"{task_name(task)}: dev {metric_name} against sparsity" if task else None, height=height,
                       xaxis_title="sparsity (% of encoder linear weights that are zero)",
                       yaxis_title=metric_axis(task) if task else f"dev {metric_name} (%)",
