@@ -278,13 +278,14 @@ def test_a_preset_and_a_shared_link_open_their_views(page, server):
     page.get_by_text("Start with a question").wait_for()
     page.wait_for_function("() => window.location.search.includes('session=')")
     session = parse_qs(urlparse(page.url).query)["session"]
-    page.get_by_role("link", name="Distil or not?").click()
-    page.wait_for_function("() => window.location.search.includes('methods=kasp%2Cmagnitude')")
+    page.get_by_role("link", name="Does the student still attend like the teacher?").click()
+    page.wait_for_function("() => window.location.pathname.endsWith('/attention')")
+    page.get_by_text("Attention knowledge").first.wait_for()
+    page.wait_for_function("() => window.location.search.includes('session=')")
     q = parse_qs(urlparse(page.url).query)
-    assert q["task"] == ["sst2"] and q["session"] == session  # same task, same session
-    page.get_by_text("Methods shown").wait_for()
+    assert q["task"] == ["sst2"] and q["session"] == session  # same task, same session (so the same runs are yours)
     _no_exception(page)
-    page.screenshot(path=str(SHOTS / "preset-distil-or-not.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "preset-attention.png"), full_page=True)
 
     page.goto(url + "/results?task=sst2&runs=precomputed/kasp-sst2-s90,precomputed/magnitude-sst2-s90"
                     "&run=precomputed/magnitude-sst2-s90")
