@@ -58,8 +58,9 @@ st.header(f"{task_name(task)}: dev {metric_heading(task)} against sparsity")
 points, teacher, published, error = curve_data(task)
 if error:
     st.error(error)
-if shipped_status(task):
-    st.caption(":material/hourglass_top: " + shipped_status(task))
+partial = shipped_status(task)
+if partial:
+    st.caption(":material/hourglass_top: " + partial)
 metric = metric_label(task)
 base = majority_metric(task)
 if points.empty and published.empty and teacher is None:

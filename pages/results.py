@@ -88,8 +88,9 @@ else:
     base = majority_metric(task)
     if error:
         st.error(error)
-    if shipped_status(task):
-        st.caption(":material/hourglass_top: " + shipped_status(task))
+    partial = shipped_status(task)
+    if partial:
+        st.caption(":material/hourglass_top: " + partial)
     st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task, baseline=base), width="stretch")
     st.caption(curve_caption(points, metric_label(task), baseline=base) + " Selected runs, the shipped sweep (mean over "
                "seeds, bars span the seeds) and the paper's BERT-base figures.")

@@ -28,17 +28,9 @@ TASKS=${TASKS:-"mrpc rte stsb cola sst2"}
 AUGMENT=${AUGMENT:-1}
 REPO=${RESULTS_REPO:-$ROOT}
 LOGDIR=${KASP_RUNS_DIR:-$ROOT/runs}/sweeps
-mkdir -p "$LOGDIR"
-
-if [[ "${1:-}" != "--foreground" ]]; then
-  if [[ -f "$LOGDIR/sweeps.pid" ]] && kill -0 "$(cat "$LOGDIR/sweeps.pid")" 2>/dev/null; then
-    echo "sweeps already running (pid $(cat "$LOGDIR/sweeps.pid")); log: $LOGDIR/sweeps.log"; exit 0
-  fi
-  HF_HUB_OFFLINE=1 setsid nohup nice -n "${NICE:-5}" "$SELF" --foreground >>"$LOGDIR/sweeps.log" 2>&1 < /dev/null &
-  echo $! > "$LOGDIR/sweeps.pid"
-  echo "sweeps started in the background (pid $!); log: $LOGDIR/sweeps.log"
-  exit 0
-fi
+# shellcheck source=scripts/detach.sh
+source "$ROOT/scripts/detach.sh"
+detach sweeps "$@"
 
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 for task in $TASKS; do

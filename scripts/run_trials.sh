@@ -30,17 +30,9 @@ sst2-steps2500-lr2e-4|--max-steps 2500 --set lr=2e-4
 sst2-steps2500-lr5e-5|--max-steps 2500 --set lr=5e-5
 sst2-steps2500-prediction3|--max-steps 2500 --set prediction_weight=3
 "}
-mkdir -p "$LOGDIR"
-
-if [[ "${1:-}" != "--foreground" ]]; then
-  if [[ -f "$LOGDIR/trials.pid" ]] && kill -0 "$(cat "$LOGDIR/trials.pid")" 2>/dev/null; then
-    echo "trials already running (pid $(cat "$LOGDIR/trials.pid")); log: $LOGDIR/trials.log"; exit 0
-  fi
-  HF_HUB_OFFLINE=1 setsid nohup nice -n "${NICE:-5}" "$SELF" --foreground >>"$LOGDIR/trials.log" 2>&1 < /dev/null &
-  echo $! > "$LOGDIR/trials.pid"
-  echo "trials started in the background (pid $!); log: $LOGDIR/trials.log"
-  exit 0
-fi
+# shellcheck source=scripts/detach.sh
+source "$ROOT/scripts/detach.sh"
+detach trials "$@"
 
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 run_trial() {  # $1: name of the results file; $2: extra kasp sweep flags
@@ -57,7 +49,9 @@ run_trial() {  # $1: name of the results file; $2: extra kasp sweep flags
     || echo "nothing new to commit for $out"
 }
 while IFS='|' read -r name flags; do
-  [[ -z "$name" ]] && continue
+  name=${name//[[:space:]]/}
+  [[ -z "$name" || "$name" == \#* ]] && continue  # blank lines and comments
+  if [[ ! "$name" =~ ^[A-Za-z0-9._-]+$ ]]; then echo "trial name '$name': letters, digits, . _ - only; skipped"; continue; fi
   run_trial "$name" "$flags"
 done <<< "$TRIALS"
 echo "=== $(date -u +%FT%TZ) all trials done"

@@ -1,4 +1,5 @@
-"""The maintainer's script that writes the shipped precomputed runs (scripts/export_precomputed.py)."""
+"""The maintainer scripts: the shipped precomputed runs (scripts/export_precomputed.py) and the detached
+trials runner (scripts/run_trials.sh)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,33 @@ def test_export_precomputed_refuses_unfinished_runs(tmp_path, capsys):
     assert _script().main([str(tmp_path / "r"), "--out", str(tmp_path / "o.json")]) == 2
     assert "not a finished run" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_run_trials_runs_each_trial_line_and_commits_its_results(tmp_path):
+    """scripts/run_trials.sh: one `kasp sweep` per trial line (name|flags; blanks, comments and bad
+    names skipped), its results file committed into RESULTS_REPO; a fake python stands in for kasp."""
+    import os
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], check=True)
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\necho "$@" >> "%s"\nwhile [[ $# -gt 0 ]]; do [[ "$1" == --results ]] && '
+                    'mkdir -p "$(dirname "$2")" && echo "{}" > "$2"; shift; done\n' % calls)
+    fake.chmod(0o755)
+    trials = "\n # a comment\nfirst|--max-steps 10\n\nbad name!|--x\nsecond|--max-steps 20 --set lr=2e-4\n"
+    env = dict(os.environ, PY=str(fake), RESULTS_REPO=str(repo), KASP_RUNS_DIR=str(tmp_path / "store"), TRIALS=trials,
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "run_trials.sh"), "--foreground"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 2 and "--methods kasp --max-steps 10 --results" in lines[0]
+    assert "--max-steps 20 --set lr=2e-4" in lines[1] and lines[1].endswith("bench/trials/second.json")
+    assert "trial name 'badname!'" in out.stdout
+    log = subprocess.run([*git, "log", "--format=%s"], capture_output=True, text=True).stdout
+    assert log.count("Trial ") == 2 and (repo / "bench" / "trials" / "first.json").is_file()
