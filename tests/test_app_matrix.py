@@ -9,6 +9,7 @@ session queued behind it.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,13 +17,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kasp import jobs, views
+from kasp import jobs, sweep, views
 from kasp.config import make_config
 from kasp.data import shipped_splits
 from kasp.runs import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["overview.py", "prune.py", "results.py", "attention.py", "inspect.py"]
+PAGES = ["overview.py", "prune.py", "results.py", "attention.py", "weights.py", "predict.py", "inspect.py"]
 TASKS = [t for t in views.TASK_BLURBS if t in shipped_splits()]  # what the sidebar offers (app.py)
 STATES = ["empty", "precomputed", "failed", "running", "queued"]
 ME = "session-token-of-this-test"
@@ -62,6 +63,16 @@ def build_store(root: Path, state: str, task: str) -> Path:
 def stores(tmp_path_factory) -> dict[tuple[str, str], Path]:
     root = tmp_path_factory.mktemp("matrix")
     return {(s, t): build_store(root, s, t) for s in STATES for t in TASKS}
+
+
+def _shipped_story(task: str, state: str) -> bool:
+    """Whether a shipped run of ``task`` carries weight pictures, read from the shipped files themselves."""
+    runs = []
+    if sweep.shipped_sweep_path(task).is_file():
+        runs += json.loads(sweep.shipped_sweep_path(task).read_text()).get("runs", [])
+    if state == "precomputed":
+        runs += [r for r in json.loads(views.PRECOMPUTED.read_text()) if r.get("task") == task]
+    return any(r.get("weights_story") and r.get("method") != "small-dense" for r in runs)
 
 
 def _expect(at: AppTest, page: str, task: str, state: str) -> None:
@@ -104,6 +115,19 @@ def _expect(at: AppTest, page: str, task: str, state: str) -> None:
             assert "Retention against sparsity" in [h.value for h in at.header]
         else:
             assert any("No finished prune run" in i.value for i in at.info)
+    elif page == "weights.py":
+        assert titles == [f"Weights: see pruning happen ({name})"]
+        if _shipped_story(task, state):  # the view opens on a shipped run and draws its pictures
+            assert at.selectbox(key="weights_run").value.startswith("sweep/")
+            assert any("Source: " in c.value for c in at.caption) and len(at.get("plotly_chart")) >= 2
+        else:
+            assert any(f"No {name} prune run with recorded weight pictures" in i.value for i in at.info)
+    elif page == "predict.py":
+        assert titles == [f"Predictions side by side ({name})"]
+        # no state of this matrix has a finished run with a checkpoint: the page says how to get one
+        assert any(f"No finished {task} run with a checkpoint" in i.value for i in at.info)
+        assert (state == "precomputed" and task == "sst2") == any("come without their weights" in i.value
+                                                                   for i in at.info)
     elif page == "inspect.py":
         # h11 owns the Inspect page; its headline is its title
         assert titles and titles[0].startswith("Inspect")
