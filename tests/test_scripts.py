@@ -8,17 +8,24 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from kasp.runs import RunDir
 from kasp.views import load_precomputed, precomputed_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("export_precomputed", ROOT / "scripts" / "export_precomputed.py")
+def _load(name: str):
+    """scripts/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _script():
+    return _load("export_precomputed")
 
 
 def test_export_precomputed_writes_what_the_app_reads(tiny_store, tmp_path, capsys):
@@ -74,3 +81,30 @@ def test_run_trials_runs_each_trial_line_and_commits_its_results(tmp_path):
     assert "trial name 'badname!'" in out.stdout
     log = subprocess.run([*git, "log", "--format=%s"], capture_output=True, text=True).stdout
     assert log.count("Trial ") == 2 and (repo / "bench" / "trials" / "first.json").is_file()
+
+
+def test_budget_summary_collects_finished_runs_and_judges_the_budget(tmp_path):
+    """scripts/budget_summary.py: one row per finished run, the metric of the run's main metric, and
+    "within budget" from the run's own wall time against its --time-budget minutes."""
+    mod = _load("budget_summary")
+    for name, seed, wall, metric in (("a-seed42", 42, 14.5 * 60, 0.871), ("b-seed43", 43, 15.5 * 60, 0.862)):
+        rd = tmp_path / name
+        rd.mkdir()
+        (rd / "config.json").write_text(json.dumps({"recipe": {"seed": seed}}))
+        (rd / "report.json").write_text(json.dumps({
+            "task": "sst2", "method": "kasp", "target_sparsity": 0.9, "sparsity": {"pruned_sparsity": 0.9},
+            "main_metric": "accuracy", "metrics": {"accuracy": metric}, "teacher": {"metrics": {"accuracy": 0.8956}},
+            "steps": 2400, "wall_seconds": wall, "train_seconds": wall - 60,
+            "time_budget": {"minutes": 15, "steps": 2400}}))
+    (tmp_path / "c-unfinished").mkdir()  # no report: left out
+    data = mod.collect(tmp_path)
+    assert [r["seed"] for r in data["runs"]] == [42, 43]
+    assert [r["metric"] for r in data["runs"]] == [0.871, 0.862]
+    lines = mod.table(data).splitlines()[2:]
+    assert len(lines) == 2
+    assert lines[0].endswith("| accuracy 87.10 | 89.56 | 14.5 | yes |")
+    assert lines[1].endswith("| 15.5 | no (+0.5) |")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match="no finished run"):
+        mod.collect(empty)
