@@ -6,6 +6,7 @@ from kasp import urlstate
 from kasp.data import get_task
 from kasp.errors import KaspError
 from kasp.predict import dev_example, disagreements, prediction_runs, predict_texts
+from kasp.sweep import shipped_sweep_path
 from kasp.views import load_precomputed
 
 task = st.session_state.get("task", "sst2")
@@ -19,11 +20,14 @@ url_slot = urlstate.page("teacher", "runs", "sentence", "sentence2")
 runs = prediction_runs(task)
 shipped = [r["id"] for r in load_precomputed() if r["task"] == task]
 if shipped:
-    st.info(f"The shipped precomputed {task} runs ({', '.join(shipped)}) come without their weights (only results and "
+    st.info(f"The shipped precomputed {T.folder} runs ({', '.join(shipped)}) come without their weights (only results and "
             "logs ship), so they cannot predict here; their agreement with the teacher over the dev set is on the "
             "Attention page. Runs you make on the Prune page appear here once finished.")
+elif shipped_sweep_path(task).is_file():
+    st.info(f"The shipped {T.folder} sweep behind the curves keeps only results, no weights, so its runs cannot "
+            "predict here. Runs you make on the Prune page appear here once finished.")
 if not runs["teachers"] and not runs["students"]:
-    st.info(f"No finished {task} run with a checkpoint in the store yet. Fine-tune a teacher and prune a student on "
+    st.info(f"No finished {T.folder} run with a checkpoint in the store yet. Fine-tune a teacher and prune a student on "
             "the Prune page.")
     urlstate.show_problems(url_slot)
     st.stop()

@@ -125,9 +125,11 @@ def _expect(at: AppTest, page: str, task: str, state: str) -> None:
     elif page == "predict.py":
         assert titles == [f"Predictions side by side ({name})"]
         # no state of this matrix has a finished run with a checkpoint: the page says how to get one
-        assert any(f"No finished {task} run with a checkpoint" in i.value for i in at.info)
-        assert (state == "precomputed" and task == "sst2") == any("come without their weights" in i.value
-                                                                   for i in at.info)
+        assert any(f"No finished {name} run with a checkpoint" in i.value for i in at.info)
+        pre = state == "precomputed" and task == "sst2"
+        assert pre == any("come without their weights" in i.value for i in at.info)
+        assert (not pre and sweep.shipped_sweep_path(task).is_file()) == any(
+            "sweep behind the curves keeps only results" in i.value for i in at.info)
     elif page == "inspect.py":
         # h11 owns the Inspect page; its headline is its title
         assert titles and titles[0].startswith("Inspect")

@@ -128,4 +128,4 @@ def test_predict_page_table_and_disagreement_button(pred_store, monkeypatch):
 def test_predict_page_without_runs_says_so(tmp_path, monkeypatch):
     at = _page(tmp_path, monkeypatch)
     text = " ".join(i.value for i in at.info)
-    assert "No finished sst2 run with a checkpoint" in text and "cannot predict here" in text
+    assert "No finished SST-2 run with a checkpoint" in text and "cannot predict here" in text
