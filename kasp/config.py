@@ -165,12 +165,8 @@ def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
         d.update(method="finetune", init="pretrained", lr=1e-4, lr_schedule="linear", warmup_ratio=0.06,
                  attention_weight=0.0, hidden_weight=0.0, prediction_weight=0.0, task_loss_weight=1.0,
                  epochs=3.0)
-    elif method == "kasp":
-        d.update(method="kasp", init="pretrained", lr=1e-4, lr_schedule="constant", warmup_ratio=0.0,
-                 attention_weight=1.0, hidden_weight=1.0, prediction_weight=1.0, task_loss_weight=0.0,
-                 epochs=5.0)
-    elif method == "small-dense":
-        d.update(method="small-dense", init="pretrained", lr=1e-4, lr_schedule="constant", warmup_ratio=0.0,
+    elif method in ("kasp", "small-dense"):  # the same loss and schedule; only the student differs
+        d.update(method=method, init="pretrained", lr=1e-4, lr_schedule="constant", warmup_ratio=0.0,
                  attention_weight=1.0, hidden_weight=1.0, prediction_weight=1.0, task_loss_weight=0.0,
                  epochs=5.0)
     elif method == "magnitude":
