@@ -276,7 +276,8 @@ def _at(points, method: str, nominal: float):
     return float(r["metric"]), float(r.get("spread", 0.0) or 0.0), int(r.get("n", 1) or 1)
 
 
-def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseline: float | None = None) -> str:
+def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseline: float | None = None,
+                  teacher: float | None = None) -> str:
     """One or two sentences on what to notice in :func:`accuracy_sparsity_figure`, from its numbers.
 
     Compares KASP with the magnitude baseline and with the small dense model at sparsity ``at``
@@ -284,7 +285,10 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
     beats a small dense one with as many non-zero weights). A lead counts only when it is larger
     than the seed spread (the larger half-range of the two); with one seed the spread is unknown
     and the sentence says so. Says plainly when a claim does not hold, and when KASP is not a point
-    above ``baseline`` (the metric of always answering the majority class, a fraction).
+    above ``baseline`` (the metric of always answering the majority class, a fraction). With the dense
+    ``teacher``'s metric (a fraction), it says when every method at ``at`` has recovered less than half
+    of the teacher's lead over the floor (``baseline``, or 0 for a correlation such as STS-B's Pearson):
+    then none has learnt the task at this budget and the comparison there means little.
     """
     k = _at(points, "kasp", at)
     pct = f"{at * 100:g} %"
@@ -314,13 +318,32 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
             verdicts.append(f"KASP and the {name} differ by {abs(diff):.2f} points, within the seed spread "
                             f"(±{noise:.2f})")
     head = f"At {pct} sparsity, dev {metric_name}: KASP {k[0] * 100:.2f}" + "".join(f", {p}" for p in parts) + "."
+    others = [o[0] for o in (_at(points, m, at) for m in claims) if o is not None]
+    note = (_collapse_note([k[0], *others], teacher, baseline, metric_name, pct)
+            or _baseline_note(k[0], baseline, metric_name, pct))
     if not verdicts:
-        return head + " No baseline at this sparsity to compare with yet." + _baseline_note(k[0], baseline, metric_name, pct)
+        return head + " No baseline at this sparsity to compare with yet." + note
     tail = ("" if not failed else ": here the paper's claim that " + " and that ".join(failed) + " does not hold")
     if not failed and all("more than the seed spread" in v for v in verdicts):
         tail = ", as the paper claims"
     body = "; ".join(verdicts) + tail
-    return head + " " + body[0].upper() + body[1:] + "." + _baseline_note(k[0], baseline, metric_name, pct)
+    return head + " " + body[0].upper() + body[1:] + "." + note
+
+
+def _collapse_note(values: list[float], teacher: float | None, baseline: float | None, metric_name: str,
+                   pct: str) -> str:
+    """A sentence when every value is nearer the floor (``baseline``, else 0) than the ``teacher``, else ""."""
+    if teacher is None:
+        return ""
+    floor = 0.0 if baseline is None else baseline
+    if teacher <= floor or max(values) > floor + (teacher - floor) / 2:
+        return ""
+    what = ("always answering the majority class" if baseline is not None
+            else "a prediction unrelated to the gold answers")
+    who, verdict = ("All of them are", "none has learnt") if len(values) > 1 else ("KASP is", "it has not learnt")
+    return (f" {who} nearer to what {what} scores ({floor * 100:.2f}) than to the dense teacher's "
+            f"{teacher * 100:.2f}: at {pct} and this budget {verdict} the task, so the differences here say "
+            "little; compare the methods at the lower sparsities.")
 
 
 def _baseline_note(kasp: float, baseline: float | None, metric_name: str, pct: str) -> str:

@@ -81,7 +81,7 @@ else:
                        lambda v: v if v == "none" else urlstate.join(v))
         points = points[points["method"].isin(shown)]
     st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task, baseline=base), width="stretch")
-    st.caption(curve_caption(points, metric, baseline=base))
+    st.caption(curve_caption(points, metric, baseline=base, teacher=teacher[0] if teacher else None))
     st.caption("Sources: **precomputed sweep** = `kasp sweep` results shipped in assets/sweeps (mean over seeds, "
                "bars span the seeds; recipe in the hover text); **live run** = a run in this machine's store; "
                "**precomputed run** = a real run shipped in assets/precomputed (recipe on the Results page); "

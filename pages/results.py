@@ -92,7 +92,7 @@ else:
     if partial:
         st.caption(":material/hourglass_top: " + partial)
     st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task, baseline=base), width="stretch")
-    st.caption(curve_caption(points, metric_label(task), baseline=base) + " Selected runs, the shipped sweep (mean over "
+    st.caption(curve_caption(points, metric_label(task), baseline=base, teacher=teacher[0] if teacher else None) + " Selected runs, the shipped sweep (mean over "
                "seeds, bars span the seeds) and the paper's BERT-base figures.")
 
 # --- one run in detail ------------------------------------------------------------------------

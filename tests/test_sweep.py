@@ -380,6 +380,31 @@ def test_the_majority_class_is_a_floor_on_the_curve_and_in_the_caption():
     assert "majority" not in curve_caption(far, "accuracy", baseline=majority_metric("sst2"))
 
 
+def test_the_caption_says_when_no_method_has_learnt_the_task_at_that_sparsity():
+    """STS-B at 90 % after 240 steps: every method near 0.12 Pearson against a 0.83 teacher; the caption
+    says none has learnt the task there (floor 0 for a correlation). A student half-way or more to the
+    teacher, or no teacher to compare with, gets no such sentence."""
+    from kasp.figures import curve_caption
+
+    collapsed = _points([("kasp", 0.9, 0.9, 0.1142, 0.0, 1, "s", ""), ("magnitude", 0.9, 0.9, 0.1290, 0.0, 1, "s", ""),
+                         ("small-dense", 0.9, 0.9, 0.1149, 0.0, 1, "s", "")])
+    c = curve_caption(collapsed, "Pearson correlation", teacher=0.8292)
+    assert "a prediction unrelated to the gold answers scores (0.00)" in c and "teacher's 82.92" in c
+    assert "none has learnt the task" in c
+    assert "none has learnt" not in curve_caption(collapsed, "Pearson correlation")  # no teacher: nothing to say
+    one_learnt = _points([("kasp", 0.9, 0.9, 0.45, 0.0, 1, "s", ""), ("magnitude", 0.9, 0.9, 0.12, 0.0, 1, "s", "")])
+    assert "none has learnt" not in curve_caption(one_learnt, "Pearson correlation", teacher=0.8292)
+    # with a majority-class floor the half-way mark is measured from it (MRPC: floor 81.22, teacher 86.16)
+    mrpc = _points([("kasp", 0.9, 0.9, 0.8077, 0.007, 2, "s", ""), ("magnitude", 0.9, 0.9, 0.7796, 0.02, 2, "s", "")])
+    c = curve_caption(mrpc, "F1", baseline=0.8122, teacher=0.8616)
+    assert "always answering the majority class scores (81.22)" in c and "none has learnt" in c
+    assert "not clearly better" not in c  # one floor sentence, not two
+    above = _points([("kasp", 0.9, 0.9, 0.845, 0.0, 1, "s", ""), ("magnitude", 0.9, 0.9, 0.80, 0.0, 1, "s", "")])
+    assert "none has learnt" not in curve_caption(above, "F1", baseline=0.8122, teacher=0.8616)
+    alone = _points([("kasp", 0.9, 0.9, 0.5271, 0.0, 1, "s", "")])  # RTE, KASP only so far
+    assert "KASP is nearer to what always answering" in curve_caption(alone, baseline=0.5271, teacher=0.5884)
+
+
 # --- the pages draw a shipped sweep (no run in the store) ------------------------------------------
 def _synthetic_sweep(task: str, main_metric: str) -> dict:
     """A structurally complete results file (test data for the pages, not results)."""
