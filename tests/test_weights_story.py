@@ -202,6 +202,9 @@ def test_weights_page_draws_the_story_and_the_slider_moves_it(story_run, monkeyp
 
 
 def test_weights_page_with_an_empty_store_says_why(tmp_path, monkeypatch):
+    import kasp.sweep
+
+    monkeypatch.setattr(kasp.sweep, "shipped_sweep_path", lambda t: tmp_path / "no-sweep" / f"{t}.json")
     at = _page(tmp_path, monkeypatch)
     text = " ".join(i.value for i in at.info)
     assert "No SST-2 prune run with recorded weight pictures" in text
