@@ -341,7 +341,7 @@ def story_entries(task: str, store: str | Path | None = None,
     precomputed runs and the shipped sweep's runs (``precomputed`` replaces both: entries shaped like
     ``assets/precomputed/runs.json``'s, with the story under ``"weights_story"``).
 
-    Each entry: ``id``, ``source`` ("live run" / "precomputed run"), ``method``, ``sparsity`` (target,
+    Each entry: ``id``, ``source`` ("live run" / "precomputed run" / "precomputed sweep"), ``method``, ``sparsity`` (target,
     fraction), ``state``, ``total_steps``, ``has_story`` (bool), ``story`` (a run directory path or a
     list of records, for :func:`read_story`), ``progress`` (list of progress records), ``recipe`` and
     ``command`` (the command line of a precomputed run, else None).
@@ -370,7 +370,7 @@ def story_entries(task: str, store: str | Path | None = None,
             sweep = None
         for r in (sweep or {}).get("runs", []):
             prog = r.get("progress") or {}
-            pre.append({"id": f"sweep/{r.get('key')}", "task": task, "method": r.get("method"),
+            pre.append({"id": f"sweep/{r.get('key')}", "source": "precomputed sweep", "task": task, "method": r.get("method"),
                         "target_sparsity": r.get("sparsity"), "steps": r.get("steps"),
                         "weights_story": r.get("weights_story"), "recipe": r.get("recipe", {}),
                         "progress": [{"type": "eval", **e} for e in prog.get("eval", [])] if isinstance(prog, dict) else prog,
@@ -380,7 +380,7 @@ def story_entries(task: str, store: str | Path | None = None,
     for p in pre:
         if p.get("task") != task or p.get("method") in ("finetune", "small-dense"):
             continue
-        out.append({"id": p["id"], "source": "precomputed run", "method": p.get("method"),
+        out.append({"id": p["id"], "source": p.get("source", "precomputed run"), "method": p.get("method"),
                     "sparsity": p.get("target_sparsity"), "state": "done", "total_steps": p.get("steps"),
                     "has_story": bool(p.get("weights_story")), "story": p.get("weights_story"),
                     "progress": p.get("progress", []), "recipe": p.get("recipe", {}), "command": p.get("command")})

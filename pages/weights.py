@@ -102,8 +102,12 @@ evals = [r for r in entry["progress"] if r.get("type") == "eval"]
 total = int(entry["total_steps"] or steps[-1] or 1)
 st.plotly_chart(schedule_figure(float(entry["sparsity"]), total, step, evals, T.main_metric), width="stretch",
                 key="weights_schedule")
-src = ("live run in this machine's store" if entry["source"] == "live run"
-       else f"precomputed run, recipe `{entry['command']}`")
+rec = entry["recipe"] or {}
+src = {"live run": "live run in this machine's store",
+       "precomputed sweep": f"precomputed sweep run (`kasp sweep --task {task}`, shipped in assets/sweeps/{task}.json; "
+                            f"recipe: {rec.get('max_steps', '?')} steps, seed {rec.get('seed', '?')}, "
+                            f"lr {rec.get('lr', '?')}, length {rec.get('max_seq_length', '?')})"
+       }.get(entry["source"], f"precomputed run, recipe `{entry['command']}`")
 st.caption(f"Source: {src}, recorded at step {story.steps[i]} of {total}. Densities are per block (uint8, ±0.2 %); "
            "histogram counts and thresholds are exact. The schedule curve is the formula; the dev metric points are "
            "the run's own evaluations up to this step.")
