@@ -119,7 +119,8 @@ def _expect(at: AppTest, page: str, task: str, state: str) -> None:
         assert titles == [f"Weights: see pruning happen ({name})"]
         if _shipped_story(task, state):  # the view opens on a shipped run and draws its pictures
             assert at.selectbox(key="weights_run").value.startswith("sweep/")
-            assert any("Source: " in c.value for c in at.caption) and len(at.get("plotly_chart")) >= 2
+            assert any("Source: precomputed sweep run (`kasp sweep --task" in c.value for c in at.caption)
+            assert len(at.get("plotly_chart")) >= 2
         else:
             assert any(f"No {name} prune run with recorded weight pictures" in i.value for i in at.info)
     elif page == "predict.py":
@@ -133,6 +134,15 @@ def _expect(at: AppTest, page: str, task: str, state: str) -> None:
     elif page == "inspect.py":
         # h11 owns the Inspect page; its headline is its title
         assert titles and titles[0].startswith("Inspect")
+
+
+@pytest.mark.parametrize("task", ["sst2", "mrpc", "rte", "stsb", "cola"])
+def test_the_five_sweep_tasks_ship_runs_with_weight_pictures(task):
+    """Issue 16: a fresh clone shows the weights' story of shipped runs on every task the sweeps cover
+    (KASP and the magnitude baseline at 90 %, side by side)."""
+    assert _shipped_story(task, "empty"), f"assets/sweeps/{task}.json ships no run with weight pictures"
+    runs = json.loads(sweep.shipped_sweep_path(task).read_text())["runs"]
+    assert {r["method"] for r in runs if r["sparsity"] == 0.9 and r.get("weights_story")} >= {"kasp", "magnitude"}
 
 
 @pytest.mark.parametrize("state", STATES)
