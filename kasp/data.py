@@ -8,6 +8,7 @@ QQP, QNLI train) load through ``datasets`` from the Hub when a network is availa
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import random
@@ -298,8 +299,10 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    @property
+    @functools.cached_property
     def lengths(self) -> list[int]:
+        """Tokens per example, computed once (a split is never changed after encoding): read per
+        example, a list rebuilt on every access made budget calibration quadratic in the split size."""
         return [len(x) for x in self.input_ids]
 
 
