@@ -319,7 +319,7 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
                             f"(±{noise:.2f})")
     head = f"At {pct} sparsity, dev {metric_name}: KASP {k[0] * 100:.2f}" + "".join(f", {p}" for p in parts) + "."
     others = [o[0] for o in (_at(points, m, at) for m in claims) if o is not None]
-    note = (_collapse_note([k[0], *others], teacher, baseline, metric_name, pct)
+    note = (_collapse_note([k[0], *others], teacher, baseline, pct)
             or _baseline_note(k[0], baseline, metric_name, pct))
     if not verdicts:
         return head + " No baseline at this sparsity to compare with yet." + note
@@ -330,8 +330,7 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
     return head + " " + body[0].upper() + body[1:] + "." + note
 
 
-def _collapse_note(values: list[float], teacher: float | None, baseline: float | None, metric_name: str,
-                   pct: str) -> str:
+def _collapse_note(values: list[float], teacher: float | None, baseline: float | None, pct: str) -> str:
     """A sentence when every value is nearer the floor (``baseline``, else 0) than the ``teacher``, else ""."""
     if teacher is None:
         return ""

@@ -300,14 +300,8 @@ def majority_baseline(task: str) -> dict[str, float] | None:
     """GLUE metrics of always answering the dev set's most frequent label (None for STS-B, a regression).
 
     Computed on the shipped dev set with :func:`kasp.metrics.glue_metrics`; a teacher at or below
-    this has learnt nothing a constant answer would not.
+    this has learnt nothing a constant answer would not. Cached per task: the pages draw it on every rerun.
     """
-    return _majority_cached(get_task(task).name)
-
-
-@functools.lru_cache(maxsize=16)
-def _majority_cached(task: str) -> dict[str, float] | None:
-    """:func:`majority_baseline` once per task (the pages draw it on every rerun; the dev sets ship)."""
     t = get_task(task)
     if t.is_regression:
         return None
