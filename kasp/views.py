@@ -267,9 +267,14 @@ def train_size(task: str) -> int | None:
 
 def form_defaults(kind: str, method: str, task: str) -> dict[str, Any]:
     """Widget defaults of the Prune page: the CLI's recipe for (kind, method, task) (:func:`kasp.config.make_config`),
-    with ``max_steps`` filled in from ``epochs`` when the recipe is bounded by epochs (steps = ceil(epochs ·
-    train examples / batch size)) and a target sparsity of 0.9 for prune runs."""
+    with ``max_steps`` filled in for the steps field: the task's step budget when the recipe is bounded by
+    wall time (``time_budget`` in minutes stays set: the page starts in minutes), else from ``epochs``
+    (steps = ceil(epochs · train examples / batch size)); and a target sparsity of 0.9 for prune runs."""
+    from kasp.config import STEP_BUDGETS
+
     cfg = make_config(kind, method, task, sparsity=0.9 if kind == "prune" else None).to_dict()
+    if not cfg.get("max_steps") and cfg.get("time_budget") and (kind, task) in STEP_BUDGETS:
+        cfg["max_steps"] = STEP_BUDGETS[(kind, task)]
     if not cfg.get("max_steps"):
         n = train_size(task)
         cfg["max_steps"] = max(1, math.ceil(cfg["epochs"] * n / cfg["batch_size"])) if n else 300

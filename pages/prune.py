@@ -59,7 +59,7 @@ with st.container():
                              "from the default recipe's measured per-step speed); less accurate than the default recipe.")
     urlstate.write("recipe", "class" if class_length else None)
     if class_length:
-        rec.update(load_recipe("class", "prune"))
+        rec.update(load_recipe("class", "prune"), time_budget=None)  # the preset counts steps
 
     if not teachers:
         st.warning(f"Every method needs a fine-tuned teacher for {task_name(task)} and model `{model}`, and the run "
@@ -91,11 +91,17 @@ with st.container():
                                                                             lambda v: 0.1 <= v <= 0.99), 0.01,
                              help="Fraction of the encoder linear weights (Q, K, V, attention-output, FFN-in, FFN-out) "
                                   "that are zero at the end of the run.")
+        # the toggle starts as the recipe has it (SST-2 prunes by wall time) and again whenever the task,
+        # method or preset changes; in between it is the user's
+        budget_ctx = (task, method, class_length)
+        if st.session_state.get("prune_budget_ctx") != budget_ctx:
+            st.session_state["prune_budget_ctx"] = budget_ctx
+            st.session_state["prune_by_time"] = rec.get("time_budget") is not None
         by_time = c2.toggle("Budget in minutes", key="prune_by_time",
                             help="Give the run a wall-time budget instead of a step count: it times a few steps on "
                                  "its own data first and sets T so that it finishes in time (`--time-budget`).")
         if by_time:
-            rec_min = estimate_seconds(method, int(rec["max_steps"]), model=model)[0] / 60
+            rec_min = rec.get("time_budget") or estimate_seconds(method, int(rec["max_steps"]), model=model)[0] / 60
             minutes = c2.number_input("Budget: minutes", 1.0, 600.0, float(max(1, round(rec_min))), 1.0,
                                       help="Wall time of the whole run: loading, training, evaluation and saving. "
                                            "The steps it chose are in its report.")

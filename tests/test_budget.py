@@ -68,8 +68,23 @@ def test_a_budget_too_small_to_train_is_refused(tiny_store, tiny_pretrained, tmp
         train(_cfg(tiny_pretrained, store, time_budget=0.2), run, store=store, progress_bar=False)
 
 
+def test_sst2_prunes_by_wall_time_unless_steps_or_epochs_are_given():
+    for method in ("kasp", "magnitude", "small-dense"):
+        cfg = make_config("prune", method, "sst2", sparsity=0.9)
+        assert cfg.time_budget == 15.0 and cfg.max_steps is None  # the SST-2 recipe: 15 minutes
+    cfg = make_config("prune", "kasp", "sst2", sparsity=0.9, max_steps=500)
+    assert cfg.max_steps == 500 and cfg.time_budget is None
+    cfg = make_config("prune", "kasp", "sst2", sparsity=0.9, epochs=1.0)
+    assert cfg.epochs == 1.0 and cfg.time_budget is None and cfg.max_steps is None
+    cfg = config_from_options("prune", {"task": "sst2", "sparsity": 0.9, "max_steps": 300})
+    assert cfg.max_steps == 300 and cfg.time_budget is None  # not "both given": the budget was the recipe's
+    assert make_config("finetune", "finetune", "sst2").max_steps == 1400  # the teacher still counts steps
+    assert make_config("prune", "kasp", "mrpc", sparsity=0.9).time_budget is None  # other tasks: epochs
+
+
 def test_time_budget_replaces_the_recipes_step_budget():
-    assert make_config("prune", "kasp", "sst2", sparsity=0.9).max_steps == 2000  # the SST-2 recipe's steps
+    assert make_config("finetune", "finetune", "sst2").max_steps == 1400  # the SST-2 teacher recipe's steps
+    assert make_config("finetune", "finetune", "sst2", time_budget=5).max_steps is None
     cfg = config_from_options("prune", {"task": "sst2", "sparsity": 0.9, "time_budget": 15})
     assert cfg.max_steps is None and cfg.time_budget == 15
     with pytest.raises(KaspError, match="--max-steps or --time-budget, not both"):
@@ -111,6 +126,12 @@ def test_a_time_budget_flag_replaces_a_recipe_files_steps(tmp_path, monkeypatch)
     assert main(["prune", "--task", "sst2", "--recipe", str(recipe), "--max-steps", "40", "--runs-dir",
                  str(tmp_path)]) == 2
     assert seen["cfg"].max_steps == 40 and seen["cfg"].time_budget is None
+    # the class preset alone counts its 500 steps: SST-2's default 15 minutes do not apply
+    assert main(["prune", "--task", "sst2", "--recipe", "class", "--runs-dir", str(tmp_path)]) == 2
+    assert seen["cfg"].max_steps == 500 and seen["cfg"].time_budget is None
+    # and plain `kasp prune --task sst2` takes the 15 minutes
+    assert main(["prune", "--task", "sst2", "--sparsity", "0.9", "--runs-dir", str(tmp_path)]) == 2
+    assert seen["cfg"].time_budget == 15.0 and seen["cfg"].max_steps is None
 
 
 def test_timing_stops_early_once_it_has_used_its_share_of_the_budget(tiny_store, tiny_pretrained, monkeypatch):
