@@ -11,7 +11,7 @@ import pytest
 
 from kasp import jobs, views
 from kasp.cli import main
-from kasp.config import make_config
+from kasp.config import STEP_BUDGETS, make_config
 from kasp.data import load_split
 from kasp.errors import KaspError
 from kasp.figures import accuracy_sparsity_figure, attention_heatmap
@@ -77,7 +77,11 @@ def test_form_defaults_come_from_the_cli_recipe():
         {k: getattr(cfg, k) for k in ("lr", "task_loss_weight", "attention_weight", "seed", "eval_every", "temperature")}
     n = len(load_split("cola", "train"))
     assert d["max_steps"] == math.ceil(cfg.epochs * n / cfg.batch_size)  # epochs-bounded recipe as steps
-    assert views.form_defaults("prune", "kasp", "sst2")["max_steps"] == make_config("prune", "kasp", "sst2").max_steps
+    # SST-2 prunes by wall time: the form keeps the recipe's minutes and offers the step budget of
+    # --max-steps-bounded runs (the sweeps' 2,000) for its steps field
+    d = views.form_defaults("prune", "kasp", "sst2")
+    assert d["time_budget"] == make_config("prune", "kasp", "sst2").time_budget == 15.0
+    assert d["max_steps"] == STEP_BUDGETS[("prune", "sst2")] == 2000
 
 
 def test_launch_is_validated_like_the_cli(capsys, tmp_path):
