@@ -288,7 +288,8 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
     above ``baseline`` (the metric of always answering the majority class, a fraction). With the dense
     ``teacher``'s metric (a fraction), it says when every method at ``at`` has recovered less than half
     of the teacher's lead over the floor (``baseline``, or 0 for a correlation such as STS-B's Pearson):
-    then none has learnt the task at this budget and the comparison there means little.
+    then none has learnt the task at this budget and the comparison there means little, and the caption
+    goes on with the same comparison at the highest lower sparsity where some method has learnt it.
     """
     k = _at(points, "kasp", at)
     pct = f"{at * 100:g} %"
@@ -319,8 +320,14 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
                             f"(±{noise:.2f})")
     head = f"At {pct} sparsity, dev {metric_name}: KASP {k[0] * 100:.2f}" + "".join(f", {p}" for p in parts) + "."
     others = [o[0] for o in (_at(points, m, at) for m in claims) if o is not None]
-    note = (_collapse_note([k[0], *others], teacher, baseline, pct)
-            or _baseline_note(k[0], baseline, metric_name, pct))
+    collapsed = _collapse_note([k[0], *others], teacher, baseline, pct)
+    note = collapsed or _baseline_note(k[0], baseline, metric_name, pct)
+    if collapsed:  # then say what the curve shows where the students did learn the task
+        for lower in sorted((x for x in _kasp_sparsities(points) if x < at - 0.005), reverse=True):
+            vals = [o[0] for o in (_at(points, m, lower) for m in ("kasp", *claims)) if o is not None]
+            if not _collapse_note(vals, teacher, baseline, ""):
+                note += " " + curve_caption(points, metric_name, at=lower, baseline=baseline)
+                break
     if not verdicts:
         return head + " No baseline at this sparsity to compare with yet." + note
     tail = ("" if not failed else ": here the paper's claim that " + " and that ".join(failed) + " does not hold")
@@ -328,6 +335,13 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
         tail = ", as the paper claims"
     body = "; ".join(verdicts) + tail
     return head + " " + body[0].upper() + body[1:] + "." + note
+
+
+def _kasp_sparsities(points) -> list[float]:
+    """The nominal sparsities (fractions) at which ``points`` has a KASP result."""
+    g = points[points["method"] == "kasp"]
+    where = g["nominal"].astype(float).fillna(g["sparsity"].astype(float)) if "nominal" in g else g["sparsity"].astype(float)
+    return sorted({round(float(x), 4) for x in where})
 
 
 def _collapse_note(values: list[float], teacher: float | None, baseline: float | None, pct: str) -> str:

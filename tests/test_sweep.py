@@ -405,6 +405,23 @@ def test_the_caption_says_when_no_method_has_learnt_the_task_at_that_sparsity():
     assert "KASP is nearer to what always answering" in curve_caption(alone, baseline=0.5271, teacher=0.5884)
 
 
+def test_a_collapsed_caption_goes_on_at_the_highest_sparsity_where_the_task_was_learnt():
+    """STS-B's shipped shape: nothing learnt at 90 %, so the caption also compares the methods at 70 %
+    (KASP half-way to the teacher there), and not at 50 %; with every sparsity collapsed it adds nothing."""
+    from kasp.figures import curve_caption
+
+    stsb = _points([("kasp", 0.9, 0.9, 0.1092, 0.005, 2, "s", ""), ("magnitude", 0.9, 0.9, 0.1241, 0.005, 2, "s", ""),
+                    ("kasp", 0.7, 0.7, 0.6298, 0.0, 1, "s", ""), ("magnitude", 0.7, 0.7, 0.7261, 0.0, 1, "s", ""),
+                    ("kasp", 0.5, 0.5, 0.8264, 0.0, 1, "s", ""), ("small-dense", 0.5, 0.5, 0.7331, 0.0, 1, "s", "")])
+    c = curve_caption(stsb, "Pearson correlation", teacher=0.8292)
+    assert "none has learnt the task" in c
+    assert "At 70 % sparsity, dev Pearson correlation: KASP 62.98, magnitude baseline 72.61." in c
+    assert "KASP trails the magnitude baseline by 9.63 points on one seed" in c and "At 50 %" not in c
+    low = _points([("kasp", 0.9, 0.9, 0.11, 0.0, 1, "s", ""), ("kasp", 0.7, 0.7, 0.12, 0.0, 1, "s", "")])
+    c = curve_caption(low, "Pearson correlation", teacher=0.8292)
+    assert "none has learnt" not in c and "it has not learnt the task" in c and "At 70 %" not in c
+
+
 # --- the pages draw a shipped sweep (no run in the store) ------------------------------------------
 def _synthetic_sweep(task: str, main_metric: str) -> dict:
     """A structurally complete results file (test data for the pages, not results)."""
