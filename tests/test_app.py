@@ -102,6 +102,7 @@ def test_prune_page_launches_a_run_with_a_time_budget(app_store, monkeypatch, ti
     assert launched[-1][1]["time_budget"] == 7.0 and launched[-1][1]["max_steps"] is None
     at.toggle(key="prune_class").set_value(True).run()  # the class preset counts steps: the toggle follows it
     assert at.toggle(key="prune_by_time").value is False
+    assert any(c.value.startswith("Measured on SST-2 at 90 %") for c in at.caption)  # what the preset showed
     [b for b in at.button if b.label == "Launch"][0].click().run()
     assert launched[-1][1]["time_budget"] is None and launched[-1][1]["max_steps"] == 500
     at.toggle(key="prune_class").set_value(False).run()
@@ -190,3 +191,28 @@ def test_prune_page_from_another_session_is_read_only(app_store, monkeypatch, ti
         assert "Link to this view" in popovers and "Delete run" not in popovers  # no Delete for a run this session did not launch
     finally:
         shutil.rmtree(run.path)
+
+
+def test_the_class_presets_measured_numbers_are_those_of_its_shipped_trials():
+    """The Prune page's note on the class preset quotes bench/trials/class-steps500.json and the SST-2 sweep."""
+    import re
+
+    from kasp.config import load_recipe
+    from kasp.sweep import load_results
+
+    text = re.search(r"CLASS_PRESET_NOTE = \((.*?)\)\n", (PAGES / "prune.py").read_text(), re.S).group(1)
+    text = "".join(re.findall(r'"([^"]*)"', text))
+
+    def mean_spread(path, method):
+        v = [e["metric"] * 100 for e in load_results(path)["runs"] if e["method"] == method and e["sparsity"] == 0.9]
+        assert len(v) == 2  # two seeds
+        return f"{sum(v) / 2:.2f} ± {(max(v) - min(v)) / 2:.2f}"
+
+    trial = ROOT / "bench" / "trials" / "class-steps500.json"
+    sweep = ROOT / "assets" / "sweeps" / "sst2.json"
+    assert f"baseline reaches {mean_spread(trial, 'magnitude')} and KASP {mean_spread(trial, 'kasp')}" in text
+    assert f"KASP {mean_spread(sweep, 'kasp')} against {mean_spread(sweep, 'magnitude')}" in text
+    assert f"300-step teacher ({load_results(trial)['teacher']['metric'] * 100:.2f} %)" in text
+    budget = load_results(trial)["plan"]["budget"]
+    assert budget["max_steps"] == load_recipe("class", "prune")["max_steps"] == 500 and "500 steps" in text
+    assert budget["teacher_steps"] == load_recipe("class", "finetune")["max_steps"] == 300
