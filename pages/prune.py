@@ -43,7 +43,7 @@ CLASS_PRESET_NOTE = (
     "Measured on SST-2 at 90 %, seeds 42 and 43, on 2 idle cores (precomputed trial runs, "
     "bench/trials/class-steps500.json): with this preset's 300-step teacher (85.09 %) and 500 steps, the magnitude "
     "baseline reaches 80.10 ± 0.52 and KASP 78.67 ± 0.23; 700 steps do not change the order. KASP leads only with "
-    "more steps: the default recipe's 2,000 give KASP 86.75 ± 0.17 against 82.51 ± 0.06 (assets/sweeps/sst2.json). "
+    "more steps: the sweep's 2,000 (with the 1,400-step teacher) give KASP 86.75 ± 0.17 against 82.51 ± 0.06 (assets/sweeps/sst2.json). "
     "Distilling into the pre-trained model takes longer than retraining the fine-tuned one: a point for the lesson.")
 
 
