@@ -261,6 +261,11 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
     return fig
 
 
+def _nominal(g):
+    """The nominal sparsity of each row of ``g`` (a points frame): its "nominal" column, else its measured one."""
+    return g["nominal"].astype(float).fillna(g["sparsity"].astype(float)) if "nominal" in g else g["sparsity"].astype(float)
+
+
 def _at(points, method: str, nominal: float):
     """The (metric, spread, n) row of a method nearest to ``nominal`` sparsity (within 0.5 points), or None."""
     if points is None or not len(points):
@@ -268,7 +273,7 @@ def _at(points, method: str, nominal: float):
     g = points[points["method"] == method]
     if not len(g):
         return None
-    where = g["nominal"].astype(float).fillna(g["sparsity"].astype(float)) if "nominal" in g else g["sparsity"].astype(float)
+    where = _nominal(g)
     d = (where - nominal).abs()
     if d.min() > 0.005:
         return None
@@ -340,7 +345,7 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
 def _kasp_sparsities(points) -> list[float]:
     """The nominal sparsities (fractions) at which ``points`` has a KASP result."""
     g = points[points["method"] == "kasp"]
-    where = g["nominal"].astype(float).fillna(g["sparsity"].astype(float)) if "nominal" in g else g["sparsity"].astype(float)
+    where = _nominal(g)
     return sorted({round(float(x), 4) for x in where})
 
 
