@@ -12,7 +12,11 @@ with B the budget, ``spent`` the seconds since the run started (loading), ``s`` 
 step, ``e`` the seconds of one dev evaluation, ``save`` a reserve for the checkpoint. ``s`` is the
 measured seconds per padded token times the mean padded tokens of a batch over an epoch of the
 run's own length-bucketed batches (one timed batch of short sentences would mislead; a least-squares
-line through the timed batches, seconds = a + b * tokens, gives the fixed cost a of a step); ``e`` is the
+line through the timed batches, seconds = a + b * tokens, gives the fixed cost a of a step). Each batch
+is timed up to ROUNDS times, in rounds over all of them, and its lower median kept: timed once each,
+the steps of one 15-minute SST-2 run came out 15 to 68 % slower than those of another on the same
+machine (the first steps of a process, or a passing job), and it chose 1,478 steps instead of 2,147
+and ended after about 10 minutes. ``e`` is the
 dev set's padded tokens times the per-token cost of a forward pass without gradient, taken as a
 quarter (distilling: student forward and backward plus the teacher's forward) or a third (task loss
 only) of the training per-token cost.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from typing import Any, Callable
 
@@ -41,6 +46,8 @@ from kasp.errors import KaspError
 #: has used CALIBRATION_SHARE of the budget
 TIMED_BATCHES = 6
 WARMUP_BATCHES = 1
+#: times each timed batch is run (in rounds over all of them); the lower median of its times is kept
+ROUNDS = 3
 MIN_TIMED = 2
 CALIBRATION_SHARE = 0.04
 #: seconds kept for saving the checkpoint and the report
@@ -50,6 +57,33 @@ SAVE_RESERVE_S = 5.0
 def _padded_tokens(lengths: list[int], idx: list[int]) -> int:
     """Tokens of batch ``idx`` padded to its longest example (``lengths``: :attr:`kasp.data.Encoded.lengths`)."""
     return len(idx) * max(int(lengths[i]) for i in idx)
+
+
+def fit_step_cost(timed: list[list[float]]) -> tuple[float, float]:
+    """The cost of one training step as ``seconds = a + b * padded tokens``, from timed steps.
+
+    Steps timed on batches of the same padded size are one point: the lower median of their times
+    (:func:`statistics.median_low`; slow outliers come from allocation and other jobs, never fast ones).
+    The line is a least-squares fit through those points; with a single size, or a fit with a negative
+    intercept or slope, ``a`` is 0 and ``b`` the mean seconds per token.
+
+    Args:
+        timed: ``[padded tokens, seconds]`` per timed step (at least one; tokens > 0).
+
+    Returns:
+        (a, b): seconds of fixed cost per step, seconds per padded token.
+    """
+    by_size: dict[float, list[float]] = {}
+    for tokens, seconds in timed:
+        by_size.setdefault(float(tokens), []).append(float(seconds))
+    x = np.array(sorted(by_size), dtype=float)
+    y = np.array([statistics.median_low(by_size[t]) for t in sorted(by_size)], dtype=float)
+    a, per_token = 0.0, float(y.sum() / x.sum())
+    if len(x) > 1:
+        b_fit, a_fit = np.polyfit(x, y, 1)
+        if a_fit >= 0 and b_fit > 0:
+            a, per_token = float(a_fit), float(b_fit)
+    return a, per_token
 
 
 def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, train_data: Encoded,
@@ -73,7 +107,8 @@ def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, tr
 
     Returns:
         dict: steps (T), step_seconds (s, estimated mean), eval_seconds (e, estimated), timed
-        (list of [padded tokens, seconds] of the timed batches), calibration_seconds, budget_seconds.
+        (list of [padded tokens, seconds] of every timed step, in the order run), calibration_seconds,
+        budget_seconds.
 
     Raises:
         KaspError: when the budget leaves no time for a single step after loading and timing.
@@ -95,7 +130,7 @@ def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, tr
     spread = [by_len[round(i * (len(by_len) - 1) / max(1, TIMED_BATCHES - 1))] for i in range(TIMED_BATCHES)]
     spread = [b for pair in zip(spread[len(spread) // 2:], spread[:len(spread) // 2][::-1]) for b in pair]  # middle out,
     # long and short in turn, so that a timing cut short still spans the lengths
-    batches = [by_len[len(by_len) // 2]] * WARMUP_BATCHES + spread
+    batches = [by_len[len(by_len) // 2]] * WARMUP_BATCHES + spread * ROUNDS
     model = copy.deepcopy(student).to(device).train()
     if teacher is not None:
         teacher.to(device)
@@ -128,14 +163,7 @@ def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, tr
         loss_fn.remove()
         torch.random.set_rng_state(rng)
         del model, optimizer
-    # seconds = a + b * padded tokens, least squares over the timed batches (a: the per-step fixed cost)
-    x = np.array([t for t, _ in timed], dtype=float)
-    y = np.array([s for _, s in timed], dtype=float)
-    a, per_token = 0.0, float(y.sum() / x.sum())
-    if np.ptp(x) > 0:
-        b_fit, a_fit = np.polyfit(x, y, 1)
-        if a_fit >= 0 and b_fit > 0:
-            a, per_token = float(a_fit), float(b_fit)
+    a, per_token = fit_step_cost(timed)
     step_s = a + per_token * mean_tokens
     dev_tokens = 0.0
     dev_len = dev_data.lengths if dev_data is not None else []

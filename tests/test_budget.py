@@ -167,3 +167,58 @@ def test_timing_stops_early_once_it_has_used_its_share_of_the_budget(tiny_store,
     assert len(plan["timed"]) == 2  # 30 s of a 600 s budget (over 4 %) have gone by the second timed batch
     assert plan["timed"][0][0] != plan["timed"][1][0]  # a long and a short batch, not two alike
     assert plan["steps"] > 0
+
+
+def _plan_with_clock(tiny_store, tiny_pretrained, monkeypatch, clock):
+    import kasp.budget
+    from kasp.budget import steps_for_budget
+    from kasp.data import get_task, load_task_data
+    from kasp.modeling import load_classifier, load_tokenizer
+    from kasp.train import _optimizer
+
+    monkeypatch.setattr(kasp.budget, "time", clock)
+    cfg = make_config("prune", "kasp", "sst2", model=str(tiny_pretrained), teacher=str(tiny_store / "teacher"),
+                      sparsity=0.7, max_train_samples=256, max_eval_samples=32, batch_size=16, time_budget=10)
+    ckpt = str(tiny_store / "teacher" / "checkpoint")
+    train_data, dev_data = load_task_data(cfg, load_tokenizer(ckpt))
+    return steps_for_budget(cfg, load_classifier(str(tiny_pretrained), num_labels=2), load_classifier(ckpt), train_data,
+                            dev_data, 0, 0.0, get_task("sst2").is_regression, lambda m: _optimizer(m, cfg))
+
+
+def test_a_slow_first_round_of_timing_does_not_shorten_the_run(tiny_store, tiny_pretrained, monkeypatch):
+    """Each batch is timed ROUNDS times and its lower median kept, so steps that all run twice as slow
+    in the first round (a fresh process, a passing job) leave the chosen step count as it would be."""
+    from kasp.budget import ROUNDS, TIMED_BATCHES
+
+    class FirstRoundSlow(_Clock):
+        def __init__(self):
+            super().__init__(0.5)
+            self.calls = 0
+
+        def perf_counter(self):  # two calls per step: the first 2 * (1 + TIMED_BATCHES) are warm-up and round 1
+            self.calls += 1
+            self.t += 1.0 if self.calls <= 2 * (1 + TIMED_BATCHES) else 0.5
+            return self.t
+
+    steady = _plan_with_clock(tiny_store, tiny_pretrained, monkeypatch, _Clock(0.5))
+    slow_start = _plan_with_clock(tiny_store, tiny_pretrained, monkeypatch, FirstRoundSlow())
+    assert len(slow_start["timed"]) == TIMED_BATCHES * ROUNDS
+    assert [s for _, s in slow_start["timed"]] == [1.0] * TIMED_BATCHES + [0.5] * TIMED_BATCHES * (ROUNDS - 1)
+    assert slow_start["step_seconds"] == pytest.approx(steady["step_seconds"])
+    assert slow_start["steps"] == steady["steps"]
+
+
+def test_step_cost_fit_keeps_the_lower_median_of_each_batch_size():
+    """Measured on SST-2 (2 cores, batch 32): one run's single timings per batch size against another's
+    (15 to 68 % slower). With those as one round of three, the fit is that of the steady rounds."""
+    from kasp.budget import fit_step_cost
+
+    steady = [[416, 0.352], [256, 0.238], [672, 0.493], [192, 0.193], [2048, 1.524], [96, 0.130]]
+    slow = [[416, 0.441], [256, 0.273], [672, 0.671], [192, 0.251], [2048, 2.560], [96, 0.127]]
+    later = [[t, s * 1.01] for t, s in steady]
+    mean_tokens = 480.0
+    cost = lambda fit: fit[0] + fit[1] * mean_tokens  # noqa: E731
+    assert cost(fit_step_cost(slow)) > 1.25 * cost(fit_step_cost(steady))  # timed once, the slow run misleads
+    assert cost(fit_step_cost(slow + steady + later)) == pytest.approx(cost(fit_step_cost(steady)), rel=0.02)
+    a, b = fit_step_cost([[100, 0.2], [100, 0.4], [100, 0.3]])  # one size: no line, its median per token
+    assert a == 0.0 and b == pytest.approx(0.003)
