@@ -608,3 +608,34 @@ def test_an_interrupted_sweep_run_continues_from_its_last_evaluation_point(tiny_
     again = run_sweep(damaged)
     assert "could not resume" in capsys.readouterr().err
     assert again["runs"][0]["metric"] == b["metric"]
+
+
+def test_the_readmes_sweep_table_is_the_shipped_results():
+    """Every number of the README's table of shipped sweeps (KASP, magnitude, small-dense: mean, and
+    ± half the range over seeds) is what assets/sweeps/<task>.json holds, and every shipped point is in it."""
+    import re
+    from pathlib import Path
+
+    from kasp.sweep import load_results, shipped_sweep_path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| task (metric), teacher | budget a run |"):]
+    table = table[:table.index("\n\n")]
+    names = {"MRPC": "mrpc", "RTE": "rte", "STS-B": "stsb", "CoLA": "cola", "SST-2": "sst2"}
+    shown, task = {}, None
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0]:
+            task = names[cells[0].split(" (")[0]]
+        sp = float(cells[2].rstrip(" %")) / 100
+        for method, cell in zip(("kasp", "magnitude", "small-dense"), cells[3:6]):
+            m = re.match(r"([\d.]+)(?: ± ([\d.]+))?", cell)
+            if m:
+                shown[(task, method, sp)] = (float(m.group(1)), float(m.group(2) or 0))
+    shipped = {}
+    for t in names.values():
+        runs = load_results(shipped_sweep_path(t))["runs"]
+        for key in {(e["method"], e["sparsity"]) for e in runs}:
+            vals = [e["metric"] * 100 for e in runs if (e["method"], e["sparsity"]) == key]
+            shipped[(t, key[0], round(key[1], 2))] = (round(sum(vals) / len(vals), 2), round((max(vals) - min(vals)) / 2, 2))
+    assert shown == shipped
