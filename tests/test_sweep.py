@@ -639,3 +639,41 @@ def test_the_readmes_sweep_table_is_the_shipped_results():
             vals = [e["metric"] * 100 for e in runs if (e["method"], e["sparsity"]) == key]
             shipped[(t, key[0], round(key[1], 2))] = (round(sum(vals) / len(vals), 2), round((max(vals) - min(vals)) / 2, 2))
     assert shown == shipped
+
+
+def test_the_readmes_knob_table_is_the_shipped_trials():
+    """The README's table of recipe knobs (SST-2, KASP at 90 %) quotes bench/trials/sst2-*.json and the
+    sweep's baseline seed by seed, with mean, half the range and the difference to the baseline; every
+    finished SST-2 knob trial is in it."""
+    from pathlib import Path
+
+    from kasp.sweep import load_results, shipped_sweep_path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| change | seed 42 | seed 43 |"):]
+    table = table[:table.index("\n\n")]
+    labels = {"temperature τ = 2": {"temperature": 2}, "learning rate 2e-4": {"lr": 2e-4},
+              "learning rate 5e-5": {"lr": 5e-5}, "prediction weight 3": {"prediction_weight": 3}}
+
+    def seeds(runs):
+        return {e["seed"]: e["metric"] * 100 for e in runs if e["method"] == "kasp" and e["sparsity"] == 0.9}
+
+    shipped = {"none": seeds(load_results(shipped_sweep_path("sst2"))["runs"])}
+    for f in sorted((root / "bench" / "trials").glob("sst2-*.json")):
+        res = load_results(f)
+        if res["runs"]:
+            label = next(k for k, v in labels.items() if v == res["plan"]["overrides"])
+            shipped[label] = seeds(res["runs"])
+    base = sum(shipped["none"].values()) / 2
+    shown = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        label = "none" if cells[0].startswith("none") else cells[0]
+        shown[label] = {42: float(cells[1]), 43: float(cells[2])}
+        vals = list(shipped[label].values())
+        mean = sum(vals) / 2
+        assert cells[3] == f"{mean:.2f} ± {(max(vals) - min(vals)) / 2:.2f}", line
+        if label != "none":
+            assert cells[4] == f"{mean - base:+.2f}".replace("-", "−"), line
+    assert shown == {k: {s: round(v, 2) for s, v in d.items()} for k, d in shipped.items()}
