@@ -635,6 +635,8 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
         recorded.pop(r.key, None)  # stale: other recipe or teacher
     if len(todo) < len(plan):
         _say(f"{len(plan) - len(todo)} of {len(plan)} runs already in {path}: not redone")
+    if not todo and old is not None:
+        return old  # nothing to run: the file stays as it is (no new timestamp, no commit for nothing)
     save()
     base = results["sweep_seconds"]
     for i, r in enumerate(todo):

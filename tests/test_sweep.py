@@ -285,6 +285,10 @@ def test_sweep_killed_mid_run_resumes_without_redoing_finished_runs(tiny_store, 
                        results=str(results))
     cfgs = {r.key: opt.run_config(r, str(tiny_store / "teacher" / "checkpoint")) for r in opt.plan()}
     assert all(final[k]["recipe"] | {"teacher": None} == c.to_dict() | {"teacher": None} for k, c in cfgs.items())
+    before = results.read_bytes()
+    again = __import__("kasp.sweep", fromlist=["run_sweep"]).run_sweep(opt)
+    assert results.read_bytes() == before, "a sweep with nothing to run must leave its file untouched"
+    assert {e["key"] for e in again["runs"]} == set(final)
     e = final["small-dense@0.8/seed42"]
     assert e["small_dense"]["layers"] == 1 and e["nonzero_encoder_linear"] == e["small_dense"]["encoder_linear"]
     k = final["kasp@0.8/seed42"]
