@@ -681,3 +681,36 @@ def test_the_readmes_knob_table_is_the_shipped_trials():
         if label != "none":
             assert cells[4] == f"{mean - base:+.2f}".replace("-", "−"), line
     assert shown == {k: {s: round(v, 2) for s, v in d.items()} for k, d in shipped.items()}
+
+
+def test_the_readmes_augmentation_table_is_the_shipped_runs():
+    """The README's augmentation table (KASP at 90 %, seeds 42 / 43 and their mean) quotes the sweeps'
+    runs without augmentation and bench/augment/<task>-augment-<source><N>.json with it; a cell says
+    "not run" only where no such file holds both seeds, and N is TinyBERT's for the task."""
+    from pathlib import Path
+
+    from kasp.augment import TINYBERT_N
+    from kasp.sweep import load_results, shipped_sweep_path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| task (metric), words N | without augmentation |"):]
+    table = table[:table.index("\n\n")]
+    names = {"MRPC": "mrpc", "RTE": "rte", "STS-B": "stsb", "CoLA": "cola", "SST-2": "sst2"}
+
+    def cell(path):
+        if not path.is_file():
+            return "not run"
+        v = {e["seed"]: e["metric"] * 100 for e in load_results(path)["runs"] if e["method"] == "kasp" and e["sparsity"] == 0.9}
+        return f"{v[42]:.2f} / {v[43]:.2f} ({(v[42] + v[43]) / 2:.2f})" if sorted(v) == [42, 43] else "not run"
+
+    rows = table.splitlines()[2:]
+    assert len(rows) == len(names)
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        task = names[cells[0].split(" (")[0]]
+        n = TINYBERT_N[task]
+        assert cells[0].endswith(f", {n}"), line
+        expected = [cell(shipped_sweep_path(task))] + [cell(root / "bench" / "augment" / f"{task}-augment-{s}{k}.json")
+                                                       for s, k in (("words", n), ("glue", 1))]
+        assert cells[1:] == expected, line
