@@ -617,10 +617,13 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
     def valid(e: dict[str, Any] | None, cfg) -> bool:
         return e is not None and e["teacher_id"] == teacher["run_id"] and _comparable(e["recipe"]) == _comparable(cfg.to_dict())
 
-    def save() -> None:
+    def gather() -> None:
         planned = [recorded[r.key] for r in plan if r.key in recorded]
         extra = [e for k, e in recorded.items() if k not in {r.key for r in plan}]
         results["runs"] = planned + extra
+
+    def save() -> None:
+        gather()
         results["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, results)
@@ -635,8 +638,10 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
         recorded.pop(r.key, None)  # stale: other recipe or teacher
     if len(todo) < len(plan):
         _say(f"{len(plan) - len(todo)} of {len(plan)} runs already in {path}: not redone")
-    if not todo and old is not None:
-        return old  # nothing to run: the file stays as it is (no new timestamp, no commit for nothing)
+    if not todo and old is not None:  # nothing to run: the file stays as it is (no new timestamp)
+        gather()
+        results["updated"] = old.get("updated")
+        return results
     save()
     base = results["sweep_seconds"]
     for i, r in enumerate(todo):
