@@ -614,30 +614,38 @@ def test_an_interrupted_sweep_run_continues_from_its_last_evaluation_point(tiny_
     assert again["runs"][0]["metric"] == b["metric"]
 
 
+_README_TASKS = {"MRPC": "mrpc", "RTE": "rte", "STS-B": "stsb", "CoLA": "cola", "SST-2": "sst2"}
+
+
+def _readme_table(header: str) -> list[list[str]]:
+    """The body rows (cells stripped) of the README's Markdown table that starts with ``header``."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index(header):]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table[:table.index("\n\n")].splitlines()[2:]]
+
+
+def _kasp90_seeds(runs) -> dict[int, float]:
+    """Metric ×100 per seed of the KASP runs at 90 % of a results file's ``runs``."""
+    return {e["seed"]: e["metric"] * 100 for e in runs if e["method"] == "kasp" and e["sparsity"] == 0.9}
+
+
 def test_the_readmes_sweep_table_is_the_shipped_results():
     """Every number of the README's table of shipped sweeps (KASP, magnitude, small-dense: mean, and
     ± half the range over seeds) is what assets/sweeps/<task>.json holds, and every shipped point is in it."""
     import re
-    from pathlib import Path
-
     from kasp.sweep import load_results, shipped_sweep_path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("| task (metric), teacher | budget a run |"):]
-    table = table[:table.index("\n\n")]
-    names = {"MRPC": "mrpc", "RTE": "rte", "STS-B": "stsb", "CoLA": "cola", "SST-2": "sst2"}
     shown, task = {}, None
-    for line in table.splitlines()[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
+    for cells in _readme_table("| task (metric), teacher | budget a run |"):
         if cells[0]:
-            task = names[cells[0].split(" (")[0]]
+            task = _README_TASKS[cells[0].split(" (")[0]]
         sp = float(cells[2].rstrip(" %")) / 100
         for method, cell in zip(("kasp", "magnitude", "small-dense"), cells[3:6]):
             m = re.match(r"([\d.]+)(?: ± ([\d.]+))?", cell)
             if m:
                 shown[(task, method, sp)] = (float(m.group(1)), float(m.group(2) or 0))
     shipped = {}
-    for t in names.values():
+    for t in _README_TASKS.values():
         runs = load_results(shipped_sweep_path(t))["runs"]
         for key in {(e["method"], e["sparsity"]) for e in runs}:
             vals = [e["metric"] * 100 for e in runs if (e["method"], e["sparsity"]) == key]
@@ -649,30 +657,20 @@ def test_the_readmes_knob_table_is_the_shipped_trials():
     """The README's table of recipe knobs (SST-2, KASP at 90 %) quotes bench/trials/sst2-*.json and the
     sweep's baseline seed by seed, with mean, half the range and the difference to the baseline; every
     finished SST-2 knob trial is in it."""
-    from pathlib import Path
-
     from kasp.sweep import load_results, shipped_sweep_path
 
-    root = Path(__file__).resolve().parent.parent
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("| change | seed 42 | seed 43 |"):]
-    table = table[:table.index("\n\n")]
     labels = {"temperature τ = 2": {"temperature": 2}, "learning rate 2e-4": {"lr": 2e-4},
               "learning rate 5e-5": {"lr": 5e-5}, "prediction weight 3": {"prediction_weight": 3}}
-
-    def seeds(runs):
-        return {e["seed"]: e["metric"] * 100 for e in runs if e["method"] == "kasp" and e["sparsity"] == 0.9}
-
-    shipped = {"none": seeds(load_results(shipped_sweep_path("sst2"))["runs"])}
-    for f in sorted((root / "bench" / "trials").glob("sst2-*.json")):
+    shipped = {"none": _kasp90_seeds(load_results(shipped_sweep_path("sst2"))["runs"])}
+    for f in sorted((ROOT / "bench" / "trials").glob("sst2-*.json")):
         res = load_results(f)
         if res["runs"]:
             label = next(k for k, v in labels.items() if v == res["plan"]["overrides"])
-            shipped[label] = seeds(res["runs"])
+            shipped[label] = _kasp90_seeds(res["runs"])
     base = sum(shipped["none"].values()) / 2
     shown = {}
-    for line in table.splitlines()[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
+    for cells in _readme_table("| change | seed 42 | seed 43 |"):
+        line = " | ".join(cells)
         label = "none" if cells[0].startswith("none") else cells[0]
         shown[label] = {42: float(cells[1]), 43: float(cells[2])}
         vals = list(shipped[label].values())
@@ -687,30 +685,22 @@ def test_the_readmes_augmentation_table_is_the_shipped_runs():
     """The README's augmentation table (KASP at 90 %, seeds 42 / 43 and their mean) quotes the sweeps'
     runs without augmentation and bench/augment/<task>-augment-<source><N>.json with it; a cell says
     "not run" only where no such file holds both seeds, and N is TinyBERT's for the task."""
-    from pathlib import Path
-
     from kasp.augment import TINYBERT_N
     from kasp.sweep import load_results, shipped_sweep_path
-
-    root = Path(__file__).resolve().parent.parent
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("| task (metric), words N | without augmentation |"):]
-    table = table[:table.index("\n\n")]
-    names = {"MRPC": "mrpc", "RTE": "rte", "STS-B": "stsb", "CoLA": "cola", "SST-2": "sst2"}
 
     def cell(path):
         if not path.is_file():
             return "not run"
-        v = {e["seed"]: e["metric"] * 100 for e in load_results(path)["runs"] if e["method"] == "kasp" and e["sparsity"] == 0.9}
+        v = _kasp90_seeds(load_results(path)["runs"])
         return f"{v[42]:.2f} / {v[43]:.2f} ({(v[42] + v[43]) / 2:.2f})" if sorted(v) == [42, 43] else "not run"
 
-    rows = table.splitlines()[2:]
-    assert len(rows) == len(names)
-    for line in rows:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        task = names[cells[0].split(" (")[0]]
+    rows = _readme_table("| task (metric), words N | without augmentation |")
+    assert len(rows) == len(_README_TASKS)
+    for cells in rows:
+        line = " | ".join(cells)
+        task = _README_TASKS[cells[0].split(" (")[0]]
         n = TINYBERT_N[task]
         assert cells[0].endswith(f", {n}"), line
-        expected = [cell(shipped_sweep_path(task))] + [cell(root / "bench" / "augment" / f"{task}-augment-{s}{k}.json")
+        expected = [cell(shipped_sweep_path(task))] + [cell(ROOT / "bench" / "augment" / f"{task}-augment-{s}{k}.json")
                                                        for s, k in (("words", n), ("glue", 1))]
         assert cells[1:] == expected, line
