@@ -33,7 +33,7 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
         kw: dict[str, Any] = {"default": None, "help": f.metadata.get("help", "")}
         typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(__import__("kasp.config").config))
         args = get_args(typ)
-        if f.name == "bucket_batches":
+        if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif f.name == "method":
             kw["choices"] = ["kasp", "magnitude", "small-dense"]

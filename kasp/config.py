@@ -72,6 +72,8 @@ class RunConfig:
     task_loss_weight: float = _f(0.0, "weight of the task loss against gold labels (cross-entropy, or MSE for STS-B)")
     bucket_batches: bool = _f(True, "length-bucketed batches: sort by length inside chunks of ~50 batches (about 3x faster on CPU)")
     num_threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
+    teacher_cache: bool = _f(True, "keep the teacher's outputs per training example (fp16, memory-mapped under $KASP_CACHE_DIR/teacher, kasp/teacher_cache.py) so that epochs after the first read them instead of running the teacher; used by single-process distillation runs longer than one epoch")
+    teacher_cache_gb: float = _f(8.0, "size cap of the teacher cache in GiB (examples past it run the teacher every epoch); the cache also always leaves 2 GiB of the disk free")
     augment: int = _f(0, "N augmented copies per training example (TinyBERT-style word replacement, see kasp/augment.py; 0: off). Built once per model, task, N and seed and cached")
     augment_source: AugmentSource = _f("words", "augmentation source: words (replace words by nearest neighbours in the model's word-embedding space) or glue (sentences of the other shipped GLUE tasks, labelled only by the teacher; distillation only)")
 
@@ -103,6 +105,8 @@ class RunConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.max_seq_length > 512:
             raise ValueError(f"max_seq_length must be <= 512 for BERT-family models, got {self.max_seq_length}")
+        if not self.teacher_cache_gb >= 0:
+            raise ValueError(f"teacher_cache_gb must be >= 0 GiB, got {self.teacher_cache_gb}")
         if self.augment < 0:
             raise ValueError(f"augment must be >= 0 (copies per training example), got {self.augment}")
         if self.time_budget is not None and not self.time_budget > 0:

@@ -5,10 +5,10 @@ Paradigm", NAACL-HLT 2021 (SparseBERT), which sums TinyBERT's task-distillation 
 "TinyBERT", Findings of EMNLP 2020, eqs. 7-10) in one stage while pruning. See docs/method.md §2:
 
 - attention: MSE of the pre-softmax scores QK^T / sqrt(d_h) (+ additive mask) per layer, with the
-  entries at masked (padded) key positions set to 0 in both models, mean over [B, heads, T, T],
+  entries at padded key columns and padded query rows counted as 0, mean over [B, heads, T, T],
   summed over layers (TinyBERT eq. 7);
-- hidden: MSE of the embedding output and every layer output, [B, T, H] each, summed over the
-  L + 1 tensors (TinyBERT eqs. 8-9, no projection when widths match);
+- hidden: MSE of the embedding output and every layer output, [B, T, H] each, padded positions
+  counted as 0, summed over the L + 1 tensors (TinyBERT eqs. 8-9, no projection when widths match);
 - prediction: soft cross-entropy -sum softmax(z_T / tau) * log_softmax(z_S / tau), mean over the
   batch (TinyBERT eq. 10); for regression, MSE against the gold score.
 
@@ -212,18 +212,47 @@ def layer_map(student_layers: int, teacher_layers: int) -> tuple[list[int], list
     return [i * k + k - 1 for i in range(student_layers)], [i * k for i in range(student_layers + 1)]
 
 
-def attention_loss(student_scores: list[torch.Tensor], teacher_scores: list[torch.Tensor]) -> torch.Tensor:
+def _real_rows(attention_mask: torch.Tensor | None, ndim: int) -> torch.Tensor | None:
+    """[B, T] mask (1 = real token) shaped to broadcast over query rows: [B, 1, T, 1] for scores
+    (ndim 4) or [B, T, 1] for hidden states (ndim 3); None without a mask."""
+    if attention_mask is None:
+        return None
+    m = attention_mask.bool()
+    return m[:, None, :, None] if ndim == 4 else m[:, :, None]
+
+
+def _padded_mse(s: torch.Tensor, t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """Mean over all entries of (s - t)^2, with the entries where ``keep`` is False counted as 0."""
+    d = s - t
+    if keep is not None:
+        d = d.masked_fill(~keep, 0.0)
+    return d.pow(2).mean()
+
+
+def attention_loss(student_scores: list[torch.Tensor], teacher_scores: list[torch.Tensor],
+                   attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Sum over layers of the mean squared error of pre-softmax scores [B, heads, T, T].
 
-    Both lists must already be layer-mapped and have masked positions zeroed (as
-    :meth:`ScoreCapture.scores` returns them).
+    Both lists must already be layer-mapped and have masked key columns zeroed (as
+    :meth:`ScoreCapture.scores` returns them). With ``attention_mask`` ([B, T], 1 = real token) the
+    query rows of padded positions count as 0 as well: padding carries no knowledge, and each
+    example's targets then do not depend on the batch it is padded into (what the teacher cache,
+    :mod:`kasp.teacher_cache`, needs). The mean stays over all B * heads * T * T entries, as in
+    TinyBERT eq. 7 over padded batches.
     """
-    return sum(F.mse_loss(s, t) for s, t in zip(student_scores, teacher_scores))
+    keep = _real_rows(attention_mask, 4)
+    return sum(_padded_mse(s, t, keep) for s, t in zip(student_scores, teacher_scores))
 
 
-def hidden_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """Sum over the L + 1 mapped hidden states [B, T, H] of their mean squared error."""
-    return sum(F.mse_loss(s, t) for s, t in zip(student_hidden, teacher_hidden))
+def hidden_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: tuple[torch.Tensor, ...],
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum over the L + 1 mapped hidden states [B, T, H] of their mean squared error.
+
+    With ``attention_mask`` ([B, T], 1 = real token) padded positions count as 0 (see
+    :func:`attention_loss`); the mean stays over all B * T * H entries.
+    """
+    keep = _real_rows(attention_mask, 3)
+    return sum(_padded_mse(s, t, keep) for s, t in zip(student_hidden, teacher_hidden))
 
 
 def prediction_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -290,6 +319,7 @@ class KaspLoss:
                 cap = AttentionScores if score_capture == "attention" else ScoreCapture
                 self.s_cap, self.t_cap = cap(student), cap(teacher)
         self.need_hidden = teacher is not None and hidden_weight > 0
+        self.cache = None
 
     def set_capture(self, enabled: bool) -> None:
         """Switch score capture off (plain sdpa attention, e.g. for dev evaluation) or back on."""
@@ -297,32 +327,67 @@ class KaspLoss:
             if isinstance(cap, AttentionScores):
                 cap.enabled = enabled
 
+    def use_cache(self, cache) -> None:
+        """Read the teacher's side of the loss from ``cache`` (:class:`kasp.teacher_cache.TeacherCache`) for
+        batches that carry example indices (``batch["index"]``) and are fully stored; batches that are
+        not run the teacher and store its outputs. With a cache, every target is rounded to fp16 as
+        stored, so a run gives the same weights whether its examples were stored before it started or
+        not. ``None`` switches the cache off."""
+        self.cache = cache
+
+    def cache_layout(self) -> tuple[list[int], list[int]]:
+        """(attention map, hidden map) of the teacher outputs the loss reads: empty where a term is off."""
+        return (list(self.amap) if self.s_cap is not None else []), (list(self.hmap) if self.need_hidden else [])
+
+    def _teacher_targets(self, inputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]):
+        """(logits [B, C], mapped hidden states [B, T, H] each, mapped pre-softmax scores [B, heads, T, T]
+        each) of the teacher: read from the cache when every example of the batch is stored, else computed
+        (and stored)."""
+        cache, index = getattr(self, "cache", None), batch.get("index")
+        idx = index.tolist() if cache is not None and index is not None else None
+        if idx is not None and cache.has(idx):
+            return cache.read(idx, batch["attention_mask"].shape[1], batch["attention_mask"].device)
+        with torch.no_grad():
+            t_out = self.teacher(**inputs, output_hidden_states=self.need_hidden)
+            scores = []
+            if self.t_cap is not None:
+                all_scores = self.t_cap.scores(batch["attention_mask"])
+                scores = [all_scores[j] for j in self.amap]
+                self.t_cap.clear()
+            hidden = [t_out.hidden_states[j] for j in self.hmap] if self.need_hidden else []
+        if idx is None:
+            return t_out.logits, hidden, scores
+        cache.write(idx, t_out.logits, hidden, scores)
+        # the targets as the cache returns them (fp16-rounded), whether this batch was stored or not: a run
+        # trains the same whatever the cache held when it started (another run's epochs, a resume)
+        fp16 = lambda x: x.half().float()  # noqa: E731
+        return fp16(t_out.logits), [fp16(h) for h in hidden], [fp16(x) for x in scores]
+
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]):
         """Returns (total loss tensor, {term: tensor}, the student's outputs). The terms are 0-d
         tensors still on the device: reading them (``float``) is left to the caller, so a loop can
-        read them at its log points only."""
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        read them at its log points only. ``batch["index"]`` (example indices, [B]), when present, is
+        not a model input: it keys the teacher cache (:meth:`use_cache`)."""
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "index")}
         out = model(**inputs, output_hidden_states=self.need_hidden)
         terms: dict[str, torch.Tensor] = {}
         if self.teacher is not None:
-            with torch.no_grad():
-                t_out = self.teacher(**inputs, output_hidden_states=self.need_hidden)
-                t_scores = self.t_cap.scores(batch["attention_mask"]) if self.t_cap else None
+            am = batch["attention_mask"]
+            t_logits, t_hidden, t_scores = self._teacher_targets(inputs, batch)
             if self.s_cap is not None:
-                s_scores = self.s_cap.scores(batch["attention_mask"])
-                terms["attention"] = attention_loss(s_scores, [t_scores[j] for j in self.amap])
+                s_scores = self.s_cap.scores(am)
+                terms["attention"] = attention_loss(s_scores, t_scores, am)
                 self.s_cap.clear()  # the graph keeps what backward needs; drop the rest now
-                self.t_cap.clear()
             if self.need_hidden:
-                terms["hidden"] = hidden_loss(out.hidden_states, [t_out.hidden_states[j] for j in self.hmap])
+                terms["hidden"] = hidden_loss(out.hidden_states, t_hidden, am)
             if self.weights["prediction"] > 0:
                 if self.regression:
                     labels = batch["labels"].float()
                     gold = ~torch.isnan(labels)
-                    target = torch.where(gold, labels, t_out.logits.squeeze(-1).float())
+                    target = torch.where(gold, labels, t_logits.squeeze(-1).float())
                     terms["prediction"] = task_loss(out.logits, target)
                 else:
-                    terms["prediction"] = prediction_loss(out.logits, t_out.logits, self.temperature)
+                    terms["prediction"] = prediction_loss(out.logits, t_logits, self.temperature)
         if self.weights["task"] > 0:
             terms["task"] = task_loss(out.logits, batch["labels"])
         total = sum(self.weights[k] * v for k, v in terms.items())

@@ -208,6 +208,26 @@ def _load_models(cfg: RunConfig, task, store) -> tuple[nn.Module, nn.Module | No
     return student, teacher, tokenizer, model_path, teacher_path, teacher_report, small_dense
 
 
+def _teacher_cache(cfg: RunConfig, kasp_loss: KaspLoss, teacher_path: str | None, task, train_data, total: int,
+                   batches_per_epoch: int, accelerator):
+    """The teacher cache of a run (:mod:`kasp.teacher_cache`), installed in ``kasp_loss``; None where it cannot
+    pay: no teacher, the recipe turns it off, a run of at most one epoch, or several processes."""
+    if not (cfg.teacher_cache and kasp_loss.teacher is not None and teacher_path and total > batches_per_epoch
+            and accelerator.num_processes == 1 and cfg.teacher_cache_gb > 0):
+        return None
+    from kasp.teacher_cache import open_cache
+
+    amap, hmap = kasp_loss.cache_layout()
+    try:
+        cache = open_cache(teacher_path, task.name, cfg.max_seq_length, train_data, amap, hmap,
+                           kasp_loss.teacher.config, kasp_loss.teacher.config.num_labels, cfg.teacher_cache_gb)
+    except (OSError, TimeoutError) as e:  # no safetensors, a read-only or full cache folder: run without it
+        print(f"teacher cache off: {e}", file=sys.stderr)
+        return None
+    kasp_loss.use_cache(cache)
+    return cache
+
+
 def _read_window(window: dict[str, torch.Tensor], n: int, accelerator) -> dict[str, float]:
     """Means of the loss terms summed since the last log point: the loop's one host read per log."""
     keys = list(window)
@@ -283,7 +303,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         sampler = LengthBucketSampler(train_data.lengths, cfg.batch_size, seed=cfg.seed, bucket=cfg.bucket_batches)
         batches = _ResumableBatches(sampler)
         loader = torch.utils.data.DataLoader(_IndexDataset(len(train_data)), batch_sampler=batches,
-                                             collate_fn=lambda idx: collate(train_data, idx, pad_id))
+                                             collate_fn=lambda idx: collate(train_data, idx, pad_id) | {"index": torch.tensor(idx)})
         budget = None
         if cfg.time_budget and not cfg.max_steps:  # choose T from the measured step time (kasp/budget.py)
             from accelerate.utils import broadcast_object_list
@@ -337,6 +357,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         kasp_loss = KaspLoss(raw_student, teacher, attention_weight=cfg.attention_weight, hidden_weight=cfg.hidden_weight,
                              prediction_weight=cfg.prediction_weight, task_loss_weight=cfg.task_loss_weight,
                              temperature=cfg.temperature, regression=task.is_regression)
+        cache = _teacher_cache(cfg, kasp_loss, teacher_path, task, train_data, total, len(batches), accelerator)
         loop, restore_rng = resume.LoopState(), None
         if resume_from:
             loop, restore_rng = resume.load(resume_from, model=raw_student, optimizer=optimizer, scheduler=scheduler,
@@ -442,6 +463,11 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                                      "calibration_seconds": budget["calibration_seconds"]}
         if small_dense is not None:
             report["small_dense"] = small_dense.to_dict()
+        if cache is not None:
+            cache.close()
+            report["teacher_cache"] = {"folder": str(cache.folder), "hits": cache.hits, "misses": cache.misses,
+                                       "cached_examples": cache.cached_examples, "examples": len(train_data),
+                                       "stored_bytes": cache.stored_bytes}
         accelerator.wait_for_everyone()  # a collective: every process must reach it
         if run and main:
             run.save_checkpoint(raw_student, tokenizer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# caches (teacher outputs, augmented sets) of the tests' tiny models stay out of the user's ~/.cache
+os.environ.setdefault("KASP_CACHE_DIR", tempfile.mkdtemp(prefix="kasp-test-cache-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 
