@@ -208,10 +208,9 @@ def glue_sentences(task_name: str, n_rows: int, seed: int, data_dir: str | Path 
 
 def _train_frame(cfg: RunConfig) -> pd.DataFrame:
     """The run's training examples, selected as :func:`kasp.data.load_task_data` selects them."""
-    df = load_split(get_task(cfg.task), "train")
-    if cfg.max_train_samples:
-        df = df.sample(frac=1.0, random_state=cfg.seed).head(cfg.max_train_samples)
-    return df.reset_index(drop=True)
+    from kasp.data import train_frames
+
+    return train_frames(cfg)[0]
 
 
 def cache_key(cfg: RunConfig, model_path: str, n_train: int) -> str:

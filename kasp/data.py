@@ -327,23 +327,55 @@ def encode(df: pd.DataFrame, tokenizer, max_seq_length: int) -> Encoded:
     return Encoded(enc["input_ids"], types, labels)
 
 
+def train_frames(cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The training examples of a run and its held-out selection slice (None without ``cfg.holdout``).
+
+    The slice is the first ``cfg.holdout`` rows of the training split in a permutation seeded by
+    ``cfg.holdout_seed`` (not by ``cfg.seed``: runs of every seed hold out the same examples); it is
+    removed from training. ``cfg.max_train_samples`` then takes a seeded random subset
+    (``random_state=cfg.seed``) of what is left.
+
+    Raises:
+        KaspError: unknown task, a split that is neither shipped nor loadable, or a slice that would
+            leave no training example.
+    """
+    task = get_task(cfg.task)
+    df = load_split(task, "train")
+    held = None
+    if cfg.holdout:
+        if cfg.holdout >= len(df):
+            raise KaspError(f"--holdout {cfg.holdout} would leave no training example: {task.name} has {len(df)}; "
+                            "hold out fewer (about the size of the dev set)")
+        order = df.sample(frac=1.0, random_state=cfg.holdout_seed).index
+        held = df.loc[order[:cfg.holdout]].reset_index(drop=True)
+        df = df.drop(index=order[:cfg.holdout])
+    if cfg.max_train_samples:
+        df = df.sample(frac=1.0, random_state=cfg.seed).head(cfg.max_train_samples)
+    return df.reset_index(drop=True), held
+
+
 def load_task_data(cfg: RunConfig, tokenizer) -> tuple[Encoded, Encoded]:
     """Tokenised train and dev splits of ``cfg.task`` for a run.
 
-    Applies ``cfg.max_train_samples`` (a seeded random subset, ``random_state=cfg.seed``),
-    ``cfg.max_eval_samples`` (the first N dev examples) and ``cfg.max_seq_length`` (truncation).
+    Training examples as :func:`train_frames` selects them (the held-out slice removed,
+    ``cfg.max_train_samples``); ``cfg.max_eval_samples`` (the first N dev examples) and
+    ``cfg.max_seq_length`` (truncation).
 
     Raises:
         KaspError: unknown task, or a split that is neither shipped nor loadable from the Hub.
     """
     task = get_task(cfg.task)
-    train_df = load_split(task, "train")
+    train_df, _ = train_frames(cfg)
     dev_df = load_split(task, "dev")
-    if cfg.max_train_samples:
-        train_df = train_df.sample(frac=1.0, random_state=cfg.seed).head(cfg.max_train_samples)
     if cfg.max_eval_samples:
         dev_df = dev_df.head(cfg.max_eval_samples)
     return encode(train_df, tokenizer, cfg.max_seq_length), encode(dev_df, tokenizer, cfg.max_seq_length)
+
+
+def load_holdout(cfg: RunConfig, tokenizer) -> Encoded | None:
+    """The tokenised held-out selection slice of a run (:func:`train_frames`), or None without one."""
+    _, held = train_frames(cfg)
+    return None if held is None else encode(held, tokenizer, cfg.max_seq_length)
 
 
 def collate(data: Encoded, indices: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:

@@ -37,7 +37,7 @@ from torch import nn
 
 import kasp
 from kasp.config import RunConfig
-from kasp.data import DATA_DIR, LengthBucketSampler, collate, get_task, load_task_data
+from kasp.data import DATA_DIR, LengthBucketSampler, collate, get_task, load_holdout, load_task_data
 from kasp.distill import KaspLoss
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_sharded
@@ -294,6 +294,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
 
         # --- data ---------------------------------------------------------------------------
         train_data, dev_data = load_task_data(cfg, tokenizer)
+        held_data = load_holdout(cfg, tokenizer)  # the selection slice, or None
         steps_per_epoch = -(-len(train_data) // cfg.batch_size)  # of the task's own examples
         if cfg.augment:
             from kasp.augment import augmented_examples
@@ -366,14 +367,17 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             if run and pruner.target > 0:
                 recorder.resume(loop.step, pruner.events)
 
-        def run_eval(step: int) -> dict[str, float]:
+        def run_eval(step: int) -> tuple[dict[str, float], dict[str, float] | None]:
+            """(dev metrics, metrics on the held-out selection slice or None)."""
             kasp_loss.set_capture(False)  # plain sdpa attention while evaluating
             m = evaluate_sharded(raw_student, dev_data, task, accelerator, cfg.eval_batch_size, pad_id)
+            sel = (evaluate_sharded(raw_student, held_data, task, accelerator, cfg.eval_batch_size, pad_id)
+                   if held_data is not None else None)
             kasp_loss.set_capture(True)
             if main:
                 emit("eval", {"step": step, "metrics": m, "sparsity": pruner.current_sparsity,
-                              "elapsed": time.time() - t0})
-            return m
+                              "elapsed": time.time() - t0} | ({"selection_metrics": sel} if sel is not None else {}))
+            return m, sel
 
         # --- loop ---------------------------------------------------------------------------
         student.train()
@@ -443,7 +447,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         pruner.finish()  # exact target sparsity
         emit_masks(total, "end")
         kasp_loss.remove()
-        final = run_eval(total)
+        final, final_selection = run_eval(total)
 
         # --- save and report -----------------------------------------------------------------
         report: dict[str, Any] = {
@@ -461,6 +465,9 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                                      "estimated_step_seconds": budget["step_seconds"],
                                      "estimated_eval_seconds": budget["eval_seconds"],
                                      "calibration_seconds": budget["calibration_seconds"]}
+        if held_data is not None:
+            report["selection_metrics"] = final_selection
+            report["holdout_examples"] = len(held_data)
         if small_dense is not None:
             report["small_dense"] = small_dense.to_dict()
         if cache is not None:

@@ -76,13 +76,12 @@ def test_results_shows_error_of_failed_run(app_store, monkeypatch):
 def test_prune_page_names_teacher_and_estimates(app_store, monkeypatch, tiny_pretrained):
     at = _run("prune.py", app_store, monkeypatch, model=str(tiny_pretrained))
     assert any("teacher" in c.value for c in at.caption)
-    # SST-2's recipe prunes by wall time: the page opens in minutes, at the recipe's 15
-    assert at.toggle(key="prune_by_time").value is True
-    assert next(n for n in at.number_input if n.label == "Budget: minutes").value == 15.0
-    assert any(m.value.startswith("**Run time: 15 min**") for m in at.markdown)
-    at.toggle(key="prune_by_time").set_value(False).run()  # counting steps instead: the recipe's 2,000
+    # SST-2's recipe counts 2,000 steps: the page opens counting them
+    assert at.toggle(key="prune_by_time").value is False
     assert next(n for n in at.number_input if n.label == "Budget: training steps").value == 2000
     assert any("Estimated run time" in m.value for m in at.markdown)
+    at.toggle(key="prune_by_time").set_value(True).run()  # a budget in minutes is an option
+    assert any(m.value.startswith("**Run time: ") for m in at.markdown)
     assert at.button  # the form's Launch button exists and is enabled
     launch = [b for b in at.button if b.label == "Launch"][0]
     assert not launch.disabled
@@ -95,8 +94,9 @@ def test_prune_page_launches_a_run_with_a_time_budget(app_store, monkeypatch, ti
     monkeypatch.setattr(jobs, "launch", lambda kind, opts, owner=None: launched.append((kind, opts)) or
                         (_ for _ in ()).throw(KaspError("not started in this test")))
     at = _run("prune.py", app_store, monkeypatch, model=str(tiny_pretrained))
-    [b for b in at.button if b.label == "Launch"][0].click().run()  # as it opens: the recipe's 15 minutes
-    assert launched[-1][1]["time_budget"] == 15.0 and launched[-1][1]["max_steps"] is None
+    [b for b in at.button if b.label == "Launch"][0].click().run()  # as it opens: the recipe's 2,000 steps
+    assert launched[-1][1]["time_budget"] is None and launched[-1][1]["max_steps"] == 2000
+    at.toggle(key="prune_by_time").set_value(True).run()  # minutes are an option
     next(n for n in at.number_input if n.label == "Budget: minutes").set_value(7.0).run()
     [b for b in at.button if b.label == "Launch"][0].click().run()
     assert launched[-1][1]["time_budget"] == 7.0 and launched[-1][1]["max_steps"] is None
@@ -106,9 +106,9 @@ def test_prune_page_launches_a_run_with_a_time_budget(app_store, monkeypatch, ti
     [b for b in at.button if b.label == "Launch"][0].click().run()
     assert launched[-1][1]["time_budget"] is None and launched[-1][1]["max_steps"] == 500
     at.toggle(key="prune_class").set_value(False).run()
-    at.toggle(key="prune_by_time").set_value(False).run()  # the user's choice, until the task, method or preset changes
+    at.toggle(key="prune_by_time").set_value(True).run()  # the user's choice, until the task, method or preset changes
     at.radio(key="prune_method").set_value("magnitude").run()
-    assert at.toggle(key="prune_by_time").value is True  # a new method: the recipe's default again
+    assert at.toggle(key="prune_by_time").value is False  # a new method: the recipe's default (steps) again
 
 
 def test_prune_page_without_teacher_offers_finetune(tmp_path, monkeypatch):

@@ -151,10 +151,8 @@ def test_every_page_and_a_launched_run(page, server, tiny_pretrained):
     page.wait_for_timeout(3000)  # let the rerun that commits the new value finish before navigating
     assert box.input_value() == str(tiny_pretrained)
     page.get_by_role("link", name="Prune").click()
-    page.get_by_text("Budget: minutes").wait_for(timeout=30_000)  # SST-2 prunes by wall time by default
+    page.get_by_text("Budget: training steps").wait_for(timeout=30_000)  # every default counts steps
     page.get_by_text("Teacher: ").first.wait_for(timeout=30_000)
-    page.get_by_text("Budget in minutes", exact=True).click()  # count steps instead, for a 10-step run
-    page.get_by_text("Budget: training steps").wait_for(timeout=30_000)
     _no_exception(page)
     steps = page.get_by_label("Budget: training steps", exact=True)
     steps.fill("10")
@@ -217,8 +215,7 @@ def _student(browser, url: str, model: str):
 
 def _launch_long_run(pg) -> str:
     """Fill the form with a run that would take hours, launch it, return its id."""
-    pg.get_by_text("Budget in minutes", exact=True).click()  # SST-2 opens in minutes: count steps instead
-    pg.get_by_text("Budget: training steps").wait_for(timeout=30_000)
+    pg.get_by_text("Budget: training steps").wait_for(timeout=30_000)  # the form opens counting steps
     for label, value in (("Budget: training steps", "100000"), ("Training examples (0 = all)", "64"),
                          ("Evaluate every N steps", "0")):
         box = pg.get_by_label(label, exact=True)

@@ -68,18 +68,24 @@ def test_a_budget_too_small_to_train_is_refused(tiny_store, tiny_pretrained, tmp
         train(_cfg(tiny_pretrained, store, time_budget=0.2), run, store=store, progress_bar=False)
 
 
-def test_sst2_prunes_by_wall_time_unless_steps_or_epochs_are_given():
-    for method in ("kasp", "magnitude", "small-dense"):
-        cfg = make_config("prune", method, "sst2", sparsity=0.9)
-        assert cfg.time_budget == 15.0 and cfg.max_steps is None  # the SST-2 recipe: 15 minutes
+def test_every_default_counts_steps_or_epochs_not_minutes():
+    """A default run takes the same number of steps on any machine state (issue 24): no recipe default is a
+    wall-time budget; SST-2 prunes 2,000 steps, other tasks count epochs."""
+    from kasp.tasks import TASKS
+
+    for task in TASKS:
+        for kind, method in (("finetune", "finetune"), ("prune", "kasp"), ("prune", "magnitude"), ("prune", "small-dense")):
+            cfg = make_config(kind, method, task, sparsity=0.9 if kind == "prune" else None)
+            assert cfg.time_budget is None, (kind, method, task)
+            assert cfg.max_steps or cfg.epochs
+    cfg = make_config("prune", "kasp", "sst2", sparsity=0.9)
+    assert cfg.max_steps == 2000
     cfg = make_config("prune", "kasp", "sst2", sparsity=0.9, max_steps=500)
     assert cfg.max_steps == 500 and cfg.time_budget is None
-    cfg = make_config("prune", "kasp", "sst2", sparsity=0.9, epochs=1.0)
-    assert cfg.epochs == 1.0 and cfg.time_budget is None and cfg.max_steps is None
-    cfg = config_from_options("prune", {"task": "sst2", "sparsity": 0.9, "max_steps": 300})
-    assert cfg.max_steps == 300 and cfg.time_budget is None  # not "both given": the budget was the recipe's
-    assert make_config("finetune", "finetune", "sst2").max_steps == 1400  # the teacher still counts steps
-    assert make_config("prune", "kasp", "mrpc", sparsity=0.9).time_budget is None  # other tasks: epochs
+    cfg = make_config("prune", "kasp", "sst2", sparsity=0.9, time_budget=15)
+    assert cfg.time_budget == 15 and cfg.max_steps is None  # still offered: the budget replaces the steps
+    assert make_config("finetune", "finetune", "sst2").max_steps == 1400
+    assert make_config("prune", "kasp", "mrpc", sparsity=0.9).max_steps is None  # other tasks: epochs
 
 
 def test_time_budget_replaces_the_recipes_step_budget():
@@ -126,12 +132,12 @@ def test_a_time_budget_flag_replaces_a_recipe_files_steps(tmp_path, monkeypatch)
     assert main(["prune", "--task", "sst2", "--recipe", str(recipe), "--max-steps", "40", "--runs-dir",
                  str(tmp_path)]) == 2
     assert seen["cfg"].max_steps == 40 and seen["cfg"].time_budget is None
-    # the class preset alone counts its 500 steps: SST-2's default 15 minutes do not apply
+    # the class preset alone counts its 500 steps
     assert main(["prune", "--task", "sst2", "--recipe", "class", "--runs-dir", str(tmp_path)]) == 2
     assert seen["cfg"].max_steps == 500 and seen["cfg"].time_budget is None
-    # and plain `kasp prune --task sst2` takes the 15 minutes
+    # and plain `kasp prune --task sst2` takes the recipe's 2,000 steps
     assert main(["prune", "--task", "sst2", "--sparsity", "0.9", "--runs-dir", str(tmp_path)]) == 2
-    assert seen["cfg"].time_budget == 15.0 and seen["cfg"].max_steps is None
+    assert seen["cfg"].time_budget is None and seen["cfg"].max_steps == 2000
 
 
 def test_timing_stops_early_once_it_has_used_its_share_of_the_budget(tiny_store, tiny_pretrained, monkeypatch):

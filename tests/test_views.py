@@ -77,10 +77,9 @@ def test_form_defaults_come_from_the_cli_recipe():
         {k: getattr(cfg, k) for k in ("lr", "task_loss_weight", "attention_weight", "seed", "eval_every", "temperature")}
     n = len(load_split("cola", "train"))
     assert d["max_steps"] == math.ceil(cfg.epochs * n / cfg.batch_size)  # epochs-bounded recipe as steps
-    # SST-2 prunes by wall time: the form keeps the recipe's minutes and offers the step budget of
-    # --max-steps-bounded runs (the sweeps' 2,000) for its steps field
+    # SST-2 prunes 2,000 steps: the form opens counting them (no recipe default is a wall-time budget)
     d = views.form_defaults("prune", "kasp", "sst2")
-    assert d["time_budget"] == make_config("prune", "kasp", "sst2").time_budget == 15.0
+    assert d["time_budget"] is None and make_config("prune", "kasp", "sst2").time_budget is None
     assert d["max_steps"] == STEP_BUDGETS[("prune", "sst2")] == 2000
 
 
