@@ -540,6 +540,7 @@ def _entry(run: PlannedRun, run_dir, teacher_id: str, teacher_ckpt: str, opt: Sw
         "small_dense": rep.get("small_dense"), "per_matrix_sparsity": rep["per_matrix_sparsity"],
         "progress": thin_progress(run_dir.progress()), "retention": retention, "recipe": rec,
         "steps": rep["steps"], "train_seconds": rep["train_seconds"], "wall_seconds": rep["wall_seconds"],
+        "selection_metrics": rep.get("selection_metrics"), "teacher_cache": rep.get("teacher_cache"),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {k: v for k, v in machine().items() if k in ("cpu", "cpus", "torch_threads", "gpu")},
     }) | {"recipe": rec,  # the recipe exactly as run (not rounded): resuming compares it
