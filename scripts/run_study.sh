@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The recipe study of issue 24: each change alone on SST-2 (and MRPC) at 90 %, two seeds (42, 43),
+# against a baseline run the same way. Every run holds out a fixed selection slice of the training set
+# (--holdout, the same for every seed and for the teacher), so that recipes are chosen on it; dev is
+# only reported. The teacher of each task is fine-tuned once with the same slice held out.
+# Detached, resumable (each study line is one `kasp sweep` with its own results file; a finished run is
+# never redone), committed as each line finishes.
+#
+#   scripts/run_study.sh             start (or resume) in the background; returns at once
+#   tail -f runs/study/study.log     watch it
+#   kill -- -"$(cat runs/study/study.pid)"   stop it
+#
+# Each line of STUDY: <task>|<name>|<kasp sweep flags>. Results: bench/study/<name>.json.
+# RESULTS_REPO=/path/to/checkout writes and commits the results there instead.
+set -euo pipefail
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=${PY:-$ROOT/.venv/bin/python}
+REPO=${RESULTS_REPO:-$ROOT}
+STORE=${KASP_RUNS_DIR:-$ROOT/runs}
+LOGDIR=$STORE/study
+# selection slice per task: about the size of its dev set, at most about a tenth of its training set
+declare -A HOLDOUT=([sst2]=872 [mrpc]=408 [rte]=277 [stsb]=600 [cola]=800)
+STUDY=${STUDY:-"
+sst2|sst2-base|
+sst2|sst2-lr2e-4|--set lr=2e-4
+sst2|sst2-steps3000|--max-steps 3000
+"}
+# shellcheck source=scripts/detach.sh
+source "$ROOT/scripts/detach.sh"
+detach study "$@"
+
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+teacher() {  # $1: task -> prints the teacher's run directory, fine-tuning it first if needed
+  local task=$1 dir=$STORE/teachers/$1-holdout${HOLDOUT[$1]}
+  if [[ ! -f $dir/report.json ]]; then
+    echo "=== $(date -u +%FT%TZ) fine-tuning the $task teacher with ${HOLDOUT[$task]} examples held out -> $dir" >&2
+    rm -rf "$dir"
+    "$PY" -m kasp finetune --task "$task" --holdout "${HOLDOUT[$task]}" --out "$dir" --runs-dir "$STORE" --no-progress < /dev/null >&2
+  fi
+  echo "$dir"
+}
+run_line() {  # $1 task, $2 name, $3 extra kasp sweep flags
+  local task=$1 name=$2 flags=$3
+  local out=$REPO/bench/study/$name.json t
+  t=$(teacher "$task")
+  mkdir -p "$REPO/bench/study"
+  echo "=== $(date -u +%FT%TZ) study $name ($task: $flags) -> $out"
+  local rc=0
+  # shellcheck disable=SC2086  # the flags are words
+  "$PY" -m kasp sweep --task "$task" --sparsities 0.9 --seeds 42 43 --methods kasp --teacher "$t" \
+    --set holdout="${HOLDOUT[$task]}" $flags --results "$out" --runs-dir "$STORE" < /dev/null || rc=$?
+  if [[ $rc -eq 130 ]]; then echo "stopped; run scripts/run_study.sh again to resume"; exit 130; fi
+  if [[ $rc -ne 0 ]]; then echo "study $name failed (exit $rc)"; return 0; fi
+  git -C "$REPO" add "$out"
+  git -C "$REPO" commit -q -m "Study $name: $task at 90 %, seeds 42 43, holdout ${HOLDOUT[$task]}, $flags (scripts/run_study.sh)" -- "$out" \
+    || echo "nothing new to commit for $out"
+}
+while IFS='|' read -r task name flags; do
+  task=${task//[[:space:]]/}; name=${name//[[:space:]]/}
+  [[ -z "$task" || "$task" == \#* ]] && continue
+  if [[ ! "$name" =~ ^[A-Za-z0-9._-]+$ ]]; then echo "study name '$name': letters, digits, . _ - only; skipped"; continue; fi
+  run_line "$task" "$name" "$flags"
+done <<< "$STUDY"
+echo "=== $(date -u +%FT%TZ) study done"
