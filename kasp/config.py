@@ -21,7 +21,8 @@ Kind = Literal["finetune", "prune"]
 Method = Literal["finetune", "kasp", "magnitude", "small-dense"]
 Init = Literal["pretrained", "finetuned"]
 Scope = Literal["layer", "global"]
-LrSchedule = Literal["constant", "linear"]
+LrSchedule = Literal["constant", "linear", "rewarm"]
+InitEmbeddings = Literal["pretrained", "teacher"]
 AugmentSource = Literal["words", "glue"]
 
 
@@ -60,13 +61,16 @@ class RunConfig:
     # the defaults stay until a third seed and an off-dev check say otherwise.
     lr: float = _f(1e-4, "AdamW learning rate")
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
-    lr_schedule: LrSchedule = _f("constant", "learning-rate schedule after warm-up: constant (the paper's) or linear decay to 0")
+    lr_schedule: LrSchedule = _f("constant", "learning-rate schedule after warm-up: constant (the paper's), linear decay to 0, or rewarm: back to --lr at every mask update and linearly down towards 0 before the next (GMP*, Kurtic & Alistarh 2022); with --recovery, constant and rewarm decay linearly to 0 over the recovery phase")
     warmup_ratio: float = _f(0.0, "fraction of the steps used for linear warm-up")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
     batch_size: int = _f(32, "training batch size (examples per optimizer step)")
     eval_batch_size: int = _f(64, "evaluation batch size")
     max_seq_length: int = _f(64, "truncate inputs to this many tokens")
     pruning_events: int = _f(100, "number of mask updates over the run (every round(T / N) steps)")
+    initial_sparsity: float = _f(0.0, "sparsity imposed at step 0, before training: a large first pruning step (GMP* prunes to 70 percent at once); the cubic schedule then climbs from it to --sparsity. 0 <= s_i <= --sparsity")
+    recovery: float = _f(0.0, "fraction of the run after the cubic schedule has reached --sparsity: the masks stay fixed and the learning rate decays linearly to 0 (a recovery phase); 0: the schedule spans the whole run")
+    init_embeddings: InitEmbeddings = _f("pretrained", "where a pre-trained student's embeddings (word, position, segment, their LayerNorm; never pruned) start: the pre-trained model's, or the fine-tuned teacher's")
     attention_weight: float = _f(1.0, "weight of the attention-score distillation term (MSE of pre-softmax scores)")
     hidden_weight: float = _f(1.0, "weight of the hidden-state distillation term (MSE, embeddings and every layer)")
     prediction_weight: float = _f(1.0, "weight of the prediction distillation term (soft cross-entropy at temperature tau)")
@@ -81,7 +85,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         for name, typ in (("kind", Kind), ("method", Method), ("init", Init), ("scope", Scope), ("lr_schedule", LrSchedule),
-                          ("augment_source", AugmentSource)):
+                          ("augment_source", AugmentSource), ("init_embeddings", InitEmbeddings)):
             if getattr(self, name) not in get_args(typ):
                 raise ValueError(f"{name} must be one of {get_args(typ)}, got {getattr(self, name)!r}")
         if not (isinstance(self.sparsity, (int, float)) and 0.0 <= self.sparsity < 1.0):
@@ -107,6 +111,13 @@ class RunConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.max_seq_length > 512:
             raise ValueError(f"max_seq_length must be <= 512 for BERT-family models, got {self.max_seq_length}")
+        if not 0.0 <= self.initial_sparsity <= self.pruning_target():
+            raise ValueError(f"initial_sparsity must be in [0, sparsity={self.pruning_target()}], got {self.initial_sparsity}")
+        if not 0.0 <= self.recovery < 1.0:
+            raise ValueError(f"recovery must be a fraction of the run in [0, 1), got {self.recovery}")
+        if self.init_embeddings == "teacher" and not (self.kind == "prune" and self.init == "pretrained"):
+            raise ValueError("init_embeddings teacher is for a prune run whose student starts from the pre-trained model "
+                             "(--init pretrained); a fine-tuned student has the teacher's embeddings already")
         if self.holdout < 0:
             raise ValueError(f"holdout must be >= 0 training examples, got {self.holdout}")
         if not self.teacher_cache_gb >= 0:

@@ -122,11 +122,16 @@ class MagnitudePruner:
     the same masks and schedule position.
     """
 
-    def __init__(self, model: nn.Module, target: float, total_steps: int, events: int = 100, scope: str = "layer"):
+    def __init__(self, model: nn.Module, target: float, total_steps: int, events: int = 100, scope: str = "layer",
+                 initial: float = 0.0, ramp: int | None = None):
+        if not 0.0 <= initial <= target:
+            raise ValueError(f"initial sparsity must be in [0, target={target}], got {initial}")
         self.linears = prunable_linears(model)
         self.target = target
         self.total_steps = total_steps
-        self.interval = pruning_interval(total_steps, events)
+        self.initial = initial  # imposed at step 0 (a large first pruning step); 0: none
+        self.ramp = total_steps if ramp is None else min(max(1, ramp), total_steps)  # the target is reached here
+        self.interval = pruning_interval(self.ramp, events)
         self.scope = scope
         self.masks: Masks = {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in self.linears.items()}
         # (weights, kept-as-float masks) for apply(): one fused multiply over all matrices, made at each
@@ -137,13 +142,21 @@ class MagnitudePruner:
         self.events = 0
 
     def scheduled(self, step: int) -> float:
-        """The cubic schedule's sparsity at ``step``."""
-        return cubic_sparsity(step, self.total_steps, self.target)
+        """The cubic schedule's sparsity at ``step``: from the initial sparsity at 0 to the target at the ramp's end."""
+        return cubic_sparsity(step, self.ramp, self.target, self.initial)
 
     def step(self, step: int) -> bool:
-        """Recompute the masks if ``step`` is a pruning event (step > 0, multiple of the interval)."""
-        if self.target == 0 or step <= 0 or step % self.interval:
+        """Recompute the masks if ``step`` is a pruning event: step 0 with an initial sparsity, every multiple of
+        the interval inside the ramp, and the ramp's end when a recovery phase follows it."""
+        if self.target == 0 or step < 0 or step > self.ramp:
             return False
+        if step == 0:
+            if not self.initial:
+                return False
+        elif step % self.interval and not (step == self.ramp < self.total_steps):
+            return False
+        elif step == self.ramp == self.total_steps:
+            return False  # finish() imposes the target at T
         self._update(self.scheduled(step))
         return True
 

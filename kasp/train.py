@@ -42,6 +42,7 @@ from kasp.distill import KaspLoss
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_sharded
 from kasp.masks import MagnitudePruner, sparsity_summary, sparsity_table
+from kasp.schedule import lr_multiplier, pruning_interval, ramp_steps
 from kasp.modeling import (align_labels, cap_length, check_tokenizer, count_parameters, load_classifier, load_tokenizer,
                            resolve_model)
 from kasp.runs import RunDir, find_teacher, read_json
@@ -124,6 +125,37 @@ def _optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, **_fused())
 
 
+def _lr_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, total: int):
+    """The learning-rate schedule of a run: transformers' ``linear`` / ``constant_with_warmup`` for the plain
+    schedules (as before), else a ``LambdaLR`` over :func:`kasp.schedule.lr_multiplier` (rewarm, recovery)."""
+    from transformers import get_scheduler
+
+    warmup = int(round(cfg.warmup_ratio * total))
+    if cfg.lr_schedule in ("constant", "linear") and not cfg.recovery:
+        return get_scheduler("linear" if cfg.lr_schedule == "linear" else "constant_with_warmup",
+                             optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    ramp = ramp_steps(total, cfg.recovery)
+    every = pruning_interval(ramp, cfg.pruning_events)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_multiplier(step, total, cfg.lr_schedule, warmup, ramp, every))
+
+
+def _teacher_embeddings(student: nn.Module, teacher: nn.Module) -> None:
+    """Copy the teacher's embedding block (word, position, segment embeddings and their LayerNorm) into the
+    student (``--init-embeddings teacher``).
+
+    Raises:
+        KaspError: when the two embedding blocks differ in names or shapes.
+    """
+    s_mod = getattr(student, "base_model", student).embeddings
+    t_mod = getattr(teacher, "base_model", teacher).embeddings
+    s_emb, t_emb = s_mod.state_dict(), t_mod.state_dict()
+    if s_emb.keys() != t_emb.keys() or any(s_emb[k].shape != t_emb[k].shape for k in s_emb):
+        raise KaspError("--init-embeddings teacher: the teacher's embeddings do not have the student's shapes "
+                        "(another vocabulary or width); use --init-embeddings pretrained")
+    s_mod.load_state_dict(t_emb)
+
+
 def _check_labels(model: nn.Module, task, path: str) -> nn.Module:
     """The teacher's outputs checked against the task and put in KASP's class order (kasp.modeling.align_labels)."""
     align_labels(model, task, f"the teacher {path}")
@@ -201,6 +233,8 @@ def _load_models(cfg: RunConfig, task, store) -> tuple[nn.Module, nn.Module | No
     if teacher is not None and teacher.config.hidden_size != student.config.hidden_size:
         raise KaspError(f"teacher width {teacher.config.hidden_size} differs from student width "
                         f"{student.config.hidden_size}; KASP needs equal widths (no projection)")
+    if cfg.init_embeddings == "teacher":
+        _teacher_embeddings(student, teacher if teacher is not None else load_classifier(teacher_path))
     if task.class_names:  # the checkpoint names its classes, so a scorer can map them (kasp.modeling.label_order)
         student.config.id2label = dict(enumerate(task.class_names))
         student.config.label2id = {v: k for k, v in enumerate(task.class_names)}
@@ -254,8 +288,6 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
-    from transformers import get_scheduler
-
     from kasp import resume
 
     t0 = time.time()
@@ -335,16 +367,15 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
 
         # --- optimisation -------------------------------------------------------------------
         optimizer = _optimizer(student, cfg)
-        warmup = int(round(cfg.warmup_ratio * total))
-        scheduler = get_scheduler("linear" if cfg.lr_schedule == "linear" else "constant_with_warmup",
-                                  optimizer, num_warmup_steps=warmup, num_training_steps=total)
+        scheduler = _lr_scheduler(optimizer, cfg, total)
         student, optimizer, loader, scheduler = accelerator.prepare(student, optimizer, loader, scheduler)
         raw_student = accelerator.unwrap_model(student)
         if teacher is not None:
             teacher.to(accelerator.device).eval()
             for p in teacher.parameters():
                 p.requires_grad_(False)
-        pruner = MagnitudePruner(raw_student, cfg.pruning_target(), total, cfg.pruning_events, cfg.scope)
+        pruner = MagnitudePruner(raw_student, cfg.pruning_target(), total, cfg.pruning_events, cfg.scope,
+                                 initial=cfg.initial_sparsity, ramp=ramp_steps(total, cfg.recovery))
         if run and pruner.target > 0:
             from kasp.weights_story import STORY_FILE, StoryRecorder
 

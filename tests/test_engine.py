@@ -205,3 +205,31 @@ def test_paper_recipes_are_valid_and_unknown_fields_refused(tmp_path, capsys):
     bad.write_text('{"learning_rate": 1}')
     assert main(["prune", "--recipe", str(bad), "--runs-dir", str(tmp_path)]) == 2
     assert "unknown field(s) ['learning_rate']" in capsys.readouterr().err
+
+
+def test_recipe_knobs_initial_step_recovery_rewarm_and_teacher_embeddings(tiny_store, tiny_pretrained, tmp_path):
+    """--initial-sparsity prunes at step 0, --recovery reaches the target early and trains at fixed masks with a
+    decaying rate, --lr-schedule rewarm resets the rate at every mask update, --init-embeddings teacher starts
+    the student's embeddings from the teacher's."""
+    from kasp.data import get_task
+    from kasp.train import _load_models
+
+    run = _prune(tiny_store, "knobs", "--model", str(tiny_pretrained), "--sparsity", "0.8", "--initial-sparsity", "0.5",
+                 "--recovery", "0.25", "--lr-schedule", "rewarm", "--init-embeddings", "teacher", "--log-every", "1")
+    train = {r["step"]: r for r in run.progress() if r["type"] == "train"}
+    assert train[1]["sparsity"] == pytest.approx(0.5)  # pruned before the first step
+    ramp = 9  # round(0.75 * 12)
+    assert train[ramp]["sparsity"] < 0.8 and train[ramp + 1]["sparsity"] == pytest.approx(0.8)
+    assert [train[t]["sparsity"] for t in range(ramp + 1, 13)] == [pytest.approx(0.8)] * (12 - ramp)  # fixed in the recovery
+    lrs = [train[t]["lr"] for t in range(ramp + 1, 13)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert run.report()["sparsity"]["pruned_sparsity"] == pytest.approx(0.8, abs=1e-3)  # round(0.8 n) per small matrix
+    cfg = make_config("prune", "kasp", "sst2", sparsity=0.8, model=str(tiny_pretrained), init_embeddings="teacher")
+    student, teacher, *_ = _load_models(cfg, get_task("sst2"), tiny_store)
+    s_emb, t_emb = student.base_model.embeddings.state_dict(), teacher.base_model.embeddings.state_dict()
+    assert all(torch.equal(s_emb[k], t_emb[k]) for k in s_emb)
+    plain, *_ = _load_models(make_config("prune", "kasp", "sst2", sparsity=0.8, model=str(tiny_pretrained)),
+                             get_task("sst2"), tiny_store)
+    assert not torch.equal(plain.base_model.embeddings.word_embeddings.weight, t_emb["word_embeddings.weight"])
+    with pytest.raises(ValueError, match="init_embeddings teacher is for a prune run"):
+        make_config("prune", "magnitude", "sst2", sparsity=0.8, init_embeddings="teacher")

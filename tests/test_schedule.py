@@ -45,3 +45,58 @@ def test_schedule_frame_marks_the_loops_mask_updates():
     assert points["step"].tolist() == pruning_steps(2000, 100)
     assert points["sparsity"].tolist() == [cubic_sparsity(t, 2000, 0.9) for t in pruning_steps(2000, 100)]
     assert curve["step"].iloc[-1] == 2000 and curve["sparsity"].iloc[-1] == 0.9
+
+
+def test_lr_multiplier_plain_schedules_match_transformers():
+    """constant and linear (with warm-up) give exactly transformers' schedules, so older runs repeat."""
+    import torch
+    from transformers import get_scheduler
+
+    from kasp.schedule import lr_multiplier
+
+    for name, hf in (("constant", "constant_with_warmup"), ("linear", "linear")):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = get_scheduler(hf, opt, num_warmup_steps=7, num_training_steps=50)
+        for step in range(50):
+            assert lr_multiplier(step, 50, name, warmup_steps=7) == pytest.approx(opt.param_groups[0]["lr"]), (name, step)
+            opt.step()
+            sched.step()
+
+
+def test_rewarm_and_recovery_shapes():
+    from kasp.schedule import lr_multiplier, ramp_steps
+
+    T, ramp = 100, ramp_steps(100, 0.2)
+    assert ramp == 80
+    f = [lr_multiplier(t, T, "rewarm", ramp=ramp, prune_every=10) for t in range(T)]
+    assert f[0] == f[10] == f[70] == 1.0  # back to the peak at every mask update
+    assert f[9] == pytest.approx(0.1) and all(f[i] > f[i + 1] for i in range(10, 19))  # linear decay between
+    assert f[80] == 1.0 and f[90] == pytest.approx(0.5) and f[99] == pytest.approx(0.05)  # recovery: down to 0
+    c = [lr_multiplier(t, T, "constant", ramp=ramp) for t in range(T)]
+    assert c[:80] == [1.0] * 80 and c[90] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="recovery must be in"):
+        ramp_steps(100, 1.0)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule"):
+        lr_multiplier(1, 10, "cosine")
+
+
+def test_pruner_initial_step_and_ramp():
+    """A large first pruning step at step 0, the cubic climb from it, the target at the ramp's end, and no
+    mask update in the recovery phase."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from kasp.masks import MagnitudePruner
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32))
+    p = MagnitudePruner(model, 0.9, total_steps=100, events=8, initial=0.5, ramp=80)
+    assert p.interval == 10 and p.scheduled(0) == pytest.approx(0.5) and p.scheduled(80) == pytest.approx(0.9)
+    updates = [t for t in range(100) if p.step(t)]
+    assert updates == [0, 10, 20, 30, 40, 50, 60, 70, 80]
+    assert p.current_sparsity == pytest.approx(0.9)
+    plain = MagnitudePruner(model, 0.9, total_steps=100, events=10)
+    assert [t for t in range(100) if plain.step(t)] == list(range(10, 100, 10))  # as before: no step 0, T by finish()
+    with pytest.raises(ValueError, match="initial sparsity"):
+        MagnitudePruner(model, 0.5, total_steps=10, initial=0.7)
