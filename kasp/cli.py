@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -94,6 +95,9 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="change one recipe field in every run (repeatable), e.g. --set temperature=2 --set lr=2e-4; "
                         "its runs and default results file are named after the change")
+    p.add_argument("--stop-after", type=float, default=None, metavar="MINUTES",
+                   help="stop after this many minutes of wall time, as Ctrl-C would: finished runs stay recorded, the "
+                        "run in progress resumes from its last evaluation point when the same command runs again")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done, run nothing")
 
 
@@ -414,8 +418,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         os.environ["KASP_RUNS_DIR"] = str(args.runs_dir)
     stop = _StopFlag()
     stop.install()
+    deadline = time.time() + 60 * args.stop_after if args.stop_after else None
     try:
-        res = run_sweep(opt, should_stop=stop)
+        res = run_sweep(opt, should_stop=lambda: stop() or (deadline is not None and time.time() > deadline))
     except (Cancelled, KeyboardInterrupt) as e:
         print(f"kasp: sweep stopped ({e or 'interrupted'}); finished runs are in {opt.results_path()}; "
               "run the same command to resume", file=sys.stderr)

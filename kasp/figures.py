@@ -227,7 +227,7 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
                 x=g["sparsity"] * 100, y=y, mode="lines+markers" if len(g) > 1 and "sweep" in source else "markers",
                 name=f"{METHOD_LABELS.get(method, method)} ({source})", legendgroup=method,
                 marker={"color": METHOD_COLOURS.get(method, "#000000"), "size": 10,
-                        "symbol": _SOURCE_SYMBOLS.get(source, "circle")},
+                        "symbol": "triangle-up" if source.startswith("GPU sweep") else _SOURCE_SYMBOLS.get(source, "circle")},
                 line={"color": METHOD_COLOURS.get(method, "#000000")},
                 error_y={"type": "data", "array": list(spread), "visible": True} if spread is not None and spread.any() else None,
                 hovertext=hover, hoverinfo="text"))

@@ -145,6 +145,24 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return validate_results(data, str(p))
 
 
+def shipped_gpu_sweep_path(task: str) -> Path:
+    """Where the GPU route's results of ``task`` live (``scripts/gpu_sweep.py``): ``assets/sweeps/gpu/<task>.json``."""
+    return shipped_sweep_path(task).parent / "gpu" / f"{task}.json"
+
+
+def load_shipped_gpu(task: str) -> dict[str, Any] | None:
+    """The shipped GPU-route sweep of ``task`` (its own labelled source, ``results["source"]``, e.g. "GPU sweep,
+    12 epochs"), or None when none ships.
+
+    Raises:
+        KaspError: a shipped file that is broken (see :func:`load_results`).
+    """
+    p = shipped_gpu_sweep_path(task)
+    if not p.is_file():
+        return None
+    return _load_cached(str(p), p.stat().st_mtime_ns)
+
+
 def load_shipped(task: str) -> dict[str, Any] | None:
     """The shipped sweep results of ``task``, or None when none ship (cached while the file is unchanged;
     treat the result as read-only).
@@ -766,6 +784,12 @@ def curve_data(task: str, store: str | Path | None = None, runs=None) -> CurveDa
         parts.append(sweep_points(shipped))
         if shipped.get("teacher"):
             teacher = (shipped["teacher"]["metric"], f"teacher of the shipped sweep, {shipped['teacher']['run_id']}")
+    try:
+        gpu = load_shipped_gpu(task)
+    except KaspError as e:
+        gpu, error = None, "; ".join(x for x in (error, str(e)) if x)
+    if gpu is not None and gpu.get("runs"):
+        parts.append(sweep_points(gpu, source=str(gpu.get("source") or "GPU sweep")))
     if teacher is None and len(teachers):
         # the teacher of the points shown: the shipped one when shipped runs are drawn (a short live
         # teacher, e.g. a class-preset one, would otherwise stretch the axis and misplace the reference)

@@ -85,6 +85,8 @@ else:
     st.caption("Sources: **precomputed sweep** = `kasp sweep` results shipped in assets/sweeps (mean over seeds, "
                "bars span the seeds; recipe in the hover text); **live run** = a run in this machine's store; "
                "**precomputed run** = a real run shipped in assets/precomputed (recipe on the Results page); "
+               "**GPU sweep** (triangles, where shipped) = the same sweep at the paper's length on one GPU "
+               "(`scripts/gpu_sweep.py`, assets/sweeps/gpu); "
                "**published** = " + PAPER + ". Published figures are for BERT-base, not the default MiniLM model.")
 urlstate.show_problems(url_slot)
 urlstate.share_box()
