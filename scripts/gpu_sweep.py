@@ -15,6 +15,10 @@ are merged into ``assets/sweeps/gpu/<task>.json``, which the app draws as its ow
 ("GPU sweep, 12 epochs", :func:`kasp.sweep.load_shipped_gpu`). No augmentation (the paper's authors
 also trained on augmented data): each file's ``plan`` says so.
 
+The GPU machine has no network and takes at most 64 MiB of files: ``scripts/gpu_prepare.sh`` packs the
+default model into ``.gpu/`` (fp16, ``scripts/gpu_pack.py``) with the wheels the GPU image lacks, and
+gives the one device call that runs this script there (``--model .gpu/model``).
+
 On a CPU the same script runs with ``--model`` a tiny checkpoint and ``--max-train-samples`` small
 (``tests/test_gpu_sweep.py``); the results then go where ``--out`` says, never into assets/.
 """
@@ -151,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         epochs = args.sst2_epochs if task == "sst2" else args.epochs
         res = merge([store / "results" / f"{task}-{m}.json" for m in METHODS], task, SOURCE if epochs == 12 and task != "sst2"
                     else f"GPU sweep, {epochs:g} epochs",
-                    {"epochs": epochs, "augmented_data": False, "route": "scripts/gpu_sweep.py"})
+                    {"epochs": epochs, "augmented_data": False, "route": "scripts/gpu_sweep.py",
+                     "model_note": "the default model carried as fp16 weights (scripts/gpu_pack.py)"
+                     if args.model.rstrip("/").endswith(".gpu/model") else None})
         if res is None:
             continue
         tmp = out / f".{task}.json.tmp"

@@ -66,3 +66,29 @@ def test_sweep_stop_after_stops_and_resumes(tiny_store, tiny_pretrained, tmp_pat
     assert json.loads((tmp_path / "r.json").read_text())["runs"] == []
     assert main(args) == 0  # the same command again finishes it
     assert len(json.loads((tmp_path / "r.json").read_text())["runs"]) == 1
+
+
+def test_model_pack_round_trips_to_fp16(tiny_pretrained, tmp_path):
+    """scripts/gpu_pack.py: the weights come back as exactly their fp16 rounding, with config and tokenizer."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    spec = importlib.util.spec_from_file_location("gpu_pack", ROOT / "scripts" / "gpu_pack.py")
+    pack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pack)
+    size = pack.pack(tiny_pretrained, tmp_path / "m.pack")
+    assert 0 < size < (tiny_pretrained / "model.safetensors").stat().st_size  # smaller than the fp32 file
+    out = pack.unpack(tmp_path / "m.pack", tmp_path / "model")
+    a, b = load_file(str(tiny_pretrained / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert b[k].dtype == np.float16 and np.array_equal(b[k], a[k].astype(np.float16)), k
+    assert (out / "config.json").read_text() == (tiny_pretrained / "config.json").read_text()
+    from kasp.modeling import load_classifier, load_tokenizer
+
+    assert load_tokenizer(str(out)).vocab_size > 0
+    assert next(load_classifier(str(out), num_labels=2).parameters()).dtype.is_floating_point
+    bad = tmp_path / "bad.pack"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ValueError, match="not a KASP model pack"):
+        pack.unpack(bad, tmp_path / "x")
