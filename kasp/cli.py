@@ -346,6 +346,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print("  * for the pruned matrices at their sparsity (log2 C(n, nnz) bits + each value's own bits, 32 in float32);")
         print("    other tensors raw, which is why zstd, compressing those too, can land below it for the whole model")
         print("  (unstructured zeros alone leave the dense file as large and dense PyTorch as fast)")
+    if info.get("card"):
+        from kasp.card import card_summary
+
+        for line in card_summary(info["card"]):
+            print(line)
     if info.get("recipe"):
         r = info["recipe"]
         print(f"KASP recipe: {r.get('kind')} {r.get('task')} method={r.get('method')} sparsity={r.get('sparsity')} "

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 import kasp
+from kasp.card import write_model_card
 from kasp.config import RunConfig
 from kasp.data import DATA_DIR, LengthBucketSampler, collate, get_task, load_task_data
 from kasp.distill import KaspLoss
@@ -449,6 +450,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             report["checkpoint"] = str(run.checkpoint)
             report["wall_seconds"] = time.time() - t0
             run.write_report(report)
+            write_model_card(run.checkpoint, report, cfg.to_dict(), run.config().get("provenance"))
             run.set_status("done", step=total, total_steps=total, finished=time.time(),
                            wall_seconds=report["wall_seconds"])
         else:

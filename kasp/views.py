@@ -481,6 +481,9 @@ def results_table(task: str | None, store: str | Path | None = None, precomputed
 def checkpoint_zip(run: RunDir) -> bytes:
     """A run's checkpoint directory as a zip archive (files under ``<run id>/``), for the Results download.
 
+    The checkpoint carries its model card (``README.md``) and the ``kasp`` block of ``config.json``
+    (:mod:`kasp.card`); the run's ``report.json`` goes beside them as ``<run id>/report.json``.
+
     Raises:
         KaspError: when the run has no checkpoint (not finished, or cancelled).
     """
@@ -493,6 +496,8 @@ def checkpoint_zip(run: RunDir) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in sorted(run.checkpoint.iterdir()):
             zf.write(f, arcname=f"{run.id}/{f.name}")
+        if (run.path / "report.json").is_file() and not (run.checkpoint / "report.json").exists():
+            zf.write(run.path / "report.json", arcname=f"{run.id}/report.json")
     return buf.getvalue()
 
 

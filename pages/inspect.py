@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from kasp.analysis import analyse, inspect_warnings
+from kasp.card import CARD_FILE, card_summary
 from kasp.checkpoint import fingerprint
 from kasp.data import shipped_splits
 from kasp.errors import KaspError
@@ -79,6 +80,18 @@ if info["non_finite"]:
              ", ".join(f"`{k}` ({n} entries)" for k, n in list(nf.items())[:5]))
 for w in inspect_warnings(info, non_finite=False, scoring=False):
     st.warning(w)
+
+if info.get("card"):
+    card = info["card"]
+    st.subheader("What this checkpoint says about itself")
+    st.caption("Recorded by KASP at the end of the run that made it, in the checkpoint's model card (`README.md`) and "
+               "the `kasp` block of its `config.json`: figures as recorded then, not measured now (the sections "
+               "below measure this checkpoint's weights).")
+    st.markdown("\n".join(f"- {line}" for line in card_summary(card)))
+    readme = Path(info["path"]) / CARD_FILE
+    if readme.is_file():
+        with st.expander("Model card (README.md)"):
+            st.markdown(readme.read_text(encoding="utf-8").split("---\n", 2)[-1])
 
 st.subheader("Architecture")
 c = st.columns(5)
