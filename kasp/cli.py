@@ -20,6 +20,7 @@ from kasp.errors import KaspError
 
 _PRUNE_ONLY = {"method", "sparsity", "init", "scope", "teacher", "pruning_events", "attention_weight",
                "hidden_weight", "prediction_weight", "temperature"}
+_FINETUNE_ONLY = {"keep_sparsity"}
 _NOT_FLAGS = {"kind"}
 
 
@@ -27,7 +28,8 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
     from kasp.config import RunConfig
 
     for f in dataclasses.fields(RunConfig):
-        if f.name in _NOT_FLAGS or (kind == "finetune" and f.name in _PRUNE_ONLY):
+        if f.name in _NOT_FLAGS or (kind == "finetune" and f.name in _PRUNE_ONLY) or \
+                (kind == "prune" and f.name in _FINETUNE_ONLY):
             continue
         flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"default": None, "help": f.metadata.get("help", "")}
@@ -35,6 +37,8 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
         args = get_args(typ)
         if f.name == "bucket_batches":
             kw["action"] = argparse.BooleanOptionalAction
+        elif f.name == "keep_sparsity":
+            kw["action"] = "store_true"  # off when not given (None: the recipe's unset value)
         elif f.name == "method":
             kw["choices"] = ["kasp", "magnitude", "small-dense"]
         elif get_origin(typ) is not None and all(isinstance(a, str) for a in args):  # Literal

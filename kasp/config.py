@@ -73,6 +73,7 @@ class RunConfig:
     bucket_batches: bool = _f(True, "length-bucketed batches: sort by length inside chunks of ~50 batches (about 3x faster on CPU)")
     num_threads: int | None = _f(None, "torch CPU threads (default: torch's choice)")
     augment: int = _f(0, "N augmented copies per training example (TinyBERT-style word replacement, see kasp/augment.py; 0: off). Built once per model, task, N and seed and cached")
+    keep_sparsity: bool | None = _f(None, "finetune only: keep the starting checkpoint's zeros (a pruned checkpoint given as --model): masks are taken from the exact zeros of its encoder linear weights and re-applied after every optimizer step (gradients of the pruned weights are zeroed too), so every matrix keeps its sparsity exactly. Off by default: fine-tuning a checkpoint more than 10 percent sparse then warns that its zeros will fill in")
     augment_source: AugmentSource = _f("words", "augmentation source: words (replace words by nearest neighbours in the model's word-embedding space) or glue (sentences of the other shipped GLUE tasks, labelled only by the teacher; distillation only)")
 
     def __post_init__(self) -> None:
@@ -111,6 +112,11 @@ class RunConfig:
                                                                or self.task_loss_weight > 0):
             raise ValueError("--augment-source glue adds sentences without gold labels: it needs a KASP prune run "
                              "that learns from the teacher only (a distillation weight > 0 and --task-loss-weight 0)")
+        if self.keep_sparsity not in (None, True, False):
+            raise ValueError(f"keep_sparsity must be true or false, got {self.keep_sparsity!r}")
+        if self.keep_sparsity and self.kind != "finetune":
+            raise ValueError("keep_sparsity is for `kasp finetune` of a pruned checkpoint; a prune run keeps its own "
+                             "masks (drop --keep-sparsity)")
         if self.total_loss_weight() == 0:
             raise ValueError("every loss weight is 0: set --task-loss-weight or a distillation weight > 0")
 
