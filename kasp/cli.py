@@ -131,11 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--samples", type=int, default=256, help="number of dev examples")
     att.add_argument("--max-seq-length", type=int, default=128, help="truncate inputs to this many tokens")
     att.add_argument("--json", action="store_true", help="print JSON")
-    exp = sub.add_parser("export", help="write a checkpoint in KASP's sparse format (bitmask + values, safetensors)")
+    exp = sub.add_parser("export", help="write a checkpoint in KASP's sparse format (bitmask + values, safetensors) "
+                         "or as a dense ONNX model checked against PyTorch")
     exp.add_argument("checkpoint", help="checkpoint directory or KASP run directory")
     exp.add_argument("out", help="new output directory (must not exist, or be empty; written under a temporary name "
                      "beside it and renamed when complete)")
-    exp.add_argument("--format", choices=["sparse"], default="sparse", help="export format (see kasp/export.py)")
+    exp.add_argument("--format", choices=["sparse", "onnx"], default="sparse", help="sparse: bitmask + values "
+                     "(kasp/export.py, docs/formats.md); onnx: a dense model.onnx for ONNX Runtime (dynamic batch and "
+                     "sequence axes), refused unless its logits match PyTorch's within 1e-4 on dev examples "
+                     "(kasp/onnx_export.py)")
+    exp.add_argument("--task", default=None, help="onnx: GLUE task whose dev examples check the export (default: the "
+                     "task the checkpoint records)")
+    exp.add_argument("--samples", type=int, default=64, help="onnx: dev examples compared with PyTorch")
     sub.add_parser("app", help="start the Streamlit app shipped with the package (any further options, such as "
                    "--server.port 8502, go to `streamlit run`)")
     sw = sub.add_parser("sweep", help="accuracy against sparsity for one task: KASP, magnitude and small-dense at "
@@ -366,6 +373,18 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from kasp.export import export_sparse
+
+    if args.format == "onnx":
+        from kasp.onnx_export import ONNX_FILE, export_onnx
+
+        c = export_onnx(args.checkpoint, args.out, task=args.task, samples=args.samples)
+        print(f"wrote {args.out}: {ONNX_FILE} {c['file_bytes']:,} bytes (dense; opset {c['opset']}); ONNX Runtime logits "
+              f"match PyTorch's within {c['max_abs_diff']:.2e} (max abs diff, limit {c['tolerance']:g}) on "
+              f"{c['dev_examples']} {c['task']} dev examples. Inputs input_ids, attention_mask, token_type_ids "
+              "[batch, sequence]; output logits.")
+        return 0
+    if args.task is not None:
+        raise KaspError("--task is for --format onnx (the dev examples that check the export); drop it")
 
     b = export_sparse(args.checkpoint, args.out)
     ratio = b["encoder_linear_sparse"] / b["encoder_linear_dense"] if b["encoder_linear_dense"] else float("nan")
