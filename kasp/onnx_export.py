@@ -138,10 +138,16 @@ def write_onnx(model: nn.Module, path: str | Path, opset: int = OPSET) -> None:
 def quantize_int8(src: str | Path, dst: str | Path) -> None:
     """ONNX Runtime's dynamic int8 quantisation (``quantize_dynamic``, int8 weights of MatMul/Gemm, activations
     quantised per batch at run time) of the ONNX model ``src`` into ``dst``."""
+    import logging
+
     require_onnx()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    logging.disable(logging.WARNING)  # its root-logger advice to run shape pre-processing first
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _out_dir_checks(out: Path) -> Path:
@@ -224,18 +230,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, task: str | None = None
     return check
 
 
-def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls, in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
-
-
 def latency_inputs(tokenizer, task: str = "sst2", batch_sizes: tuple[int, ...] = (1, 32),
                    max_seq_length: int = 128) -> dict[int, dict[str, np.ndarray]]:
     """One input per batch size, from real dev sentences: batch 1 is the dev example of median length,
@@ -258,6 +252,10 @@ def measure_latency(model: nn.Module, onnx_path: str | Path, int8_path: str | Pa
                     progress: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
     """Batch latency of the same model in dense PyTorch, ONNX Runtime and ONNX Runtime int8, side by side.
 
+    The runtimes take turns: each of ``repeats`` rounds times one call of every (runtime, batch size)
+    in turn, after 2 untimed warm-up rounds, so that a busy spell of a shared machine falls on all of
+    them alike rather than on whichever was being timed then.
+
     Args:
         model: the PyTorch classifier (eval mode); onnx_path / int8_path: its ONNX export and quantised copy
             (None: no int8 row).
@@ -266,31 +264,38 @@ def measure_latency(model: nn.Module, onnx_path: str | Path, int8_path: str | Pa
 
     Returns:
         one row per (runtime, batch size): ``runtime`` ("PyTorch fp32", "ONNX Runtime fp32", "ONNX Runtime
-        int8"), ``batch``, ``tokens`` (sequence length), ``threads``, ``median_ms``, ``repeats``.
+        int8"), ``batch``, ``tokens`` (sequence length), ``threads``, ``median_ms`` (with ``min_ms`` and
+        ``max_ms``) over ``repeats`` timed calls, ``repeats``.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    rows = []
     try:
         model.eval()
-        runtimes: list[tuple[str, Callable[[dict[str, np.ndarray]], Any]]] = []
 
         def pt(feed):
             with torch.inference_mode():
                 return model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits
 
-        runtimes.append(("PyTorch fp32", pt))
+        runtimes: list[tuple[str, Callable[[dict[str, np.ndarray]], Any]]] = [("PyTorch fp32", pt)]
         fp32 = session(onnx_path, threads)
         runtimes.append(("ONNX Runtime fp32", lambda feed: fp32.run(["logits"], feed)))
         if int8_path is not None:
             q = session(int8_path, threads)
             runtimes.append(("ONNX Runtime int8", lambda feed: q.run(["logits"], feed)))
-        for name, fn in runtimes:
-            for b, feed in inputs.items():
-                progress(f"{name}, batch {b}, {threads} thread(s)")
-                ms = median_ms(lambda: fn(feed), repeats)
-                rows.append({"runtime": name, "batch": b, "tokens": int(feed["input_ids"].shape[1]), "threads": threads,
-                             "median_ms": ms, "repeats": repeats})
+        cells = [(name, fn, b, feed) for name, fn in runtimes for b, feed in inputs.items()]
+        times: dict[tuple[str, int], list[float]] = {(name, b): [] for name, _, b, _ in cells}
+        for r in range(repeats + 2):
+            progress(f"round {r + 1} of {repeats + 2} ({threads} thread(s))")
+            for name, fn, b, feed in cells:
+                t = time.perf_counter()
+                fn(feed)
+                if r >= 2:
+                    times[(name, b)].append((time.perf_counter() - t) * 1e3)
+        rows = []
+        for name, _, b, feed in cells:
+            ts = times[(name, b)]
+            rows.append({"runtime": name, "batch": b, "tokens": int(feed["input_ids"].shape[1]), "threads": threads,
+                         "median_ms": statistics.median(ts), "min_ms": min(ts), "max_ms": max(ts), "repeats": repeats})
     finally:
         torch.set_num_threads(before)
     return rows

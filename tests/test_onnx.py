@@ -89,3 +89,18 @@ def test_quick_latency_rows(pruned_ckpt):
                                                                            "ONNX Runtime int8") for b in (1, 32)}
     assert all(r["median_ms"] > 0 and r["threads"] == 1 for r in rows)
     assert res["max_abs_diff"] <= 1e-4 and torch.get_num_threads() >= 1
+
+
+def test_inspect_page_measures_latency_on_request(pruned_ckpt, tmp_path, monkeypatch):
+    from conftest import open_page
+
+    at = open_page("inspect.py", tmp_path, monkeypatch, timeout=180)
+    at.radio[0].set_value("A local directory").run()
+    at.text_input[0].set_value(str(pruned_ckpt)).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not [d for d in at.dataframe if "ONNX Runtime int8 (ms)" in d.value.columns]  # nothing until asked
+    at.button(key="latency").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    table = [d.value for d in at.dataframe if "ONNX Runtime int8 (ms)" in d.value.columns][0]
+    assert list(table["batch"]) == [1, 32] and (table["PyTorch fp32 (ms)"] > 0).all()
+    assert any("Measured live on this machine" in c.value and "max abs logit" in c.value for c in at.caption)
