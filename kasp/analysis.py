@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from kasp.card import read_card_facts
 from kasp.checkpoint import Checkpoint, non_finite_count, read_checkpoint, tensor_bytes, tensor_nbytes
 from kasp.data import get_task
 from kasp.errors import KaspError
@@ -182,7 +183,9 @@ def analyse(checkpoint: str | Path, sizes: bool = True) -> dict[str, Any]:
         ``sizes`` (or None), ``non_finite`` (tensor -> count of NaN/inf), ``folded`` (tensors
         folded from torch.nn.utils.prune leftovers), ``problems`` (one-line reasons the checkpoint
         cannot be scored as it is: the same messages the CLI's evaluate gives), ``task`` (the GLUE
-        task the checkpoint records as ``kasp_task``, or None) and ``num_labels``.
+        task the checkpoint records as ``kasp_task``, or None), ``num_labels`` and ``card`` (the
+        ``kasp`` block of its config.json, :func:`kasp.card.read_card_facts`, or None); ``recipe``
+        falls back to the card's recipe for a checkpoint copied out of its run directory.
 
     Raises:
         KaspError: the checkpoint cannot be read (see :func:`kasp.checkpoint.read_checkpoint`).
@@ -201,6 +204,9 @@ def analyse(checkpoint: str | Path, sizes: bool = True) -> dict[str, Any]:
     info["folded"] = ck.folded
     info["problems"] = scoring_problems(ck)
     info["task"] = ck.config.get("kasp_task")
+    info["card"] = read_card_facts(ck.config)  # what the checkpoint says about itself (kasp/card.py)
+    if info["recipe"] is None and info["card"]:  # a checkpoint copied out of its run directory
+        info["recipe"] = info["card"].get("recipe")
     info["num_labels"] = len(ck.config.get("id2label") or {}) or ck.config.get("num_labels")
     return info
 

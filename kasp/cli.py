@@ -21,6 +21,7 @@ from kasp.errors import KaspError
 
 _PRUNE_ONLY = {"method", "sparsity", "init", "scope", "teacher", "pruning_events", "attention_weight",
                "hidden_weight", "prediction_weight", "temperature"}
+_FINETUNE_ONLY = {"keep_sparsity"}
 _NOT_FLAGS = {"kind"}
 
 
@@ -28,7 +29,8 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
     from kasp.config import RunConfig
 
     for f in dataclasses.fields(RunConfig):
-        if f.name in _NOT_FLAGS or (kind == "finetune" and f.name in _PRUNE_ONLY):
+        if f.name in _NOT_FLAGS or (kind == "finetune" and f.name in _PRUNE_ONLY) or \
+                (kind == "prune" and f.name in _FINETUNE_ONLY):
             continue
         flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"default": None, "help": f.metadata.get("help", "")}
@@ -36,6 +38,8 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
         args = get_args(typ)
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif f.name == "keep_sparsity":
+            kw["action"] = "store_true"  # off when not given (None: the recipe's unset value)
         elif f.name == "method":
             kw["choices"] = ["kasp", "magnitude", "small-dense"]
         elif get_origin(typ) is not None and all(isinstance(a, str) for a in args):  # Literal
@@ -131,11 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--samples", type=int, default=256, help="number of dev examples")
     att.add_argument("--max-seq-length", type=int, default=128, help="truncate inputs to this many tokens")
     att.add_argument("--json", action="store_true", help="print JSON")
-    exp = sub.add_parser("export", help="write a checkpoint in KASP's sparse format (bitmask + values, safetensors)")
+    exp = sub.add_parser("export", help="write a checkpoint in KASP's sparse format (bitmask + values, safetensors) "
+                         "or as a dense ONNX model checked against PyTorch")
     exp.add_argument("checkpoint", help="checkpoint directory or KASP run directory")
     exp.add_argument("out", help="new output directory (must not exist, or be empty; written under a temporary name "
                      "beside it and renamed when complete)")
-    exp.add_argument("--format", choices=["sparse"], default="sparse", help="export format (see kasp/export.py)")
+    exp.add_argument("--format", choices=["sparse", "onnx"], default="sparse", help="sparse: bitmask + values "
+                     "(kasp/export.py, docs/formats.md); onnx: a dense model.onnx for ONNX Runtime (dynamic batch and "
+                     "sequence axes), refused unless its logits match PyTorch's within 1e-4 on dev examples "
+                     "(kasp/onnx_export.py)")
+    exp.add_argument("--task", default=None, help="onnx: GLUE task whose dev examples check the export (default: the "
+                     "task the checkpoint records)")
+    exp.add_argument("--samples", type=int, default=64, help="onnx: dev examples compared with PyTorch")
     sub.add_parser("app", help="start the Streamlit app shipped with the package (any further options, such as "
                    "--server.port 8502, go to `streamlit run`)")
     sw = sub.add_parser("sweep", help="accuracy against sparsity for one task: KASP, magnitude and small-dense at "
@@ -350,6 +361,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print("  * for the pruned matrices at their sparsity (log2 C(n, nnz) bits + each value's own bits, 32 in float32);")
         print("    other tensors raw, which is why zstd, compressing those too, can land below it for the whole model")
         print("  (unstructured zeros alone leave the dense file as large and dense PyTorch as fast)")
+    if info.get("card"):
+        from kasp.card import card_summary
+
+        for line in card_summary(info["card"]):
+            print(line)
     if info.get("recipe"):
         r = info["recipe"]
         print(f"KASP recipe: {r.get('kind')} {r.get('task')} method={r.get('method')} sparsity={r.get('sparsity')} "
@@ -361,6 +377,18 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from kasp.export import export_sparse
+
+    if args.format == "onnx":
+        from kasp.onnx_export import ONNX_FILE, export_onnx
+
+        c = export_onnx(args.checkpoint, args.out, task=args.task, samples=args.samples)
+        print(f"wrote {args.out}: {ONNX_FILE} {c['file_bytes']:,} bytes (dense; opset {c['opset']}); ONNX Runtime logits "
+              f"match PyTorch's within {c['max_abs_diff']:.2e} (max abs diff, limit {c['tolerance']:g}) on "
+              f"{c['dev_examples']} {c['task']} dev examples. Inputs input_ids, attention_mask, token_type_ids "
+              "[batch, sequence]; output logits.")
+        return 0
+    if args.task is not None:
+        raise KaspError("--task is for --format onnx (the dev examples that check the export); drop it")
 
     b = export_sparse(args.checkpoint, args.out)
     ratio = b["encoder_linear_sparse"] / b["encoder_linear_dense"] if b["encoder_linear_dense"] else float("nan")

@@ -81,6 +81,7 @@ class RunConfig:
     teacher_cache: bool = _f(True, "keep the teacher's outputs per training example (fp16, memory-mapped under $KASP_CACHE_DIR/teacher, kasp/teacher_cache.py) so that epochs after the first read them instead of running the teacher; used by single-process distillation runs longer than one epoch")
     teacher_cache_gb: float = _f(8.0, "size cap of the teacher cache in GiB (examples past it run the teacher every epoch); the cache also always leaves 2 GiB of the disk free")
     augment: int = _f(0, "N augmented copies per training example (TinyBERT-style word replacement, see kasp/augment.py; 0: off). Built once per model, task, N and seed and cached")
+    keep_sparsity: bool | None = _f(None, "finetune only: keep the starting checkpoint's zeros (a pruned checkpoint given as --model): masks are taken from the exact zeros of its encoder linear weights and re-applied after every optimizer step (gradients of the pruned weights are zeroed too), so every matrix keeps its sparsity exactly. Off by default: fine-tuning a checkpoint more than 10 percent sparse then warns that its zeros will fill in")
     augment_source: AugmentSource = _f("words", "augmentation source: words (replace words by nearest neighbours in the model's word-embedding space) or glue (sentences of the other shipped GLUE tasks, labelled only by the teacher; distillation only)")
 
     def __post_init__(self) -> None:
@@ -130,6 +131,11 @@ class RunConfig:
                                                                or self.task_loss_weight > 0):
             raise ValueError("--augment-source glue adds sentences without gold labels: it needs a KASP prune run "
                              "that learns from the teacher only (a distillation weight > 0 and --task-loss-weight 0)")
+        if self.keep_sparsity not in (None, True, False):
+            raise ValueError(f"keep_sparsity must be true or false, got {self.keep_sparsity!r}")
+        if self.keep_sparsity and self.kind != "finetune":
+            raise ValueError("keep_sparsity is for `kasp finetune` of a pruned checkpoint; a prune run keeps its own "
+                             "masks (drop --keep-sparsity)")
         if self.total_loss_weight() == 0:
             raise ValueError("every loss weight is 0: set --task-loss-weight or a distillation weight > 0")
 

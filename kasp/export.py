@@ -35,7 +35,7 @@ from kasp.pruned_set import matrix_name
 
 SPARSE_FILE = "sparse.safetensors"
 _COPY = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
-         "merges.txt", "vocab.json")
+         "merges.txt", "vocab.json", "README.md")  # README.md: the model card (kasp/card.py)
 
 
 def _nonzero(t: torch.Tensor) -> torch.Tensor:

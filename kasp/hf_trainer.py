@@ -14,6 +14,7 @@ Example (see README)::
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -22,7 +23,10 @@ from transformers import Trainer, TrainerCallback
 
 from kasp.data import Encoded, LengthBucketSampler, collate
 from kasp.distill import KaspLoss
-from kasp.masks import MagnitudePruner
+from kasp.masks import SPARSE_WARN_THRESHOLD, MagnitudePruner, MaskKeeper, keep_sparsity_warning, sparsity_summary
+
+
+log = logging.getLogger(__name__)
 
 
 class EncodedDataset(torch.utils.data.Dataset):
@@ -67,6 +71,11 @@ class KaspTrainer(Trainer):
                                   temperature=temperature, regression=regression)
         self.length_bucketing = length_bucketing
         self.last_terms: dict[str, float] = {}
+        keeps = any(isinstance(cb, (KeepSparsityCallback, KaspPruningCallback)) for cb in self.callback_handler.callbacks)
+        if not keeps:
+            start = sparsity_summary(self.model)["pruned_sparsity"]
+            if start > SPARSE_WARN_THRESHOLD:
+                log.warning("kasp: warning: %s", keep_sparsity_warning(start, "the model given to KaspTrainer"))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The KASP loss of a batch. ``num_items_in_batch`` is accepted and not needed: every term is
@@ -82,6 +91,8 @@ class KaspTrainer(Trainer):
         for cb in self.callback_handler.callbacks:
             if isinstance(cb, KaspPruningCallback) and cb.pruner is not None:
                 logs["sparsity"] = cb.pruner.current_sparsity
+            elif isinstance(cb, KeepSparsityCallback) and cb.keeper is not None:
+                logs["sparsity"] = cb.keeper.sparsity
         super().log(logs, *args, **kwargs)
 
     def get_train_dataloader(self):
@@ -142,3 +153,30 @@ class KaspPruningCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is not None and self.pruner is not None:
             logs["sparsity"] = self.pruner.current_sparsity
+
+
+class KeepSparsityCallback(TrainerCallback):
+    """Keep-mask fine-tuning for a ``Trainer`` run (``kasp finetune --keep-sparsity`` in the Trainer route).
+
+    At ``on_train_begin`` the masks are taken from the exact zeros of the model's encoder linear
+    weights (:class:`kasp.masks.MaskKeeper`); the gradients of the pruned weights are zeroed before
+    every optimizer step (``on_pre_optimizer_step``, after the Trainer's gradient clipping) and the
+    pruned weights set to zero again after it (``on_optimizer_step``), so each matrix keeps its
+    sparsity exactly. ``sparsity`` (the fraction the masks hold at zero) is added to the logs.
+    """
+
+    def __init__(self) -> None:
+        self.keeper: MaskKeeper | None = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.keeper = MaskKeeper(getattr(model, "module", model))
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.keeper.mask_grads()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.keeper.apply()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None and self.keeper is not None:
+            logs["sparsity"] = self.keeper.sparsity

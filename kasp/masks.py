@@ -226,3 +226,64 @@ class MagnitudePruner:
         else:
             self._weights, self._keep = [], []
         self.apply()
+
+
+#: fine-tuning a checkpoint whose pruned set has more zeros than this warns that they will fill in
+SPARSE_WARN_THRESHOLD = 0.10
+
+
+def keep_sparsity_warning(sparsity: float, source: str = "the starting checkpoint") -> str:
+    """The one warning for fine-tuning a sparse checkpoint without keeping its zeros (CLI and Trainer route).
+
+    Args:
+        sparsity: fraction of zeros in the checkpoint's pruned set (0..1).
+    """
+    return (f"{source} is {sparsity * 100:.1f} % sparse in its encoder linear weights, and fine-tuning will fill "
+            "its zeros in (the model ends dense); to keep them, run `kasp finetune --keep-sparsity` "
+            "(Trainer route: add kasp.hf_trainer.KeepSparsityCallback())")
+
+
+class MaskKeeper:
+    """Keep a model's existing zeros through training: keep-mask fine-tuning of a pruned checkpoint.
+
+    The masks are taken once, when the keeper is made, from the exact zeros of the pruned set
+    (:func:`kasp.modeling.prunable_linears`; True = kept = non-zero). :meth:`mask_grads` zeroes the
+    gradients of the pruned weights (call it after backward, before clipping and the optimizer step,
+    so that AdamW's moments and the clipping norm see only the kept weights); :meth:`apply` sets the
+    pruned weights to +0.0 again after every optimizer step, so the sparsity of every matrix stays
+    exactly what it was (weight decay and Adam's epsilon cannot move a weight off zero either).
+    Like :class:`MagnitudePruner` it works on the weights in place (fused ``torch._foreach`` calls).
+    """
+
+    def __init__(self, model: nn.Module):
+        self.linears = prunable_linears(model)
+        with torch.no_grad():
+            self.masks: Masks = {n: m.weight != 0 for n, m in self.linears.items()}
+        self._prepare()
+
+    def _prepare(self) -> None:
+        self._weights = [self.linears[n].weight for n in self.masks]
+        self._keep = [m.to(w.dtype) for m, w in zip(self.masks.values(), self._weights)]
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of the pruned set the masks hold at zero."""
+        n = sum(m.numel() for m in self.masks.values())
+        return sum(int((~m).sum()) for m in self.masks.values()) / max(n, 1)
+
+    @torch.no_grad()
+    def mask_grads(self) -> None:
+        """grad <- grad * mask for every pruned-set weight that has a gradient."""
+        pairs = [(w.grad, k) for w, k in zip(self._weights, self._keep) if w.grad is not None]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [k for _, k in pairs])
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """w <- w * mask + 0.0 (a pruned weight is +0.0 again, as :func:`apply_masks` leaves it)."""
+        if not self._weights:
+            return
+        if self._weights[0] is not next(iter(self.linears.values())).weight:
+            self._prepare()  # a weight Parameter was replaced since the masks were made
+        torch._foreach_mul_(self._weights, self._keep)
+        torch._foreach_add_(self._weights, 0.0)

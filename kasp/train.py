@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import logging
 import math
 import os
 import platform
@@ -36,18 +37,21 @@ import torch
 from torch import nn
 
 import kasp
+from kasp.card import write_model_card
 from kasp.config import RunConfig
 from kasp.data import DATA_DIR, LengthBucketSampler, collate, get_task, load_holdout, load_task_data
 from kasp.distill import KaspLoss
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_sharded
-from kasp.masks import MagnitudePruner, sparsity_summary, sparsity_table
+from kasp.masks import (SPARSE_WARN_THRESHOLD, MagnitudePruner, MaskKeeper, keep_sparsity_warning, sparsity_summary,
+                        sparsity_table)
 from kasp.schedule import lr_multiplier, pruning_interval, ramp_steps
 from kasp.modeling import (align_labels, cap_length, check_tokenizer, count_parameters, load_classifier, load_tokenizer,
                            resolve_model)
 from kasp.runs import RunDir, find_teacher, read_json
 
 Callback = Callable[[str, dict[str, Any]], None]
+log = logging.getLogger(__name__)
 
 
 class Cancelled(Exception):
@@ -262,6 +266,21 @@ def _teacher_cache(cfg: RunConfig, kasp_loss: KaspLoss, teacher_path: str | None
     return cache
 
 
+def _keep_mask_setup(cfg: RunConfig, model: nn.Module, main: bool = True) -> MaskKeeper | None:
+    """Keep-mask fine-tuning: a :class:`kasp.masks.MaskKeeper` of the starting checkpoint's zeros for a
+    finetune run with ``keep_sparsity``; None otherwise, with a warning (logger ``kasp.train``, printed
+    on stderr) when a finetune run starts from a checkpoint whose pruned set is more than
+    :data:`kasp.masks.SPARSE_WARN_THRESHOLD` zeros, whose zeros will then fill in."""
+    if cfg.kind != "finetune":
+        return None
+    if cfg.keep_sparsity:
+        return MaskKeeper(model)
+    start = sparsity_summary(model)["pruned_sparsity"]
+    if main and start > SPARSE_WARN_THRESHOLD:
+        log.warning("kasp: warning: %s", keep_sparsity_warning(start, f"--model {cfg.model}"))
+    return None
+
+
 def _read_window(window: dict[str, torch.Tensor], n: int, accelerator) -> dict[str, float]:
     """Means of the loss terms summed since the last log point: the loop's one host read per log."""
     keys = list(window)
@@ -376,6 +395,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                 p.requires_grad_(False)
         pruner = MagnitudePruner(raw_student, cfg.pruning_target(), total, cfg.pruning_events, cfg.scope,
                                  initial=cfg.initial_sparsity, ramp=ramp_steps(total, cfg.recovery))
+        keeper = _keep_mask_setup(cfg, raw_student, main)  # before a resume loads weights: the start's zeros
         if run and pruner.target > 0:
             from kasp.weights_story import STORY_FILE, StoryRecorder
 
@@ -434,12 +454,16 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                     emit_masks(step, "prune")
                 loss, terms, _ = kasp_loss(student, batch)
                 accelerator.backward(loss)
+                if keeper is not None:
+                    keeper.mask_grads()
                 if cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 pruner.apply()
+                if keeper is not None:
+                    keeper.apply()
                 step += 1
                 loop.batch_in_epoch += 1
                 loop.seen += batch["input_ids"].shape[0] * accelerator.num_processes
@@ -513,6 +537,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             report["checkpoint"] = str(run.checkpoint)
             report["wall_seconds"] = time.time() - t0
             run.write_report(report)
+            write_model_card(run.checkpoint, report, cfg.to_dict(), run.config().get("provenance"))
             run.set_status("done", step=total, total_steps=total, finished=time.time(),
                            wall_seconds=report["wall_seconds"])
         else:

@@ -481,6 +481,9 @@ def results_table(task: str | None, store: str | Path | None = None, precomputed
 def checkpoint_zip(run: RunDir) -> bytes:
     """A run's checkpoint directory as a zip archive (files under ``<run id>/``), for the Results download.
 
+    The checkpoint carries its model card (``README.md``) and the ``kasp`` block of ``config.json``
+    (:mod:`kasp.card`); the run's ``report.json`` goes beside them as ``<run id>/report.json``.
+
     Raises:
         KaspError: when the run has no checkpoint (not finished, or cancelled).
     """
@@ -493,6 +496,8 @@ def checkpoint_zip(run: RunDir) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in sorted(run.checkpoint.iterdir()):
             zf.write(f, arcname=f"{run.id}/{f.name}")
+        if (run.path / "report.json").is_file() and not (run.checkpoint / "report.json").exists():
+            zf.write(run.path / "report.json", arcname=f"{run.id}/report.json")
     return buf.getvalue()
 
 
@@ -578,3 +583,17 @@ def view_presets(task: str) -> list[dict[str, Any]]:
          "page": "pages/attention.py", "params": {"task": task},
          "help": "The Attention page: how much of the teacher's attention and representations each student kept."},
     ]
+
+
+def latency_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Latency rows (:func:`kasp.onnx_export.measure_latency`) side by side: one row per threads x batch size,
+    one column of median milliseconds per runtime, and int8's speed-up over dense PyTorch."""
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    wide = df.pivot_table(index=["threads", "batch", "tokens"], columns="runtime", values="median_ms").reset_index()
+    wide.columns.name = None
+    wide = wide.rename(columns={c: f"{c} (ms)" for c in ("PyTorch fp32", "ONNX Runtime fp32", "ONNX Runtime int8")})
+    if {"PyTorch fp32 (ms)", "ONNX Runtime int8 (ms)"} <= set(wide.columns):
+        wide["int8 speed-up vs PyTorch"] = wide["PyTorch fp32 (ms)"] / wide["ONNX Runtime int8 (ms)"]
+    return wide

@@ -6,14 +6,17 @@ import pandas as pd
 import streamlit as st
 
 from kasp.analysis import analyse, inspect_warnings
+from kasp.card import CARD_FILE, card_summary
 from kasp.checkpoint import fingerprint
 from kasp.data import shipped_splits
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_checkpoint, evaluation_notes
 from kasp.figures import parameter_groups_bar, size_table, sizes_bar, sparsity_heatmap
 from kasp.modeling import default_model_path
+from kasp.onnx_export import quick_latency
 from kasp.runs import iter_done, runs_dir
 from kasp.uploads import evaluate_uploaded_tsv, open_upload
+from kasp.views import latency_frame
 
 st.title("Inspect a checkpoint")
 st.caption("Any BERT-family checkpoint, ours or anyone's: weights are read from safetensors only, pickle files are "
@@ -79,6 +82,18 @@ if info["non_finite"]:
              ", ".join(f"`{k}` ({n} entries)" for k, n in list(nf.items())[:5]))
 for w in inspect_warnings(info, non_finite=False, scoring=False):
     st.warning(w)
+
+if info.get("card"):
+    card = info["card"]
+    st.subheader("What this checkpoint says about itself")
+    st.caption("Recorded by KASP at the end of the run that made it, in the checkpoint's model card (`README.md`) and "
+               "the `kasp` block of its `config.json`: figures as recorded then, not measured now (the sections "
+               "below measure this checkpoint's weights).")
+    st.markdown("\n".join(f"- {line}" for line in card_summary(card)))
+    readme = Path(info["path"]) / CARD_FILE
+    if readme.is_file():
+        with st.expander("Model card (README.md)"):
+            st.markdown(readme.read_text(encoding="utf-8").split("---\n", 2)[-1])
 
 st.subheader("Architecture")
 c = st.columns(5)
@@ -155,3 +170,39 @@ else:
                 st.caption(note)
         except KaspError as e:
             st.error(str(e))
+
+st.subheader("Latency: dense PyTorch, ONNX Runtime, ONNX Runtime int8")
+st.caption("Unstructured zeros do not make the dense model faster; a deployable ONNX file and int8 quantisation can. "
+           "The button measures this checkpoint on this machine now; the reference machine's figures are in "
+           "`bench/onnx_latency.md` of the repository (MiniLM-L6 dense and 90 % sparse).")
+if info["non_finite"] or problems:
+    st.info("Not measured: the checkpoint cannot be run as it is (see Evaluate above).")
+else:
+    lat_task = info["task"] or task
+    if st.button("Measure latency on this machine", key="latency",
+                 help=f"Exports to ONNX in a temporary folder (refused unless its logits match PyTorch within 1e-4 on "
+                      f"{lat_task} dev examples), quantises a copy to int8, then times batch 1 and batch 32 of "
+                      f"{lat_task} dev sentences with 1 thread, 5 rounds. About a minute for MiniLM-L6; nothing "
+                      "is kept."):
+        note = st.empty()
+        try:
+            with st.spinner("Measuring latency…"):
+                res = quick_latency(info["path"], task=lat_task, threads=1, repeats=5,
+                                    progress=lambda s: note.caption(f"Measuring: {s}"))
+            st.session_state["latency_result"] = (info["path"], res)
+        except KaspError as e:
+            st.error(str(e))
+        note.empty()
+    held = st.session_state.get("latency_result")
+    if held and held[0] == info["path"]:
+        res = held[1]
+        lat = latency_frame(res["rows"])
+        st.dataframe(lat, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.2f")
+                                    for c in lat.columns if "ms" in c or "speed" in c})
+        st.caption(f"Measured live on this machine ({res['machine']}) at {res['measured']}: median of "
+                   f"{res['rows'][0]['repeats']} rounds in which the three runtimes take turns (after 2 untimed "
+                   f"ones), 1 thread, {res['task']} dev sentences "
+                   f"(batch 1: the one of median length; batch 32: the first 32, padded); tokens = padded sequence "
+                   f"length. The ONNX export matched PyTorch within {res['max_abs_diff']:.1e} (max abs logit "
+                   "difference). On a shared machine the figures move from run to run: compare within a row.")

@@ -147,7 +147,7 @@ if run is not None:
         c1.download_button("Download report (JSON)", json.dumps(report, indent=2), file_name=f"{rid}-report.json",
                            mime="application/json", help="The run's report.json: metrics, sparsity, timings.")
     if run.checkpoint.is_dir():
-        if c2.button("Prepare checkpoint download", help="Zip the checkpoint directory (safetensors, config, tokenizer)."):
+        if c2.button("Prepare checkpoint download", help="Zip the checkpoint directory (safetensors, config, tokenizer, model card README.md) with the run's report.json."):
             st.session_state["zip"] = (rid, checkpoint_zip(run))
         if st.session_state.get("zip", (None,))[0] == rid:
             c2.download_button("Download checkpoint (.zip)", st.session_state["zip"][1], file_name=f"{rid}.zip",

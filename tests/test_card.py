@@ -1,0 +1,129 @@
+"""Checkpoints that carry their own story: the model card and config.json's ``kasp`` block (kasp/card.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kasp.cli import main
+from kasp.runs import RunDir
+
+PRUNE = ["prune", "--task", "sst2", "--max-steps", "8", "--pruning-events", "4", "--max-train-samples", "128",
+         "--max-eval-samples", "40", "--eval-every", "0", "--log-every", "4", "--no-progress", "--seed", "7"]
+
+
+@pytest.fixture(scope="module")
+def pruned_run(tiny_store, tiny_pretrained) -> RunDir:
+    out = tiny_store / "card-kasp80"
+    rc = main([*PRUNE, "--model", str(tiny_pretrained), "--sparsity", "0.8", "--runs-dir", str(tiny_store),
+               "--out", str(out)])
+    assert rc == 0
+    return RunDir(out)
+
+
+def _front_matter(text: str) -> dict:
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+def test_card_and_config_carry_the_reports_figures(pruned_run):
+    rep, recipe = pruned_run.report(), pruned_run.recipe()
+    cfg = json.loads((pruned_run.checkpoint / "config.json").read_text())
+    facts = cfg["kasp"]
+    assert facts["task"] == "sst2" and facts["kind"] == "prune" and facts["method"] == "kasp"
+    assert facts["metric"]["name"] == rep["main_metric"] == "accuracy"
+    assert facts["metric"]["value"] == rep["metrics"]["accuracy"]
+    assert facts["metric"]["dev_examples"] == rep["metrics"]["n"] == 40
+    assert facts["sparsity"]["encoder_linear"] == rep["sparsity"]["pruned_sparsity"]
+    assert facts["sparsity"]["all_parameters"] == rep["sparsity"]["overall_sparsity"]
+    assert facts["sparsity"]["target"] == 0.8 and facts["sparsity"]["encoder_linear"] == pytest.approx(0.8, abs=1e-3)
+    assert facts["wall_seconds"] == rep["wall_seconds"] and facts["steps"] == rep["steps"] == 8
+    assert facts["seed"] == 7 and facts["recipe"] == recipe
+    assert facts["teacher"]["path"] == rep["teacher"]["path"]
+    assert "NAACL" in facts["paper"] and "Xu" in facts["paper"]
+
+    card = (pruned_run.checkpoint / "README.md").read_text()
+    meta = _front_matter(card)
+    result = meta["model-index"][0]["results"][0]
+    assert result["dataset"]["config"] == "sst2"
+    assert result["metrics"][0]["type"] == "accuracy" and result["metrics"][0]["value"] == rep["metrics"]["accuracy"]
+    assert meta["kasp"]["dev_examples"] == 40 and meta["kasp"]["seed"] == 7
+    assert meta["kasp"]["encoder_linear_sparsity"] == rep["sparsity"]["pruned_sparsity"]
+    assert meta["kasp"]["all_parameters_sparsity"] == rep["sparsity"]["overall_sparsity"]
+    assert f"{rep['metrics']['accuracy'] * 100:.2f} % on 40 dev examples" in card
+    assert "AutoModelForSequenceClassification.from_pretrained" in card and "10.18653/v1/2021.naacl-main.188" in card
+
+    # the block does not get in the way of plain transformers
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(pruned_run.checkpoint)
+    assert model.config.kasp["metric"]["value"] == rep["metrics"]["accuracy"]
+
+
+def test_teacher_checkpoint_has_a_card_too(tiny_store):
+    run = RunDir(tiny_store / "teacher")
+    facts = json.loads((run.checkpoint / "config.json").read_text())["kasp"]
+    assert facts["kind"] == "finetune" and facts["teacher"] is None
+    assert facts["metric"]["value"] == run.report()["metrics"]["accuracy"]
+    assert facts["sparsity"]["encoder_linear"] == run.report()["sparsity"]["pruned_sparsity"]
+
+
+def test_a_copied_checkpoint_still_tells_what_it_is(pruned_run, tmp_path, capsys):
+    rep = pruned_run.report()
+    elsewhere = tmp_path / "somewhere" / "model"
+    shutil.copytree(pruned_run.checkpoint, elsewhere)  # no run directory around it any more
+    capsys.readouterr()
+    assert main(["inspect", str(elsewhere), "--json", "--no-sizes"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["card"]["metric"]["value"] == rep["metrics"]["accuracy"]
+    assert info["card"]["sparsity"]["encoder_linear"] == rep["sparsity"]["pruned_sparsity"]
+    assert info["recipe"] == pruned_run.recipe()  # from the card, since no run config.json is beside it
+    assert main(["inspect", str(elsewhere), "--no-sizes"]) == 0
+    text = capsys.readouterr().out
+    assert f"dev accuracy: {rep['metrics']['accuracy'] * 100:.2f} % on 40 dev examples" in text
+    assert "method kasp, seed 7, 8 steps" in text
+    # the sparse export keeps the card
+    assert main(["export", str(elsewhere), str(tmp_path / "sparse")]) == 0
+    assert (tmp_path / "sparse" / "README.md").read_text() == (elsewhere / "README.md").read_text()
+    assert json.loads((tmp_path / "sparse" / "config.json").read_text())["kasp"]["seed"] == 7
+
+
+def test_results_download_carries_card_and_report(pruned_run):
+    from kasp.views import checkpoint_zip
+
+    zf = zipfile.ZipFile(io.BytesIO(checkpoint_zip(pruned_run)))
+    names = set(zf.namelist())
+    rid = pruned_run.id
+    assert {f"{rid}/README.md", f"{rid}/config.json", f"{rid}/report.json", f"{rid}/model.safetensors"} <= names
+    assert json.loads(zf.read(f"{rid}/report.json")) == pruned_run.report()
+    assert json.loads(zf.read(f"{rid}/config.json"))["kasp"]["metric"]["dev_examples"] == 40
+
+
+def test_inspect_page_shows_the_card(pruned_run, tmp_path, monkeypatch):
+    from conftest import open_page
+
+    elsewhere = tmp_path / "copy"
+    shutil.copytree(pruned_run.checkpoint, elsewhere)
+    at = open_page("inspect.py", pruned_run.path.parent, monkeypatch)
+    at.radio[0].set_value("A local directory").run()
+    at.text_input[0].set_value(str(elsewhere)).run()
+    assert not at.exception, [e.message for e in at.exception]
+    acc = pruned_run.report()["metrics"]["accuracy"] * 100
+    assert any(f"{acc:.2f} % on 40 dev examples" in m.value for m in at.markdown)
+    assert any("What this checkpoint says about itself" in h.value for h in at.subheader)
+
+
+def test_card_refuses_a_report_without_its_facts(tmp_path):
+    from kasp.card import write_model_card
+    from kasp.errors import KaspError
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(KaspError, match="lacks metrics"):
+        write_model_card(tmp_path, {"task": "sst2", "kind": "prune", "method": "kasp", "main_metric": "accuracy",
+                                    "sparsity": {}}, {})
