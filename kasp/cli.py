@@ -287,8 +287,10 @@ def _task_name(name: str) -> str:
 
 
 def _summary_line(r: dict[str, Any], out: Path) -> str:
+    from kasp.metrics import format_metrics
+
     m = r["metrics"]
-    metric = ", ".join(f"{k} {v * 100:.2f}" for k, v in m.items() if k != "n")
+    metric = format_metrics(m)
     return (f"{r['task']} {r['method']}: {metric} on {m['n']} dev examples; encoder-linear sparsity "
             f"{r['sparsity']['pruned_sparsity'] * 100:.2f} % (all parameters {r['sparsity']['overall_sparsity'] * 100:.2f} %); "
             f"{r['steps']} steps in {r['wall_seconds'] / 60:.1f} min; checkpoint {out / 'checkpoint'}")
@@ -302,9 +304,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
     else:
+        from kasp.metrics import format_metrics
+
         m = res["metrics"]
-        vals = ", ".join(f"{k} {v * 100:.2f}" for k, v in m.items() if k != "n")
-        print(f"{res['task']} on {res['data']} ({m['n']} examples): {vals}")
+        print(f"{res['task']} on {res['data']} ({m['n']} examples): {format_metrics(m)}")
         for note in evaluation_notes(res):
             print(f"  ({note})")
     return 0
@@ -441,7 +444,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     df = runs_frame(args.runs_dir)
     rows = [{k: (None if v != v else v) for k, v in r.items()} for r in  # NaN -> None
             df[["id", "state", "task", "method", "target_sparsity", "measured_sparsity", "metric", "metric_name",
-                "wall_min", "error"]].to_dict("records")]
+                "metric_note", "wall_min", "error"]].to_dict("records")]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -449,6 +452,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             metric = "" if row["metric"] is None else f"{row['metric'] * 100:.2f}"
+            if row["metric_note"]:  # undefined (a gap, never 0.00), or GLUE's convention for a constant predictor
+                metric = (f"{metric} ({row['metric_note']})" if metric else f"undefined ({row['metric_note']})")
             wall = "" if row["wall_min"] is None else f"{row['wall_min']:.1f}"
             print(f"{row['id']:<40} {row['state']:<10} {row['task'] or '':<6} {row['method'] or '':<10} "
                   f"{row['target_sparsity'] or 0:>5} {metric:>7} {wall:>6}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -99,6 +100,14 @@ def _task_frame(task: GlueTask, path: Path, df: pd.DataFrame, lines: list[int]) 
         if len(bad):
             raise KaspError(f"{path}: line {lines[bad[0]]}: label {raw[bad[0]]!r} in column "
                             f"{task.label!r} is not a number")
+        inf = labels.index[~np.isfinite(labels.to_numpy(dtype="float64"))]
+        if len(inf):
+            raise KaspError(f"{path}: line {lines[inf[0]]}: label {raw[inf[0]]!r} in column {task.label!r} is not "
+                            "finite: gold scores must be finite numbers")
+        if len(labels) > 1 and labels.nunique() == 1:
+            raise KaspError(f"{path}: every gold score in column {task.label!r} is {raw[0]!r} (lines {lines[0]}-{lines[-1]}): "
+                            "a correlation with constant gold scores is undefined (GLUE's test files hold -1 "
+                            "placeholders); score a file with real gold scores, such as the dev set")
         labels = labels.astype("float32")
     else:
         allowed = list(task.label_names) if task.label_names else [str(i) for i in range(task.num_labels)]
@@ -133,6 +142,12 @@ def _records_quoted(text: str) -> list[tuple[int, list[str]]]:
             if fields and any(f != "" for f in fields) or len(fields) > 1:
                 out.append((start, fields))
     except csv.Error as e:
+        if "field limit" in str(e):
+            limit = csv.field_size_limit()
+            raise _BadTable(prev + 1, f"the line is too long: a field of more than {limit:,} characters, the CSV "
+                                      f"parser's limit (if the line is shorter, a quote opened on it is never "
+                                      f"closed and runs on to the end of the file); split the text or close the "
+                                      f"quote") from None
         raise _BadTable(reader.line_num or prev + 1, f"bad quoting ({e})") from None
     return out
 
@@ -175,6 +190,33 @@ def _table(records: list[tuple[int, list[str]]], task: GlueTask) -> tuple[list[s
     return header, rows, lines
 
 
+def decode_text(raw: bytes, path: str | Path) -> str:
+    """A user's text file as str: UTF-8, with or without a byte-order mark.
+
+    Raises:
+        KaspError: for UTF-16 or UTF-32 (a byte-order mark, or NUL bytes between ASCII letters),
+            naming the encoding and the fix; for other non-UTF-8 bytes, naming the byte offset and
+            the likely encoding (Latin-1 / Windows-1252) with the fix.
+    """
+    fix = "save it as UTF-8 (in a spreadsheet: \"Unicode (UTF-8)\"; on a shell: iconv -f {enc} -t UTF-8 {name} > {name}.utf8)"
+    name = Path(path).name
+    for bom, enc in ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
+                     (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE")):
+        if raw.startswith(bom):
+            raise KaspError(f"{path}: the file is {enc} text (it starts with a {enc} byte-order mark), not UTF-8: "
+                            + fix.format(enc=enc[:6], name=name))
+    head = raw[:4096]
+    if len(head) >= 4 and head.count(b"\x00") >= len(head) // 4:
+        enc = "UTF-16LE" if head[1:2] == b"\x00" else "UTF-16BE"
+        raise KaspError(f"{path}: the file looks like {enc} text without a byte-order mark (NUL bytes between "
+                        "letters), not UTF-8: " + fix.format(enc=enc, name=name))
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise KaspError(f"{path}: not UTF-8 text ({e.reason}, byte 0x{raw[e.start]:02x} at offset {e.start}); if it "
+                        "was saved as Latin-1 or Windows-1252, " + fix.format(enc="CP1252", name=name)) from None
+
+
 def read_user_tsv(task: GlueTask, path: str | Path) -> pd.DataFrame:
     """Read a user's labelled TSV (``kasp evaluate --data``, the app's Evaluate) in the task's GLUE layout.
 
@@ -201,10 +243,7 @@ def read_user_tsv(task: GlueTask, path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise KaspError(f"data file not found: {path}")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise KaspError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = decode_text(path.read_bytes(), path)
     if not text.strip():
         raise KaspError(f"{path}: the file is empty; expected columns {_layout(task)}")
     quoted = plain = None

@@ -1,0 +1,130 @@
+"""Undefined is not zero (issue 26, item 3): metrics that are undefined say so and why, everywhere."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kasp.errors import KaspError
+from kasp.metrics import format_metric_value, format_metrics, glue_metrics, metric_note, metric_value
+
+
+def test_constant_predictions_give_undefined_correlations_with_the_reason():
+    m = glue_metrics("correlation", [2.0, 2.0, 2.0], [1.0, 3.0, 5.0])
+    assert m["pearson"] is None and m["spearman"] is None
+    assert m["undefined"] == {"pearson": "constant predictions", "spearman": "constant predictions"}
+    assert format_metric_value(m, "pearson") == "undefined (constant predictions)"
+    g = glue_metrics("correlation", [1.0, 2.0, 3.0], [-1.0, -1.0, -1.0])
+    assert g["pearson"] is None and g["undefined"]["pearson"] == "constant gold scores"
+    assert json.loads(json.dumps(m))["pearson"] is None  # --json: null plus the reason
+
+
+def test_f1_without_a_positive_example_is_undefined_beside_its_accuracy():
+    m = glue_metrics("f1_accuracy", [0, 0, 0], [0, 0, 0])
+    assert m["f1"] is None and m["accuracy"] == 1.0
+    assert m["undefined"] == {"f1": "no positive example in the gold labels"}
+    assert format_metrics(m) == "f1 undefined (no positive example in the gold labels), accuracy 100.00"
+    # with a positive example F1 is defined (0 when the model never finds it)
+    assert glue_metrics("f1_accuracy", [0, 0], [1, 0]) == {"f1": 0.0, "accuracy": 0.5}
+
+
+def test_matthews_of_a_constant_predictor_follows_glue_and_says_so():
+    m = glue_metrics("mcc", [1, 1, 1, 1], [1, 0, 1, 0])
+    assert m["mcc"] == 0.0
+    assert m["convention"] == {"mcc": "constant predictions: GLUE's convention"}
+    assert format_metric_value(m, "mcc") == "0.00 (constant predictions: GLUE's convention)"
+    assert "convention" not in glue_metrics("mcc", [1, 0, 1, 1], [1, 0, 0, 1])
+
+
+def test_non_finite_predictions_or_gold_are_refused():
+    with pytest.raises(ValueError, match="not finite"):
+        glue_metrics("correlation", [1.0, 2.0], [1.0, float("nan")])
+
+
+def test_an_old_report_with_nan_reads_as_undefined_never_zero():
+    assert metric_value({"pearson": float("nan")}, "pearson") is None
+    assert metric_note({"pearson": None}, "pearson") == "undefined"
+    assert metric_value({"accuracy": 0.0}, "accuracy") == 0.0
+
+
+def _write_stsb(tmp_path: Path, scores: list[str]) -> Path:
+    p = tmp_path / "stsb.tsv"
+    rows = "".join(f"a sentence {i}\tanother one {i}\t{s}\n" for i, s in enumerate(scores))
+    p.write_text("sentence1\tsentence2\tscore\n" + rows)
+    return p
+
+
+def test_gold_scores_that_are_all_the_same_or_not_finite_are_refused(tmp_path):
+    from kasp.data import get_task, read_user_tsv
+
+    with pytest.raises(KaspError, match="every gold score .* is '-1'.*undefined"):
+        read_user_tsv(get_task("stsb"), _write_stsb(tmp_path, ["-1", "-1", "-1"]))
+    with pytest.raises(KaspError, match="line 3: label 'inf' .* not finite"):
+        read_user_tsv(get_task("stsb"), _write_stsb(tmp_path, ["1.0", "inf", "2.0"]))
+
+
+def _store_with_report(tmp_path: Path, task: str, metrics: dict) -> Path:
+    from kasp.runs import RunDir
+
+    store = tmp_path / "runs"
+    run = RunDir.create(store / f"20261201-000000-{task}-kasp-s90")
+    run.path.joinpath("config.json").write_text(json.dumps({"recipe": {"task": task, "method": "kasp", "sparsity": 0.9,
+                                                                        "kind": "prune"}}))
+    run.path.joinpath("report.json").write_text(json.dumps({"task": task, "main_metric": "pearson", "metrics": metrics,
+                                                             "wall_seconds": 60}))
+    run.path.joinpath("status.json").write_text(json.dumps({"state": "done", "step": 10, "total_steps": 10}))
+    return store
+
+
+def test_kasp_runs_prints_the_reason_and_json_gives_null(tmp_path, capsys):
+    from kasp.cli import main
+
+    m = glue_metrics("correlation", [2.0, 2.0, 2.0], [1.0, 3.0, 5.0]) | {"n": 3}
+    store = _store_with_report(tmp_path, "stsb", m)
+    assert main(["runs", "--runs-dir", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "undefined (constant predictions)" in out and " 0.00" not in out
+    assert main(["runs", "--runs-dir", str(store), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["metric"] is None and row["metric_note"] == "constant predictions"
+
+
+def test_results_table_and_chart_show_a_gap_with_a_note(tmp_path):
+    from kasp.figures import accuracy_sparsity_figure, curve_notes
+    from kasp.views import results_table, undefined_runs_note
+
+    m = glue_metrics("correlation", [2.0, 2.0, 2.0], [1.0, 3.0, 5.0]) | {"n": 3}
+    store = _store_with_report(tmp_path, "stsb", m)
+    table = results_table("stsb", store, precomputed=tmp_path / "none.json")
+    assert math.isnan(table["dev metric"].iloc[0]) and table["metric note"].iloc[0] == "constant predictions"
+    assert "undefined: 20261201-000000-stsb-kasp-s90 (constant predictions)" in undefined_runs_note(table)
+    points = pd.DataFrame({"method": ["kasp", "kasp"], "sparsity": [0.5, 0.9], "metric": [0.4, float("nan")],
+                           "spread": [0.0, 0.0], "n": [1, 1], "source": ["live run"] * 2, "label": ["a", "b"],
+                           "note": [None, "constant predictions"]})
+    fig = accuracy_sparsity_figure(points, task="stsb")
+    ys = [y for tr in fig.data for y in (tr.y if tr.y is not None else [])]
+    assert 0.0 not in ys and len([y for y in ys if y == y]) >= 1  # the undefined point is not drawn at 0
+    assert curve_notes(points) == ["KASP at 90 % (live run): not drawn, undefined (constant predictions)"]
+
+
+def test_shipped_cola_zero_is_labelled_glue_convention():
+    from kasp.figures import curve_notes
+    from kasp.sweep import load_shipped, sweep_points
+
+    pts = sweep_points(load_shipped("cola"))
+    zero = pts[(pts["metric"] == 0.0) & (pts["spread"] == 0.0)]
+    assert len(zero) >= 1
+    assert all("constant predictions: GLUE's convention" in n for n in zero["note"])
+    assert any("0.00 ± 0.00 is constant predictions: GLUE's convention" in line for line in curve_notes(pts))
+
+
+def test_the_overview_page_says_the_cola_zero_is_glues_convention(tmp_path, monkeypatch):
+    from conftest import open_page
+
+    at = open_page("overview.py", tmp_path / "empty-store", monkeypatch, task="cola")
+    captions = " ".join(c.value for c in at.caption)
+    assert "0.00 ± 0.00 is constant predictions: GLUE's convention (2 of 2 seeds)" in captions
