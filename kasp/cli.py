@@ -289,9 +289,12 @@ def _task_name(name: str) -> str:
 def _summary_line(r: dict[str, Any], out: Path) -> str:
     from kasp.metrics import format_metrics
 
+    from kasp.data import input_length_text
+
     m = r["metrics"]
     metric = format_metrics(m)
-    return (f"{r['task']} {r['method']}: {metric} on {m['n']} dev examples; encoder-linear sparsity "
+    length = f", {input_length_text(r['input_length'])}" if isinstance(r.get("input_length"), dict) else ""
+    return (f"{r['task']} {r['method']}: {metric} on {m['n']} dev examples{length}; encoder-linear sparsity "
             f"{r['sparsity']['pruned_sparsity'] * 100:.2f} % (all parameters {r['sparsity']['overall_sparsity'] * 100:.2f} %); "
             f"{r['steps']} steps in {r['wall_seconds'] / 60:.1f} min; checkpoint {out / 'checkpoint'}")
 

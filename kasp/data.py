@@ -14,7 +14,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -364,6 +364,54 @@ def encode(df: pd.DataFrame, tokenizer, max_seq_length: int) -> Encoded:
     if isinstance(n_types, int) and n_types > 0:
         types = [[min(t, n_types - 1) for t in row] for row in types]
     return Encoded(enc["input_ids"], types, labels)
+
+
+_NO_LIMIT = 1_000_000  # transformers writes int(1e30) for "no model_max_length"
+LIMIT_NAMES = {"max_seq_length": "--max-seq-length", "tokenizer": "the tokenizer's model_max_length",
+               "position_table": "the model's position table (max_position_embeddings)"}
+
+
+def input_length(tokenizer, max_seq_length: int) -> dict[str, Any]:
+    """The effective input length of :func:`encode` (tokens, special tokens included) and which limit set it.
+
+    The length is the smallest of ``max_seq_length`` (the task's or the run's ``--max-seq-length``),
+    the tokenizer's own ``model_max_length`` and the model's position table (both recorded by
+    :func:`kasp.modeling.cap_length`; a limit that is unset or unknown is None).
+
+    Returns:
+        {"tokens": int, "limited_by": list of the limits equal to it, by key ("max_seq_length",
+        "tokenizer", "position_table"), "max_seq_length": int, "tokenizer": int | None,
+        "position_table": int | None, "cut": bool (True when below ``max_seq_length``)}.
+    """
+    own = getattr(tokenizer, "kasp_tokenizer_max_length", getattr(tokenizer, "model_max_length", None))
+    limits = {"max_seq_length": int(max_seq_length),
+              "tokenizer": int(own) if isinstance(own, int) and 0 < own < _NO_LIMIT else None,
+              "position_table": getattr(tokenizer, "kasp_position_limit", None)}
+    capped = getattr(tokenizer, "model_max_length", None)  # already min(tokenizer, position table)
+    if limits["position_table"] is None and isinstance(capped, int) and 0 < capped < _NO_LIMIT and capped != limits["tokenizer"]:
+        limits["position_table"] = capped
+    tokens = min(v for v in limits.values() if v is not None)
+    return {"tokens": tokens, "limited_by": [k for k, v in limits.items() if v == tokens], **limits,
+            "cut": tokens < int(max_seq_length)}
+
+
+def input_length_text(info: dict[str, Any]) -> str:
+    """One line for :func:`input_length`'s result: "inputs cut at 128 tokens (--max-seq-length)" or
+    "inputs cut at 8 tokens: the tokenizer's model_max_length (8) is below --max-seq-length 128"."""
+    won = " and ".join(LIMIT_NAMES[k] for k in info["limited_by"] if k != "max_seq_length") or LIMIT_NAMES["max_seq_length"]
+    if not info.get("cut"):
+        return f"inputs cut at {info['tokens']} tokens ({LIMIT_NAMES['max_seq_length']})"
+    return (f"inputs cut at {info['tokens']} tokens: {won} ({info['tokens']}) is below "
+            f"--max-seq-length {info['max_seq_length']}")
+
+
+def length_warning(info: dict[str, Any]) -> str | None:
+    """A warning when the effective input length is below the configured ``--max-seq-length`` (a
+    smaller tokenizer or position-table limit won), naming the limit and the fix; else None."""
+    if not info.get("cut"):
+        return None
+    return (f"warning: {input_length_text(info)}; every longer input is truncated there. If that is not meant, "
+            "fix the tokenizer's model_max_length (tokenizer_config.json) or lower --max-seq-length to make it explicit.")
 
 
 def load_task_data(cfg: RunConfig, tokenizer) -> tuple[Encoded, Encoded]:

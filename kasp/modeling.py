@@ -351,8 +351,14 @@ def cap_length(tokenizer, config: Any) -> None:
     records the token-type table's size as ``tokenizer.kasp_type_vocab_size``; :func:`kasp.data.encode`
     truncates to the first and maps segment ids beyond the second to the last row (a model with one
     token type, RoBERTa-style, sees 0 everywhere), so long texts and sentence pairs are cut or
-    folded, never crashed on."""
+    folded, never crashed on. The limits it saw are kept for :func:`kasp.data.input_length`
+    (``kasp_tokenizer_max_length``, ``kasp_position_limit``), which says which one cuts the inputs."""
     n = max_input_length(config)
+    if not hasattr(tokenizer, "kasp_tokenizer_max_length"):  # the tokenizer's own limit, before any cap
+        tokenizer.kasp_tokenizer_max_length = tokenizer.model_max_length
+    if n is not None:  # the smallest position table of the models this tokenizer feeds (kasp.data.input_length)
+        prev = getattr(tokenizer, "kasp_position_limit", None)
+        tokenizer.kasp_position_limit = n if prev is None else min(prev, n)
     if n is not None and (tokenizer.model_max_length is None or tokenizer.model_max_length > n):
         tokenizer.model_max_length = n
     types = getattr(config, "type_vocab_size", None)

@@ -37,7 +37,7 @@ from torch import nn
 
 import kasp
 from kasp.config import RunConfig
-from kasp.data import DATA_DIR, LengthBucketSampler, collate, get_task, load_task_data
+from kasp.data import DATA_DIR, LengthBucketSampler, collate, get_task, input_length, length_warning, load_task_data
 from kasp.distill import KaspLoss
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_sharded
@@ -274,6 +274,9 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
 
         # --- data ---------------------------------------------------------------------------
         train_data, dev_data = load_task_data(cfg, tokenizer)
+        lengths = input_length(tokenizer, cfg.max_seq_length)  # said with every score (report, summary line)
+        if length_warning(lengths) and accelerator.is_main_process:
+            print(f"kasp: {length_warning(lengths)}", file=sys.stderr, flush=True)
         steps_per_epoch = -(-len(train_data) // cfg.batch_size)  # of the task's own examples
         if cfg.augment:
             from kasp.augment import augmented_examples
@@ -434,6 +437,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             "train_seconds": train_seconds, "examples_per_s": loop.seen / max(train_seconds, 1e-9),
             "processes": accelerator.num_processes, "device": str(accelerator.device),
             "teacher": {"path": teacher_path, "metrics": teacher_report.get("metrics")} if teacher_path else None,
+            "input_length": lengths,
         }
         if budget is not None:
             report["time_budget"] = {"minutes": cfg.time_budget, "steps": budget["steps"],
