@@ -237,6 +237,13 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
         except (OSError, json.JSONDecodeError):
             cfg_dict = {}
         check_shapes(shapes, cfg_dict, name)  # e.g. config 1 layer, weights 2: never load half of the model
+        if num_labels is not None:  # a trained head of another size: name both (transformers says "see the report")
+            head = next((v for k, v in shapes.items()
+                         if k.endswith(("classifier.weight", "classifier.out_proj.weight")) and len(v) == 2), None)
+            if head is not None and head[0] != num_labels:
+                raise KaspError(f"{name} has a classification head with {head[0]} output(s), but this task needs "
+                                f"{num_labels}: it was fine-tuned for another task. Give the pre-trained model (without "
+                                "a head), or a checkpoint fine-tuned on this task.")
     # float32 whatever the stored dtype: bfloat16 / float16 weights are up-cast exactly, and KASP's
     # masks, losses and optimizer all work in float32 (a bf16 student would train in bf16 otherwise)
     kwargs = {"use_safetensors": True, "trust_remote_code": False, "dtype": torch.float32}
@@ -434,13 +441,15 @@ def label_order(config: Any, task: "GlueTask", name: str | Path = "the checkpoin
     anything else is refused. Returns None when nothing needs re-mapping (identity or regression).
 
     Raises:
-        KaspError: wrong number of outputs, names that cannot be matched, id2label and label2id
-            that disagree.
+        KaspError: a ``problem_type`` of another kind than the task (:func:`check_problem_type`),
+            wrong number of outputs (naming both), names that cannot be matched, id2label and
+            label2id that disagree.
     """
+    check_problem_type(config, task, name)
     n = task.num_labels
     got = getattr(config, "num_labels", None)
     if got != n:
-        raise KaspError(f"{name} has {got} output(s) but task {task.name} needs {n}; was it fine-tuned on {task.name}?")
+        raise KaspError(head_size_message(name, got, task))
     if task.is_regression:
         return None
     id2label = {int(k): v for k, v in (getattr(config, "id2label", None) or {}).items()}
@@ -467,6 +476,48 @@ def label_order(config: Any, task: "GlueTask", name: str | Path = "the checkpoin
                             f"{list(task.class_names)}.")
         order = [names.index(w) for w in want]
     return None if order == list(range(n)) else order
+
+
+#: the ``config.problem_type`` KASP trains for each kind of task (and writes into the checkpoints it saves)
+SINGLE_LABEL, REGRESSION, MULTI_LABEL = "single_label_classification", "regression", "multi_label_classification"
+
+
+def task_problem_type(task: "GlueTask") -> str:
+    """The ``problem_type`` a checkpoint for ``task`` has: "regression" (STS-B) or
+    "single_label_classification" (softmax over the classes: every other GLUE task)."""
+    return REGRESSION if task.is_regression else SINGLE_LABEL
+
+
+def check_problem_type(config: Any, task: "GlueTask", name: str | Path = "the checkpoint") -> None:
+    """Refuse a checkpoint whose ``config.problem_type`` is of another kind than the task.
+
+    A multi-label classifier (``multi_label_classification``: independent sigmoids, trained with
+    binary cross-entropy) or a regression head scored as a single-label task (argmax of a softmax)
+    gives numbers of another statistic, and the reverse; KASP never scores or distils across kinds.
+    No ``problem_type`` (most checkpoints) is accepted: the head's size decides (:func:`label_order`).
+
+    Raises:
+        KaspError: naming the checkpoint's problem_type, the task's, and the fix.
+    """
+    got = getattr(config, "problem_type", None)
+    want = task_problem_type(task)
+    if got in (None, "") or got == want:
+        return
+    kinds = {SINGLE_LABEL: "a single-label classifier (softmax over the classes)",
+             MULTI_LABEL: "a multi-label classifier (one sigmoid per label)", REGRESSION: "a regression head (one score)"}
+    raise KaspError(f"{name} is {kinds.get(got, repr(got))} (config.json problem_type {got!r}), but task {task.name} "
+                    f"needs {kinds[want]} ({want!r}): its outputs would be read as another statistic. Use a checkpoint "
+                    f"fine-tuned for {task.name} (kasp finetune --task {task.name}); if this one was in fact trained with "
+                    f"{'mean squared error' if want == REGRESSION else 'softmax cross-entropy'}, set problem_type to {want!r} "
+                    "in its config.json.")
+
+
+def head_size_message(name: str | Path, got: Any, task: "GlueTask") -> str:
+    """The one message for a classification head with the wrong number of outputs: both sizes and the fix."""
+    need = "1 output (a regression score)" if task.is_regression else f"{task.num_labels} outputs (one per class)"
+    return (f"{name} has a classification head with {got} output(s), but task {task.name} needs {need}: it was "
+            f"fine-tuned for another task. Give a checkpoint fine-tuned on {task.name}, or the pre-trained model "
+            "without a head (`kasp finetune --task " + task.name + "` trains a new one).")
 
 
 def align_labels(model: nn.Module, task: "GlueTask", name: str | Path = "the checkpoint") -> list[int] | None:

@@ -43,7 +43,7 @@ from kasp.errors import KaspError
 from kasp.evaluate import evaluate_sharded
 from kasp.masks import MagnitudePruner, sparsity_summary, sparsity_table
 from kasp.modeling import (align_labels, cap_length, check_tokenizer, count_parameters, load_classifier, load_tokenizer,
-                           resolve_model)
+                           resolve_model, task_problem_type)
 from kasp.runs import RunDir, find_teacher, read_json
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -205,6 +205,9 @@ def _load_models(cfg: RunConfig, task, store) -> tuple[nn.Module, nn.Module | No
         student.config.id2label = dict(enumerate(task.class_names))
         student.config.label2id = {v: k for k, v in enumerate(task.class_names)}
     student.config.kasp_task = task.name
+    # what KASP trains (softmax cross-entropy or MSE), never a problem_type inherited from the checkpoint
+    # (a multi-label one would make pipelines apply a sigmoid)
+    student.config.problem_type = task_problem_type(task)
     return student, teacher, tokenizer, model_path, teacher_path, teacher_report, small_dense
 
 

@@ -53,3 +53,69 @@ def test_the_position_table_is_named_when_it_wins(tiny_sst2, capsys):
 def test_a_finetune_report_records_the_input_length(tiny_store):
     rep = json.loads((tiny_store / "teacher" / "report.json").read_text())
     assert rep["input_length"]["tokens"] == 64 and rep["input_length"]["limited_by"] == ["max_seq_length"]
+
+
+# --- item 5: problem_type -----------------------------------------------------------------------
+
+def _with_config(src: Path, dst: Path, **changes) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg.update(changes)
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+def test_a_multi_label_checkpoint_is_refused_for_a_single_label_task(tiny_sst2, tmp_path, capsys):
+    multi = _with_config(tiny_sst2, tmp_path / "multi", problem_type="multi_label_classification")
+    assert main(["evaluate", str(multi), "--task", "sst2", "--max-eval-samples", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "multi-label classifier (one sigmoid per label)" in err and "'single_label_classification'" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_regression_checkpoint_is_refused_as_a_teacher_of_a_classification_task(tiny_sst2, tiny_pretrained, tmp_path, capsys):
+    reg = _with_config(tiny_sst2, tmp_path / "reg", problem_type="regression")
+    rc = main(["prune", "--task", "sst2", "--model", str(tiny_pretrained), "--teacher", str(reg), "--max-steps", "2",
+               "--sparsity", "0.5", "--runs-dir", str(tmp_path / "s"), "--out", str(tmp_path / "s" / "p"), "--no-progress"])
+    assert rc == 2 and "is a regression head (one score) (config.json problem_type 'regression')" in capsys.readouterr().err
+
+
+def test_a_classifier_problem_type_is_refused_for_sts_b():
+    from types import SimpleNamespace
+
+    from kasp.data import get_task
+    from kasp.errors import KaspError
+    from kasp.modeling import check_problem_type
+
+    for pt in ("single_label_classification", "multi_label_classification"):
+        with pytest.raises(KaspError, match=r"needs a regression head \(one score\) \('regression'\)"):
+            check_problem_type(SimpleNamespace(problem_type=pt), get_task("stsb"), "ckpt")
+    check_problem_type(SimpleNamespace(problem_type=None), get_task("stsb"), "ckpt")  # unset: the head size decides
+
+
+def test_finetune_writes_the_problem_type_it_trained(tiny_store):
+    cfg = json.loads((tiny_store / "teacher" / "checkpoint" / "config.json").read_text())
+    assert cfg["problem_type"] == "single_label_classification"
+
+
+def test_finetune_overrides_an_inherited_multi_label_problem_type(tiny_pretrained, tmp_path):
+    src = _with_config(tiny_pretrained, tmp_path / "pre-multi", problem_type="multi_label_classification")
+    assert main(["finetune", "--task", "stsb", "--model", str(src), "--max-steps", "1", "--max-train-samples", "8",
+                 "--max-eval-samples", "8", "--eval-every", "0", "--runs-dir", str(tmp_path / "s"),
+                 "--out", str(tmp_path / "s" / "ft"), "--no-progress"]) == 0
+    cfg = json.loads((tmp_path / "s" / "ft" / "checkpoint" / "config.json").read_text())
+    assert cfg["problem_type"] == "regression"
+
+
+# --- item 9: a head of the wrong size names both sizes -------------------------------------------
+
+def test_a_two_output_head_for_sts_b_names_both_sizes(tiny_sst2, tmp_path, capsys):
+    assert main(["evaluate", str(tiny_sst2), "--task", "stsb", "--max-eval-samples", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "head with 2 output(s), but task stsb needs 1 output (a regression score)" in err
+    rc = main(["finetune", "--task", "stsb", "--model", str(tiny_sst2), "--max-steps", "1", "--runs-dir",
+               str(tmp_path / "s"), "--out", str(tmp_path / "s" / "ft"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "head with 2 output(s), but this task needs 1" in err and "above report" not in err
