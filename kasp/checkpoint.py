@@ -116,8 +116,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if ckpt.name == "checkpoint":
         try:
             recipe = (json.loads((ckpt.parent / "config.json").read_text(encoding="utf-8")) or {}).get("recipe")
-        except (OSError, json.JSONDecodeError, AttributeError):
+        except (OSError, ValueError, AttributeError):  # a damaged run config.json (not UTF-8, not JSON, a list)
             recipe = None
+        recipe = recipe if isinstance(recipe, dict) else None
     return Checkpoint(ckpt, config, state, folded, recipe)
 
 

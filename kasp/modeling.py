@@ -74,8 +74,8 @@ def check_checkpoint_dir(path: str | Path) -> None:
     if (p / "status.json").is_file() and not (p / "checkpoint").is_dir():
         try:
             state = json.loads((p / "status.json").read_text(encoding="utf-8")).get("state")
-        except (OSError, json.JSONDecodeError, AttributeError):
-            state = None
+        except (OSError, ValueError, AttributeError):  # damaged: not UTF-8, not JSON, a list
+            state = "damaged"
         raise KaspError(f"{p} is a KASP run without a checkpoint (state {state or 'unknown'}): only a finished run "
                         "has one; pick a finished run, or a checkpoint directory")
     cfg_path = p / "config.json"
@@ -85,6 +85,8 @@ def check_checkpoint_dir(path: str | Path) -> None:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise KaspError(f"{cfg_path} is not valid JSON ({e}); the checkpoint is corrupt") from None
+    if not isinstance(cfg, dict):
+        raise KaspError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not an object; the checkpoint is corrupt")
     model_type = cfg.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise KaspError(f"{p}: model_type {model_type!r} is not supported; KASP prunes BERT-family encoders "

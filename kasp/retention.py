@@ -180,18 +180,15 @@ def run_retention(run_dir: str | Path, samples: int = 256, refresh: bool = False
     Raises:
         KaspError: the run is not a finished prune run, or its teacher is gone.
     """
-    from kasp.runs import RunDir, atomic_write_json
+    from kasp.runs import RunDir, json_problem
 
     run = RunDir(Path(run_dir))
     rep = run.report()
     if run.state() != "done" or rep.get("kind") != "prune":
         raise KaspError(f"{run.id} is not a finished prune run")
     cache = run.path / "retention.json"
-    if cache.is_file() and not refresh:
-        try:
-            cached = json.loads(cache.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            cached = {}  # a damaged cache is measured again (and overwritten) below
+    if not refresh:
+        cached, _ = json_problem(cache)  # a damaged cache (any kind) is measured again and replaced below
         if isinstance(cached, dict) and cached.get("samples_requested") == samples:
             return cached
     teacher = (rep.get("teacher") or {}).get("path")
@@ -199,8 +196,28 @@ def run_retention(run_dir: str | Path, samples: int = 256, refresh: bool = False
         raise KaspError(f"the teacher of {run.id} ({teacher}) is no longer on disk")
     res = compare(teacher, str(run.checkpoint), rep["task"], samples=samples).to_dict()
     res["samples_requested"] = samples
-    atomic_write_json(cache, res)
+    write_cache(cache, res)
     return res
+
+
+def write_cache(path: Path, obj: Any) -> bool:
+    """Write a cache file (JSON, atomically) on a best-effort basis: False, with one line on stderr,
+    when the store cannot take it (read-only, disk full, a directory in its place); the measurement is
+    still returned to the caller, only not kept."""
+    import shutil
+    import sys
+
+    from kasp.runs import atomic_write_json
+
+    try:
+        if path.is_dir():
+            shutil.rmtree(path)  # a damaged cache: a directory where the file belongs
+        atomic_write_json(path, obj)
+        return True
+    except OSError as e:
+        print(f"kasp: warning: the cache {path} was not written ({e.strerror or type(e).__name__}); "
+              "the result is shown but will be measured again next time", file=sys.stderr, flush=True)
+        return False
 
 
 def load_for_attention(model_path: str):

@@ -26,7 +26,7 @@ from kasp.data import get_task, load_split, shipped_splits
 from kasp.errors import KaspError
 from kasp.metrics import METRIC_NAMES, glue_metrics, metric_items, metric_note, metric_value
 from kasp.resources import precomputed_path
-from kasp.runs import FINAL_STATES, RunDir, list_runs, measured_sparsity
+from kasp.runs import FINAL_STATES, RunDir, json_problem, list_runs, measured_sparsity
 from kasp.schedule import cubic_sparsity, pruning_steps
 from kasp.tasks import format_metric, metric_axis, metric_heading, metric_label, metric_unit, task_name  # noqa: F401
 
@@ -72,13 +72,34 @@ def _run_row(run: RunDir) -> dict[str, Any]:
         "metric_note": metric_note(m, main) if main else None,
         "wall_min": rep["wall_seconds"] / 60 if "wall_seconds" in rep else None,
         "steps": st.get("step"), "total_steps": st.get("total_steps") or rep.get("steps"),
-        "error": st.get("error") if run.state() in ("failed", "cancelled") else None,
+        "error": st.get("error") if run.state() in ("failed", "cancelled", "damaged") else None,
     }
 
 
+def _safe_row(run: RunDir) -> dict[str, Any]:
+    """:func:`_run_row`, or a row in state "damaged" naming the run and what could not be read (a file
+    of the wrong shape inside: a list where a dict belongs, a string where a number belongs)."""
+    try:
+        row = _run_row(run)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as e:
+        from kasp.runs import warn_damaged
+
+        text = warn_damaged(run.path / "(run files)", f"hold data of the wrong shape ({type(e).__name__}: {str(e)[:80]})")
+        return {"id": run.id, "source": "live run", "state": "damaged", "error": text}
+    if row["state"] not in ("failed", "cancelled", "damaged"):
+        damage = run.damage()
+        if damage:
+            row["error"] = "; ".join(damage)
+    return row
+
+
 def runs_frame(store: str | Path | None = None) -> pd.DataFrame:
-    """One row per run in the store (newest first), columns :data:`RUN_COLUMNS` + total_steps."""
-    rows = [_run_row(r) for r in list_runs(store)]
+    """One row per run in the store (newest first), columns :data:`RUN_COLUMNS` + total_steps.
+
+    A run with a damaged file (not UTF-8, NUL bytes, a JSON list where an object belongs, a directory
+    where a file belongs) is listed, never raised on: state "damaged" when its status.json is
+    damaged, and ``error`` naming the file and the problem."""
+    rows = [_safe_row(r) for r in list_runs(store)]
     return pd.DataFrame(rows, columns=RUN_COLUMNS + ["total_steps"])
 
 
@@ -222,7 +243,8 @@ def task_option(task: str) -> str:
 
 #: one icon per run state (Material Symbols, as Streamlit writes them)
 STATE_ICONS = {"queued": ":material/hourglass_empty:", "running": ":material/directions_run:",
-               "done": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}
+               "done": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:",
+               "damaged": ":material/broken_image:"}
 
 
 def state_icon(state: str) -> str:
@@ -536,17 +558,17 @@ def retention_rows(runs: list[RunDir], samples: int) -> tuple[pd.DataFrame, list
     """
     rows, missing = [], []
     for r in runs:
-        try:
-            cached = json.loads((r.path / "retention.json").read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            cached = None
-        if not cached or cached.get("samples_requested") != samples:
+        cached, _ = json_problem(r.path / "retention.json")  # damaged (any kind): measured again
+        if not isinstance(cached, dict) or cached.get("samples_requested") != samples:
             missing.append(r)
             continue
-        rows.append({"run": r.id, "method": r.recipe().get("method"),
-                     "sparsity (%)": _pct(measured_sparsity(r.report())),
-                     "attention similarity": cached["mean_similarity"], "CKA": cached["mean_cka"],
-                     "agreement (%)": (cached.get("agreement") or 0) * 100, "source": "live run"})
+        try:
+            rows.append({"run": r.id, "method": r.recipe().get("method"),
+                         "sparsity (%)": _pct(measured_sparsity(r.report())),
+                         "attention similarity": float(cached["mean_similarity"]), "CKA": float(cached["mean_cka"]),
+                         "agreement (%)": float(cached.get("agreement") or 0) * 100, "source": "live run"})
+        except (KeyError, TypeError, ValueError):
+            missing.append(r)  # a cache of the wrong shape: measured again
     cols = ["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)", "source"]
     return pd.DataFrame(rows, columns=cols), missing
 

@@ -44,6 +44,7 @@ before compression; the measured size of whole runs is in ``bench/weights_story.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import zlib
 from dataclasses import dataclass
@@ -295,8 +296,16 @@ def read_story(source: str | Path | Iterable[dict[str, Any]] | None) -> Story | 
     Returns None when there is no story (no file, no layout record or no snapshot yet).
 
     Raises:
-        ValueError: for records of another format, or arrays whose sizes do not fit the layout.
+        ValueError: for records of another format, arrays whose sizes do not fit the layout, or
+            records of the wrong shape (a damaged file).
     """
+    try:
+        return _read_story(source)
+    except (KeyError, TypeError, IndexError, AttributeError, binascii.Error, zlib.error) as e:
+        raise ValueError(f"weights story records of the wrong shape ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def _read_story(source: str | Path | Iterable[dict[str, Any]] | None) -> Story | None:
     if source is None:
         return None
     if isinstance(source, (str, Path)):
