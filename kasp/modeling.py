@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 from torch import nn
@@ -206,6 +206,38 @@ def load_config(name: str):
     return cfg
 
 
+_WRAPPERS = ("module.", "model.")  # DistributedDataParallel / DataParallel; PyTorch Lightning's self.model
+
+
+def wrapper_prefix(keys: Iterable[str]) -> str | None:
+    """The training wrapper's prefix that every weight name carries ("module.", "model.", or nested such
+    as "module.model."), or None. Hugging Face names start with the model's own parts ("bert.",
+    "classifier.", ...), so such a prefix means the state dict was saved from the wrapper."""
+    keys = list(keys)
+    prefix = ""
+    while keys:
+        rest = next((w for w in _WRAPPERS if all(k.startswith(prefix + w) for k in keys)), None)
+        if rest is None:
+            break
+        prefix += rest
+    return prefix or None
+
+
+def check_wrapper_prefix(keys: Iterable[str], where: str | Path) -> None:
+    """Refuse weights whose every name carries a training wrapper's prefix (:func:`wrapper_prefix`).
+
+    Raises:
+        KaspError: naming the prefix, where it comes from, and the one-line fix.
+    """
+    prefix = wrapper_prefix(keys)
+    if prefix:
+        raise KaspError(f"{where}: every weight name starts with {prefix!r} (the state dict of a training wrapper: "
+                        "DistributedDataParallel's 'module.', PyTorch Lightning's 'model.'), so transformers would load "
+                        "none of them. Strip the prefix once and save again, e.g. "
+                        f"model.load_state_dict({{k.removeprefix({prefix!r}): v for k, v in state.items()}}); "
+                        "model.save_pretrained(dir); or save the unwrapped model (ddp.module / lightning_module.model).")
+
+
 def load_classifier(name: str, num_labels: int | None = None, eager_attention: bool = False) -> nn.Module:
     """Load a sequence-classification model from a checkpoint (local directory or Hub id).
 
@@ -220,7 +252,9 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
 
     Raises:
         KaspError: unsupported architecture, pickle weights, corrupt or truncated safetensors,
-            weights that do not match the config (reported, never half-loaded), torch.nn.utils.prune
+            weight names with a training wrapper's prefix ("module.", "model."), a trained head of
+            another size than ``num_labels`` (both named), weights that do not match the config
+            (reported, never half-loaded), torch.nn.utils.prune
             leftovers, a missing head when the checkpoint's own head is asked for, non-finite weights.
     """
     import transformers
@@ -229,6 +263,7 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
     load_config(name)  # refuses unsupported architectures and pickle-only directories before any load
     if _is_local(name):
         shapes = weight_shapes(name)
+        check_wrapper_prefix(shapes, name)
         leftovers = [k for k in shapes if k.endswith("_orig")]
         if leftovers:
             raise KaspError(f"{name} was saved with torch.nn.utils.prune hooks still on ({len(leftovers)} tensors "

@@ -119,3 +119,56 @@ def test_a_two_output_head_for_sts_b_names_both_sizes(tiny_sst2, tmp_path, capsy
                str(tmp_path / "s"), "--out", str(tmp_path / "s" / "ft"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "head with 2 output(s), but this task needs 1" in err and "above report" not in err
+
+
+# --- item 9: a training wrapper's key prefix, non-UTF-8 files, over-long lines ----------------------
+
+@pytest.mark.parametrize("prefix", ["module.", "model.", "module.model."])
+def test_a_wrapper_prefix_is_named_with_the_fix_by_inspect_export_and_evaluate(tiny_sst2, tmp_path, capsys, prefix):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    d = tmp_path / "wrapped"
+    shutil.copytree(tiny_sst2, d)
+    f = d / "model.safetensors"
+    save_file({prefix + k: v.contiguous() for k, v in load_file(str(f)).items()}, str(f))
+    for argv in (["inspect", str(d)], ["export", str(d), str(tmp_path / "out"), "--format", "sparse"],
+                 ["evaluate", str(d), "--task", "sst2", "--max-eval-samples", "4"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"every weight name starts with '{prefix}'" in err and "removeprefix" in err, argv
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # export wrote nothing its own loader would refuse
+
+
+def _tsv(tmp_path: Path, raw: bytes) -> Path:
+    p = tmp_path / "data.tsv"
+    p.write_bytes(raw)
+    return p
+
+
+def test_a_utf16_tsv_is_named_as_utf16_with_the_fix(tmp_path):
+    from kasp.data import get_task, read_user_tsv
+    from kasp.errors import KaspError
+
+    text = "sentence\tlabel\na fine film\t1\n"
+    with pytest.raises(KaspError, match=r"UTF-16LE text \(it starts with a UTF-16LE byte-order mark\).*iconv -f UTF-16"):
+        read_user_tsv(get_task("sst2"), _tsv(tmp_path, text.encode("utf-16")))
+    with pytest.raises(KaspError, match=r"looks like UTF-16BE text without a byte-order mark"):
+        read_user_tsv(get_task("sst2"), _tsv(tmp_path, text.encode("utf-16-be")))
+    with pytest.raises(KaspError, match=r"not UTF-8 text .*byte 0xe9.*Latin-1 or Windows-1252.*iconv -f CP1252"):
+        read_user_tsv(get_task("sst2"), _tsv(tmp_path, "sentence\tlabel\nun film rat\u00e9\t0\n".encode("latin-1")))
+
+
+def test_a_line_over_the_csv_field_limit_is_named_too_long(tmp_path):
+    import csv
+
+    from kasp.data import get_task, read_user_tsv
+    from kasp.errors import KaspError
+
+    long = "word " * (csv.field_size_limit() // 5 + 10)
+    p = _tsv(tmp_path, f"sentence\tlabel\nshort one\t1\n{long}\t0\n".encode())
+    with pytest.raises(KaspError, match=r"line 3: .*the line is too long: a field of more than 131,072 characters") as e:
+        read_user_tsv(get_task("sst2"), p)
+    assert "bad quoting" not in str(e.value)
