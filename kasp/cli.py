@@ -381,7 +381,8 @@ def _cmd_attention(args: argparse.Namespace) -> int:
         return 0
     print(f"{r.task}: {r.samples} dev examples; teacher {r.teacher}; student {r.student}")
     print(f"mean attention similarity (1 - Jensen-Shannon, bits): {r.mean_similarity:.4f};  "
-          f"mean linear CKA of layer outputs: {r.mean_cka:.4f}")
+          "mean linear CKA of layer outputs: " + (f"{r.mean_cka:.4f}" if r.mean_cka == r.mean_cka else
+                                                   "undefined (a constant representation in every layer)"))
     if r.agreement is not None:
         print(f"prediction agreement: {r.agreement * 100:.2f} %;  KL(teacher || student): {r.kl:.4f} nats")
     else:

@@ -40,7 +40,8 @@ from kasp.modeling import cap_length, load_classifier, load_for_task, load_token
 class Retention:
     """Retention measures. Arrays are nested lists so that the object serialises to JSON.
 
-    score_mse: [L_S][heads]; similarity: [L_S][heads] in [0, 1]; cka: [L_S + 1] in [0, 1];
+    score_mse: [L_S][heads]; similarity: [L_S][heads] in [0, 1]; cka: [L_S + 1] in [0, 1] (NaN where
+    undefined: a constant representation; None in :meth:`to_dict`);
     agreement in [0, 1] (None for regression); kl in nats (None for regression);
     prediction_mse (regression only); samples: examples used.
     """
@@ -62,12 +63,21 @@ class Retention:
 
     @property
     def mean_cka(self) -> float:
-        return float(np.mean(self.cka[1:]))  # the layers; index 0 is the embedding output
+        """Mean CKA over the layers (index 0, the embedding output, left out) whose CKA is defined;
+        NaN when none is (never 0)."""
+        layers = [c for c in self.cka[1:] if c == c]
+        return float(np.mean(layers)) if layers else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
+        """The measures as JSON-ready values: an undefined CKA (a constant representation) is None,
+        with the layers named under ``undefined``."""
         d = asdict(self)
         d["mean_similarity"] = self.mean_similarity
-        d["mean_cka"] = self.mean_cka
+        d["mean_cka"] = None if self.mean_cka != self.mean_cka else self.mean_cka
+        d["cka"] = [None if c != c else c for c in self.cka]
+        bad = [i for i, c in enumerate(self.cka) if c != c]
+        if bad:
+            d["undefined"] = {"cka": f"constant representation (teacher or student) at output(s) {bad}"}
         d["mean_score_mse"] = float(np.mean(self.score_mse))
         return d
 
@@ -76,12 +86,13 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     """Linear CKA of two representations of the same N items: x [N, D1], y [N, D2] -> [0, 1].
 
     CKA = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on column-centred X, Y (Kornblith et al. 2019).
+    NaN where undefined (0/0: a representation that is the same for every item), never 0.
     """
     x = x.double() - x.double().mean(0, keepdim=True)
     y = y.double() - y.double().mean(0, keepdim=True)
     num = (y.T @ x).pow(2).sum()
     den = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
-    return float(num / den) if den > 0 else 0.0
+    return float(num / den) if den > 0 else float("nan")
 
 
 def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -220,8 +220,8 @@ def estimate_seconds(method: str, steps: int, batch_size: int = 32, evals: int =
 def precomputed_retention(task: str, path: Path | None = None) -> pd.DataFrame:
     """Retention measures of the shipped precomputed runs of a task (one row per pruned run)."""
     rows = [{"run": r["id"], "method": r["method"], "sparsity (%)": r["measured_sparsity"] * 100,
-             "attention similarity": r["retention"]["mean_similarity"], "CKA": r["retention"]["mean_cka"],
-             "agreement (%)": (r["retention"]["agreement"] or 0) * 100, "source": "precomputed run"}
+             "attention similarity": r["retention"]["mean_similarity"], "CKA": _pct(r["retention"]["mean_cka"]) / 100,
+             "agreement (%)": _pct(r["retention"]["agreement"]), "source": "precomputed run"}
             for r in load_precomputed(path) if r["task"] == task and r.get("retention")]
     return pd.DataFrame(rows, columns=["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)",
                                        "source"])
@@ -565,8 +565,11 @@ def retention_rows(runs: list[RunDir], samples: int) -> tuple[pd.DataFrame, list
         try:
             rows.append({"run": r.id, "method": r.recipe().get("method"),
                          "sparsity (%)": _pct(measured_sparsity(r.report())),
-                         "attention similarity": float(cached["mean_similarity"]), "CKA": float(cached["mean_cka"]),
-                         "agreement (%)": float(cached.get("agreement") or 0) * 100, "source": "live run"})
+                         "attention similarity": float(cached["mean_similarity"]),
+                         "CKA": float("nan") if cached["mean_cka"] is None else float(cached["mean_cka"]),
+                         # no agreement for a regression task: a gap, never 0 %
+                         "agreement (%)": _pct(None if cached.get("agreement") is None else float(cached["agreement"])),
+                         "source": "live run"})
         except (KeyError, TypeError, ValueError):
             missing.append(r)  # a cache of the wrong shape: measured again
     cols = ["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)", "source"]

@@ -128,3 +128,19 @@ def test_the_overview_page_says_the_cola_zero_is_glues_convention(tmp_path, monk
     at = open_page("overview.py", tmp_path / "empty-store", monkeypatch, task="cola")
     captions = " ".join(c.value for c in at.caption)
     assert "0.00 ± 0.00 is constant predictions: GLUE's convention (2 of 2 seeds)" in captions
+
+
+def test_cka_of_a_constant_representation_is_undefined_not_zero():
+    import torch
+
+    from kasp.retention import Retention, linear_cka
+
+    x = torch.randn(8, 4)
+    assert math.isnan(linear_cka(x, torch.ones(8, 3)))
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    r = Retention(task="sst2", teacher="t", student="s", samples=8, score_mse=[[0.0]], similarity=[[1.0]],
+                  cka=[0.9, float("nan"), 0.5], agreement=None, kl=None, prediction_mse=0.1)
+    d = r.to_dict()
+    assert d["cka"] == [0.9, None, 0.5] and d["mean_cka"] == 0.5 and "output(s) [1]" in d["undefined"]["cka"]
+    r.cka = [0.9, float("nan")]
+    assert r.to_dict()["mean_cka"] is None
