@@ -144,3 +144,22 @@ def test_cka_of_a_constant_representation_is_undefined_not_zero():
     assert d["cka"] == [0.9, None, 0.5] and d["mean_cka"] == 0.5 and "output(s) [1]" in d["undefined"]["cka"]
     r.cka = [0.9, float("nan")]
     assert r.to_dict()["mean_cka"] is None
+
+
+def test_kasp_evaluate_prints_the_reason_and_json_gives_null(tmp_path, monkeypatch, capsys):
+    """A regression model whose every prediction is the same: Pearson and Spearman are undefined."""
+    import torch
+
+    import kasp.evaluate
+    from conftest import make_tiny_checkpoint
+    from kasp.cli import main
+
+    ckpt = make_tiny_checkpoint(tmp_path / "stsb", num_labels=1)
+    monkeypatch.setattr(kasp.evaluate, "predict", lambda model, data, *a, **k: torch.full((len(data), 1), 2.5))
+    assert main(["evaluate", str(ckpt), "--task", "stsb", "--max-eval-samples", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "pearson undefined (constant predictions), spearman undefined (constant predictions)" in out
+    assert "0.00" not in out
+    assert main(["evaluate", str(ckpt), "--task", "stsb", "--max-eval-samples", "8", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["metrics"]
+    assert got["pearson"] is None and got["undefined"]["pearson"] == "constant predictions" and got["n"] == 8
