@@ -482,11 +482,11 @@ def label_order(config: Any, task: "GlueTask", name: str | Path = "the checkpoin
             wrong number of outputs (naming both), names that cannot be matched, id2label and
             label2id that disagree.
     """
-    check_problem_type(config, task, name)
     n = task.num_labels
     got = getattr(config, "num_labels", None)
-    if got != n:
+    if got != n:  # the sizes first: the plainest sign of a checkpoint for another task
         raise KaspError(head_size_message(name, got, task))
+    check_problem_type(config, task, name)
     if task.is_regression:
         return None
     id2label = {int(k): v for k, v in (getattr(config, "id2label", None) or {}).items()}
