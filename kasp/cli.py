@@ -508,26 +508,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kasp: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # the file system said no: one line naming the path and the fix, never a traceback
+        from kasp.errors import os_error_message
+
         print(f"kasp: error: {os_error_message(e)}", file=sys.stderr)
         return 2
-
-
-def os_error_message(e: OSError) -> str:
-    """One line for an OSError from writing or reading the run store or an output folder: what the
-    file system said, the path (cut to 200 characters), and the fix."""
-    import errno
-
-    where = f" ({str(e.filename)[:200]}{'…' if len(str(e.filename)) > 200 else ''})" if e.filename else ""
-    fixes = {errno.ENOSPC: "the disk is full: free some space (or choose another --runs-dir / output folder) and "
-                           "run it again; nothing half-written was kept",
-             errno.EDQUOT: "the disk quota is used up: free some space and run it again",
-             errno.EROFS: "the file system is read-only: choose a writable --runs-dir / output folder",
-             errno.ENAMETOOLONG: "a file name is longer than the file system allows (255 bytes a name): use a "
-                                 "shorter path",
-             errno.EACCES: "permission denied: choose a folder you can write to",
-             errno.EPERM: "operation not permitted: choose a folder you can write to"}
-    fix = fixes.get(e.errno, f"{e.strerror or type(e).__name__}")
-    return f"{fix}{where}"
 
 
 if __name__ == "__main__":

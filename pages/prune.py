@@ -5,7 +5,7 @@ import streamlit as st
 from kasp import jobs, urlstate
 from kasp.config import load_recipe
 from kasp.data import get_task
-from kasp.errors import KaspError
+from kasp.errors import KaspError, os_error_message
 from kasp.figures import dev_metric_figure, live_sparsity_figure, loss_figure
 from kasp.metrics import metric_note
 from kasp.runs import RunDir, iter_done
@@ -33,6 +33,9 @@ def _launch(kind: str, opts: dict) -> None:
         run = jobs.launch(kind, opts, owner=owner)
     except KaspError as e:
         st.error(str(e))
+        return
+    except OSError as e:  # a read-only or full run store: one line, never a traceback
+        st.error(f"The run could not be launched: {os_error_message(e)}.")
         return
     st.session_state["flash"] = f"Launched {run.id} ({run.state()})."
     st.rerun()

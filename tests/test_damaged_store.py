@@ -191,3 +191,19 @@ def test_an_over_long_path_on_the_command_line_is_one_line(capsys):
     rc = main(["inspect", "/tmp/" + "x" * 300])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_launch_on_a_read_only_store_is_one_line(tmp_path, monkeypatch):
+    import kasp.jobs
+
+    def refuse(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "store" / "20261201-000000-sst2-finetune"))
+
+    monkeypatch.setattr(kasp.jobs, "launch", refuse)
+    (tmp_path / "store").mkdir()
+    at = open_page("prune.py", tmp_path / "store", monkeypatch)
+    next(b for b in at.button if b.label == "Fine-tune the teacher").click()
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("could not be launched: the file system is read-only" in e for e in errors), errors
