@@ -175,6 +175,26 @@ def progress_frames(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.Dat
     return train, evals
 
 
+def eval_gaps_note(records: list[dict[str, Any]], task: str) -> str | None:
+    """One line naming the evaluation points of a progress log whose main dev metric is undefined
+    (gaps in the curve, never points at 0) or kept by GLUE's convention, with the reason; None when
+    there are none. E.g. "dev Pearson correlation undefined at steps 100, 200 (constant predictions):
+    gaps in the curve"."""
+    main = get_task(task).main_metric
+    gaps: dict[str, list[int]] = {}
+    conv: dict[str, list[int]] = {}
+    for r in records:
+        if r.get("type") != "eval" or not isinstance(r.get("metrics"), dict):
+            continue
+        note = metric_note(r["metrics"], main)
+        if note:
+            (gaps if metric_value(r["metrics"], main) is None else conv).setdefault(note, []).append(r.get("step"))
+    name = METRIC_NAMES.get(main, main)
+    parts = [f"dev {name} undefined at step(s) {', '.join(map(str, s))} ({n}): gaps in the curve" for n, s in gaps.items()]
+    parts += [f"dev {name} 0.00 at step(s) {', '.join(map(str, s))} is {n}" for n, s in conv.items()]
+    return "; ".join(parts) or None
+
+
 def schedule_frame(target: float, total_steps: int, events: int = 100) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The cubic schedule at every step and at the mask-update steps (Zhu & Gupta 2017, eq. 1).
 

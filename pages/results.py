@@ -11,8 +11,8 @@ from kasp.errors import KaspError
 from kasp.figures import accuracy_sparsity_figure, curve_caption, curve_notes, sparsity_heatmap, training_curves
 from kasp.runs import RunDir, runs_dir
 from kasp.sweep import curve_data, shipped_status
-from kasp.views import (STATE_ICONS, checkpoint_zip, load_precomputed, majority_metric, metric_heading, metric_label,
-                        progress_frames, results_table, state_icon, task_name, undefined_runs_note)
+from kasp.views import (STATE_ICONS, checkpoint_zip, eval_gaps_note, load_precomputed, majority_metric, metric_heading,
+                        metric_label, progress_frames, results_table, state_icon, task_name, undefined_runs_note)
 
 task = st.session_state.get("task", "sst2")
 owner = st.session_state.get("owner")
@@ -141,6 +141,9 @@ if report.get("sparsity"):
 train, evals = progress_frames(progress)
 if not train.empty:
     st.plotly_chart(training_curves(train, evals, run_task), width="stretch", key="curves")
+    gaps = eval_gaps_note(progress, run_task)
+    if gaps:
+        st.caption(":material/info: " + gaps + ".")
 
 if recipe:
     with st.expander("Recipe"):

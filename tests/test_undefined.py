@@ -163,3 +163,17 @@ def test_kasp_evaluate_prints_the_reason_and_json_gives_null(tmp_path, monkeypat
     assert main(["evaluate", str(ckpt), "--task", "stsb", "--max-eval-samples", "8", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)["metrics"]
     assert got["pearson"] is None and got["undefined"]["pearson"] == "constant predictions" and got["n"] == 8
+
+
+def test_undefined_evaluation_points_are_named_as_gaps_in_the_curve():
+    from kasp.views import eval_gaps_note, progress_frames
+
+    undefined = glue_metrics("correlation", [1.0, 1.0], [0.0, 2.0]) | {"n": 2}
+    records = [{"type": "eval", "step": 100, "metrics": undefined},
+               {"type": "eval", "step": 200, "metrics": {"pearson": 0.5, "spearman": 0.4, "n": 2}}]
+    _, evals = progress_frames(records)
+    assert math.isnan(evals["pearson"].iloc[0]) and evals["pearson"].iloc[1] == 0.5 and "undefined" not in evals
+    assert eval_gaps_note(records, "stsb") == ("dev Pearson correlation undefined at step(s) 100 (constant predictions): "
+                                               "gaps in the curve")
+    cola = [{"type": "eval", "step": 50, "metrics": glue_metrics("mcc", [1, 1], [0, 1]) | {"n": 2}}]
+    assert eval_gaps_note(cola, "cola") == "dev Matthews correlation 0.00 at step(s) 50 is constant predictions: GLUE's convention"
