@@ -272,7 +272,7 @@ def _at(points, method: str, nominal: float):
     """The (metric, spread, n) row of a method nearest to ``nominal`` sparsity (within 0.5 points), or None."""
     if points is None or not len(points):
         return None
-    g = points[points["method"] == method]
+    g = points[(points["method"] == method) & points["metric"].notna()]  # an undefined metric compares with nothing
     if not len(g):
         return None
     where = _nominal(g)

@@ -782,7 +782,7 @@ def curve_data(task: str, store: str | Path | None = None, runs=None) -> CurveDa
         shipped, error = None, str(e)
     if shipped is not None:
         parts.append(sweep_points(shipped))
-        if shipped.get("teacher"):
+        if shipped.get("teacher") and shipped["teacher"].get("metric") is not None:  # undefined: no line, never 0
             teacher = (shipped["teacher"]["metric"], f"teacher of the shipped sweep, {shipped['teacher']['run_id']}")
     if teacher is None and len(teachers):
         # the teacher of the points shown: the shipped one when shipped runs are drawn (a short live

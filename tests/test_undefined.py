@@ -177,3 +177,21 @@ def test_undefined_evaluation_points_are_named_as_gaps_in_the_curve():
                                                "gaps in the curve")
     cola = [{"type": "eval", "step": 50, "metrics": glue_metrics("mcc", [1, 1], [0, 1]) | {"n": 2}}]
     assert eval_gaps_note(cola, "cola") == "dev Matthews correlation 0.00 at step(s) 50 is constant predictions: GLUE's convention"
+
+
+def test_a_sweep_point_undefined_on_every_seed_is_a_gap_and_no_caption_number():
+    from kasp.figures import accuracy_sparsity_figure, curve_caption, curve_notes
+    from kasp.sweep import sweep_points
+
+    undefined = glue_metrics("correlation", [1.0, 1.0], [0.0, 2.0]) | {"n": 2}
+    runs = [{"method": m, "sparsity": 0.9, "measured_sparsity": 0.9, "seed": s, "metric": None, "metrics": undefined,
+             "wall_seconds": 60} for m in ("kasp", "magnitude") for s in (42, 43)]
+    runs.append({"method": "kasp", "sparsity": 0.5, "measured_sparsity": 0.5, "seed": 42, "metric": 0.6,
+                 "metrics": {"pearson": 0.6, "spearman": 0.5, "n": 2}, "wall_seconds": 60})
+    pts = sweep_points({"task": "stsb", "main_metric": "pearson", "runs": runs})
+    at90 = pts[pts["nominal"] == 0.9]
+    assert at90["metric"].isna().all() and (at90["note"] == "constant predictions (2 of 2 seeds)").all()
+    fig = accuracy_sparsity_figure(pts, task="stsb")
+    assert [y for tr in fig.data for y in tr.y] == [60.0]  # the undefined points are not drawn
+    assert "nan" not in curve_caption(pts, "Pearson correlation")
+    assert "KASP at 90 % (precomputed sweep): not drawn, undefined (constant predictions (2 of 2 seeds))" in curve_notes(pts)
