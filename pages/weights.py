@@ -30,6 +30,10 @@ def load(entry):
 
 
 entries = story_entries(task)
+for e in entries:
+    if e.get("damage"):  # a damaged run is named; the others stay viewable
+        st.warning(f"{e['id']}: {e['damage']}; its pictures are skipped (restore or delete the file).",
+                   icon=":material/broken_image:")
 with_story = [e for e in entries if e["has_story"]]
 without = [e for e in entries if not e["has_story"] and e["source"] == "precomputed run"]
 if without:

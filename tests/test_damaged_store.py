@@ -207,3 +207,12 @@ def test_launch_on_a_read_only_store_is_one_line(tmp_path, monkeypatch):
     assert not at.exception
     errors = [e.value for e in at.error]
     assert any("could not be launched: the file system is read-only" in e for e in errors), errors
+
+
+def test_the_weights_page_names_a_damaged_weights_file(base_store, tmp_path, monkeypatch):
+    store, rid = base_store
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    damage(copy / rid / "weights.jsonl", "json-list")
+    at = open_page("weights.py", copy, monkeypatch, timeout=120)
+    assert any(f"{rid}: weights.jsonl has 1 damaged line(s)" in w.value for w in at.warning)
