@@ -258,7 +258,8 @@ def scoring_problems(ck: Checkpoint) -> list[str]:
     if task_name and not out:
         try:
             cfg = SimpleNamespace(num_labels=len(ck.config.get("id2label") or {}) or ck.config.get("num_labels", 2),
-                                  id2label=ck.config.get("id2label"), label2id=ck.config.get("label2id"))
+                                  id2label=ck.config.get("id2label"), label2id=ck.config.get("label2id"),
+                                  problem_type=ck.config.get("problem_type"))
             label_order(cfg, get_task(task_name), ck.path)
         except KaspError as e:
             out.append(str(e))

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from kasp.errors import KaspError
-from kasp.modeling import PRUNE_HINT, check_checkpoint_dir, check_shapes, resolve_model
+from kasp.modeling import PRUNE_HINT, check_checkpoint_dir, check_shapes, check_wrapper_prefix, resolve_model
 from kasp.pruned_set import MATRIX_KINDS, matrix_name
 
 _BUFFERS = ("position_ids", "token_type_ids")
@@ -95,8 +95,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
     Raises:
         KaspError: missing directory or config, unsupported model type, pickle-only weights, a
-            missing, corrupt or truncated safetensors file, unpaired prune leftovers, shapes that
-            disagree with config.json.
+            missing, corrupt or truncated safetensors file, weight names with a training wrapper's
+            prefix ("module.", "model.": :func:`kasp.modeling.check_wrapper_prefix`), unpaired prune
+            leftovers, shapes that disagree with config.json.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -109,6 +110,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             state.update(load_file(str(f)))
         except (SafetensorError, OSError, ValueError) as e:
             raise KaspError(f"{f} is not a readable safetensors file ({e}); it may be truncated or corrupt") from None
+    check_wrapper_prefix(state, ckpt)  # inspect and export refuse it as the loader does (one rule everywhere)
     state, folded = fold_prune_leftovers(state)
     config = json.loads((ckpt / "config.json").read_text(encoding="utf-8"))
     check_shapes(state, config, ckpt)
@@ -116,8 +118,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if ckpt.name == "checkpoint":
         try:
             recipe = (json.loads((ckpt.parent / "config.json").read_text(encoding="utf-8")) or {}).get("recipe")
-        except (OSError, json.JSONDecodeError, AttributeError):
+        except (OSError, ValueError, AttributeError):  # a damaged run config.json (not UTF-8, not JSON, a list)
             recipe = None
+        recipe = recipe if isinstance(recipe, dict) else None
     return Checkpoint(ckpt, config, state, folded, recipe)
 
 

@@ -302,9 +302,14 @@ def _task_name(name: str) -> str:
 
 
 def _summary_line(r: dict[str, Any], out: Path) -> str:
+    from kasp.metrics import format_metrics
+
+    from kasp.data import input_length_text
+
     m = r["metrics"]
-    metric = ", ".join(f"{k} {v * 100:.2f}" for k, v in m.items() if k != "n")
-    return (f"{r['task']} {r['method']}: {metric} on {m['n']} dev examples; encoder-linear sparsity "
+    metric = format_metrics(m)
+    length = f", {input_length_text(r['input_length'])}" if isinstance(r.get("input_length"), dict) else ""
+    return (f"{r['task']} {r['method']}: {metric} on {m['n']} dev examples{length}; encoder-linear sparsity "
             f"{r['sparsity']['pruned_sparsity'] * 100:.2f} % (all parameters {r['sparsity']['overall_sparsity'] * 100:.2f} %); "
             f"{r['steps']} steps in {r['wall_seconds'] / 60:.1f} min; checkpoint {out / 'checkpoint'}")
 
@@ -317,9 +322,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
     else:
+        from kasp.metrics import format_metrics
+
         m = res["metrics"]
-        vals = ", ".join(f"{k} {v * 100:.2f}" for k, v in m.items() if k != "n")
-        print(f"{res['task']} on {res['data']} ({m['n']} examples): {vals}")
+        print(f"{res['task']} on {res['data']} ({m['n']} examples): {format_metrics(m)}")
         for note in evaluation_notes(res):
             print(f"  ({note})")
     return 0
@@ -407,7 +413,8 @@ def _cmd_attention(args: argparse.Namespace) -> int:
         return 0
     print(f"{r.task}: {r.samples} dev examples; teacher {r.teacher}; student {r.student}")
     print(f"mean attention similarity (1 - Jensen-Shannon, bits): {r.mean_similarity:.4f};  "
-          f"mean linear CKA of layer outputs: {r.mean_cka:.4f}")
+          "mean linear CKA of layer outputs: " + (f"{r.mean_cka:.4f}" if r.mean_cka == r.mean_cka else
+                                                   "undefined (a constant representation in every layer)"))
     if r.agreement is not None:
         print(f"prediction agreement: {r.agreement * 100:.2f} %;  KL(teacher || student): {r.kl:.4f} nats")
     else:
@@ -474,7 +481,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     df = runs_frame(args.runs_dir)
     rows = [{k: (None if v != v else v) for k, v in r.items()} for r in  # NaN -> None
             df[["id", "state", "task", "method", "target_sparsity", "measured_sparsity", "metric", "metric_name",
-                "wall_min", "error"]].to_dict("records")]
+                "metric_note", "wall_min", "error"]].to_dict("records")]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -482,6 +489,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             metric = "" if row["metric"] is None else f"{row['metric'] * 100:.2f}"
+            if row["metric_note"]:  # undefined (a gap, never 0.00), or GLUE's convention for a constant predictor
+                metric = (f"{metric} ({row['metric_note']})" if metric else f"undefined ({row['metric_note']})")
             wall = "" if row["wall_min"] is None else f"{row['wall_min']:.1f}"
             print(f"{row['id']:<40} {row['state']:<10} {row['task'] or '':<6} {row['method'] or '':<10} "
                   f"{row['target_sparsity'] or 0:>5} {metric:>7} {wall:>6}")
@@ -530,6 +539,11 @@ def main(argv: list[str] | None = None) -> int:
                 advance_queue(Path(args.runs_dir) if args.runs_dir else runs_dir())  # the queue moves on, no browser
     except KaspError as e:
         print(f"kasp: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system said no: one line naming the path and the fix, never a traceback
+        from kasp.errors import os_error_message
+
+        print(f"kasp: error: {os_error_message(e)}", file=sys.stderr)
         return 2
 
 

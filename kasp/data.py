@@ -14,8 +14,9 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -99,6 +100,14 @@ def _task_frame(task: GlueTask, path: Path, df: pd.DataFrame, lines: list[int]) 
         if len(bad):
             raise KaspError(f"{path}: line {lines[bad[0]]}: label {raw[bad[0]]!r} in column "
                             f"{task.label!r} is not a number")
+        inf = labels.index[~np.isfinite(labels.to_numpy(dtype="float64"))]
+        if len(inf):
+            raise KaspError(f"{path}: line {lines[inf[0]]}: label {raw[inf[0]]!r} in column {task.label!r} is not "
+                            "finite: gold scores must be finite numbers")
+        if len(labels) > 1 and labels.nunique() == 1:
+            raise KaspError(f"{path}: every gold score in column {task.label!r} is {raw[0]!r} (lines {lines[0]}-{lines[-1]}): "
+                            "a correlation with constant gold scores is undefined (GLUE's test files hold -1 "
+                            "placeholders); score a file with real gold scores, such as the dev set")
         labels = labels.astype("float32")
     else:
         allowed = list(task.label_names) if task.label_names else [str(i) for i in range(task.num_labels)]
@@ -133,6 +142,12 @@ def _records_quoted(text: str) -> list[tuple[int, list[str]]]:
             if fields and any(f != "" for f in fields) or len(fields) > 1:
                 out.append((start, fields))
     except csv.Error as e:
+        if "field limit" in str(e):
+            limit = csv.field_size_limit()
+            raise _BadTable(prev + 1, f"the line is too long: a field of more than {limit:,} characters, the CSV "
+                                      f"parser's limit (if the line is shorter, a quote opened on it is never "
+                                      f"closed and runs on to the end of the file); split the text or close the "
+                                      f"quote") from None
         raise _BadTable(reader.line_num or prev + 1, f"bad quoting ({e})") from None
     return out
 
@@ -175,6 +190,33 @@ def _table(records: list[tuple[int, list[str]]], task: GlueTask) -> tuple[list[s
     return header, rows, lines
 
 
+def decode_text(raw: bytes, path: str | Path) -> str:
+    """A user's text file as str: UTF-8, with or without a byte-order mark.
+
+    Raises:
+        KaspError: for UTF-16 or UTF-32 (a byte-order mark, or NUL bytes between ASCII letters),
+            naming the encoding and the fix; for other non-UTF-8 bytes, naming the byte offset and
+            the likely encoding (Latin-1 / Windows-1252) with the fix.
+    """
+    fix = "save it as UTF-8 (in a spreadsheet: \"Unicode (UTF-8)\"; on a shell: iconv -f {enc} -t UTF-8 {name} > {name}.utf8)"
+    name = Path(path).name
+    for bom, enc in ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
+                     (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE")):
+        if raw.startswith(bom):
+            raise KaspError(f"{path}: the file is {enc} text (it starts with a {enc} byte-order mark), not UTF-8: "
+                            + fix.format(enc=enc[:6], name=name))
+    head = raw[:4096]
+    if len(head) >= 4 and head.count(b"\x00") >= len(head) // 4:
+        enc = "UTF-16LE" if head[1:2] == b"\x00" else "UTF-16BE"
+        raise KaspError(f"{path}: the file looks like {enc} text without a byte-order mark (NUL bytes between "
+                        "letters), not UTF-8: " + fix.format(enc=enc, name=name))
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise KaspError(f"{path}: not UTF-8 text ({e.reason}, byte 0x{raw[e.start]:02x} at offset {e.start}); if it "
+                        "was saved as Latin-1 or Windows-1252, " + fix.format(enc="CP1252", name=name)) from None
+
+
 def read_user_tsv(task: GlueTask, path: str | Path) -> pd.DataFrame:
     """Read a user's labelled TSV (``kasp evaluate --data``, the app's Evaluate) in the task's GLUE layout.
 
@@ -201,10 +243,7 @@ def read_user_tsv(task: GlueTask, path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise KaspError(f"data file not found: {path}")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise KaspError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = decode_text(path.read_bytes(), path)
     if not text.strip():
         raise KaspError(f"{path}: the file is empty; expected columns {_layout(task)}")
     quoted = plain = None
@@ -352,6 +391,54 @@ def train_frames(cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     if cfg.max_train_samples:
         df = df.sample(frac=1.0, random_state=cfg.seed).head(cfg.max_train_samples)
     return df.reset_index(drop=True), held
+
+
+_NO_LIMIT = 1_000_000  # transformers writes int(1e30) for "no model_max_length"
+LIMIT_NAMES = {"max_seq_length": "--max-seq-length", "tokenizer": "the tokenizer's model_max_length",
+               "position_table": "the model's position table (max_position_embeddings)"}
+
+
+def input_length(tokenizer, max_seq_length: int) -> dict[str, Any]:
+    """The effective input length of :func:`encode` (tokens, special tokens included) and which limit set it.
+
+    The length is the smallest of ``max_seq_length`` (the task's or the run's ``--max-seq-length``),
+    the tokenizer's own ``model_max_length`` and the model's position table (both recorded by
+    :func:`kasp.modeling.cap_length`; a limit that is unset or unknown is None).
+
+    Returns:
+        {"tokens": int, "limited_by": list of the limits equal to it, by key ("max_seq_length",
+        "tokenizer", "position_table"), "max_seq_length": int, "tokenizer": int | None,
+        "position_table": int | None, "cut": bool (True when below ``max_seq_length``)}.
+    """
+    own = getattr(tokenizer, "kasp_tokenizer_max_length", getattr(tokenizer, "model_max_length", None))
+    limits = {"max_seq_length": int(max_seq_length),
+              "tokenizer": int(own) if isinstance(own, int) and 0 < own < _NO_LIMIT else None,
+              "position_table": getattr(tokenizer, "kasp_position_limit", None)}
+    capped = getattr(tokenizer, "model_max_length", None)  # already min(tokenizer, position table)
+    if limits["position_table"] is None and isinstance(capped, int) and 0 < capped < _NO_LIMIT and capped != limits["tokenizer"]:
+        limits["position_table"] = capped
+    tokens = min(v for v in limits.values() if v is not None)
+    return {"tokens": tokens, "limited_by": [k for k, v in limits.items() if v == tokens], **limits,
+            "cut": tokens < int(max_seq_length)}
+
+
+def input_length_text(info: dict[str, Any]) -> str:
+    """One line for :func:`input_length`'s result: "inputs cut at 128 tokens (--max-seq-length)" or
+    "inputs cut at 8 tokens: the tokenizer's model_max_length (8) is below --max-seq-length 128"."""
+    won = " and ".join(LIMIT_NAMES[k] for k in info["limited_by"] if k != "max_seq_length") or LIMIT_NAMES["max_seq_length"]
+    if not info.get("cut"):
+        return f"inputs cut at {info['tokens']} tokens ({LIMIT_NAMES['max_seq_length']})"
+    return (f"inputs cut at {info['tokens']} tokens: {won} ({info['tokens']}) is below "
+            f"--max-seq-length {info['max_seq_length']}")
+
+
+def length_warning(info: dict[str, Any]) -> str | None:
+    """A warning when the effective input length is below the configured ``--max-seq-length`` (a
+    smaller tokenizer or position-table limit won), naming the limit and the fix; else None."""
+    if not info.get("cut"):
+        return None
+    return (f"warning: {input_length_text(info)}; every longer input is truncated there. If that is not meant, "
+            "fix the tokenizer's model_max_length (tokenizer_config.json) or lower --max-seq-length to make it explicit.")
 
 
 def load_task_data(cfg: RunConfig, tokenizer) -> tuple[Encoded, Encoded]:

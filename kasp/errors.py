@@ -6,3 +6,22 @@ Every message names the problem and the fix. The CLI prints it without a traceba
 
 class KaspError(Exception):
     """A user-facing error: bad input, missing file, unsupported model, unavailable data."""
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an OSError from writing or reading the run store or an output folder (the CLI and
+    the app): the fix for what the file system said (disk full, quota, read-only, name too long,
+    permission), and the path cut to 200 characters."""
+    import errno
+
+    name = str(e.filename) if e.filename else ""
+    where = f" ({name[:200]}{'…' if len(name) > 200 else ''})" if name else ""
+    fixes = {errno.ENOSPC: "the disk is full: free some space (or choose another --runs-dir / output folder) and "
+                           "run it again; nothing half-written was kept",
+             errno.EDQUOT: "the disk quota is used up: free some space and run it again",
+             errno.EROFS: "the file system is read-only: choose a writable --runs-dir / output folder",
+             errno.ENAMETOOLONG: "a file name is longer than the file system allows (255 bytes a name): use a "
+                                 "shorter path",
+             errno.EACCES: "permission denied: choose a folder you can write to",
+             errno.EPERM: "operation not permitted: choose a folder you can write to"}
+    return f"{fixes.get(e.errno, e.strerror or type(e).__name__)}{where}"

@@ -83,13 +83,15 @@ def evaluate_checkpoint(checkpoint: str, task_name: str | None = None, data_path
         {"checkpoint", "task", "task_source" ("given" or "checkpoint": its recorded ``kasp_task``),
         "recorded_task" (the checkpoint's ``kasp_task`` or None),
         "data" (what was scored), "metrics" (fractions and n), "label_order" (model output of each
-        task class when the checkpoint's names re-ordered them, else None), "max_length" (tokens)}.
+        task class when the checkpoint's names re-ordered them, else None), "max_length" (the
+        effective input length in tokens), "input_length" (:func:`kasp.data.input_length`: the
+        length and which limit set it)}.
 
     Raises:
         KaspError: unloadable or unfit checkpoint, unknown task, a malformed TSV (with its line
             number), non-finite outputs.
     """
-    from kasp.data import encode, get_task, load_split, read_user_tsv
+    from kasp.data import encode, get_task, input_length, load_split, read_user_tsv
     from kasp.errors import KaspError
     from kasp.modeling import load_config, load_for_task, resolve_model
 
@@ -110,16 +112,23 @@ def evaluate_checkpoint(checkpoint: str, task_name: str | None = None, data_path
     model, tok, order = load_for_task(ckpt, task)
     data = encode(df, tok, max_seq_length)
     metrics = evaluate_model(model, data, task, batch_size, "cpu", tok.pad_token_id or 0)
+    length = input_length(tok, max_seq_length)
     return {"checkpoint": ckpt, "task": task.name, "task_source": "given" if task_name else "checkpoint",
             "data": data_path or f"GLUE {task.name} dev", "metrics": metrics, "label_order": order,
-            "max_length": min(max_seq_length, tok.model_max_length), "recorded_task": recorded}
+            "max_length": length["tokens"], "input_length": length, "recorded_task": recorded}
 
 
 def evaluation_notes(res: dict[str, object]) -> list[str]:
-    """Lines that say how an evaluation was set up (task from the checkpoint, labels re-mapped)."""
+    """Lines that say how an evaluation was set up: the effective input length (a warning when a
+    tokenizer or position-table limit cuts below --max-seq-length), task from the checkpoint, labels
+    re-mapped."""
     from kasp.data import get_task
 
+    from kasp.data import input_length_text, length_warning
+
     notes = []
+    if isinstance(res.get("input_length"), dict):
+        notes.append(length_warning(res["input_length"]) or input_length_text(res["input_length"]))
     if res.get("task_source") == "checkpoint":
         notes.append(f"task {res['task']} as recorded in the checkpoint's config (kasp_task)")
     elif res.get("recorded_task") and res["recorded_task"] != res["task"]:

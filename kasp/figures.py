@@ -212,6 +212,8 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
     ys: list[float] = []
     spreads: list[float] = []
     if points is not None and len(points):
+        points = points[points["metric"].notna()]  # an undefined metric is a gap (curve_notes says why), never 0
+    if points is not None and len(points):
         for (method, source), g in points.sort_values("sparsity").groupby(["method", "source"], sort=False):
             spread = g["spread"].fillna(0.0) * 100 if "spread" in g else None
             n = g["n"] if "n" in g else [1] * len(g)
@@ -220,9 +222,9 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
             spreads += list(spread) if spread is not None else []
             hover = [f"{METHOD_LABELS.get(method, method)}, {source}<br>sparsity {x * 100:.1f} %<br>"
                      f"{metric_name} {v * 100:.2f}" + (f" ± {s * 100:.2f} over {k} seeds" if k > 1 else " (one run)")
-                     + f"<br>{lab}"
-                     for x, v, s, k, lab in zip(g["sparsity"], g["metric"], g.get("spread", [0.0] * len(g)).fillna(0.0),
-                                                n, g.get("label", [""] * len(g)))]
+                     + (f"<br>{note}" if isinstance(note, str) and note else "") + f"<br>{lab}"
+                     for x, v, s, k, lab, note in zip(g["sparsity"], g["metric"], g.get("spread", [0.0] * len(g)).fillna(0.0),
+                                                      n, g.get("label", [""] * len(g)), g.get("note", [None] * len(g)))]
             fig.add_trace(go.Scatter(
                 x=g["sparsity"] * 100, y=y, mode="lines+markers" if len(g) > 1 and "sweep" in source else "markers",
                 name=f"{METHOD_LABELS.get(method, method)} ({source})", legendgroup=method,
@@ -270,7 +272,7 @@ def _at(points, method: str, nominal: float):
     """The (metric, spread, n) row of a method nearest to ``nominal`` sparsity (within 0.5 points), or None."""
     if points is None or not len(points):
         return None
-    g = points[points["method"] == method]
+    g = points[(points["method"] == method) & points["metric"].notna()]  # an undefined metric compares with nothing
     if not len(g):
         return None
     where = _nominal(g)
@@ -279,6 +281,28 @@ def _at(points, method: str, nominal: float):
         return None
     r = g.loc[d.idxmin()]
     return float(r["metric"]), float(r.get("spread", 0.0) or 0.0), int(r.get("n", 1) or 1)
+
+
+def curve_notes(points) -> list[str]:
+    """Lines for the points of an accuracy-against-sparsity chart whose metric carries a note
+    (``note`` column of :func:`kasp.sweep.sweep_points`): a gap where the metric is undefined, or a
+    value kept by GLUE's convention, e.g. "KASP at 90 % (precomputed sweep): 0.00 ± 0.00 is constant
+    predictions: GLUE's convention (2 of 2 seeds)". Empty when no point has a note."""
+    if points is None or not len(points) or "note" not in points:
+        return []
+    out = []
+    for _, r in points[points["note"].notna()].sort_values(["method", "sparsity"]).iterrows():
+        if not isinstance(r["note"], str) or not r["note"]:
+            continue
+        where = f"{METHOD_LABELS.get(r['method'], r['method'])} at {r['sparsity'] * 100:.0f} % ({r['source']})"
+        if r["metric"] != r["metric"]:
+            out.append(f"{where}: not drawn, undefined ({r['note']})")
+        else:
+            spread = r.get("spread", 0.0)
+            spread = 0.0 if spread != spread or spread is None else spread
+            value = f"{r['metric'] * 100:.2f}" + (f" ± {spread * 100:.2f}" if int(r.get("n", 1) or 1) > 1 else "")
+            out.append(f"{where}: {value} is {r['note']}")
+    return out
 
 
 def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseline: float | None = None,

@@ -109,7 +109,8 @@ def schedule_figure(target: float, total_steps: int, step: int, evals: list[dict
     now = cubic_sparsity(step, total_steps, target) * 100
     fig.add_trace(go.Scatter(x=[step], y=[now], mode="markers", marker={"size": 13, "color": "#d62728"},
                              name=f"step {step}: {now:.1f} %"))
-    shown = [e for e in (evals or []) if e["step"] <= step and metric in e.get("metrics", {})]
+    shown = [e for e in (evals or []) if e["step"] <= step and isinstance(e.get("metrics"), dict)
+             and isinstance(e["metrics"].get(metric), (int, float))]  # an undefined value is a gap, never 0
     if shown:
         fig.add_trace(go.Scatter(x=[e["step"] for e in shown], y=[e["metrics"][metric] * 100 for e in shown],
                                  mode="lines+markers", name=f"dev {metric} (%)", line={"color": "#2ca02c"}),

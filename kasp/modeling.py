@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 from torch import nn
@@ -74,8 +74,8 @@ def check_checkpoint_dir(path: str | Path) -> None:
     if (p / "status.json").is_file() and not (p / "checkpoint").is_dir():
         try:
             state = json.loads((p / "status.json").read_text(encoding="utf-8")).get("state")
-        except (OSError, json.JSONDecodeError, AttributeError):
-            state = None
+        except (OSError, ValueError, AttributeError):  # damaged: not UTF-8, not JSON, a list
+            state = "damaged"
         raise KaspError(f"{p} is a KASP run without a checkpoint (state {state or 'unknown'}): only a finished run "
                         "has one; pick a finished run, or a checkpoint directory")
     cfg_path = p / "config.json"
@@ -85,6 +85,8 @@ def check_checkpoint_dir(path: str | Path) -> None:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise KaspError(f"{cfg_path} is not valid JSON ({e}); the checkpoint is corrupt") from None
+    if not isinstance(cfg, dict):
+        raise KaspError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not an object; the checkpoint is corrupt")
     model_type = cfg.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise KaspError(f"{p}: model_type {model_type!r} is not supported; KASP prunes BERT-family encoders "
@@ -204,6 +206,38 @@ def load_config(name: str):
     return cfg
 
 
+_WRAPPERS = ("module.", "model.")  # DistributedDataParallel / DataParallel; PyTorch Lightning's self.model
+
+
+def wrapper_prefix(keys: Iterable[str]) -> str | None:
+    """The training wrapper's prefix that every weight name carries ("module.", "model.", or nested such
+    as "module.model."), or None. Hugging Face names start with the model's own parts ("bert.",
+    "classifier.", ...), so such a prefix means the state dict was saved from the wrapper."""
+    keys = list(keys)
+    prefix = ""
+    while keys:
+        rest = next((w for w in _WRAPPERS if all(k.startswith(prefix + w) for k in keys)), None)
+        if rest is None:
+            break
+        prefix += rest
+    return prefix or None
+
+
+def check_wrapper_prefix(keys: Iterable[str], where: str | Path) -> None:
+    """Refuse weights whose every name carries a training wrapper's prefix (:func:`wrapper_prefix`).
+
+    Raises:
+        KaspError: naming the prefix, where it comes from, and the one-line fix.
+    """
+    prefix = wrapper_prefix(keys)
+    if prefix:
+        raise KaspError(f"{where}: every weight name starts with {prefix!r} (the state dict of a training wrapper: "
+                        "DistributedDataParallel's 'module.', PyTorch Lightning's 'model.'), so transformers would load "
+                        "none of them. Strip the prefix once and save again, e.g. "
+                        f"model.load_state_dict({{k.removeprefix({prefix!r}): v for k, v in state.items()}}); "
+                        "model.save_pretrained(dir); or save the unwrapped model (ddp.module / lightning_module.model).")
+
+
 def load_classifier(name: str, num_labels: int | None = None, eager_attention: bool = False) -> nn.Module:
     """Load a sequence-classification model from a checkpoint (local directory or Hub id).
 
@@ -218,7 +252,9 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
 
     Raises:
         KaspError: unsupported architecture, pickle weights, corrupt or truncated safetensors,
-            weights that do not match the config (reported, never half-loaded), torch.nn.utils.prune
+            weight names with a training wrapper's prefix ("module.", "model."), a trained head of
+            another size than ``num_labels`` (both named), weights that do not match the config
+            (reported, never half-loaded), torch.nn.utils.prune
             leftovers, a missing head when the checkpoint's own head is asked for, non-finite weights.
     """
     import transformers
@@ -227,6 +263,7 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
     load_config(name)  # refuses unsupported architectures and pickle-only directories before any load
     if _is_local(name):
         shapes = weight_shapes(name)
+        check_wrapper_prefix(shapes, name)
         leftovers = [k for k in shapes if k.endswith("_orig")]
         if leftovers:
             raise KaspError(f"{name} was saved with torch.nn.utils.prune hooks still on ({len(leftovers)} tensors "
@@ -237,6 +274,13 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
         except (OSError, json.JSONDecodeError):
             cfg_dict = {}
         check_shapes(shapes, cfg_dict, name)  # e.g. config 1 layer, weights 2: never load half of the model
+        if num_labels is not None:  # a trained head of another size: name both (transformers says "see the report")
+            head = next((v for k, v in shapes.items()
+                         if k.endswith(("classifier.weight", "classifier.out_proj.weight")) and len(v) == 2), None)
+            if head is not None and head[0] != num_labels:
+                raise KaspError(f"{name} has a classification head with {head[0]} output(s), but this task needs "
+                                f"{num_labels}: it was fine-tuned for another task. Give the pre-trained model (without "
+                                "a head), or a checkpoint fine-tuned on this task.")
     # float32 whatever the stored dtype: bfloat16 / float16 weights are up-cast exactly, and KASP's
     # masks, losses and optimizer all work in float32 (a bf16 student would train in bf16 otherwise)
     kwargs = {"use_safetensors": True, "trust_remote_code": False, "dtype": torch.float32}
@@ -351,8 +395,14 @@ def cap_length(tokenizer, config: Any) -> None:
     records the token-type table's size as ``tokenizer.kasp_type_vocab_size``; :func:`kasp.data.encode`
     truncates to the first and maps segment ids beyond the second to the last row (a model with one
     token type, RoBERTa-style, sees 0 everywhere), so long texts and sentence pairs are cut or
-    folded, never crashed on."""
+    folded, never crashed on. The limits it saw are kept for :func:`kasp.data.input_length`
+    (``kasp_tokenizer_max_length``, ``kasp_position_limit``), which says which one cuts the inputs."""
     n = max_input_length(config)
+    if not hasattr(tokenizer, "kasp_tokenizer_max_length"):  # the tokenizer's own limit, before any cap
+        tokenizer.kasp_tokenizer_max_length = tokenizer.model_max_length
+    if n is not None:  # the smallest position table of the models this tokenizer feeds (kasp.data.input_length)
+        prev = getattr(tokenizer, "kasp_position_limit", None)
+        tokenizer.kasp_position_limit = n if prev is None else min(prev, n)
     if n is not None and (tokenizer.model_max_length is None or tokenizer.model_max_length > n):
         tokenizer.model_max_length = n
     types = getattr(config, "type_vocab_size", None)
@@ -428,13 +478,15 @@ def label_order(config: Any, task: "GlueTask", name: str | Path = "the checkpoin
     anything else is refused. Returns None when nothing needs re-mapping (identity or regression).
 
     Raises:
-        KaspError: wrong number of outputs, names that cannot be matched, id2label and label2id
-            that disagree.
+        KaspError: a ``problem_type`` of another kind than the task (:func:`check_problem_type`),
+            wrong number of outputs (naming both), names that cannot be matched, id2label and
+            label2id that disagree.
     """
     n = task.num_labels
     got = getattr(config, "num_labels", None)
-    if got != n:
-        raise KaspError(f"{name} has {got} output(s) but task {task.name} needs {n}; was it fine-tuned on {task.name}?")
+    if got != n:  # the sizes first: the plainest sign of a checkpoint for another task
+        raise KaspError(head_size_message(name, got, task))
+    check_problem_type(config, task, name)
     if task.is_regression:
         return None
     id2label = {int(k): v for k, v in (getattr(config, "id2label", None) or {}).items()}
@@ -461,6 +513,48 @@ def label_order(config: Any, task: "GlueTask", name: str | Path = "the checkpoin
                             f"{list(task.class_names)}.")
         order = [names.index(w) for w in want]
     return None if order == list(range(n)) else order
+
+
+#: the ``config.problem_type`` KASP trains for each kind of task (and writes into the checkpoints it saves)
+SINGLE_LABEL, REGRESSION, MULTI_LABEL = "single_label_classification", "regression", "multi_label_classification"
+
+
+def task_problem_type(task: "GlueTask") -> str:
+    """The ``problem_type`` a checkpoint for ``task`` has: "regression" (STS-B) or
+    "single_label_classification" (softmax over the classes: every other GLUE task)."""
+    return REGRESSION if task.is_regression else SINGLE_LABEL
+
+
+def check_problem_type(config: Any, task: "GlueTask", name: str | Path = "the checkpoint") -> None:
+    """Refuse a checkpoint whose ``config.problem_type`` is of another kind than the task.
+
+    A multi-label classifier (``multi_label_classification``: independent sigmoids, trained with
+    binary cross-entropy) or a regression head scored as a single-label task (argmax of a softmax)
+    gives numbers of another statistic, and the reverse; KASP never scores or distils across kinds.
+    No ``problem_type`` (most checkpoints) is accepted: the head's size decides (:func:`label_order`).
+
+    Raises:
+        KaspError: naming the checkpoint's problem_type, the task's, and the fix.
+    """
+    got = getattr(config, "problem_type", None)
+    want = task_problem_type(task)
+    if got in (None, "") or got == want:
+        return
+    kinds = {SINGLE_LABEL: "a single-label classifier (softmax over the classes)",
+             MULTI_LABEL: "a multi-label classifier (one sigmoid per label)", REGRESSION: "a regression head (one score)"}
+    raise KaspError(f"{name} is {kinds.get(got, repr(got))} (config.json problem_type {got!r}), but task {task.name} "
+                    f"needs {kinds[want]} ({want!r}): its outputs would be read as another statistic. Use a checkpoint "
+                    f"fine-tuned for {task.name} (kasp finetune --task {task.name}); if this one was in fact trained with "
+                    f"{'mean squared error' if want == REGRESSION else 'softmax cross-entropy'}, set problem_type to {want!r} "
+                    "in its config.json.")
+
+
+def head_size_message(name: str | Path, got: Any, task: "GlueTask") -> str:
+    """The one message for a classification head with the wrong number of outputs: both sizes and the fix."""
+    need = "1 output (a regression score)" if task.is_regression else f"{task.num_labels} outputs (one per class)"
+    return (f"{name} has a classification head with {got} output(s), but task {task.name} needs {need}: it was "
+            f"fine-tuned for another task. Give a checkpoint fine-tuned on {task.name}, or the pre-trained model "
+            "without a head (`kasp finetune --task " + task.name + "` trains a new one).")
 
 
 def align_labels(model: nn.Module, task: "GlueTask", name: str | Path = "the checkpoint") -> list[int] | None:

@@ -40,7 +40,8 @@ from kasp.modeling import cap_length, load_classifier, load_for_task, load_token
 class Retention:
     """Retention measures. Arrays are nested lists so that the object serialises to JSON.
 
-    score_mse: [L_S][heads]; similarity: [L_S][heads] in [0, 1]; cka: [L_S + 1] in [0, 1];
+    score_mse: [L_S][heads]; similarity: [L_S][heads] in [0, 1]; cka: [L_S + 1] in [0, 1] (NaN where
+    undefined: a constant representation; None in :meth:`to_dict`);
     agreement in [0, 1] (None for regression); kl in nats (None for regression);
     prediction_mse (regression only); samples: examples used.
     """
@@ -62,12 +63,21 @@ class Retention:
 
     @property
     def mean_cka(self) -> float:
-        return float(np.mean(self.cka[1:]))  # the layers; index 0 is the embedding output
+        """Mean CKA over the layers (index 0, the embedding output, left out) whose CKA is defined;
+        NaN when none is (never 0)."""
+        layers = [c for c in self.cka[1:] if c == c]
+        return float(np.mean(layers)) if layers else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
+        """The measures as JSON-ready values: an undefined CKA (a constant representation) is None,
+        with the layers named under ``undefined``."""
         d = asdict(self)
         d["mean_similarity"] = self.mean_similarity
-        d["mean_cka"] = self.mean_cka
+        d["mean_cka"] = None if self.mean_cka != self.mean_cka else self.mean_cka
+        d["cka"] = [None if c != c else c for c in self.cka]
+        bad = [i for i, c in enumerate(self.cka) if c != c]
+        if bad:
+            d["undefined"] = {"cka": f"constant representation (teacher or student) at output(s) {bad}"}
         d["mean_score_mse"] = float(np.mean(self.score_mse))
         return d
 
@@ -76,12 +86,13 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     """Linear CKA of two representations of the same N items: x [N, D1], y [N, D2] -> [0, 1].
 
     CKA = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on column-centred X, Y (Kornblith et al. 2019).
+    NaN where undefined (0/0: a representation that is the same for every item), never 0.
     """
     x = x.double() - x.double().mean(0, keepdim=True)
     y = y.double() - y.double().mean(0, keepdim=True)
     num = (y.T @ x).pow(2).sum()
     den = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
-    return float(num / den) if den > 0 else 0.0
+    return float(num / den) if den > 0 else float("nan")
 
 
 def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -180,18 +191,15 @@ def run_retention(run_dir: str | Path, samples: int = 256, refresh: bool = False
     Raises:
         KaspError: the run is not a finished prune run, or its teacher is gone.
     """
-    from kasp.runs import RunDir, atomic_write_json
+    from kasp.runs import RunDir, json_problem
 
     run = RunDir(Path(run_dir))
     rep = run.report()
     if run.state() != "done" or rep.get("kind") != "prune":
         raise KaspError(f"{run.id} is not a finished prune run")
     cache = run.path / "retention.json"
-    if cache.is_file() and not refresh:
-        try:
-            cached = json.loads(cache.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            cached = {}  # a damaged cache is measured again (and overwritten) below
+    if not refresh:
+        cached, _ = json_problem(cache)  # a damaged cache (any kind) is measured again and replaced below
         if isinstance(cached, dict) and cached.get("samples_requested") == samples:
             return cached
     teacher = (rep.get("teacher") or {}).get("path")
@@ -199,8 +207,28 @@ def run_retention(run_dir: str | Path, samples: int = 256, refresh: bool = False
         raise KaspError(f"the teacher of {run.id} ({teacher}) is no longer on disk")
     res = compare(teacher, str(run.checkpoint), rep["task"], samples=samples).to_dict()
     res["samples_requested"] = samples
-    atomic_write_json(cache, res)
+    write_cache(cache, res)
     return res
+
+
+def write_cache(path: Path, obj: Any) -> bool:
+    """Write a cache file (JSON, atomically) on a best-effort basis: False, with one line on stderr,
+    when the store cannot take it (read-only, disk full, a directory in its place); the measurement is
+    still returned to the caller, only not kept."""
+    import shutil
+    import sys
+
+    from kasp.runs import atomic_write_json
+
+    try:
+        if path.is_dir():
+            shutil.rmtree(path)  # a damaged cache: a directory where the file belongs
+        atomic_write_json(path, obj)
+        return True
+    except OSError as e:
+        print(f"kasp: warning: the cache {path} was not written ({e.strerror or type(e).__name__}); "
+              "the result is shown but will be measured again next time", file=sys.stderr, flush=True)
+        return False
 
 
 def load_for_attention(model_path: str):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from typing import Any, Iterator
 from kasp.errors import KaspError
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
+#: the state a run reads as when its status.json is damaged (never written; see RunDir._stored_status)
+DAMAGED = "damaged"
 FINAL_STATES = ("done", "failed", "cancelled")
 
 
@@ -54,26 +57,99 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
-def read_json(path: str | Path, default: Any = None) -> Any:
+_WARNED: set[tuple[str, str]] = set()
+
+
+def warn_damaged(path: str | Path, why: str) -> str:
+    """Say once per process, in one line on stderr, that a run-store file is damaged and skipped; return
+    the line's text (without the "kasp: warning: " prefix) for a page or a table to show.
+
+    ``path`` is the damaged file (``<store>/<run-id>/status.json``): the line names the run and the file."""
+    p = Path(path)
+    text = f"damaged run {p.parent.name}: {p.name} {why}; it is skipped (restore or delete {p})"
+    if (str(p), why) not in _WARNED:
+        _WARNED.add((str(p), why))
+        print(f"kasp: warning: {text}", file=sys.stderr, flush=True)
+    return text
+
+
+def json_problem(path: str | Path, kind: type | None = dict) -> tuple[Any, str | None]:
+    """(value, None) for a readable JSON file of the expected ``kind``, (None, None) when it does not
+    exist, else (None, why it is damaged): not a regular file (a directory), unreadable, not UTF-8,
+    empty, NUL bytes, not JSON, or JSON of another shape (a list where a dict belongs)."""
+    p = Path(path)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return default
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except IsADirectoryError:
+        return None, "is a directory, not a file"
+    except OSError as e:  # permission, ENAMETOOLONG, I/O error
+        return None, f"cannot be read ({e.strerror or type(e).__name__})"
+    if not raw.strip():
+        return None, "is empty"
+    if b"\x00" in raw:
+        return None, "holds NUL bytes"
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "is not UTF-8 text"
+    except json.JSONDecodeError as e:
+        return None, f"is not valid JSON ({e.msg} at line {e.lineno})"
+    if kind is not None and not isinstance(value, kind):
+        return None, f"holds a JSON {type(value).__name__}, not a {kind.__name__}"
+    return value, None
+
+
+def read_json(path: str | Path, default: Any = None, kind: type | None = None) -> Any:
+    """A JSON file's value, or ``default`` when it is missing or damaged (a damaged file is named once
+    on stderr: :func:`warn_damaged`). ``kind`` (e.g. dict) also treats another JSON shape as damaged."""
+    value, why = json_problem(path, kind)
+    if why:
+        warn_damaged(path, why)
+    return default if value is None else value
+
+
+def jsonl_problem(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
+    """(records, None) of a JSON-lines file, or (the records that could be read, why it is damaged):
+    a directory, unreadable, NUL bytes, or lines that are not JSON objects or not UTF-8. A missing file
+    gives ([], None); an unfinished last line (a live writer's, or a file cut short) is skipped silently."""
+    out: list[dict[str, Any]] = []
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        return out, None
+    except IsADirectoryError:
+        return out, "is a directory, not a file"
+    except OSError as e:
+        return out, f"cannot be read ({e.strerror or type(e).__name__})"
+    if b"\x00" in raw:
+        return out, "holds NUL bytes"
+    lines = raw.split(b"\n")
+    bad = 0
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            rec = None
+        if isinstance(rec, dict):
+            out.append(rec)
+        elif i < len(lines) - 1:  # the torn last line of a live writer is expected; others are damage
+            bad += 1
+    return out, (f"has {bad} damaged line(s) (not a JSON object, or not UTF-8)" if bad else None)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file that a live run may be appending to: [] when the file does not
-    exist; a line that does not parse (the one being written right now) is skipped."""
-    out = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
-    except FileNotFoundError:
-        pass
+    """The records (JSON objects) of a JSON-lines file that a live run may be appending to: [] when
+    the file does not exist; a line that does not parse (the one being written right now) or is not a
+    JSON object is skipped. A damaged file (:func:`jsonl_problem`) gives the records that can be read,
+    and is named once on stderr (:func:`warn_damaged`)."""
+    out, why = jsonl_problem(path)
+    if why:
+        warn_damaged(path, why)
     return out
 
 
@@ -183,10 +259,27 @@ class RunDir:
 
     # --- reading (the UI, the CLI) ----------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        return read_json(self.path / "config.json", {}) or {}
+        """config.json ({} when missing or damaged: a damaged file is named once on stderr)."""
+        return read_json(self.path / "config.json", {}, kind=dict)
 
     def recipe(self) -> dict[str, Any]:
-        return self.config().get("recipe", {})
+        rec = self.config().get("recipe", {})
+        return rec if isinstance(rec, dict) else {}
+
+    def damage(self) -> list[str]:
+        """One line per damaged file of the run (status.json, config.json, report.json, progress.jsonl,
+        weights.jsonl): "damaged run <id>: report.json is not UTF-8 text; ...". [] when all are
+        readable or absent. Each line is also said once on stderr."""
+        out = []
+        for name in ("status.json", "config.json", "report.json"):
+            _, why = json_problem(self.path / name)
+            if why:
+                out.append(warn_damaged(self.path / name, why))
+        for name in ("progress.jsonl", "weights.jsonl"):
+            _, why = jsonl_problem(self.path / name)
+            if why:
+                out.append(warn_damaged(self.path / name, why))
+        return out
 
     def status(self) -> dict[str, Any]:
         """status.json as written; a "running" run whose process is gone reads as ended (see :meth:`state`),
@@ -206,7 +299,12 @@ class RunDir:
         return status
 
     def _stored_status(self) -> dict[str, Any]:
-        return read_json(self.path / "status.json", {}) or {}
+        """status.json as stored; a damaged one reads as state "damaged" with the reason in ``error``
+        (such a run is listed and named, never started, resumed or trusted)."""
+        value, why = json_problem(self.path / "status.json")
+        if why:
+            return {"state": DAMAGED, "error": warn_damaged(self.path / "status.json", why)}
+        return value or {}
 
     def state(self) -> str:
         """The run's state; a "running" run whose process died without writing a final state is
@@ -214,10 +312,21 @@ class RunDir:
         return self.status().get("state", "unknown")
 
     def report(self) -> dict[str, Any]:
-        return read_json(self.path / "report.json", {}) or {}
+        """report.json ({} when missing or damaged: a damaged file is named once on stderr)."""
+        return read_json(self.path / "report.json", {}, kind=dict)
 
     def progress(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.path / "progress.jsonl")
+        """progress.jsonl's records that have a numeric ``step`` (an eval record also a ``metrics``
+        object); damaged lines are skipped and named once on stderr (:func:`read_jsonl`)."""
+        out = []
+        for r in read_jsonl(self.path / "progress.jsonl"):
+            step = r.get("step")
+            if isinstance(step, bool) or not isinstance(step, (int, float)):
+                continue
+            if r.get("type") == "eval" and not isinstance(r.get("metrics"), dict):
+                continue
+            out.append(r)
+        return out
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -239,10 +348,15 @@ def _pid_alive(pid: Any) -> bool:
 def list_runs(store: str | Path | None = None) -> list[RunDir]:
     """Every run directory in the store (those with a status or config), newest first."""
     root = Path(store or runs_dir())
-    if not root.is_dir():
+    try:
+        if not root.is_dir():
+            return []
+        runs = [RunDir(p) for p in root.iterdir()
+                if p.is_dir() and not p.name.startswith(".") and ((p / "status.json").exists() or (p / "config.json").exists())]
+    except OSError as e:  # unreadable store, a name over the system's limit: one line, never a traceback
+        print(f"kasp: warning: cannot read the run store {str(root)[:200]}: {e.strerror or type(e).__name__}",
+              file=sys.stderr, flush=True)
         return []
-    runs = [RunDir(p) for p in root.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and ((p / "status.json").exists() or (p / "config.json").exists())]
     return sorted(runs, key=lambda r: r.id, reverse=True)
 
 

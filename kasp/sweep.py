@@ -70,13 +70,16 @@ def shipped_sweep_path(task: str) -> Path:
 
 # --- the results file -------------------------------------------------------------------------
 _NUM = {"type": "number"}
+_METRIC = {"type": ["number", "null"]}  # null: undefined on these examples (kasp.metrics; the reason beside it)
+_NOTES = {"type": "object", "additionalProperties": {"type": "string"}}  # metrics' "undefined" / "convention"
 _RUN_SCHEMA = {
     "type": "object",
     "required": ["key", "method", "sparsity", "seed", "metric", "metrics", "measured_sparsity", "recipe",
                  "wall_seconds", "teacher_id"],
     "properties": {
         "key": {"type": "string"}, "method": {"enum": list(METHODS)}, "sparsity": _NUM,
-        "seed": {"type": "integer"}, "metric": _NUM, "metrics": {"type": "object", "additionalProperties": _NUM},
+        "seed": {"type": "integer"}, "metric": _METRIC,
+        "metrics": {"type": "object", "additionalProperties": {"anyOf": [_METRIC, _NOTES]}},
         "measured_sparsity": _NUM, "recipe": {"type": "object"}, "wall_seconds": _NUM,
         "teacher_id": {"type": "string"},
         "per_matrix_sparsity": {"type": "object", "additionalProperties": _NUM},
@@ -92,7 +95,7 @@ RESULTS_SCHEMA = {
         "format": {"const": FORMAT}, "schema_version": {"const": SCHEMA_VERSION}, "task": {"type": "string"},
         "model": {"type": "string"}, "main_metric": {"type": "string"},
         "teacher": {"type": ["object", "null"], "required": ["run_id", "metric"],
-                    "properties": {"run_id": {"type": "string"}, "metric": _NUM}},
+                    "properties": {"run_id": {"type": "string"}, "metric": _METRIC}},
         "plan": {"type": "object"}, "machine": {"type": "object"},
         "runs": {"type": "array", "items": _RUN_SCHEMA},
     },
@@ -696,7 +699,9 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
         if not opt.keep_checkpoints:
             shutil.rmtree(d.checkpoint, ignore_errors=True)
         m = recorded[r.key]
-        _say(f"finished {r.key}: {results['metric_name']} {m['metric'] * 100:.2f}, sparsity "
+        from kasp.metrics import format_metric_value
+
+        _say(f"finished {r.key}: {results['metric_name']} {format_metric_value(m['metrics'], results['main_metric'])}, sparsity "
              f"{m['measured_sparsity'] * 100:.2f} %, {m['wall_seconds'] / 60:.1f} min")
     results["sweep_seconds"] = base + time.time() - t_start
     save()
@@ -712,24 +717,38 @@ def sweep_points(results: dict[str, Any], source: str = "precomputed sweep"):
     sparsity (x position: measured sparsity, for small-dense its equivalent sparsity
     1 - its weights / the full model's), metric (mean over seeds, fraction), spread (half the
     max - min range over seeds, so mean +- spread spans the seeds; 0 for one seed), n (seeds),
-    wall_min (mean), source, label.
+    wall_min (mean), source, label, note (why a seed's metric is undefined, or the convention its value
+    follows, with how many seeds: "constant predictions: GLUE's convention (2 of 2 seeds)"; None when
+    plain). A seed whose metric is undefined is left out of the mean; with none left, metric is NaN
+    (a gap, never 0).
     """
     import pandas as pd
 
+    from kasp.metrics import metric_note, metric_value
+
     rows = []
+    main = results.get("main_metric")
     for e in results["runs"]:
         x = e["measured_sparsity"]
         if e["method"] == "small-dense" and e.get("small_dense"):
             x = e["small_dense"]["equivalent_sparsity"]
-        rows.append({"method": e["method"], "nominal": e["sparsity"], "x": x, "metric": e["metric"],
-                     "wall": e["wall_seconds"] / 60})
-    cols = ["method", "nominal", "sparsity", "metric", "spread", "n", "wall_min", "source", "label"]
+        rows.append({"method": e["method"], "nominal": e["sparsity"], "x": x, "metric": metric_value(e, "metric"),
+                     "wall": e["wall_seconds"] / 60, "note": metric_note(e.get("metrics"), main) if main else None})
+    cols = ["method", "nominal", "sparsity", "metric", "spread", "n", "wall_min", "source", "label", "note"]
     if not rows:
         return pd.DataFrame(columns=cols)
     df = pd.DataFrame(rows)
+    df["metric"] = df["metric"].astype(float)
+
+    def _note(notes):
+        said = [n for n in notes if n]
+        if not said:
+            return None
+        return "; ".join(f"{n} ({said.count(n)} of {len(notes)} seeds)" for n in dict.fromkeys(said))
+
     g = df.groupby(["method", "nominal"], as_index=False).agg(
         sparsity=("x", "mean"), metric=("metric", "mean"), lo=("metric", "min"), hi=("metric", "max"),
-        n=("metric", "size"), wall_min=("wall", "mean"))
+        n=("metric", "size"), wall_min=("wall", "mean"), note=("note", _note))
     g["spread"] = (g["hi"] - g["lo"]) / 2
     steps = (results.get("plan") or {}).get("budget", {}).get("max_steps")
     g["source"] = source
@@ -782,7 +801,7 @@ def curve_data(task: str, store: str | Path | None = None, runs=None) -> CurveDa
         shipped, error = None, str(e)
     if shipped is not None:
         parts.append(sweep_points(shipped))
-        if shipped.get("teacher"):
+        if shipped.get("teacher") and shipped["teacher"].get("metric") is not None:  # undefined: no line, never 0
             teacher = (shipped["teacher"]["metric"], f"teacher of the shipped sweep, {shipped['teacher']['run_id']}")
     try:
         gpu = load_shipped_gpu(task)
@@ -797,11 +816,13 @@ def curve_data(task: str, store: str | Path | None = None, runs=None) -> CurveDa
         live = teachers[teachers["source"] != "precomputed run"]
         use = pre if len(pre) and (singles["source"] == "precomputed run").any() else (live if len(live) else pre)
         t = use.iloc[0]
-        teacher = (float(t["metric"]), f"{t['source']} {t['label']}")
+        if t["metric"] == t["metric"]:  # an undefined teacher metric draws no line (never one at 0)
+            teacher = (float(t["metric"]), f"{t['source']} {t['label']}")
     if len(singles):
         parts.append(pd.DataFrame({"method": singles["method"], "nominal": float("nan"), "sparsity": singles["sparsity"],
                                    "metric": singles["metric"], "spread": 0.0, "n": 1, "wall_min": float("nan"),
-                                   "source": singles["source"], "label": singles["label"]}))
+                                   "source": singles["source"], "label": singles["label"],
+                                   "note": singles["note"] if "note" in singles else None}))
     points = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["method", "nominal", "sparsity", "metric", "spread", "n", "wall_min", "source", "label"])
+        columns=["method", "nominal", "sparsity", "metric", "spread", "n", "wall_min", "source", "label", "note"])
     return CurveData(points, teacher, pub.reset_index(drop=True), error)

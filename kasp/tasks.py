@@ -134,9 +134,13 @@ def metric_axis(task: str) -> str:
     return f"dev {metric_label(task)} ({metric_unit(task)})"
 
 
-def format_metric(task: str, value: float | None) -> str:
-    """A main-metric value (fraction) as shown in the app: "86.47 %" or "52.10 (×100)"; "n/a" when missing."""
+def format_metric(task: str, value: float | None, note: str | None = None) -> str:
+    """A main-metric value (fraction) as shown in the app: "86.47 %" or "52.10 (×100)"; "n/a" when missing.
+
+    ``note`` (:func:`kasp.metrics.metric_note`) is said beside it: "undefined (constant predictions)"
+    for a missing value with a reason, "0.00 (×100; constant predictions: GLUE's convention)"."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
+        return f"undefined ({note})" if note and note != "undefined" else ("undefined" if note else "n/a")
     unit = metric_unit(task)
-    return f"{value * 100:.2f} %" if unit == "%" else f"{value * 100:.2f} (×100)"
+    text = f"{value * 100:.2f} %" if unit == "%" else f"{value * 100:.2f} (×100)"
+    return f"{text} ({note})" if note else text

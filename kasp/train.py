@@ -39,7 +39,8 @@ from torch import nn
 import kasp
 from kasp.card import write_model_card
 from kasp.config import RunConfig
-from kasp.data import DATA_DIR, LengthBucketSampler, collate, get_task, load_holdout, load_task_data
+from kasp.data import (DATA_DIR, LengthBucketSampler, collate, get_task, input_length, length_warning, load_holdout,
+                       load_task_data)
 from kasp.distill import KaspLoss
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_sharded
@@ -47,7 +48,7 @@ from kasp.masks import (SPARSE_WARN_THRESHOLD, MagnitudePruner, MaskKeeper, keep
                         sparsity_table)
 from kasp.schedule import lr_multiplier, pruning_interval, ramp_steps
 from kasp.modeling import (align_labels, cap_length, check_tokenizer, count_parameters, load_classifier, load_tokenizer,
-                           resolve_model)
+                           resolve_model, task_problem_type)
 from kasp.runs import RunDir, find_teacher, read_json
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -243,6 +244,9 @@ def _load_models(cfg: RunConfig, task, store) -> tuple[nn.Module, nn.Module | No
         student.config.id2label = dict(enumerate(task.class_names))
         student.config.label2id = {v: k for k, v in enumerate(task.class_names)}
     student.config.kasp_task = task.name
+    # what KASP trains (softmax cross-entropy or MSE), never a problem_type inherited from the checkpoint
+    # (a multi-label one would make pipelines apply a sigmoid)
+    student.config.problem_type = task_problem_type(task)
     return student, teacher, tokenizer, model_path, teacher_path, teacher_report, small_dense
 
 
@@ -346,6 +350,9 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         # --- data ---------------------------------------------------------------------------
         train_data, dev_data = load_task_data(cfg, tokenizer)
         held_data = load_holdout(cfg, tokenizer)  # the selection slice, or None
+        lengths = input_length(tokenizer, cfg.max_seq_length)  # said with every score (report, summary line)
+        if length_warning(lengths) and accelerator.is_main_process:
+            print(f"kasp: {length_warning(lengths)}", file=sys.stderr, flush=True)
         steps_per_epoch = -(-len(train_data) // cfg.batch_size)  # of the task's own examples
         if cfg.augment:
             from kasp.augment import augmented_examples
@@ -514,6 +521,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             "train_seconds": train_seconds, "examples_per_s": loop.seen / max(train_seconds, 1e-9),
             "processes": accelerator.num_processes, "device": str(accelerator.device),
             "teacher": {"path": teacher_path, "metrics": teacher_report.get("metrics")} if teacher_path else None,
+            "input_length": lengths,
         }
         if budget is not None:
             report["time_budget"] = {"minutes": cfg.time_budget, "steps": budget["steps"],

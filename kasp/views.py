@@ -24,9 +24,9 @@ from kasp import jobs
 from kasp.config import RunConfig, make_config
 from kasp.data import get_task, load_split, shipped_splits
 from kasp.errors import KaspError
-from kasp.metrics import METRIC_NAMES, glue_metrics
+from kasp.metrics import METRIC_NAMES, glue_metrics, metric_items, metric_note, metric_value
 from kasp.resources import precomputed_path
-from kasp.runs import FINAL_STATES, RunDir, list_runs, measured_sparsity
+from kasp.runs import FINAL_STATES, RunDir, json_problem, list_runs, measured_sparsity
 from kasp.schedule import cubic_sparsity, pruning_steps
 from kasp.tasks import format_metric, metric_axis, metric_heading, metric_label, metric_unit, task_name  # noqa: F401
 
@@ -50,7 +50,9 @@ def _pct(fraction: float | None) -> float:
 
 
 RUN_COLUMNS = ["id", "source", "state", "task", "method", "target_sparsity", "measured_sparsity", "metric",
-               "metric_name", "wall_min", "steps", "error"]
+               "metric_name", "metric_note", "wall_min", "steps", "error"]
+# metric: a fraction, or NaN where undefined (never 0); metric_note: why it is undefined ("constant
+# predictions"), or the convention its value follows ("constant predictions: GLUE's convention"), else None
 
 
 def _run_row(run: RunDir) -> dict[str, Any]:
@@ -66,16 +68,38 @@ def _run_row(run: RunDir) -> dict[str, Any]:
         "id": run.id, "source": "live run", "state": run.state(), "task": task,
         "method": method, "target_sparsity": target,
         "measured_sparsity": measured_sparsity(rep),
-        "metric": m.get(main) if main else None, "metric_name": METRIC_NAMES.get(main, main),
+        "metric": metric_value(m, main) if main else None, "metric_name": METRIC_NAMES.get(main, main),
+        "metric_note": metric_note(m, main) if main else None,
         "wall_min": rep["wall_seconds"] / 60 if "wall_seconds" in rep else None,
         "steps": st.get("step"), "total_steps": st.get("total_steps") or rep.get("steps"),
-        "error": st.get("error") if run.state() in ("failed", "cancelled") else None,
+        "error": st.get("error") if run.state() in ("failed", "cancelled", "damaged") else None,
     }
 
 
+def _safe_row(run: RunDir) -> dict[str, Any]:
+    """:func:`_run_row`, or a row in state "damaged" naming the run and what could not be read (a file
+    of the wrong shape inside: a list where a dict belongs, a string where a number belongs)."""
+    try:
+        row = _run_row(run)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as e:
+        from kasp.runs import warn_damaged
+
+        text = warn_damaged(run.path / "(run files)", f"hold data of the wrong shape ({type(e).__name__}: {str(e)[:80]})")
+        return {"id": run.id, "source": "live run", "state": "damaged", "error": text}
+    if row["state"] not in ("failed", "cancelled", "damaged"):
+        damage = run.damage()
+        if damage:
+            row["error"] = "; ".join(damage)
+    return row
+
+
 def runs_frame(store: str | Path | None = None) -> pd.DataFrame:
-    """One row per run in the store (newest first), columns :data:`RUN_COLUMNS` + total_steps."""
-    rows = [_run_row(r) for r in list_runs(store)]
+    """One row per run in the store (newest first), columns :data:`RUN_COLUMNS` + total_steps.
+
+    A run with a damaged file (not UTF-8, NUL bytes, a JSON list where an object belongs, a directory
+    where a file belongs) is listed, never raised on: state "damaged" when its status.json is
+    damaged, and ``error`` naming the file and the problem."""
+    rows = [_safe_row(r) for r in list_runs(store)]
     return pd.DataFrame(rows, columns=RUN_COLUMNS + ["total_steps"])
 
 
@@ -96,7 +120,9 @@ def _load_json_cached(path: str, mtime: float) -> Any:
 def precomputed_frame(task: str | None = None, path: Path | None = None) -> pd.DataFrame:
     rows = [{"id": r["id"], "source": "precomputed run", "state": "done", "task": r["task"], "method": r["method"],
              "target_sparsity": r["target_sparsity"], "measured_sparsity": r["measured_sparsity"],
-             "metric": r["metric"], "metric_name": r["metric_name"], "wall_min": r["wall_seconds"] / 60,
+             "metric": metric_value(r, "metric"), "metric_name": r["metric_name"],
+             "metric_note": metric_note(r.get("metrics"), r.get("main_metric") or get_task(r["task"]).main_metric),
+             "wall_min": r["wall_seconds"] / 60,
              "steps": r["steps"], "error": None, "recipe": r.get("command")}
             for r in load_precomputed(path) if task is None or r["task"] == task]
     return pd.DataFrame(rows, columns=RUN_COLUMNS + ["recipe"])
@@ -112,7 +138,9 @@ def curve_frame(task: str, store: str | Path | None = None) -> pd.DataFrame:
     """Metric against sparsity for a task: finished live runs, precomputed runs and published figures.
 
     Columns: method, sparsity (fraction of encoder linear weights that are zero), metric
-    (fraction), source, label. Dense fine-tuned runs appear as method "dense teacher".
+    (fraction), source, label, note (``runs_frame``'s metric_note). Dense fine-tuned runs appear as
+    method "dense teacher". Runs whose metric is undefined are left out (never drawn at 0); the
+    Results page names them (:func:`undefined_runs_note`).
     """
     live = runs_frame(store)
     live = live[(live["task"] == task) & (live["state"] == "done")]
@@ -122,13 +150,14 @@ def curve_frame(task: str, store: str | Path | None = None) -> pd.DataFrame:
         if len(f):
             parts.append(pd.DataFrame({"method": f["method"].replace({"finetune": "dense teacher"}),
                                        "sparsity": f["measured_sparsity"].fillna(f["target_sparsity"]).astype(float),
-                                       "metric": f["metric"].astype(float), "source": f["source"], "label": f["id"]}))
+                                       "metric": f["metric"].astype(float), "source": f["source"], "label": f["id"],
+                                       "note": f["metric_note"]}))
     pub = published_frame(task)
     if len(pub):
         parts.append(pd.DataFrame({"method": pub["method"], "sparsity": pub["measured_sparsity"], "metric": pub["metric"],
                                    "source": "published", "label": PAPER}))
     if not parts:
-        return pd.DataFrame(columns=["method", "sparsity", "metric", "source", "label"])
+        return pd.DataFrame(columns=["method", "sparsity", "metric", "source", "label", "note"])
     return pd.concat(parts, ignore_index=True).dropna(subset=["metric"])
 
 
@@ -136,12 +165,34 @@ def progress_frames(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.Dat
     """(train records, eval records) of a progress log (``RunDir.progress()`` or a precomputed run's
     ``progress``) as DataFrames, empty when there are none yet.
 
-    The eval frame has one column per metric (e.g. ``accuracy``) and ``step``, ``sparsity``.
+    The eval frame has one column per metric (e.g. ``accuracy``; NaN where undefined, a gap in the
+    curves) and ``step``, ``sparsity``.
     """
     train = pd.DataFrame([r for r in records if r.get("type") == "train"])
-    evals = pd.DataFrame([{"step": r["step"], "sparsity": r.get("sparsity"), **r["metrics"]}
-                          for r in records if r.get("type") == "eval"])
+    evals = pd.DataFrame([{"step": r["step"], "sparsity": r.get("sparsity"),
+                           **{k: (float("nan") if v is None else v) for k, v in metric_items(r.get("metrics"))}}
+                          for r in records if r.get("type") == "eval" and isinstance(r.get("metrics"), dict)])
     return train, evals
+
+
+def eval_gaps_note(records: list[dict[str, Any]], task: str) -> str | None:
+    """One line naming the evaluation points of a progress log whose main dev metric is undefined
+    (gaps in the curve, never points at 0) or kept by GLUE's convention, with the reason; None when
+    there are none. E.g. "dev Pearson correlation undefined at steps 100, 200 (constant predictions):
+    gaps in the curve"."""
+    main = get_task(task).main_metric
+    gaps: dict[str, list[int]] = {}
+    conv: dict[str, list[int]] = {}
+    for r in records:
+        if r.get("type") != "eval" or not isinstance(r.get("metrics"), dict):
+            continue
+        note = metric_note(r["metrics"], main)
+        if note:
+            (gaps if metric_value(r["metrics"], main) is None else conv).setdefault(note, []).append(r.get("step"))
+    name = METRIC_NAMES.get(main, main)
+    parts = [f"dev {name} undefined at step(s) {', '.join(map(str, s))} ({n}): gaps in the curve" for n, s in gaps.items()]
+    parts += [f"dev {name} 0.00 at step(s) {', '.join(map(str, s))} is {n}" for n, s in conv.items()]
+    return "; ".join(parts) or None
 
 
 def schedule_frame(target: float, total_steps: int, events: int = 100) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -189,8 +240,8 @@ def estimate_seconds(method: str, steps: int, batch_size: int = 32, evals: int =
 def precomputed_retention(task: str, path: Path | None = None) -> pd.DataFrame:
     """Retention measures of the shipped precomputed runs of a task (one row per pruned run)."""
     rows = [{"run": r["id"], "method": r["method"], "sparsity (%)": r["measured_sparsity"] * 100,
-             "attention similarity": r["retention"]["mean_similarity"], "CKA": r["retention"]["mean_cka"],
-             "agreement (%)": (r["retention"]["agreement"] or 0) * 100, "source": "precomputed run"}
+             "attention similarity": r["retention"]["mean_similarity"], "CKA": _pct(r["retention"]["mean_cka"]) / 100,
+             "agreement (%)": _pct(r["retention"]["agreement"]), "source": "precomputed run"}
             for r in load_precomputed(path) if r["task"] == task and r.get("retention")]
     return pd.DataFrame(rows, columns=["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)",
                                        "source"])
@@ -212,7 +263,8 @@ def task_option(task: str) -> str:
 
 #: one icon per run state (Material Symbols, as Streamlit writes them)
 STATE_ICONS = {"queued": ":material/hourglass_empty:", "running": ":material/directions_run:",
-               "done": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}
+               "done": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:",
+               "damaged": ":material/broken_image:"}
 
 
 def state_icon(state: str) -> str:
@@ -460,8 +512,9 @@ def launch_gate(task: str, model: str, session: str | None, store: str | Path | 
 def results_table(task: str | None, store: str | Path | None = None, precomputed: Path | None = None) -> pd.DataFrame:
     """The Results page's table: live and precomputed runs (of ``task``, or all when None), newest live
     runs first, with display columns: id, source, state (icon and word), task (GLUE name), method,
-    target and measured sparsity (%), dev metric (x 100, the run's own task metric), metric, wall time (min),
-    error."""
+    target and measured sparsity (%), dev metric (x 100, the run's own task metric; NaN where undefined),
+    metric, metric note (why it is undefined, or "constant predictions: GLUE's convention"), wall time
+    (min), error."""
     live = runs_frame(store)
     pre = precomputed_frame(path=precomputed)
     table = pd.concat([live, pre], ignore_index=True) if len(pre) else live
@@ -474,8 +527,27 @@ def results_table(task: str | None, store: str | Path | None = None, precomputed
         "target sparsity (%)": table["target_sparsity"].astype(float) * 100,
         "measured sparsity (%)": table["measured_sparsity"].astype(float) * 100,
         "dev metric": table["metric"].astype(float) * 100, "metric": table["metric_name"],
+        "metric note": table["metric_note"],
         "wall time (min)": table["wall_min"].astype(float), "error": table["error"],
     }).reset_index(drop=True)
+
+
+def undefined_runs_note(table: pd.DataFrame) -> str | None:
+    """One line naming the finished runs of a :func:`results_table` whose dev metric is undefined (not
+    drawn: a gap, never a point at 0) and those whose value is GLUE's convention for a degenerate case
+    (drawn, with the note); None when there are none."""
+    if table.empty or "metric note" not in table:
+        return None
+    done = table[(table["state"] == "done") & table["metric note"].notna()]
+    gaps = [f"{r['id']} ({r['metric note']})" for _, r in done.iterrows() if r["dev metric"] != r["dev metric"]]
+    conv = [f"{r['id']} {r['dev metric']:.2f} ({r['metric note']})" for _, r in done.iterrows()
+            if r["dev metric"] == r["dev metric"]]
+    parts = []
+    if gaps:
+        parts.append("Not drawn, their dev metric is undefined: " + "; ".join(gaps) + ".")
+    if conv:
+        parts.append("Drawn by convention: " + "; ".join(conv) + ".")
+    return " ".join(parts) or None
 
 
 def checkpoint_zip(run: RunDir) -> bytes:
@@ -511,17 +583,20 @@ def retention_rows(runs: list[RunDir], samples: int) -> tuple[pd.DataFrame, list
     """
     rows, missing = [], []
     for r in runs:
-        try:
-            cached = json.loads((r.path / "retention.json").read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            cached = None
-        if not cached or cached.get("samples_requested") != samples:
+        cached, _ = json_problem(r.path / "retention.json")  # damaged (any kind): measured again
+        if not isinstance(cached, dict) or cached.get("samples_requested") != samples:
             missing.append(r)
             continue
-        rows.append({"run": r.id, "method": r.recipe().get("method"),
-                     "sparsity (%)": _pct(measured_sparsity(r.report())),
-                     "attention similarity": cached["mean_similarity"], "CKA": cached["mean_cka"],
-                     "agreement (%)": (cached.get("agreement") or 0) * 100, "source": "live run"})
+        try:
+            rows.append({"run": r.id, "method": r.recipe().get("method"),
+                         "sparsity (%)": _pct(measured_sparsity(r.report())),
+                         "attention similarity": float(cached["mean_similarity"]),
+                         "CKA": float("nan") if cached["mean_cka"] is None else float(cached["mean_cka"]),
+                         # no agreement for a regression task: a gap, never 0 %
+                         "agreement (%)": _pct(None if cached.get("agreement") is None else float(cached["agreement"])),
+                         "source": "live run"})
+        except (KeyError, TypeError, ValueError):
+            missing.append(r)  # a cache of the wrong shape: measured again
     cols = ["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)", "source"]
     return pd.DataFrame(rows, columns=cols), missing
 

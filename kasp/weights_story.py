@@ -44,6 +44,7 @@ before compression; the measured size of whole runs is in ``bench/weights_story.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import zlib
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import torch
 
-from kasp.runs import atomic_write_text, read_jsonl
+from kasp.runs import atomic_write_text, jsonl_problem, read_jsonl
 
 FORMAT = "kasp-weights-story/1"
 STORY_FILE = "weights.jsonl"
@@ -295,8 +296,16 @@ def read_story(source: str | Path | Iterable[dict[str, Any]] | None) -> Story | 
     Returns None when there is no story (no file, no layout record or no snapshot yet).
 
     Raises:
-        ValueError: for records of another format, or arrays whose sizes do not fit the layout.
+        ValueError: for records of another format, arrays whose sizes do not fit the layout, or
+            records of the wrong shape (a damaged file).
     """
+    try:
+        return _read_story(source)
+    except (KeyError, TypeError, IndexError, AttributeError, binascii.Error, zlib.error) as e:
+        raise ValueError(f"weights story records of the wrong shape ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def _read_story(source: str | Path | Iterable[dict[str, Any]] | None) -> Story | None:
     if source is None:
         return None
     if isinstance(source, (str, Path)):
@@ -343,8 +352,9 @@ def story_entries(task: str, store: str | Path | None = None,
 
     Each entry: ``id``, ``source`` ("live run" / "precomputed run" / "precomputed sweep"), ``method``, ``sparsity`` (target,
     fraction), ``state``, ``total_steps``, ``has_story`` (bool), ``story`` (a run directory path or a
-    list of records, for :func:`read_story`), ``progress`` (list of progress records), ``recipe`` and
-    ``command`` (the command line of a precomputed run, else None).
+    list of records, for :func:`read_story`), ``progress`` (list of progress records), ``recipe``,
+    ``command`` (the command line of a precomputed run, else None) and, for a live run, ``damage``
+    (what is wrong with its weights.jsonl, :func:`kasp.runs.jsonl_problem`, or None).
     """
     from kasp.runs import list_runs
     from kasp.views import load_precomputed
@@ -355,10 +365,12 @@ def story_entries(task: str, store: str | Path | None = None,
         if rec.get("task") != task or rec.get("kind") != "prune" or rec.get("method") == "small-dense":
             continue  # a small dense model is never masked: no story
         st = r.status()
+        _, damage = jsonl_problem(r.path / STORY_FILE)
         out.append({"id": r.id, "source": "live run", "method": rec.get("method"), "sparsity": rec.get("sparsity"),
                     "state": r.state(), "total_steps": st.get("total_steps") or r.report().get("steps"),
                     "has_story": (r.path / STORY_FILE).is_file(), "story": r.path, "progress": r.progress(),
-                    "recipe": rec, "command": None})
+                    "recipe": rec, "command": None,
+                    "damage": f"{STORY_FILE} {damage}" if damage else None})
     if precomputed is None:  # the shipped precomputed runs, then the shipped sweep's runs
         from kasp.errors import KaspError
         from kasp.sweep import load_shipped

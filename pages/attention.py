@@ -80,11 +80,17 @@ except KaspError as e:
     st.error(str(e))
     st.stop()
 if any(r.id == run.id for r in missing):
-    st.rerun()  # just measured: redraw so that the charts above include it
+    if retention_rows([run], samples)[1]:  # the cache could not be written (read-only store, disk full)
+        st.caption(":material/info: This measurement could not be cached in the run directory (the store is not "
+                   "writable); it is shown here and measured again next time.")
+    else:
+        st.rerun()  # just measured: redraw so that the charts above include it
 c = st.columns(4)
 c[0].metric("Mean attention similarity", f"{res['mean_similarity']:.3f}", help="1 − Jensen–Shannon divergence (bits) of "
             "each real query's attention distribution, averaged over heads, layers and queries. Live measurement.")
-c[1].metric("Mean CKA (layers)", f"{res['mean_cka']:.3f}", help="Linear CKA of layer outputs on real tokens. Live measurement.")
+c[1].metric("Mean CKA (layers)", "undefined" if res.get("mean_cka") is None else f"{res['mean_cka']:.3f}",
+            help="Linear CKA of layer outputs on real tokens. Live measurement. " +
+                 ((res.get("undefined") or {}).get("cka") or ""))
 if res["agreement"] is not None:
     c[2].metric("Prediction agreement", f"{res['agreement'] * 100:.1f} %", help="Top-1 agreement with the teacher.")
     c[3].metric("KL(teacher ‖ student)", f"{res['kl']:.3f} nats", help="Mean over the examples.")

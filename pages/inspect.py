@@ -11,6 +11,7 @@ from kasp.checkpoint import fingerprint
 from kasp.data import shipped_splits
 from kasp.errors import KaspError
 from kasp.evaluate import evaluate_checkpoint, evaluation_notes
+from kasp.metrics import format_metrics
 from kasp.figures import parameter_groups_bar, size_table, sizes_bar, sparsity_heatmap
 from kasp.modeling import default_model_path
 from kasp.onnx_export import quick_latency
@@ -164,8 +165,7 @@ else:
                 else:
                     res = evaluate_checkpoint(info["path"], task, None, int(n) or None)
             m = res["metrics"]
-            st.success(f"{res['task']} on {res['data']} ({m['n']} examples, live evaluation): " +
-                       ", ".join(f"{k} {v * 100:.2f} %" for k, v in m.items() if k != "n"))
+            st.success(f"{res['task']} on {res['data']} ({m['n']} examples, live evaluation): " + format_metrics(m))
             for note in evaluation_notes(res):
                 st.caption(note)
         except KaspError as e:

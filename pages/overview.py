@@ -3,7 +3,7 @@
 import streamlit as st
 
 from kasp import urlstate
-from kasp.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, schedule_figure
+from kasp.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, curve_notes, schedule_figure
 from kasp.resources import asset
 from kasp.sweep import curve_data, shipped_status
 from kasp.views import PAPER, majority_metric, metric_heading, metric_label, schedule_frame, task_name, view_presets
@@ -82,6 +82,8 @@ else:
         points = points[points["method"].isin(shown)]
     st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task, baseline=base), width="stretch")
     st.caption(curve_caption(points, metric, baseline=base, teacher=teacher[0] if teacher else None))
+    for note in curve_notes(points):  # undefined metrics (gaps) and GLUE's constant-predictor convention
+        st.caption(":material/info: " + note)
     st.caption("Sources: **precomputed sweep** = `kasp sweep` results shipped in assets/sweeps (mean over seeds, "
                "bars span the seeds; recipe in the hover text); **live run** = a run in this machine's store; "
                "**precomputed run** = a real run shipped in assets/precomputed (recipe on the Results page); "

@@ -5,8 +5,9 @@ import streamlit as st
 from kasp import jobs, urlstate
 from kasp.config import load_recipe
 from kasp.data import get_task
-from kasp.errors import KaspError
+from kasp.errors import KaspError, os_error_message
 from kasp.figures import dev_metric_figure, live_sparsity_figure, loss_figure
+from kasp.metrics import metric_note
 from kasp.runs import RunDir, iter_done
 from kasp.views import (estimate_seconds, form_defaults, format_metric, launch_gate, metric_label, panel_runs,
                         progress_frames, queue_text, run_kind, run_total_steps, schedule_frame, state_icon, task_name,
@@ -32,6 +33,9 @@ def _launch(kind: str, opts: dict) -> None:
         run = jobs.launch(kind, opts, owner=owner)
     except KaspError as e:
         st.error(str(e))
+        return
+    except OSError as e:  # a read-only or full run store: one line, never a traceback
+        st.error(f"The run could not be launched: {os_error_message(e)}.")
         return
     st.session_state["flash"] = f"Launched {run.id} ({run.state()})."
     st.rerun()
@@ -92,7 +96,7 @@ with st.container():
         teacher_report = teachers[0].report()
         value = (teacher_report.get("metrics") or {}).get(T.main_metric)
         st.caption(f"Teacher: `{teachers[0].id}` (newest finished fine-tuning run for {task_name(task)}, "
-                   f"dev {metric_label(task)} {format_metric(task, value)}, live run).")
+                   f"dev {metric_label(task)} {format_metric(task, value, metric_note(teacher_report.get('metrics'), T.main_metric))}, live run).")
         warning = teacher_warning(task, teacher_report)
         if warning:
             st.warning(warning, icon=":material/warning:")

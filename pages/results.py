@@ -8,11 +8,11 @@ import streamlit as st
 from kasp import jobs, urlstate
 from kasp.data import get_task
 from kasp.errors import KaspError
-from kasp.figures import accuracy_sparsity_figure, curve_caption, sparsity_heatmap, training_curves
+from kasp.figures import accuracy_sparsity_figure, curve_caption, curve_notes, sparsity_heatmap, training_curves
 from kasp.runs import RunDir, runs_dir
 from kasp.sweep import curve_data, shipped_status
-from kasp.views import (STATE_ICONS, checkpoint_zip, load_precomputed, majority_metric, metric_heading, metric_label,
-                        progress_frames, results_table, state_icon, task_name)
+from kasp.views import (STATE_ICONS, checkpoint_zip, eval_gaps_note, load_precomputed, majority_metric, metric_heading,
+                        metric_label, progress_frames, results_table, state_icon, task_name, undefined_runs_note)
 
 task = st.session_state.get("task", "sst2")
 owner = st.session_state.get("owner")
@@ -94,6 +94,11 @@ else:
     st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task, baseline=base), width="stretch")
     st.caption(curve_caption(points, metric_label(task), baseline=base, teacher=teacher[0] if teacher else None) + " Selected runs, the shipped sweep (mean over "
                "seeds, bars span the seeds) and the paper's BERT-base figures.")
+    for note in curve_notes(points):
+        st.caption(":material/info: " + note)
+gap_note = undefined_runs_note(chosen[chosen["task"] == task_name(task)])
+if gap_note:
+    st.caption(":material/info: " + gap_note)
 
 # --- one run in detail ------------------------------------------------------------------------
 st.header("One run")
@@ -136,6 +141,9 @@ if report.get("sparsity"):
 train, evals = progress_frames(progress)
 if not train.empty:
     st.plotly_chart(training_curves(train, evals, run_task), width="stretch", key="curves")
+    gaps = eval_gaps_note(progress, run_task)
+    if gaps:
+        st.caption(":material/info: " + gaps + ".")
 
 if recipe:
     with st.expander("Recipe"):

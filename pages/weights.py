@@ -30,6 +30,10 @@ def load(entry):
 
 
 entries = story_entries(task)
+for e in entries:
+    if e.get("damage"):  # a damaged run is named; the others stay viewable
+        st.warning(f"{e['id']}: {e['damage']}; its pictures are skipped (restore or delete the file).",
+                   icon=":material/broken_image:")
 with_story = [e for e in entries if e["has_story"]]
 without = [e for e in entries if not e["has_story"] and e["source"] == "precomputed run"]
 if without:
@@ -49,7 +53,13 @@ if st.session_state.get("weights_run") not in labels:
 rid = st.selectbox("Run", list(labels), format_func=labels.get, key="weights_run",
                    help="Prune runs of this task with recorded pictures (live runs of this machine's store first).")
 entry = next(e for e in with_story if e["id"] == rid)
-story = load(entry)
+try:
+    story = load(entry)
+except ValueError as e:  # a damaged weights.jsonl: name the run, keep the page (other runs stay selectable)
+    st.warning(f"The weight pictures of {rid} cannot be read: {e}. Restore or delete its weights.jsonl; "
+               "choose another run above.", icon=":material/broken_image:")
+    urlstate.show_problems(url_slot)
+    st.stop()
 if story is None:
     st.info("This run has not recorded its first picture yet; it appears at the run's start. Reload in a moment.")
     st.stop()
