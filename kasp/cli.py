@@ -18,16 +18,14 @@ from typing import Any, get_args, get_origin
 
 from kasp.errors import KaspError
 
-_PRUNE_ONLY = {"method", "sparsity", "init", "scope", "teacher", "pruning_events", "attention_weight",
-               "hidden_weight", "prediction_weight", "temperature"}
 _NOT_FLAGS = {"kind"}
 
 
 def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
-    from kasp.config import RunConfig
+    from kasp.config import PRUNE_ONLY_FIELDS, RunConfig
 
     for f in dataclasses.fields(RunConfig):
-        if f.name in _NOT_FLAGS or (kind == "finetune" and f.name in _PRUNE_ONLY):
+        if f.name in _NOT_FLAGS or (kind == "finetune" and f.name in PRUNE_ONLY_FIELDS):
             continue
         flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"default": None, "help": f.metadata.get("help", "")}

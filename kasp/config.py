@@ -155,6 +155,9 @@ STEP_BUDGETS = {("finetune", "sst2"): 1400, ("prune", "sst2"): 2000}
 # is what issue 14 asked for, not a measured gain. A --max-steps or --epochs given replaces it.
 TIME_BUDGETS = {("prune", "sst2"): 15.0}
 _PAIR_TASKS = {"mrpc", "stsb", "qnli", "rte", "wnli", "mnli", "qqp"}
+#: recipe fields that only `kasp prune` takes (no `kasp finetune` flag)
+PRUNE_ONLY_FIELDS = frozenset({"method", "sparsity", "init", "scope", "teacher", "pruning_events", "attention_weight",
+                               "hidden_weight", "prediction_weight", "temperature"})
 
 
 def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:

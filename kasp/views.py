@@ -54,14 +54,14 @@ RUN_COLUMNS = ["id", "source", "state", "task", "method", "target_sparsity", "me
 
 
 def _run_row(run: RunDir) -> dict[str, Any]:
-    rec, rep, st = run.recipe(), run.report(), run.status()
-    cmd = st.get("command") or []  # a queued run has no recipe yet: read its command line
-    task = rec.get("task") or _flag(cmd, "--task")
+    rep, st = run.report(), run.status()
+    rec = _recipe(run)  # a queued run has no config.json yet: the recipe it was queued with
+    task = rec.get("task")
     task = get_task(task).name if task and task.lower() in _KNOWN else task
     main = rep.get("main_metric") or (get_task(task).main_metric if task in _KNOWN else None)
     m = rep.get("metrics") or {}
-    method = rec.get("method") or ("finetune" if "finetune" in cmd else _flag(cmd, "--method") or ("kasp" if cmd else None))
-    target = rec.get("sparsity") if rec else (float(_flag(cmd, "--sparsity") or 0) if cmd else None)
+    method = rec.get("method")
+    target = rec.get("sparsity")
     return {
         "id": run.id, "source": "live run", "state": run.state(), "task": task,
         "method": method, "target_sparsity": target,
@@ -388,14 +388,13 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
     steps, else :func:`estimate_seconds` of its recipe; a run with a wall-time budget (``--time-budget``)
     takes its budget."""
     status = run.status()
-    rec = run.recipe() or {}
-    cmd = status.get("command") or []
-    budget = rec.get("time_budget") or _flag(cmd, "--time-budget")
+    rec = _recipe(run)
+    budget = rec.get("time_budget")
     if budget and not (run.state() == "running" and status.get("step")):
         started = status.get("started") if run.state() == "running" else None
         return max(0.0, float(budget) * 60 - (time.time() - started if started else 0.0))
-    kind = "finetune" if "finetune" in cmd else rec.get("method") or _flag(cmd, "--method") or "kasp"
-    total = status.get("total_steps") or rec.get("max_steps") or _flag(cmd, "--max-steps") or 300
+    kind = rec.get("method") or "kasp"
+    total = status.get("total_steps") or rec.get("max_steps") or 300
     step = status.get("step") or 0
     started = status.get("started")
     if run.state() == "running" and step and started:
@@ -405,8 +404,15 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
     return est
 
 
-def _flag(cmd: list[str], flag: str) -> str | None:
-    return cmd[cmd.index(flag) + 1] if flag in cmd and cmd.index(flag) + 1 < len(cmd) else None
+def _recipe(run: RunDir) -> dict[str, Any]:
+    """The run's recipe: its config.json once it has started, else the recipe it was queued with (the
+    defaults filled in, :func:`kasp.jobs.queued_config`); {} when it has neither (or a queued recipe
+    that does not validate: the queue refuses it)."""
+    rec = run.recipe()
+    if rec:
+        return rec
+    cfg = jobs.queued_config(run.status())  # also for a queued run cancelled before it started
+    return cfg.to_dict() if cfg is not None else {}
 
 
 def queue_text(run: RunDir, store: str | Path | None = None, now: float | None = None) -> str | None:
@@ -434,12 +440,8 @@ def queue_text(run: RunDir, store: str | Path | None = None, now: float | None =
 
 
 def run_kind(run: RunDir) -> str:
-    """"finetune" or "prune": from the run's recipe, or from its queued command line before the recipe exists."""
-    kind = run.recipe().get("kind")
-    if kind:
-        return kind
-    cmd = run.status().get("command") or []
-    return "finetune" if "finetune" in cmd else "prune"
+    """"finetune" or "prune": from the run's recipe, or from the recipe it was queued with before it started."""
+    return _recipe(run).get("kind") or "prune"
 
 
 def launch_gate(task: str, model: str, session: str | None, store: str | Path | None = None) -> str | None:
@@ -523,9 +525,9 @@ def retention_rows(runs: list[RunDir], samples: int) -> tuple[pd.DataFrame, list
 
 def run_total_steps(run: RunDir) -> int | None:
     """The run's total optimizer steps T: from its status once training has started, else from its recipe
-    or its queued command line (``--max-steps``); None when the run is bounded by epochs and has not started."""
+    or the recipe it was queued with; None when the run is bounded by epochs (or time) and has not started."""
     status = run.status()
-    total = status.get("total_steps") or run.recipe().get("max_steps") or _flag(status.get("command") or [], "--max-steps")
+    total = status.get("total_steps") or _recipe(run).get("max_steps")
     return int(total) if total else None
 
 

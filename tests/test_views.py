@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -125,8 +124,8 @@ def test_majority_baseline_and_teacher_warning():
 
 def _queued(store: Path, name: str, owner: str | None) -> RunDir:
     run = RunDir.create(store / name)
-    run.set_status("queued", command=[sys.executable, "-m", "kasp", "prune", "--task", "sst2", "--sparsity", "0.5",
-                                      "--max-steps", "100"], queued_at=1.0, source="app", owner=owner)
+    run.set_status("queued", job={"kind": "prune", "options": {"task": "sst2", "sparsity": 0.5, "max_steps": 100}},
+                   queued_at=1.0, source="app", owner=owner)
     return run
 
 
