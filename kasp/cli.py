@@ -458,9 +458,16 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
     The run store stays ``$KASP_RUNS_DIR`` or ./runs of the current directory; the app's
     .streamlit/config.toml is shipped beside app.py, where Streamlit reads it.
+
+    Raises:
+        KaspError: when ``KASP_OPERATOR_KEY`` is set but shorter than 16 characters.
     """
     from kasp.resources import app_script
+    from kasp.views import operator_key_problem
 
+    problem = operator_key_problem()  # a short operator key is refused here, before the app serves anyone
+    if problem:
+        raise KaspError(problem)
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_script()), *args.streamlit_args]
