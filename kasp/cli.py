@@ -234,6 +234,14 @@ def _resume(args: argparse.Namespace, names: set[str]) -> int:
 
     report_to = resolve_report_to(args.report_to)
     main_rank = int(os.environ.get("RANK", "0")) == 0
+    # (the other processes also accept "done": the main process may have marked it already)
+    done = (resume.finish_complete(args.resume) if main_rank else
+            resume.complete_report(args.resume, ("failed", "cancelled", "done")))
+    if done is not None:  # killed after its checkpoint and report were saved: nothing left to train
+        print(f"kasp: {args.resume} had finished training and saved its checkpoint and report when it was stopped; "
+              "marked done, nothing retrained", file=sys.stderr)
+        print(_summary_line(done, Path(args.resume)))
+        return 0
     if main_rank:
         recipe, state_dir = resume.prepare_run(args.resume)
     else:  # the main process checks the run and trims its log
