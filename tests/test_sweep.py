@@ -704,3 +704,43 @@ def test_the_readmes_augmentation_table_is_the_shipped_runs():
         expected = [cell(shipped_sweep_path(task))] + [cell(ROOT / "bench" / "augment" / f"{task}-augment-{s}{k}.json")
                                                        for s, k in (("words", n), ("glue", 1))]
         assert cells[1:] == expected, line
+
+
+# --- one sweep per task and store (issue 26) ------------------------------------------------------
+_HOLD = ("import sys, time\n"
+         "from kasp.sweep import sweep_lock\n"
+         "with sweep_lock(sys.argv[1], sys.argv[2]):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(120)\n")
+
+
+def test_a_second_sweep_of_the_same_task_and_store_stops_at_once(tmp_path, capsys):
+    from kasp.cli import main
+    from kasp.sweep import sweep_lock
+
+    store = tmp_path / "store"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, "mrpc", str(store)], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.time()
+        rc = main(["sweep", "--task", "mrpc", "--runs-dir", str(store), "--methods", "kasp", "--sparsities", "0.5"])
+        err = capsys.readouterr().err
+        assert rc == 2 and time.time() - t0 < 30  # no teacher was fine-tuned, nothing waited
+        assert err.count("\n") == 1 and f"pid {holder.pid}" in err and "started 20" in err and "UTC" in err
+        assert "another kasp sweep of mrpc is running" in err and "nothing was started" in err
+        assert sorted(p.name for p in store.iterdir()) == ["sweeps"]  # no run, no results file
+        assert not [p for p in (store / "sweeps").iterdir() if not p.name.startswith(".sweep-mrpc.")]
+        with pytest.raises(KaspError, match=f"pid {holder.pid}"):  # a second holder in this process too
+            with sweep_lock("mrpc", store):
+                pass
+        with sweep_lock("rte", store):  # another task on the same store: free
+            pass
+        with sweep_lock("mrpc", tmp_path / "other-store"):  # the same task on another store: free
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with sweep_lock("mrpc", store):  # the holder was killed: the system released its lock
+        assert json.loads((store / "sweeps" / ".sweep-mrpc.holder.json").read_text())["pid"] == os.getpid()
+    assert not (store / "sweeps" / ".sweep-mrpc.holder.json").exists()
