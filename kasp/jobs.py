@@ -8,8 +8,8 @@ survives a browser reload, a page switch and a restart of the app, and anything 
 CLI can do.
 
 What a queued run may start is never read from the store: :func:`job_command` builds the ``kasp``
-argument list itself (``python -m kasp <kind> --field=value ... --out=<the run's folder>``, no
-shell) from the stored recipe after checking every option against :class:`kasp.config.RunConfig`
+argument list itself (``python -P -m kasp <kind> --field=value ... --out=<the run's folder>``, no
+shell, and no module of the working directory) from the stored recipe after checking every option against :class:`kasp.config.RunConfig`
 (known field, right type, safe text, valid recipe). A run directory copied into the store with
 anything else (a ``command`` list, an unknown option, a value with shell characters) is marked
 failed with a one-line reason and nothing is executed.
@@ -114,12 +114,21 @@ def validate_job(kind: Any, options: Any) -> dict[str, Any]:
     return clean
 
 
+def _python_m_kasp() -> list[str]:
+    """``python -m kasp`` that never imports a ``kasp`` folder of the working directory (a run directory
+    named ``kasp`` when the run store is the working directory): ``-P`` (Python 3.11+), else the same by hand."""
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", "kasp"]
+    return [sys.executable, "-c", "import runpy, sys; del sys.path[0]; runpy.run_module('kasp', run_name='__main__', "
+            "alter_sys=True)"]
+
+
 def _argv(kind: str, options: dict[str, Any], out: Path, store: Path) -> list[str]:
-    """``python -m kasp <kind> --field=value ... --out=... --runs-dir=... --no-progress`` for validated options.
+    """``python -P -m kasp <kind> --field=value ... --out=... --runs-dir=... --no-progress`` for validated options.
 
     ``--flag=value`` keeps every value one argument that argparse never reads as another flag.
     """
-    args = [sys.executable, "-m", "kasp", kind]
+    args = [*_python_m_kasp(), kind]
     for k, v in options.items():
         flag = "--" + k.replace("_", "-")
         if isinstance(v, bool):

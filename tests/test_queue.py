@@ -294,9 +294,9 @@ def test_launch_stores_a_recipe_and_the_queue_builds_the_command(tmp_path, monke
     assert "command" not in status
     assert status["job"] == {"kind": "prune", "options": {k: v for k, v in opts.items() if v is not None}}
     cmd = jobs.job_command(run)
-    assert cmd[:4] == [sys.executable, "-m", "kasp", "prune"]
+    assert cmd[:5] == [sys.executable, "-P", "-m", "kasp", "prune"]
     assert cmd[-3:] == [f"--out={run.path}", f"--runs-dir={tmp_path}", "--no-progress"]
-    args = build_parser().parse_args(cmd[3:])  # the CLI reads exactly the recipe back
+    args = build_parser().parse_args(cmd[4:])  # the CLI reads exactly the recipe back
     assert (args.task, args.model, args.method, args.sparsity, args.max_steps, args.lr, args.bucket_batches) == \
         ("sst2", "default", "magnitude", 0.7, 20, 2e-4, False)
     assert args.out == str(run.path) and args.time_budget is None and args.recipe is None
@@ -306,3 +306,19 @@ def test_launch_stores_a_recipe_and_the_queue_builds_the_command(tmp_path, monke
         with pytest.raises(KaspError, match=re.escape(words)):
             jobs.launch("prune", bad, tmp_path)
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == [run.id]
+
+
+def test_a_kasp_folder_in_the_working_directory_is_never_imported(tmp_path, monkeypatch):
+    """A store that is the working directory may hold a run folder named `kasp`: `python -m kasp` would
+    import it; the queue's `python -P -m kasp` imports the installed package."""
+    marker = tmp_path / "marker"
+    (tmp_path / "kasp").mkdir()
+    (tmp_path / "kasp" / "__init__.py").write_text("")
+    (tmp_path / "kasp" / "__main__.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    (tmp_path / "kasp" / "status.json").write_text('{"state": "done"}')  # it is listed as a run, too
+    run = _queue_fake(tmp_path, 1)[0]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(jobs, "MAX_JOBS", 1)
+    assert jobs.pump(".") == [RunDir(Path(".") / run.id)]
+    _wait_ended([run])
+    assert not marker.exists() and _starts(run) == 1 and run.state() == "failed"  # the real kasp ran, and failed
