@@ -132,7 +132,8 @@ def test_two_pumps_at_once_start_each_queued_run_exactly_once(tmp_path):
     assert sum(started) == 4, started  # the two pumps together started each run once
     _wait_ended(runs)
     assert [_starts(r) for r in runs] == [1, 1, 1, 1], [jobs.log_tail(r) for r in runs]  # each exactly once
-    assert all(r.state() == "failed" and "no-model" in jobs.log_tail(r) for r in runs)
+    assert [(r.state(), "no-model" in jobs.log_tail(r)) for r in runs] == [("failed", True)] * 4, \
+        [(r.status(), jobs.log_tail(r)) for r in runs]
 
 
 def test_queue_advances_when_a_run_ends_with_no_browser(tmp_path, tiny_pretrained, monkeypatch):
