@@ -196,7 +196,8 @@ def prepare_run(run_path: str | Path) -> tuple[dict[str, Any], Path]:
     Also drops the progress records written after that state (the resumed run writes them again).
 
     Raises:
-        KaspError: not a run directory, a finished or still-running run, or no evaluation point reached.
+        KaspError: not a run directory, a finished or still-running run, no evaluation point reached, or
+            a final checkpoint without a report or resume state (killed at the end by an older KASP).
     """
     run = RunDir(Path(run_path))
     if not (run.path / "config.json").is_file():
@@ -209,6 +210,10 @@ def prepare_run(run_path: str | Path) -> tuple[dict[str, Any], Path]:
                         "cancel it first")
     run.remove_leftovers()  # a killed save's temporary copies, resume states resume.json does not name
     state_dir = latest(run.path)
+    if state_dir is None and (run.checkpoint / "config.json").is_file():
+        raise KaspError(f"--resume {run.path}: the run saved its final checkpoint but was stopped before it wrote its "
+                        "report, and its resume state is gone (a KASP before issue 26 deleted it first); score the "
+                        f"checkpoint with `kasp evaluate {run.path}`, or start the run again")
     if state_dir is None:
         raise KaspError(f"--resume {run.path}: no resume state; a run saves one at each evaluation point "
                         "(--eval-every N), and this one stopped before its first")

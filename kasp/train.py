@@ -266,9 +266,13 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
     directory, :func:`kasp.resume.latest`) continues from: the resumed run ends with the weights
     an uninterrupted run would have.
 
+    The run ends checkpoint, report, status "done", and only then deletes its resume state, so a kill
+    at any point leaves a run that ``--resume`` continues or finishes (:func:`kasp.resume.finish_complete`).
+
     Raises:
         KaspError: bad recipe or inputs (no teacher, unsupported model, missing data, a resume
-            state that does not fit).
+            state that does not fit), or a training loss that became NaN or infinite (checked at
+            every log and evaluation point; the run stops there, status "failed", no checkpoint).
         Cancelled: when ``should_stop()`` became true; the status is "cancelled", no checkpoint.
     """
     from accelerate import Accelerator

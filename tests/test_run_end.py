@@ -101,6 +101,21 @@ def test_a_killed_final_save_leaves_no_copy_of_the_weights(tmp_path, tiny_pretra
     assert not _hidden(run) and not list(run.path.glob("resume*"))
 
 
+def test_resume_names_a_final_checkpoint_left_without_report_or_resume_state(tmp_path, capsys):
+    """What the old order (resume state deleted before the report) left after a kill: the reason is said."""
+    from kasp.config import make_config
+
+    run = RunDir.create(tmp_path / "old-kill")
+    run.write_config(make_config("finetune", task="sst2").to_dict(), {})
+    run.set_status("running", pid=2 ** 22 + 12345)  # a process that no longer exists
+    run.checkpoint.mkdir()
+    (run.checkpoint / "config.json").write_text("{}")
+    assert main(["finetune", "--resume", str(run.path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "saved its final checkpoint but was stopped before it wrote its report" in err
+    assert f"kasp evaluate {run.path}" in err and err.count("\n") == 1
+
+
 def test_leftovers_of_a_running_run_are_never_touched(tmp_path):
     run = RunDir.create(tmp_path / "live")
     run.set_status("running", pid=os.getpid())  # this process: alive
