@@ -8,11 +8,11 @@ survives a browser reload, a page switch and a restart of the app, and anything 
 CLI can do.
 
 What a queued run may start is never read from the store: :func:`job_command` builds the ``kasp``
-argument list itself (``python -P -m kasp <kind> --field=value ... --out=<the run's folder>``, no
-shell, and no module of the working directory) from the stored recipe after checking every option against :class:`kasp.config.RunConfig`
-(known field, right type, safe text, valid recipe). A run directory copied into the store with
-anything else (a ``command`` list, an unknown option, a value with shell characters) is marked
-failed with a one-line reason and nothing is executed.
+argument list itself (``python -P -m kasp <kind> --field=value ... --out=<the run's folder>``: no
+shell, no module of the working directory) from the stored recipe, after checking every option
+against :class:`kasp.config.RunConfig` (known field, right type, safe text, valid recipe). A run
+directory copied into the store with anything else (a ``command`` list, an unknown option, a value
+with shell characters) is marked failed with a one-line reason and nothing is executed.
 
 The queue advances without any browser: every ``kasp finetune`` / ``kasp prune`` process pumps the
 queue of its store when it ends (done, failed or cancelled), and ``kasp worker`` pumps until the
@@ -67,6 +67,13 @@ def _field_types() -> dict[str, type]:
     return out
 
 
+def _finite(v: int | float) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
 def validate_job(kind: Any, options: Any) -> dict[str, Any]:
     """Check the recipe of a queued run option by option; return the options to run (None values dropped).
 
@@ -97,7 +104,7 @@ def validate_job(kind: Any, options: Any) -> dict[str, Any]:
         want = types[k]
         ok = (isinstance(v, bool) if want is bool else
               isinstance(v, int) and not isinstance(v, bool) if want is int else
-              isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) if want is float else
+              isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) if want is float else
               isinstance(v, str))
         if not ok:
             what = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}[want]
