@@ -503,9 +503,10 @@ def sweep_lock(task: str, store: str | Path):
     except Timeout:
         who = read_json(holder, {}) or {}
         who = who if isinstance(who, dict) else {}
+        host = f" on {who['host']}" if who.get("host") else ""
         raise KaspError(f"another kasp sweep of {task} is running on the run store {store} (pid {who.get('pid', '?')}"
-                        f"{' on ' + str(who['host']) if who.get('host') else ''}, started {who.get('started', 'at an unknown time')}): "
-                        "wait for it to end, or stop it and run this command again to resume; nothing was started") from None
+                        f"{host}, started {who.get('started', 'at an unknown time')}): wait for it to end, or stop it "
+                        "and run this command again to resume; nothing was started") from None
     try:
         atomic_write_json(holder, {"pid": os.getpid(), "host": socket.gethostname(), "command": sys.argv,
                                    "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
@@ -617,10 +618,10 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
     """Run (or resume) a sweep; return the results object, which is also in ``opt.results_path()``.
 
     Raises:
-        KaspError: an existing results file that is broken or belongs to another task or model (it
-            is left untouched), no training data for the task, or any run's own KaspError.
+        KaspError: at once when another sweep of the same task runs on the same store (:func:`sweep_lock`);
+            an existing results file that is broken or belongs to another task or model (it is left
+            untouched), no training data for the task, or any run's own KaspError.
         kasp.train.Cancelled: when ``should_stop()`` turned true; finished runs stay recorded.
-        KaspError: at once, when another sweep of the same task runs on the same store (:func:`sweep_lock`).
     """
     from kasp.data import get_task
 
