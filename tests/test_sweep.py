@@ -744,3 +744,23 @@ def test_a_second_sweep_of_the_same_task_and_store_stops_at_once(tmp_path, capsy
     with sweep_lock("mrpc", store):  # the holder was killed: the system released its lock
         assert json.loads((store / "sweeps" / ".sweep-mrpc.holder.json").read_text())["pid"] == os.getpid()
     assert not (store / "sweeps" / ".sweep-mrpc.holder.json").exists()
+
+
+def test_a_sweep_run_killed_after_its_report_is_recorded_not_retrained(tiny_store, tiny_pretrained, tmp_path, capsys):
+    from kasp.runs import RunDir
+    from kasp.sweep import SweepOptions, run_sweep
+
+    opt = SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), methods=("kasp",), max_steps=4,
+                       max_train_samples=64, max_eval_samples=16, retention_samples=0, keep_checkpoints=True,
+                       teacher=str(tiny_store / "teacher"), runs_dir=str(tmp_path))
+    first = run_sweep(opt)["runs"][0]
+    run = RunDir(tmp_path / "sweeps" / "sst2" / "kasp-s80-seed42")
+    progress = (run.path / "progress.jsonl").read_bytes()
+    # as if the process had been killed after writing its report, before its final status and its results entry
+    run.set_status("running", pid=2 ** 22 + 54321)  # a pid no process has
+    opt.results_path().unlink()
+    capsys.readouterr()
+    again = run_sweep(opt)["runs"][0]
+    assert "finished before the last stop but was not recorded: recording it" in capsys.readouterr().err
+    assert run.state() == "done" and (run.path / "progress.jsonl").read_bytes() == progress  # not trained again
+    assert again["metric"] == first["metric"] and again["run_id"] == first["run_id"]
