@@ -7,7 +7,8 @@ Each browser session gets an owner token (``st.session_state["owner"]``) that is
 page address (``?session=...``), so a reload of the same address keeps the session's runs its own;
 a new tab without it is a new session. The view itself (task, model, and each page's selection) is
 kept in the address too (:mod:`kasp.urlstate`), so that a link opens the same view elsewhere. ``KASP_OPERATOR=1``, or ``?operator=<secret>`` matching
-``KASP_OPERATOR_KEY``, lets a session cancel and delete every run (the lecturer's setting).
+``KASP_OPERATOR_KEY`` (at least 16 characters), lets a session cancel and delete every run (the lecturer's
+setting); the key is read once and removed from the address, and a session takes at most 5 wrong keys.
 """
 
 import os
@@ -23,11 +24,16 @@ st.set_page_config(page_title="KASP: knowledge-aware sparse pruning", page_icon=
 from kasp import urlstate  # noqa: E402
 from kasp.data import shipped_splits  # noqa: E402
 from kasp.runs import runs_dir  # noqa: E402
-from kasp.views import TASK_BLURBS, check_model, operator_mode, session_token, task_option  # noqa: E402
+from kasp.views import (TASK_BLURBS, check_model, operator_attempt, operator_key_problem, operator_mode,  # noqa: E402
+                        session_token, task_option)
 
 if "owner" not in st.session_state:
     st.session_state["owner"] = session_token(st.query_params.get("session"))
-    st.session_state["operator"] = operator_mode(st.query_params.get("operator"))
+    st.session_state["operator"] = operator_mode()  # KASP_OPERATOR=1: every session
+if "operator" in st.query_params:  # an operator key is read once and leaves the address at once
+    _key = st.query_params.get("operator")
+    del st.query_params["operator"]
+    st.session_state["operator_notice"] = operator_attempt(st.session_state, _key)
 if st.query_params.get("session") != st.session_state["owner"]:
     st.query_params["session"] = st.session_state["owner"]
 
@@ -60,6 +66,11 @@ with st.sidebar:
     st.caption(f"Run store: `{runs_dir().resolve()}`")
     if st.session_state.get("operator"):
         st.caption(":material/admin_panel_settings: Operator session: may cancel and delete every run.")
+    if operator_key_problem():
+        st.warning(operator_key_problem(), icon=":material/key_off:")
+    elif st.session_state.get("operator_notice"):
+        st.warning(st.session_state["operator_notice"], icon=":material/key_off:")
+    st.session_state.pop("operator_notice", None)  # said once
 
 pages = [
     st.Page("pages/overview.py", title="Overview", icon=":material/menu_book:", default=True),

@@ -19,27 +19,22 @@ from typing import Any, get_args, get_origin
 
 from kasp.errors import KaspError
 
-_PRUNE_ONLY = {"method", "sparsity", "init", "scope", "teacher", "pruning_events", "attention_weight",
-               "hidden_weight", "prediction_weight", "temperature"}
-_FINETUNE_ONLY = {"keep_sparsity"}
 _NOT_FLAGS = {"kind"}
 
 
 def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
-    from kasp.config import RunConfig
+    from kasp.config import FINETUNE_ONLY_FIELDS, PRUNE_ONLY_FIELDS, RunConfig
 
     for f in dataclasses.fields(RunConfig):
-        if f.name in _NOT_FLAGS or (kind == "finetune" and f.name in _PRUNE_ONLY) or \
-                (kind == "prune" and f.name in _FINETUNE_ONLY):
+        if f.name in _NOT_FLAGS or (kind == "finetune" and f.name in PRUNE_ONLY_FIELDS) or \
+                (kind == "prune" and f.name in FINETUNE_ONLY_FIELDS):
             continue
         flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"default": None, "help": f.metadata.get("help", "")}
         typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(__import__("kasp.config").config))
         args = get_args(typ)
-        if typ is bool:
+        if typ is bool or set(args) == {bool, type(None)}:  # --x / --no-x; not given: None, the recipe's value
             kw["action"] = argparse.BooleanOptionalAction
-        elif f.name == "keep_sparsity":
-            kw["action"] = "store_true"  # off when not given (None: the recipe's unset value)
         elif f.name == "method":
             kw["choices"] = ["kasp", "magnitude", "small-dense"]
         elif get_origin(typ) is not None and all(isinstance(a, str) for a in args):  # Literal
@@ -251,6 +246,14 @@ def _resume(args: argparse.Namespace, names: set[str]) -> int:
 
     report_to = resolve_report_to(args.report_to)
     main_rank = int(os.environ.get("RANK", "0")) == 0
+    # (the other processes also accept "done": the main process may have marked it already)
+    done = (resume.finish_complete(args.resume) if main_rank else
+            resume.complete_report(args.resume, ("failed", "cancelled", "done")))
+    if done is not None:  # killed after its checkpoint and report were saved: nothing left to train
+        print(f"kasp: {args.resume} had finished training and saved its checkpoint and report when it was stopped; "
+              "marked done, nothing retrained", file=sys.stderr)
+        print(_summary_line(done, Path(args.resume)))
+        return 0
     if main_rank:
         recipe, state_dir = resume.prepare_run(args.resume)
     else:  # the main process checks the run and trims its log
@@ -502,9 +505,16 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
     The run store stays ``$KASP_RUNS_DIR`` or ./runs of the current directory; the app's
     .streamlit/config.toml is shipped beside app.py, where Streamlit reads it.
+
+    Raises:
+        KaspError: when ``KASP_OPERATOR_KEY`` is set but shorter than 16 characters.
     """
     from kasp.resources import app_script
+    from kasp.views import operator_key_problem
 
+    problem = operator_key_problem()  # a short operator key is refused here, before the app serves anyone
+    if problem:
+        raise KaspError(problem)
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_script()), *args.streamlit_args]

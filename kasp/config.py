@@ -180,6 +180,12 @@ STEP_BUDGETS = {("finetune", "sst2"): 1400, ("prune", "sst2"): 2000}
 # Prune page's "Budget in minutes" still offer it.
 TIME_BUDGETS: dict[tuple[str, str], float] = {}
 _PAIR_TASKS = {"mrpc", "stsb", "qnli", "rte", "wnli", "mnli", "qqp"}
+#: recipe fields that only `kasp prune` takes (no `kasp finetune` flag)
+PRUNE_ONLY_FIELDS = frozenset({"method", "sparsity", "init", "scope", "teacher", "pruning_events", "attention_weight",
+                               "hidden_weight", "prediction_weight", "temperature", "initial_sparsity", "recovery",
+                               "init_embeddings"})
+#: recipe fields that only `kasp finetune` takes (no `kasp prune` flag)
+FINETUNE_ONLY_FIELDS = frozenset({"keep_sparsity"})
 
 
 def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:

@@ -1,10 +1,18 @@
 """Background jobs for the app: each run is a subprocess of the ``kasp`` CLI writing into the store.
 
 The store on disk is the only state: a launch writes a run directory with status "queued" and the
-command line; :func:`pump` starts queued runs while fewer than ``max_jobs`` are running; cancel
+run's validated recipe (``status["job"] = {"kind": "prune", "options": {field: value}}``, never a
+command line); :func:`pump` starts queued runs while fewer than ``max_jobs`` are running; cancel
 sends SIGTERM (the CLI then stops after the current step and marks the run cancelled). So a job
 survives a browser reload, a page switch and a restart of the app, and anything the app does the
 CLI can do.
+
+What a queued run may start is never read from the store: :func:`job_command` builds the ``kasp``
+argument list itself (``python -P -m kasp <kind> --field=value ... --out=<the run's folder>``: no
+shell, no module of the working directory) from the stored recipe, after checking every option
+against :class:`kasp.config.RunConfig` (known field, right type, safe text, valid recipe). A run
+directory copied into the store with anything else (a ``command`` list, an unknown option, a value
+with shell characters) is marked failed with a one-line reason and nothing is executed.
 
 The queue advances without any browser: every ``kasp finetune`` / ``kasp prune`` process pumps the
 queue of its store when it ends (done, failed or cancelled), and ``kasp worker`` pumps until the
@@ -16,7 +24,9 @@ never start the same queued run twice.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,14 +43,147 @@ MAX_QUEUED = int(os.environ.get("KASP_MAX_QUEUED", "2"))
 _CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by pump(); the module outlives Streamlit reruns
 
 
-def _flags(options: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    for k, v in options.items():
-        if v is None or v is False:
-            continue
-        flag = "--" + k.replace("_", "-")
-        out += [flag] if v is True else [flag, str(v)]
+JOB_KINDS = ("finetune", "prune")
+#: characters a text option of a queued run may not hold: control characters, and those a shell or a
+#: glob would give a meaning (no shell ever sees them, but a recipe holding them was not written by KASP)
+_UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f`$;|&<>\\\"'*?!{}()\[\]]")
+_MAX_TEXT = 4096
+
+
+def _field_types() -> dict[str, type]:
+    """Recipe field -> the Python type its value must have (bool, int, float or str; None always allowed)."""
+    import typing
+
+    from kasp.config import RunConfig
+
+    out: dict[str, type] = {}
+    for name, hint in typing.get_type_hints(RunConfig).items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if typing.get_origin(hint) is typing.Literal:
+            out[name] = str
+        else:
+            base = args[0] if args else hint
+            out[name] = base if base in (bool, int, float, str) else str
     return out
+
+
+def _finite(v: int | float) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
+def validate_job(kind: Any, options: Any) -> dict[str, Any]:
+    """Check the recipe of a queued run option by option; return the options to run (None values dropped).
+
+    ``kind`` must be "finetune" or "prune"; ``options`` a dict of :class:`kasp.config.RunConfig` field
+    names (not ``kind``; a finetune run takes no prune-only field) to values of the field's type
+    (bool, int, float, str; floats finite), text without control or shell characters, not starting
+    with "-" and at most 4,096 characters; together a recipe that :func:`kasp.config.config_from_options`
+    accepts.
+
+    Raises:
+        KaspError: one line naming the first bad entry.
+    """
+    from kasp.config import FINETUNE_ONLY_FIELDS, PRUNE_ONLY_FIELDS, config_from_options
+
+    if not isinstance(kind, str) or kind not in JOB_KINDS:
+        raise KaspError(f"unknown kind of run {str(kind)[:40]!r}: a queued run is `kasp finetune` or `kasp prune`")
+    if not isinstance(options, dict):
+        raise KaspError(f"the options of a queued run must be a JSON object of recipe fields, not {type(options).__name__}")
+    types = _field_types()
+    allowed = set(types) - {"kind"} - set(PRUNE_ONLY_FIELDS if kind == "finetune" else FINETUNE_ONLY_FIELDS)
+    clean: dict[str, Any] = {}
+    for k, v in options.items():
+        if not isinstance(k, str) or k not in allowed:
+            raise KaspError(f"unknown option {str(k)[:40]!r} for `kasp {kind}`: a queued run takes only recipe fields "
+                            f"(see `kasp {kind} --help`)")
+        if v is None:
+            continue
+        want = types[k]
+        ok = (isinstance(v, bool) if want is bool else
+              isinstance(v, int) and not isinstance(v, bool) if want is int else
+              isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) if want is float else
+              isinstance(v, str))
+        if not ok:
+            what = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}[want]
+            raise KaspError(f"option {k} of a queued run must be {what}, got {str(v)[:40]!r}; launch the run again")
+        if isinstance(v, str):
+            bad = _UNSAFE_TEXT.search(v)
+            why = ("is empty" if not v else f"is longer than {_MAX_TEXT} characters" if len(v) > _MAX_TEXT else
+                   "starts with '-'" if v.startswith("-") else f"holds the character {bad.group()!r}" if bad else None)
+            if why:
+                raise KaspError(f"option {k} of a queued run ({v[:40]!r}) {why}, which a queued run may not hold: "
+                                "use a value without it and launch the run again")
+        clean[k] = v
+    config_from_options(kind, clean)  # the recipe as a whole: ranges, choices, task (KaspError "invalid recipe")
+    return clean
+
+
+def _python_m_kasp() -> list[str]:
+    """``python -m kasp`` that never imports a ``kasp`` folder of the working directory (a run directory
+    named ``kasp`` when the run store is the working directory): ``-P`` (Python 3.11+), else the same by hand."""
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", "kasp"]
+    return [sys.executable, "-c", "import runpy, sys; del sys.path[0]; runpy.run_module('kasp', run_name='__main__', "
+            "alter_sys=True)"]
+
+
+def _argv(kind: str, options: dict[str, Any], out: Path, store: Path) -> list[str]:
+    """``python -P -m kasp <kind> --field=value ... --out=... --runs-dir=... --no-progress`` for validated options.
+
+    ``--flag=value`` keeps every value one argument that argparse never reads as another flag.
+    """
+    args = [*_python_m_kasp(), kind]
+    for k, v in options.items():
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            args.append(flag if v else "--no-" + k.replace("_", "-"))
+        else:
+            args.append(f"{flag}={v!r}" if isinstance(v, float) else f"{flag}={v}")
+    return args + [f"--out={out}", f"--runs-dir={store}", "--no-progress"]
+
+
+def queued_job(status: Any) -> tuple[str, dict[str, Any]]:
+    """The (kind, options) stored in a queued run's status, validated by :func:`validate_job`.
+
+    Raises:
+        KaspError: when the status holds no recipe (for example a ``command`` line written by an older
+            KASP or planted in the store) or one that does not validate; one line saying why.
+    """
+    job = status.get("job") if isinstance(status, dict) else None
+    if job is None:
+        if isinstance(status, dict) and "command" in status:
+            raise KaspError("its status holds a command line instead of a KASP recipe (an older KASP's queue, or "
+                            "a copied run): nothing was run; launch it again from the Prune page")
+        raise KaspError("queued without a recipe: nothing was run; launch it again from the Prune page")
+    if not isinstance(job, dict):
+        raise KaspError("its queued recipe is not a JSON object: nothing was run; launch it again from the Prune page")
+    return job.get("kind"), validate_job(job.get("kind"), job.get("options"))
+
+
+def queued_config(status: Any):
+    """The :class:`kasp.config.RunConfig` a queued run will run (the recipe's defaults filled in), or None
+    when its status holds no valid recipe (:func:`queued_job`). For tables and estimates."""
+    from kasp.config import config_from_options
+
+    try:
+        kind, options = queued_job(status)
+        return config_from_options(kind, options)
+    except KaspError:
+        return None
+
+
+def job_command(run: RunDir) -> list[str]:
+    """The argument list that starts a queued run: built here from its validated recipe, with ``--out``
+    the run's own folder and ``--runs-dir`` the store it lies in; nothing of it is read from the store.
+
+    Raises:
+        KaspError: as :func:`queued_job`.
+    """
+    kind, options = queued_job(run.status())
+    return _argv(kind, options, run.path, run.path.parent)
 
 
 def active_runs(store: str | Path | None = None) -> list[RunDir]:
@@ -58,11 +201,15 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
     sessions launching at once cannot both take the last place.
 
     Raises:
-        KaspError: when ``max_jobs`` runs are running and ``MAX_QUEUED`` more are waiting already, or
-            the queue lock cannot be had within a minute.
+        KaspError: when the options do not validate (:func:`validate_job`), when ``max_jobs`` runs are
+            running and ``MAX_QUEUED`` more are waiting already, or the queue lock cannot be had within a minute.
     """
     from filelock import Timeout
 
+    from kasp.config import config_from_options
+
+    options = validate_job(kind, options)
+    cfg = config_from_options(kind, options)
     store = Path(store or runs_dir())
     store.mkdir(parents=True, exist_ok=True)
     try:
@@ -73,18 +220,15 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
             if len(running) >= MAX_JOBS and len(queued) >= MAX_QUEUED:
                 raise KaspError(f"{len(running)} run(s) running and {len(queued)} queued already, the most this machine "
                                 "takes; wait for one to finish or cancel one")
-            run_id = new_run_id(options.get("task", "sst2"),
-                                options.get("method", "finetune") if kind == "prune" else "finetune",
-                                float(options.get("sparsity") or 0))
+            run_id = new_run_id(cfg.task, cfg.method, cfg.sparsity)
             path = store / run_id
             n = 1
             while path.exists():
                 n += 1
                 path = store / f"{run_id}-{n}"
             run = RunDir.create(path)
-            cmd = [sys.executable, "-m", "kasp", kind, *_flags(options), "--out", str(path), "--runs-dir", str(store),
-                   "--no-progress"]
-            run.set_status("queued", command=cmd, queued_at=time.time(), source="app", owner=owner)
+            run.set_status("queued", job={"kind": kind, "options": options}, queued_at=time.time(), source="app",
+                           owner=owner)
     except Timeout:
         raise KaspError(f"the run queue of {store} is locked by another process ({store / '.queue.lock'}); "
                         "try again in a moment") from None
@@ -155,15 +299,18 @@ def work(store: str | Path | None = None, poll_seconds: float = 2.0, stop=lambda
 
 
 def _start_queued(store: Path) -> list[RunDir]:
+    """Under the queue lock: refuse every queued run whose recipe does not validate (marked failed,
+    nothing run), then start valid ones, oldest first, while slots are free."""
     active = active_runs(store)
     free = MAX_JOBS - sum(r.state() == "running" for r in active)
     started = []
     for run in (r for r in active if r.state() == "queued"):
+        try:
+            cmd = job_command(run)
+        except KaspError as e:
+            run.set_status("failed", error=f"not started: {e}", finished=time.time())
+            continue
         if free <= 0:
-            break
-        cmd = run.status().get("command")
-        if not cmd:
-            run.set_status("failed", error="queued without a command")
             continue
         log = open(run.path / "log.txt", "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")

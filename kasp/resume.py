@@ -196,7 +196,8 @@ def prepare_run(run_path: str | Path) -> tuple[dict[str, Any], Path]:
     Also drops the progress records written after that state (the resumed run writes them again).
 
     Raises:
-        KaspError: not a run directory, a finished or still-running run, or no evaluation point reached.
+        KaspError: not a run directory, a finished or still-running run, no evaluation point reached, or
+            a final checkpoint without a report or resume state (killed at the end by an older KASP).
     """
     run = RunDir(Path(run_path))
     if not (run.path / "config.json").is_file():
@@ -207,7 +208,12 @@ def prepare_run(run_path: str | Path) -> tuple[dict[str, Any], Path]:
     if state in ("running", "queued"):
         raise KaspError(f"--resume {run.path}: the run is still {state} (pid {run.status().get('pid')}); "
                         "cancel it first")
+    run.remove_leftovers()  # a killed save's temporary copies, resume states resume.json does not name
     state_dir = latest(run.path)
+    if state_dir is None and (run.checkpoint / "config.json").is_file():
+        raise KaspError(f"--resume {run.path}: the run saved its final checkpoint but was stopped before it wrote its "
+                        "report, and its resume state is gone (a KASP before issue 26 deleted it first); score the "
+                        f"checkpoint with `kasp evaluate {run.path}`, or start the run again")
     if state_dir is None:
         raise KaspError(f"--resume {run.path}: no resume state; a run saves one at each evaluation point "
                         "(--eval-every N), and this one stopped before its first")
@@ -215,6 +221,39 @@ def prepare_run(run_path: str | Path) -> tuple[dict[str, Any], Path]:
     kept = [r for r in run.progress() if r.get("step", 0) <= step]
     atomic_write_text(run.path / "progress.jsonl", "".join(json.dumps(r, default=float) + "\n" for r in kept))
     return run.recipe(), state_dir
+
+
+def complete_report(run_path: str | Path, states: tuple[str, ...] = ("failed", "cancelled")) -> dict[str, Any] | None:
+    """The report of a run that finished training and saved its checkpoint and report but was killed
+    before it wrote its final status (it reads as failed); None for any other run.
+
+    Complete means: in one of ``states`` (not queued or running), a ``report.json`` with metrics that
+    names a checkpoint, and a ``checkpoint/`` folder holding a ``config.json`` (it is renamed into place
+    only when whole). The report is written after the checkpoint, so such a run has nothing left to train.
+    """
+    run = RunDir(Path(run_path))
+    if run.state() not in states:
+        return None
+    rep = run.report()
+    if not (isinstance(rep.get("metrics"), dict) and rep.get("checkpoint") and (run.checkpoint / "config.json").is_file()):
+        return None
+    return rep
+
+
+def finish_complete(run_path: str | Path) -> dict[str, Any] | None:
+    """Mark a run that :func:`complete_report` finds complete as done (its resume state deleted) and return
+    its report; None, touching nothing, for any other run."""
+    import time
+
+    rep = complete_report(run_path)
+    if rep is None:
+        return None
+    run = RunDir(Path(run_path))
+    run.set_status("done", step=rep.get("steps"), total_steps=rep.get("steps"), finished=time.time(),
+                   wall_seconds=rep.get("wall_seconds"), error=None,
+                   note="stopped after saving its checkpoint and report; marked done by --resume, nothing retrained")
+    discard(run.path)
+    return rep
 
 
 def discard(run_path: str | Path) -> None:

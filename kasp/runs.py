@@ -7,9 +7,12 @@ Layout of ``<store>/<run-id>/``::
     progress.jsonl   one JSON object per line: step, loss terms, sparsity, lr, periodic dev metric
     checkpoint/      the final model, masks folded (vanilla from_pretrained loads it; safetensors)
     report.json      final metrics, per-matrix sparsity, sizes, wall time
+    resume.json, resume-<step>/   the resume state of an unfinished run (kasp.resume)
 
 JSON files are written atomically (temporary name, then ``os.replace``); the checkpoint directory
 is written under a temporary name and renamed when complete, so nothing half-written looks finished.
+A run ends in this order: checkpoint, report, status "done", then its resume state is deleted; what
+a kill (SIGKILL) in between leaves is removed by the next listing (:meth:`RunDir.remove_leftovers`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ STATES = ("queued", "running", "done", "failed", "cancelled")
 #: the state a run reads as when its status.json is damaged (never written; see RunDir._stored_status)
 DAMAGED = "damaged"
 FINAL_STATES = ("done", "failed", "cancelled")
+_TMP_CHECKPOINT = ".checkpoint-"  # RunDir.save_checkpoint's temporary directory
+_TMP_RESUME = ".resume-"  # kasp.resume.save's temporary directory
+_RESUME_POINTER = "resume.json"  # kasp.resume.POINTER
 
 
 def runs_dir() -> Path:
@@ -244,8 +250,15 @@ class RunDir:
         atomic_write_json(self.path / "report.json", report)
 
     def save_checkpoint(self, model, tokenizer) -> Path:
-        """``save_pretrained`` into a temporary sibling directory, then rename it to ``checkpoint/``."""
-        tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=".checkpoint-"))
+        """``save_pretrained`` into a temporary sibling directory, then rename it to ``checkpoint/``.
+
+        The temporary directory is removed on every exception (and any a killed earlier save left is
+        removed first); only a kill (SIGKILL, power loss) mid-save can leave one, which
+        :meth:`remove_leftovers` removes later.
+        """
+        for old in self.path.glob(_TMP_CHECKPOINT + "*"):  # a killed earlier save of this run
+            shutil.rmtree(old, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=_TMP_CHECKPOINT))
         try:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
@@ -256,6 +269,44 @@ class RunDir:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return self.checkpoint
+
+    def remove_leftovers(self) -> list[str]:
+        """Remove what a killed process left in this run's folder, once no process writes to it.
+
+        For a run that is done, failed or cancelled (never a queued or running one): the hidden
+        temporary copies of a save that never finished (``.checkpoint-*``: a full copy of the weights;
+        ``.resume-*``), and the resume states that can no longer be resumed from: all of them once the
+        run is done (``resume.json``, ``resume-<step>/``), else those ``resume.json`` does not name.
+        Errors (a read-only store) are ignored.
+
+        Returns:
+            the names removed (empty when there was nothing to remove).
+        """
+        try:
+            names = [e.name for e in os.scandir(self.path)]
+        except OSError:
+            return []
+        temps = [n for n in names if n.startswith((_TMP_CHECKPOINT, _TMP_RESUME))]
+        states = [n for n in names if n.startswith("resume-") or n == _RESUME_POINTER]
+        if not temps and not states:
+            return []
+        state = self.state()
+        if state not in FINAL_STATES:
+            return []
+        if state == "done":
+            gone = temps + states
+        else:
+            named = (read_json(self.path / _RESUME_POINTER, {}) or {}).get("dir") if _RESUME_POINTER in names else None
+            gone = temps + [n for n in states if n != _RESUME_POINTER and n != named]
+        removed = []
+        for n in gone:
+            p = self.path / n
+            try:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                removed.append(n)
+            except OSError:
+                pass
+        return removed
 
     # --- reading (the UI, the CLI) ----------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -346,7 +397,10 @@ def _pid_alive(pid: Any) -> bool:
 
 
 def list_runs(store: str | Path | None = None) -> list[RunDir]:
-    """Every run directory in the store (those with a status or config), newest first."""
+    """Every run directory in the store (those with a status or config), newest first.
+
+    Also removes what killed processes left in runs that have ended (:meth:`RunDir.remove_leftovers`).
+    """
     root = Path(store or runs_dir())
     try:
         if not root.is_dir():
@@ -357,6 +411,8 @@ def list_runs(store: str | Path | None = None) -> list[RunDir]:
         print(f"kasp: warning: cannot read the run store {str(root)[:200]}: {e.strerror or type(e).__name__}",
               file=sys.stderr, flush=True)
         return []
+    for r in runs:
+        r.remove_leftovers()
     return sorted(runs, key=lambda r: r.id, reverse=True)
 
 

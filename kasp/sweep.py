@@ -16,10 +16,16 @@ changed (new step budget, new default recipe, another teacher) makes its runs ru
 Each run's directory lives in ``<runs-dir>/sweeps/<task>/`` (out of the app's run list: the
 results file is what the app reads); its checkpoint is deleted once recorded unless
 ``--keep-checkpoints``.
+
+One sweep per task and store at a time: a sweep holds ``<runs-dir>/sweeps/.sweep-<task>.lock``
+(``filelock``, released when the process ends, however it ends) while it runs, and a second one of
+the same task and store stops at once, naming the holder (:func:`sweep_lock`). Its variants
+(``--augment``, ``--set``) share the lock: they share the task's teacher and run store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -491,6 +497,46 @@ def check_settings(opt: "SweepOptions", plan: list[PlannedRun]) -> None:
         raise KaspError(f"invalid sweep settings: {e}") from None
 
 
+@contextlib.contextmanager
+def sweep_lock(task: str, store: str | Path):
+    """Hold the sweep lock of ``task`` on the run store ``store`` for the ``with`` block, or fail at once.
+
+    The lock is ``<store>/sweeps/.sweep-<task>.lock`` (a ``filelock.FileLock``, never waited for);
+    beside it ``.sweep-<task>.holder.json`` records the holder (pid, start time, host, command) for
+    the message a second sweep prints. The operating system releases the lock when the holder's
+    process ends, even on SIGKILL; a stale holder file is overwritten by the next holder.
+
+    Raises:
+        KaspError: when another process holds the lock: one line naming its pid and start time.
+    """
+    import socket
+
+    from filelock import FileLock, Timeout
+
+    from kasp.runs import atomic_write_json, read_json
+
+    folder = Path(store) / "sweeps"
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / f".sweep-{task}.lock"), timeout=0)
+    holder = folder / f".sweep-{task}.holder.json"
+    try:
+        lock.acquire()
+    except Timeout:
+        who = read_json(holder, {}) or {}
+        who = who if isinstance(who, dict) else {}
+        host = f" on {who['host']}" if who.get("host") else ""
+        raise KaspError(f"another kasp sweep of {task} is running on the run store {store} (pid {who.get('pid', '?')}"
+                        f"{host}, started {who.get('started', 'at an unknown time')}): wait for it to end, or stop it "
+                        "and run this command again to resume; nothing was started") from None
+    try:
+        atomic_write_json(holder, {"pid": os.getpid(), "host": socket.gethostname(), "command": sys.argv,
+                                   "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+        yield
+    finally:
+        holder.unlink(missing_ok=True)  # before the release: the next holder's file is never removed
+        lock.release()
+
+
 def _say(msg: str) -> None:
     print(f"kasp sweep: {msg}", file=sys.stderr, flush=True)
 
@@ -594,10 +640,23 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
     """Run (or resume) a sweep; return the results object, which is also in ``opt.results_path()``.
 
     Raises:
-        KaspError: an existing results file that is broken or belongs to another task or model (it
-            is left untouched), no training data for the task, or any run's own KaspError.
+        KaspError: at once when another sweep of the same task runs on the same store (:func:`sweep_lock`);
+            an existing results file that is broken or belongs to another task or model (it is left
+            untouched), no training data for the task, or any run's own KaspError.
         kasp.train.Cancelled: when ``should_stop()`` turned true; finished runs stay recorded.
     """
+    from kasp.data import get_task
+
+    task = get_task(opt.task)
+    opt.task = task.name
+    plan = opt.plan(opt.model_config() if "small-dense" in opt.methods else None)
+    check_settings(opt, plan)
+    with sweep_lock(task.name, opt.store()):  # one sweep per task and store: no run is trained twice at once
+        return _run_locked(opt, plan, should_stop)
+
+
+def _run_locked(opt: SweepOptions, plan: list[PlannedRun], should_stop: Callable[[], bool]) -> dict[str, Any]:
+    """:func:`run_sweep` once it holds the sweep lock (the results file is read under the lock)."""
     from kasp import resume
     from kasp.data import get_task
     from kasp.metrics import METRIC_NAMES
@@ -605,9 +664,6 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
     from kasp.train import train
 
     task = get_task(opt.task)
-    opt.task = task.name
-    plan = opt.plan(opt.model_config() if "small-dense" in opt.methods else None)
-    check_settings(opt, plan)
     path = opt.results_path()
     old = load_results(path) if path.exists() else None
     if old is not None and (old["task"] != task.name or old["model"] != opt.model):
@@ -677,7 +733,8 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
         same = (d.path.is_dir() and _comparable(d.recipe()) == _comparable(cfg.to_dict())
                 and d.recipe().get("teacher") == cfg.teacher)
         resumed = False
-        if same and d.state() == "done" and d.checkpoint.is_dir():
+        # done, or killed after its checkpoint and report were saved (kasp.resume.finish_complete marks it done)
+        if same and (d.state() == "done" or resume.finish_complete(d.path) is not None) and d.checkpoint.is_dir():
             _say(f"{r.key} finished before the last stop but was not recorded: recording it")
             resumed = True
         elif same and resume.latest(d.path) is not None:  # interrupted after an evaluation point: continue it

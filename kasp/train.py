@@ -285,6 +285,45 @@ def _keep_mask_setup(cfg: RunConfig, model: nn.Module, main: bool = True) -> Mas
     return None
 
 
+class _NonFinite:
+    """The first optimizer step (1-based) whose training loss was NaN or infinite, tracked on the device.
+
+    :meth:`update` after every step costs two small device ops and no host read; :meth:`check` reads it
+    (one host read, gathered over processes: call it at the same step in every process).
+    """
+
+    def __init__(self, total: int, step: int, accelerator) -> None:
+        self.total, self.accelerator = total, accelerator
+        self.step_t: torch.Tensor | None = None
+        self.first: torch.Tensor | None = None
+        self.start = step
+
+    def update(self, loss: torch.Tensor) -> None:
+        loss = loss.detach()
+        if self.first is None:
+            self.step_t = torch.tensor(self.start, device=loss.device)
+            self.first = torch.tensor(self.total + 1, device=loss.device)
+        self.step_t += 1
+        self.first = torch.where(torch.isfinite(loss), self.first, torch.minimum(self.first, self.step_t))
+
+    def check(self, step: int, lr: float) -> None:
+        """Raise when a loss so far was not finite.
+
+        Raises:
+            KaspError: naming the first such step, where the run stopped, and the fix (a lower --lr).
+        """
+        if self.first is None:
+            return
+        first = self.first.reshape(1)
+        if self.accelerator.num_processes > 1:
+            first = self.accelerator.gather(first)
+        bad = int(first.min())
+        if bad <= self.total:
+            raise KaspError(f"the training loss became NaN or infinite at step {bad} of {self.total} (learning rate "
+                            f"{lr:g}); the run stopped at step {step} and wrote no checkpoint: lower the learning rate "
+                            f"(for example --lr {min(lr / 10, 1e-4):g})")
+
+
 def _read_window(window: dict[str, torch.Tensor], n: int, accelerator) -> dict[str, float]:
     """Means of the loss terms summed since the last log point: the loop's one host read per log."""
     keys = list(window)
@@ -304,9 +343,13 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
     directory, :func:`kasp.resume.latest`) continues from: the resumed run ends with the weights
     an uninterrupted run would have.
 
+    The run ends checkpoint, report, status "done", and only then deletes its resume state, so a kill
+    at any point leaves a run that ``--resume`` continues or finishes (:func:`kasp.resume.finish_complete`).
+
     Raises:
         KaspError: bad recipe or inputs (no teacher, unsupported model, missing data, a resume
-            state that does not fit).
+            state that does not fit), or a training loss that became NaN or infinite (checked at
+            every log and evaluation point; the run stops there, status "failed", no checkpoint).
         Cancelled: when ``should_stop()`` became true; the status is "cancelled", no checkpoint.
     """
     from accelerate import Accelerator
@@ -340,6 +383,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         for cb in callbacks:
             cb(event, record)
 
+    finished = False  # set once the run is recorded as done
     try:
         student, teacher, tokenizer, model_path, teacher_path, teacher_report, small_dense = _load_models(cfg, task, store)
         if run:
@@ -446,6 +490,9 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         window = {k: torch.tensor(v) for k, v in loop.window.items()}  # loss sums since the last log point
         t_train = time.time() - loop.train_seconds
         step = loop.step
+        # the first step whose loss was NaN or infinite (total + 1: none), kept on the device (no host read per
+        # step) and read at every log and evaluation point: the run stops there, before a state or checkpoint
+        nonfinite = _NonFinite(total, loop.step, accelerator)
         while step < total:
             sampler.set_epoch(loop.epoch)
             if hasattr(loader, "set_epoch"):  # accelerate's loader counts epochs too
@@ -472,6 +519,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                 if keeper is not None:
                     keeper.apply()
                 step += 1
+                nonfinite.update(loss)
                 loop.batch_in_epoch += 1
                 loop.seen += batch["input_ids"].shape[0] * accelerator.num_processes
                 terms["loss"] = loss
@@ -481,6 +529,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                 loop.window_n += 1
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == total or step == 1:  # step 1: the app shows progress at once
+                    nonfinite.check(step, cfg.lr)
                     means = _read_window(window, loop.window_n, accelerator)
                     rec = {"step": step, "total_steps": total, "epoch": loop.epoch + 1, **means,
                            "sparsity": pruner.current_sparsity, "scheduled_sparsity": pruner.scheduled(step) if cfg.pruning_target() else 0.0,
@@ -493,6 +542,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                     if run:
                         run.set_status("running", step=step, total_steps=total)
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+                    nonfinite.check(step, cfg.lr)  # never a resume state of NaN weights
                     run_eval(step)
                     student.train()
                     if run:
@@ -505,6 +555,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             loop.epoch += 1
             loop.batch_in_epoch = 0
         bar.close()
+        nonfinite.check(step, cfg.lr)
         train_seconds = time.time() - t_train
         pruner.finish()  # exact target sparsity
         emit_masks(total, "end")
@@ -540,14 +591,18 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                                        "stored_bytes": cache.stored_bytes}
         accelerator.wait_for_everyone()  # a collective: every process must reach it
         if run and main:
+            # checkpoint, report, status "done", and only then the resume state goes: a kill at any point
+            # leaves a run that --resume continues (before the checkpoint), finishes (checkpoint and report
+            # saved, kasp.resume.finish_complete), or a done run whose leftovers the next listing removes
             run.save_checkpoint(raw_student, tokenizer)
-            resume.discard(run.path)
             report["checkpoint"] = str(run.checkpoint)
             report["wall_seconds"] = time.time() - t0
             run.write_report(report)
             write_model_card(run.checkpoint, report, cfg.to_dict(), run.config().get("provenance"))
             run.set_status("done", step=total, total_steps=total, finished=time.time(),
                            wall_seconds=report["wall_seconds"])
+            finished = True
+            resume.discard(run.path)
         else:
             report["wall_seconds"] = time.time() - t0
         return TrainResult(report, raw_student)
@@ -560,6 +615,10 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             run.set_status("failed", error=str(e), finished=time.time())
         raise
     except BaseException as e:
+        if run and finished:  # recorded as done: only deleting its resume state failed; the run stands
+            print(f"kasp: warning: {run.path} is done, but its resume state could not be deleted ({e}); "
+                  "the next `kasp runs` removes it", file=sys.stderr)
+            return TrainResult(report, raw_student)
         if run:
             state = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
             run.set_status(state, error=f"{type(e).__name__}: {e}" if state == "failed" else "interrupted",

@@ -56,14 +56,14 @@ RUN_COLUMNS = ["id", "source", "state", "task", "method", "target_sparsity", "me
 
 
 def _run_row(run: RunDir) -> dict[str, Any]:
-    rec, rep, st = run.recipe(), run.report(), run.status()
-    cmd = st.get("command") or []  # a queued run has no recipe yet: read its command line
-    task = rec.get("task") or _flag(cmd, "--task")
+    rep, st = run.report(), run.status()
+    rec = _recipe(run)  # a queued run has no config.json yet: the recipe it was queued with
+    task = rec.get("task")
     task = get_task(task).name if task and task.lower() in _KNOWN else task
     main = rep.get("main_metric") or (get_task(task).main_metric if task in _KNOWN else None)
     m = rep.get("metrics") or {}
-    method = rec.get("method") or ("finetune" if "finetune" in cmd else _flag(cmd, "--method") or ("kasp" if cmd else None))
-    target = rec.get("sparsity") if rec else (float(_flag(cmd, "--sparsity") or 0) if cmd else None)
+    method = rec.get("method")
+    target = rec.get("sparsity")
     return {
         "id": run.id, "source": "live run", "state": run.state(), "task": task,
         "method": method, "target_sparsity": target,
@@ -413,16 +413,67 @@ def session_token(existing: str | None = None) -> str:
     return secrets.token_urlsafe(12)
 
 
+#: the shortest ``KASP_OPERATOR_KEY`` accepted (a shorter one switches the key off, with a warning)
+OPERATOR_KEY_MIN_LENGTH = 16
+#: wrong ``?operator=`` keys a browser session may give before it accepts no more
+OPERATOR_MAX_ATTEMPTS = 5
+
+
+def operator_key_problem() -> str | None:
+    """Why ``KASP_OPERATOR_KEY`` cannot be used (None: it is unset, or long enough): set but shorter than
+    :data:`OPERATOR_KEY_MIN_LENGTH` characters. ``kasp app`` refuses to start with such a key; the app
+    switches the key off and says so in the sidebar."""
+    secret = os.environ.get("KASP_OPERATOR_KEY")
+    if secret is None or len(secret) >= OPERATOR_KEY_MIN_LENGTH:
+        return None
+    return (f"KASP_OPERATOR_KEY is {len(secret)} characters long, shorter than the {OPERATOR_KEY_MIN_LENGTH} required, "
+            "so no operator key is accepted: set a longer one (for example `python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))'`) and start the app again")
+
+
 def operator_mode(key: str | None = None) -> bool:
     """Whether this session may cancel and delete every run (the lecturer's setting).
 
     On when the app was started with ``KASP_OPERATOR=1``, or when ``key`` (the page's ``?operator=``
-    parameter) equals the secret in ``KASP_OPERATOR_KEY`` (compared in constant time).
+    parameter) equals the secret in ``KASP_OPERATOR_KEY``, compared in constant time (as UTF-8 bytes,
+    so any text is safe to compare). A secret shorter than :data:`OPERATOR_KEY_MIN_LENGTH` matches nothing.
     """
     if os.environ.get("KASP_OPERATOR") == "1":
         return True
     secret = os.environ.get("KASP_OPERATOR_KEY")
-    return bool(secret and key and hmac.compare_digest(str(key), secret))
+    if not secret or operator_key_problem() or not key:
+        return False
+    return hmac.compare_digest(str(key).encode("utf-8", "surrogatepass"), secret.encode("utf-8", "surrogatepass"))
+
+
+def operator_attempt(state: Any, key: str | None) -> str | None:
+    """Take one ``?operator=`` key given to a browser session (``state``: its ``st.session_state``, or
+    any dict): set ``state["operator"]`` when it is right; count it in ``state["operator_failures"]``
+    when it is wrong. After :data:`OPERATOR_MAX_ATTEMPTS` wrong keys the session takes no more, right
+    or wrong.
+
+    Returns:
+        the sentence the sidebar shows (wrong key and attempts left, no more attempts, no key
+        configured or one too short), or None when the session is (now) the operator.
+    """
+    if state.get("operator"):
+        return None
+    failures = int(state.get("operator_failures", 0))
+    if failures >= OPERATOR_MAX_ATTEMPTS:
+        return (f"This session gave {OPERATOR_MAX_ATTEMPTS} wrong operator keys and accepts no more; the key in "
+                "the address was ignored.")
+    problem = operator_key_problem()
+    if problem:
+        return problem
+    if not os.environ.get("KASP_OPERATOR_KEY"):
+        return "This app has no operator key (KASP_OPERATOR_KEY is not set): the operator key in the address was ignored."
+    if operator_mode(key):
+        state["operator"] = True
+        return None
+    state["operator_failures"] = failures = failures + 1
+    left = OPERATOR_MAX_ATTEMPTS - failures
+    return ("Wrong operator key: " + (f"{left} more attempt{'s' if left > 1 else ''} in this session." if left else
+                                      "this session accepts no more operator keys."))
 
 
 def panel_runs(session: str | None, store: str | Path | None = None) -> list[RunDir]:
@@ -440,14 +491,13 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
     steps, else :func:`estimate_seconds` of its recipe; a run with a wall-time budget (``--time-budget``)
     takes its budget."""
     status = run.status()
-    rec = run.recipe() or {}
-    cmd = status.get("command") or []
-    budget = rec.get("time_budget") or _flag(cmd, "--time-budget")
+    rec = _recipe(run)
+    budget = rec.get("time_budget")
     if budget and not (run.state() == "running" and status.get("step")):
         started = status.get("started") if run.state() == "running" else None
         return max(0.0, float(budget) * 60 - (time.time() - started if started else 0.0))
-    kind = "finetune" if "finetune" in cmd else rec.get("method") or _flag(cmd, "--method") or "kasp"
-    total = status.get("total_steps") or rec.get("max_steps") or _flag(cmd, "--max-steps") or 300
+    kind = rec.get("method") or "kasp"
+    total = status.get("total_steps") or rec.get("max_steps") or 300
     step = status.get("step") or 0
     started = status.get("started")
     if run.state() == "running" and step and started:
@@ -457,8 +507,15 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
     return est
 
 
-def _flag(cmd: list[str], flag: str) -> str | None:
-    return cmd[cmd.index(flag) + 1] if flag in cmd and cmd.index(flag) + 1 < len(cmd) else None
+def _recipe(run: RunDir) -> dict[str, Any]:
+    """The run's recipe: its config.json once it has started, else the recipe it was queued with (the
+    defaults filled in, :func:`kasp.jobs.queued_config`); {} when it has neither (or a queued recipe
+    that does not validate: the queue refuses it)."""
+    rec = run.recipe()
+    if rec:
+        return rec
+    cfg = jobs.queued_config(run.status())  # also for a queued run cancelled before it started
+    return cfg.to_dict() if cfg is not None else {}
 
 
 def queue_text(run: RunDir, store: str | Path | None = None, now: float | None = None) -> str | None:
@@ -486,12 +543,8 @@ def queue_text(run: RunDir, store: str | Path | None = None, now: float | None =
 
 
 def run_kind(run: RunDir) -> str:
-    """"finetune" or "prune": from the run's recipe, or from its queued command line before the recipe exists."""
-    kind = run.recipe().get("kind")
-    if kind:
-        return kind
-    cmd = run.status().get("command") or []
-    return "finetune" if "finetune" in cmd else "prune"
+    """"finetune" or "prune": from the run's recipe, or from the recipe it was queued with before it started."""
+    return _recipe(run).get("kind") or "prune"
 
 
 def launch_gate(task: str, model: str, session: str | None, store: str | Path | None = None) -> str | None:
@@ -603,9 +656,9 @@ def retention_rows(runs: list[RunDir], samples: int) -> tuple[pd.DataFrame, list
 
 def run_total_steps(run: RunDir) -> int | None:
     """The run's total optimizer steps T: from its status once training has started, else from its recipe
-    or its queued command line (``--max-steps``); None when the run is bounded by epochs and has not started."""
+    or the recipe it was queued with; None when the run is bounded by epochs (or time) and has not started."""
     status = run.status()
-    total = status.get("total_steps") or run.recipe().get("max_steps") or _flag(status.get("command") or [], "--max-steps")
+    total = status.get("total_steps") or _recipe(run).get("max_steps")
     return int(total) if total else None
 
 

@@ -175,6 +175,38 @@ def test_app_sidebar_checks_the_model_and_gives_the_session_a_token(tmp_path, mo
     assert any("works offline" in e.value and "default" in e.value for e in at.sidebar.error)
 
 
+def _app_with_key(store: Path, monkeypatch, key: str, **state) -> AppTest:
+    monkeypatch.setenv("KASP_RUNS_DIR", str(store))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["operator"] = key
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "operator" not in at.query_params and at.query_params["session"]  # read once, gone from the address
+    return at
+
+
+def test_operator_key_is_read_once_and_leaves_the_address(tmp_path, monkeypatch):
+    monkeypatch.delenv("KASP_OPERATOR", raising=False)
+    monkeypatch.setenv("KASP_OPERATOR_KEY", "the-lecturers-long-key")
+    at = _app_with_key(tmp_path, monkeypatch, "the-lecturers-long-key")
+    assert at.session_state["operator"] is True
+    assert any("Operator session" in c.value for c in at.sidebar.caption)
+    at = _app_with_key(tmp_path, monkeypatch, "a-wrong-guess")
+    assert at.session_state["operator"] is False and at.session_state["operator_failures"] == 1
+    assert [w.value for w in at.sidebar.warning] == ["Wrong operator key: 4 more attempts in this session."]
+    # a session that has used its five attempts takes no key, not even the right one
+    at = _app_with_key(tmp_path, monkeypatch, "the-lecturers-long-key", operator_failures=5)
+    assert at.session_state["operator"] is False
+    assert any("accepts no more" in w.value for w in at.sidebar.warning)
+    # a key shorter than 16 characters is switched off, and the sidebar says why
+    monkeypatch.setenv("KASP_OPERATOR_KEY", "too-short")
+    at = _app_with_key(tmp_path, monkeypatch, "too-short")
+    assert at.session_state["operator"] is False
+    assert any("shorter than the 16 required" in w.value for w in at.sidebar.warning)
+
+
 def test_prune_page_from_another_session_is_read_only(app_store, monkeypatch, tiny_pretrained):
     run = RunDir.create(app_store / "zz-running-of-another-tab")
     run.set_status("running", pid=__import__("os").getpid(), step=1, total_steps=5, owner="another-tab-token")

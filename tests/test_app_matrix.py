@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -53,9 +52,9 @@ def build_store(root: Path, state: str, task: str) -> Path:
         ft.log({"type": "train", "step": 3, "total_steps": 10, "loss": 0.6, "task": 0.6, "sparsity": 0.0})
     if state == "queued":
         q = RunDir.create(store / "20260101-000003-x-kasp-s50")
-        # never started here (the slot is taken); a harmless command in case it were
-        q.set_status("queued", command=[sys.executable, "-c", "pass", "prune", "--task", task, "--sparsity", "0.5",
-                                        "--max-steps", "10"], queued_at=1.0, source="app", owner=ME)
+        # never started here (the slot is taken by the running fine-tune)
+        q.set_status("queued", job={"kind": "prune", "options": {"task": task, "sparsity": 0.5, "max_steps": 10}},
+                     queued_at=1.0, source="app", owner=ME)
     return store
 
 

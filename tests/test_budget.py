@@ -107,7 +107,7 @@ def test_a_queued_time_budget_run_is_expected_to_take_its_budget(tmp_path):
     from kasp.views import remaining_seconds
 
     run = RunDir.create(tmp_path / "q")
-    run.set_status("queued", command=[sys.executable, "-m", "kasp", "prune", "--time-budget", "12"], queued_at=time.time())
+    run.set_status("queued", job={"kind": "prune", "options": {"sparsity": 0.5, "time_budget": 12}}, queued_at=time.time())
     assert remaining_seconds(run, tmp_path) == pytest.approx(720)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from kasp import jobs
 from kasp.cli import build_parser, main
 from kasp.config import make_config
+from kasp.errors import KaspError
 from kasp.runs import RunDir
 
 from conftest import ROOT
@@ -38,7 +40,7 @@ def test_out_on_a_users_folder_is_refused_before_writing(tmp_path, tiny_store, c
     assert main(["finetune", "--task", "sst2", "--out", str(tiny_store / "teacher"), "--runs-dir", str(tmp_path)]) == 2
     assert "already holds a run (done)" in capsys.readouterr().err
     other = RunDir.create(tmp_path / "queued")
-    other.set_status("queued", command=["x"])
+    other.set_status("queued", job={"kind": "finetune", "options": {"task": "rte"}})
     other.write_config(make_config("finetune", task="rte").to_dict(), {})
     with pytest.raises(Exception, match="another recipe"):
         RunDir.create(other.path, recipe=make_config("finetune", task="sst2").to_dict())
@@ -92,21 +94,33 @@ def test_sparsity_0_9999_never_zeroes_a_whole_matrix():
 
 # --- the queue ------------------------------------------------------------------------------------
 
-def _queue_fake(store: Path, n: int, log: Path) -> list[RunDir]:
-    """n queued runs whose command only appends the run id to ``log`` (a start is a line)."""
+def _queue_fake(store: Path, n: int) -> list[RunDir]:
+    """n queued fine-tunes of a model that does not exist: each child process starts (its log.txt says
+    "kasp: run directory" once per start), fails within seconds and leaves its run failed."""
     runs = []
     for i in range(n):
         run = RunDir.create(store / f"20260101-00000{i}-sst2-finetune")
-        code = "import sys, time; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n'); time.sleep(1)"
-        run.set_status("queued", command=[sys.executable, "-c", code, str(log), run.id], queued_at=time.time())
+        run.set_status("queued", job={"kind": "finetune", "options": {"task": "sst2", "model": str(store / "no-model")}},
+                       queued_at=time.time())
         runs.append(run)
     return runs
 
 
+def _starts(run: RunDir) -> int:
+    """How many processes ran for ``run`` (each appends its output to the run's log.txt)."""
+    p = run.path / "log.txt"
+    return p.read_text(errors="replace").count("kasp: run directory") if p.exists() else 0
+
+
+def _wait_ended(runs: list[RunDir], timeout: float = 180) -> None:
+    end = time.time() + timeout
+    while time.time() < end and any(r.state() in ("queued", "running") for r in runs):
+        time.sleep(0.3)
+
+
 def test_two_pumps_at_once_start_each_queued_run_exactly_once(tmp_path):
-    log = tmp_path / "starts.log"
     store = tmp_path / "store"
-    runs = _queue_fake(store, 4, log)
+    runs = _queue_fake(store, 4)
     start_at = time.time() + 3
     code = ("import sys, time; from kasp import jobs; t = float(sys.argv[2])\n"
             "while time.time() < t: pass\n"
@@ -116,13 +130,10 @@ def test_two_pumps_at_once_start_each_queued_run_exactly_once(tmp_path):
                               stdout=subprocess.PIPE, text=True) for _ in range(2)]
     started = [int(p.communicate(timeout=120)[0].strip()) for p in pumps]
     assert sum(started) == 4, started  # the two pumps together started each run once
-    end = time.time() + 30
-    while time.time() < end and len(log.read_text().split() if log.exists() else []) < 4:
-        time.sleep(0.2)
-    time.sleep(1.5)
-    ids = log.read_text().split()
-    assert sorted(ids) == sorted(r.id for r in runs)  # each exactly once
-    assert all(r.state() != "queued" for r in runs)
+    _wait_ended(runs)
+    assert [_starts(r) for r in runs] == [1, 1, 1, 1], [jobs.log_tail(r) for r in runs]  # each exactly once
+    assert [(r.state(), "no-model" in jobs.log_tail(r)) for r in runs] == [("failed", True)] * 4, \
+        [(r.status(), jobs.log_tail(r)) for r in runs]
 
 
 def test_queue_advances_when_a_run_ends_with_no_browser(tmp_path, tiny_pretrained, monkeypatch):
@@ -143,14 +154,15 @@ def test_queue_advances_when_a_run_ends_with_no_browser(tmp_path, tiny_pretraine
 
 
 def test_kasp_worker_drains_the_queue(tmp_path):
-    log = tmp_path / "w.log"
-    runs = _queue_fake(tmp_path, 2, log)
+    runs = _queue_fake(tmp_path, 2)
     env = dict(os.environ, KASP_MAX_JOBS="1")
     out = subprocess.run([sys.executable, "-m", "kasp", "worker", "--runs-dir", str(tmp_path), "--poll", "0.2"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr
-    assert "started 2 queued run(s)" in out.stdout
-    assert sorted(log.read_text().split()) == sorted(r.id for r in runs)
+    # the worker starts the first; the second is started by the worker or by the first as it ends
+    assert re.search(r"started [12] queued run\(s\); no run is queued or running", out.stdout), out.stdout
+    assert all(r.state() == "failed" for r in runs)  # the worker returned once nothing was queued or running
+    assert [_starts(r) for r in runs] == [1, 1]
 
 
 def test_launch_checks_the_queue_under_the_queue_lock(tmp_path, monkeypatch):
@@ -181,3 +193,133 @@ def test_launch_checks_the_queue_under_the_queue_lock(tmp_path, monkeypatch):
     monkeypatch.setattr(jobs, "pump", lambda store=None: [])  # nothing is started in this test
     run = jobs.launch("finetune", {"task": "sst2", "max_steps": 1}, store=tmp_path, owner="me")
     assert seen == ["held"] and run.state() == "queued"
+
+
+# --- the queue runs only what KASP builds (issue 26) ----------------------------------------------
+
+def _plant(store: Path, marker: Path) -> dict[str, str]:
+    """Queued runs copied into the store by hand, each of which would write ``marker`` if anything of it
+    were executed; returns run id -> the words its refusal must contain."""
+    store.mkdir(parents=True, exist_ok=True)
+    sh = ["/bin/sh", "-c", f"touch {marker}"]
+    evil = store.parent / "evil.json"
+    evil.write_text(json.dumps({"sparsity": 0.5}))
+    sst2 = {"task": "sst2", "sparsity": 0.5}
+    planted = {
+        "a-command": ({"command": sh}, "command line instead of a KASP recipe"),
+        "b-command-and-bad-job": ({"command": sh, "job": {"kind": "/bin/sh", "options": {}}}, "unknown kind"),
+        "c-shell-teacher": ({"job": {"kind": "prune", "options": {**sst2, "teacher": f"t; touch {marker}"}}},
+                            "holds the character ';'"),
+        "d-subshell-model": ({"job": {"kind": "prune", "options": {**sst2, "model": f"$(touch {marker})"}}},
+                             "holds the character '$'"),
+        "e-flag-in-value": ({"job": {"kind": "prune", "options": {**sst2, "model": f"--recipe={evil}"}}},
+                            "starts with '-'"),
+        "f-unknown-option": ({"job": {"kind": "prune", "options": {**sst2, "recipe": str(evil)}}},
+                             "unknown option 'recipe'"),
+        "g-prune-only-on-finetune": ({"job": {"kind": "finetune", "options": {"teacher": "x"}}},
+                                     "unknown option 'teacher' for `kasp finetune`"),
+        "h-options-as-argv": ({"job": {"kind": "prune", "options": ["--teacher", f"x; touch {marker}"]}},
+                              "must be a JSON object"),
+        "i-wrong-type": ({"job": {"kind": "prune", "options": {"task": "sst2", "sparsity": "0.5; touch x"}}},
+                         "sparsity of a queued run must be a finite number"),
+        "j-bad-recipe": ({"job": {"kind": "prune", "options": {"task": "sst2", "sparsity": 1.5}}}, "0 <= s < 1"),
+        "k-job-not-an-object": ({"job": sh}, "not a JSON object"),
+        "l-nothing": ({}, "queued without a recipe"),
+    }
+    for name, (status, _) in planted.items():
+        (store / name).mkdir()
+        (store / name / "status.json").write_text(json.dumps({"state": "queued", "queued_at": 1.0, **status}))
+    return {name: words for name, (_, words) in planted.items()}
+
+
+def _assert_refused(store: Path, expected: dict[str, str], marker: Path) -> None:
+    assert not marker.exists()
+    for name, words in expected.items():
+        st = RunDir(store / name).status()
+        assert st["state"] == "failed", (name, st)
+        assert st["error"].startswith("not started: ") and words in st["error"], (name, st["error"])
+        assert "\n" not in st["error"] and not (store / name / "log.txt").exists()
+
+
+def test_pump_never_runs_a_planted_command_or_a_hostile_recipe(tmp_path, monkeypatch):
+    marker = tmp_path / "marker"
+    expected = _plant(tmp_path / "store", marker)
+    calls = []
+    monkeypatch.setattr(jobs.subprocess, "Popen", lambda *a, **k: calls.append(a) or pytest.fail(f"executed {a}"))
+    monkeypatch.setattr(jobs, "MAX_JOBS", 4)
+    assert jobs.pump(tmp_path / "store") == []
+    assert calls == []
+    _assert_refused(tmp_path / "store", expected, marker)
+    from kasp.views import runs_frame
+
+    frame = runs_frame(tmp_path / "store").set_index("id")  # the table names each refusal
+    assert "command line instead of a KASP recipe" in frame.loc["a-command", "error"]
+
+
+def test_kasp_worker_never_runs_a_planted_command(tmp_path):
+    marker = tmp_path / "marker"
+    expected = _plant(tmp_path / "store", marker)
+    out = subprocess.run([sys.executable, "-m", "kasp", "worker", "--runs-dir", str(tmp_path / "store"), "--poll", "0.2"],
+                         cwd=ROOT, env=dict(os.environ, KASP_MAX_JOBS="4"), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "started 0 queued run(s)" in out.stdout
+    time.sleep(0.5)  # what a shell would have done, it would have done by now
+    _assert_refused(tmp_path / "store", expected, marker)
+
+
+@pytest.mark.parametrize("page", ["overview.py", "prune.py", "results.py", "attention.py", "inspect.py", "weights.py",
+                                  "predict.py"])
+def test_opening_a_page_never_runs_a_planted_command(tmp_path, monkeypatch, page):
+    from conftest import open_page
+
+    marker = tmp_path / "marker"
+    store = tmp_path / "store"
+    expected = _plant(store, marker)
+    monkeypatch.setattr(jobs.subprocess, "Popen", lambda *a, **k: pytest.fail(f"executed {a}"))
+    monkeypatch.setattr(jobs, "MAX_JOBS", 4)
+    open_page(page, store, monkeypatch)  # asserts the page raised nothing
+    time.sleep(0.2)
+    assert not marker.exists()
+    if page == "prune.py":  # its live panel advances the queue: every planted run is refused
+        _assert_refused(store, expected, marker)
+    else:  # the other pages only read the store
+        assert all(RunDir(store / name).status()["state"] == "queued" for name in expected)
+
+
+def test_launch_stores_a_recipe_and_the_queue_builds_the_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "MAX_JOBS", 0)  # nothing starts
+    opts = {"task": "sst2", "model": "default", "method": "magnitude", "sparsity": 0.7, "max_steps": 20, "lr": 2e-4,
+            "time_budget": None, "bucket_batches": False, "max_train_samples": None}
+    run = jobs.launch("prune", opts, tmp_path, owner="tab")
+    status = json.loads((run.path / "status.json").read_text())
+    assert "command" not in status
+    assert status["job"] == {"kind": "prune", "options": {k: v for k, v in opts.items() if v is not None}}
+    cmd = jobs.job_command(run)
+    assert cmd[:5] == [sys.executable, "-P", "-m", "kasp", "prune"]
+    assert cmd[-3:] == [f"--out={run.path}", f"--runs-dir={tmp_path}", "--no-progress"]
+    args = build_parser().parse_args(cmd[4:])  # the CLI reads exactly the recipe back
+    assert (args.task, args.model, args.method, args.sparsity, args.max_steps, args.lr, args.bucket_batches) == \
+        ("sst2", "default", "magnitude", 0.7, 20, 2e-4, False)
+    assert args.out == str(run.path) and args.time_budget is None and args.recipe is None
+    # the app's launch refuses what the queue would refuse, before any run directory exists
+    for bad, words in (({"task": "sst2", "sparsity": 0.5, "teacher": "a|b"}, "'|'"),
+                       ({"task": "sst2", "sparsity": 0.5, "report_to": "all"}, "unknown option 'report_to'")):
+        with pytest.raises(KaspError, match=re.escape(words)):
+            jobs.launch("prune", bad, tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == [run.id]
+
+
+def test_a_kasp_folder_in_the_working_directory_is_never_imported(tmp_path, monkeypatch):
+    """A store that is the working directory may hold a run folder named `kasp`: `python -m kasp` would
+    import it; the queue's `python -P -m kasp` imports the installed package."""
+    marker = tmp_path / "marker"
+    (tmp_path / "kasp").mkdir()
+    (tmp_path / "kasp" / "__init__.py").write_text("")
+    (tmp_path / "kasp" / "__main__.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    (tmp_path / "kasp" / "status.json").write_text('{"state": "done"}')  # it is listed as a run, too
+    run = _queue_fake(tmp_path, 1)[0]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(jobs, "MAX_JOBS", 1)
+    assert jobs.pump(".") == [RunDir(Path(".") / run.id)]
+    _wait_ended([run])
+    assert not marker.exists() and _starts(run) == 1 and run.state() == "failed"  # the real kasp ran, and failed

@@ -709,3 +709,63 @@ def test_the_readmes_augmentation_table_is_the_shipped_runs():
         expected = [cell(shipped_sweep_path(task))] + [cell(ROOT / "bench" / "augment" / f"{task}-augment-{s}{k}.json")
                                                        for s, k in (("words", n), ("glue", 1))]
         assert cells[1:] == expected, line
+
+
+# --- one sweep per task and store (issue 26) ------------------------------------------------------
+_HOLD = ("import sys, time\n"
+         "from kasp.sweep import sweep_lock\n"
+         "with sweep_lock(sys.argv[1], sys.argv[2]):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(120)\n")
+
+
+def test_a_second_sweep_of_the_same_task_and_store_stops_at_once(tmp_path, capsys):
+    from kasp.cli import main
+    from kasp.sweep import sweep_lock
+
+    store = tmp_path / "store"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, "mrpc", str(store)], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.time()
+        rc = main(["sweep", "--task", "mrpc", "--runs-dir", str(store), "--methods", "kasp", "--sparsities", "0.5"])
+        err = capsys.readouterr().err
+        assert rc == 2 and time.time() - t0 < 30  # no teacher was fine-tuned, nothing waited
+        assert err.count("\n") == 1 and f"pid {holder.pid}" in err and "started 20" in err and "UTC" in err
+        assert "another kasp sweep of mrpc is running" in err and "nothing was started" in err
+        assert sorted(p.name for p in store.iterdir()) == ["sweeps"]  # no run, no results file
+        assert not [p for p in (store / "sweeps").iterdir() if not p.name.startswith(".sweep-mrpc.")]
+        with pytest.raises(KaspError, match=f"pid {holder.pid}"):  # a second holder in this process too
+            with sweep_lock("mrpc", store):
+                pass
+        with sweep_lock("rte", store):  # another task on the same store: free
+            pass
+        with sweep_lock("mrpc", tmp_path / "other-store"):  # the same task on another store: free
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with sweep_lock("mrpc", store):  # the holder was killed: the system released its lock
+        assert json.loads((store / "sweeps" / ".sweep-mrpc.holder.json").read_text())["pid"] == os.getpid()
+    assert not (store / "sweeps" / ".sweep-mrpc.holder.json").exists()
+
+
+def test_a_sweep_run_killed_after_its_report_is_recorded_not_retrained(tiny_store, tiny_pretrained, tmp_path, capsys):
+    from kasp.runs import RunDir
+    from kasp.sweep import SweepOptions, run_sweep
+
+    opt = SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), methods=("kasp",), max_steps=4,
+                       max_train_samples=64, max_eval_samples=16, retention_samples=0, keep_checkpoints=True,
+                       teacher=str(tiny_store / "teacher"), runs_dir=str(tmp_path))
+    first = run_sweep(opt)["runs"][0]
+    run = RunDir(tmp_path / "sweeps" / "sst2" / "kasp-s80-seed42")
+    progress = (run.path / "progress.jsonl").read_bytes()
+    # as if the process had been killed after writing its report, before its final status and its results entry
+    run.set_status("running", pid=2 ** 22 + 54321)  # a pid no process has
+    opt.results_path().unlink()
+    capsys.readouterr()
+    again = run_sweep(opt)["runs"][0]
+    assert "finished before the last stop but was not recorded: recording it" in capsys.readouterr().err
+    assert run.state() == "done" and (run.path / "progress.jsonl").read_bytes() == progress  # not trained again
+    assert again["metric"] == first["metric"] and again["run_id"] == first["run_id"]

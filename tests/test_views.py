@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -124,8 +123,8 @@ def test_majority_baseline_and_teacher_warning():
 
 def _queued(store: Path, name: str, owner: str | None) -> RunDir:
     run = RunDir.create(store / name)
-    run.set_status("queued", command=[sys.executable, "-m", "kasp", "prune", "--task", "sst2", "--sparsity", "0.5",
-                                      "--max-steps", "100"], queued_at=1.0, source="app", owner=owner)
+    run.set_status("queued", job={"kind": "prune", "options": {"task": "sst2", "sparsity": 0.5, "max_steps": 100}},
+                   queued_at=1.0, source="app", owner=owner)
     return run
 
 
@@ -187,10 +186,48 @@ def test_session_token_and_operator(monkeypatch):
     monkeypatch.delenv("KASP_OPERATOR", raising=False)
     monkeypatch.delenv("KASP_OPERATOR_KEY", raising=False)
     assert not views.operator_mode() and not views.operator_mode("anything")
-    monkeypatch.setenv("KASP_OPERATOR_KEY", "lecturer-secret")
-    assert views.operator_mode("lecturer-secret") and not views.operator_mode("guess")
+    monkeypatch.setenv("KASP_OPERATOR_KEY", "lecturer-secret-2026")
+    assert views.operator_mode("lecturer-secret-2026") and not views.operator_mode("guess")
+    assert not views.operator_mode("lecturer-secret-202") and not views.operator_mode("lecturer-secret-2026x")
+    assert not views.operator_mode("clé-é-ünïcode-ß") and views.operator_key_problem() is None  # non-ASCII: no TypeError
     monkeypatch.setenv("KASP_OPERATOR", "1")
     assert views.operator_mode()
+
+
+def test_a_short_operator_key_is_refused(monkeypatch, capsys):
+    """A KASP_OPERATOR_KEY under 16 characters matches nothing, `kasp app` refuses to start with it."""
+    from kasp.cli import main
+
+    monkeypatch.delenv("KASP_OPERATOR", raising=False)
+    monkeypatch.setenv("KASP_OPERATOR_KEY", "short-secret-15")  # 15 characters
+    assert not views.operator_mode("short-secret-15")
+    assert "shorter than the 16 required" in views.operator_key_problem()
+    state = {}
+    assert "shorter than the 16 required" in views.operator_attempt(state, "short-secret-15")
+    assert not state.get("operator")
+    monkeypatch.setattr("os.execve", lambda *a: pytest.fail("the app was started"))
+    assert main(["app"]) == 2
+    err = capsys.readouterr().err
+    assert "KASP_OPERATOR_KEY is 15 characters long" in err and err.count("\n") == 1
+    monkeypatch.setenv("KASP_OPERATOR_KEY", "x" * 16)
+    assert views.operator_key_problem() is None and views.operator_mode("x" * 16)
+
+
+def test_a_session_takes_at_most_five_wrong_operator_keys(monkeypatch):
+    monkeypatch.delenv("KASP_OPERATOR", raising=False)
+    monkeypatch.setenv("KASP_OPERATOR_KEY", "the-lecturers-long-key")
+    state: dict = {}
+    notes = [views.operator_attempt(state, f"guess-{i}") for i in range(5)]
+    assert notes[0] == "Wrong operator key: 4 more attempts in this session."
+    assert notes[3] == "Wrong operator key: 1 more attempt in this session."
+    assert notes[4] == "Wrong operator key: this session accepts no more operator keys."
+    assert state == {"operator_failures": 5}
+    assert "accepts no more" in views.operator_attempt(state, "the-lecturers-long-key")  # even the right one
+    assert not state.get("operator") and state["operator_failures"] == 5
+    fresh: dict = {"operator_failures": 4}
+    assert views.operator_attempt(fresh, "the-lecturers-long-key") is None and fresh["operator"] is True
+    monkeypatch.delenv("KASP_OPERATOR_KEY")
+    assert "no operator key" in views.operator_attempt({}, "anything")
 
 
 def test_results_table_queued_run_and_empty_task(tmp_path):
