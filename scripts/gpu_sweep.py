@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         for m in METHODS:
             procs.append(_spawn(_kasp("sweep", "--task", task, "--methods", m, "--sparsities", *map(str, args.sparsities),
                                       "--seeds", "42", "43", "--multi-seed-sparsities", "0.9", "--max-steps", str(steps),
-                                      "--teacher", str(teachers[task]), "--runs-dir", str(store),
+                                      # one store per sweep: kasp sweep runs one sweep per task and store at a time
+                                      "--teacher", str(teachers[task]), "--runs-dir", str(store / "by-method" / f"{task}-{m}"),
                                       "--results", str(store / "results" / f"{task}-{m}.json"),
                                       "--retention-samples", str(args.retention_samples),
                                       "--stop-after", f"{minutes_left:.2f}", *common),
