@@ -1,17 +1,18 @@
 """What the teacher-output cache (kasp/teacher_cache.py) saves per epoch, and how a sweep should use 2 cores.
 
-Run from the repository root on an idle machine (about 12 minutes on 2 cores; ``--quick``: a 1-minute
+Run from the repository root (about 12 minutes on 2 idle cores; ``--quick``: a 1-minute
 smoke run on a few batches):
 
     .venv/bin/python bench/teacher_cache.py      # prints tables, writes bench/teacher_cache.json
 
 1. **Time per epoch with and without the cache**, in one process, on SST-2 (length 64) and MRPC (sentence
-   pairs, length 128): the real training loop (:func:`kasp.train.train`, KASP at 90 %, all three
-   distillation terms) for 3 epochs of a fixed subset of the training set (SST-2 2,048 examples, MRPC
-   1,024), once with ``--no-teacher-cache`` and once with a cold cache; the two runs alternate by task.
-   The teacher is the default model with a fresh classifier head saved to a temporary folder: the
-   cost of its forward pass does not depend on what it learnt. Epoch 1 with the cache also writes the
-   cache; epochs 2 and 3 read it. The saving of a 3-epoch run is the sum over its epochs.
+   pairs, length 128): two identical students (the default model, KASP's loss with all three
+   distillation terms, AdamW, masks at 90 % re-applied after every step) take turns batch by batch over
+   3 epochs of a fixed subset of the training set (SST-2 2,048 examples, MRPC 1,024), one reading the
+   teacher's outputs from a cold cache (:mod:`kasp.teacher_cache`), the other recomputing them. Taking
+   turns puts the same machine load on both, so their ratio holds on a busy machine too. The teacher is
+   the default model with a fresh classifier head saved to a temporary folder: the cost of its forward
+   pass does not depend on what it learnt. Epoch 1 with the cache also writes it; epochs 2 and 3 read it.
 2. **One 2-thread run against two 1-thread runs side by side** (the sweep's scheduling question): the
    same SST-2 KASP run (``--no-teacher-cache``, 60 steps) alone with 2 torch threads, then two copies
    at once with 1 thread each; the throughput is optimizer steps per second summed over the processes,
@@ -51,25 +52,57 @@ def _teacher(folder: Path) -> str:
     return str(folder)
 
 
-def epoch_times(task: str, teacher: str, cache: bool, samples: int, length: int, threads: int) -> dict:
-    """Seconds of each of the EPOCHS epochs of a KASP run, and the cache's counts."""
-    from kasp.config import make_config
-    from kasp.train import train
+def epoch_times(task: str, teacher: str, samples: int, length: int) -> dict:
+    """Seconds of each of the EPOCHS epochs of two KASP students taking turns, with and without the cache."""
+    import copy
 
-    spe = -(-samples // BATCH)
-    stamps: dict[int, float] = {}
+    import torch
+
+    from kasp.config import make_config
+    from kasp.data import LengthBucketSampler, collate, load_task_data
+    from kasp.distill import KaspLoss
+    from kasp.masks import MagnitudePruner
+    from kasp.modeling import default_model_path, load_classifier, load_tokenizer
+    from kasp.teacher_cache import open_cache
+
     cfg = make_config("prune", "kasp", task, sparsity=0.9, teacher=teacher, max_train_samples=samples,
-                      max_steps=EPOCHS * spe, max_seq_length=length, eval_every=0, max_eval_samples=32,
-                      log_every=1, teacher_cache=cache, num_threads=threads)
+                      max_seq_length=length)
+    tok = load_tokenizer(teacher)
+    data, _ = load_task_data(cfg, tok)
+    torch.manual_seed(0)
+    s_off = load_classifier(default_model_path(), num_labels=2)
+    t_off = load_classifier(teacher).eval()
+    s_on, t_on = copy.deepcopy(s_off), copy.deepcopy(t_off)  # one score capture per model
+    for t in (t_off, t_on):
+        for q in t.parameters():
+            q.requires_grad_(False)
+    runs = {}
+    for name, student, tch in (("no_cache", s_off, t_off), ("cache", s_on, t_on)):
+        loss = KaspLoss(student, tch)
+        pruner = MagnitudePruner(student, 0.9, 100, 10)
+        pruner.step(90)  # masks near 90 %, as late in a run
+        runs[name] = {"student": student, "loss": loss, "pruner": pruner,
+                      "opt": torch.optim.AdamW(student.parameters(), lr=1e-4), "seconds": [0.0] * EPOCHS}
     with tempfile.TemporaryDirectory() as cache_dir:
-        os.environ["KASP_CACHE_DIR"] = cache_dir  # a cold cache for every run
-        res = train(cfg, callbacks=[lambda ev, rec: ev == "train" and stamps.setdefault(rec["step"], time.perf_counter())],
-                    progress_bar=False)
-    # epoch e ends at step e * spe; epoch 1 is timed from the end of step 1 (loading excluded) and scaled
-    bounds = [1] + [e * spe for e in range(1, EPOCHS + 1)]
-    times = [stamps[b] - stamps[a] for a, b in zip(bounds, bounds[1:])]
-    times[0] *= spe / (spe - 1)
-    return {"epoch_seconds": times, "steps_per_epoch": spe, "teacher_cache": res.report.get("teacher_cache")}
+        amap, hmap = runs["cache"]["loss"].cache_layout()
+        cache = open_cache(teacher, task, length, data, amap, hmap, t_on.config, 2, 8.0, root=Path(cache_dir))
+        runs["cache"]["loss"].use_cache(cache)
+        sampler = LengthBucketSampler(data.lengths, BATCH, seed=0)
+        for epoch in range(EPOCHS):
+            sampler.set_epoch(epoch)
+            for idx in sampler:
+                batch = collate(data, idx, tok.pad_token_id or 0) | {"index": torch.tensor(idx)}
+                for r in runs.values():  # the two students take turns: the same load on both
+                    t = time.perf_counter()
+                    total, _, _ = r["loss"](r["student"], batch)
+                    total.backward()
+                    r["opt"].step()
+                    r["opt"].zero_grad(set_to_none=True)
+                    r["pruner"].apply()
+                    r["seconds"][epoch] += time.perf_counter() - t
+        counts = {"hits": cache.hits, "misses": cache.misses, "stored_bytes": cache.stored_bytes}
+    return {"no_cache": runs["no_cache"]["seconds"], "cache": runs["cache"]["seconds"], "teacher_cache": counts,
+            "steps_per_epoch": len(sampler)}
 
 
 def side_by_side(teacher: str, steps: int, samples: int) -> dict:
@@ -102,21 +135,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a few batches per epoch: a smoke run, not a measurement")
     ap.add_argument("--out", default=str(ROOT / "bench" / "teacher_cache.json"))
+    ap.add_argument("--parts", nargs="+", choices=["epochs", "side-by-side"], default=["epochs", "side-by-side"],
+                    help="what to measure (side-by-side needs an otherwise idle machine)")
     args = ap.parse_args()
     import torch
 
     threads = 2
+    torch.set_num_threads(threads)
     tasks = {k: dict(v, samples=128 if args.quick else v["samples"]) for k, v in TASKS.items()}
     result = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": threads},
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": args.quick, "epochs": EPOCHS,
               "tasks": {}}
     with tempfile.TemporaryDirectory() as tmp:
         teacher = _teacher(Path(tmp) / "teacher")
-        for task, t in tasks.items():
-            runs = {}
-            for cache in (False, True):
-                runs["cache" if cache else "no_cache"] = epoch_times(task, teacher, cache, t["samples"], t["length"], threads)
-            off, on = runs["no_cache"]["epoch_seconds"], runs["cache"]["epoch_seconds"]
+        for task, t in (tasks.items() if "epochs" in args.parts else ()):
+            runs = epoch_times(task, teacher, t["samples"], t["length"])
+            off, on = runs["no_cache"], runs["cache"]
             runs["saving_of_the_run"] = 1 - sum(on) / sum(off)
             runs["later_epoch_ratio"] = (on[1] + on[2]) / (off[1] + off[2])
             runs["first_epoch_ratio"] = on[0] / off[0]
@@ -125,11 +159,12 @@ def main() -> None:
             print(f"{task}: epochs without cache {', '.join(f'{x:.1f}' for x in off)} s; with cache "
                   f"{', '.join(f'{x:.1f}' for x in on)} s; 3-epoch run {100 * runs['saving_of_the_run']:.1f} % shorter; "
                   f"epochs 2-3 take {runs['later_epoch_ratio']:.2f}x, epoch 1 {runs['first_epoch_ratio']:.2f}x", flush=True)
-        sbs = side_by_side(teacher, 12 if args.quick else 60, 256 if args.quick else 2048)
-        result["side_by_side"] = sbs
-        print(f"SST-2 KASP steps/s: one run, 2 threads {sbs['one_2thread_steps_per_s']:.2f}; two runs, 1 thread each "
-              f"{' + '.join(f'{x:.2f}' for x in sbs['two_1thread_steps_per_s'])} = {sbs['two_1thread_total']:.2f} "
-              f"({sbs['ratio_two_over_one']:.2f}x)", flush=True)
+        if "side-by-side" in args.parts:
+            sbs = side_by_side(teacher, 12 if args.quick else 60, 256 if args.quick else 2048)
+            result["side_by_side"] = sbs
+            print(f"SST-2 KASP steps/s: one run, 2 threads {sbs['one_2thread_steps_per_s']:.2f}; two runs, 1 thread each "
+                  f"{' + '.join(f'{x:.2f}' for x in sbs['two_1thread_steps_per_s'])} = {sbs['two_1thread_total']:.2f} "
+                  f"({sbs['ratio_two_over_one']:.2f}x)", flush=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
