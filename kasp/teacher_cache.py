@@ -18,7 +18,8 @@ Storage: one folder per (teacher weights, task, length limit, training set, laye
 array, the examples one after another), ``filled.u8`` (one byte per example, set after its values are
 written) and ``meta.json``. The file is sparse on disk: only examples seen take space. ``cap_bytes``
 bounds it: examples whose record would end past the cap are not cached, and the teacher is run for any
-batch that holds one (the fallback). The cap is also lowered to leave 2 GiB of the disk free, so the
+batch that holds one (the fallback). The cap holds for all folders together too: opening one removes
+the least recently opened others until the whole cache fits (:func:`evict`). The cap is also lowered to leave 2 GiB of the disk free, so the
 cache can never fill a disk.
 
 One process at a time writes a given example (runs of one process; a multi-process run does not use
@@ -226,6 +227,51 @@ class TeacherCache:
         self.filled.flush()
 
 
+def disk_bytes(folder: Path) -> int:
+    """Bytes a cache folder takes on disk (its files are sparse: blocks actually written, not their length)."""
+    total = 0
+    for f in folder.glob("*"):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        total += getattr(st, "st_blocks", 0) * 512 or st.st_size
+    return total
+
+
+def evict(root: Path, keep: Path, budget_bytes: float) -> list[Path]:
+    """Remove the least recently opened cache folders under ``root`` (not ``keep``, not one in use) until
+    the others take at most ``budget_bytes`` of disk; return the folders removed.
+
+    A folder's last use is the time its ``meta.json`` was last touched (every :class:`TeacherCache`
+    touches it when it opens the folder); a folder whose lock another process holds is in use and stays.
+    """
+    from filelock import FileLock, Timeout
+
+    others = []
+    for d in root.glob("*"):
+        if d.is_dir() and d.resolve() != keep.resolve():
+            meta = d / "meta.json"
+            others.append((meta.stat().st_mtime if meta.exists() else 0.0, d))
+    others.sort()  # oldest first
+    used = sum(disk_bytes(d) for _, d in others)
+    removed = []
+    for _, d in others:
+        if used <= budget_bytes:
+            break
+        lock = FileLock(str(d) + ".lock", timeout=0)
+        try:
+            with lock:
+                size = disk_bytes(d)
+                shutil.rmtree(d, ignore_errors=True)
+        except Timeout:
+            continue
+        Path(str(d) + ".lock").unlink(missing_ok=True)
+        used -= size
+        removed.append(d)
+    return removed
+
+
 def open_cache(teacher_path: str | Path, task: str, max_seq_length: int, data, amap: Sequence[int],
                hmap: Sequence[int], teacher_config, num_logits: int, cap_gb: float,
                root: Path | None = None) -> TeacherCache:
@@ -246,4 +292,7 @@ def open_cache(teacher_path: str | Path, task: str, max_seq_length: int, data, a
     folder = (root or cache_root()) / f"{task}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}"
     layout = Layout(num_logits=num_logits, n_hidden=len(hmap), hidden=teacher_config.hidden_size,
                     n_scores=len(amap), heads=teacher_config.num_attention_heads)
-    return TeacherCache(folder, key, data.lengths, layout, cap_gb * (1 << 30))
+    cache = TeacherCache(folder, key, data.lengths, layout, cap_gb * (1 << 30))
+    os.utime(folder / "meta.json")  # the folder's last use, for evict()
+    evict(folder.parent, folder, cap_gb * (1 << 30) - cache.offsets[cache.cached_examples] * 2)
+    return cache

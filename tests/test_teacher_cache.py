@@ -174,3 +174,48 @@ def test_cached_run_trains_as_the_recomputed_one(tiny_store, tiny_pretrained, tm
     curve = {n: [r["loss"] for r in runs[n].progress() if r["type"] == "train"] for n in runs}
     assert len(curve["on"]) == len(curve["off"]) > 3
     assert curve["on"] == pytest.approx(curve["off"], rel=1e-2)
+
+
+def test_the_cap_holds_across_cache_folders(setup):
+    """Opening a cache removes the least recently opened other folders until all of them fit the cap; a folder
+    in use (its lock held) stays."""
+    import os
+
+    from filelock import FileLock
+
+    from kasp.teacher_cache import disk_bytes
+
+    teacher, tmp = setup
+    student = _model(2)
+    loss = KaspLoss(student, teacher)
+    folders = []
+    for seed in (10, 11, 12):  # three training sets: three folders, each filled
+        data = _data(seed=seed)
+        c = _cache(teacher, tmp, data, loss)
+        loss.use_cache(c)
+        loss(student, _batch(data, list(range(len(data)))))
+        c.close()
+        folders.append(c.folder)
+    for i, f in enumerate(folders):  # opened in this order, a second apart
+        os.utime(f / "meta.json", (1000 + i, 1000 + i))
+    one = max(disk_bytes(f) for f in folders)
+    from kasp.teacher_cache import Layout
+
+    amap, hmap = loss.cache_layout()
+    lay = Layout(2, len(hmap), 16, len(amap), 4)
+
+    def cap_for(data, others: float) -> float:  # GiB: the new folder's own records plus room for `others` folders
+        return (2 * sum(lay.record(n) for n in data.lengths) + others * one) / (1 << 30)
+
+    data = _data(seed=13)
+    new = _cache(teacher, tmp, data, loss, cap_gb=cap_for(data, 2.5))
+    assert not folders[0].exists()  # the least recently opened went
+    assert folders[1].exists() and folders[2].exists() and new.folder.exists()
+    loss.use_cache(new)
+    loss(student, _batch(data, list(range(len(data)))))  # filled: three full folders besides the next one
+    new.close()
+    os.utime(new.folder / "meta.json", (2000, 2000))
+    with FileLock(str(folders[1]) + ".lock"):  # folder 1, now the oldest, is in use by another run
+        data = _data(seed=14)
+        newer = _cache(teacher, tmp, data, loss, cap_gb=cap_for(data, 2.5))
+    assert folders[1].exists() and not folders[2].exists() and new.folder.exists() and newer.folder.exists()
