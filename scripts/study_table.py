@@ -1,0 +1,72 @@
+"""Print the recipe study (scripts/run_study.sh, bench/study/*.json) as a Markdown table: per change, the
+held-out selection slice (what recipes are chosen on) and dev (what is reported), per seed and mean, and the
+difference from the task's base line of the same seeds.
+
+    .venv/bin/python scripts/study_table.py               # bench/study/*.json
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kasp.errors import KaspError  # noqa: E402
+from kasp.sweep import load_results  # noqa: E402
+
+
+def _scores(runs: list[dict], key: str) -> dict[int, float]:
+    """seed -> main metric x100 on the selection slice ("selection") or dev ("dev"); seeds without it left out."""
+    out = {}
+    for e in runs:
+        m = (e.get("selection_metrics") or {}) if key == "selection" else (e.get("metrics") or {})
+        v = m.get(e.get("main_metric") or "")
+        if isinstance(v, (int, float)):
+            out[e["seed"]] = 100 * v
+    return out
+
+
+def _mean(d: dict[int, float]) -> float | None:
+    return sum(d.values()) / len(d) if d else None
+
+
+def rows(folder: Path) -> list[str]:
+    """The table's lines, header first; one row per results file and method."""
+    data = {}
+    for f in sorted(folder.glob("*.json")):
+        try:
+            data[f.stem] = load_results(f)
+        except KaspError as e:
+            data[f.stem] = e
+    out = ["| study line | task | method | change | seeds | selection slice per seed | mean | Δ vs base | dev per seed | mean | Δ vs base | min a run |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, res in data.items():
+        if isinstance(res, Exception):
+            out.append(f"| {name} | unreadable: {res} |" + " |" * 10)
+            continue
+        base = data.get(f"{res['task']}-base")
+        plan = res.get("plan") or {}
+        change = ", ".join(f"{k}={v}" for k, v in (plan.get("overrides") or {}).items() if k != "holdout")
+        steps = (plan.get("budget") or {}).get("max_steps")
+        change = change or "none (base)"
+        if steps:
+            change += f"; {steps} steps"
+        for method in sorted({e["method"] for e in res["runs"]}):
+            runs = [e for e in res["runs"] if e["method"] == method]
+            cells = []
+            for key in ("selection", "dev"):
+                sc = _scores(runs, key)
+                b = _scores([e for e in base["runs"] if e["method"] == "kasp"], key) if isinstance(base, dict) else {}
+                common = sorted(set(sc) & set(b))
+                delta = (_mean({s: sc[s] for s in common}) - _mean({s: b[s] for s in common})) if common else None
+                cells += [", ".join(f"{s}: {v:.2f}" for s, v in sorted(sc.items())) or "",
+                          f"{_mean(sc):.2f}" if sc else "", f"{delta:+.2f}" if delta is not None and name != f"{res['task']}-base" else ""]
+            wall = sum(e["wall_seconds"] for e in runs) / len(runs) / 60
+            out.append(f"| {name} | {res['task']} | {method} | {change} | {len(runs)} | " + " | ".join(cells) + f" | {wall:.1f} |")
+    return out
+
+
+if __name__ == "__main__":
+    print("\n".join(rows(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "study")))
