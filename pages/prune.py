@@ -59,6 +59,8 @@ with st.container():
 
     METHODS = ["kasp", "magnitude", "small-dense"]
     urlstate.seed("method", "prune_method", valid=METHODS, what="method")
+    if "prune_method" not in st.session_state and st.session_state.get("prune_method_kept") in METHODS:
+        st.session_state["prune_method"] = st.session_state["prune_method_kept"]  # kept across pages, as the recipe
     method = st.radio("Method", METHODS, horizontal=True, key="prune_method", format_func={
         "kasp": "KASP: distil the fine-tuned teacher into the pruned pre-trained model",
         "magnitude": "Magnitude baseline: prune the fine-tuned model, retrain with the task loss",
@@ -66,12 +68,18 @@ with st.container():
                        "leaves"}.get,
         help="KASP is the paper's method; the baseline is what most pruning users do today.")
     urlstate.write("method", None if method == "kasp" else method)
+    st.session_state["prune_method_kept"] = method
     rec = form_defaults("prune", method, task)
     urlstate.seed("recipe", "prune_class", lambda v: {"class": True, "default": False}[v], what="recipe")
+    # Streamlit drops a widget's state when a page without it runs: the choice lives on in a plain
+    # session key, so the class recipe stays on after a visit to another page (never a 15-minute surprise)
+    if "prune_class" not in st.session_state:
+        st.session_state["prune_class"] = bool(st.session_state.get("prune_class_kept", False))
     class_length = st.toggle("Class-length recipe", key="prune_class", help="The `class` preset (kasp/recipes/class.json) for a lesson: "
                              "300 teacher steps and 500 prune steps, measured at 1.6 and 3.5 minutes (KASP) on 2 idle "
                              "cores; less accurate than the default recipe.")
     urlstate.write("recipe", "class" if class_length else None)
+    st.session_state["prune_class_kept"] = class_length
     if class_length:
         st.caption(CLASS_PRESET_NOTE)
     if class_length:
@@ -88,7 +96,10 @@ with st.container():
         ft_evals = (int(ft_steps) // int(ft["eval_every"]) if ft["eval_every"] else 0) + 1  # + the final one
         est, src = estimate_seconds("finetune", int(ft_steps), evals=ft_evals, model=model)
         c2.metric("Estimated time", f"{est / 60:.1f} min", help=f"Estimate from {src}.")
-        if st.button("Fine-tune the teacher", type="primary", disabled=gate is not None,
+        busy_teacher = jobs.active_teacher(task, model)
+        if busy_teacher is not None:
+            st.info(jobs.duplicate_teacher_message(busy_teacher, task, model, owner), icon=":material/hourglass_empty:")
+        if st.button("Fine-tune the teacher", type="primary", disabled=gate is not None or busy_teacher is not None,
                      help="Launch `kasp finetune` in the background."):
             _launch("finetune", {"task": task, "model": model, "max_steps": int(ft_steps),
                                  "eval_every": int(ft["eval_every"])})  # the recipe's (class preset: 0, no mid-run evaluation)
