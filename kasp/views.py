@@ -486,6 +486,73 @@ def panel_runs(session: str | None, store: str | Path | None = None) -> list[Run
     return active + own
 
 
+def _duration(seconds: float) -> str:
+    """``"2 min 05 s"``, ``"45 s"``, ``"1 h 03 min"``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def live_timing(status: dict[str, Any], records: list[dict[str, Any]] | None = None,
+                now: float | None = None) -> dict[str, Any]:
+    """Elapsed time, the measured speed and the time left of a running (or ended) run, for the live panel.
+
+    The speed is measured on this run alone: the steps done since its training loop began
+    (``status["train_started"]``, ``status["train_step0"]``, written by :func:`kasp.train.train`) over the
+    wall time until its last status write (``status["updated"]``, at most 2 s old while it runs), so loading
+    and set-up are left out and evaluations made so far are included. A run written by an older KASP
+    falls back on its progress records' ``elapsed`` between the first and the last train record.
+
+    Returns:
+        dict: ``elapsed_s`` (since the run started; None if unknown), ``step``, ``total``, ``per_step_s``
+        (None until two points are known), ``eta_s`` (seconds left for the remaining steps at that speed,
+        counted from now; None without a speed or a total), ``measured`` (the steps the speed was measured
+        over, e.g. "steps 1-240"), ``phase`` (what the run does before its first step, or None) and
+        ``text``: one line for the panel saying all of it and where the numbers come from.
+    """
+    now = time.time() if now is None else now
+    started = status.get("started")
+    end = status.get("finished") if status.get("state") not in ("queued", "running") else None
+    elapsed = ((end or now) - started) if isinstance(started, (int, float)) else None
+    step = int(status.get("step") or 0)
+    total = status.get("total_steps")
+    per_step, measured, t_last = None, None, status.get("updated")
+    t0, s0 = status.get("train_started"), status.get("train_step0")
+    if isinstance(t0, (int, float)) and isinstance(s0, int) and step > s0 and isinstance(t_last, (int, float)) \
+            and t_last > t0:
+        per_step, measured = (t_last - t0) / (step - s0), f"steps {s0 + 1}-{step}"
+    else:
+        train = [r for r in (records or []) if r.get("type") == "train" and isinstance(r.get("elapsed"), (int, float))]
+        if len(train) >= 2 and train[-1]["step"] > train[0]["step"]:
+            per_step = (train[-1]["elapsed"] - train[0]["elapsed"]) / (train[-1]["step"] - train[0]["step"])
+            measured = f"steps {train[0]['step']}-{train[-1]['step']}"
+            if isinstance(started, (int, float)):
+                t_last = started + train[-1]["elapsed"]
+    eta = None
+    if per_step is not None and total:
+        since = max(0.0, now - t_last) if isinstance(t_last, (int, float)) and end is None else 0.0
+        eta = max(0.0, per_step * (int(total) - step) - since)
+    phase = status.get("phase") if status.get("state") == "running" and not step else None
+    parts = []
+    if elapsed is not None:
+        parts.append(f"elapsed {_duration(elapsed)}" + (" (run time)" if end else ""))
+    if phase:
+        parts.append(f"now {phase}; the first progress record comes with step 1")
+    if per_step is not None:
+        parts.append(f"{per_step:.2f} s per step, measured on this run over {measured} (evaluations included)")
+        if eta is not None and end is None:
+            parts.append(f"about {_duration(eta)} left for the remaining {int(total) - step} steps "
+                         f"(ends near {time.strftime('%H:%M', time.gmtime(now + eta))} UTC, plus the final "
+                         "evaluation and save)")
+    elif status.get("state") == "running" and step:
+        parts.append("the speed is measured from the next step on")
+    return {"elapsed_s": elapsed, "step": step, "total": total, "per_step_s": per_step, "eta_s": eta,
+            "measured": measured, "phase": phase, "text": "; ".join(parts)}
+
+
 def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
     """Estimated seconds until a queued or running run finishes: from its own speed once it has logged
     steps, else :func:`estimate_seconds` of its recipe; a run with a wall-time budget (``--time-budget``)
@@ -501,6 +568,9 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
     step = status.get("step") or 0
     started = status.get("started")
     if run.state() == "running" and step and started:
+        timing = live_timing(status, run.progress())  # the speed measured on the run, as its panel shows
+        if timing["eta_s"] is not None:
+            return timing["eta_s"]
         per_step = (time.time() - started) / step
         return max(0.0, per_step * (int(total) - step))
     est, _ = estimate_seconds(kind if kind in _DEFAULT_STEP_SECONDS else "kasp", int(total), store=store)

@@ -9,7 +9,7 @@ from kasp.errors import KaspError, os_error_message
 from kasp.figures import dev_metric_figure, live_sparsity_figure, loss_figure
 from kasp.metrics import metric_note
 from kasp.runs import RunDir, iter_done
-from kasp.views import (estimate_seconds, form_defaults, format_metric, launch_gate, metric_label, panel_runs,
+from kasp.views import (estimate_seconds, form_defaults, format_metric, launch_gate, live_timing, metric_label, panel_runs,
                         progress_frames, queue_text, run_kind, run_total_steps, schedule_frame, state_icon, task_name,
                         teacher_warning, validate_launch)
 
@@ -212,16 +212,18 @@ def _panel(run: RunDir) -> None:
     step = status.get("step") or 0
     c1.progress(min(step / total, 1.0) if total else 0.0,
                 text=f"step {step} of {total}" if total else f"step {step} (bounded by epochs)")
+    records = run.progress()
+    timing = live_timing(status, records)
+    if timing["text"]:
+        c1.caption(f":material/schedule: {timing['text'][0].upper()}{timing['text'][1:]}.")
     if state == "failed":
         st.error(f"The run failed: {status.get('error') or 'see the log below'}")
         st.code(jobs.log_tail(run) or "(no output)")
     elif state == "cancelled":
         why = status.get("error") or ("cancelled before its first step" if not step else "cancelled")
         st.warning(f"The run was cancelled ({why}). No checkpoint was written.")
-    train, evals = progress_frames(run.progress())
+    train, evals = progress_frames(records)
     if train.empty:
-        if state == "running":
-            st.caption("Waiting for the first progress record (loading the model and data takes ~15 s)…")
         return
     terms = [t for t in ("attention", "hidden", "prediction", "task") if t in train]
     last = train.iloc[-1]

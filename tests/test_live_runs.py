@@ -89,3 +89,106 @@ def test_prune_page_names_the_queued_teacher_and_offers_no_second(tmp_path, monk
     # another task has no teacher in the queue: its button is free
     at = open_page("prune.py", tmp_path, monkeypatch, owner="tab-b", task="rte")
     assert not [b for b in at.button if b.label == "Fine-tune the teacher"][0].disabled
+
+
+# --- the first record at step 1, steady updates, elapsed time and an ETA -------------------------
+
+def test_a_tiny_run_reports_its_phases_step_1_and_steady_updates(tiny_pretrained, tmp_path, monkeypatch):
+    """Before step 1 the status names what the run is doing; step 1 writes a progress record at once;
+    between records the status carries the step (heartbeat) and a record comes every LOG_SECONDS."""
+    import kasp.train
+    from kasp.config import make_config
+    from kasp.runs import RunDir
+
+    phases, beats = [], []
+    orig = RunDir.set_status
+
+    def spy(self, state, **fields):
+        if "phase" in fields:
+            phases.append(fields["phase"])
+        if "step" in fields and state == "running":
+            beats.append(fields["step"])
+        return orig(self, state, **fields)
+
+    monkeypatch.setattr(RunDir, "set_status", spy)
+    monkeypatch.setattr(kasp.train, "HEARTBEAT_SECONDS", 0.0)  # every step between records
+    monkeypatch.setattr(kasp.train, "LOG_SECONDS", 1e9)
+    cfg = make_config("finetune", "finetune", "sst2", model=str(tiny_pretrained), max_steps=12, log_every=5,
+                      max_train_samples=64, max_eval_samples=16, eval_every=0)
+    run = RunDir.create(tmp_path / "ft")
+    kasp.train.train(cfg, run, store=tmp_path, progress_bar=False)
+    assert phases[0].startswith("loading the pre-trained model") and "tokenising the SST-2" in phases[1]
+    assert phases[-1] == "training"
+    steps = [r["step"] for r in run.progress() if r["type"] == "train"]
+    assert steps == [1, 5, 10, 12]  # step 1 at once, then every log_every (time trigger off)
+    assert [b for b in beats if b] == list(range(1, 13))  # the heartbeat moves the step counter at every step here
+    status = run.status()
+    assert status["train_step0"] == 0 and status["train_started"] >= status["started"]
+
+    # the time trigger: with LOG_SECONDS 0 every step writes a record, whatever log_every says
+    monkeypatch.setattr(kasp.train, "LOG_SECONDS", 0.0)
+    run2 = RunDir.create(tmp_path / "ft2")
+    kasp.train.train(cfg, run2, store=tmp_path, progress_bar=False)
+    assert [r["step"] for r in run2.progress() if r["type"] == "train"] == list(range(1, 13))
+
+
+def test_live_timing_measures_the_rate_on_the_run_and_says_so():
+    from kasp.views import live_timing
+
+    now = 10_000.0
+    status = {"state": "running", "started": now - 100, "train_started": now - 80, "train_step0": 0,
+              "step": 40, "total_steps": 100, "updated": now}
+    t = live_timing(status, [], now=now)
+    assert t["elapsed_s"] == 100 and t["per_step_s"] == pytest.approx(2.0) and t["eta_s"] == pytest.approx(120)
+    assert "elapsed 1 min 40 s" in t["text"] and "2.00 s per step, measured on this run over steps 1-40" in t["text"]
+    assert "about 2 min 00 s left for the remaining 60 steps" in t["text"]
+    # a second later, the estimate counts down from the last status write
+    assert live_timing(status, [], now=now + 1)["eta_s"] == pytest.approx(119)
+    # before step 1: the phase, no speed
+    early = {"state": "running", "started": now - 20, "step": 0, "total_steps": 100, "updated": now,
+             "phase": "reading and tokenising the sst2 training and dev data"}
+    t = live_timing(early, [], now=now)
+    assert t["per_step_s"] is None and t["eta_s"] is None and "now reading and tokenising" in t["text"]
+    assert "elapsed 20 s" in t["text"]
+    # a run of an older KASP: measured from its progress records
+    old = {"state": "running", "started": now - 60, "step": 30, "total_steps": 60}
+    recs = [{"type": "train", "step": 1, "elapsed": 10.0}, {"type": "train", "step": 21, "elapsed": 50.0}]
+    t = live_timing(old, recs, now=now)
+    assert t["per_step_s"] == pytest.approx(2.0) and t["measured"] == "steps 1-21"
+    # an ended run: its run time, no estimate
+    done = dict(status, state="done", finished=now - 10, step=100)
+    t = live_timing(done, [], now=now)
+    assert t["elapsed_s"] == 90 and "left" not in t["text"] and "(run time)" in t["text"]
+
+
+def _running(store: Path, name: str, **status):
+    import os
+
+    from kasp.config import make_config
+    from kasp.runs import RunDir
+
+    run = RunDir.create(store / name)
+    cfg = make_config("prune", "kasp", "sst2", sparsity=0.9, max_steps=100)
+    run.write_config(cfg.to_dict(), {"command": ["kasp", "prune"]})
+    run.set_status("running", pid=os.getpid(), owner="me", **status)
+    return run
+
+
+def test_the_live_panel_shows_elapsed_time_and_an_eta_from_the_measured_rate(tmp_path, monkeypatch):
+    now = time.time()
+    run = _running(tmp_path, "20260101-000000-sst2-kasp-s90", started=now - 100, train_started=now - 80,
+                   train_step0=0, step=40, total_steps=100)
+    run.log({"type": "train", "step": 1, "total_steps": 100, "loss": 1.0, "attention": 0.5, "hidden": 0.3,
+             "prediction": 0.2, "sparsity": 0.0, "elapsed": 22.0})
+    run.log({"type": "train", "step": 40, "total_steps": 100, "loss": 0.8, "attention": 0.4, "hidden": 0.2,
+             "prediction": 0.2, "sparsity": 0.5, "elapsed": 100.0})
+    at = open_page("prune.py", tmp_path, monkeypatch, owner="me")
+    line = next(c.value for c in at.caption if "s per step" in c.value)
+    assert "Elapsed 1 min 4" in line and "measured on this run over steps 1-40" in line
+    assert "left for the remaining 60 steps" in line and "UTC" in line
+    # before step 1, the panel says what the run is doing and for how long
+    _running(tmp_path, "20260101-000001-sst2-kasp-s90", started=now - 30, step=0, total_steps=100,
+             phase="timing a few steps to fit the 5-minute budget")
+    at = open_page("prune.py", tmp_path, monkeypatch, owner="me")
+    assert any("now timing a few steps to fit the 5-minute budget" in c.value and "Elapsed 3" in c.value
+               for c in at.caption)
