@@ -795,3 +795,76 @@ def latency_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     if {"PyTorch fp32 (ms)", "ONNX Runtime int8 (ms)"} <= set(wide.columns):
         wide["int8 speed-up vs PyTorch"] = wide["PyTorch fp32 (ms)"] / wide["ONNX Runtime int8 (ms)"]
     return wide
+
+
+def your_run_context(run: RunDir) -> dict[str, Any] | None:
+    """What a student's finished prune run needs to be read where it is drawn: its own point, its own
+    teacher, and the budget of the shipped sweep it is drawn beside; None for any other run.
+
+    Returns:
+        dict: ``id``, ``task``, ``method``, ``sparsity`` (measured, fraction), ``metric`` (main dev metric,
+        fraction, None if undefined), ``steps``; ``teacher`` = {``id``, ``metric``, ``steps``} of the teacher
+        it used (from its report; values None where unknown); ``shipped`` = {``steps`` of the shipped sweep's
+        runs of the same method, ``teacher_metric``, ``teacher_steps``, ``teacher_id``} or None when no sweep
+        ships for the task; ``caption``: sentences naming each number and where it comes from.
+    """
+    if run.state() != "done":
+        return None
+    rec, rep = run.recipe(), run.report()
+    if rec.get("kind") != "prune" or not rec.get("task"):
+        return None
+    task = rec["task"]
+    main = get_task(task).main_metric
+    metric = metric_value(rep.get("metrics") or {}, main)
+    teacher = rep.get("teacher") or {}
+    tpath = teacher.get("path")
+    tdir = Path(tpath).parent if tpath and Path(tpath).name == "checkpoint" else (Path(tpath) if tpath else None)
+    t_metric = metric_value(teacher.get("metrics") or {}, main) if isinstance(teacher.get("metrics"), dict) else None
+    t_steps = RunDir(tdir).report().get("steps") if tdir is not None and tdir.is_dir() else None
+    ctx: dict[str, Any] = {
+        "id": run.id, "task": task, "method": rec.get("method"), "sparsity": measured_sparsity(rep),
+        "metric": metric, "steps": rep.get("steps") or run.status().get("total_steps"),
+        "teacher": {"id": tdir.name if tdir is not None else None, "metric": t_metric, "steps": t_steps},
+        "shipped": None}
+    from kasp.sweep import load_shipped
+
+    try:
+        sweep = load_shipped(task)
+    except KaspError:
+        sweep = None
+    if sweep:
+        same = [r.get("steps") for r in sweep.get("runs", []) if r.get("method") == ctx["method"] and r.get("steps")]
+        st = sweep.get("teacher") or {}
+        ctx["shipped"] = {"steps": max(set(same), key=same.count) if same else None,
+                          "teacher_metric": st.get("metric"), "teacher_id": st.get("run_id"),
+                          "teacher_steps": (st.get("recipe") or {}).get("max_steps")}
+    ctx["caption"] = _your_run_caption(ctx)
+    return ctx
+
+
+def _your_run_caption(c: dict[str, Any]) -> str:
+    task = c["task"]
+    name, label = METRIC_NAMES.get(get_task(task).main_metric, "metric"), metric_label(task)
+    m = "undefined" if c["metric"] is None else f"{c['metric'] * 100:.2f}"
+    sp = "" if c["sparsity"] is None else f", {c['sparsity'] * 100:.1f} % of the encoder linear weights zero (measured)"
+    text = (f"**Your run** {c['id']} ({c['method']}{sp}): dev {label} {m} after {c['steps']} steps (its report).")
+    t = c["teacher"]
+    if t["metric"] is not None:
+        kept = (f", {c['metric'] / t['metric'] * 100:.0f} % of it" if c["metric"] is not None and t["metric"] > 0
+                else "")
+        text += (f" Its own teacher {t['id']} scored {t['metric'] * 100:.2f}{kept}"
+                 + (f", after {t['steps']} fine-tuning steps" if t["steps"] else "")
+                 + " (its report; the dashed line **your run's teacher**).")
+    sh = c["shipped"]
+    if sh and sh.get("steps"):
+        text += (f" The shipped sweep's {c['method']} points beside it trained {sh['steps']} steps"
+                 + (f" from a teacher at {sh['teacher_metric'] * 100:.2f}" if sh.get("teacher_metric") is not None else "")
+                 + (f" ({sh['teacher_steps']} steps)" if sh.get("teacher_steps") else "")
+                 + f" (assets/sweeps/{get_task(task).name}.json, the grey dashed teacher line).")
+        if c["steps"] and sh["steps"] != c["steps"]:
+            text += (f" Runs of {c['steps']} and {sh['steps']} steps differ in budget, so how far your run sits from "
+                     f"those points says how long it trained more than which method is better: read it against its own "
+                     f"teacher line.")
+    if name and c["metric"] is None:
+        text += f" Its {name} is undefined, so it is not drawn."
+    return text

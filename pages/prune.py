@@ -7,11 +7,13 @@ from kasp.config import load_recipe
 from kasp.data import get_task
 from kasp.errors import KaspError, os_error_message
 from kasp.figures import dev_metric_figure, live_sparsity_figure, loss_figure
+from kasp.figures_live import your_run_figure
 from kasp.metrics import metric_note
 from kasp.runs import RunDir, iter_done
+from kasp.sweep import curve_data
 from kasp.views import (estimate_seconds, form_defaults, format_metric, launch_gate, live_timing, metric_label, panel_runs,
                         progress_frames, queue_text, run_kind, run_total_steps, schedule_frame, state_icon, task_name,
-                        teacher_warning, validate_launch)
+                        teacher_warning, validate_launch, your_run_context)
 
 task = st.session_state.get("task", "sst2")
 model = st.session_state.get("model", "default") or "default"
@@ -244,6 +246,11 @@ def _panel(run: RunDir) -> None:
         charts[1].plotly_chart(live_sparsity_figure(curve, train), width="stretch", key=f"sp-{run.id}")
     if not evals.empty and T.main_metric in evals:
         charts[-1].plotly_chart(dev_metric_figure(evals, task), width="stretch", key=f"ev-{run.id}")
+    ctx = your_run_context(run) if mine and state == "done" and kind == "prune" else None
+    if ctx is not None:  # the student's own run, read against its own teacher where it is drawn
+        st.plotly_chart(your_run_figure(ctx, curve_data(task), metric_label(task), task), width="stretch",
+                        key=f"yours-{run.id}")
+        st.caption(ctx["caption"])
 
 
 @st.fragment(run_every=2)

@@ -192,3 +192,61 @@ def test_the_live_panel_shows_elapsed_time_and_an_eta_from_the_measured_rate(tmp
     at = open_page("prune.py", tmp_path, monkeypatch, owner="me")
     assert any("now timing a few steps to fit the 5-minute budget" in c.value and "Elapsed 3" in c.value
                for c in at.caption)
+
+
+# --- the student's own run, explained where it is drawn -----------------------------------------
+
+def _finished_class_runs(store: Path):
+    from kasp.config import make_config
+    from kasp.runs import RunDir
+
+    t = RunDir.create(store / "20260101-000000-sst2-finetune")
+    t.write_config(make_config("finetune", "finetune", "sst2", max_steps=300).to_dict(), {})
+    t.write_report({"steps": 300, "metrics": {"accuracy": 0.8509}, "main_metric": "accuracy"})
+    t.set_status("done", owner="me")
+    s = RunDir.create(store / "20260101-000100-sst2-kasp-s90")
+    s.write_config(make_config("prune", "kasp", "sst2", sparsity=0.9, max_steps=500).to_dict(), {})
+    s.write_report({"steps": 500, "metrics": {"accuracy": 0.7867}, "main_metric": "accuracy",
+                    "sparsity": {"pruned_sparsity": 0.9}, "wall_seconds": 210.0, "train_seconds": 200.0,
+                    "teacher": {"path": str(t.path / "checkpoint"), "metrics": {"accuracy": 0.8509}}})
+    s.set_status("done", owner="me", step=500, total_steps=500, started=1.0, finished=211.0)
+    s.log({"type": "train", "step": 1, "total_steps": 500, "loss": 1.0, "attention": 0.5, "hidden": 0.3,
+           "prediction": 0.2, "sparsity": 0.0, "elapsed": 10.0})
+    return t, s
+
+
+def test_your_run_context_names_its_own_teacher_and_the_shipped_budget(tmp_path):
+    from kasp.sweep import load_shipped
+    from kasp.views import your_run_context
+
+    t, s = _finished_class_runs(tmp_path)
+    ctx = your_run_context(s)
+    sweep = load_shipped("sst2")
+    assert ctx["teacher"] == {"id": t.id, "metric": 0.8509, "steps": 300}
+    assert ctx["metric"] == 0.7867 and ctx["sparsity"] == 0.9 and ctx["steps"] == 500
+    assert ctx["shipped"]["steps"] == 2000 and ctx["shipped"]["teacher_metric"] == sweep["teacher"]["metric"]
+    cap = ctx["caption"]
+    assert "**Your run** 20260101-000100-sst2-kasp-s90" in cap and "78.67 after 500 steps" in cap
+    assert f"Its own teacher {t.id} scored 85.09, 92 % of it, after 300 fine-tuning steps" in cap
+    assert "trained 2000 steps" in cap and "Runs of 500 and 2000 steps differ in budget" in cap
+    assert your_run_context(t) is None  # a teacher is not a student
+
+
+def test_the_live_panel_draws_your_run_with_its_own_teacher_line(tmp_path, monkeypatch):
+    from conftest import plotly_charts
+
+    t, s = _finished_class_runs(tmp_path)
+    at = open_page("prune.py", tmp_path, monkeypatch, owner="me")
+    fig = next(c for c in plotly_charts(at) if "Where your run lands" in (c["layout"].get("title") or {}).get("text", ""))
+    names = [tr.get("name") or "" for tr in fig["data"]]
+    mine = next(tr for tr in fig["data"] if tr.get("name") == f"your run: {s.id}")
+    assert list(mine["x"]) == [90.0] and list(mine["y"]) == [pytest.approx(78.67)]
+    own = next(tr for tr in fig["data"] if (tr.get("name") or "").startswith("your run's teacher"))
+    assert list(own["y"]) == [pytest.approx(85.09)] * 2 and t.id in own["name"]
+    assert any(n.startswith("dense teacher") and "shipped sweep" in n for n in names)  # the sweep's teacher too
+    lo, hi = fig["layout"]["yaxis"]["range"]
+    assert lo < 78.67 < hi and lo < 85.09 < hi
+    assert any("**Your run**" in c.value and "your run's teacher" in c.value for c in at.caption)
+    # another session's finished run gets no "your run" figure
+    at = open_page("prune.py", tmp_path, monkeypatch, owner="someone-else")
+    assert not any("Where your run lands" in (c["layout"].get("title") or {}).get("text", "") for c in plotly_charts(at))
