@@ -23,7 +23,7 @@ def pruned_bar_x(edges: np.ndarray) -> tuple[float, float]:
     return float(np.sqrt(left * right)), right - left
 
 
-def _panel_traces(story: Story, i: int, k: int, show_scale: bool) -> list[go.BaseTraceType]:
+def _panel_traces(story: Story, i: int, k: int, show_scale: bool, rows: int = 1) -> list[go.BaseTraceType]:
     """Heat map of the density picture, the bar of pruned weights (at |w| = 0, grey), the histogram bars of
     the kept weights and the threshold line of matrix ``k`` at snapshot ``i``."""
     from kasp.weights_story import pruned_count
@@ -42,12 +42,12 @@ def _panel_traces(story: Story, i: int, k: int, show_scale: bool) -> list[go.Bas
     top = max(float(per_quarter.max()), float(zeros), 1.0)
     return [
         go.Heatmap(z=d, zmin=0, zmax=100, colorscale="Viridis", showscale=show_scale,
-                   colorbar={"title": "% kept", "len": 0.6, "thickness": 12, "x": 0.345, "xanchor": "left", "y": 1.0,
+                   colorbar={"title": "% kept", "len": 0.55 / rows, "thickness": 12, "x": 0.345, "xanchor": "left", "y": 1.0,
                              "yanchor": "top"}
                    if show_scale else None,
                    hovertemplate="block row %{y}, col %{x}: %{z:.0f} % kept<extra></extra>"),
         go.Bar(x=[zx], y=[zeros], width=[zw], marker_color=PRUNED_COLOUR, showlegend=False, name="pruned",
-               text=[f"pruned: {zeros:,}"], textposition="outside", cliponaxis=False, customdata=[zeros],
+               customdata=[zeros],
                hovertemplate="pruned (|w| = 0): %{customdata:,} weights (a count, not per ¼ octave)<extra></extra>"),
         go.Bar(x=mids, y=per_quarter, width=right - left, marker_color="#4a7ab5", showlegend=False, name="kept",
                customdata=np.stack([left, right, counts], axis=1),
@@ -80,15 +80,18 @@ def story_figure(panels: list[tuple[str, Story, int]], name: str, height_per_row
     rows = len(panels)
     titles = []
     for label, s, i in panels:
-        head = f"<b>{label}</b>, step {s.steps[i]}, {s.sparsity[i] * 100:.1f} % pruned"
-        titles += [f"{head}: % kept per block", "|w|: kept (blue), pruned (grey), threshold (dashed)"]
+        titles += [f"<b>{label}</b>, step {s.steps[i]}: {s.sparsity[i] * 100:.1f} % pruned",
+                   "|w|: kept, pruned = 0 (grey), threshold (red)"]
     fig = make_subplots(rows=rows, cols=2, column_widths=[0.4, 0.6], subplot_titles=titles,
                         horizontal_spacing=0.17, vertical_spacing=0.16 if rows > 1 else 0.1)
     for r, (_, s, i) in enumerate(panels):
-        for n, tr in enumerate(_panel_traces(s, i, s.index(name), show_scale=r == 0)):
+        for n, tr in enumerate(_panel_traces(s, i, s.index(name), show_scale=r == 0, rows=rows)):
             fig.add_trace(tr, row=r + 1, col=1 if n == 0 else 2)
+    zx, _ = pruned_bar_x(panels[0][1].edges)
+    ticks = [zx] + [10.0 ** e for e in range(-4, 1, 2)]
     for r in range(1, rows + 1):
-        fig.update_xaxes(type="log", title_text="|w| (log scale; grey bar: pruned, |w| = 0)", row=r, col=2)
+        fig.update_xaxes(type="log", title_text="|w| (log scale)", tickvals=ticks,
+                         ticktext=["0 (pruned)"] + [f"{t:g}" for t in ticks[1:]], row=r, col=2)
         fig.update_yaxes(type="log", title_text="weights (per ¼ octave; log)", row=r, col=2)
         fig.update_yaxes(autorange="reversed", title_text="block row (output features)", row=r, col=1)
         fig.update_xaxes(title_text="block column (input features)", row=r, col=1)
@@ -112,6 +115,7 @@ def schedule_figure(target: float, total_steps: int, step: int, evals: list[dict
         ValueError: if ``total_steps`` <= 0 (from :func:`kasp.schedule.cubic_sparsity`).
     """
     ts = np.linspace(0, total_steps, 201)
+    unit = "%" if metric in ("accuracy", "f1") else "×100"  # a correlation is not a percentage
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Scatter(x=ts, y=[cubic_sparsity(t, total_steps, target) * 100 for t in ts],
                              name="scheduled sparsity (%)", line={"color": "#4a7ab5"}))
@@ -122,12 +126,12 @@ def schedule_figure(target: float, total_steps: int, step: int, evals: list[dict
              and isinstance(e["metrics"].get(metric), (int, float))]  # an undefined value is a gap, never 0
     if shown:
         fig.add_trace(go.Scatter(x=[e["step"] for e in shown], y=[e["metrics"][metric] * 100 for e in shown],
-                                 mode="lines+markers", name=f"dev {metric} (%)", line={"color": "#2ca02c"}),
+                                 mode="lines+markers", name=f"dev {metric} ({unit})", line={"color": "#2ca02c"}),
                       secondary_y=True)
     fig.add_vline(x=step, line_dash="dot", line_color="gray")
     fig.update_xaxes(title_text="optimizer step", range=[0, total_steps])
     fig.update_yaxes(title_text="sparsity (%)", range=[0, 100], secondary_y=False)
-    fig.update_yaxes(title_text=f"dev {metric} (%)", secondary_y=True, showgrid=False)
+    fig.update_yaxes(title_text=f"dev {metric} ({unit})", secondary_y=True, showgrid=False, range=[0, 100])
     fig.update_layout(title="Cubic schedule and the dev metric so far", height=height,
                       legend={"orientation": "h", "y": -0.25})
     return fig

@@ -471,7 +471,8 @@ def what_to_notice(story: Story, step: int, layer: int, kind: str, other: Story 
         n = nums[kind]
         order = sorted(nums, key=lambda x: -nums[x]["threshold"])
         rank = order.index(kind) + 1
-        ranks = {1: "the highest", len(order): "the lowest"}.get(rank, f"number {rank} of {len(order)}")
+        ranks = {1: "the highest", len(order): "the lowest"}.get(
+            rank, f"the {rank}{'nd' if rank == 2 else 'rd' if rank == 3 else 'th'} highest")
         s = (f"At step {story.steps[i]} ({story.sparsity[i] * 100:.1f} % of the run's encoder linear weights pruned), "
              f"{what} has {zeros:,} of its {total:,} weights at zero ({zeros / total * 100:.1f} %, the grey bar at 0); "
              f"every kept weight has |w| ≥ {n['threshold']:.3g}, its magnitude threshold, {ranks} of the layer's six "

@@ -103,9 +103,9 @@ def _move(by: int) -> None:
 
 
 if len(steps) > 1:
-    c0, c1, c2, c3 = st.columns([8, 1.2, 1.2, 1.4], vertical_alignment="bottom")
-    step = c0.select_slider("Step", steps, key="weights_step",
+    step = st.select_slider("Step", steps, key="weights_step",
                             help="Recorded steps: the start, the mask updates (at most 20 of them) and the end.")
+    c1, c2, c3, _ = st.columns([1, 1, 1, 4], vertical_alignment="center")
     c1.button("◀ Back", on_click=_move, args=(-1,), disabled=step == steps[0], key="weights_back",
               help="The previous recorded step.")
     c2.button("Next ▶", on_click=_move, args=(1,), disabled=step == steps[-1], key="weights_next",
@@ -151,12 +151,12 @@ if other_entry is not None:
                         key="weights_compare")
     urlstate.write("compare", None if compare else "0")
 i = story.nearest(step)
-panels = [(f"{entry['method']} {entry['id']}", story, i)]
+panels = [(f"{entry['method']}", story, i)]
 other = load(other_entry) if compare else None
 j = None
 if other is not None and name in other.matrices:
     j = pair_index(story, i, other)
-    panels.append((f"{other_entry['method']} {other_entry['id']}", other, j))
+    panels.append((f"{other_entry['method']}", other, j))
     same_length = int(other.steps[-1]) == int(story.steps[-1])
     st.caption(f"**Paired at equal sparsity**: {entry['method']} at step {story.steps[i]} of {int(story.steps[-1])} "
                f"({story.sparsity[i] * 100:.1f} % pruned) beside {other_entry['method']} at its step {other.steps[j]} "
