@@ -531,9 +531,11 @@ def live_timing(status: dict[str, Any], records: list[dict[str, Any]] | None = N
             measured = f"steps {train[0]['step']}-{train[-1]['step']}"
             if isinstance(started, (int, float)):
                 t_last = started + train[-1]["elapsed"]
-    eta = None
+    eta, quiet = None, None
     if per_step is not None and total:
         since = max(0.0, now - t_last) if isinstance(t_last, (int, float)) and end is None else 0.0
+        if since > max(30.0, 5 * per_step):  # no step for a while (evaluating, saving, or stuck): no countdown
+            quiet, since = since, 0.0
         eta = max(0.0, per_step * (int(total) - step) - since)
     phase = status.get("phase") if status.get("state") == "running" and not step else None
     parts = []
@@ -543,6 +545,8 @@ def live_timing(status: dict[str, Any], records: list[dict[str, Any]] | None = N
         parts.append(f"now {phase}; the first progress record comes with step 1")
     if per_step is not None:
         parts.append(f"{per_step:.2f} s per step, measured on this run over {measured} (evaluations included)")
+        if quiet is not None and end is None:
+            parts.append(f"no new step for {_duration(quiet)} (evaluating, saving, or held up)")
         if eta is not None and end is None:
             parts.append(f"about {_duration(eta)} left for the remaining {int(total) - step} steps "
                          f"(ends near {time.strftime('%H:%M', time.gmtime(now + eta))} UTC, plus the final "

@@ -144,6 +144,9 @@ def test_live_timing_measures_the_rate_on_the_run_and_says_so():
     assert "about 2 min 00 s left for the remaining 60 steps" in t["text"]
     # a second later, the estimate counts down from the last status write
     assert live_timing(status, [], now=now + 1)["eta_s"] == pytest.approx(119)
+    # a run that has written no step for long (a long evaluation, a stall): said, and no countdown to 0
+    t = live_timing(status, [], now=now + 300)
+    assert "no new step for 5 min 00 s" in t["text"] and t["eta_s"] == pytest.approx(120)
     # before step 1: the phase, no speed
     early = {"state": "running", "started": now - 20, "step": 0, "total_steps": 100, "updated": now,
              "phase": "reading and tokenising the sst2 training and dev data"}
