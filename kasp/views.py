@@ -143,7 +143,10 @@ def curve_frame(task: str, store: str | Path | None = None) -> pd.DataFrame:
     Results page names them (:func:`undefined_runs_note`).
     """
     live = runs_frame(store)
-    live = live[(live["task"] == task) & (live["state"] == "done")]
+    live = live[(live["task"] == task) & (live["state"] == "done")].copy()
+    if len(live):  # a live prune run's hover names its budget and its own teacher (the shipped line is another's)
+        by_id = {r.id: r for r in list_runs(store)}
+        live["id"] = [_live_point_label(by_id[i]) if i in by_id else i for i in live["id"]]
     frames = [live, precomputed_frame(task)]
     parts = []
     for f in frames:
@@ -159,6 +162,24 @@ def curve_frame(task: str, store: str | Path | None = None) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=["method", "sparsity", "metric", "source", "label", "note"])
     return pd.concat(parts, ignore_index=True).dropna(subset=["metric"])
+
+
+def _live_point_label(run: RunDir) -> str:
+    """A finished live run's label on the dev-metric-against-sparsity chart: its id and, for a prune run, its
+    steps and its own teacher's dev metric (from its report), e.g. "20261202-...-kasp-s90 (live run: 500
+    steps; its own teacher 20261202-...-finetune scored 85.09)"."""
+    if run.recipe().get("kind") != "prune":
+        return run.id
+    rep = run.report()
+    t = rep.get("teacher") or {}
+    main = rep.get("main_metric") or get_task(run.recipe().get("task") or "sst2").main_metric
+    tv = metric_value(t.get("metrics") or {}, main) if isinstance(t.get("metrics"), dict) else None
+    tp = t.get("path")
+    tid = (Path(tp).parent.name if Path(tp).name == "checkpoint" else Path(tp).name) if tp else None
+    parts = [f"{rep['steps']} steps"] if rep.get("steps") else []
+    if tv is not None:
+        parts.append(f"its own teacher {tid} scored {tv * 100:.2f}")
+    return f"{run.id} (live run: {'; '.join(parts)})" if parts else run.id
 
 
 def progress_frames(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:

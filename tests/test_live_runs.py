@@ -253,3 +253,15 @@ def test_the_live_panel_draws_your_run_with_its_own_teacher_line(tmp_path, monke
     # another session's finished run gets no "your run" figure
     at = open_page("prune.py", tmp_path, monkeypatch, owner="someone-else")
     assert not any("Where your run lands" in (c["layout"].get("title") or {}).get("text", "") for c in plotly_charts(at))
+
+
+def test_a_live_runs_point_names_its_steps_and_its_own_teacher_on_the_overview_chart(tmp_path):
+    from kasp.sweep import curve_data
+    from kasp.views import curve_frame
+
+    t, s = _finished_class_runs(tmp_path)
+    cf = curve_frame("sst2", tmp_path)
+    row = cf[(cf["source"] == "live run") & (cf["method"] == "kasp")].iloc[0]
+    assert row["label"] == f"{s.id} (live run: 500 steps; its own teacher {t.id} scored 85.09)"
+    pts = curve_data("sst2", tmp_path).points
+    assert (pts["label"] == row["label"]).any()  # the hover text of the Overview's point
