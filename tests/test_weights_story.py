@@ -321,6 +321,20 @@ def test_back_next_and_play_move_slider_address_text_and_marker_together(story_r
     at.button(key="weights_next").click().run()  # a manual step stops Play
     in_step(9)
     assert at.toggle(key="weights_play").value is False
+    # Play to the end: each timer tick (simulated by clearing the last tick's time) moves one step, and Play
+    # switches itself off at the last recorded step
+    at.toggle(key="weights_play").set_value(True).run()
+    in_step(12)
+    at.session_state["weights_tick"] = 0.0
+    at.run()
+    in_step(12)
+    assert at.toggle(key="weights_play").value is False
+    # Play at the end starts again from the first step
+    at.toggle(key="weights_play").set_value(True).run()
+    in_step(0)
+    at.session_state["weights_tick"] = 0.0
+    at.run()
+    in_step(3)
 
 
 def test_weights_page_with_an_empty_store_says_why(tmp_path, monkeypatch):
