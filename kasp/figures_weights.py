@@ -42,7 +42,7 @@ def _panel_traces(story: Story, i: int, k: int, show_scale: bool, rows: int = 1)
     top = max(float(per_quarter.max()), float(zeros), 1.0)
     return [
         go.Heatmap(z=d, zmin=0, zmax=100, colorscale="Viridis", showscale=show_scale,
-                   colorbar={"title": "% kept", "len": 0.55 / rows, "thickness": 12, "x": 0.345, "xanchor": "left", "y": 1.0,
+                   colorbar={"title": "% kept", "len": 0.55 / rows, "thickness": 12, "x": 1.01, "xanchor": "left", "y": 1.0,
                              "yanchor": "top"}
                    if show_scale else None,
                    hovertemplate="block row %{y}, col %{x}: %{z:.0f} % kept<extra></extra>"),
@@ -81,9 +81,9 @@ def story_figure(panels: list[tuple[str, Story, int]], name: str, height_per_row
     titles = []
     for label, s, i in panels:
         titles += [f"<b>{label}</b>, step {s.steps[i]}: {s.sparsity[i] * 100:.1f} % pruned",
-                   "|w|: kept, pruned = 0 (grey), threshold (red)"]
+                   "|w|: kept, pruned (grey, = 0), threshold (red)"]
     fig = make_subplots(rows=rows, cols=2, column_widths=[0.4, 0.6], subplot_titles=titles,
-                        horizontal_spacing=0.17, vertical_spacing=0.16 if rows > 1 else 0.1)
+                        horizontal_spacing=0.16, vertical_spacing=0.16 if rows > 1 else 0.1)
     for r, (_, s, i) in enumerate(panels):
         for n, tr in enumerate(_panel_traces(s, i, s.index(name), show_scale=r == 0, rows=rows)):
             fig.add_trace(tr, row=r + 1, col=1 if n == 0 else 2)
@@ -97,7 +97,8 @@ def story_figure(panels: list[tuple[str, Story, int]], name: str, height_per_row
         fig.update_xaxes(title_text="block column (input features)", row=r, col=1)
     ref, i0 = panels[0][1], panels[0][2]
     fig.update_layout(title={"text": _title(ref, i0, name), "x": 0.0, "xanchor": "left"},
-                      height=height_per_row * rows + 90, margin={"t": 110}, bargap=0)
+                      height=height_per_row * rows + 90, margin={"t": 110, "r": 70}, bargap=0)
+    fig.update_annotations(font_size=13)  # the panel titles fit a 1024-pixel projector
     return fig
 
 

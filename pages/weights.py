@@ -105,7 +105,7 @@ def _move(by: int) -> None:
 if len(steps) > 1:
     step = st.select_slider("Step", steps, key="weights_step",
                             help="Recorded steps: the start, the mask updates (at most 20 of them) and the end.")
-    c1, c2, c3, _ = st.columns([1, 1, 1, 4], vertical_alignment="center")
+    c1, c2, c3, _ = st.columns([1, 1, 1, 2], vertical_alignment="center")
     c1.button("◀ Back", on_click=_move, args=(-1,), disabled=step == steps[0], key="weights_back",
               help="The previous recorded step.")
     c2.button("Next ▶", on_click=_move, args=(1,), disabled=step == steps[-1], key="weights_next",
