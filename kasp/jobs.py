@@ -191,6 +191,48 @@ def active_runs(store: str | Path | None = None) -> list[RunDir]:
     return sorted((r for r in list_runs(store) if r.state() in ("queued", "running")), key=lambda r: r.id)
 
 
+def run_recipe(run: RunDir) -> dict[str, Any]:
+    """A run's recipe: its config.json once it has started, else the recipe it was queued with (defaults
+    filled in); {} when it has neither."""
+    rec = run.recipe()
+    if rec:
+        return rec
+    cfg = queued_config(run.status())
+    return cfg.to_dict() if cfg is not None else {}
+
+
+def active_teacher(task: str, model: str, store: str | Path | None = None) -> RunDir | None:
+    """The fine-tuning run (the teacher) of ``task`` and ``model`` that is queued or running, or None.
+
+    One teacher serves every session's prune runs of a task and model, so the queue holds at most one
+    at a time (:func:`launch` refuses a second)."""
+    from kasp.tasks import get_task
+
+    def same_task(other: Any) -> bool:
+        try:
+            return isinstance(other, str) and get_task(other).name == get_task(task).name
+        except KaspError:  # a task this KASP does not know: not the same
+            return False
+
+    for r in active_runs(store):
+        rec = run_recipe(r)
+        if rec.get("kind") == "finetune" and same_task(rec.get("task")) \
+                and (rec.get("model") or "default") == (model or "default"):
+            return r
+    return None
+
+
+def duplicate_teacher_message(run: RunDir, task: str, model: str, session: str | None = None) -> str:
+    """Why a second teacher of the same task and model is not queued, naming the one that is."""
+    from kasp.tasks import task_name
+
+    who = ("your session" if session and owner(run) == session else "another browser session" if owner(run)
+           else "the command line")
+    return (f"A teacher for {task_name(task)} and model `{model or 'default'}` is already {run.state()}: {run.id}, "
+            f"launched by {who}. One teacher serves every session's prune runs of this task and model, so no second "
+            "one is queued; when it has finished, launch your prune run on it.")
+
+
 def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, owner: str | None = None) -> RunDir:
     """Queue a run of ``kasp <kind>`` with ``options`` (flag name -> value) and start it if a slot is free.
 
@@ -201,7 +243,8 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
     sessions launching at once cannot both take the last place.
 
     Raises:
-        KaspError: when the options do not validate (:func:`validate_job`), when ``max_jobs`` runs are
+        KaspError: when the options do not validate (:func:`validate_job`), when a teacher (finetune run)
+            of the same task and model is queued or running already (:func:`active_teacher`), when ``max_jobs`` runs are
             running and ``MAX_QUEUED`` more are waiting already, or the queue lock cannot be had within a minute.
     """
     from filelock import Timeout
@@ -217,6 +260,10 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
             active = active_runs(store)
             running = [r for r in active if r.state() == "running"]
             queued = [r for r in active if r.state() == "queued"]
+            if kind == "finetune":  # one teacher per task and model in the queue (a second session's is a duplicate)
+                busy = active_teacher(cfg.task, cfg.model, store)
+                if busy is not None:
+                    raise KaspError(duplicate_teacher_message(busy, cfg.task, cfg.model, owner))
             if len(running) >= MAX_JOBS and len(queued) >= MAX_QUEUED:
                 raise KaspError(f"{len(running)} run(s) running and {len(queued)} queued already, the most this machine "
                                 "takes; wait for one to finish or cancel one")

@@ -50,8 +50,17 @@ from kasp.schedule import lr_multiplier, pruning_interval, ramp_steps
 from kasp.modeling import (align_labels, cap_length, check_tokenizer, count_parameters, load_classifier, load_tokenizer,
                            resolve_model, task_problem_type)
 from kasp.runs import RunDir, find_teacher, read_json
+from kasp.tasks import task_name
 
 Callback = Callable[[str, dict[str, Any]], None]
+
+#: the live panel's clock (issue 25, item 5): a run's status.json gets its step at most every
+#: HEARTBEAT_SECONDS (a cheap write, no progress record), and a progress record is written when
+#: LOG_SECONDS have passed since the last one even if ``log_every`` steps have not (one process only:
+#: with several, every process must log at the same steps)
+HEARTBEAT_SECONDS = 2.0
+LOG_SECONDS = 20.0
+
 log = logging.getLogger(__name__)
 
 
@@ -383,8 +392,13 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         for cb in callbacks:
             cb(event, record)
 
+    def phase(text: str) -> None:  # what the run is doing before its first step, for the live panel
+        if run:
+            run.set_status("running", phase=text)
+
     finished = False  # set once the run is recorded as done
     try:
+        phase("loading the pre-trained model" + (" and the fine-tuned teacher" if cfg.kind == "prune" else ""))
         student, teacher, tokenizer, model_path, teacher_path, teacher_report, small_dense = _load_models(cfg, task, store)
         if run:
             run.write_config(cfg.to_dict(), provenance(cfg, model_path, teacher_path)
@@ -392,6 +406,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         pad_id = tokenizer.pad_token_id or 0
 
         # --- data ---------------------------------------------------------------------------
+        phase(f"reading and tokenising the {task_name(task.name)} training and dev data")
         train_data, dev_data = load_task_data(cfg, tokenizer)
         held_data = load_holdout(cfg, tokenizer)  # the selection slice, or None
         lengths = input_length(tokenizer, cfg.max_seq_length)  # said with every score (report, summary line)
@@ -414,6 +429,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             from kasp.budget import steps_for_budget
 
             plan: list[Any] = [None]
+            phase(f"timing a few steps to fit the {cfg.time_budget:g}-minute budget")
             if main:
                 try:
                     plan[0] = steps_for_budget(cfg, student, teacher, train_data, dev_data, pad_id, time.time() - t0,
@@ -490,6 +506,10 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         window = {k: torch.tensor(v) for k, v in loop.window.items()}  # loss sums since the last log point
         t_train = time.time() - loop.train_seconds
         step = loop.step
+        if run:  # the panel's measured rate counts from here (loading and set-up excluded)
+            run.set_status("running", phase="training", train_started=time.time(), train_step0=step)
+        last_beat = last_record = time.time()
+        by_time = accelerator.num_processes == 1  # time-triggered records need every process to agree
         # the first step whose loss was NaN or infinite (total + 1: none), kept on the device (no host read per
         # step) and read at every log and evaluation point: the run stops there, before a state or checkpoint
         nonfinite = _NonFinite(total, loop.step, accelerator)
@@ -528,7 +548,10 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                     window[k] = window[k] + v if k in window else v
                 loop.window_n += 1
                 bar.update(1)
-                if step % cfg.log_every == 0 or step == total or step == 1:  # step 1: the app shows progress at once
+                now = time.time()
+                if step % cfg.log_every == 0 or step == total or step == 1 or \
+                        (by_time and now - last_record >= LOG_SECONDS):  # step 1: the app shows progress at once
+                    last_record = last_beat = now
                     nonfinite.check(step, cfg.lr)
                     means = _read_window(window, loop.window_n, accelerator)
                     rec = {"step": step, "total_steps": total, "epoch": loop.epoch + 1, **means,
@@ -541,6 +564,9 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                     bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()} | {"sparsity": f"{pruner.current_sparsity:.3f}"}, refresh=False)
                     if run:
                         run.set_status("running", step=step, total_steps=total)
+                elif run and now - last_beat >= HEARTBEAT_SECONDS:  # the step counter moves between records
+                    last_beat = now
+                    run.set_status("running", step=step, total_steps=total)
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
                     nonfinite.check(step, cfg.lr)  # never a resume state of NaN weights
                     run_eval(step)

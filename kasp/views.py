@@ -143,7 +143,10 @@ def curve_frame(task: str, store: str | Path | None = None) -> pd.DataFrame:
     Results page names them (:func:`undefined_runs_note`).
     """
     live = runs_frame(store)
-    live = live[(live["task"] == task) & (live["state"] == "done")]
+    live = live[(live["task"] == task) & (live["state"] == "done")].copy()
+    if len(live):  # a live prune run's hover names its budget and its own teacher (the shipped line is another's)
+        by_id = {r.id: r for r in list_runs(store)}
+        live["id"] = [_live_point_label(by_id[i]) if i in by_id else i for i in live["id"]]
     frames = [live, precomputed_frame(task)]
     parts = []
     for f in frames:
@@ -159,6 +162,24 @@ def curve_frame(task: str, store: str | Path | None = None) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=["method", "sparsity", "metric", "source", "label", "note"])
     return pd.concat(parts, ignore_index=True).dropna(subset=["metric"])
+
+
+def _live_point_label(run: RunDir) -> str:
+    """A finished live run's label on the dev-metric-against-sparsity chart: its id and, for a prune run, its
+    steps and its own teacher's dev metric (from its report), e.g. "20261202-...-kasp-s90 (live run: 500
+    steps; its own teacher 20261202-...-finetune scored 85.09)"."""
+    if run.recipe().get("kind") != "prune":
+        return run.id
+    rep = run.report()
+    t = rep.get("teacher") or {}
+    main = rep.get("main_metric") or get_task(run.recipe().get("task") or "sst2").main_metric
+    tv = metric_value(t.get("metrics") or {}, main) if isinstance(t.get("metrics"), dict) else None
+    tp = t.get("path")
+    tid = (Path(tp).parent.name if Path(tp).name == "checkpoint" else Path(tp).name) if tp else None
+    parts = [f"{rep['steps']} steps"] if rep.get("steps") else []
+    if tv is not None:
+        parts.append(f"its own teacher {tid} scored {tv * 100:.2f}")
+    return f"{run.id} (live run: {'; '.join(parts)})" if parts else run.id
 
 
 def progress_frames(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -486,6 +507,77 @@ def panel_runs(session: str | None, store: str | Path | None = None) -> list[Run
     return active + own
 
 
+def _duration(seconds: float) -> str:
+    """``"2 min 05 s"``, ``"45 s"``, ``"1 h 03 min"``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def live_timing(status: dict[str, Any], records: list[dict[str, Any]] | None = None,
+                now: float | None = None) -> dict[str, Any]:
+    """Elapsed time, the measured speed and the time left of a running (or ended) run, for the live panel.
+
+    The speed is measured on this run alone: the steps done since its training loop began
+    (``status["train_started"]``, ``status["train_step0"]``, written by :func:`kasp.train.train`) over the
+    wall time until its last status write (``status["updated"]``, at most 2 s old while it runs), so loading
+    and set-up are left out and evaluations made so far are included. A run written by an older KASP
+    falls back on its progress records' ``elapsed`` between the first and the last train record.
+
+    Returns:
+        dict: ``elapsed_s`` (since the run started; None if unknown), ``step``, ``total``, ``per_step_s``
+        (None until two points are known), ``eta_s`` (seconds left for the remaining steps at that speed,
+        counted from now; None without a speed or a total), ``measured`` (the steps the speed was measured
+        over, e.g. "steps 1-240"), ``phase`` (what the run does before its first step, or None) and
+        ``text``: one line for the panel saying all of it and where the numbers come from.
+    """
+    now = time.time() if now is None else now
+    started = status.get("started")
+    end = status.get("finished") if status.get("state") not in ("queued", "running") else None
+    elapsed = ((end or now) - started) if isinstance(started, (int, float)) else None
+    step = int(status.get("step") or 0)
+    total = status.get("total_steps")
+    per_step, measured, t_last = None, None, status.get("updated")
+    t0, s0 = status.get("train_started"), status.get("train_step0")
+    if isinstance(t0, (int, float)) and isinstance(s0, int) and step > s0 and isinstance(t_last, (int, float)) \
+            and t_last > t0:
+        per_step, measured = (t_last - t0) / (step - s0), f"steps {s0 + 1}-{step}"
+    else:
+        train = [r for r in (records or []) if r.get("type") == "train" and isinstance(r.get("elapsed"), (int, float))]
+        if len(train) >= 2 and train[-1]["step"] > train[0]["step"]:
+            per_step = (train[-1]["elapsed"] - train[0]["elapsed"]) / (train[-1]["step"] - train[0]["step"])
+            measured = f"steps {train[0]['step']}-{train[-1]['step']}"
+            if isinstance(started, (int, float)):
+                t_last = started + train[-1]["elapsed"]
+    eta, quiet = None, None
+    if per_step is not None and total:
+        since = max(0.0, now - t_last) if isinstance(t_last, (int, float)) and end is None else 0.0
+        if since > max(30.0, 5 * per_step):  # no step for a while (evaluating, saving, or stuck): no countdown
+            quiet, since = since, 0.0
+        eta = max(0.0, per_step * (int(total) - step) - since)
+    phase = status.get("phase") if status.get("state") == "running" and not step else None
+    parts = []
+    if elapsed is not None:
+        parts.append(f"elapsed {_duration(elapsed)}" + (" (run time)" if end else ""))
+    if phase:
+        parts.append(f"now {phase}; the first progress record comes with step 1")
+    if per_step is not None:
+        parts.append(f"{per_step:.2f} s per step, measured on this run over {measured} (evaluations included)")
+        if quiet is not None and end is None:
+            parts.append(f"no new step for {_duration(quiet)} (evaluating, saving, or held up)")
+        if eta is not None and end is None:
+            parts.append(f"about {_duration(eta)} left for the remaining {int(total) - step} steps "
+                         f"(ends near {time.strftime('%H:%M', time.gmtime(now + eta))} UTC, plus the final "
+                         "evaluation and save)")
+    elif status.get("state") == "running" and step:
+        parts.append("the speed is measured from the next step on")
+    return {"elapsed_s": elapsed, "step": step, "total": total, "per_step_s": per_step, "eta_s": eta,
+            "measured": measured, "phase": phase, "text": "; ".join(parts)}
+
+
 def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
     """Estimated seconds until a queued or running run finishes: from its own speed once it has logged
     steps, else :func:`estimate_seconds` of its recipe; a run with a wall-time budget (``--time-budget``)
@@ -501,6 +593,9 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
     step = status.get("step") or 0
     started = status.get("started")
     if run.state() == "running" and step and started:
+        timing = live_timing(status, run.progress())  # the speed measured on the run, as its panel shows
+        if timing["eta_s"] is not None:
+            return timing["eta_s"]
         per_step = (time.time() - started) / step
         return max(0.0, per_step * (int(total) - step))
     est, _ = estimate_seconds(kind if kind in _DEFAULT_STEP_SECONDS else "kasp", int(total), store=store)
@@ -725,3 +820,76 @@ def latency_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     if {"PyTorch fp32 (ms)", "ONNX Runtime int8 (ms)"} <= set(wide.columns):
         wide["int8 speed-up vs PyTorch"] = wide["PyTorch fp32 (ms)"] / wide["ONNX Runtime int8 (ms)"]
     return wide
+
+
+def your_run_context(run: RunDir) -> dict[str, Any] | None:
+    """What a student's finished prune run needs to be read where it is drawn: its own point, its own
+    teacher, and the budget of the shipped sweep it is drawn beside; None for any other run.
+
+    Returns:
+        dict: ``id``, ``task``, ``method``, ``sparsity`` (measured, fraction), ``metric`` (main dev metric,
+        fraction, None if undefined), ``steps``; ``teacher`` = {``id``, ``metric``, ``steps``} of the teacher
+        it used (from its report; values None where unknown); ``shipped`` = {``steps`` of the shipped sweep's
+        runs of the same method, ``teacher_metric``, ``teacher_steps``, ``teacher_id``} or None when no sweep
+        ships for the task; ``caption``: sentences naming each number and where it comes from.
+    """
+    if run.state() != "done":
+        return None
+    rec, rep = run.recipe(), run.report()
+    if rec.get("kind") != "prune" or not rec.get("task"):
+        return None
+    task = rec["task"]
+    main = get_task(task).main_metric
+    metric = metric_value(rep.get("metrics") or {}, main)
+    teacher = rep.get("teacher") or {}
+    tpath = teacher.get("path")
+    tdir = Path(tpath).parent if tpath and Path(tpath).name == "checkpoint" else (Path(tpath) if tpath else None)
+    t_metric = metric_value(teacher.get("metrics") or {}, main) if isinstance(teacher.get("metrics"), dict) else None
+    t_steps = RunDir(tdir).report().get("steps") if tdir is not None and tdir.is_dir() else None
+    ctx: dict[str, Any] = {
+        "id": run.id, "task": task, "method": rec.get("method"), "sparsity": measured_sparsity(rep),
+        "metric": metric, "steps": rep.get("steps") or run.status().get("total_steps"),
+        "teacher": {"id": tdir.name if tdir is not None else None, "metric": t_metric, "steps": t_steps},
+        "shipped": None}
+    from kasp.sweep import load_shipped
+
+    try:
+        sweep = load_shipped(task)
+    except KaspError:
+        sweep = None
+    if sweep:
+        same = [r.get("steps") for r in sweep.get("runs", []) if r.get("method") == ctx["method"] and r.get("steps")]
+        st = sweep.get("teacher") or {}
+        ctx["shipped"] = {"steps": max(set(same), key=same.count) if same else None,
+                          "teacher_metric": st.get("metric"), "teacher_id": st.get("run_id"),
+                          "teacher_steps": (st.get("recipe") or {}).get("max_steps")}
+    ctx["caption"] = _your_run_caption(ctx)
+    return ctx
+
+
+def _your_run_caption(c: dict[str, Any]) -> str:
+    task = c["task"]
+    name, label = METRIC_NAMES.get(get_task(task).main_metric, "metric"), metric_label(task)
+    m = "undefined" if c["metric"] is None else f"{c['metric'] * 100:.2f}"
+    sp = "" if c["sparsity"] is None else f", {c['sparsity'] * 100:.1f} % of the encoder linear weights zero (measured)"
+    text = (f"**Your run** {c['id']} ({c['method']}{sp}): dev {label} {m} after {c['steps']} steps (its report).")
+    t = c["teacher"]
+    if t["metric"] is not None:
+        kept = (f", {c['metric'] / t['metric'] * 100:.0f} % of it" if c["metric"] is not None and t["metric"] > 0
+                else "")
+        text += (f" Its own teacher {t['id']} scored {t['metric'] * 100:.2f}{kept}"
+                 + (f", after {t['steps']} fine-tuning steps" if t["steps"] else "")
+                 + " (its report; the dashed line **your run's teacher**).")
+    sh = c["shipped"]
+    if sh and sh.get("steps"):
+        text += (f" The shipped sweep's {c['method']} points beside it trained {sh['steps']} steps"
+                 + (f" from a teacher at {sh['teacher_metric'] * 100:.2f}" if sh.get("teacher_metric") is not None else "")
+                 + (f" ({sh['teacher_steps']} steps)" if sh.get("teacher_steps") else "")
+                 + f" (assets/sweeps/{get_task(task).name}.json, the grey dashed teacher line).")
+        if c["steps"] and sh["steps"] != c["steps"]:
+            text += (f" Runs of {c['steps']} and {sh['steps']} steps differ in budget, so how far your run sits from "
+                     f"those points says how long it trained more than which method is better: read it against its own "
+                     f"teacher line.")
+    if name and c["metric"] is None:
+        text += f" Its {name} is undefined, so it is not drawn."
+    return text

@@ -408,6 +408,29 @@ def partner(entry: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, A
     return other[0] if other else None
 
 
+def pair_index(story: Story, i: int, other: Story) -> int:
+    """The snapshot of ``other`` to draw beside snapshot ``i`` of ``story``: the one whose sparsity (the
+    fraction of zeros its masks held) is nearest to ``story``'s at ``i``; of equally near ones, the one
+    at the nearest fraction of its run (step / last recorded step).
+
+    Two runs of different lengths (a 500-step class run beside a 2,000-step shipped one) are thereby
+    compared at equal sparsity, never at equal step numbers, which would set 90 % against 52 %.
+    """
+    s = float(story.sparsity[i])
+    frac = float(story.steps[i]) / max(float(story.steps[-1]), 1.0)
+    ofrac = other.steps.astype(float) / max(float(other.steps[-1]), 1.0)
+    keys = [(round(abs(float(o) - s), 6), abs(f - frac)) for o, f in zip(other.sparsity, ofrac)]
+    return min(range(len(keys)), key=keys.__getitem__)
+
+
+def pruned_count(story: Story, i: int, name: str) -> int:
+    """Weights of matrix ``name`` that are zero (pruned) at snapshot ``i``: all its weights minus the kept
+    ones the histogram counts (exact, from the recorded counts)."""
+    k = story.index(name)
+    rows, cols = story.shapes[k]
+    return int(rows * cols - int(story.hist[i, k].sum()))
+
+
 def step_numbers(story: Story, i: int, layer: int) -> dict[str, dict[str, float]]:
     """Per matrix kind of one layer at snapshot ``i``: ``threshold``, ``kept`` (fraction), the
     picture's ``min_cell`` and ``max_cell`` kept fractions."""
@@ -423,40 +446,47 @@ def step_numbers(story: Story, i: int, layer: int) -> dict[str, dict[str, float]
     return out
 
 
+def _matrix_words(kind: str, layer: int) -> str:
+    return f"layer {layer}'s {kind} matrix"
+
+
 def what_to_notice(story: Story, step: int, layer: int, kind: str, other: Story | None = None,
-                   labels: tuple[str, str] = ("this run", "the other run")) -> str:
-    """One sentence about the pictures at ``step``, computed from the numbers shown: which matrix of
-    the layer has the highest magnitude threshold, how uneven the chosen matrix's mask is, and where
-    the two runs differ (when ``other`` is given)."""
+                   labels: tuple[str, str] = ("this run", "the other run"), other_index: int | None = None) -> str:
+    """A few sentences about the displayed matrix (``layer``'s ``kind``) at the snapshot drawn for ``step``,
+    computed from the numbers shown: how many of its weights are zero, its magnitude threshold, how
+    uneven its mask is, where its threshold stands among the layer's six matrices and, with ``other``
+    (drawn at ``other_index``, default :func:`pair_index`), how the other run's same matrix compares."""
     i = story.nearest(step)
-    nums = step_numbers(story, i, layer)
+    name = f"{layer}.{kind}"
+    k = story.index(name)
+    what = _matrix_words(kind, layer)
+    rows, cols = story.shapes[k]
+    total = rows * cols
+    zeros = pruned_count(story, i, name)
     if story.sparsity[i] == 0:
-        return (f"At step {story.steps[i]} nothing is pruned yet: every block is full and the histogram is the "
-                f"{kind} weights' magnitudes as the run started.")
-    hi = max(nums, key=lambda k: nums[k]["threshold"])
-    lo = min(nums, key=lambda k: nums[k]["threshold"])
-    n = nums[kind]
-    ratio = nums[hi]["threshold"] / max(nums[lo]["threshold"], 1e-12)
-    if ratio >= 1.1:
-        thr = (f"layer {layer}'s {hi} needs |w| ≥ {nums[hi]['threshold']:.3g} to survive, {ratio:.1f}× the threshold of "
-               f"{lo} ({nums[lo]['threshold']:.3g})")
+        s = (f"At step {story.steps[i]} nothing is pruned yet: every block of {what} is full and the histogram is "
+             f"the magnitudes of all its {total:,} weights as the run started.")
     else:
-        thr = (f"the six matrices of layer {layer} have about the same threshold ({nums[lo]['threshold']:.3g} to "
-               f"{nums[hi]['threshold']:.3g})")
-    most = min(nums, key=lambda k: nums[k]["kept"])
-    least = max(nums, key=lambda k: nums[k]["kept"])
-    if nums[least]["kept"] - nums[most]["kept"] > 0.02:  # global scope: matrices lose weights at different rates
-        where = (f"{story.sparsity[i] * 100:.1f} % pruned overall; in layer {layer} {most} has lost most "
-                 f"({(1 - nums[most]['kept']) * 100:.0f} %) and {least} least ({(1 - nums[least]['kept']) * 100:.0f} %)")
-    else:
-        where = f"{story.sparsity[i] * 100:.1f} % pruned in every matrix"
-    s = (f"At step {story.steps[i]} ({where}), {thr}; in {kind} the blocks keep between "
-         f"{n['min_cell'] * 100:.0f} % and {n['max_cell'] * 100:.0f} % of their weights, so the mask is "
-         f"{'far from uniform' if n['max_cell'] - n['min_cell'] > 0.15 else 'nearly uniform'}")
-    if other is not None:
-        j = other.nearest(step)
-        k1, k2 = story.index(f"{layer}.{kind}"), other.index(f"{layer}.{kind}")
-        diff = float(np.abs(story.density[i][k1] - other.density[j][k2]).mean())
-        s += (f"; {labels[0]}'s threshold is {story.threshold[i, k1]:.3g} against {other.threshold[j, k2]:.3g} for "
-              f"{labels[1]}, and their pictures differ by {diff * 100:.1f} percentage points per block on average")
-    return s + "."
+        nums = step_numbers(story, i, layer)
+        n = nums[kind]
+        order = sorted(nums, key=lambda x: -nums[x]["threshold"])
+        rank = order.index(kind) + 1
+        ranks = {1: "the highest", len(order): "the lowest"}.get(
+            rank, f"the {rank}{'nd' if rank == 2 else 'rd' if rank == 3 else 'th'} highest")
+        s = (f"At step {story.steps[i]} ({story.sparsity[i] * 100:.1f} % of the run's encoder linear weights pruned), "
+             f"{what} has {zeros:,} of its {total:,} weights at zero ({zeros / total * 100:.1f} %, the grey bar at 0); "
+             f"every kept weight has |w| ≥ {n['threshold']:.3g}, its magnitude threshold, {ranks} of the layer's six "
+             f"(from {nums[order[-1]]['threshold']:.3g} for {order[-1]} to {nums[order[0]]['threshold']:.3g} for "
+             f"{order[0]}). Its blocks keep between {n['min_cell'] * 100:.0f} % and {n['max_cell'] * 100:.0f} % of "
+             f"their weights, so its mask is "
+             f"{'far from uniform' if n['max_cell'] - n['min_cell'] > 0.15 else 'nearly uniform'}.")
+    if other is not None and name in other.matrices:
+        j = pair_index(story, i, other) if other_index is None else other_index
+        k2 = other.index(name)
+        oz = pruned_count(other, j, name)
+        diff = float(np.abs(story.density[i][k] - other.density[j][k2]).mean())
+        s += (f" Beside it, {labels[1]} at its step {other.steps[j]} ({other.sparsity[j] * 100:.1f} % pruned): the same "
+              f"matrix has {oz / total * 100:.1f} % of its weights at zero and threshold {other.threshold[j, k2]:.3g} "
+              f"against {story.threshold[i, k]:.3g} for {labels[0]}; their pictures differ by {diff * 100:.1f} "
+              f"percentage points per block on average.")
+    return s

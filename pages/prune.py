@@ -7,11 +7,13 @@ from kasp.config import load_recipe
 from kasp.data import get_task
 from kasp.errors import KaspError, os_error_message
 from kasp.figures import dev_metric_figure, live_sparsity_figure, loss_figure
+from kasp.figures_live import your_run_figure
 from kasp.metrics import metric_note
 from kasp.runs import RunDir, iter_done
-from kasp.views import (estimate_seconds, form_defaults, format_metric, launch_gate, metric_label, panel_runs,
+from kasp.sweep import curve_data
+from kasp.views import (estimate_seconds, form_defaults, format_metric, launch_gate, live_timing, metric_label, panel_runs,
                         progress_frames, queue_text, run_kind, run_total_steps, schedule_frame, state_icon, task_name,
-                        teacher_warning, validate_launch)
+                        teacher_warning, validate_launch, your_run_context)
 
 task = st.session_state.get("task", "sst2")
 model = st.session_state.get("model", "default") or "default"
@@ -59,6 +61,8 @@ with st.container():
 
     METHODS = ["kasp", "magnitude", "small-dense"]
     urlstate.seed("method", "prune_method", valid=METHODS, what="method")
+    if "prune_method" not in st.session_state and st.session_state.get("prune_method_kept") in METHODS:
+        st.session_state["prune_method"] = st.session_state["prune_method_kept"]  # kept across pages, as the recipe
     method = st.radio("Method", METHODS, horizontal=True, key="prune_method", format_func={
         "kasp": "KASP: distil the fine-tuned teacher into the pruned pre-trained model",
         "magnitude": "Magnitude baseline: prune the fine-tuned model, retrain with the task loss",
@@ -66,12 +70,18 @@ with st.container():
                        "leaves"}.get,
         help="KASP is the paper's method; the baseline is what most pruning users do today.")
     urlstate.write("method", None if method == "kasp" else method)
+    st.session_state["prune_method_kept"] = method
     rec = form_defaults("prune", method, task)
     urlstate.seed("recipe", "prune_class", lambda v: {"class": True, "default": False}[v], what="recipe")
+    # Streamlit drops a widget's state when a page without it runs: the choice lives on in a plain
+    # session key, so the class recipe stays on after a visit to another page (never a 15-minute surprise)
+    if "prune_class" not in st.session_state:
+        st.session_state["prune_class"] = bool(st.session_state.get("prune_class_kept", False))
     class_length = st.toggle("Class-length recipe", key="prune_class", help="The `class` preset (kasp/recipes/class.json) for a lesson: "
                              "300 teacher steps and 500 prune steps, measured at 1.6 and 3.5 minutes (KASP) on 2 idle "
                              "cores; less accurate than the default recipe.")
     urlstate.write("recipe", "class" if class_length else None)
+    st.session_state["prune_class_kept"] = class_length
     if class_length:
         st.caption(CLASS_PRESET_NOTE)
     if class_length:
@@ -88,7 +98,10 @@ with st.container():
         ft_evals = (int(ft_steps) // int(ft["eval_every"]) if ft["eval_every"] else 0) + 1  # + the final one
         est, src = estimate_seconds("finetune", int(ft_steps), evals=ft_evals, model=model)
         c2.metric("Estimated time", f"{est / 60:.1f} min", help=f"Estimate from {src}.")
-        if st.button("Fine-tune the teacher", type="primary", disabled=gate is not None,
+        busy_teacher = jobs.active_teacher(task, model)
+        if busy_teacher is not None:
+            st.info(jobs.duplicate_teacher_message(busy_teacher, task, model, owner), icon=":material/hourglass_empty:")
+        if st.button("Fine-tune the teacher", type="primary", disabled=gate is not None or busy_teacher is not None,
                      help="Launch `kasp finetune` in the background."):
             _launch("finetune", {"task": task, "model": model, "max_steps": int(ft_steps),
                                  "eval_every": int(ft["eval_every"])})  # the recipe's (class preset: 0, no mid-run evaluation)
@@ -201,16 +214,18 @@ def _panel(run: RunDir) -> None:
     step = status.get("step") or 0
     c1.progress(min(step / total, 1.0) if total else 0.0,
                 text=f"step {step} of {total}" if total else f"step {step} (bounded by epochs)")
+    records = run.progress()
+    timing = live_timing(status, records)
+    if timing["text"]:
+        c1.caption(f":material/schedule: {timing['text'][0].upper()}{timing['text'][1:]}.")
     if state == "failed":
         st.error(f"The run failed: {status.get('error') or 'see the log below'}")
         st.code(jobs.log_tail(run) or "(no output)")
     elif state == "cancelled":
         why = status.get("error") or ("cancelled before its first step" if not step else "cancelled")
         st.warning(f"The run was cancelled ({why}). No checkpoint was written.")
-    train, evals = progress_frames(run.progress())
+    train, evals = progress_frames(records)
     if train.empty:
-        if state == "running":
-            st.caption("Waiting for the first progress record (loading the model and data takes ~15 s)…")
         return
     terms = [t for t in ("attention", "hidden", "prediction", "task") if t in train]
     last = train.iloc[-1]
@@ -231,6 +246,11 @@ def _panel(run: RunDir) -> None:
         charts[1].plotly_chart(live_sparsity_figure(curve, train), width="stretch", key=f"sp-{run.id}")
     if not evals.empty and T.main_metric in evals:
         charts[-1].plotly_chart(dev_metric_figure(evals, task), width="stretch", key=f"ev-{run.id}")
+    ctx = your_run_context(run) if mine and state == "done" and kind == "prune" else None
+    if ctx is not None:  # the student's own run, read against its own teacher where it is drawn
+        st.plotly_chart(your_run_figure(ctx, curve_data(task), metric_label(task), task), width="stretch",
+                        key=f"yours-{run.id}")
+        st.caption(ctx["caption"])
 
 
 @st.fragment(run_every=2)

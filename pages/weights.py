@@ -1,11 +1,15 @@
 """Weights: see pruning happen. A run's recorded pictures of one matrix along the cubic schedule."""
 
+import time
+
 import streamlit as st
 
 from kasp import urlstate
 from kasp.data import get_task
 from kasp.figures_weights import schedule_figure, story_figure
-from kasp.weights_story import KINDS, partner, read_story, story_entries, what_to_notice
+from kasp.weights_story import KINDS, pair_index, partner, read_story, story_entries, what_to_notice
+
+PLAY_SECONDS = 1.5  # one recorded step per tick while Play is on
 
 task = st.session_state.get("task", "sst2")
 T = get_task(task)
@@ -80,46 +84,113 @@ urlstate.write("matrix", kind)
 name = f"{layer}.{kind}"
 steps = [int(s) for s in story.steps]
 urlstate.seed("step", "weights_step", int, steps, "step")
+# Back / Next / Play set the step through session state (never a browser-side animation), so that the
+# slider, the address, the sentence and the schedule marker always show the same step as the pictures
+goto = st.session_state.pop("weights_goto", None)
+if goto is not None:
+    st.session_state["weights_step"] = goto
+if st.session_state.pop("weights_play_stop", False):
+    st.session_state["weights_play"] = False
 if st.session_state.get("weights_step") not in steps:
     st.session_state["weights_step"] = steps[-1]  # the end, or another run's step that this one did not record
+
+
+def _move(by: int) -> None:
+    cur = st.session_state.get("weights_step", steps[-1])
+    k = steps.index(cur) if cur in steps else len(steps) - 1
+    st.session_state["weights_step"] = steps[min(max(k + by, 0), len(steps) - 1)]
+    st.session_state["weights_play"] = False
+
+
 if len(steps) > 1:
     step = st.select_slider("Step", steps, key="weights_step",
-                            help="Recorded steps: the start, the mask updates (at most 20 of them) and the end. "
-                                 "Play (in the figure) animates them.")
+                            help="Recorded steps: the start, the mask updates (at most 20 of them) and the end.")
+    c1, c2, c3, _ = st.columns([1, 1, 1, 2], vertical_alignment="center")
+    c1.button("◀ Back", on_click=_move, args=(-1,), disabled=step == steps[0], key="weights_back",
+              help="The previous recorded step.")
+    c2.button("Next ▶", on_click=_move, args=(1,), disabled=step == steps[-1], key="weights_next",
+              help="The next recorded step.")
+    playing = c3.toggle("Play", key="weights_play",
+                        help=f"Step through the recorded steps, one every {PLAY_SECONDS:g} s, from here to the end "
+                             "(from the start when at the end). The slider, the address, the sentence below and the "
+                             "schedule marker move with the pictures: the page itself steps, because a browser-side "
+                             "animation of the figure cannot move Streamlit's slider, address or text.")
 else:
     step = steps[0]
+    playing = False
     st.caption(f"Only step {step} is recorded so far; the next picture comes with the run's next mask update.")
 urlstate.write("step", step)
+
+if playing:
+    @st.fragment(run_every=PLAY_SECONDS)
+    def _tick() -> None:
+        if time.time() - st.session_state.get("weights_tick", 0.0) < PLAY_SECONDS * 0.8:
+            return  # the page was just redrawn for this tick
+        st.session_state["weights_tick"] = time.time()
+        cur = st.session_state.get("weights_step", steps[-1])
+        k = steps.index(cur) if cur in steps else len(steps) - 1
+        if k == len(steps) - 1 and st.session_state.get("weights_played"):
+            st.session_state["weights_play_stop"] = True  # played to the end: stop there
+            st.session_state.pop("weights_played", None)
+        else:
+            st.session_state["weights_goto"] = steps[0] if k == len(steps) - 1 else steps[k + 1]
+            st.session_state["weights_played"] = True
+        st.rerun()
+
+    _tick()
+else:
+    st.session_state.pop("weights_played", None)
+    st.session_state.pop("weights_tick", None)
 
 other_entry = partner(entry, with_story)
 compare = False
 if other_entry is not None:
     urlstate.seed("compare", "weights_compare", lambda v: {"1": True, "0": False}[v], what="compare")
     st.session_state.setdefault("weights_compare", True)
-    compare = st.toggle(f"Side by side with {other_entry['method']} run {other_entry['id']} (same sparsity)",
+    compare = st.toggle(f"Side by side with {other_entry['method']} run {other_entry['id']} (paired at equal sparsity)",
                         key="weights_compare")
     urlstate.write("compare", None if compare else "0")
-panels = [(f"{entry['method']}", story)]
-other = load(other_entry) if compare else None
-if other is not None:
-    panels.append((f"{other_entry['method']}", other))
-
-st.plotly_chart(story_figure(panels, name, step), width="stretch", key="weights_story_fig")
 i = story.nearest(step)
+panels = [(f"{entry['method']}", story, i)]
+other = load(other_entry) if compare else None
+j = None
+if other is not None and name in other.matrices:
+    j = pair_index(story, i, other)
+    panels.append((f"{other_entry['method']}", other, j))
+    same_length = int(other.steps[-1]) == int(story.steps[-1])
+    st.caption(f"**Paired at equal sparsity**: {entry['method']} at step {story.steps[i]} of {int(story.steps[-1])} "
+               f"({story.sparsity[i] * 100:.1f} % pruned) beside {other_entry['method']} at its step {other.steps[j]} "
+               f"of {int(other.steps[-1])} ({other.sparsity[j] * 100:.1f} % pruned), its recorded step nearest in "
+               "sparsity. " + ("Both runs have the same length, so this is also the same step." if same_length else
+                               "The runs differ in length, so equal step numbers would compare different sparsities; "
+                               "the pair is matched by sparsity (the fraction of zeros the masks hold), read from "
+                               "each run's own record."))
+else:
+    other = None
+
+st.plotly_chart(story_figure(panels, name), width="stretch", key="weights_story_fig")
 st.markdown("**What to notice:** " + what_to_notice(story, step, layer, kind, other,
-                                                    (entry["method"], other_entry["method"] if other else "")))
+                                                    (f"{entry['method']}", other_entry["method"] if other else ""),
+                                                    other_index=j))
 evals = [r for r in entry["progress"] if r.get("type") == "eval"]
 total = int(entry["total_steps"] or steps[-1] or 1)
 st.plotly_chart(schedule_figure(float(entry["sparsity"]), total, step, evals, T.main_metric), width="stretch",
                 key="weights_schedule")
-rec = entry["recipe"] or {}
-src = {"live run": "live run in this machine's store",
-       "precomputed sweep": f"precomputed sweep run (`kasp sweep --task {task}`, shipped in assets/sweeps/{task}.json; "
-                            f"recipe: {rec.get('max_steps', '?')} steps, seed {rec.get('seed', '?')}, "
-                            f"lr {rec.get('lr', '?')}, length {rec.get('max_seq_length', '?')})"
-       }.get(entry["source"], f"precomputed run, recipe `{entry['command']}`")
-st.caption(f"Source: {src}, recorded at step {story.steps[i]} of {total}. Densities are per block (uint8, ±0.2 %); "
-           "histogram counts and thresholds are exact. The schedule curve is the formula; the dev metric points are "
-           "the run's own evaluations up to this step.")
+
+
+def _source(e) -> str:
+    rec = e["recipe"] or {}
+    return {"live run": "live run in this machine's store",
+            "precomputed sweep": f"precomputed sweep run (`kasp sweep --task {task}`, shipped in assets/sweeps/{task}.json; "
+                                 f"recipe: {rec.get('max_steps', '?')} steps, seed {rec.get('seed', '?')}, "
+                                 f"lr {rec.get('lr', '?')}, length {rec.get('max_seq_length', '?')})"
+            }.get(e["source"], f"precomputed run, recipe `{e['command']}`")
+
+
+beside = (f" Beside it: {_source(other_entry)}, run {other_entry['id']}, recorded at step {other.steps[j]} of "
+          f"{int(other_entry['total_steps'] or other.steps[-1])}." if other is not None else "")
+st.caption(f"Source: {_source(entry)}, run {entry['id']}, recorded at step {story.steps[i]} of {total}.{beside} Densities "
+           "are per block (uint8, ±0.2 %); histogram counts, the pruned count and thresholds are exact (from the recorded "
+           "counts). The schedule curve is the formula; the dev metric points are the run's own evaluations up to this step.")
 urlstate.show_problems(url_slot)
 urlstate.share_box()

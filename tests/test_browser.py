@@ -190,7 +190,7 @@ def test_every_page_and_a_launched_run(page, server, tiny_pretrained):
 
     # Weights: the launched run recorded its story; Predictions: teacher and student on dev example 0
     _open(page, "Weights", "What to notice:")
-    page.get_by_text("▶ Play").first.wait_for(timeout=30_000)  # plotly's animation button
+    page.get_by_text("Next ▶").first.wait_for(timeout=30_000)  # the page's own stepper (Back / Next / Play)
     page.screenshot(path=str(SHOTS / "weights.png"), full_page=True)
     _open(page, "Predictions", "Gold label (SST-2 dev)", chart=False)
     assert page.locator('[data-testid="stDataFrame"]').count() >= 1  # the table (drawn on a canvas)

@@ -145,22 +145,56 @@ def test_results_file_entry_carries_the_same_records(story_run, tmp_path):
     assert partner(next(e for e in live if e["id"] == "kasp70"), live)["id"] == "mag70"
 
 
-def test_what_to_notice_is_computed_from_the_numbers(story_run):
-    from kasp.weights_story import step_numbers, what_to_notice
+def test_what_to_notice_describes_the_displayed_matrix(story_run):
+    from kasp.weights_story import pruned_count, step_numbers, what_to_notice
+
+    run, seen = story_run
+    story = read_story(run.path)
+    other = read_story(run.path.parent / "mag70")
+    i = len(story.steps) - 1
+    for layer, kind in ((1, "Q"), (0, "FFN-in"), (1, "V")):
+        name = f"{layer}.{kind}"
+        nums = step_numbers(story, i, layer)
+        text = what_to_notice(story, 12, layer, kind, other, ("kasp", "magnitude"))
+        assert text.count(f"layer {layer}'s {kind} matrix") == 1  # the displayed matrix is the subject
+        zeros = pruned_count(story, i, name)
+        assert zeros == int((~seen[-1]["kept"][name]).sum())  # the matrix's zeros, from the run's own masks
+        assert f"{zeros:,} of its" in text and f"|w| ≥ {nums[kind]['threshold']:.3g}" in text
+        others = [k for k in nums if k != kind]
+        assert not any(f"layer {layer}'s {k} matrix" in text for k in others)
+        assert "magnitude at its step 12 (70.0 % pruned)" in text
+    assert "nothing is pruned yet" in what_to_notice(story, 0, 0, "Q")
+    assert "layer 0's Q matrix" in what_to_notice(story, 0, 0, "Q")
+
+
+def _stretched(story_dir: Path, dest: Path, factor: int) -> Path:
+    """A copy of a run whose story is the same pictures at ``factor`` times the step numbers: a longer run
+    with the same sparsities at its mask updates (what a 2,000-step sweep run is beside a 500-step class run)."""
+    shutil.copytree(story_dir, dest)
+    recs = [json.loads(x) for x in (dest / STORY_FILE).read_text().splitlines()]
+    for r in recs:
+        if r["type"] == "snapshot":
+            r["step"] *= factor
+    (dest / STORY_FILE).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    status = json.loads((dest / "status.json").read_text())
+    status.update(total_steps=status["total_steps"] * factor, step=status["step"] * factor)
+    (dest / "status.json").write_text(json.dumps(status))
+    return dest
+
+
+def test_pair_index_matches_sparsity_not_step(story_run, tmp_path):
+    from kasp.weights_story import pair_index
 
     run, _ = story_run
     story = read_story(run.path)
-    other = read_story(run.path.parent / "mag70")
-    nums = step_numbers(story, len(story.steps) - 1, 1)
-    top = max(nums, key=lambda k: nums[k]["threshold"])
-    text = what_to_notice(story, 12, 1, "Q", other, ("kasp", "magnitude"))
-    low = min(nums, key=lambda k: nums[k]["threshold"])
-    if nums[top]["threshold"] >= 1.1 * nums[low]["threshold"]:
-        assert f"{top} needs |w| ≥ {nums[top]['threshold']:.3g}" in text
-    else:
-        assert f"({nums[low]['threshold']:.3g} to {nums[top]['threshold']:.3g})" in text
-    assert "magnitude" in text
-    assert "nothing is pruned yet" in what_to_notice(story, 0, 0, "Q")
+    long = read_story(_stretched(run.path.parent / "mag70", tmp_path / "mag70x4", 4))
+    assert list(long.steps) == [0, 12, 24, 36, 48]
+    for i in range(len(story.steps)):
+        j = pair_index(story, i, long)
+        assert long.sparsity[j] == pytest.approx(story.sparsity[i], abs=0.005)
+        assert long.steps[j] == 4 * story.steps[i]  # the same fraction of the schedule, not the same step
+    # equal step numbers would have compared different sparsities: what the page no longer does
+    assert long.sparsity[long.nearest(12)] < story.sparsity[story.nearest(12)] - 0.1
 
 
 # --- the Weights page (AppTest) -----------------------------------------------------------------
@@ -177,6 +211,19 @@ def _heatmaps(at):
     return [t["z"] for t in fig["data"] if t["type"] == "heatmap"], fig
 
 
+def _bars(fig, name):
+    return [t for t in fig["data"] if t["type"] == "bar" and t.get("name") == name]
+
+
+def _notice(at):
+    return next(m.value for m in at.markdown if m.value.startswith("**What to notice:**"))
+
+
+def _marker(at):
+    sched = [c for c in _charts(at) if "schedule" in c["layout"]["title"]["text"]][0]
+    return sched["data"][1]["x"]
+
+
 def test_weights_page_draws_the_story_and_the_slider_moves_it(story_run, monkeypatch):
     run, _ = story_run
     at = _page(run.path.parent, monkeypatch)
@@ -185,20 +232,109 @@ def test_weights_page_draws_the_story_and_the_slider_moves_it(story_run, monkeyp
     story = read_story(run.path)
     zs, fig = _heatmaps(at)
     assert len(zs) == 2  # KASP and magnitude side by side
-    assert len(fig["frames"]) == len(story.steps)  # one animation frame per recorded step
+    assert not fig.get("frames") and not fig["layout"].get("updatemenus")  # no browser-side animation out of step
     k = story.index("0.Q")
     assert np.allclose(np.array(zs[0]), story.density[-1][k] * 100)  # the last step is drawn first
     assert "step 12" in fig["layout"]["title"]["text"]
     at.select_slider(key="weights_step").set_value(0).run()
     zs0, fig0 = _heatmaps(at)
     assert np.allclose(np.array(zs0[0]), 100.0) and "step 0" in fig0["layout"]["title"]["text"]
-    assert any("nothing is pruned yet" in m.value for m in at.markdown)
+    assert "nothing is pruned yet" in _notice(at)
     at.select_slider(key="weights_step").set_value(6).run()
     zs6, _ = _heatmaps(at)
     assert np.allclose(np.array(zs6[0]), story.density[story.nearest(6)][k] * 100)
-    # the schedule figure marks the chosen step
-    sched = [c for c in _charts(at) if "schedule" in c["layout"]["title"]["text"]][0]
-    assert sched["data"][1]["x"] == [6]
+    assert _marker(at) == [6]  # the schedule figure marks the chosen step
+
+
+def test_the_zero_bar_counts_the_pruned_weights(story_run, monkeypatch):
+    run, seen = story_run
+    at = open_page("weights.py", run.path.parent, monkeypatch, query={"run": "kasp70", "layer": "1", "matrix": "FFN-out"})
+    for step in (12, 6, 0):
+        at.select_slider(key="weights_step").set_value(step).run()
+        _, fig = _heatmaps(at)
+        snap = next(s for s in seen if s["step"] == step)
+        zero_bars = _bars(fig, "pruned")
+        assert len(zero_bars) == 2  # one per panel
+        w = snap["w"]["1.FFN-out"]
+        assert zero_bars[0]["y"][0] == int((~snap["kept"]["1.FFN-out"]).sum()) == int((w == 0).sum())
+        kept = _bars(fig, "kept")[0]
+        assert sum(c[2] for c in kept["customdata"]) == w.numel() - zero_bars[0]["y"][0]  # kept + pruned = all
+        assert (f"{zero_bars[0]['y'][0]:,} of its {w.numel():,} weights" if step else
+                f"all its {w.numel():,} weights") in _notice(at)
+
+
+def test_the_text_names_the_displayed_matrix(story_run, monkeypatch):
+    run, _ = story_run
+    at = open_page("weights.py", run.path.parent, monkeypatch, query={"run": "kasp70"})
+    for layer, kind in ((1, "V"), (0, "FFN-in"), (1, "O")):
+        at.selectbox(key="weights_layer").set_value(layer).run()
+        at.radio(key="weights_kind").set_value(kind).run()
+        text = _notice(at)
+        assert f"layer {layer}'s {kind} matrix" in text
+        assert not any(f"layer {layer}'s {k} matrix" in text for k in ("Q", "K", "V", "O", "FFN-in", "FFN-out") if k != kind)
+        _, fig = _heatmaps(at)
+        assert fig["layout"]["title"]["text"].startswith(f"{layer}.{kind} at step")
+
+
+def test_side_by_side_pairs_runs_of_different_lengths_at_equal_sparsity(story_run, tmp_path, monkeypatch):
+    """A 12-step KASP run beside a 48-step magnitude run: each KASP step is drawn beside the magnitude
+    snapshot of the same sparsity (step x 4), never the magnitude run's own step of the same number."""
+    run, _ = story_run
+    store = tmp_path / "store"
+    shutil.copytree(run.path, store / "kasp70")
+    _stretched(run.path.parent / "mag70", store / "mag70x4", 4)
+    story, long = read_story(store / "kasp70"), read_story(store / "mag70x4")
+    at = open_page("weights.py", store, monkeypatch, query={"run": "kasp70", "matrix": "FFN-in"})
+    for step in (3, 6, 9, 12):
+        at.select_slider(key="weights_step").set_value(step).run()
+        zs, fig = _heatmaps(at)
+        assert len(zs) == 2
+        i = story.nearest(step)
+        j = int(np.flatnonzero(long.steps == 4 * step)[0])
+        assert abs(long.sparsity[j] - story.sparsity[i]) <= 0.005
+        assert np.allclose(np.array(zs[1]), long.density[j][long.index("0.FFN-in")] * 100)
+        cap = next(c.value for c in at.caption if "Paired at equal sparsity" in c.value)
+        assert f"at its step {4 * step} of 48" in cap and "differ in length" in cap
+        assert f"magnitude at its step {4 * step} ({long.sparsity[j] * 100:.1f} % pruned)" in _notice(at)
+
+
+def test_back_next_and_play_move_slider_address_text_and_marker_together(story_run, monkeypatch):
+    run, _ = story_run
+    at = open_page("weights.py", run.path.parent, monkeypatch, query={"run": "kasp70", "step": "3"})
+    assert at.select_slider(key="weights_step").value == 3
+
+    def in_step(step):
+        assert at.select_slider(key="weights_step").value == step
+        assert at.query_params["step"] in (str(step), [str(step)])
+        assert _notice(at).startswith(f"**What to notice:** At step {step} ")
+        assert _marker(at) == [step]
+        assert f"at step {step} " in _heatmaps(at)[1]["layout"]["title"]["text"]
+
+    at.button(key="weights_next").click().run()
+    in_step(6)
+    at.button(key="weights_back").click().run()
+    in_step(3)
+    at.toggle(key="weights_play").set_value(True).run()  # Play: the page steps to the next recorded step at once
+    assert not at.exception
+    in_step(6)
+    assert at.toggle(key="weights_play").value is True
+    at.button(key="weights_next").click().run()  # a manual step stops Play
+    in_step(9)
+    assert at.toggle(key="weights_play").value is False
+    # Play to the end: each timer tick (simulated by clearing the last tick's time) moves one step, and Play
+    # switches itself off at the last recorded step
+    at.toggle(key="weights_play").set_value(True).run()
+    in_step(12)
+    at.session_state["weights_tick"] = 0.0
+    at.run()
+    in_step(12)
+    assert at.toggle(key="weights_play").value is False
+    # Play at the end starts again from the first step
+    at.toggle(key="weights_play").set_value(True).run()
+    in_step(0)
+    at.session_state["weights_tick"] = 0.0
+    at.run()
+    in_step(3)
 
 
 def test_weights_page_with_an_empty_store_says_why(tmp_path, monkeypatch):
