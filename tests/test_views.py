@@ -234,7 +234,9 @@ def test_results_table_queued_run_and_empty_task(tmp_path):
     _queued(tmp_path, "20260101-000001-sst2-kasp-s50", "A")
     t = views.results_table("sst2", tmp_path, precomputed=tmp_path / "none.json")
     assert t.iloc[0][["task", "method", "state", "target sparsity (%)"]].tolist() == ["SST-2", "kasp", "queued", 50.0]
-    assert views.results_table("cola", tmp_path, precomputed=tmp_path / "none.json").empty
+    cola = views.results_table("cola", tmp_path, precomputed=tmp_path / "none.json")  # only the shipped sweep
+    assert set(cola["source"]) == {"precomputed sweep"} and "sweep/teacher" in set(cola["id"])
+    assert views.results_table("wnli", tmp_path, precomputed=tmp_path / "none.json").empty  # no sweep ships
 
 
 def test_retention_rows_measured_at_the_asked_size(tmp_path):
@@ -259,8 +261,8 @@ def test_one_colour_per_method_on_every_page():
     df = pd.DataFrame({"sparsity (%)": [90, 90, 70], "CKA": [0.85, 0.72, 0.9], "run": ["a", "b", "c"],
                        "method": ["kasp", "magnitude", "kasp"], "source": ["live run", "live run", "precomputed run"],
                        "agreement (%)": [92, 86, 93]})
-    colours = {t.name.split(",")[0]: t.marker.color for t in retention_scatter(df, "CKA").data}
-    assert colours == {"kasp": METHOD_COLOURS["kasp"], "magnitude": METHOD_COLOURS["magnitude"]}
+    colours = {t.name.split(" (")[0]: t.marker.color for t in retention_scatter(df, "CKA").data}
+    assert colours == {"KASP": METHOD_COLOURS["kasp"], "magnitude baseline": METHOD_COLOURS["magnitude"]}
 
 
 def test_small_dense_runs_sit_at_the_sparsity_their_size_equals():
