@@ -148,9 +148,20 @@ def head_heatmap(values: Sequence[Sequence[float]], title: str, colorbar: str, c
     return fig
 
 
+def layer_similarity_figure(similarity: Sequence[float], height: int = 320) -> go.Figure:
+    """Attention similarity with the teacher per layer (1 − JS, mean over heads and real queries): the shipped
+    runs' summary, where the per-head map of a live measurement is not kept."""
+    fig = go.Figure(go.Bar(x=[f"layer {i}" for i in range(len(similarity))], y=list(similarity),
+                           marker_color=QUANTITY_COLOURS["retention"]))
+    fig.update_layout(title="Attention similarity with the teacher per layer", xaxis_title="encoder layer",
+                      yaxis_title="1 − JS (1 = same distribution)", yaxis_range=[0, 1], height=height)
+    return fig
+
+
 def cka_figure(cka: Sequence[float], height: int = 320) -> go.Figure:
     """Linear CKA (Kornblith et al. 2019) of the student's and teacher's hidden states, per hidden state."""
-    fig = go.Figure(go.Bar(x=["embeddings"] + [f"layer {i}" for i in range(len(cka) - 1)], y=list(cka)))
+    fig = go.Figure(go.Bar(x=["embeddings"] + [f"layer {i}" for i in range(len(cka) - 1)], y=list(cka),
+                           marker_color=QUANTITY_COLOURS["retention"]))
     fig.update_layout(title="Linear CKA with the teacher per hidden state", xaxis_title="hidden state",
                       yaxis_title="CKA (1 = same up to rotation and scale)", yaxis_range=[0, 1], height=height)
     return fig

@@ -37,7 +37,9 @@ QUANTITY_COLOURS: dict[str, str] = {
     "schedule": "#999999",        # grey dotted: the cubic schedule s_t
     "dev metric": "#CC79A7",      # reddish purple: the task's dev metric
     "marker": "#E69F00",          # orange: "you are here" (the step shown)
-    "loss": ["#0072B2", "#D55E00", "#CC79A7", "#56B4E9", "#E69F00", "#000000"],  # one per loss term
+    "retention": "#56B4E9",       # sky blue: similarity and CKA of one student with its teacher
+    # one per loss term, none a method's colour (total, attention, hidden, prediction, task, ...)
+    "loss": ["#000000", "#E69F00", "#56B4E9", "#CC79A7", "#8C6D1F", "#999999"],
 }
 #: source of a number -> how the app names it
 SOURCE_LABELS: dict[str, str] = {

@@ -766,6 +766,16 @@ def _curve_preset(label: str, icon: str, task: str, methods: tuple[str, str], sh
                                              "yet (its sweep has not shipped)."}
 
 
+def attention_available(task: str, store: str | Path | None = None) -> bool:
+    """Whether the Attention page has something to draw for ``task``: a shipped run with retention measures
+    (precomputed or in the shipped sweep) or a finished prune run in the store."""
+    from kasp.runs import iter_done
+
+    if not precomputed_retention(task).empty:
+        return True
+    return next(iter_done(store, kind="prune", task=get_task(task).name), None) is not None
+
+
 def view_presets(task: str) -> list[dict[str, Any]]:
     """The Overview's one-click views (issue 15): each a page of the app and the address parameters
     (:mod:`kasp.urlstate`) that open the view answering one question, for ``task``.
@@ -802,8 +812,10 @@ def view_presets(task: str) -> list[dict[str, Any]]:
         _curve_preset("Sparse or small?", ":material/compress:", task, ("kasp", "small-dense"), shipped,
                       f"{name}: a sparse model against a small dense one with the same number of non-zero weights."),
         {"label": "Does the student still attend like the teacher?", "icon": ":material/visibility:",
-         "page": "pages/attention.py", "params": {"task": task},
-         "help": "The Attention page: how much of the teacher's attention and representations each student kept."},
+         "page": "pages/attention.py", "params": {"task": task}, "disabled": not attention_available(task),
+         "help": "The Attention page: how much of the teacher's attention and representations each student kept."
+         if attention_available(task) else (f"No shipped {name} run carries retention measures and no {name} prune run "
+                                            "has finished here: prune one on the Prune page first.")},
     ]
 
 
@@ -819,3 +831,34 @@ def latency_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     if {"PyTorch fp32 (ms)", "ONNX Runtime int8 (ms)"} <= set(wide.columns):
         wide["int8 speed-up vs PyTorch"] = wide["PyTorch fp32 (ms)"] / wide["ONNX Runtime int8 (ms)"]
     return wide
+
+
+def shipped_scores(task: str) -> pd.DataFrame:
+    """What the shipped runs of ``task`` (precomputed runs and the shipped sweep) scored on its dev set, for
+    pages that cannot run them (no weights ship): run, method (as the app names it), sparsity (%), the dev
+    metric (x 100, column named by :func:`metric_axis`), source and recipe. Empty when nothing ships."""
+    from kasp.style import method_label
+
+    f = pd.concat([x for x in (precomputed_frame(task), sweep_frame(task)) if len(x)] or [pd.DataFrame(
+        columns=RUN_COLUMNS + ["recipe"])], ignore_index=True)
+    sparsity = f["measured_sparsity"].astype(float).fillna(f["target_sparsity"].astype(float)) * 100
+    return pd.DataFrame({"run": f["id"], "method": f["method"].map(method_label), "sparsity (%)": sparsity,
+                         metric_axis(task): f["metric"].astype(float) * 100, "source": f["source"],
+                         "recipe": f["recipe"]})
+
+
+def dev_examples_frame(task: str, n: int = 8) -> pd.DataFrame:
+    """The first ``n`` examples of the task's shipped dev set with their gold answers (class name, or the
+    STS-B similarity score 0-5): the examples every dev metric of the app is computed on."""
+    t = get_task(task)
+    try:
+        dev = load_split(t, "dev").head(n)
+    except KaspError:
+        return pd.DataFrame(columns=["sentence", "gold"])
+    names = t.class_names
+    gold = [f"{float(v):.2f}" if t.is_regression else (names[int(v)] if names else str(v)) for v in dev["label"]]
+    cols = {"sentence" if t.text_b is None else "first sentence": dev["text_a"].astype(str).tolist()}
+    if t.text_b is not None:
+        cols["second sentence"] = dev["text_b"].astype(str).tolist()
+    cols["gold"] = gold
+    return pd.DataFrame(cols)
