@@ -95,3 +95,15 @@ def sparsity_tick_text(sparsity: float) -> str:
     """A tick label of the sparsity axis with its compression: "90 %<br>×10"; "0 %<br>dense"."""
     c = compression(sparsity)
     return f"{sparsity * 100:g} %<br>" + ("dense" if sparsity == 0 else f"×{c:.3g}")
+
+
+#: presenter mode (``?present=1``): larger type everywhere, figures' text included (plotly sets its sizes
+#: inline, so they are raised with !important), for a projector at 1024x768
+PRESENTER_CSS = """
+html { font-size: 19px; }
+[data-testid="stMainBlockContainer"] { padding-top: 2.2rem; padding-left: 1.4rem; padding-right: 1.4rem; }
+.js-plotly-plot .main-svg .xtick text, .js-plotly-plot .main-svg .ytick text { font-size: 14px !important; }
+.js-plotly-plot .main-svg .legendtext { font-size: 14px !important; }
+.js-plotly-plot .main-svg .g-xtitle text, .js-plotly-plot .main-svg .g-ytitle text { font-size: 15px !important; }
+.js-plotly-plot .main-svg .gtitle { font-size: 19px !important; }
+"""

@@ -182,3 +182,24 @@ def test_honest_axes(task, monkeypatch, tmp_path):
     if len(tc.data) > 1:
         assert tc.layout.yaxis2.range is None  # the metric axis from its data, in its own unit
         assert ("×100" in tc.layout.yaxis2.title.text) == (task in ("cola", "stsb"))
+
+
+def test_presenter_mode_from_the_address(tmp_path, monkeypatch):
+    """?present=1 switches presenter mode on (larger type, sidebar collapsed) and stays in the address."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path))
+    root = Path(__file__).resolve().parent.parent
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+    at.query_params["present"] = "1"
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.session_state["present"] and at.toggle(key="_present_widget").value
+    assert at.query_params.get("present") in ("1", ["1"])
+    assert any(style.PRESENTER_CSS.strip()[:20] in (h.proto.body or "") for h in at.get("html"))
+    plain = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+    plain.run()
+    assert not plain.session_state["present"] and not any("font-size: 19px" in (h.proto.body or "")
+                                                           for h in plain.get("html"))
