@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import math
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -19,17 +21,43 @@ from kasp.style import (COMPRESSION_TICKS, METHOD_COLOURS, METHOD_LABELS, QUANTI
                         method_label, source_symbol, sparsity_tick_text)
 from kasp.tasks import metric_axis, metric_label, task_name
 
-SPARSITY_AXIS = "sparsity (% of encoder linear weights that are zero) and compression of those weights (×)"
+SPARSITY_AXIS = "sparsity (% of encoder linear weights that are zero) and compression (×)"
 
 
 def sparsity_axis(fig: go.Figure, lo: float = -2.0, hi: float = 100.0, row: int | None = None, col: int | None = None,
-                  title: str = SPARSITY_AXIS) -> go.Figure:
-    """Give ``fig``'s x axis (sparsity in %) the compression view: ticks at 0, 50, 80, 90 and 95 % labelled with
-    how many times fewer non-zero weights they mean ("90 %, ×10"; the paper speaks of 20× at 95 %)."""
-    ticks = [t for t in COMPRESSION_TICKS if lo <= t * 100 <= hi]
+                  title: str = SPARSITY_AXIS, compression: bool = False) -> go.Figure:
+    """Label ``fig``'s sparsity axis with the compression each sparsity means ("90 %" over "×10").
+
+    ``compression=False``: x is the sparsity in % on a linear axis, ticks at 0, 50, 80 and 90 % (95 % would
+    crowd 90 % at projector width). ``compression=True``: x is the compression 1 / (1 − s) on a log axis
+    (x values from :func:`xpos`), ticks ×1 to ×33, which spreads out the high sparsities where the methods
+    differ and shows the paper's 20× (95 %)."""
+    if compression:
+        ticks = [t for t in COMPRESSION_TICKS + (0.97,) if t < 0.99]
+        fig.update_xaxes(type="log", range=[math.log10(0.9), math.log10(40)], tickvals=[xpos(t * 100, True) for t in ticks],
+                         ticktext=[_compression_tick(t) for t in ticks], tickangle=0, title_text=COMPRESSION_AXIS,
+                         row=row, col=col)
+        return fig
+    ticks = [t for t in COMPRESSION_TICKS if lo <= t * 100 <= hi and t != 0.95]
     fig.update_xaxes(range=[lo, hi], tickvals=[t * 100 for t in ticks], ticktext=[sparsity_tick_text(t) for t in ticks],
-                     title_text=title, row=row, col=col)
+                     tickangle=0, title_text=title, row=row, col=col)
     return fig
+
+
+COMPRESSION_AXIS = "compression of the encoder linear weights (× fewer non-zero weights; log scale) and sparsity"
+
+
+def _compression_tick(s: float) -> str:
+    return "×1<br>dense" if s == 0 else f"×{1 / (1 - s):.3g}<br>{s * 100:g} %"
+
+
+def xpos(sparsity_pct, compression: bool = False):
+    """The x position of a sparsity (in %) on the sparsity axis, or on the compression axis (1 / (1 − s))."""
+    if not compression:
+        return sparsity_pct
+    s = np.clip(np.asarray(sparsity_pct, dtype=float) / 100, 0.0, 0.99)
+    out = 1.0 / (1.0 - s)
+    return float(out) if out.ndim == 0 else out
 
 
 def token_labels(tokens: list[str]) -> list[str]:
@@ -132,9 +160,11 @@ def retention_scatter(df: pd.DataFrame, y: str, height: int = 420) -> go.Figure:
                        + ("" if a != a else f"<br>agreement {a:.1f} %")
                        for r, x, v, a in zip(g["run"], g["sparsity (%)"], g[y], g["agreement (%)"])],
             hoverinfo="text"))
-    fig.update_layout(title=f"Mean {y} with the teacher", yaxis_title=f"{y} (1 = identical to the teacher)",
-                      height=height, legend={"orientation": "h", "y": -0.35}, margin={"b": 120})
-    return sparsity_axis(fig, title="sparsity (%) and compression (×)")
+    fig.update_layout(title=f"{y[0].upper() + y[1:]} with the teacher", yaxis_title=f"{y} (1 = as the teacher)",
+                      height=height, legend={"orientation": "h", "y": -0.3, "yanchor": "top"}, margin={"b": 130, "t": 50})
+    xs = d["sparsity (%)"].dropna() if len(d) else []
+    lo = -2.0 if not len(xs) else max(-2.0, math.floor((float(min(xs)) - 8) / 10) * 10)  # from where the data start
+    return sparsity_axis(fig, lo=lo, title="sparsity (%) and compression (×)")
 
 
 def head_heatmap(values: Sequence[Sequence[float]], title: str, colorbar: str, colorscale: str = "Viridis",
@@ -151,18 +181,18 @@ def head_heatmap(values: Sequence[Sequence[float]], title: str, colorbar: str, c
 def layer_similarity_figure(similarity: Sequence[float], height: int = 320) -> go.Figure:
     """Attention similarity with the teacher per layer (1 − JS, mean over heads and real queries): the shipped
     runs' summary, where the per-head map of a live measurement is not kept."""
-    fig = go.Figure(go.Bar(x=[f"layer {i}" for i in range(len(similarity))], y=list(similarity),
+    fig = go.Figure(go.Bar(x=[str(i) for i in range(len(similarity))], y=list(similarity),
                            marker_color=QUANTITY_COLOURS["retention"]))
-    fig.update_layout(title="Attention similarity with the teacher per layer", xaxis_title="encoder layer",
+    fig.update_layout(title="Attention similarity per layer", xaxis_title="encoder layer",
                       yaxis_title="1 − JS (1 = same distribution)", yaxis_range=[0, 1], height=height)
     return fig
 
 
 def cka_figure(cka: Sequence[float], height: int = 320) -> go.Figure:
     """Linear CKA (Kornblith et al. 2019) of the student's and teacher's hidden states, per hidden state."""
-    fig = go.Figure(go.Bar(x=["embeddings"] + [f"layer {i}" for i in range(len(cka) - 1)], y=list(cka),
+    fig = go.Figure(go.Bar(x=["emb."] + [str(i) for i in range(len(cka) - 1)], y=list(cka),
                            marker_color=QUANTITY_COLOURS["retention"]))
-    fig.update_layout(title="Linear CKA with the teacher per hidden state", xaxis_title="hidden state",
+    fig.update_layout(title="Linear CKA per hidden state", xaxis_title="hidden state (embeddings, then layer)",
                       yaxis_title="CKA (1 = same up to rotation and scale)", yaxis_range=[0, 1], height=height)
     return fig
 
@@ -218,8 +248,8 @@ def curve_y_range(values: list[float], spreads: list[float]) -> tuple[float, flo
 
 
 def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, published=None,
-                             metric_name: str = "accuracy", task: str = "", height: int = 440,
-                             baseline: float | None = None):
+                             metric_name: str = "accuracy", task: str = "", height: int = 480,
+                             baseline: float | None = None, compression: bool = False):
     """Dev metric against sparsity: one line per method (mean over seeds, error bars = seed range),
     the dense teacher as a reference line, and the paper's figures as a separate series.
 
@@ -244,6 +274,7 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
     fig = go.Figure()
     ys: list[float] = []
     spreads: list[float] = []
+    span = [0.9, 40] if compression else [0, 100]  # the reference lines cross the whole axis
     if points is not None and len(points):
         points = points[points["metric"].notna()]  # an undefined metric is a gap (curve_notes says why), never 0
     if points is not None and len(points):
@@ -259,7 +290,7 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
                      for x, v, s, k, lab, note in zip(g["sparsity"], g["metric"], g.get("spread", [0.0] * len(g)).fillna(0.0),
                                                       n, g.get("label", [""] * len(g)), g.get("note", [None] * len(g)))]
             fig.add_trace(go.Scatter(
-                x=g["sparsity"] * 100, y=y, mode="lines+markers" if len(g) > 1 and "sweep" in source else "markers",
+                x=xpos(g["sparsity"] * 100, compression), y=y, mode="lines+markers" if len(g) > 1 and "sweep" in source else "markers",
                 name=f"{method_label(method)} ({source})", legendgroup=method,
                 marker={"color": method_colour(method), "size": 10, "symbol": source_symbol(source)},
                 line={"color": method_colour(method)},
@@ -268,7 +299,7 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
     if published is not None and len(published):
         ys += list(published["metric"] * 100)
         fig.add_trace(go.Scatter(
-            x=published["sparsity"] * 100, y=published["metric"] * 100, mode="markers",
+            x=xpos(published["sparsity"] * 100, compression), y=published["metric"] * 100, mode="markers",
             name="published, BERT-base (Xu et al. 2021)", legendgroup="published", marker={"color": METHOD_COLOURS["published"], "size": 12,
                                                                  "symbol": source_symbol("published")},
             hovertext=[f"{m}: {v * 100:.1f} at {s * 100:.0f} % (Xu et al., NAACL 2021, BERT-base)"
@@ -277,19 +308,19 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
     if teacher is not None:
         value, source = teacher
         ys.append(value * 100)
-        fig.add_trace(go.Scatter(x=[0, 100], y=[value * 100, value * 100], mode="lines",
+        fig.add_trace(go.Scatter(x=span, y=[value * 100, value * 100], mode="lines",
                                  name=f"dense teacher {value * 100:.2f} ({source})", legendgroup="dense teacher",
                                  line={"color": METHOD_COLOURS["dense teacher"], "dash": "dash"}, hoverinfo="name"))
     lo, hi = curve_y_range(ys, spreads)
     if baseline is not None and lo <= baseline * 100 <= hi:
-        fig.add_trace(go.Scatter(x=[0, 100], y=[baseline * 100] * 2, mode="lines",
+        fig.add_trace(go.Scatter(x=span, y=[baseline * 100] * 2, mode="lines",
                                  name=f"always the majority class {baseline * 100:.2f} (computed on the dev set)",
                                  legendgroup="majority class", line={"color": METHOD_COLOURS["published"], "dash": "dot"}, hoverinfo="name"))
     fig.update_layout(title=f"{task_name(task)}: dev {metric_name} against sparsity" if task else None, height=height,
                       yaxis_title=metric_axis(task) if task else f"dev {metric_name} (%)",
-                      legend={"orientation": "h", "y": -0.25},
-                      margin={"b": 140})
-    sparsity_axis(fig)
+                      legend={"orientation": "h", "y": -0.3, "yanchor": "top"},
+                      margin={"b": 170, "t": 50})
+    sparsity_axis(fig, compression=compression)
     fig.update_yaxes(range=[lo, hi])
     return fig
 

@@ -89,14 +89,14 @@ if rid in shipped_ids:
                 f"{'(the size it equals)' if entry['method'] == 'small-dense' else 'sparse'}, {src['source']}: "
                 f"`{entry['command']}` on {entry['machine']}.")
     c = st.columns(4)
-    c[0].metric("Mean attention similarity", f"{ret['mean_similarity']:.3f}",
+    c[0].metric("Attention similarity", f"{ret['mean_similarity']:.3f}",
                 help="1 − Jensen–Shannon divergence (bits) of each real query's attention distribution, averaged over "
                      "heads, layers and queries. Measured at the end of the shipped run.")
-    c[1].metric("Mean CKA (layers)", "undefined" if ret.get("mean_cka") is None else f"{ret['mean_cka']:.3f}",
+    c[1].metric("CKA (mean)", "undefined" if ret.get("mean_cka") is None else f"{ret['mean_cka']:.3f}",
                 help="Linear CKA of layer outputs on real tokens. Measured at the end of the shipped run.")
     if ret.get("agreement") is not None:
-        c[2].metric("Prediction agreement", f"{ret['agreement'] * 100:.1f} %", help="Top-1 agreement with the teacher.")
-        c[3].metric("KL(teacher ‖ student)", f"{ret['kl']:.3f} nats", help="Mean over the examples.")
+        c[2].metric("Agreement", f"{ret['agreement'] * 100:.1f} %", help="Prediction agreement: top-1 agreement with the teacher.")
+        c[3].metric("KL(t ‖ s)", f"{ret['kl']:.3f} nats", help="KL(teacher ‖ student) of the class probabilities, mean over the examples.")
     c1, c2 = st.columns(2)
     if ret.get("similarity"):  # the precomputed runs kept the per-head map
         c1.plotly_chart(head_heatmap(ret["similarity"], "Attention similarity per head (1 = same distribution)", "1 − JS"),
@@ -126,14 +126,14 @@ if any(r.id == run.id for r in missing):
     else:
         st.rerun()  # just measured: redraw so that the charts above include it
 c = st.columns(4)
-c[0].metric("Mean attention similarity", f"{res['mean_similarity']:.3f}", help="1 − Jensen–Shannon divergence (bits) of "
+c[0].metric("Attention similarity", f"{res['mean_similarity']:.3f}", help="1 − Jensen–Shannon divergence (bits) of "
             "each real query's attention distribution, averaged over heads, layers and queries. Live measurement.")
-c[1].metric("Mean CKA (layers)", "undefined" if res.get("mean_cka") is None else f"{res['mean_cka']:.3f}",
+c[1].metric("CKA (mean)", "undefined" if res.get("mean_cka") is None else f"{res['mean_cka']:.3f}",
             help="Linear CKA of layer outputs on real tokens. Live measurement. " +
                  ((res.get("undefined") or {}).get("cka") or ""))
 if res["agreement"] is not None:
-    c[2].metric("Prediction agreement", f"{res['agreement'] * 100:.1f} %", help="Top-1 agreement with the teacher.")
-    c[3].metric("KL(teacher ‖ student)", f"{res['kl']:.3f} nats", help="Mean over the examples.")
+    c[2].metric("Agreement", f"{res['agreement'] * 100:.1f} %", help="Prediction agreement: top-1 agreement with the teacher.")
+    c[3].metric("KL(t ‖ s)", f"{res['kl']:.3f} nats", help="KL(teacher ‖ student) of the class probabilities, mean over the examples.")
 c1, c2 = st.columns(2)
 c1.plotly_chart(head_heatmap(res["similarity"], "Attention similarity per head (1 = same distribution)", "1 − JS"),
                 width="stretch", key="sim")

@@ -80,7 +80,11 @@ else:
         urlstate.write("methods", None if set(shown) == set(present) else (shown or "none"),
                        lambda v: v if v == "none" else urlstate.join(v))
         points = points[points["method"].isin(shown)]
-    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task, baseline=base), width="stretch")
+    compression = st.toggle("Compression axis (×, log scale)", key="x_compression",
+                            help="Show the x axis as compression, 1 / (1 − sparsity): ×10 is 90 % sparse, ×20 (the "
+                                 "paper's figure) 95 %. A log scale spreads out the high sparsities, where the methods differ.")
+    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task, baseline=base,
+                                             compression=compression), width="stretch")
     st.caption(curve_caption(points, metric, baseline=base, teacher=teacher[0] if teacher else None))
     for note in curve_notes(points):  # undefined metrics (gaps) and GLUE's constant-predictor convention
         st.caption(":material/info: " + note)

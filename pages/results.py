@@ -36,8 +36,9 @@ if shown.empty:
 st.caption("Select rows to compare them. **live run**: this machine's run store; **precomputed run**: a real run "
            "shipped with KASP (its exact command is shown below when selected); **precomputed sweep**: a run of the "
            "shipped `kasp sweep` of the task (assets/sweeps; the chart draws the sweep's mean over seeds). " +
-           (f"**dev {metric_label(task)}**" if only_task else "**dev metric**: the run's task's own GLUE metric, named in the "
-                                                            "metric column,") + " x 100, on the dev set. States: " +
+           (f"**{metric_axis(task)}**" if only_task else "**dev metric**: the run's task's own GLUE metric, named in the "
+                                                         "metric column, in % (accuracy, F1) or x 100 (correlations)") +
+           ", on the dev set. States: " +
            ", ".join(f"{icon} {s}" for s, icon in STATE_ICONS.items()) + ".")
 # columns that say nothing here are left out, so that the table fits the page
 hidden = (["task", "metric"] if only_task else []) + ([] if shown["error"].notna().any() else ["error"])
@@ -95,7 +96,11 @@ else:
     partial = shipped_status(task)
     if partial:
         st.caption(":material/hourglass_top: " + partial)
-    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task, baseline=base), width="stretch")
+    compression = st.toggle("Compression axis (×, log scale)", key="x_compression",
+                            help="Show the x axis as compression, 1 / (1 − sparsity): ×10 is 90 % sparse, ×20 (the "
+                                 "paper's figure) 95 %. A log scale spreads out the high sparsities, where the methods differ.")
+    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task, baseline=base,
+                                             compression=compression), width="stretch")
     st.caption(curve_caption(points, metric_label(task), baseline=base, teacher=teacher[0] if teacher else None) +
                " Drawn: the selected live and precomputed runs, the shipped sweep (`kasp sweep`, mean over seeds, bars "
                "span the seeds; its runs are the table's precomputed sweep rows) and the paper's BERT-base figures.")

@@ -170,7 +170,12 @@ def test_honest_axes(task, monkeypatch, tmp_path):
     ys = points["metric"].dropna() * 100
     assert lo <= ys.min() and hi >= ys.max() and lo > ys.min() - (hi - lo) * 0.5
     ticks = dict(zip(fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext))
-    assert ticks[90] == "90 %<br>×10" and ticks[95] == "95 %<br>×20" and ticks[50] == "50 %<br>×2"
+    assert ticks[90] == "90 %<br>×10" and ticks[50] == "50 %<br>×2" and ticks[80] == "80 %<br>×5"
+    comp = accuracy_sparsity_figure(points, teacher, published, metric_label(task), task, compression=True)
+    ticks = {round(v, 6): t for v, t in zip(comp.layout.xaxis.tickvals, comp.layout.xaxis.ticktext)}
+    assert comp.layout.xaxis.type == "log" and ticks[20.0] == "×20<br>95 %"
+    kasp = next(t for t in comp.data if t.name == "KASP (precomputed sweep)")
+    assert max(kasp.x) == pytest.approx(1 / (1 - points[points["method"] == "kasp"]["sparsity"].max()))
     run = load_shipped(task)["runs"][0]
     train = pd.DataFrame(run["progress"]["train"])
     evals = pd.DataFrame([{"step": e["step"], **{k: v for k, v in e["metrics"].items() if isinstance(v, float)}}

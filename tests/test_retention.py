@@ -144,7 +144,7 @@ def test_attention_page(tiny_store, pruned_run, monkeypatch):
     assert not at.exception, [e.message for e in at.exception]
     metrics = {m.label: m.value for m in at.metric}
     res = json.loads((pruned_run.path / "retention.json").read_text())
-    assert float(metrics["Mean attention similarity"]) == pytest.approx(res["mean_similarity"], abs=5e-4)
+    assert float(metrics["Attention similarity"]) == pytest.approx(res["mean_similarity"], abs=5e-4)
     iframes = at.get("iframe")
     assert len(iframes) == 2
     assert all(external_urls(f.proto.srcdoc) == [] for f in iframes)
