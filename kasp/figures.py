@@ -44,11 +44,11 @@ def sparsity_axis(fig: go.Figure, lo: float = -2.0, hi: float = 100.0, row: int 
     return fig
 
 
-COMPRESSION_AXIS = "compression of the encoder linear weights (× fewer non-zero weights; log scale) and sparsity"
+COMPRESSION_AXIS = "compression of encoder linear weights (×, log scale) and sparsity"
 
 
 def _compression_tick(s: float) -> str:
-    return "×1<br>dense" if s == 0 else f"×{1 / (1 - s):.3g}<br>{s * 100:g} %"
+    return "×1<br>dense" if s == 0 else f"×{round(1 / (1 - s)):d}<br>{s * 100:g} %"
 
 
 def xpos(sparsity_pct, compression: bool = False):
@@ -320,7 +320,10 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
                       yaxis_title=metric_axis(task) if task else f"dev {metric_name} (%)",
                       legend={"orientation": "h", "y": -0.3, "yanchor": "top"},
                       margin={"b": 170, "t": 50})
-    sparsity_axis(fig, compression=compression)
+    xs = ([] if points is None or not len(points) else list(points["sparsity"])) + (
+        [] if published is None or not len(published) else list(published["sparsity"]))
+    x_lo = -2.0 if not xs or min(xs) < 0.4 else 40.0  # the sparsity axis starts where the data start
+    sparsity_axis(fig, lo=x_lo, compression=compression)
     fig.update_yaxes(range=[lo, hi])
     return fig
 
