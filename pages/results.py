@@ -43,7 +43,9 @@ st.caption("Select rows to compare them. **live run**: this machine's run store;
 # columns that say nothing here are left out, so that the table fits the page
 hidden = (["task", "metric"] if only_task else []) + ([] if shown["error"].notna().any() else ["error"])
 sel = st.dataframe(
-    shown.drop(columns=hidden).assign(method=shown["method"].map(method_label)), hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs_table",
+    shown.drop(columns=hidden).assign(method=shown["method"].map(method_label),
+                                      **{"metric note": shown["metric note"].fillna("")}),  # no "None" shown
+    hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs_table",
     column_config={
         "id": st.column_config.TextColumn(width="medium"), "source": st.column_config.TextColumn(width="small"),
         "state": st.column_config.TextColumn(width="small"), "task": st.column_config.TextColumn(width="small"),
