@@ -182,7 +182,7 @@ if text and teacher_path:
     with c2:
         method, sp = run.recipe().get("method"), (measured_sparsity(run.report()) or 0) * 100
         size = f"the size of {sp:.0f} % sparsity" if method == "small-dense" else f"{sp:.0f} % sparse"
-        st.iframe(head_view_html(att_s, tok_s, title=f"Student ({method}, {size})"),
+        st.iframe(head_view_html(att_s, tok_s, title=f"Student ({method_label(method)}, {size})"),
                   height=height)
     st.caption("bertviz head view, rendered offline. Pick a layer; hover a token to see where it attends.")
     c1, c2 = st.columns(2)
