@@ -835,9 +835,9 @@ def latency_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def shipped_scores(task: str) -> pd.DataFrame:
     """What the shipped runs of ``task`` (precomputed runs and the shipped sweep) scored on its dev set, for
-    pages that cannot run them (no weights ship): run, method (as the app names it), sparsity (%; a small
-    dense model: the sparsity its size equals), the dev
-    metric (x 100, column named by :func:`metric_axis`), source and recipe. Empty when nothing ships."""
+    pages that cannot run them (no weights ship): method (as the app names it), sparsity (%; a small
+    dense model: the sparsity its size equals), the dev metric (column named by :func:`metric_axis`), source,
+    run and recipe. Empty when nothing ships."""
     from kasp.style import method_label
 
     f = pd.concat([x for x in (precomputed_frame(task), sweep_frame(task)) if len(x)] or [pd.DataFrame(
@@ -845,8 +845,9 @@ def shipped_scores(task: str) -> pd.DataFrame:
     sparsity = f["measured_sparsity"].astype(float).fillna(f["target_sparsity"].astype(float)) * 100
     small = f["method"] == "small-dense"  # dense, smaller: the sparsity its number of weights equals
     sparsity = sparsity.where(~small, f["target_sparsity"].astype(float) * 100)
-    return pd.DataFrame({"run": f["id"], "method": f["method"].map(method_label), "sparsity (%)": sparsity,
-                         metric_axis(task): f["metric"].astype(float) * 100, "source": f["source"],
+    # the numbers first, so that they show at 1024 px without scrolling the table sideways
+    return pd.DataFrame({"method": f["method"].map(method_label), "sparsity (%)": sparsity,
+                         metric_axis(task): f["metric"].astype(float) * 100, "source": f["source"], "run": f["id"],
                          "recipe": f["recipe"]})
 
 

@@ -274,3 +274,29 @@ def test_small_dense_runs_sit_at_the_sparsity_their_size_equals():
     assert measured_sparsity({"sparsity": {"pruned_sparsity": 0.9}}) == 0.9
     assert measured_sparsity({"sparsity": {"pruned_sparsity": 0.0}}) == 0.0
     assert measured_sparsity({}) is None
+
+
+@pytest.mark.parametrize("task", ["sst2", "mrpc", "rte", "stsb", "cola"])
+def test_shipped_sweep_runs_are_rows_with_their_recipe_and_numbers(task):
+    """Issue 25, item 1: every run of a shipped sweep is a precomputed row (Results), a retention point
+    (Attention) and a score (Predictions), with the numbers of assets/sweeps/<task>.json."""
+    from kasp.sweep import load_shipped
+
+    res = load_shipped(task)
+    runs = views.sweep_runs(task)
+    assert [r["id"] for r in runs] == ["sweep/teacher"] + [f"sweep/{e['key']}" for e in res["runs"]]
+    assert all(r["command"].startswith(f"kasp sweep --task {task}") for r in runs)
+    frame = views.sweep_frame(task)
+    assert set(frame["source"]) == {"precomputed sweep"}
+    by_id = dict(zip(frame["id"], frame["metric"]))
+    for e in res["runs"]:
+        if e["metric"] is not None:
+            assert by_id[f"sweep/{e['key']}"] == pytest.approx(e["metric"])
+    ret = views.precomputed_retention(task)
+    assert len(ret[ret["source"] == "precomputed sweep"]) == sum(1 for e in res["runs"] if e.get("retention"))
+    scores = views.shipped_scores(task)
+    small = scores[scores["method"] == "small dense"]
+    assert len(small) and set(small["sparsity (%)"]) <= {50.0, 90.0}  # where its size puts it, not its 0 % zeros
+    rec = views.shipped_run("sweep/kasp@0.9/seed42", task)
+    train, evals = views.progress_frames(rec["progress"])
+    assert len(train) and len(evals)  # its curves over training draw on the Results page
