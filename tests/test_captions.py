@@ -208,3 +208,21 @@ def test_presenter_mode_from_the_address(tmp_path, monkeypatch):
     plain.run()
     assert not plain.session_state["present"] and not any("font-size: 19px" in (h.proto.body or "")
                                                            for h in plain.get("html"))
+
+
+def test_the_live_panel_draws_quantities_in_their_own_colours_never_a_methods():
+    """Loss terms, sparsity, schedule and dev metric (Prune's live panel, Results' curves) take kasp.style's
+    quantity colours: green stays the small dense model's, blue KASP's."""
+    from kasp.figures import dev_metric_figure, live_sparsity_figure, loss_figure
+
+    train = pd.DataFrame({"step": [1, 10, 20], "loss": [3.0, 2.0, 1.5], "attention": [1.0, 0.8, 0.6],
+                          "hidden": [0.9, 0.7, 0.5], "prediction": [0.6, 0.5, 0.4], "sparsity": [0.0, 0.3, 0.5]})
+    curve = pd.DataFrame({"step": [0, 10, 20], "sparsity": [0.0, 0.35, 0.5]})
+    evals = pd.DataFrame({"step": [10, 20], "mcc": [0.1, 0.2]})
+    method_colours = {style.METHOD_COLOURS[m] for m in ("kasp", "magnitude", "small-dense")}
+    figs = [loss_figure(train, ["loss", "attention", "hidden", "prediction"]), live_sparsity_figure(curve, train),
+            dev_metric_figure(evals, "cola")]
+    colours = {tr.line.color for f in figs for tr in f.data}
+    assert not colours & method_colours and None not in colours
+    assert figs[2].data[0].line.color == style.QUANTITY_COLOURS["dev metric"]
+    assert "×100" in figs[2].layout.yaxis.title.text and figs[2].layout.yaxis.range is None  # from the data
