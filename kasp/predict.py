@@ -177,6 +177,7 @@ def prediction_runs(task_name: str, store: str | Path | None = None) -> dict[str
         checkpoint path from the report, or None).
     """
     from kasp.runs import iter_done
+    from kasp.style import method_label
 
     out: dict[str, list[dict[str, Any]]] = {"teachers": [], "students": []}
     for r in iter_done(store, task=get_task(task_name).name):
@@ -186,6 +187,6 @@ def prediction_runs(task_name: str, store: str | Path | None = None) -> dict[str
         else:
             sp = measured_sparsity(rep)
             sp = sp if sp is not None else rec.get("sparsity") or 0
-            out["students"].append({"id": r.id, "label": f"{r.id} ({rec.get('method')}, {sp * 100:.0f} %)",
+            out["students"].append({"id": r.id, "label": f"{r.id} ({method_label(rec.get('method'))}, {sp * 100:.0f} %)",
                                     "path": str(r.path), "teacher": (rep.get("teacher") or {}).get("path")})
     return out

@@ -798,7 +798,7 @@ def sweep_points(results: dict[str, Any], source: str = "precomputed sweep"):
     df["metric"] = df["metric"].astype(float)
 
     def _note(notes):
-        said = [n for n in notes if n]
+        said = [n for n in notes if isinstance(n, str) and n]  # pandas holds a missing note as NaN (truthy)
         if not said:
             return None
         return "; ".join(f"{n} ({said.count(n)} of {len(notes)} seeds)" for n in dict.fromkeys(said))

@@ -43,6 +43,8 @@ PUBLISHED = [
 ]
 
 _KNOWN = {"cola", "sst2", "sst-2", "mrpc", "stsb", "sts-b", "qnli", "rte", "wnli", "mnli", "qqp"}
+#: the tasks whose shipped sweeps the Results page lists when it shows every task
+_SWEEP_TASKS = {"sst2", "mrpc", "rte", "stsb", "cola", "qnli", "wnli"}
 
 def _pct(fraction: float | None) -> float:
     """A fraction as a percentage; NaN when missing (0 stays 0)."""
@@ -125,6 +127,79 @@ def precomputed_frame(task: str | None = None, path: Path | None = None) -> pd.D
              "wall_min": r["wall_seconds"] / 60,
              "steps": r["steps"], "error": None, "recipe": r.get("command")}
             for r in load_precomputed(path) if task is None or r["task"] == task]
+    return pd.DataFrame(rows, columns=RUN_COLUMNS + ["recipe"])
+
+
+def _shipped_sweep(task: str) -> dict[str, Any] | None:
+    """The shipped sweep of ``task`` (:func:`kasp.sweep.load_shipped`), or None (none ships, or it is broken:
+    the curve's pages say so with :func:`kasp.sweep.curve_data`'s error)."""
+    from kasp.sweep import load_shipped
+
+    try:
+        return load_shipped(get_task(task).name) if get_task(task).name in _KNOWN else None
+    except KaspError:
+        return None
+
+
+def sweep_command(results: dict[str, Any]) -> str:
+    """The command that made a shipped sweep, with its budget: "kasp sweep --task mrpc (200 steps a run)"."""
+    steps = ((results.get("plan") or {}).get("budget") or {}).get("max_steps")
+    return f"kasp sweep --task {results['task']}" + (f" ({steps} steps a run)" if steps else "")
+
+
+def sweep_runs(task: str) -> list[dict[str, Any]]:
+    """Every run of the shipped sweep of ``task`` (its teacher first) as a precomputed run, in the layout
+    of :func:`load_precomputed`'s entries: id ("sweep/<key>", "sweep/teacher"), task, method, target and
+    measured sparsity, metric, metrics, wall_seconds, steps, per_matrix_sparsity, progress (records with
+    their ``type``), recipe, command, machine, retention. Empty when no sweep ships for the task."""
+    res = _shipped_sweep(task)
+    if not res:
+        return []
+    name = get_task(task).name
+    machine = res.get("machine") or {}
+    where = (f"{machine.get('cpus', '?')}-core {machine.get('cpu', 'CPU')}"
+             + (f", {machine['gpu']}" if machine.get("gpu") else "")) if machine else "the reference machine"
+    command = sweep_command(res)
+    out = []
+    t = res.get("teacher") or {}
+    if t.get("run_id"):
+        out.append({"id": "sweep/teacher", "task": name, "method": "finetune", "target_sparsity": 0.0,
+                    "measured_sparsity": 0.0, "metric": t.get("metric"), "metrics": t.get("metrics"),
+                    "metric_name": res.get("metric_name"), "wall_seconds": t.get("wall_seconds"),
+                    "steps": (t.get("recipe") or {}).get("max_steps"), "per_matrix_sparsity": None, "progress": [],
+                    "recipe": t.get("recipe"), "command": f"{command}: its teacher, {t['run_id']}",
+                    "machine": where, "retention": None})
+    for e in res.get("runs", []):
+        prog = e.get("progress") or {}
+        records = sorted([{"type": "train", **r} for r in prog.get("train", [])]
+                         + [{"type": "eval", **r} for r in prog.get("eval", [])], key=lambda r: r.get("step", 0))
+        out.append({"id": f"sweep/{e['key']}", "task": name, "method": e["method"], "target_sparsity": e["sparsity"],
+                    "measured_sparsity": e["measured_sparsity"], "metric": e.get("metric"), "metrics": e.get("metrics"),
+                    "metric_name": res.get("metric_name"), "wall_seconds": e.get("wall_seconds"),
+                    "steps": e.get("steps"), "per_matrix_sparsity": e.get("per_matrix_sparsity"), "progress": records,
+                    "recipe": e.get("recipe"), "command": f"{command}, run {e['key']}", "machine": where,
+                    "retention": e.get("retention"), "small_dense": e.get("small_dense")})
+    return out
+
+
+def shipped_run(rid: str, task: str | None = None) -> dict[str, Any] | None:
+    """A shipped run by its id: a precomputed run ("precomputed/...") or a run of the shipped sweep of
+    ``task`` ("sweep/<key>"); None when there is no such run."""
+    if rid.startswith("sweep/"):
+        return next((r for r in sweep_runs(task) if r["id"] == rid), None) if task else None
+    return next((r for r in load_precomputed() if r["id"] == rid), None)
+
+
+def sweep_frame(task: str) -> pd.DataFrame:
+    """The runs of the shipped sweep of ``task`` in :func:`precomputed_frame`'s layout, source
+    "precomputed sweep" (recipe: the sweep's command and the run's key)."""
+    rows = [{"id": r["id"], "source": "precomputed sweep", "state": "done", "task": r["task"], "method": r["method"],
+             "target_sparsity": r["target_sparsity"], "measured_sparsity": r["measured_sparsity"],
+             "metric": metric_value(r, "metric"), "metric_name": r["metric_name"],
+             "metric_note": metric_note(r.get("metrics"), get_task(r["task"]).main_metric),
+             "wall_min": (r["wall_seconds"] or float("nan")) / 60, "steps": r["steps"], "error": None,
+             "recipe": r["command"]}
+            for r in sweep_runs(task)]
     return pd.DataFrame(rows, columns=RUN_COLUMNS + ["recipe"])
 
 
@@ -258,14 +333,32 @@ def estimate_seconds(method: str, steps: int, batch_size: int = 32, evals: int =
     return 20 + steps * per_step * batch_size / 32 + evals * dev_examples / 112, source
 
 
+RETENTION_COLUMNS = ["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)", "source"]
+
+
 def precomputed_retention(task: str, path: Path | None = None) -> pd.DataFrame:
-    """Retention measures of the shipped precomputed runs of a task (one row per pruned run)."""
-    rows = [{"run": r["id"], "method": r["method"], "sparsity (%)": r["measured_sparsity"] * 100,
-             "attention similarity": r["retention"]["mean_similarity"], "CKA": _pct(r["retention"]["mean_cka"]) / 100,
-             "agreement (%)": _pct(r["retention"]["agreement"]), "source": "precomputed run"}
-            for r in load_precomputed(path) if r["task"] == task and r.get("retention")]
-    return pd.DataFrame(rows, columns=["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)",
-                                       "source"])
+    """Retention measures of the shipped runs of a task, one row per pruned run: the precomputed runs
+    (source "precomputed run") and the runs of the shipped sweep (source "precomputed sweep"; small
+    dense students at the sparsity their size equals), each measured at the end of its run."""
+    def row(r, source):
+        ret = r["retention"]
+        x = r["measured_sparsity"]
+        if r["method"] == "small-dense" and (r.get("small_dense") or {}).get("equivalent_sparsity") is not None:
+            x = r["small_dense"]["equivalent_sparsity"]
+        return {"run": r["id"], "method": r["method"], "sparsity (%)": x * 100,
+                "attention similarity": ret.get("mean_similarity"),
+                "CKA": _pct(ret.get("mean_cka")) / 100, "agreement (%)": _pct(ret.get("agreement")), "source": source}
+
+    rows = [row(r, "precomputed run") for r in load_precomputed(path) if r["task"] == task and r.get("retention")]
+    rows += [row(r, "precomputed sweep") for r in sweep_runs(task) if r.get("retention")]
+    return pd.DataFrame(rows, columns=RETENTION_COLUMNS)
+
+
+def retention_samples(task: str) -> int | None:
+    """How many dev examples the shipped retention measures of ``task`` were taken on (None: none ship)."""
+    ns = {int(r["retention"]["samples"]) for r in sweep_runs(task) + [p for p in load_precomputed() if p["task"] == task]
+          if r.get("retention") and r["retention"].get("samples")}
+    return max(ns) if ns else None
 
 
 # --- names and metrics as GLUE writes them (defined in kasp.tasks, torch-free) ------------------
@@ -665,7 +758,8 @@ def results_table(task: str | None, store: str | Path | None = None, precomputed
     (min), error."""
     live = runs_frame(store)
     pre = precomputed_frame(path=precomputed)
-    table = pd.concat([live, pre], ignore_index=True) if len(pre) else live
+    sweeps = [f for f in (sweep_frame(t) for t in ([task] if task is not None else sorted(_SWEEP_TASKS))) if len(f)]
+    table = pd.concat([f for f in [live, pre, *sweeps] if len(f)], ignore_index=True) if (len(pre) or sweeps) else live
     if task is not None:
         table = table[table["task"] == get_task(task).name]
     return pd.DataFrame({
@@ -767,6 +861,16 @@ def _curve_preset(label: str, icon: str, task: str, methods: tuple[str, str], sh
                                              "yet (its sweep has not shipped)."}
 
 
+def attention_available(task: str, store: str | Path | None = None) -> bool:
+    """Whether the Attention page has something to draw for ``task``: a shipped run with retention measures
+    (precomputed or in the shipped sweep) or a finished prune run in the store."""
+    from kasp.runs import iter_done
+
+    if not precomputed_retention(task).empty:
+        return True
+    return next(iter_done(store, kind="prune", task=get_task(task).name), None) is not None
+
+
 def view_presets(task: str) -> list[dict[str, Any]]:
     """The Overview's one-click views (issue 15): each a page of the app and the address parameters
     (:mod:`kasp.urlstate`) that open the view answering one question, for ``task``.
@@ -803,8 +907,10 @@ def view_presets(task: str) -> list[dict[str, Any]]:
         _curve_preset("Sparse or small?", ":material/compress:", task, ("kasp", "small-dense"), shipped,
                       f"{name}: a sparse model against a small dense one with the same number of non-zero weights."),
         {"label": "Does the student still attend like the teacher?", "icon": ":material/visibility:",
-         "page": "pages/attention.py", "params": {"task": task},
-         "help": "The Attention page: how much of the teacher's attention and representations each student kept."},
+         "page": "pages/attention.py", "params": {"task": task}, "disabled": not attention_available(task),
+         "help": "The Attention page: how much of the teacher's attention and representations each student kept."
+         if attention_available(task) else (f"No shipped {name} run carries retention measures and no {name} prune run "
+                                            "has finished here: prune one on the Prune page first.")},
     ]
 
 
@@ -893,3 +999,38 @@ def _your_run_caption(c: dict[str, Any]) -> str:
     if name and c["metric"] is None:
         text += f" Its {name} is undefined, so it is not drawn."
     return text
+
+
+def shipped_scores(task: str) -> pd.DataFrame:
+    """What the shipped runs of ``task`` (precomputed runs and the shipped sweep) scored on its dev set, for
+    pages that cannot run them (no weights ship): method (as the app names it), sparsity (%; a small
+    dense model: the sparsity its size equals), the dev metric (column named by :func:`metric_axis`), source,
+    run and recipe. Empty when nothing ships."""
+    from kasp.style import method_label
+
+    f = pd.concat([x for x in (precomputed_frame(task), sweep_frame(task)) if len(x)] or [pd.DataFrame(
+        columns=RUN_COLUMNS + ["recipe"])], ignore_index=True)
+    sparsity = f["measured_sparsity"].astype(float).fillna(f["target_sparsity"].astype(float)) * 100
+    small = f["method"] == "small-dense"  # dense, smaller: the sparsity its number of weights equals
+    sparsity = sparsity.where(~small, f["target_sparsity"].astype(float) * 100)
+    # the numbers first, so that they show at 1024 px without scrolling the table sideways
+    return pd.DataFrame({"method": f["method"].map(method_label), "sparsity (%)": sparsity,
+                         metric_axis(task): f["metric"].astype(float) * 100, "source": f["source"], "run": f["id"],
+                         "recipe": f["recipe"]})
+
+
+def dev_examples_frame(task: str, n: int = 8) -> pd.DataFrame:
+    """The first ``n`` examples of the task's shipped dev set with their gold answers (class name, or the
+    STS-B similarity score 0-5): the examples every dev metric of the app is computed on."""
+    t = get_task(task)
+    try:
+        dev = load_split(t, "dev").head(n)
+    except KaspError:
+        return pd.DataFrame(columns=["sentence", "gold"])
+    names = t.class_names
+    gold = [f"{float(v):.2f}" if t.is_regression else (names[int(v)] if names else str(v)) for v in dev["label"]]
+    cols = {"sentence" if t.text_b is None else "first sentence": dev["text_a"].astype(str).tolist()}
+    if t.text_b is not None:
+        cols["second sentence"] = dev["text_b"].astype(str).tolist()
+    cols["gold"] = gold
+    return pd.DataFrame(cols)

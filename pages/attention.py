@@ -7,10 +7,11 @@ from kasp import urlstate
 from kasp.attention_view import head_view_html
 from kasp.data import get_task
 from kasp.errors import KaspError
-from kasp.figures import attention_heatmap, cka_figure, head_heatmap, retention_scatter
+from kasp.figures import attention_heatmap, cka_figure, head_heatmap, layer_similarity_figure, retention_scatter
 from kasp.retention import load_for_attention, run_retention, sentence_attention
 from kasp.runs import iter_done, measured_sparsity
-from kasp.views import default_example, precomputed_retention, retention_rows, task_name
+from kasp.style import method_label
+from kasp.views import default_example, precomputed_retention, retention_rows, retention_samples, shipped_run, task_name
 
 task = st.session_state.get("task", "sst2")
 T = get_task(task)
@@ -22,16 +23,19 @@ url_slot = urlstate.page("run", "sentence", "sentence2", "samples")
 runs = list(iter_done(kind="prune", task=task))
 pre = precomputed_retention(task)
 if not runs and pre.empty:
-    st.info(f"No finished prune run for {task_name(task)} in the store. Launch one on the Prune page.")
+    st.info(f"No finished prune run for {task_name(task)} in the store, and no shipped run of {task_name(task)} carries "
+            "retention measures. Launch one on the Prune page.")
     urlstate.show_problems(url_slot)
     st.stop()
 
 SAMPLES = [32, 64, 128, 256, 512]
 urlstate.seed("samples", "att_samples", int, SAMPLES, "samples")
 st.session_state.setdefault("att_samples", 128)
-samples = st.select_slider("Dev examples used", SAMPLES, key="att_samples",
-                           help="More examples: steadier numbers, slower (about 2 s per 100 examples on CPU). "
-                                "Results are cached in each run's retention.json.")
+samples = st.session_state["att_samples"]
+if runs:  # the number of examples of a live measurement (the shipped runs were measured once, at the end)
+    samples = st.select_slider("Dev examples used", SAMPLES, key="att_samples",
+                               help="More examples: steadier numbers, slower (about 2 s per 100 examples on CPU). "
+                                    "Results are cached in each run's retention.json.")
 urlstate.write("samples", None if samples == 128 else samples)
 
 # --- retention against sparsity ---------------------------------------------------------------
@@ -53,25 +57,61 @@ if len(live) or not pre.empty:
     c1, c2 = st.columns(2)
     c1.plotly_chart(retention_scatter(df, "attention similarity"), width="stretch")
     c2.plotly_chart(retention_scatter(df, "CKA"), width="stretch")
-    st.caption("**live run**: measured here on this machine's runs" + (
-        "" if pre.empty else "; **precomputed run**: measured on the shipped SST-2 runs of the default model "
-                             "(256 dev sentences; recipes on the Results page)") + ".")
+    sources = set(pre["source"]) if not pre.empty else set()
+    n_shipped = retention_samples(task)
+    said = (["**live run**: measured here on this machine's runs"] if len(live) else []) + (
+        ["**precomputed run**: measured on the shipped SST-2 runs of the default model"] if "precomputed run" in sources
+        else []) + ([f"**precomputed sweep**: measured at the end of each run of the shipped `kasp sweep --task {task}` "
+                     "(a small dense student sits at the sparsity its size equals)"] if "precomputed sweep" in sources else [])
+    st.caption("Colour: the method; marker: where the number came from. " + "; ".join(said)
+               + (f". Shipped runs were measured on {n_shipped} dev examples" if n_shipped else "")
+               + ". Recipes on the Results page.")
 else:
     st.caption("No run measured yet.")
-if not runs:
-    st.info(f"No finished prune run for {task_name(task)} in the store: the detailed views need one. "
-            "Launch one on the Prune page.")
-    urlstate.show_problems(url_slot)
-    st.stop()
 
 # --- one run in detail ------------------------------------------------------------------------
 st.header("One student in detail")
 ids = [r.id for r in runs]
-urlstate.seed("run", "att_run", valid=ids, what="student run")
-if st.session_state.get("att_run") not in ids:
+shipped_ids = sorted(pre["run"].tolist(), key=lambda r: (r != "sweep/kasp@0.9/seed42", r)) if not pre.empty else []
+urlstate.seed("run", "att_run", valid=ids + shipped_ids, what="student run")
+if st.session_state.get("att_run") not in ids + shipped_ids:
     st.session_state.pop("att_run", None)
-rid = st.selectbox("Student run", ids, key="att_run", help="A pruned student; it is compared with its own teacher.")
+rid = st.selectbox("Student run", ids + shipped_ids, key="att_run",
+                   format_func=lambda r: r if r in ids else f"{r} (shipped, summary only)",
+                   help="A pruned student; it is compared with its own teacher. Shipped runs carry the summary "
+                        "measured at the end of their run (per layer); a live run is measured here per head.")
 urlstate.write("run", rid)
+if rid in shipped_ids:
+    entry = shipped_run(rid, task)
+    ret = entry["retention"]
+    src = pre[pre["run"] == rid].iloc[0]
+    st.markdown(f"**{rid}**: {method_label(entry['method'])}, {src['sparsity (%)']:.0f} % "
+                f"{'(the size it equals)' if entry['method'] == 'small-dense' else 'sparse'}, {src['source']}: "
+                f"`{entry['command']}` on {entry['machine']}.")
+    c = st.columns(4)
+    c[0].metric("Attention similarity", f"{ret['mean_similarity']:.3f}",
+                help="1 − Jensen–Shannon divergence (bits) of each real query's attention distribution, averaged over "
+                     "heads, layers and queries. Measured at the end of the shipped run.")
+    c[1].metric("CKA (mean)", "undefined" if ret.get("mean_cka") is None else f"{ret['mean_cka']:.3f}",
+                help="Linear CKA of layer outputs on real tokens. Measured at the end of the shipped run.")
+    if ret.get("agreement") is not None:
+        c[2].metric("Agreement", f"{ret['agreement'] * 100:.1f} %", help="Prediction agreement: top-1 agreement with the teacher.")
+        c[3].metric("KL(t ‖ s)", f"{ret['kl']:.3f} nats", help="KL(teacher ‖ student) of the class probabilities, mean over the examples.")
+    c1, c2 = st.columns(2)
+    if ret.get("similarity"):  # the precomputed runs kept the per-head map
+        c1.plotly_chart(head_heatmap(ret["similarity"], "Attention similarity per head (1 = same distribution)", "1 − JS"),
+                        width="stretch", key="sim-heads")
+    elif ret.get("similarity_per_layer"):
+        c1.plotly_chart(layer_similarity_figure(ret["similarity_per_layer"]), width="stretch", key="sim-layers")
+    if ret.get("cka"):
+        c2.plotly_chart(cka_figure(ret["cka"]), width="stretch", key="cka-shipped")
+    st.caption(f"Measured on {ret.get('samples', '?')} {task_name(task)} dev examples at the end of the shipped run "
+               "(precomputed, not measured now); padding never counts.")
+    st.info("Shipped runs come without their weights, so the per-head maps and the teacher-and-student views of a "
+            "sentence need a live run: launch one on the Prune page and pick it here.")
+    urlstate.show_problems(url_slot)
+    urlstate.share_box()
+    st.stop()
 run = next(r for r in runs if r.id == rid)
 try:
     with st.spinner("Comparing student and teacher…"):
@@ -86,14 +126,14 @@ if any(r.id == run.id for r in missing):
     else:
         st.rerun()  # just measured: redraw so that the charts above include it
 c = st.columns(4)
-c[0].metric("Mean attention similarity", f"{res['mean_similarity']:.3f}", help="1 − Jensen–Shannon divergence (bits) of "
+c[0].metric("Attention similarity", f"{res['mean_similarity']:.3f}", help="1 − Jensen–Shannon divergence (bits) of "
             "each real query's attention distribution, averaged over heads, layers and queries. Live measurement.")
-c[1].metric("Mean CKA (layers)", "undefined" if res.get("mean_cka") is None else f"{res['mean_cka']:.3f}",
+c[1].metric("CKA (mean)", "undefined" if res.get("mean_cka") is None else f"{res['mean_cka']:.3f}",
             help="Linear CKA of layer outputs on real tokens. Live measurement. " +
                  ((res.get("undefined") or {}).get("cka") or ""))
 if res["agreement"] is not None:
-    c[2].metric("Prediction agreement", f"{res['agreement'] * 100:.1f} %", help="Top-1 agreement with the teacher.")
-    c[3].metric("KL(teacher ‖ student)", f"{res['kl']:.3f} nats", help="Mean over the examples.")
+    c[2].metric("Agreement", f"{res['agreement'] * 100:.1f} %", help="Prediction agreement: top-1 agreement with the teacher.")
+    c[3].metric("KL(t ‖ s)", f"{res['kl']:.3f} nats", help="KL(teacher ‖ student) of the class probabilities, mean over the examples.")
 c1, c2 = st.columns(2)
 c1.plotly_chart(head_heatmap(res["similarity"], "Attention similarity per head (1 = same distribution)", "1 − JS"),
                 width="stretch", key="sim")
@@ -142,7 +182,7 @@ if text and teacher_path:
     with c2:
         method, sp = run.recipe().get("method"), (measured_sparsity(run.report()) or 0) * 100
         size = f"the size of {sp:.0f} % sparsity" if method == "small-dense" else f"{sp:.0f} % sparse"
-        st.iframe(head_view_html(att_s, tok_s, title=f"Student ({method}, {size})"),
+        st.iframe(head_view_html(att_s, tok_s, title=f"Student ({method_label(method)}, {size})"),
                   height=height)
     st.caption("bertviz head view, rendered offline. Pick a layer; hover a token to see where it attends.")
     c1, c2 = st.columns(2)

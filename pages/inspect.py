@@ -23,7 +23,9 @@ st.title("Inspect a checkpoint")
 st.caption("Any BERT-family checkpoint, ours or anyone's: weights are read from safetensors only, pickle files are "
            "refused and no remote code is ever run.")
 
-source = st.radio("Checkpoint", ["A run in the store", "The default pre-trained model", "A local directory", "Upload"],
+SOURCES = ["A run in the store", "The default pre-trained model", "A local directory", "Upload"]
+# an empty store (a fresh clone): open on the shipped pre-trained model, so the page shows a real checkpoint
+source = st.radio("Checkpoint", SOURCES, index=0 if next(iter_done(), None) is not None else 1,
                   horizontal=True, help="Where the checkpoint comes from.")
 path = None
 try:

@@ -6,7 +6,7 @@ from kasp import urlstate
 from kasp.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, curve_notes, schedule_figure
 from kasp.resources import asset
 from kasp.sweep import curve_data, shipped_status
-from kasp.views import PAPER, majority_metric, metric_heading, metric_label, schedule_frame, task_name, view_presets
+from kasp.views import PAPER, majority_metric, metric_label, schedule_frame, task_name, view_presets
 
 task = st.session_state.get("task", "sst2")
 
@@ -54,7 +54,7 @@ st.caption(f"Computed from the formula. Half-way through the run the schedule is
            f"({half / target * 100 if target else 0:.0f} % of the target): most weights go early, while the "
            "student still has many steps to recover.")
 
-st.header(f"{task_name(task)}: dev {metric_heading(task)} against sparsity")
+st.header(f"{task_name(task)}: dev {metric_label(task)} against sparsity")
 points, teacher, published, error = curve_data(task)
 if error:
     st.error(error)
@@ -80,7 +80,11 @@ else:
         urlstate.write("methods", None if set(shown) == set(present) else (shown or "none"),
                        lambda v: v if v == "none" else urlstate.join(v))
         points = points[points["method"].isin(shown)]
-    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task, baseline=base), width="stretch")
+    compression = st.toggle("Compression axis (×, log scale)", key="x_compression",
+                            help="Show the x axis as compression, 1 / (1 − sparsity): ×10 is 90 % sparse, ×20 (the "
+                                 "paper's figure) 95 %. A log scale spreads out the high sparsities, where the methods differ.")
+    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task, baseline=base,
+                                             compression=compression), width="stretch")
     st.caption(curve_caption(points, metric, baseline=base, teacher=teacher[0] if teacher else None))
     for note in curve_notes(points):  # undefined metrics (gaps) and GLUE's constant-predictor convention
         st.caption(":material/info: " + note)

@@ -7,7 +7,7 @@ from kasp.data import get_task
 from kasp.errors import KaspError
 from kasp.predict import dev_example, disagreements, prediction_runs, predict_texts
 from kasp.sweep import shipped_sweep_path
-from kasp.views import load_precomputed
+from kasp.views import dev_examples_frame, load_precomputed, metric_axis, shipped_scores
 
 task = st.session_state.get("task", "sst2")
 T = get_task(task)
@@ -29,7 +29,20 @@ elif shipped_sweep_path(task).is_file():
 if not runs["teachers"] and not runs["students"]:
     st.info(f"No finished {T.folder} run with a checkpoint in the store yet. Fine-tune a teacher and prune a student on "
             "the Prune page.")
+    scores = shipped_scores(task)
+    if len(scores):
+        st.subheader(f"What the shipped {T.folder} runs scored on the dev set")
+        st.dataframe(scores, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.2f")
+                                    for c in scores.columns if c in ("sparsity (%)", metric_axis(task))})
+        st.caption("Precomputed: measured when each run ended, on the whole dev set (recipe in the last column); "
+                   "not predicted now.")
+    st.subheader(f"The first {T.folder} dev examples and their gold answers")
+    st.dataframe(dev_examples_frame(task), hide_index=True, width="stretch")
+    st.caption(f"From the GLUE {T.folder} dev set shipped with KASP (data/glue): the examples every dev metric of the "
+               "app is computed on. Type one above once a run has finished.")
     urlstate.show_problems(url_slot)
+    urlstate.share_box()
     st.stop()
 
 teachers = {t["label"]: t for t in runs["teachers"]}

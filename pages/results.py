@@ -11,8 +11,9 @@ from kasp.errors import KaspError
 from kasp.figures import accuracy_sparsity_figure, curve_caption, curve_notes, sparsity_heatmap, training_curves
 from kasp.runs import RunDir, runs_dir
 from kasp.sweep import curve_data, shipped_status
-from kasp.views import (STATE_ICONS, checkpoint_zip, eval_gaps_note, load_precomputed, majority_metric, metric_heading,
-                        metric_label, progress_frames, results_table, state_icon, task_name, undefined_runs_note)
+from kasp.style import method_label
+from kasp.views import (STATE_ICONS, checkpoint_zip, eval_gaps_note, majority_metric, metric_axis, metric_label,
+                        progress_frames, results_table, shipped_run, state_icon, task_name, undefined_runs_note)
 
 task = st.session_state.get("task", "sst2")
 owner = st.session_state.get("owner")
@@ -27,20 +28,24 @@ only_task = st.toggle(f"Only {task_name(task)}", key="results_only", help="Show 
 urlstate.write("all", None if only_task else "1")
 shown = results_table(task if only_task else None)
 if shown.empty:
-    st.info(f"No {task_name(task) + ' ' if only_task else ''}run in the store and no precomputed one ships for it. "
+    st.info(f"No {task_name(task) + ' ' if only_task else ''}run in the store, and no precomputed run or sweep ships for it. "
             "Launch a run on the Prune page" + (", or switch off the toggle above to see every task's runs." if only_task else "."))
     urlstate.show_problems(url_slot)
     st.stop()
 
 st.caption("Select rows to compare them. **live run**: this machine's run store; **precomputed run**: a real run "
-           "shipped with KASP (its exact command is shown below when selected). " +
-           (f"**dev {metric_label(task)}**" if only_task else "**dev metric**: the run's task's own GLUE metric, named in the "
-                                                            "metric column,") + " x 100, on the dev set. States: " +
+           "shipped with KASP (its exact command is shown below when selected); **precomputed sweep**: a run of the "
+           "shipped `kasp sweep` of the task (assets/sweeps; the chart draws the sweep's mean over seeds). " +
+           (f"**{metric_axis(task)}**" if only_task else "**dev metric**: the run's task's own GLUE metric, named in the "
+                                                         "metric column, in % (accuracy, F1) or x 100 (correlations)") +
+           ", on the dev set. States: " +
            ", ".join(f"{icon} {s}" for s, icon in STATE_ICONS.items()) + ".")
 # columns that say nothing here are left out, so that the table fits the page
 hidden = (["task", "metric"] if only_task else []) + ([] if shown["error"].notna().any() else ["error"])
 sel = st.dataframe(
-    shown.drop(columns=hidden), hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs_table",
+    shown.drop(columns=hidden).assign(method=shown["method"].map(method_label),
+                                      **{"metric note": shown["metric note"].fillna("")}),  # no "None" shown
+    hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs_table",
     column_config={
         "id": st.column_config.TextColumn(width="medium"), "source": st.column_config.TextColumn(width="small"),
         "state": st.column_config.TextColumn(width="small"), "task": st.column_config.TextColumn(width="small"),
@@ -49,9 +54,10 @@ sel = st.dataframe(
                                                              help="Target sparsity of the encoder linear weights"),
         "measured sparsity (%)": st.column_config.NumberColumn("sparsity (%)", format="%.2f", width="small",
                                                                help="Measured sparsity of the saved model's encoder linear weights"),
-        "dev metric": st.column_config.NumberColumn(f"dev {metric_label(task)}" if only_task else "dev metric",
+        "dev metric": st.column_config.NumberColumn(metric_axis(task) if only_task else "dev metric",
                                                     format="%.2f", width="small",
-                                                    help="The task's own GLUE metric on its dev set, x 100"),
+                                                    help="The task's own GLUE metric on its dev set: accuracy and F1 in %, "
+                                                         "correlations x 100"),
         "metric": st.column_config.TextColumn(width="small"),
         "wall time (min)": st.column_config.NumberColumn("minutes", format="%.1f", width="small",
                                                          help="Wall time of the run, start to saved checkpoint"),
@@ -77,10 +83,11 @@ urlstate.write("runs", list(chosen["id"]) if (rows or link_runs) else None, urls
 
 # --- dev metric against sparsity --------------------------------------------------------------
 done = chosen[(chosen["state"] == "done") & (chosen["task"] == task_name(task))].dropna(subset=["dev metric"])
-st.header(f"{task_name(task)}: dev {metric_heading(task)} against sparsity")
+st.header(f"{task_name(task)}: dev {metric_label(task)} against sparsity")
 if done.empty:
     st.info(f"No finished {task_name(task)} run among the selected ones.")
 else:
+    done = done[done["source"] != "precomputed sweep"]  # the sweep is drawn whole, as mean and seed spread
     sel_runs = pd.DataFrame({"method": done["method"].replace({"finetune": "dense teacher"}),
                              "sparsity": done["measured sparsity (%)"] / 100, "metric": done["dev metric"] / 100,
                              "source": done["source"], "label": done["id"]})
@@ -91,12 +98,18 @@ else:
     partial = shipped_status(task)
     if partial:
         st.caption(":material/hourglass_top: " + partial)
-    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task, baseline=base), width="stretch")
-    st.caption(curve_caption(points, metric_label(task), baseline=base, teacher=teacher[0] if teacher else None) + " Selected runs, the shipped sweep (mean over "
-               "seeds, bars span the seeds) and the paper's BERT-base figures.")
+    compression = st.toggle("Compression axis (×, log scale)", key="x_compression",
+                            help="Show the x axis as compression, 1 / (1 − sparsity): ×10 is 90 % sparse, ×20 (the "
+                                 "paper's figure) 95 %. A log scale spreads out the high sparsities, where the methods differ.")
+    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task, baseline=base,
+                                             compression=compression), width="stretch")
+    st.caption(curve_caption(points, metric_label(task), baseline=base, teacher=teacher[0] if teacher else None) +
+               " Drawn: the selected live and precomputed runs, the shipped sweep (`kasp sweep`, mean over seeds, bars "
+               "span the seeds; its runs are the table's precomputed sweep rows) and the paper's BERT-base figures.")
     for note in curve_notes(points):
         st.caption(":material/info: " + note)
-gap_note = undefined_runs_note(chosen[chosen["task"] == task_name(task)])
+# the sweep's points say their own notes above (curve_notes); the single runs here
+gap_note = undefined_runs_note(chosen[(chosen["task"] == task_name(task)) & (chosen["source"] != "precomputed sweep")])
 if gap_note:
     st.caption(":material/info: " + gap_note)
 
@@ -105,17 +118,22 @@ st.header("One run")
 urlstate.seed("run", "results_run", valid=chosen["id"].tolist(), what="run")
 if st.session_state.get("results_run") not in chosen["id"].tolist():
     st.session_state.pop("results_run", None)
+if "results_run" not in st.session_state and not (chosen["source"] == "live run").any():
+    # a fresh clone: open on the lead result of the shipped sweep (KASP at 90 %), not on its teacher
+    lead = [i for i in ("sweep/kasp@0.9/seed42", "precomputed/kasp-sst2-s90") if i in chosen["id"].tolist()]
+    if lead:
+        st.session_state["results_run"] = lead[0]
 rid = st.selectbox("Run", chosen["id"].tolist(), key="results_run",
                    help="The run shown below: its per-matrix sparsity, its curves, its files.")
 urlstate.write("run", rid)
 row = shown[shown["id"] == rid].iloc[0]
 st.markdown(f"{state_icon(row['state'])} **{rid}** ({row['source']}): state **{row['state']}**, "
-            f"{row['method']} on {row['task']}")
+            f"{method_label(row['method'])} on {row['task']}")
 run_task = get_task(row["task"]).name if row["task"] != "?" else task
-if row["source"] == "precomputed run":
-    pre_run = next(r for r in load_precomputed() if r["id"] == rid)
+if row["source"] in ("precomputed run", "precomputed sweep"):
+    pre_run = shipped_run(rid, run_task)
     report, progress, recipe = {"per_matrix_sparsity": pre_run["per_matrix_sparsity"]}, pre_run["progress"], pre_run["recipe"]
-    st.markdown(f"Precomputed run, recipe: `{pre_run['command']}` on {pre_run['machine']}.")
+    st.markdown(f"{row['source'].capitalize()}, recipe: `{pre_run['command']}` on {pre_run['machine']}.")
     run = None
 else:
     run = RunDir(runs_dir() / rid)

@@ -74,6 +74,11 @@ def _shipped_story(task: str, state: str) -> bool:
     return any(r.get("weights_story") and r.get("method") != "small-dense" for r in runs)
 
 
+def _sweep(task: str) -> bool:
+    """Whether a sweep ships for ``task`` (assets/sweeps/<task>.json)."""
+    return sweep.shipped_sweep_path(task).is_file()
+
+
 def _expect(at: AppTest, page: str, task: str, state: str) -> None:
     name = views.task_name(task)
     titles = [t.value for t in at.title]
@@ -81,7 +86,12 @@ def _expect(at: AppTest, page: str, task: str, state: str) -> None:
                     + [h.value for h in at.header] + [s.value for s in at.subheader] + [w.value for w in at.warning])
     if page == "overview.py":
         assert titles == ["Knowledge-aware sparse pruning"]
-        assert f"{name}: dev {views.metric_heading(task)} against sparsity" in [h.value for h in at.header]
+        assert f"{name}: dev {views.metric_label(task)} against sparsity" in [h.value for h in at.header]
+        if _sweep(task):  # the schedule and the shipped sweep's curve
+            assert len(at.get("plotly_chart")) >= 2
+        by_label = {p["label"]: p for p in views.view_presets(task)}  # a question is offered only with an answer
+        assert by_label["Does the student still attend like the teacher?"]["disabled"] == (
+            not views.attention_available(task))
     elif page == "prune.py":
         assert titles == [f"Prune: {name}"]
         assert "Live runs" in [h.value for h in at.header]
@@ -102,16 +112,22 @@ def _expect(at: AppTest, page: str, task: str, state: str) -> None:
             assert any("No run is active" in i.value for i in at.info)
     elif page == "results.py":
         assert titles == ["Results"]
-        has_rows = state in ("failed", "running", "queued") or (state == "precomputed" and task == "sst2")
+        has_rows = state in ("failed", "running", "queued") or (state == "precomputed" and task == "sst2") or _sweep(task)
         if has_rows:
             assert len(at.dataframe) == 1 and len(at.dataframe[0].value)
-            assert f"{name}: dev {views.metric_heading(task)} against sparsity" in [h.value for h in at.header]
+            assert f"{name}: dev {views.metric_label(task)} against sparsity" in [h.value for h in at.header]
         else:
             assert not at.dataframe and any(f"No {name} run" in i.value for i in at.info)
+        if _sweep(task):  # the shipped sweep's runs are rows, its curve is drawn, one of its runs in detail
+            assert "precomputed sweep" in set(at.dataframe[0].value["source"])
+            # the curve; with no live run the page opens on the sweep's KASP at 90 %: its heat map and curves
+            assert len(at.get("plotly_chart")) >= (1 if state in ("failed", "running", "queued") else 3)
     elif page == "attention.py":
         assert titles == [f"Attention knowledge: {name}"]
-        if state == "precomputed" and task == "sst2":
+        if (state == "precomputed" and task == "sst2") or _sweep(task):
             assert "Retention against sparsity" in [h.value for h in at.header]
+            assert "One student in detail" in [h.value for h in at.header]
+            assert len(at.get("plotly_chart")) >= 4 and len(at.metric) >= 2  # two scatters, per layer, CKA
         else:
             assert any("No finished prune run" in i.value for i in at.info)
     elif page == "weights.py":
@@ -130,9 +146,13 @@ def _expect(at: AppTest, page: str, task: str, state: str) -> None:
         assert pre == any("come without their weights" in i.value for i in at.info)
         assert (not pre and sweep.shipped_sweep_path(task).is_file()) == any(
             "sweep behind the curves keeps only results" in i.value for i in at.info)
+        # what the shipped runs scored, and the dev examples with their gold answers
+        assert len(at.dataframe) == (2 if (pre or _sweep(task)) else 1) and len(at.dataframe[-1].value)
     elif page == "inspect.py":
         # h11 owns the Inspect page; its headline is its title
         assert titles and titles[0].startswith("Inspect")
+        # no finished run in these stores: it opens on the shipped pre-trained model and draws it
+        assert len(at.get("plotly_chart")) >= 3 and len(at.metric) >= 5
 
 
 @pytest.mark.parametrize("task", ["sst2", "mrpc", "rte", "stsb", "cola"])
@@ -161,3 +181,23 @@ def test_page_task_state(page, task, state, stores, monkeypatch, tmp_path):
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     _expect(at, page, task, state)
+
+
+@pytest.mark.parametrize("task", ["sst2", "mrpc", "rte", "stsb", "cola"])
+@pytest.mark.parametrize("page", PAGES)
+def test_a_fresh_clone_draws_something_real_on_every_page(page, task, monkeypatch, tmp_path):
+    """Issue 25, item 1: an empty run store (a fresh clone), every page, every shipped task: a chart or a
+    table of real numbers, not only the absence of exceptions."""
+    monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
+    at.session_state["task"] = task
+    at.session_state["model"] = "default"
+    at.session_state["owner"] = ME
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    charts, tables = len(at.get("plotly_chart")), len(at.dataframe)
+    if page == "prune.py":  # the recipe form and its run-time estimate, from the CLI's recipe
+        assert len(at.metric) >= 1 and any(b.label.startswith(("Fine-tune", "Launch", "Prune")) for b in at.button)
+    else:
+        assert charts + tables >= 1, page
+    _expect(at, page, task, "precomputed")  # the matrix's "precomputed" state: shipped files, no run

@@ -110,8 +110,8 @@ def _page(store, monkeypatch):
 def test_predict_page_table_and_disagreement_button(pred_store, monkeypatch):
     at = _page(pred_store, monkeypatch)
     df = at.dataframe[0].value
-    assert list(df["model"]) == ["teacher: teacher", "student: mag80 (magnitude, 80 %)",
-                                 "student: flipped (magnitude, 80 %)"]
+    assert list(df["model"]) == ["teacher: teacher", "student: mag80 (magnitude baseline, 80 %)",
+                                 "student: flipped (magnitude baseline, 80 %)"]
     first = at.session_state["predict_a_sst2"]
     assert first == dev_example("sst2", 0)[0] and df["gold"].iloc[0] == "positive"  # dev example 0 is labelled 1
     at.button(key="predict_pick_btn").click().run()

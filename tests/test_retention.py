@@ -144,7 +144,7 @@ def test_attention_page(tiny_store, pruned_run, monkeypatch):
     assert not at.exception, [e.message for e in at.exception]
     metrics = {m.label: m.value for m in at.metric}
     res = json.loads((pruned_run.path / "retention.json").read_text())
-    assert float(metrics["Mean attention similarity"]) == pytest.approx(res["mean_similarity"], abs=5e-4)
+    assert float(metrics["Attention similarity"]) == pytest.approx(res["mean_similarity"], abs=5e-4)
     iframes = at.get("iframe")
     assert len(iframes) == 2
     assert all(external_urls(f.proto.srcdoc) == [] for f in iframes)
@@ -165,5 +165,8 @@ def test_attention_page_shows_shipped_retention_without_runs(tmp_path, monkeypat
     shipped = [r for r in load_precomputed() if r["task"] == "sst2" and r.get("retention")]
     assert len(shipped) >= 2
     names = {tr["name"] for tr in spec["data"]}
-    assert any("precomputed run" in n for n in names)
-    assert any("the detailed views need one" in i.value for i in at.info)
+    assert any("precomputed run" in n for n in names) and any("precomputed sweep" in n for n in names)
+    # one shipped student in detail (the sweep's KASP at 90 %), and why the per-sentence views need a live run
+    assert at.selectbox(key="att_run").value == "sweep/kasp@0.9/seed42"
+    assert len(at.get("plotly_chart")) >= 4
+    assert any("Shipped runs come without their weights" in i.value for i in at.info)

@@ -355,12 +355,13 @@ def test_caption_says_who_leads_and_when_a_claim_fails():
     c = curve_caption(holds, "accuracy")
     assert c.startswith("At 90 % sparsity, dev accuracy: KASP 86.50, magnitude baseline 82.50, small dense 80.00.")
     assert "leads the magnitude baseline by 4.00 points, more than the seed spread (±0.40)" in c
-    assert "leads the small dense by 6.50" in c and "does not hold" not in c and c.endswith("as the paper claims.")
+    assert "leads the small dense model by 6.50" in c and "does not hold" not in c and c.endswith("as the paper claims.")
     fails = _points([("kasp", 0.9, 0.9, 0.80, 0.002, 2, "s", ""), ("small-dense", 0.9, 0.899, 0.83, 0.002, 2, "s", "")])
     assert "the paper's claim that a sparse model beats a small dense one" in curve_caption(fails) and \
         "does not hold" in curve_caption(fails)
     tie = _points([("kasp", 0.9, 0.9, 0.861, 0.01, 2, "s", ""), ("magnitude", 0.9, 0.9, 0.858, 0.01, 2, "s", "")])
-    assert "within the seed spread" in curve_caption(tie)
+    assert "no more than the seed spread (±1.00): no winner" in curve_caption(tie)
+    assert "as the paper claims" not in curve_caption(tie) and "does not hold" not in curve_caption(tie)
     one = _points([("kasp", 0.9, 0.9, 0.86, 0.0, 1, "s", ""), ("magnitude", 0.9, 0.9, 0.82, 0.0, 1, "s", "")])
     assert "one seed (spread unknown)" in curve_caption(one)
     assert curve_caption(_points([])).startswith("No KASP result at 90 %")

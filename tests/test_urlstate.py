@@ -76,9 +76,9 @@ def test_pages_drop_the_parameters_of_other_pages(shipped, monkeypatch):
 
 
 def test_results_link_selects_runs_and_the_run_shown(shipped, monkeypatch):
-    from kasp.views import load_precomputed
+    from kasp.views import load_precomputed, sweep_runs
 
-    ids = [r["id"] for r in load_precomputed() if r["task"] == "sst2"]
+    ids = [r["id"] for r in load_precomputed() if r["task"] == "sst2"] + [r["id"] for r in sweep_runs("sst2")]
     pick = [ids[1], ids[2]]
     at = open_page("results.py", shipped, monkeypatch, query={"runs": ",".join(pick), "run": pick[1]})
     assert at.selectbox(key="results_run").options == pick

@@ -234,7 +234,9 @@ def test_results_table_queued_run_and_empty_task(tmp_path):
     _queued(tmp_path, "20260101-000001-sst2-kasp-s50", "A")
     t = views.results_table("sst2", tmp_path, precomputed=tmp_path / "none.json")
     assert t.iloc[0][["task", "method", "state", "target sparsity (%)"]].tolist() == ["SST-2", "kasp", "queued", 50.0]
-    assert views.results_table("cola", tmp_path, precomputed=tmp_path / "none.json").empty
+    cola = views.results_table("cola", tmp_path, precomputed=tmp_path / "none.json")  # only the shipped sweep
+    assert set(cola["source"]) == {"precomputed sweep"} and "sweep/teacher" in set(cola["id"])
+    assert views.results_table("wnli", tmp_path, precomputed=tmp_path / "none.json").empty  # no sweep ships
 
 
 def test_retention_rows_measured_at_the_asked_size(tmp_path):
@@ -259,8 +261,8 @@ def test_one_colour_per_method_on_every_page():
     df = pd.DataFrame({"sparsity (%)": [90, 90, 70], "CKA": [0.85, 0.72, 0.9], "run": ["a", "b", "c"],
                        "method": ["kasp", "magnitude", "kasp"], "source": ["live run", "live run", "precomputed run"],
                        "agreement (%)": [92, 86, 93]})
-    colours = {t.name.split(",")[0]: t.marker.color for t in retention_scatter(df, "CKA").data}
-    assert colours == {"kasp": METHOD_COLOURS["kasp"], "magnitude": METHOD_COLOURS["magnitude"]}
+    colours = {t.name.split(" (")[0]: t.marker.color for t in retention_scatter(df, "CKA").data}
+    assert colours == {"KASP": METHOD_COLOURS["kasp"], "magnitude baseline": METHOD_COLOURS["magnitude"]}
 
 
 def test_small_dense_runs_sit_at_the_sparsity_their_size_equals():
@@ -272,3 +274,29 @@ def test_small_dense_runs_sit_at_the_sparsity_their_size_equals():
     assert measured_sparsity({"sparsity": {"pruned_sparsity": 0.9}}) == 0.9
     assert measured_sparsity({"sparsity": {"pruned_sparsity": 0.0}}) == 0.0
     assert measured_sparsity({}) is None
+
+
+@pytest.mark.parametrize("task", ["sst2", "mrpc", "rte", "stsb", "cola"])
+def test_shipped_sweep_runs_are_rows_with_their_recipe_and_numbers(task):
+    """Issue 25, item 1: every run of a shipped sweep is a precomputed row (Results), a retention point
+    (Attention) and a score (Predictions), with the numbers of assets/sweeps/<task>.json."""
+    from kasp.sweep import load_shipped
+
+    res = load_shipped(task)
+    runs = views.sweep_runs(task)
+    assert [r["id"] for r in runs] == ["sweep/teacher"] + [f"sweep/{e['key']}" for e in res["runs"]]
+    assert all(r["command"].startswith(f"kasp sweep --task {task}") for r in runs)
+    frame = views.sweep_frame(task)
+    assert set(frame["source"]) == {"precomputed sweep"}
+    by_id = dict(zip(frame["id"], frame["metric"]))
+    for e in res["runs"]:
+        if e["metric"] is not None:
+            assert by_id[f"sweep/{e['key']}"] == pytest.approx(e["metric"])
+    ret = views.precomputed_retention(task)
+    assert len(ret[ret["source"] == "precomputed sweep"]) == sum(1 for e in res["runs"] if e.get("retention"))
+    scores = views.shipped_scores(task)
+    small = scores[scores["method"] == "small dense"]
+    assert len(small) and set(small["sparsity (%)"]) <= {50.0, 90.0}  # where its size puts it, not its 0 % zeros
+    rec = views.shipped_run("sweep/kasp@0.9/seed42", task)
+    train, evals = views.progress_frames(rec["progress"])
+    assert len(train) and len(evals)  # its curves over training draw on the Results page
