@@ -102,9 +102,16 @@ def json_problem(path: str | Path, kind: type | None = dict) -> tuple[Any, str |
         return None, "is not UTF-8 text"
     except json.JSONDecodeError as e:
         return None, f"is not valid JSON ({e.msg} at line {e.lineno})"
+    except (ValueError, RecursionError) as e:  # a number of over 4,300 digits; arrays nested thousands deep
+        return None, f"is not JSON that KASP writes ({_json_limit(e)})"
     if kind is not None and not isinstance(value, kind):
         return None, f"holds a JSON {type(value).__name__}, not a {kind.__name__}"
     return value, None
+
+
+def _json_limit(e: BaseException) -> str:
+    """What a JSON parser's limit error means, in a few words."""
+    return "nested too deeply" if isinstance(e, RecursionError) else "a number too long to read"
 
 
 def read_json(path: str | Path, default: Any = None, kind: type | None = None) -> Any:
@@ -139,7 +146,7 @@ def jsonl_problem(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
             continue
         try:
             rec = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: JSONDecodeError, huge numbers
             rec = None
         if isinstance(rec, dict):
             out.append(rec)
@@ -282,6 +289,8 @@ class RunDir:
         Returns:
             the names removed (empty when there was nothing to remove).
         """
+        if self.path.is_symlink():  # a folder linked in from elsewhere: nothing outside the store is removed
+            return []
         try:
             names = [e.name for e in os.scandir(self.path)]
         except OSError:
@@ -336,6 +345,13 @@ class RunDir:
         """status.json as written; a "running" run whose process is gone reads as ended (see :meth:`state`),
         with an ``error`` saying so when it was not cancelled."""
         status = self._stored_status()
+        if status.get("state") in ("queued", "running") and self.path.is_symlink():
+            # a folder linked in from elsewhere: the queue never starts it, nothing waits for it
+            return dict(status, state="failed", error=f"not started: its folder is a link to {_target(self.path)}, "
+                        "outside the run store; the queue starts only runs inside the store (copy the run instead)")
+        if status.get("state") == "running" and not _valid_pid(status.get("pid")):
+            return dict(status, state="failed", error=f"its status says running but names no valid process id "
+                        f"({str(status.get('pid'))[:20]!r}): not written by KASP, nothing waits for it")
         if status.get("state") == "running" and not _pid_alive(status.get("pid")):
             status = dict(status)
             if status.get("cancel_requested"):
@@ -353,6 +369,8 @@ class RunDir:
         """status.json as stored; a damaged one reads as state "damaged" with the reason in ``error``
         (such a run is listed and named, never started, resumed or trusted)."""
         value, why = json_problem(self.path / "status.json")
+        if not why and value and "state" in value and (not isinstance(value["state"], str) or value["state"] not in STATES):
+            why = f"holds an unknown state {str(value['state'])[:40]!r} (one of {', '.join(STATES)})"
         if why:
             return {"state": DAMAGED, "error": warn_damaged(self.path / "status.json", why)}
         return value or {}
@@ -380,9 +398,22 @@ class RunDir:
         return out
 
 
+def _target(path: Path) -> str:
+    try:
+        return str(os.readlink(path))[:200]
+    except OSError:
+        return "elsewhere"
+
+
+def _valid_pid(pid: Any) -> bool:
+    """A process id KASP writes: a whole number above 1 (never a bool, 0, -1 or init, which ``kill`` reads as
+    a process group, every process, or the system)."""
+    return isinstance(pid, int) and not isinstance(pid, bool) and pid > 1
+
+
 def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return True  # unknown: trust the recorded state
+    if not _valid_pid(pid):
+        return True  # unknown: trust the recorded state (RunDir.status reads a running run without one as failed)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
