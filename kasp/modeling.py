@@ -206,12 +206,14 @@ def load_config(name: str):
     return cfg
 
 
-_WRAPPERS = ("module.", "model.")  # DistributedDataParallel / DataParallel; PyTorch Lightning's self.model
+#: prefixes a training wrapper puts before every weight name, and where each comes from (longest first)
+_WRAPPERS = {"base_model.model.": "PEFT's PeftModel", "_orig_mod.": "torch.compile",
+             "module.": "DistributedDataParallel / DataParallel", "model.": "PyTorch Lightning's self.model"}
 
 
 def wrapper_prefix(keys: Iterable[str]) -> str | None:
-    """The training wrapper's prefix that every weight name carries ("module.", "model.", or nested such
-    as "module.model."), or None. Hugging Face names start with the model's own parts ("bert.",
+    """The training wrapper's prefix that every weight name carries ("module.", "model.", "_orig_mod.",
+    "base_model.model.", or nested such as "module._orig_mod."), or None. Hugging Face names start with the model's own parts ("bert.",
     "classifier.", ...), so such a prefix means the state dict was saved from the wrapper."""
     keys = list(keys)
     prefix = ""
@@ -231,11 +233,16 @@ def check_wrapper_prefix(keys: Iterable[str], where: str | Path) -> None:
     """
     prefix = wrapper_prefix(keys)
     if prefix:
+        rest, whose = prefix, []
+        while rest:
+            w = next(w for w in _WRAPPERS if rest.startswith(w))
+            whose.append(f"{_WRAPPERS[w]}'s {w!r}")
+            rest = rest[len(w):]
         raise KaspError(f"{where}: every weight name starts with {prefix!r} (the state dict of a training wrapper: "
-                        "DistributedDataParallel's 'module.', PyTorch Lightning's 'model.'), so transformers would load "
-                        "none of them. Strip the prefix once and save again, e.g. "
+                        f"{' inside '.join(whose)}), so transformers would load none of them. Strip the prefix once and save again, e.g. "
                         f"model.load_state_dict({{k.removeprefix({prefix!r}): v for k, v in state.items()}}); "
-                        "model.save_pretrained(dir); or save the unwrapped model (ddp.module / lightning_module.model).")
+                        "model.save_pretrained(dir); or save the unwrapped model (ddp.module, lightning_module.model, "
+                        "compiled._orig_mod, peft_model.merge_and_unload()).")
 
 
 def load_classifier(name: str, num_labels: int | None = None, eager_attention: bool = False) -> nn.Module:

@@ -123,7 +123,8 @@ def test_a_two_output_head_for_sts_b_names_both_sizes(tiny_sst2, tmp_path, capsy
 
 # --- item 9: a training wrapper's key prefix, non-UTF-8 files, over-long lines ----------------------
 
-@pytest.mark.parametrize("prefix", ["module.", "model.", "module.model."])
+@pytest.mark.parametrize("prefix", ["module.", "model.", "module.model.", "_orig_mod.", "base_model.model.",
+                                    "module._orig_mod."])
 def test_a_wrapper_prefix_is_named_with_the_fix_by_inspect_export_and_evaluate(tiny_sst2, tmp_path, capsys, prefix):
     import shutil
 
