@@ -108,6 +108,16 @@ def _find(shapes: dict[str, tuple[int, ...]], suffix: str) -> tuple[str, tuple[i
     return None
 
 
+def head_weight(shapes: dict[str, tuple[int, ...]]) -> tuple[str, tuple[int, ...]] | None:
+    """(name, shape) of the classification head's output matrix (``classifier.weight``, or RoBERTa's and
+    ELECTRA's ``classifier.out_proj.weight``; never DistilBERT's ``pre_classifier``), or None."""
+    for k, t in shapes.items():
+        if len(t) == 2 and (k in ("classifier.weight", "classifier.out_proj.weight")
+                            or k.endswith((".classifier.weight", ".classifier.out_proj.weight"))):
+            return k, t
+    return None
+
+
 def check_shapes(state: dict[str, Any], config: dict[str, Any], where: str | Path) -> None:
     """Compare tensor shapes with ``config.json`` (a dict, as in the file).
 
@@ -146,6 +156,14 @@ def check_shapes(state: dict[str, Any], config: dict[str, Any], where: str | Pat
     n_layers = config.get("num_hidden_layers")
     if layers and n_layers is not None and max(layers) + 1 != n_layers:
         raise bad("num_hidden_layers", n_layers, max(layers) + 1, "encoder.layer.* tensors")
+    head = head_weight(state)
+    labels = config.get("id2label")
+    n_labels = len(labels) if isinstance(labels, dict) and labels else config.get("num_labels")
+    if head is not None and isinstance(n_labels, int) and head[1][0] != n_labels:
+        raise KaspError(f"{where}: config.json names {n_labels} label(s) (id2label / num_labels) but the weights' "
+                        f"classification head has {head[1][0]} output(s) ({head[0]} {list(head[1])}); the weights and "
+                        "config.json disagree. Make id2label and label2id list one name per output, or re-save the "
+                        "model with save_pretrained.")
     heads = config.get("num_attention_heads")
     if hidden and heads and hidden % heads:
         raise KaspError(f"{where}: config.json's hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
@@ -282,8 +300,7 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
             cfg_dict = {}
         check_shapes(shapes, cfg_dict, name)  # e.g. config 1 layer, weights 2: never load half of the model
         if num_labels is not None:  # a trained head of another size: name both (transformers says "see the report")
-            head = next((v for k, v in shapes.items()
-                         if k.endswith(("classifier.weight", "classifier.out_proj.weight")) and len(v) == 2), None)
+            head = (head_weight(shapes) or (None, None))[1]
             if head is not None and head[0] != num_labels:
                 raise KaspError(f"{name} has a classification head with {head[0]} output(s), but this task needs "
                                 f"{num_labels}: it was fine-tuned for another task. Give the pre-trained model (without "
@@ -549,7 +566,12 @@ def check_problem_type(config: Any, task: "GlueTask", name: str | Path = "the ch
         return
     kinds = {SINGLE_LABEL: "a single-label classifier (softmax over the classes)",
              MULTI_LABEL: "a multi-label classifier (one sigmoid per label)", REGRESSION: "a regression head (one score)"}
-    raise KaspError(f"{name} is {kinds.get(got, repr(got))} (config.json problem_type {got!r}), but task {task.name} "
+    if got not in kinds:  # a value transformers does not know: say so rather than "is 'weird'"
+        raise KaspError(f"{name}: config.json's problem_type {str(got)[:40]!r} is none of transformers' "
+                        f"{', '.join(map(repr, kinds))}, so KASP cannot tell how its outputs are read. Set it to {want!r} "
+                        f"if it was trained for {task.name} with "
+                        f"{'mean squared error' if want == REGRESSION else 'softmax cross-entropy'}, or remove it.")
+    raise KaspError(f"{name} is {kinds[got]} (config.json problem_type {got!r}), but task {task.name} "
                     f"needs {kinds[want]} ({want!r}): its outputs would be read as another statistic. Use a checkpoint "
                     f"fine-tuned for {task.name} (kasp finetune --task {task.name}); if this one was in fact trained with "
                     f"{'mean squared error' if want == REGRESSION else 'softmax cross-entropy'}, set problem_type to {want!r} "
