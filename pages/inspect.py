@@ -94,7 +94,7 @@ if info.get("card"):
     readme = Path(info["path"]) / CARD_FILE
     if readme.is_file():
         with st.expander("Model card (README.md)"):
-            st.markdown(readme.read_text(encoding="utf-8").split("---\n", 2)[-1])
+            st.markdown(readme.read_text(encoding="utf-8", errors="replace").split("---\n", 2)[-1])
 
 st.subheader("Architecture")
 c = st.columns(5)
