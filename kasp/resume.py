@@ -24,6 +24,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -249,11 +250,26 @@ def finish_complete(run_path: str | Path) -> dict[str, Any] | None:
     if rep is None:
         return None
     run = RunDir(Path(run_path))
+    _finish_card(run, rep)
     run.set_status("done", step=rep.get("steps"), total_steps=rep.get("steps"), finished=time.time(),
                    wall_seconds=rep.get("wall_seconds"), error=None,
                    note="stopped after saving its checkpoint and report; marked done by --resume, nothing retrained")
     discard(run.path)
     return rep
+
+
+def _finish_card(run: RunDir, report: dict[str, Any]) -> None:
+    """Write the model card (README.md and config.json's ``kasp`` block) of a complete run killed before or
+    while it wrote them (they come after the report), so that its checkpoint tells what it is like any other."""
+    from kasp.card import CARD_FILE, read_card_facts, write_model_card
+
+    config = read_json(run.checkpoint / "config.json", {}, kind=dict)
+    if (run.checkpoint / CARD_FILE).is_file() and read_card_facts(config):
+        return
+    try:
+        write_model_card(run.checkpoint, report, run.recipe(), run.config().get("provenance"))
+    except KaspError as e:
+        print(f"kasp: warning: {run.id}: its model card could not be written ({e})", file=sys.stderr)
 
 
 def discard(run_path: str | Path) -> None:
