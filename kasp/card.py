@@ -258,7 +258,7 @@ def write_model_card(checkpoint: str | Path, report: dict[str, Any], recipe: dic
     cfg_path = ck / "config.json"
     try:
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise KaspError(f"cannot write a model card into {ck}: config.json unreadable ({e})") from None
     facts = card_facts(report, recipe, provenance)
     config["kasp"] = facts

@@ -83,8 +83,8 @@ def check_checkpoint_dir(path: str | Path) -> None:
         raise KaspError(f"{p} has no config.json: not a Hugging Face checkpoint directory")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise KaspError(f"{cfg_path} is not valid JSON ({e}); the checkpoint is corrupt") from None
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, a number over 4,300 digits, nested too deeply
+        raise KaspError(f"{cfg_path} is not valid JSON ({str(e)[:200]}); the checkpoint is corrupt") from None
     if not isinstance(cfg, dict):
         raise KaspError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not an object; the checkpoint is corrupt")
     model_type = cfg.get("model_type")

@@ -22,7 +22,7 @@ from conftest import open_page
 from kasp.cli import main
 
 FILES = ["status.json", "report.json", "progress.jsonl", "config.json", "weights.jsonl"]
-DAMAGES = ["truncated", "emptied", "nul", "not-utf8", "json-list", "directory"]
+DAMAGES = ["truncated", "emptied", "nul", "not-utf8", "json-list", "directory", "huge-number", "nested"]
 PAGES = ["overview.py", "prune.py", "results.py", "attention.py", "weights.py", "predict.py", "inspect.py"]
 
 
@@ -54,6 +54,10 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(b"\xff\xfe\xfa" + raw[3:] + b"\n\xc3\x28\n")
     elif how == "json-list":
         path.write_text("[1, 2, 3]\n")
+    elif how in ("huge-number", "nested"):  # JSON past the parser's limits (4,300 digits; recursion depth)
+        value = "9" * 5000 if how == "huge-number" else "[" * 100_000 + "]" * 100_000
+        line = b'{"step": 1, "state": "done", "x": ' + value.encode() + b"}\n"
+        path.write_bytes(raw + line + raw.splitlines(keepends=True)[-1] if path.suffix == ".jsonl" else line)
     elif how == "directory":
         path.unlink()
         path.mkdir()
@@ -216,3 +220,25 @@ def test_the_weights_page_names_a_damaged_weights_file(base_store, tmp_path, mon
     damage(copy / rid / "weights.jsonl", "json-list")
     at = open_page("weights.py", copy, monkeypatch, timeout=120)
     assert any(f"{rid}: weights.jsonl has 1 damaged line(s)" in w.value for w in at.warning)
+
+
+@pytest.mark.parametrize("how", ["huge-number", "nested"])
+def test_results_files_and_checkpoint_configs_past_the_json_limits_are_one_line(tmp_path, capsys, how, tiny_store):
+    """A sweep results file or a checkpoint's config.json holding a number of 5,000 digits or arrays nested
+    100,000 deep (the parser's limits, not JSONDecodeError): `kasp sweep --dry-run`, `kasp inspect` and
+    `kasp evaluate` say one line, never a traceback."""
+    from kasp.resources import asset
+
+    results = tmp_path / "mrpc.json"
+    shutil.copy(asset("sweeps/mrpc.json"), results)
+    damage(results, how)
+    assert main(["sweep", "--task", "mrpc", "--dry-run", "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a results file KASP writes" in err and len(err.strip().splitlines()) == 1
+    ck = tmp_path / "ck"
+    shutil.copytree(tiny_store / "teacher" / "checkpoint", ck)
+    damage(ck / "config.json", how)
+    for argv in (["inspect", str(ck)], ["evaluate", str(ck), "--task", "sst2", "--max-eval-samples", "4"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "config.json is not valid JSON" in err and len(err.strip().splitlines()) == 1, err
