@@ -415,6 +415,10 @@ def _cmd_attention(args: argparse.Namespace) -> int:
         print(json.dumps(r.to_dict(), indent=2))
         return 0
     print(f"{r.task}: {r.samples} dev examples; teacher {r.teacher}; student {r.student}")
+    if r.input_length:
+        from kasp.data import input_length_text, length_warning
+
+        print(f"  ({length_warning(r.input_length) or input_length_text(r.input_length)})")
     print(f"mean attention similarity (1 - Jensen-Shannon, bits): {r.mean_similarity:.4f};  "
           "mean linear CKA of layer outputs: " + (f"{r.mean_cka:.4f}" if r.mean_cka == r.mean_cka else
                                                    "undefined (a constant representation in every layer)"))

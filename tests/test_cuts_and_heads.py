@@ -196,3 +196,16 @@ def test_a_line_over_the_csv_field_limit_is_named_too_long(tmp_path):
     with pytest.raises(KaspError, match=r"line 3: .*the line is too long: a field of more than 131,072 characters") as e:
         read_user_tsv(get_task("sst2"), p)
     assert "bad quoting" not in str(e.value)
+
+
+def test_kasp_attention_says_the_input_length_and_which_limit_won(tiny_sst2, tmp_path, capsys):
+    import shutil
+
+    small = tmp_path / "small-tok"
+    shutil.copytree(tiny_sst2, small)
+    _set_tokenizer_limit(small, 8)
+    assert main(["attention", str(small), str(tiny_sst2), "--task", "sst2", "--samples", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: inputs cut at 8 tokens: the tokenizer's model_max_length (8) is below --max-seq-length" in out
+    assert main(["attention", str(tiny_sst2), str(tiny_sst2), "--task", "sst2", "--samples", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_length"]["tokens"] == 128
