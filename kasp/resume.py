@@ -201,14 +201,21 @@ def prepare_run(run_path: str | Path) -> tuple[dict[str, Any], Path]:
             a final checkpoint without a report or resume state (killed at the end by an older KASP).
     """
     run = RunDir(Path(run_path))
-    if not (run.path / "config.json").is_file():
-        raise KaspError(f"--resume {run.path}: not a KASP run directory (no config.json)")
-    state = run.state()
+    has_status = (run.path / "status.json").exists()
+    state = run.state() if has_status else None
+    # the state first: a queued run (the app's, not started yet) has no config.json, and is a KASP run
     if state == "done":
         raise KaspError(f"--resume {run.path}: the run has already finished; nothing to resume")
-    if state in ("running", "queued"):
-        raise KaspError(f"--resume {run.path}: the run is still {state} (pid {run.status().get('pid')}); "
+    if state == "queued":
+        raise KaspError(f"--resume {run.path}: the run is queued and has not started, so there is nothing to resume; "
+                        "`kasp worker` (or the Prune page) starts it, or cancel it on the Prune page")
+    if state == "running":
+        raise KaspError(f"--resume {run.path}: the run is still running (pid {run.status().get('pid')}); "
                         "cancel it first")
+    if state == "damaged":
+        raise KaspError(f"--resume {run.path}: {run.status().get('error')}")
+    if not (run.path / "config.json").is_file():
+        raise KaspError(f"--resume {run.path}: not a KASP run directory (no config.json)")
     run.remove_leftovers()  # a killed save's temporary copies, resume states resume.json does not name
     state_dir = latest(run.path)
     if state_dir is None and (run.checkpoint / "config.json").is_file():

@@ -214,3 +214,18 @@ def test_kasp_stops_a_diverging_run_with_one_line(tmp_path, tiny_pretrained, cap
     run = RunDir(out)
     assert run.state() == "failed" and run.status()["error"] in line[0]
     assert max(r["step"] for r in run.progress()) < 10 and not run.checkpoint.exists()
+
+
+def test_resume_of_a_queued_or_damaged_run_says_what_it_is(tmp_path, capsys):
+    """A run the app queued has a status and no config.json yet: --resume says it is queued (it said "not a
+    KASP run directory"); a damaged status is named."""
+    queued = RunDir.create(tmp_path / "queued")
+    queued.set_status("queued", job={"kind": "finetune", "options": {"task": "sst2"}})
+    assert main(["finetune", "--resume", str(queued.path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "the run is queued and has not started" in err and "not a KASP run" not in err
+    assert queued.state() == "queued"  # untouched
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "status.json").write_text("[1]")
+    assert main(["finetune", "--resume", str(tmp_path / "damaged"), "--no-progress"]) == 2
+    assert "status.json holds a JSON list" in capsys.readouterr().err
