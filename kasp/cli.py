@@ -497,7 +497,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         for row in rows:
             metric = "" if row["metric"] is None else f"{row['metric'] * 100:.2f}"
             if row["metric_note"]:  # undefined (a gap, never 0.00), or GLUE's convention for a constant predictor
-                metric = (f"{metric} ({row['metric_note']})" if metric else f"undefined ({row['metric_note']})")
+                metric = (f"{metric} ({row['metric_note']})" if metric else "undefined" if row["metric_note"] == "undefined"
+                          else f"undefined ({row['metric_note']})")
             wall = "" if row["wall_min"] is None else f"{row['wall_min']:.1f}"
             print(f"{row['id']:<40} {row['state']:<10} {row['task'] or '':<6} {row['method'] or '':<10} "
                   f"{row['target_sparsity'] or 0:>5} {metric:>7} {wall:>6}")
