@@ -428,7 +428,10 @@ def _cmd_attention(args: argparse.Namespace) -> int:
         print(f"prediction MSE: {r.prediction_mse:.4f}")
     print("layer  CKA     similarity per head (1 = identical attention)")
     for i, row in enumerate(r.similarity):
-        print(f"{i:>5}  {r.cka[i + 1]:.3f}   " + " ".join(f"{v:.2f}" for v in row))
+        cka = r.cka[i + 1]
+        print(f"{i:>5}  {'undef' if cka != cka else f'{cka:.3f}'}   " + " ".join(f"{v:.2f}" for v in row))
+    if any(c != c for c in r.cka[1:]):
+        print("(undef: CKA is undefined where the teacher's or the student's layer output is constant: 0/0, never 0)")
     print("(attention maps are not explanations: they show where a model looks, not why it decides)")
     return 0
 

@@ -205,3 +205,16 @@ def test_kasp_runs_lists_an_old_reports_nan_as_undefined_once(tmp_path, capsys):
     assert main(["runs", "--runs-dir", str(store)]) == 0
     out = capsys.readouterr().out
     assert " undefined " in out + " " and "undefined (undefined)" not in out and "nan" not in out.lower()
+
+
+def test_kasp_attention_prints_an_undefined_layer_cka_as_undef_never_nan(monkeypatch, capsys):
+    from kasp import retention
+    from kasp.cli import main
+    from kasp.retention import Retention
+
+    r = Retention(task="stsb", teacher="t", student="s", samples=8, score_mse=[[0.0], [0.0]],
+                  similarity=[[1.0], [1.0]], cka=[0.9, float("nan"), 0.5], agreement=None, kl=None, prediction_mse=0.1)
+    monkeypatch.setattr(retention, "compare", lambda *a, **k: r)
+    assert main(["attention", "t", "s", "--task", "stsb"]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out.lower() and "    0  undef   1.00" in out and "CKA is undefined where" in out
