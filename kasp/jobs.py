@@ -254,6 +254,10 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
     from kasp.config import config_from_options
 
     options = validate_job(kind, options)
+    for k in ("model", "teacher"):  # a relative folder means the app's working directory, not the worker's
+        v = options.get(k)
+        if isinstance(v, str) and v != "default" and not os.path.isabs(v) and Path(v).exists():
+            options[k] = str(Path(v).resolve())
     cfg = config_from_options(kind, options)
     store = Path(store or runs_dir())
     store.mkdir(parents=True, exist_ok=True)

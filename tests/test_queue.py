@@ -466,3 +466,18 @@ def test_opening_a_page_survives_further_hostile_stores(tmp_path, monkeypatch, p
     assert victim.read_text() == "mine\n"
     if page == "prune.py":
         _assert_more_refused(tmp_path / "store", expected, victim)
+
+
+def test_launch_stores_a_relative_model_folder_as_an_absolute_path(tmp_path, monkeypatch):
+    """`kasp worker` may run in another working directory than the app: a relative --model / --teacher folder
+    is stored resolved, so the queued run reads the folder the user meant."""
+    (tmp_path / "app" / "my-model").mkdir(parents=True)
+    (tmp_path / "app" / "teachers" / "t").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "app")
+    monkeypatch.setattr(jobs, "MAX_JOBS", 0)  # nothing starts
+    run = jobs.launch("prune", {"task": "sst2", "sparsity": 0.5, "model": "my-model", "teacher": "teachers/../teachers/t"},
+                      tmp_path / "store")
+    opts = json.loads((run.path / "status.json").read_text())["job"]["options"]
+    assert opts["model"] == str(tmp_path / "app" / "my-model") and opts["teacher"] == str(tmp_path / "app" / "teachers" / "t")
+    run = jobs.launch("finetune", {"task": "sst2", "model": "default"}, tmp_path / "store")  # not a folder: kept
+    assert json.loads((run.path / "status.json").read_text())["job"]["options"]["model"] == "default"
