@@ -190,3 +190,29 @@ def test_the_inspect_page_shows_a_card_that_is_not_utf8(pruned_run, tmp_path, mo
     (run.checkpoint / "README.md").write_bytes(b"---\nx: 1\n---\n\xff\xfe caf\xe9 \x00")
     at = open_page("inspect.py", tmp_path / "store", monkeypatch)
     assert any("What this checkpoint says about itself" in h.value for h in at.subheader)
+
+
+def test_the_results_download_never_carries_a_file_from_outside_the_run(pruned_run, tmp_path):
+    """A run copied into the store with links planted in it (checkpoint/secret -> a server file, report.json ->
+    another): the zip holds the run's own plain files only; a checkpoint folder that is a link is refused."""
+    from kasp.errors import KaspError
+    from kasp.views import checkpoint_zip
+
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY")
+    run = RunDir(tmp_path / "store" / "copied")
+    shutil.copytree(pruned_run.path, run.path)
+    (run.checkpoint / "secret.txt").symlink_to(secret)
+    (run.path / "report.json").unlink()
+    (run.path / "report.json").symlink_to(secret)
+    (run.checkpoint / "sub").mkdir()
+    data = checkpoint_zip(run)
+    assert b"PRIVATE KEY" not in data and b"PRIVATE KEY" not in b"".join(
+        zipfile.ZipFile(io.BytesIO(data)).read(n) for n in zipfile.ZipFile(io.BytesIO(data)).namelist())
+    names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    assert f"{run.id}/model.safetensors" in names and f"{run.id}/secret.txt" not in names and f"{run.id}/sub/" not in names
+    linked = RunDir(tmp_path / "store" / "linked")
+    linked.path.mkdir()
+    (linked.path / "checkpoint").symlink_to(pruned_run.checkpoint)
+    with pytest.raises(KaspError, match="checkpoint folder is a link"):
+        checkpoint_zip(linked)
