@@ -432,6 +432,9 @@ def delete(run: RunDir) -> None:
 
 def log_tail(run: RunDir, lines: int = 20) -> str:
     """The last lines of a run's subprocess output (for the error panel of a failed run)."""
+    p = run.path / "log.txt"
+    if p.is_symlink() or (p.exists() and not p.is_file()):  # never a server file through a link, never a FIFO
+        return "(log.txt is a link or not a plain file, which KASP never writes: not shown)"
     try:
         text = (run.path / "log.txt").read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:

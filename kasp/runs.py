@@ -64,6 +64,22 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 _WARNED: set[tuple[str, str]] = set()
+#: why a run file that is a symbolic link is not read (it could point at any file of the server)
+_SPECIAL = "is a pipe, socket or device, not a file (reading it could wait for ever), so it is not read"
+
+
+def _special(p: Path) -> bool:
+    """Whether ``p`` exists and is neither a regular file nor a directory (a FIFO would block a read)."""
+    import stat
+
+    try:
+        mode = os.stat(p).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+_LINK = "is a link, which KASP never writes (it could point at any file of this machine), so it is not read"
 
 
 def warn_damaged(path: str | Path, why: str) -> str:
@@ -84,6 +100,10 @@ def json_problem(path: str | Path, kind: type | None = dict) -> tuple[Any, str |
     exist, else (None, why it is damaged): not a regular file (a directory), unreadable, not UTF-8,
     empty, NUL bytes, not JSON, or JSON of another shape (a list where a dict belongs)."""
     p = Path(path)
+    if p.is_symlink():  # KASP writes files in place (os.replace), never links: a planted link is not followed
+        return None, _LINK
+    if _special(p):
+        return None, _SPECIAL
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
@@ -129,6 +149,10 @@ def jsonl_problem(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
     gives ([], None); an unfinished last line (a live writer's, or a file cut short) is skipped silently."""
     out: list[dict[str, Any]] = []
     p = Path(path)
+    if p.is_symlink():
+        return out, _LINK
+    if _special(p):
+        return out, _SPECIAL
     try:
         raw = p.read_bytes()
     except FileNotFoundError:

@@ -92,7 +92,7 @@ if info.get("card"):
                "below measure this checkpoint's weights).")
     st.markdown("\n".join(f"- {line}" for line in card_summary(card)))
     readme = Path(info["path"]) / CARD_FILE
-    if readme.is_file():
+    if readme.is_file() and not readme.is_symlink():  # never a server file through a planted link
         with st.expander("Model card (README.md)"):
             st.markdown(readme.read_text(encoding="utf-8", errors="replace").split("---\n", 2)[-1])
 
