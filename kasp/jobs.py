@@ -403,17 +403,10 @@ def cancel(run: RunDir) -> None:
 
 
 def _is_kasp_process(pid: Any) -> bool:
-    """Whether ``pid`` (a whole number above 1) is a running ``kasp`` command (``python -P -m kasp ...``, the
-    ``kasp`` script): read from /proc; where there is no /proc, any valid pid passes."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()
-    except OSError:
-        return True
-    return any(a == b"kasp" or a.endswith(b"/kasp") or b"run_module('kasp'" in a for a in argv[:6])
+    """Whether ``pid`` is a running ``kasp`` command (:func:`kasp.runs.is_kasp_process`)."""
+    from kasp.runs import is_kasp_process
+
+    return is_kasp_process(pid)
 
 
 def delete(run: RunDir) -> None:

@@ -430,9 +430,26 @@ def _target(path: Path) -> str:
 
 
 def _valid_pid(pid: Any) -> bool:
-    """A process id KASP writes: a whole number above 1 (never a bool, 0, -1 or init, which ``kill`` reads as
-    a process group, every process, or the system)."""
-    return isinstance(pid, int) and not isinstance(pid, bool) and pid > 1
+    """A process id KASP writes: a whole number above 0 (never a bool, 0 or -1, which ``kill`` reads as the
+    process group or every process); 1 only when process 1 is a ``kasp`` command (a container's only process),
+    never the system's init."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid < 1:
+        return False
+    return pid != 1 or is_kasp_process(1)
+
+
+def is_kasp_process(pid: Any) -> bool:
+    """Whether ``pid`` is a running ``kasp`` command (``python -P -m kasp ...``, the ``kasp`` script), read from
+    /proc; where there is no /proc, any whole number above 0 passes."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid < 1:
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
+    except OSError:
+        return True
+    return any(a == b"kasp" or a.endswith(b"/kasp") or b"run_module('kasp'" in a for a in argv[:6])
 
 
 def _pid_alive(pid: Any) -> bool:

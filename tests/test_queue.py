@@ -351,6 +351,7 @@ def _plant_more(store: Path, victim: Path) -> dict[str, tuple[str, str]]:
         "i-running-pid-minus-1": {"state": "running", "pid": -1},
         "j-running-pid-0": {"state": "running", "pid": 0},
         "k-running-pid-true": {"state": "running", "pid": True},
+        "o-running-pid-1": {"state": "running", "pid": 1},  # the system's init (alive for ever), not a kasp run
         "l-log-link": ok, "m-progress-link": ok, "n-resume-folder": ok,
     }
     for name, text in texts.items():
@@ -374,6 +375,7 @@ def _plant_more(store: Path, victim: Path) -> dict[str, tuple[str, str]]:
         "i-running-pid-minus-1": ("failed", "names no valid process id"),
         "j-running-pid-0": ("failed", "names no valid process id"),
         "k-running-pid-true": ("failed", "names no valid process id"),
+        "o-running-pid-1": ("failed", "names no valid process id"),
         "l-log-link": ("failed", "holds 'log.txt', a link"),
         "m-progress-link": ("failed", "holds 'progress.jsonl', a link"),
         "n-resume-folder": ("failed", "holds 'resume-7', a folder"),
