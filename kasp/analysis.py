@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from kasp.card import read_card_facts
+from kasp.card import card_problem, read_card_facts
 from kasp.checkpoint import Checkpoint, non_finite_count, read_checkpoint, tensor_bytes, tensor_nbytes
 from kasp.data import get_task
 from kasp.errors import KaspError
@@ -205,6 +205,9 @@ def analyse(checkpoint: str | Path, sizes: bool = True) -> dict[str, Any]:
     info["problems"] = scoring_problems(ck)
     info["task"] = ck.config.get("kasp_task")
     info["card"] = read_card_facts(ck.config)  # what the checkpoint says about itself (kasp/card.py)
+    block = ck.config.get("kasp")
+    info["card_problem"] = card_problem(block) if isinstance(block, dict) and block.get("format") else (
+        None if block is None else card_problem(block))
     if info["recipe"] is None and info["card"]:  # a checkpoint copied out of its run directory
         info["recipe"] = info["card"].get("recipe")
     info["num_labels"] = len(ck.config.get("id2label") or {}) or ck.config.get("num_labels")
@@ -226,6 +229,9 @@ def inspect_warnings(info: dict[str, Any], non_finite: bool = True, scoring: boo
         names = ", ".join(f"{k} ({n})" for k, n in list(nf.items())[:3])
         out.append(f"{len(nf)} tensor(s) hold NaN or inf values: {names}; scores from this checkpoint would be "
                    "meaningless")
+    if info.get("card_problem"):
+        out.append(f"config.json's `kasp` block is damaged ({info['card_problem']}): what the checkpoint says about "
+                   "itself is not shown; the figures below are measured from its weights")
     if info.get("folded"):
         out.append(f"{len(info['folded'])} tensor(s) were saved as torch.nn.utils.prune _orig/_mask pairs and are "
                    "shown folded (orig x mask)")

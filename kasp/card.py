@@ -97,7 +97,25 @@ def _version() -> str:
 
 
 def _pct(x: Any) -> str:
-    return "?" if x is None else f"{x * 100:.2f} %"
+    from kasp.metrics import metric_value
+
+    v = metric_value({"x": x}, "x")  # a finite number, else "?" (never a NaN or a string formatted as one)
+    return "?" if v is None else f"{v * 100:.2f} %"
+
+
+def metric_text(metric: dict[str, Any], unit: str = "") -> str:
+    """The dev metric of a ``kasp`` block as text, x100 with ``unit``, and its note: "86.47 %",
+    "undefined (constant predictions)", "0.00 ×100 (constant predictions: GLUE's convention)"; never a number
+    for an undefined value (issue 26: undefined is not zero)."""
+    from kasp.metrics import metric_note, metric_value
+
+    name = metric.get("name")
+    allm = metric.get("all") if isinstance(metric.get("all"), dict) else {}
+    src = {**allm, name: metric.get("value")} if name not in allm else allm
+    v, note = metric_value(src, name), metric_note(src, name)
+    if v is None:
+        return f"undefined ({note})" if note and note != "undefined" else "undefined"
+    return f"{v * 100:.2f}{' ' + unit if unit else ''}" + (f" ({note})" if note else "")
 
 
 def _y(v: Any) -> str:
@@ -151,7 +169,6 @@ def render_card(facts: dict[str, Any], name: str = "this model") -> str:
         "",
     ]
     unit = "×100" if metric["name"] in ("mcc", "pearson", "spearman") else "%"
-    shown = "?" if value is None else f"{value * 100:.2f}"
     teacher = facts.get("teacher")
     teacher_line = "none (no distillation)"
     if teacher:
@@ -168,7 +185,7 @@ def render_card(facts: dict[str, Any], name: str = "this model") -> str:
         "| fact | value |",
         "|---|---|",
         f"| task | GLUE {task_name(task.name)} ({'regression' if task.is_regression else f'{task.num_labels} classes'}) |",
-        f"| dev {metric_label(task.name)} | {shown} {unit} on {metric.get('dev_examples')} dev examples |",
+        f"| dev {metric_label(task.name)} | {metric_text(metric, unit)} on {metric.get('dev_examples')} dev examples |",
         f"| method | {facts['method']} ({facts['kind']}) |",
         f"| sparsity of the encoder linear weights (Q, K, V, attention-output, FFN-in, FFN-out) | "
         f"{_pct(sp.get('encoder_linear'))} ({sp.get('encoder_linear_zeros')} of {sp.get('encoder_linear_params')} zero; "
@@ -241,7 +258,7 @@ def write_model_card(checkpoint: str | Path, report: dict[str, Any], recipe: dic
     cfg_path = ck / "config.json"
     try:
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise KaspError(f"cannot write a model card into {ck}: config.json unreadable ({e})") from None
     facts = card_facts(report, recipe, provenance)
     config["kasp"] = facts
@@ -253,21 +270,40 @@ def write_model_card(checkpoint: str | Path, report: dict[str, Any], recipe: dic
 def read_card_facts(config: dict[str, Any]) -> dict[str, Any] | None:
     """The ``kasp`` block of a checkpoint's ``config.json`` (already parsed), or None when it has none
     (a checkpoint from elsewhere, or one written before KASP wrote cards)."""
-    facts = config.get("kasp")
-    return facts if isinstance(facts, dict) and facts.get("format") else None
+    facts = config.get("kasp") if isinstance(config, dict) else None
+    if not isinstance(facts, dict) or not facts.get("format"):
+        return None
+    return None if card_problem(facts) else facts
+
+
+def card_problem(facts: Any) -> str | None:
+    """Why a ``kasp`` block is not one KASP writes (so its facts are not shown), or None: a field of the
+    wrong kind (metric, sparsity, recipe not objects; teacher not an object or null; an unknown task)."""
+    from kasp.tasks import TASKS
+
+    if not isinstance(facts, dict):
+        return f"it is a JSON {type(facts).__name__}, not an object"
+    for key, kinds in (("metric", dict), ("sparsity", dict), ("recipe", (dict, type(None))), ("teacher", (dict, type(None)))):
+        if not isinstance(facts.get(key), kinds):
+            return f"its {key!r} is {type(facts.get(key)).__name__}, not an object"
+    if not isinstance(facts.get("task"), str) or facts["task"] not in TASKS:
+        return f"its task {str(facts.get('task'))[:40]!r} is not a GLUE task KASP knows"
+    return None
 
 
 def card_summary(facts: dict[str, Any]) -> list[str]:
     """The lines ``kasp inspect`` prints (and the Inspect page shows) for a ``kasp`` block."""
     from kasp.tasks import metric_label, task_name
 
+    from kasp.metrics import metric_value
+
     m, s = facts.get("metric") or {}, facts.get("sparsity") or {}
     unit = "×100" if m.get("name") in ("mcc", "pearson", "spearman") else "%"
-    value = m.get("value")
+    wall = metric_value(facts, "wall_seconds")
     out = [f"made by KASP {facts.get('kasp_version')}: {facts.get('kind')} {task_name(facts['task'])}, method "
            f"{facts.get('method')}, seed {facts.get('seed')}, {facts.get('steps')} steps"
-           + (f" in {facts['wall_seconds'] / 60:.1f} min" if isinstance(facts.get("wall_seconds"), (int, float)) else ""),
-           f"dev {metric_label(facts['task'])}: {'?' if value is None else f'{value * 100:.2f}'} {unit} on "
+           + (f" in {wall / 60:.1f} min" if wall is not None else ""),
+           f"dev {metric_label(facts['task'])}: {metric_text(m, unit)} on "
            f"{m.get('dev_examples')} dev examples (recorded at the end of the run)",
            f"sparsity recorded: encoder linear {_pct(s.get('encoder_linear'))} (target {_pct(s.get('target'))}), "
            f"all parameters {_pct(s.get('all_parameters'))}"]

@@ -415,6 +415,10 @@ def _cmd_attention(args: argparse.Namespace) -> int:
         print(json.dumps(r.to_dict(), indent=2))
         return 0
     print(f"{r.task}: {r.samples} dev examples; teacher {r.teacher}; student {r.student}")
+    if r.input_length:
+        from kasp.data import input_length_text, length_warning
+
+        print(f"  ({length_warning(r.input_length) or input_length_text(r.input_length)})")
     print(f"mean attention similarity (1 - Jensen-Shannon, bits): {r.mean_similarity:.4f};  "
           "mean linear CKA of layer outputs: " + (f"{r.mean_cka:.4f}" if r.mean_cka == r.mean_cka else
                                                    "undefined (a constant representation in every layer)"))
@@ -424,7 +428,10 @@ def _cmd_attention(args: argparse.Namespace) -> int:
         print(f"prediction MSE: {r.prediction_mse:.4f}")
     print("layer  CKA     similarity per head (1 = identical attention)")
     for i, row in enumerate(r.similarity):
-        print(f"{i:>5}  {r.cka[i + 1]:.3f}   " + " ".join(f"{v:.2f}" for v in row))
+        cka = r.cka[i + 1]
+        print(f"{i:>5}  {'undef' if cka != cka else f'{cka:.3f}'}   " + " ".join(f"{v:.2f}" for v in row))
+    if any(c != c for c in r.cka[1:]):
+        print("(undef: CKA is undefined where the teacher's or the student's layer output is constant: 0/0, never 0)")
     print("(attention maps are not explanations: they show where a model looks, not why it decides)")
     return 0
 
@@ -493,7 +500,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         for row in rows:
             metric = "" if row["metric"] is None else f"{row['metric'] * 100:.2f}"
             if row["metric_note"]:  # undefined (a gap, never 0.00), or GLUE's convention for a constant predictor
-                metric = (f"{metric} ({row['metric_note']})" if metric else f"undefined ({row['metric_note']})")
+                metric = (f"{metric} ({row['metric_note']})" if metric else "undefined" if row["metric_note"] == "undefined"
+                          else f"undefined ({row['metric_note']})")
             wall = "" if row["wall_min"] is None else f"{row['wall_min']:.1f}"
             print(f"{row['id']:<40} {row['state']:<10} {row['task'] or '':<6} {row['method'] or '':<10} "
                   f"{row['target_sparsity'] or 0:>5} {metric:>7} {wall:>6}")

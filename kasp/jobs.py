@@ -48,6 +48,20 @@ JOB_KINDS = ("finetune", "prune")
 #: glob would give a meaning (no shell ever sees them, but a recipe holding them was not written by KASP)
 _UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f`$;|&<>\\\"'*?!{}()\[\]]")
 _MAX_TEXT = 4096
+#: the largest whole number a queued run's option may hold (a step or sample count beyond it is no recipe)
+_MAX_INT = 2**31 - 1
+
+
+def _unsafe_char(v: str) -> str | None:
+    """The first character of ``v`` a queued run's text may not hold: :data:`_UNSAFE_TEXT`, or any Unicode
+    control, format (bidirectional overrides, zero-width), line/paragraph separator, private-use or
+    surrogate character (text that shows other than it is)."""
+    import unicodedata
+
+    bad = _UNSAFE_TEXT.search(v)
+    if bad:
+        return bad.group()
+    return next((ch for ch in v if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs")), None)
 
 
 def _field_types() -> dict[str, type]:
@@ -106,19 +120,31 @@ def validate_job(kind: Any, options: Any) -> dict[str, Any]:
               isinstance(v, int) and not isinstance(v, bool) if want is int else
               isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) if want is float else
               isinstance(v, str))
+        if ok and want is int and abs(v) > _MAX_INT:
+            raise KaspError(f"option {k} of a queued run is a whole number over {_MAX_INT:,}, which no recipe needs: "
+                            "use a smaller value and launch the run again")
         if not ok:
             what = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}[want]
-            raise KaspError(f"option {k} of a queued run must be {what}, got {str(v)[:40]!r}; launch the run again")
+            raise KaspError(f"option {k} of a queued run must be {what}, got {_short(v)}; launch the run again")
         if isinstance(v, str):
-            bad = _UNSAFE_TEXT.search(v)
+            bad = _unsafe_char(v)
             why = ("is empty" if not v else f"is longer than {_MAX_TEXT} characters" if len(v) > _MAX_TEXT else
-                   "starts with '-'" if v.startswith("-") else f"holds the character {bad.group()!r}" if bad else None)
+                   "starts with '-'" if v.startswith("-") else f"holds the character {bad!r}" if bad else None)
             if why:
                 raise KaspError(f"option {k} of a queued run ({v[:40]!r}) {why}, which a queued run may not hold: "
                                 "use a value without it and launch the run again")
         clean[k] = v
     config_from_options(kind, clean)  # the recipe as a whole: ranges, choices, task (KaspError "invalid recipe")
     return clean
+
+
+def _short(v: Any) -> str:
+    """``repr`` of a value cut to 40 characters (a huge int is not even turned into text)."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > _MAX_INT:
+        return "a huge whole number"
+    if isinstance(v, (dict, list)):
+        return f"a JSON {'object' if isinstance(v, dict) else 'list'}"
+    return repr(str(v)[:40])
 
 
 def _python_m_kasp() -> list[str]:
@@ -180,10 +206,29 @@ def job_command(run: RunDir) -> list[str]:
     the run's own folder and ``--runs-dir`` the store it lies in; nothing of it is read from the store.
 
     Raises:
-        KaspError: as :func:`queued_job`.
+        KaspError: as :func:`queued_job`, or when the run's folder holds anything but plain files (a link, a
+            folder: a queued run holds only its status.json, and a link would have the run write elsewhere).
     """
     kind, options = queued_job(run.status())
+    _check_queued_folder(run)
     return _argv(kind, options, run.path, run.path.parent)
+
+
+def _check_queued_folder(run: RunDir) -> None:
+    """Refuse a queued run whose folder is a link or holds a link or a folder (what :func:`launch` writes is
+    status.json alone; a planted ``log.txt`` or ``progress.jsonl`` link would have the run append to a file
+    elsewhere, a planted ``resume-*`` folder would be trained from)."""
+    if run.path.is_symlink():
+        raise KaspError("its folder is a link to elsewhere: nothing was run; copy the run into the store instead")
+    try:
+        entries = list(os.scandir(run.path))
+    except OSError as e:
+        raise KaspError(f"its folder cannot be read ({e.strerror or type(e).__name__}): nothing was run") from None
+    for e in entries:
+        if e.is_symlink() or not e.is_file(follow_symlinks=False):
+            what = "a link" if e.is_symlink() else "a folder" if e.is_dir(follow_symlinks=False) else "not a plain file"
+            raise KaspError(f"its folder holds {e.name[:60]!r}, {what}, which a queued run never has: nothing was run; "
+                            "launch it again from the Prune page")
 
 
 def active_runs(store: str | Path | None = None) -> list[RunDir]:
@@ -252,6 +297,10 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
     from kasp.config import config_from_options
 
     options = validate_job(kind, options)
+    for k in ("model", "teacher"):  # a relative folder means the app's working directory, not the worker's
+        v = options.get(k)
+        if isinstance(v, str) and v != "default" and not os.path.isabs(v) and Path(v).exists():
+            options[k] = str(Path(v).resolve())
     cfg = config_from_options(kind, options)
     store = Path(store or runs_dir())
     store.mkdir(parents=True, exist_ok=True)
@@ -279,8 +328,15 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
     except Timeout:
         raise KaspError(f"the run queue of {store} is locked by another process ({store / '.queue.lock'}); "
                         "try again in a moment") from None
+    except IsADirectoryError:
+        raise _lock_is_a_folder(store) from None
     pump(store)
     return run
+
+
+def _lock_is_a_folder(store: Path) -> KaspError:
+    return KaspError(f"the run queue's lock file {store / '.queue.lock'} is a folder: nothing was started; remove it "
+                     f"(rmdir {store / '.queue.lock'}) and try again")
 
 
 def queue_lock(store: str | Path, timeout: float = 60):
@@ -313,6 +369,8 @@ def pump(store: str | Path | None = None) -> list[RunDir]:
     except Timeout:
         raise KaspError(f"the run queue of {store} is locked by another process ({store / '.queue.lock'}); "
                         "try again in a moment") from None
+    except IsADirectoryError:
+        raise _lock_is_a_folder(store) from None
 
 
 def advance_queue(store: str | Path | None = None) -> list[RunDir]:
@@ -359,7 +417,8 @@ def _start_queued(store: Path) -> list[RunDir]:
             continue
         if free <= 0:
             continue
-        log = open(run.path / "log.txt", "ab")
+        fd = os.open(run.path / "log.txt", os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        log = os.fdopen(fd, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
@@ -379,11 +438,22 @@ def cancel(run: RunDir) -> None:
         run.set_status("cancelled", error="cancelled before it started", finished=time.time())
     elif state == "running":
         pid = run.status().get("pid")
+        if not _is_kasp_process(pid):  # a reused or planted pid: never signal a process that is not a KASP run
+            run.set_status("cancelled", error=f"its process (pid {pid}) is not a KASP run any more: nothing was "
+                           "signalled", finished=time.time())
+            return
         run.set_status("running", cancel_requested=True)
         try:
             os.kill(int(pid), signal.SIGTERM)
         except (ProcessLookupError, TypeError, ValueError):
             run.set_status("cancelled", error="the process had already exited", finished=time.time())
+
+
+def _is_kasp_process(pid: Any) -> bool:
+    """Whether ``pid`` is a running ``kasp`` command (:func:`kasp.runs.is_kasp_process`)."""
+    from kasp.runs import is_kasp_process
+
+    return is_kasp_process(pid)
 
 
 def delete(run: RunDir) -> None:
@@ -394,11 +464,17 @@ def delete(run: RunDir) -> None:
     """
     if run.state() in ("queued", "running"):
         raise KaspError(f"{run.id} is {run.state()}: cancel it before deleting it")
+    if run.path.is_symlink():  # a folder linked in from elsewhere: remove the link, never what it points to
+        run.path.unlink()
+        return
     shutil.rmtree(run.path)
 
 
 def log_tail(run: RunDir, lines: int = 20) -> str:
     """The last lines of a run's subprocess output (for the error panel of a failed run)."""
+    p = run.path / "log.txt"
+    if p.is_symlink() or (p.exists() and not p.is_file()):  # never a server file through a link, never a FIFO
+        return "(log.txt is a link or not a plain file, which KASP never writes: not shown)"
     try:
         text = (run.path / "log.txt").read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:

@@ -83,8 +83,8 @@ def check_checkpoint_dir(path: str | Path) -> None:
         raise KaspError(f"{p} has no config.json: not a Hugging Face checkpoint directory")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise KaspError(f"{cfg_path} is not valid JSON ({e}); the checkpoint is corrupt") from None
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, a number over 4,300 digits, nested too deeply
+        raise KaspError(f"{cfg_path} is not valid JSON ({str(e)[:200]}); the checkpoint is corrupt") from None
     if not isinstance(cfg, dict):
         raise KaspError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not an object; the checkpoint is corrupt")
     model_type = cfg.get("model_type")
@@ -104,6 +104,16 @@ def check_checkpoint_dir(path: str | Path) -> None:
 def _find(shapes: dict[str, tuple[int, ...]], suffix: str) -> tuple[str, tuple[int, ...]] | None:
     for k, t in shapes.items():
         if k == suffix or k.endswith("." + suffix):
+            return k, t
+    return None
+
+
+def head_weight(shapes: dict[str, tuple[int, ...]]) -> tuple[str, tuple[int, ...]] | None:
+    """(name, shape) of the classification head's output matrix (``classifier.weight``, or RoBERTa's and
+    ELECTRA's ``classifier.out_proj.weight``; never DistilBERT's ``pre_classifier``), or None."""
+    for k, t in shapes.items():
+        if len(t) == 2 and (k in ("classifier.weight", "classifier.out_proj.weight")
+                            or k.endswith((".classifier.weight", ".classifier.out_proj.weight"))):
             return k, t
     return None
 
@@ -146,6 +156,14 @@ def check_shapes(state: dict[str, Any], config: dict[str, Any], where: str | Pat
     n_layers = config.get("num_hidden_layers")
     if layers and n_layers is not None and max(layers) + 1 != n_layers:
         raise bad("num_hidden_layers", n_layers, max(layers) + 1, "encoder.layer.* tensors")
+    head = head_weight(state)
+    labels = config.get("id2label")
+    n_labels = len(labels) if isinstance(labels, dict) and labels else config.get("num_labels")
+    if head is not None and isinstance(n_labels, int) and head[1][0] != n_labels:
+        raise KaspError(f"{where}: config.json names {n_labels} label(s) (id2label / num_labels) but the weights' "
+                        f"classification head has {head[1][0]} output(s) ({head[0]} {list(head[1])}); the weights and "
+                        "config.json disagree. Make id2label and label2id list one name per output, or re-save the "
+                        "model with save_pretrained.")
     heads = config.get("num_attention_heads")
     if hidden and heads and hidden % heads:
         raise KaspError(f"{where}: config.json's hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
@@ -206,12 +224,14 @@ def load_config(name: str):
     return cfg
 
 
-_WRAPPERS = ("module.", "model.")  # DistributedDataParallel / DataParallel; PyTorch Lightning's self.model
+#: prefixes a training wrapper puts before every weight name, and where each comes from (longest first)
+_WRAPPERS = {"base_model.model.": "PEFT's PeftModel", "_orig_mod.": "torch.compile",
+             "module.": "DistributedDataParallel / DataParallel", "model.": "PyTorch Lightning's self.model"}
 
 
 def wrapper_prefix(keys: Iterable[str]) -> str | None:
-    """The training wrapper's prefix that every weight name carries ("module.", "model.", or nested such
-    as "module.model."), or None. Hugging Face names start with the model's own parts ("bert.",
+    """The training wrapper's prefix that every weight name carries ("module.", "model.", "_orig_mod.",
+    "base_model.model.", or nested such as "module._orig_mod."), or None. Hugging Face names start with the model's own parts ("bert.",
     "classifier.", ...), so such a prefix means the state dict was saved from the wrapper."""
     keys = list(keys)
     prefix = ""
@@ -231,11 +251,16 @@ def check_wrapper_prefix(keys: Iterable[str], where: str | Path) -> None:
     """
     prefix = wrapper_prefix(keys)
     if prefix:
+        rest, whose = prefix, []
+        while rest:
+            w = next(w for w in _WRAPPERS if rest.startswith(w))
+            whose.append(f"{_WRAPPERS[w]}'s {w!r}")
+            rest = rest[len(w):]
         raise KaspError(f"{where}: every weight name starts with {prefix!r} (the state dict of a training wrapper: "
-                        "DistributedDataParallel's 'module.', PyTorch Lightning's 'model.'), so transformers would load "
-                        "none of them. Strip the prefix once and save again, e.g. "
+                        f"{' inside '.join(whose)}), so transformers would load none of them. Strip the prefix once and save again, e.g. "
                         f"model.load_state_dict({{k.removeprefix({prefix!r}): v for k, v in state.items()}}); "
-                        "model.save_pretrained(dir); or save the unwrapped model (ddp.module / lightning_module.model).")
+                        "model.save_pretrained(dir); or save the unwrapped model (ddp.module, lightning_module.model, "
+                        "compiled._orig_mod, peft_model.merge_and_unload()).")
 
 
 def load_classifier(name: str, num_labels: int | None = None, eager_attention: bool = False) -> nn.Module:
@@ -275,8 +300,7 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
             cfg_dict = {}
         check_shapes(shapes, cfg_dict, name)  # e.g. config 1 layer, weights 2: never load half of the model
         if num_labels is not None:  # a trained head of another size: name both (transformers says "see the report")
-            head = next((v for k, v in shapes.items()
-                         if k.endswith(("classifier.weight", "classifier.out_proj.weight")) and len(v) == 2), None)
+            head = (head_weight(shapes) or (None, None))[1]
             if head is not None and head[0] != num_labels:
                 raise KaspError(f"{name} has a classification head with {head[0]} output(s), but this task needs "
                                 f"{num_labels}: it was fine-tuned for another task. Give the pre-trained model (without "
@@ -542,7 +566,12 @@ def check_problem_type(config: Any, task: "GlueTask", name: str | Path = "the ch
         return
     kinds = {SINGLE_LABEL: "a single-label classifier (softmax over the classes)",
              MULTI_LABEL: "a multi-label classifier (one sigmoid per label)", REGRESSION: "a regression head (one score)"}
-    raise KaspError(f"{name} is {kinds.get(got, repr(got))} (config.json problem_type {got!r}), but task {task.name} "
+    if got not in kinds:  # a value transformers does not know: say so rather than "is 'weird'"
+        raise KaspError(f"{name}: config.json's problem_type {str(got)[:40]!r} is none of transformers' "
+                        f"{', '.join(map(repr, kinds))}, so KASP cannot tell how its outputs are read. Set it to {want!r} "
+                        f"if it was trained for {task.name} with "
+                        f"{'mean squared error' if want == REGRESSION else 'softmax cross-entropy'}, or remove it.")
+    raise KaspError(f"{name} is {kinds[got]} (config.json problem_type {got!r}), but task {task.name} "
                     f"needs {kinds[want]} ({want!r}): its outputs would be read as another statistic. Use a checkpoint "
                     f"fine-tuned for {task.name} (kasp finetune --task {task.name}); if this one was in fact trained with "
                     f"{'mean squared error' if want == REGRESSION else 'softmax cross-entropy'}, set problem_type to {want!r} "

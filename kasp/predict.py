@@ -74,6 +74,25 @@ def logits_for(checkpoint: str | Path, task: GlueTask, df: pd.DataFrame) -> np.n
     return predict(model, enc, 64, "cpu", tok.pad_token_id or 0).numpy()
 
 
+def cut_warnings(models: dict[str, str | Path], task_name: str) -> list[str]:
+    """One warning per model whose inputs are cut below :data:`MAX_SEQ_LENGTH` (a tokenizer with a small
+    ``model_max_length``, or a short position table), naming the model and the limit that won
+    (:func:`kasp.data.length_warning`); models that cannot be loaded are skipped (the table says why)."""
+    from kasp.data import input_length, length_warning
+    from kasp.errors import KaspError
+
+    task, out = get_task(task_name), []
+    for label, path in models.items():
+        try:
+            _, tok = load_for_prediction(path, task)
+        except KaspError:
+            continue
+        warning = length_warning(input_length(tok, MAX_SEQ_LENGTH))
+        if warning:
+            out.append(f"{label}: {warning}")
+    return out
+
+
 def gold_label(task_name: str, text_a: str, text_b: str | None = None) -> float | int | None:
     """The dev set's label of this exact sentence (pair), or None when it is not a dev example."""
     dev = _dev(task_name)

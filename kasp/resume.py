@@ -24,6 +24,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -200,14 +201,21 @@ def prepare_run(run_path: str | Path) -> tuple[dict[str, Any], Path]:
             a final checkpoint without a report or resume state (killed at the end by an older KASP).
     """
     run = RunDir(Path(run_path))
-    if not (run.path / "config.json").is_file():
-        raise KaspError(f"--resume {run.path}: not a KASP run directory (no config.json)")
-    state = run.state()
+    has_status = (run.path / "status.json").exists()
+    state = run.state() if has_status else None
+    # the state first: a queued run (the app's, not started yet) has no config.json, and is a KASP run
     if state == "done":
         raise KaspError(f"--resume {run.path}: the run has already finished; nothing to resume")
-    if state in ("running", "queued"):
-        raise KaspError(f"--resume {run.path}: the run is still {state} (pid {run.status().get('pid')}); "
+    if state == "queued":
+        raise KaspError(f"--resume {run.path}: the run is queued and has not started, so there is nothing to resume; "
+                        "`kasp worker` (or the Prune page) starts it, or cancel it on the Prune page")
+    if state == "running":
+        raise KaspError(f"--resume {run.path}: the run is still running (pid {run.status().get('pid')}); "
                         "cancel it first")
+    if state == "damaged":
+        raise KaspError(f"--resume {run.path}: {run.status().get('error')}")
+    if not (run.path / "config.json").is_file():
+        raise KaspError(f"--resume {run.path}: not a KASP run directory (no config.json)")
     run.remove_leftovers()  # a killed save's temporary copies, resume states resume.json does not name
     state_dir = latest(run.path)
     if state_dir is None and (run.checkpoint / "config.json").is_file():
@@ -249,11 +257,26 @@ def finish_complete(run_path: str | Path) -> dict[str, Any] | None:
     if rep is None:
         return None
     run = RunDir(Path(run_path))
+    _finish_card(run, rep)
     run.set_status("done", step=rep.get("steps"), total_steps=rep.get("steps"), finished=time.time(),
                    wall_seconds=rep.get("wall_seconds"), error=None,
                    note="stopped after saving its checkpoint and report; marked done by --resume, nothing retrained")
     discard(run.path)
     return rep
+
+
+def _finish_card(run: RunDir, report: dict[str, Any]) -> None:
+    """Write the model card (README.md and config.json's ``kasp`` block) of a complete run killed before or
+    while it wrote them (they come after the report), so that its checkpoint tells what it is like any other."""
+    from kasp.card import CARD_FILE, read_card_facts, write_model_card
+
+    config = read_json(run.checkpoint / "config.json", {}, kind=dict)
+    if (run.checkpoint / CARD_FILE).is_file() and read_card_facts(config):
+        return
+    try:
+        write_model_card(run.checkpoint, report, run.recipe(), run.config().get("provenance"))
+    except KaspError as e:
+        print(f"kasp: warning: {run.id}: its model card could not be written ({e})", file=sys.stderr)
 
 
 def discard(run_path: str | Path) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kasp.data import collate, encode, get_task, load_split
+from kasp.data import collate, encode, get_task, input_length, load_split
 from kasp.distill import ScoreCapture, layer_map
 from kasp.errors import KaspError
 from kasp.modeling import cap_length, load_classifier, load_for_task, load_tokenizer, resolve_model
@@ -56,6 +56,8 @@ class Retention:
     teacher: str
     student: str
     task: str
+    #: the effective input length and which limit set it (:func:`kasp.data.input_length`); None in old caches
+    input_length: dict[str, Any] | None = None
 
     @property
     def mean_similarity(self) -> float:
@@ -134,6 +136,7 @@ def compare(teacher_path: str, student_path: str, task_name: str, samples: int =
     amap, hmap = layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
     df = load_split(task, split).head(samples)
     data = encode(df, tok_t, max_seq_length)
+    length = input_length(tok_t, max_seq_length)  # said with the measures (a short tokenizer cuts silently otherwise)
     H = student.config.num_attention_heads
     L = len(amap)
     mse_sum = torch.zeros(L, H, dtype=torch.float64)
@@ -182,7 +185,8 @@ def compare(teacher_path: str, student_path: str, task_name: str, samples: int =
     return Retention(
         score_mse=(mse_sum / pair_count).tolist(), similarity=(1.0 - js_sum / row_count).tolist(),
         cka=[linear_cka(torch.cat(a), torch.cat(b)) for a, b in zip(hid_t, hid_s)],
-        agreement=agreement, kl=kl, prediction_mse=pmse, samples=len(data), teacher=tp, student=sp, task=task.name)
+        agreement=agreement, kl=kl, prediction_mse=pmse, samples=len(data), teacher=tp, student=sp, task=task.name,
+        input_length=length)
 
 
 def run_retention(run_dir: str | Path, samples: int = 256, refresh: bool = False) -> dict[str, Any]:

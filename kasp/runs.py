@@ -64,6 +64,22 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 _WARNED: set[tuple[str, str]] = set()
+#: why a run file that is a symbolic link is not read (it could point at any file of the server)
+_SPECIAL = "is a pipe, socket or device, not a file (reading it could wait for ever), so it is not read"
+
+
+def _special(p: Path) -> bool:
+    """Whether ``p`` exists and is neither a regular file nor a directory (a FIFO would block a read)."""
+    import stat
+
+    try:
+        mode = os.stat(p).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+_LINK = "is a link, which KASP never writes (it could point at any file of this machine), so it is not read"
 
 
 def warn_damaged(path: str | Path, why: str) -> str:
@@ -84,6 +100,10 @@ def json_problem(path: str | Path, kind: type | None = dict) -> tuple[Any, str |
     exist, else (None, why it is damaged): not a regular file (a directory), unreadable, not UTF-8,
     empty, NUL bytes, not JSON, or JSON of another shape (a list where a dict belongs)."""
     p = Path(path)
+    if p.is_symlink():  # KASP writes files in place (os.replace), never links: a planted link is not followed
+        return None, _LINK
+    if _special(p):
+        return None, _SPECIAL
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
@@ -102,9 +122,16 @@ def json_problem(path: str | Path, kind: type | None = dict) -> tuple[Any, str |
         return None, "is not UTF-8 text"
     except json.JSONDecodeError as e:
         return None, f"is not valid JSON ({e.msg} at line {e.lineno})"
+    except (ValueError, RecursionError) as e:  # a number of over 4,300 digits; arrays nested thousands deep
+        return None, f"is not JSON that KASP writes ({_json_limit(e)})"
     if kind is not None and not isinstance(value, kind):
         return None, f"holds a JSON {type(value).__name__}, not a {kind.__name__}"
     return value, None
+
+
+def _json_limit(e: BaseException) -> str:
+    """What a JSON parser's limit error means, in a few words."""
+    return "nested too deeply" if isinstance(e, RecursionError) else "a number too long to read"
 
 
 def read_json(path: str | Path, default: Any = None, kind: type | None = None) -> Any:
@@ -122,6 +149,10 @@ def jsonl_problem(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
     gives ([], None); an unfinished last line (a live writer's, or a file cut short) is skipped silently."""
     out: list[dict[str, Any]] = []
     p = Path(path)
+    if p.is_symlink():
+        return out, _LINK
+    if _special(p):
+        return out, _SPECIAL
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
@@ -139,7 +170,7 @@ def jsonl_problem(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
             continue
         try:
             rec = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: JSONDecodeError, huge numbers
             rec = None
         if isinstance(rec, dict):
             out.append(rec)
@@ -282,6 +313,8 @@ class RunDir:
         Returns:
             the names removed (empty when there was nothing to remove).
         """
+        if self.path.is_symlink():  # a folder linked in from elsewhere: nothing outside the store is removed
+            return []
         try:
             names = [e.name for e in os.scandir(self.path)]
         except OSError:
@@ -336,6 +369,13 @@ class RunDir:
         """status.json as written; a "running" run whose process is gone reads as ended (see :meth:`state`),
         with an ``error`` saying so when it was not cancelled."""
         status = self._stored_status()
+        if status.get("state") in ("queued", "running") and self.path.is_symlink():
+            # a folder linked in from elsewhere: the queue never starts it, nothing waits for it
+            return dict(status, state="failed", error=f"not started: its folder is a link to {_target(self.path)}, "
+                        "outside the run store; the queue starts only runs inside the store (copy the run instead)")
+        if status.get("state") == "running" and not _valid_pid(status.get("pid")):
+            return dict(status, state="failed", error=f"its status says running but names no valid process id "
+                        f"({str(status.get('pid'))[:20]!r}): not written by KASP, nothing waits for it")
         if status.get("state") == "running" and not _pid_alive(status.get("pid")):
             status = dict(status)
             if status.get("cancel_requested"):
@@ -353,6 +393,8 @@ class RunDir:
         """status.json as stored; a damaged one reads as state "damaged" with the reason in ``error``
         (such a run is listed and named, never started, resumed or trusted)."""
         value, why = json_problem(self.path / "status.json")
+        if not why and value and "state" in value and (not isinstance(value["state"], str) or value["state"] not in STATES):
+            why = f"holds an unknown state {str(value['state'])[:40]!r} (one of {', '.join(STATES)})"
         if why:
             return {"state": DAMAGED, "error": warn_damaged(self.path / "status.json", why)}
         return value or {}
@@ -380,9 +422,39 @@ class RunDir:
         return out
 
 
+def _target(path: Path) -> str:
+    try:
+        return str(os.readlink(path))[:200]
+    except OSError:
+        return "elsewhere"
+
+
+def _valid_pid(pid: Any) -> bool:
+    """A process id KASP writes: a whole number above 0 (never a bool, 0 or -1, which ``kill`` reads as the
+    process group or every process); 1 only when process 1 is a ``kasp`` command (a container's only process),
+    never the system's init."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid < 1:
+        return False
+    return pid != 1 or is_kasp_process(1)
+
+
+def is_kasp_process(pid: Any) -> bool:
+    """Whether ``pid`` is a running ``kasp`` command (``python -P -m kasp ...``, the ``kasp`` script), read from
+    /proc; where there is no /proc, any whole number above 0 passes."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid < 1:
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
+    except OSError:
+        return True
+    return any(a == b"kasp" or a.endswith(b"/kasp") or b"run_module('kasp'" in a for a in argv[:6])
+
+
 def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return True  # unknown: trust the recorded state
+    if not _valid_pid(pid):
+        return True  # unknown: trust the recorded state (RunDir.status reads a running run without one as failed)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

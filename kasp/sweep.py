@@ -151,6 +151,10 @@ def load_results(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise KaspError(f"{p} is not valid JSON ({e.msg}, line {e.lineno}): restore it from git, or move it "
                         "aside and run the sweep again") from None
+    except (ValueError, RecursionError) as e:  # a number over 4,300 digits, arrays nested thousands deep
+        why = "nested too deeply" if isinstance(e, RecursionError) else "a number too long to read"
+        raise KaspError(f"{p} is not a results file KASP writes ({why}): restore it from git, or move it "
+                        "aside and run the sweep again") from None
     return validate_results(data, str(p))
 
 
@@ -470,7 +474,7 @@ def parse_overrides(items: Iterable[str]) -> tuple[tuple[str, Any], ...]:
             raise KaspError(f"--set {key}: the sweep sets {key} itself; use its own flag (kasp sweep --help)")
         try:
             value = json.loads(raw)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON (a plain word), or JSON beyond the parser's limits
             value = raw
         out.append((key, value))
     return tuple(out)

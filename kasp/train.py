@@ -287,7 +287,12 @@ def _keep_mask_setup(cfg: RunConfig, model: nn.Module, main: bool = True) -> Mas
     if cfg.kind != "finetune":
         return None
     if cfg.keep_sparsity:
-        return MaskKeeper(model)
+        keeper = MaskKeeper(model)
+        if main and keeper.sparsity == 0:  # a dense start: the flag keeps nothing, and the card would say "yes"
+            log.warning("kasp: warning: --keep-sparsity: --model %s has no zeros in its encoder linear weights "
+                        "(0.00 %% sparse), so there is nothing to keep and the run fine-tunes it densely; give a pruned "
+                        "checkpoint (a `kasp prune` run) or drop --keep-sparsity", cfg.model)
+        return keeper
     start = sparsity_summary(model)["pruned_sparsity"]
     if main and start > SPARSE_WARN_THRESHOLD:
         log.warning("kasp: warning: %s", keep_sparsity_warning(start, f"--model {cfg.model}"))

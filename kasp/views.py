@@ -798,19 +798,30 @@ def checkpoint_zip(run: RunDir) -> bytes:
     The checkpoint carries its model card (``README.md``) and the ``kasp`` block of ``config.json``
     (:mod:`kasp.card`); the run's ``report.json`` goes beside them as ``<run id>/report.json``.
 
+    Only plain files go in: a link (to a file anywhere on the server, planted in a copied run) or a folder
+    inside ``checkpoint/`` is left out, and a checkpoint folder that is itself a link is refused, so the
+    download never carries a file from outside the run.
+
     Raises:
-        KaspError: when the run has no checkpoint (not finished, or cancelled).
+        KaspError: when the run has no checkpoint (not finished, or cancelled), or its checkpoint folder is a link.
     """
     import io
     import zipfile
 
     if not run.checkpoint.is_dir():
         raise KaspError(f"{run.id} has no checkpoint: only a finished run has one")
+    if run.checkpoint.is_symlink():
+        raise KaspError(f"{run.id}: its checkpoint folder is a link to elsewhere; it is not offered for download")
+
+    def plain(p: Path) -> bool:
+        return not p.is_symlink() and p.is_file()
+
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in sorted(run.checkpoint.iterdir()):
-            zf.write(f, arcname=f"{run.id}/{f.name}")
-        if (run.path / "report.json").is_file() and not (run.checkpoint / "report.json").exists():
+            if plain(f):
+                zf.write(f, arcname=f"{run.id}/{f.name}")
+        if plain(run.path / "report.json") and not (run.checkpoint / "report.json").exists():
             zf.write(run.path / "report.json", arcname=f"{run.id}/report.json")
     return buf.getvalue()
 

@@ -9,7 +9,7 @@ from kasp.analysis import analyse, inspect_warnings
 from kasp.card import CARD_FILE, card_summary
 from kasp.checkpoint import fingerprint
 from kasp.data import shipped_splits
-from kasp.errors import KaspError
+from kasp.errors import KaspError, os_error_message
 from kasp.evaluate import evaluate_checkpoint, evaluation_notes
 from kasp.metrics import format_metrics
 from kasp.figures import parameter_groups_bar, size_table, sizes_bar, sparsity_heatmap
@@ -94,9 +94,9 @@ if info.get("card"):
                "below measure this checkpoint's weights).")
     st.markdown("\n".join(f"- {line}" for line in card_summary(card)))
     readme = Path(info["path"]) / CARD_FILE
-    if readme.is_file():
+    if readme.is_file() and not readme.is_symlink():  # never a server file through a planted link
         with st.expander("Model card (README.md)"):
-            st.markdown(readme.read_text(encoding="utf-8").split("---\n", 2)[-1])
+            st.markdown(readme.read_text(encoding="utf-8", errors="replace").split("---\n", 2)[-1])
 
 st.subheader("Architecture")
 c = st.columns(5)
@@ -194,6 +194,12 @@ else:
             st.session_state["latency_result"] = (info["path"], res)
         except KaspError as e:
             st.error(str(e))
+        except OSError as e:  # the temporary folder's disk full or read-only: one line, never a traceback
+            st.error(f"The latency could not be measured: {os_error_message(e)}.")
+        except Exception as e:  # noqa: BLE001 - the exporter or ONNX Runtime failed on this model: one line
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            st.error(f"The latency could not be measured: the ONNX export or ONNX Runtime failed on this checkpoint "
+                     f"({type(e).__name__}: {first}). `kasp export CHECKPOINT OUT --format onnx` shows the same.")
         note.empty()
     held = st.session_state.get("latency_result")
     if held and held[0] == info["path"]:

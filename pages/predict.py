@@ -5,7 +5,7 @@ import streamlit as st
 from kasp import urlstate
 from kasp.data import get_task
 from kasp.errors import KaspError
-from kasp.predict import dev_example, disagreements, prediction_runs, predict_texts
+from kasp.predict import cut_warnings, dev_example, disagreements, prediction_runs, predict_texts
 from kasp.sweep import shipped_sweep_path
 from kasp.views import dev_examples_frame, load_precomputed, metric_axis, shipped_scores
 
@@ -133,6 +133,8 @@ except KaspError as e:
 fmt = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
        for c in table.columns if c.startswith("P(")}
 st.dataframe(table, hide_index=True, width="stretch", column_config=fmt, key="predict_table")
+for w in cut_warnings(models, task):  # a short tokenizer cuts the sentence: said, never silent
+    st.warning(w, icon=":material/content_cut:")
 gold = table["gold"].iloc[0]
 st.caption("Source: live predictions of the checkpoints in this machine's run store. "
            + (f"Gold label ({T.folder} dev): **{gold}**." if gold is not None else "Not a dev example: no gold label."))

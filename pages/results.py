@@ -174,7 +174,10 @@ if run is not None:
                            mime="application/json", help="The run's report.json: metrics, sparsity, timings.")
     if run.checkpoint.is_dir():
         if c2.button("Prepare checkpoint download", help="Zip the checkpoint directory (safetensors, config, tokenizer, model card README.md) with the run's report.json."):
-            st.session_state["zip"] = (rid, checkpoint_zip(run))
+            try:
+                st.session_state["zip"] = (rid, checkpoint_zip(run))
+            except KaspError as e:
+                c2.error(str(e))
         if st.session_state.get("zip", (None,))[0] == rid:
             c2.download_button("Download checkpoint (.zip)", st.session_state["zip"][1], file_name=f"{rid}.zip",
                                mime="application/zip")

@@ -127,3 +127,92 @@ def test_card_refuses_a_report_without_its_facts(tmp_path):
     with pytest.raises(KaspError, match="lacks metrics"):
         write_model_card(tmp_path, {"task": "sst2", "kind": "prune", "method": "kasp", "main_metric": "accuracy",
                                     "sparsity": {}}, {})
+
+
+# --- undefined metrics and damaged blocks (issue 26 kinds 3 and 7, on issue 28's card) -------------
+
+def _report(task: str, main: str, metrics: dict) -> dict:
+    return {"task": task, "kind": "prune", "method": "kasp", "main_metric": main, "metrics": metrics,
+            "sparsity": {"pruned_sparsity": 0.9, "overall_sparsity": 0.4}, "target_sparsity": 0.9, "steps": 10,
+            "wall_seconds": 60.0}
+
+
+def test_the_card_never_shows_an_undefined_metric_as_a_number_and_says_glues_convention():
+    from kasp.card import card_facts, card_summary, render_card
+    from kasp.metrics import glue_metrics
+
+    stsb = card_facts(_report("stsb", "pearson", {**glue_metrics("correlation", [0.5] * 4, [1, 2, 3, 4]), "n": 4}),
+                      {"seed": 1})
+    lines = "\n".join(card_summary(stsb))
+    assert "dev Pearson correlation: undefined (constant predictions) on 4 dev examples" in lines, lines
+    assert "| dev Pearson correlation | undefined (constant predictions) on 4 dev examples |" in render_card(stsb)
+    assert "?" not in lines.split("dev ")[1].split("\n")[0]
+    cola = card_facts(_report("cola", "mcc", {**glue_metrics("mcc", [1] * 4, [0, 1, 0, 1]), "n": 4}), {"seed": 1})
+    assert "0.00 ×100 (constant predictions: GLUE's convention) on 4" in "\n".join(card_summary(cola))
+    assert "0.00 ×100 (constant predictions: GLUE's convention) on 4" in render_card(cola)
+
+
+@pytest.mark.parametrize("change", [{"teacher": "somewhere"}, {"task": None}, {"task": "nosuch"}, {"metric": [1]},
+                                    {"sparsity": "x"}, {"recipe": [1]}])
+def test_a_damaged_kasp_block_is_named_never_a_traceback(pruned_run, tmp_path, capsys, change):
+    ck = tmp_path / "ck"
+    shutil.copytree(pruned_run.checkpoint, ck)
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["kasp"].update(change)
+    (ck / "config.json").write_text(json.dumps(cfg))
+    assert main(["inspect", str(ck)]) == 0
+    out = capsys.readouterr().out
+    assert "config.json's `kasp` block is damaged" in out and "made by KASP" not in out
+    assert "per-matrix sparsity" in out  # the measured figures are still shown
+
+
+@pytest.mark.parametrize("change", [{"metric": {"name": "accuracy", "value": "high"}},
+                                    {"sparsity": {"encoder_linear": "x", "target": float("nan")}},
+                                    {"wall_seconds": float("nan")}, {"metric": {"name": "accuracy", "value": float("nan")}}])
+def test_odd_values_in_a_kasp_block_are_shown_as_unknown(pruned_run, tmp_path, capsys, change):
+    ck = tmp_path / "ck"
+    shutil.copytree(pruned_run.checkpoint, ck)
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["kasp"].update(change)
+    (ck / "config.json").write_text(json.dumps(cfg))
+    assert main(["inspect", str(ck)]) == 0
+    out = capsys.readouterr().out
+    made = out.split("made by KASP")[1].split("KASP recipe")[0]
+    assert "nan" not in made.lower(), made
+
+
+def test_the_inspect_page_shows_a_card_that_is_not_utf8(pruned_run, tmp_path, monkeypatch):
+    from conftest import open_page
+
+    run = RunDir.create(tmp_path / "store" / "r")
+    shutil.copytree(pruned_run.checkpoint, run.checkpoint)
+    run.set_status("done")
+    (run.checkpoint / "README.md").write_bytes(b"---\nx: 1\n---\n\xff\xfe caf\xe9 \x00")
+    at = open_page("inspect.py", tmp_path / "store", monkeypatch)
+    assert any("What this checkpoint says about itself" in h.value for h in at.subheader)
+
+
+def test_the_results_download_never_carries_a_file_from_outside_the_run(pruned_run, tmp_path):
+    """A run copied into the store with links planted in it (checkpoint/secret -> a server file, report.json ->
+    another): the zip holds the run's own plain files only; a checkpoint folder that is a link is refused."""
+    from kasp.errors import KaspError
+    from kasp.views import checkpoint_zip
+
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY")
+    run = RunDir(tmp_path / "store" / "copied")
+    shutil.copytree(pruned_run.path, run.path)
+    (run.checkpoint / "secret.txt").symlink_to(secret)
+    (run.path / "report.json").unlink()
+    (run.path / "report.json").symlink_to(secret)
+    (run.checkpoint / "sub").mkdir()
+    data = checkpoint_zip(run)
+    assert b"PRIVATE KEY" not in data and b"PRIVATE KEY" not in b"".join(
+        zipfile.ZipFile(io.BytesIO(data)).read(n) for n in zipfile.ZipFile(io.BytesIO(data)).namelist())
+    names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    assert f"{run.id}/model.safetensors" in names and f"{run.id}/secret.txt" not in names and f"{run.id}/sub/" not in names
+    linked = RunDir(tmp_path / "store" / "linked")
+    linked.path.mkdir()
+    (linked.path / "checkpoint").symlink_to(pruned_run.checkpoint)
+    with pytest.raises(KaspError, match="checkpoint folder is a link"):
+        checkpoint_zip(linked)

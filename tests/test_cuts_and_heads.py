@@ -95,6 +95,29 @@ def test_a_classifier_problem_type_is_refused_for_sts_b():
     check_problem_type(SimpleNamespace(problem_type=None), get_task("stsb"), "ckpt")  # unset: the head size decides
 
 
+@pytest.mark.parametrize("pt", ["weird", 3])
+def test_an_unknown_problem_type_is_named_as_unknown(tiny_sst2, tmp_path, capsys, pt):
+    odd = _with_config(tiny_sst2, tmp_path / "odd", problem_type=pt)
+    assert main(["evaluate", str(odd), "--task", "sst2", "--max-eval-samples", "4"]) == 2
+    err = capsys.readouterr().err
+    assert f"config.json's problem_type {str(pt)!r} is none of transformers'" in err and "is 'weird'" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_id2label_of_another_size_than_the_head_names_both(tiny_sst2, tmp_path, capsys):
+    """config.json names 3 labels, the head has 2 outputs: every command names both (transformers says only
+    "look at the above report"), and export writes nothing."""
+    three = _with_config(tiny_sst2, tmp_path / "three", id2label={"0": "a", "1": "b", "2": "c"},
+                         label2id={"a": 0, "b": 1, "c": 2})
+    for argv in (["evaluate", str(three), "--task", "sst2", "--max-eval-samples", "4"], ["inspect", str(three)],
+                 ["export", str(three), str(tmp_path / "out"), "--format", "sparse"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "config.json names 3 label(s)" in err and "head has 2 output(s) (classifier.weight [2, 32])" in err, err
+        assert "above report" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_finetune_writes_the_problem_type_it_trained(tiny_store):
     cfg = json.loads((tiny_store / "teacher" / "checkpoint" / "config.json").read_text())
     assert cfg["problem_type"] == "single_label_classification"
@@ -123,7 +146,8 @@ def test_a_two_output_head_for_sts_b_names_both_sizes(tiny_sst2, tmp_path, capsy
 
 # --- item 9: a training wrapper's key prefix, non-UTF-8 files, over-long lines ----------------------
 
-@pytest.mark.parametrize("prefix", ["module.", "model.", "module.model."])
+@pytest.mark.parametrize("prefix", ["module.", "model.", "module.model.", "_orig_mod.", "base_model.model.",
+                                    "module._orig_mod."])
 def test_a_wrapper_prefix_is_named_with_the_fix_by_inspect_export_and_evaluate(tiny_sst2, tmp_path, capsys, prefix):
     import shutil
 
@@ -172,3 +196,16 @@ def test_a_line_over_the_csv_field_limit_is_named_too_long(tmp_path):
     with pytest.raises(KaspError, match=r"line 3: .*the line is too long: a field of more than 131,072 characters") as e:
         read_user_tsv(get_task("sst2"), p)
     assert "bad quoting" not in str(e.value)
+
+
+def test_kasp_attention_says_the_input_length_and_which_limit_won(tiny_sst2, tmp_path, capsys):
+    import shutil
+
+    small = tmp_path / "small-tok"
+    shutil.copytree(tiny_sst2, small)
+    _set_tokenizer_limit(small, 8)
+    assert main(["attention", str(small), str(tiny_sst2), "--task", "sst2", "--samples", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: inputs cut at 8 tokens: the tokenizer's model_max_length (8) is below --max-seq-length" in out
+    assert main(["attention", str(tiny_sst2), str(tiny_sst2), "--task", "sst2", "--samples", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_length"]["tokens"] == 128

@@ -22,7 +22,10 @@ from conftest import open_page
 from kasp.cli import main
 
 FILES = ["status.json", "report.json", "progress.jsonl", "config.json", "weights.jsonl"]
-DAMAGES = ["truncated", "emptied", "nul", "not-utf8", "json-list", "directory"]
+DAMAGES = ["truncated", "emptied", "nul", "not-utf8", "json-list", "directory", "huge-number", "nested", "link", "fifo"]
+#: what a planted link points at: a JSON file of the machine that no page or command may show
+SECRET = '{"step": 1, "state": "done", "task": "sst2", "private_key": "PRIVATE-KEY-MATERIAL"}\n'
+
 PAGES = ["overview.py", "prune.py", "results.py", "attention.py", "weights.py", "predict.py", "inspect.py"]
 
 
@@ -54,6 +57,18 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(b"\xff\xfe\xfa" + raw[3:] + b"\n\xc3\x28\n")
     elif how == "json-list":
         path.write_text("[1, 2, 3]\n")
+    elif how in ("huge-number", "nested"):  # JSON past the parser's limits (4,300 digits; recursion depth)
+        value = "9" * 5000 if how == "huge-number" else "[" * 100_000 + "]" * 100_000
+        line = b'{"step": 1, "state": "done", "x": ' + value.encode() + b"}\n"
+        path.write_bytes(raw + line + raw.splitlines(keepends=True)[-1] if path.suffix == ".jsonl" else line)
+    elif how == "link":  # a copied run with a link to a file of the server (a credentials JSON, say)
+        secret = path.parent.parent.parent / "secret.json"
+        secret.write_text(SECRET)
+        path.unlink()
+        path.symlink_to(secret)
+    elif how == "fifo":  # reading a named pipe waits for a writer for ever
+        path.unlink()
+        os.mkfifo(path)
     elif how == "directory":
         path.unlink()
         path.mkdir()
@@ -88,6 +103,7 @@ def test_store_commands_name_the_damaged_run(damaged, capsys, request):
     assert main(["runs", "--runs-dir", str(store)]) == 0
     out = capsys.readouterr()
     assert rid in out.out and "teacher" in out.out  # both runs listed
+    assert "PRIVATE-KEY" not in out.out + out.err  # a planted link is never followed
     if _named(file, how):
         assert f"damaged run {rid}: {file}" in out.out + out.err
     assert main(["runs", "--runs-dir", str(store), "--json"]) == 0
@@ -97,6 +113,7 @@ def test_store_commands_name_the_damaged_run(damaged, capsys, request):
         assert f"damaged run {rid}: {file}" in (row["error"] or "")
     if file == "status.json":
         assert row["state"] == "damaged"
+    assert "PRIVATE-KEY" not in json.dumps(rows)
     assert main(["worker", "--runs-dir", str(store), "--poll", "0.01"]) == 0
     assert "started 0 queued run(s)" in capsys.readouterr().out
 
@@ -106,7 +123,12 @@ FULL = [(p, d, f) for p in PAGES for d in DAMAGES for f in FILES if (p, d, f) no
 
 
 def _open(page: str, store: Path, monkeypatch):
-    return open_page(page, store, monkeypatch, timeout=120)
+    at = open_page(page, store, monkeypatch, timeout=120)
+    shown = []
+    for kind in ("markdown", "caption", "code", "json", "error", "warning", "info", "text", "dataframe", "table"):
+        shown += [str(e.value) for e in at.get(kind)]
+    assert not [t for t in shown if "PRIVATE-KEY" in t]  # a planted link is never followed onto a page
+    return at
 
 
 @pytest.mark.parametrize("page,how,file", PAGE_CASES, ids=[f"{p[:-3]}-{f}-{d}" for p, d, f in PAGE_CASES])
@@ -216,3 +238,48 @@ def test_the_weights_page_names_a_damaged_weights_file(base_store, tmp_path, mon
     damage(copy / rid / "weights.jsonl", "json-list")
     at = open_page("weights.py", copy, monkeypatch, timeout=120)
     assert any(f"{rid}: weights.jsonl has 1 damaged line(s)" in w.value for w in at.warning)
+
+
+@pytest.mark.parametrize("how", ["huge-number", "nested"])
+def test_results_files_and_checkpoint_configs_past_the_json_limits_are_one_line(tmp_path, capsys, how, tiny_store):
+    """A sweep results file or a checkpoint's config.json holding a number of 5,000 digits or arrays nested
+    100,000 deep (the parser's limits, not JSONDecodeError): `kasp sweep --dry-run`, `kasp inspect` and
+    `kasp evaluate` say one line, never a traceback."""
+    from kasp.resources import asset
+
+    results = tmp_path / "mrpc.json"
+    shutil.copy(asset("sweeps/mrpc.json"), results)
+    damage(results, how)
+    assert main(["sweep", "--task", "mrpc", "--dry-run", "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a results file KASP writes" in err and len(err.strip().splitlines()) == 1
+    ck = tmp_path / "ck"
+    shutil.copytree(tiny_store / "teacher" / "checkpoint", ck)
+    damage(ck / "config.json", how)
+    for argv in (["inspect", str(ck)], ["evaluate", str(ck), "--task", "sst2", "--max-eval-samples", "4"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "config.json is not valid JSON" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_planted_log_or_card_link_is_never_shown(base_store, tmp_path, monkeypatch):
+    """log.txt (shown for a failed run) and the checkpoint's README.md (the Inspect page's card) planted as links
+    to a server file: neither is followed."""
+    from kasp import jobs
+    from kasp.runs import RunDir
+
+    store, rid = base_store
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    (tmp_path / "secret.json").write_text(SECRET)
+    run = RunDir(copy / rid)
+    (run.path / "log.txt").symlink_to(tmp_path / "secret.json")
+    assert "PRIVATE-KEY" not in jobs.log_tail(run) and "is a link" in jobs.log_tail(run)
+    (run.checkpoint / "README.md").unlink()
+    (run.checkpoint / "README.md").symlink_to(tmp_path / "secret.json")
+    at = _open("inspect.py", copy, monkeypatch)
+    next(b for b in at.selectbox if b.label == "Run").set_value(rid).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("What this checkpoint says about itself" in h.value for h in at.subheader)  # this run is shown
+    assert not [e for e in at.get("expandable") if "Model card" in str(e.label)]
+    assert not [m for m in at.markdown if "PRIVATE-KEY" in m.value]

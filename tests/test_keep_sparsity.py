@@ -75,6 +75,19 @@ def test_a_dense_start_does_not_warn(tiny_store, tiny_pretrained, caplog):
     assert not caplog.records
 
 
+def test_keep_sparsity_on_a_dense_model_says_there_is_nothing_to_keep(tiny_store, tiny_pretrained, caplog):
+    from kasp.config import make_config
+    from kasp.modeling import load_classifier
+    from kasp.train import _keep_mask_setup
+
+    model = load_classifier(str(tiny_pretrained), num_labels=2)
+    with caplog.at_level(logging.WARNING, logger="kasp.train"):
+        keeper = _keep_mask_setup(make_config("finetune", task="sst2", keep_sparsity=True), model)
+    assert keeper is not None and keeper.sparsity == 0
+    msgs = [r.getMessage() for r in caplog.records if r.name == "kasp.train"]
+    assert len(msgs) == 1 and "has no zeros" in msgs[0] and "nothing to keep" in msgs[0], msgs
+
+
 def test_keep_sparsity_is_for_finetune_only(capsys):
     from kasp.config import config_from_options
 

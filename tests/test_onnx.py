@@ -104,3 +104,24 @@ def test_inspect_page_measures_latency_on_request(pruned_ckpt, tmp_path, monkeyp
     table = [d.value for d in at.dataframe if "ONNX Runtime int8 (ms)" in d.value.columns][0]
     assert list(table["batch"]) == [1, 32] and (table["PyTorch fp32 (ms)"] > 0).all()
     assert any("Measured live on this machine" in c.value and "max abs logit" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device", "/tmp/kasp-latency-x/model.onnx"),
+                                   RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Load model failed\nmore")])
+def test_the_latency_button_says_one_line_when_the_export_fails(pruned_ckpt, tmp_path, monkeypatch, error):
+    """Disk full in the temporary folder, or ONNX Runtime failing on the model: one error line, no traceback."""
+    from conftest import open_page
+    from kasp import onnx_export
+
+    def fail(*a, **k):
+        raise error
+
+    monkeypatch.setattr(onnx_export, "quick_latency", fail)
+    at = open_page("inspect.py", tmp_path, monkeypatch, timeout=180)
+    at.radio[0].set_value("A local directory").run()
+    at.text_input[0].set_value(str(pruned_ckpt)).run()
+    at.button(key="latency").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    errors = [e.value for e in at.error if "latency could not be measured" in e.value]
+    assert len(errors) == 1 and "\n" not in errors[0], [e.value for e in at.error]
+    assert ("the disk is full" in errors[0]) if isinstance(error, OSError) else "Load model failed" in errors[0]

@@ -129,3 +129,20 @@ def test_predict_page_without_runs_says_so(tmp_path, monkeypatch):
     at = _page(tmp_path, monkeypatch)
     text = " ".join(i.value for i in at.info)
     assert "No finished SST-2 run with a checkpoint" in text and "cannot predict here" in text
+
+
+def test_predict_page_says_when_a_short_tokenizer_cuts_the_sentence(pred_store, tmp_path, monkeypatch):
+    """A student whose tokenizer_config.json says model_max_length 8: its prediction is of the first 8 tokens,
+    and the page says so, naming the student and the limit (issue 26, every cut is said)."""
+    import json
+
+    store = tmp_path / "store"
+    shutil.copytree(pred_store, store)
+    cfg_path = store / "mag80" / "checkpoint" / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["model_max_length"] = 8
+    cfg_path.write_text(json.dumps(cfg))
+    at = _page(store, monkeypatch)
+    warnings = [w.value for w in at.warning if "inputs cut at 8 tokens" in w.value]
+    assert len(warnings) == 1 and warnings[0].startswith("student: mag80") and "model_max_length (8)" in warnings[0]
+    assert not [w for w in at.warning if w.value.startswith(("teacher", "student: flipped"))]

@@ -324,3 +324,163 @@ def test_a_kasp_folder_in_the_working_directory_is_never_imported(tmp_path, monk
     assert jobs.pump(".") == [RunDir(Path(".") / run.id)]
     _wait_ended([run])
     assert not marker.exists() and _starts(run) == 1 and run.state() == "failed"  # the real kasp ran, and failed
+
+
+# --- further hostile stores (issue 26, kind 1, after it landed) -----------------------------------
+
+def _plant_more(store: Path, victim: Path) -> dict[str, tuple[str, str]]:
+    """Queued and running runs that KASP never writes: run id -> (the state they must read as, words of the
+    reason). ``victim`` is a file outside the store that nothing may write to."""
+    store.mkdir(parents=True, exist_ok=True)
+    ok = {"state": "queued", "job": {"kind": "finetune", "options": {"task": "sst2"}}}
+    elsewhere = store.parent / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "status.json").write_text(json.dumps(ok))
+    os.symlink(elsewhere, store / "a-folder-link")
+    sst2 = {"task": "sst2", "sparsity": 0.5}
+    texts = {
+        "b-huge-int-text": '{"state": "queued", "job": {"kind": "prune", "options": {"task": "sst2", "sparsity": 0.5, '
+                           '"max_steps": ' + "9" * 5000 + "}}}",
+        "c-nested": '{"state": "queued", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    }
+    statuses = {
+        "d-huge-int": {"state": "queued", "job": {"kind": "prune", "options": {**sst2, "max_steps": 10**300}}},
+        "e-bidi": {"state": "queued", "job": {"kind": "prune", "options": {**sst2, "model": "runs/\u202egpj.x"}}},
+        "f-c1-control": {"state": "queued", "job": {"kind": "prune", "options": {**sst2, "teacher": "a\x85b"}}},
+        "g-state-list": {"state": ["queued"]},
+        "h-running-no-pid": {"state": "running"},
+        "i-running-pid-minus-1": {"state": "running", "pid": -1},
+        "j-running-pid-0": {"state": "running", "pid": 0},
+        "k-running-pid-true": {"state": "running", "pid": True},
+        "o-running-pid-1": {"state": "running", "pid": 1},  # the system's init (alive for ever), not a kasp run
+        "l-log-link": ok, "m-progress-link": ok, "n-resume-folder": ok,
+    }
+    for name, text in texts.items():
+        (store / name).mkdir()
+        (store / name / "status.json").write_text(text)
+    for name, st in statuses.items():
+        (store / name).mkdir()
+        (store / name / "status.json").write_text(json.dumps(st))
+    os.symlink(victim, store / "l-log-link" / "log.txt")
+    os.symlink(victim, store / "m-progress-link" / "progress.jsonl")
+    (store / "n-resume-folder" / "resume-7").mkdir()
+    return {
+        "a-folder-link": ("failed", "its folder is a link to"),
+        "b-huge-int-text": ("damaged", "a number too long to read"),
+        "c-nested": ("damaged", "nested too deeply"),
+        "d-huge-int": ("failed", "max_steps of a queued run is a whole number over 2,147,483,647"),
+        "e-bidi": ("failed", "holds the character '\\u202e'"),
+        "f-c1-control": ("failed", "holds the character '\\x85'"),
+        "g-state-list": ("damaged", "unknown state"),
+        "h-running-no-pid": ("failed", "names no valid process id"),
+        "i-running-pid-minus-1": ("failed", "names no valid process id"),
+        "j-running-pid-0": ("failed", "names no valid process id"),
+        "k-running-pid-true": ("failed", "names no valid process id"),
+        "o-running-pid-1": ("failed", "names no valid process id"),
+        "l-log-link": ("failed", "holds 'log.txt', a link"),
+        "m-progress-link": ("failed", "holds 'progress.jsonl', a link"),
+        "n-resume-folder": ("failed", "holds 'resume-7', a folder"),
+    }
+
+
+def _assert_more_refused(store: Path, expected: dict[str, tuple[str, str]], victim: Path) -> None:
+    assert victim.read_text() == "mine\n"
+    assert json.loads((store.parent / "elsewhere" / "status.json").read_text())["state"] == "queued"  # untouched
+    for name, (state, words) in expected.items():
+        st = RunDir(store / name).status()
+        assert (st["state"], words in st["error"], "\n" in st["error"]) == (state, True, False), (name, st)
+
+
+def test_pump_refuses_huge_nested_linked_and_pidless_runs(tmp_path, monkeypatch):
+    """Numbers past the parser's limit, arrays nested 100,000 deep, Unicode that shows other than it is, a
+    state KASP never writes, a running run without a usable pid (which would hold a slot, keep `kasp worker`
+    waiting for ever, and have Cancel signal every process: kill(-1)), and folders with links: nothing runs,
+    nothing outside the store is written, and the queue does not wait for any of them."""
+    victim = tmp_path / "bashrc"
+    victim.write_text("mine\n")
+    expected = _plant_more(tmp_path / "store", victim)
+    monkeypatch.setattr(jobs.subprocess, "Popen", lambda *a, **k: pytest.fail(f"executed {a}"))
+    monkeypatch.setattr(jobs, "MAX_JOBS", 8)
+    assert jobs.pump(tmp_path / "store") == []
+    _assert_more_refused(tmp_path / "store", expected, victim)
+    assert jobs.active_runs(tmp_path / "store") == []  # nothing holds a slot or keeps a worker waiting
+    from kasp.views import runs_frame
+
+    frame = runs_frame(tmp_path / "store").set_index("id")
+    assert "nested too deeply" in frame.loc["c-nested", "error"]
+    jobs.delete(RunDir(tmp_path / "store" / "a-folder-link"))  # the link goes, never what it points to
+    assert not (tmp_path / "store" / "a-folder-link").exists() and (tmp_path / "elsewhere" / "status.json").exists()
+
+
+def test_kasp_worker_and_runs_survive_further_hostile_stores(tmp_path):
+    victim = tmp_path / "bashrc"
+    victim.write_text("mine\n")
+    expected = _plant_more(tmp_path / "store", victim)
+    for cmd in (["worker", "--poll", "0.2"], ["runs"], ["runs", "--json"]):
+        out = subprocess.run([sys.executable, "-m", "kasp", *cmd, "--runs-dir", str(tmp_path / "store")], cwd=ROOT,
+                             env=dict(os.environ, KASP_MAX_JOBS="8"), capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, (cmd, out.stderr[-2000:])
+    assert "started 0 queued run(s)" in subprocess.run(
+        [sys.executable, "-m", "kasp", "worker", "--runs-dir", str(tmp_path / "store")], cwd=ROOT,
+        capture_output=True, text=True, timeout=60).stdout
+    _assert_more_refused(tmp_path / "store", expected, victim)
+
+
+def test_cancel_never_signals_a_process_that_is_not_a_kasp_run(tmp_path):
+    """A running run whose pid is another process (a reused pid, or a planted status): Cancel marks it
+    cancelled and signals nothing."""
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        run = RunDir.create(tmp_path / "r")
+        run.set_status("running", pid=proc.pid)
+        assert run.state() == "running"
+        jobs.cancel(run)
+        time.sleep(0.2)
+        assert proc.poll() is None, "the process was signalled"
+        assert run.state() == "cancelled" and "not a KASP run" in run.status()["error"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_queue_lock_that_is_a_folder_is_named(tmp_path):
+    (tmp_path / ".queue.lock").mkdir()
+    _queue_fake(tmp_path, 1)
+    with pytest.raises(KaspError, match=r"lock file .*\.queue\.lock is a folder: nothing was started; remove it"):
+        jobs.pump(tmp_path)
+    with pytest.raises(KaspError, match="is a folder"):
+        jobs.launch("finetune", {"task": "sst2"}, tmp_path)
+    out = subprocess.run([sys.executable, "-m", "kasp", "worker", "--runs-dir", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "is a folder" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("page", ["overview.py", "prune.py", "results.py", "attention.py", "inspect.py", "weights.py",
+                                  "predict.py"])
+def test_opening_a_page_survives_further_hostile_stores(tmp_path, monkeypatch, page):
+    from conftest import open_page
+
+    victim = tmp_path / "bashrc"
+    victim.write_text("mine\n")
+    expected = _plant_more(tmp_path / "store", victim)
+    monkeypatch.setattr(jobs.subprocess, "Popen", lambda *a, **k: pytest.fail(f"executed {a}"))
+    monkeypatch.setattr(jobs, "MAX_JOBS", 8)
+    open_page(page, tmp_path / "store", monkeypatch)  # asserts the page raised nothing
+    assert victim.read_text() == "mine\n"
+    if page == "prune.py":
+        _assert_more_refused(tmp_path / "store", expected, victim)
+
+
+def test_launch_stores_a_relative_model_folder_as_an_absolute_path(tmp_path, monkeypatch):
+    """`kasp worker` may run in another working directory than the app: a relative --model / --teacher folder
+    is stored resolved, so the queued run reads the folder the user meant."""
+    (tmp_path / "app" / "my-model").mkdir(parents=True)
+    (tmp_path / "app" / "teachers" / "t").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "app")
+    monkeypatch.setattr(jobs, "MAX_JOBS", 0)  # nothing starts
+    run = jobs.launch("prune", {"task": "sst2", "sparsity": 0.5, "model": "my-model", "teacher": "teachers/../teachers/t"},
+                      tmp_path / "store")
+    opts = json.loads((run.path / "status.json").read_text())["job"]["options"]
+    assert opts["model"] == str(tmp_path / "app" / "my-model") and opts["teacher"] == str(tmp_path / "app" / "teachers" / "t")
+    run = jobs.launch("finetune", {"task": "sst2", "model": "default"}, tmp_path / "store")  # not a folder: kept
+    assert json.loads((run.path / "status.json").read_text())["job"]["options"]["model"] == "default"

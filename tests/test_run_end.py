@@ -41,6 +41,13 @@ elif where == "after-report":  # checkpoint and report saved, final status not y
         write_report(self, report)
         os._exit(9)
     RunDir.write_report = killing_write_report
+elif where == "mid-card":  # checkpoint, report and config.json's kasp block written, README.md not yet
+    atomic_write_text = kasp.runs.atomic_write_text
+    def killing_write_text(path, text):
+        if Path(str(path)).name == "README.md":
+            os._exit(9)
+        return atomic_write_text(path, text)
+    kasp.runs.atomic_write_text = killing_write_text
 elif where == "before-discard":  # status "done" written, resume state not yet deleted
     kasp.resume.discard = lambda path: os._exit(9)
 cfg = make_config("finetune", task="sst2", model=model, max_steps=4, eval_every=2, log_every=1, max_train_samples=64,
@@ -75,6 +82,22 @@ def test_a_run_killed_after_its_report_is_finished_by_resume(tmp_path, tiny_pret
     assert (run.path / "progress.jsonl").read_bytes() == progress  # nothing trained again
     assert not list(run.path.glob("resume*")) and not _hidden(run)
     assert RunDir(run.path) in list_runs(tmp_path / "store")
+
+
+@pytest.mark.parametrize("where", ["after-report", "mid-card"])
+def test_a_run_killed_before_its_model_card_gets_it_from_resume(tmp_path, tiny_pretrained, capsys, where):
+    """The card comes after the report: a run killed before or while writing it is finished by --resume with
+    the card that every checkpoint KASP writes carries (issue 28), built from the same report."""
+    import json
+
+    run = _killed_run(tmp_path, tiny_pretrained, where)
+    assert run.state() == "failed" and not (run.checkpoint / "README.md").exists()
+    assert main(["finetune", "--resume", str(run.path), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert run.state() == "done"
+    facts = json.loads((run.checkpoint / "config.json").read_text())["kasp"]
+    assert facts["metric"]["value"] == run.report()["metrics"]["accuracy"] and facts["task"] == "sst2"
+    assert "sst2" in (run.checkpoint / "README.md").read_text() and not list(run.path.glob(".README.md.*"))
 
 
 def test_a_run_killed_after_its_done_status_stays_done_and_its_leftovers_go(tmp_path, tiny_pretrained, capsys):
@@ -191,3 +214,18 @@ def test_kasp_stops_a_diverging_run_with_one_line(tmp_path, tiny_pretrained, cap
     run = RunDir(out)
     assert run.state() == "failed" and run.status()["error"] in line[0]
     assert max(r["step"] for r in run.progress()) < 10 and not run.checkpoint.exists()
+
+
+def test_resume_of_a_queued_or_damaged_run_says_what_it_is(tmp_path, capsys):
+    """A run the app queued has a status and no config.json yet: --resume says it is queued (it said "not a
+    KASP run directory"); a damaged status is named."""
+    queued = RunDir.create(tmp_path / "queued")
+    queued.set_status("queued", job={"kind": "finetune", "options": {"task": "sst2"}})
+    assert main(["finetune", "--resume", str(queued.path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "the run is queued and has not started" in err and "not a KASP run" not in err
+    assert queued.state() == "queued"  # untouched
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "status.json").write_text("[1]")
+    assert main(["finetune", "--resume", str(tmp_path / "damaged"), "--no-progress"]) == 2
+    assert "status.json holds a JSON list" in capsys.readouterr().err

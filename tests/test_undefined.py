@@ -195,3 +195,26 @@ def test_a_sweep_point_undefined_on_every_seed_is_a_gap_and_no_caption_number():
     assert [y for tr in fig.data for y in tr.y] == [60.0]  # the undefined points are not drawn
     assert "nan" not in curve_caption(pts, "Pearson correlation")
     assert "KASP at 90 % (precomputed sweep): not drawn, undefined (constant predictions (2 of 2 seeds))" in curve_notes(pts)
+
+
+def test_kasp_runs_lists_an_old_reports_nan_as_undefined_once(tmp_path, capsys):
+    """An old report.json holding NaN (no recorded reason): "undefined", not "undefined (undefined)" nor a number."""
+    from kasp.cli import main
+
+    store = _store_with_report(tmp_path, "stsb", {"pearson": float("nan"), "spearman": float("nan"), "n": 3})
+    assert main(["runs", "--runs-dir", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert " undefined " in out + " " and "undefined (undefined)" not in out and "nan" not in out.lower()
+
+
+def test_kasp_attention_prints_an_undefined_layer_cka_as_undef_never_nan(monkeypatch, capsys):
+    from kasp import retention
+    from kasp.cli import main
+    from kasp.retention import Retention
+
+    r = Retention(task="stsb", teacher="t", student="s", samples=8, score_mse=[[0.0], [0.0]],
+                  similarity=[[1.0], [1.0]], cka=[0.9, float("nan"), 0.5], agreement=None, kl=None, prediction_mse=0.1)
+    monkeypatch.setattr(retention, "compare", lambda *a, **k: r)
+    assert main(["attention", "t", "s", "--task", "stsb"]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out.lower() and "    0  undef   1.00" in out and "CKA is undefined where" in out
