@@ -291,6 +291,6 @@ def test_a_preset_and_a_shared_link_open_their_views(page, server):
     page.goto(url + "/results?task=sst2&runs=precomputed/kasp-sst2-s90,precomputed/magnitude-sst2-s90"
                     "&run=precomputed/magnitude-sst2-s90")
     page.get_by_text("Selected by the link").wait_for()
-    page.get_by_text("magnitude on SST-2").first.wait_for()  # the linked run is the one shown in detail
+    page.get_by_text("magnitude baseline on SST-2").first.wait_for()  # the linked run is the one shown in detail
     _no_exception(page)
     page.screenshot(path=str(SHOTS / "shared-link-results.png"), full_page=True)
