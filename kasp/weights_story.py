@@ -484,6 +484,11 @@ def what_to_notice(story: Story, step: int, layer: int, kind: str, other: Story 
         j = pair_index(story, i, other) if other_index is None else other_index
         k2 = other.index(name)
         oz = pruned_count(other, j, name)
+        orows, ocols = other.shapes[k2]
+        if (orows, ocols) != (rows, cols):  # another model: its matrix has other shapes, nothing to compare block by block
+            return s + (f" Beside it, {labels[1]} is a run of another model ({orows} x {ocols} against {rows} x {cols} "
+                        f"weights in this matrix): at its step {other.steps[j]} its same matrix has "
+                        f"{oz / (orows * ocols) * 100:.1f} % of its weights at zero.")
         diff = float(np.abs(story.density[i][k] - other.density[j][k2]).mean())
         s += (f" Beside it, {labels[1]} at its step {other.steps[j]} ({other.sparsity[j] * 100:.1f} % pruned): the same "
               f"matrix has {oz / total * 100:.1f} % of its weights at zero and threshold {other.threshold[j, k2]:.3g} "

@@ -392,3 +392,28 @@ def test_the_weights_preset_opens_a_shipped_kasp_run(story_run, tmp_path, monkey
     assert at.radio(key="weights_kind").value == "FFN-in" and at.selectbox(key="weights_layer").value == 0
     zs, _ = _heatmaps(at)
     assert len(zs) == 2  # beside the magnitude run of the same sparsity
+
+
+def test_the_partner_of_another_model_is_named_as_such_with_its_own_share_of_zeros():
+    """A live run of a tiny model beside a shipped MiniLM run: the sentence compares shares of each matrix's own
+    size (a percentage over 100 % came from dividing the other model's zeros by this one's size)."""
+    import re
+
+    import numpy as np
+
+    from kasp import weights_story as ws
+
+    def story(shape, zeros):
+        rows, cols = shape
+        kept = rows * cols - zeros
+        hist = np.zeros((1, 1, 4), dtype=np.int64)
+        hist[0, 0, 0] = kept
+        grid = ws.cell_sizes(shape).shape
+        return ws.Story(matrices=["0.Q"], shapes=[shape], grids=[grid], steps=np.array([10]), phases=["end"],
+                        sparsity=np.array([zeros / (rows * cols)]), density=[[np.full(grid, kept / (rows * cols))]],
+                        hist=hist, edges=np.linspace(0, 1, 5), threshold=np.array([[0.1]]))
+
+    small, big = story((32, 32), 922), story((384, 384), 132710)
+    text = ws.what_to_notice(small, 10, 0, "Q", other=big, other_index=0, labels=("kasp", "magnitude"))
+    shares = [float(x) for x in re.findall(r"([\d.]+) % of its weights at zero", text)]
+    assert shares and all(0 <= x <= 100 for x in shares) and "another model" in text
