@@ -170,7 +170,11 @@ def load_shipped_gpu(task: str) -> dict[str, Any] | None:
     Raises:
         KaspError: a shipped file that is broken (see :func:`load_results`).
     """
-    p = shipped_gpu_sweep_path(task)
+    return _load_if_shipped(shipped_gpu_sweep_path(task))
+
+
+def _load_if_shipped(p: Path) -> dict[str, Any] | None:
+    """A shipped results file, cached while unchanged, or None when it is not there."""
     if not p.is_file():
         return None
     return _load_cached(str(p), p.stat().st_mtime_ns)
@@ -183,10 +187,7 @@ def load_shipped(task: str) -> dict[str, Any] | None:
     Raises:
         KaspError: a shipped file that is broken (see :func:`load_results`).
     """
-    p = shipped_sweep_path(task)
-    if not p.is_file():
-        return None
-    return _load_cached(str(p), p.stat().st_mtime_ns)
+    return _load_if_shipped(shipped_sweep_path(task))
 
 
 def shipped_status(task: str) -> str | None:
