@@ -36,7 +36,8 @@ from kasp.data import LengthBucketSampler, collate, encode, get_task, load_split
 from kasp.distill import KaspLoss  # noqa: E402
 from kasp.masks import MagnitudePruner  # noqa: E402
 from kasp.modeling import default_model_path, load_classifier, load_tokenizer  # noqa: E402
-from kasp.weights_story import STORY_FILE, StoryRecorder, read_story  # noqa: E402
+from kasp.weights_story import STORY_FILE, read_story
+from kasp.story_recorder import StoryRecorder  # noqa: E402
 
 STEPS, EVENTS, TARGET = 2000, 100, 0.9  # the default SST-2 prune recipe
 

@@ -57,7 +57,8 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
 
 
 def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
-    from kasp.sweep import DEFAULT_SPARSITIES, METHODS, TASK_BUDGETS
+    from kasp.sweep_results import DEFAULT_SPARSITIES, METHODS
+    from kasp.sweep import TASK_BUDGETS
 
     budgets = "; ".join(f"{t}: teacher {b['teacher_steps']}, runs {b['max_steps']}, length {b['max_seq_length']}"
                         for t, b in TASK_BUDGETS.items())
@@ -437,7 +438,8 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from kasp.sweep import SweepOptions, check_settings, load_results, parse_overrides, run_sweep
+    from kasp.sweep import SweepOptions, check_settings, parse_overrides, run_sweep
+    from kasp.sweep_results import load_results
     from kasp.train import Cancelled
 
     opt = SweepOptions(task=_task_name(args.task), model=args.model, sparsities=tuple(args.sparsities),

@@ -350,7 +350,7 @@ def _at(points, method: str, nominal: float):
 
 def curve_notes(points) -> list[str]:
     """Lines for the points of an accuracy-against-sparsity chart whose metric carries a note
-    (``note`` column of :func:`kasp.sweep.sweep_points`): a gap where the metric is undefined, or a
+    (``note`` column of :func:`kasp.sweep_results.sweep_points`): a gap where the metric is undefined, or a
     value kept by GLUE's convention, e.g. "KASP at 90 % (precomputed sweep): 0.00 ± 0.00 is constant
     predictions: GLUE's convention (2 of 2 seeds)". Empty when no point has a note."""
     if points is None or not len(points) or "note" not in points:

@@ -115,7 +115,7 @@ class KaspPruningCallback(TrainerCallback):
         target: final sparsity of the encoder linear weights (fraction).
         events: mask updates over the run; scope: "layer" or "global" ranking.
         story: a file (e.g. ``<run dir>/weights.jsonl``) to record the weights' story in, as
-            ``kasp prune`` does (:class:`kasp.weights_story.StoryRecorder`: the start, up to 20 mask
+            ``kasp prune`` does (:class:`kasp.story_recorder.StoryRecorder`: the start, up to 20 mask
             updates and the end), so the app's Weights page can show a Trainer run too; None: none.
     """
 
@@ -134,7 +134,7 @@ class KaspPruningCallback(TrainerCallback):
         base = getattr(model, "module", model)
         self.pruner = MagnitudePruner(base, self.target, state.max_steps, self.events, self.scope)
         if self.story is not None and self.target > 0 and state.is_world_process_zero:
-            from kasp.weights_story import StoryRecorder
+            from kasp.story_recorder import StoryRecorder
 
             self.recorder = StoryRecorder(self.story, StoryRecorder.stride(self.events))
             self._record(0, "start")

@@ -13,7 +13,7 @@ Device placement, gradient accumulation-free backward and multi-process data par
 through ``accelerate.Accelerator``. Callbacks (minGPT style) receive ``(event, record)`` for the
 events "train" (every ``log_every`` steps), "eval", "prune", and "masks" (prune runs: at the start,
 after every mask update and after the exact target is imposed; the record holds ``step``, ``phase``,
-``sparsity``, ``linears`` and ``masks``, read by :class:`kasp.weights_story.StoryRecorder`, which
+``sparsity``, ``linears`` and ``masks``, read by :class:`kasp.story_recorder.StoryRecorder`, which
 every run with a run directory gets); ``should_stop()`` is polled after every step and turns the
 run into a cancelled one.
 """
@@ -469,7 +469,8 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
                                  initial=cfg.initial_sparsity, ramp=ramp_steps(total, cfg.recovery))
         keeper = _keep_mask_setup(cfg, raw_student, main)  # before a resume loads weights: the start's zeros
         if run and pruner.target > 0:
-            from kasp.weights_story import STORY_FILE, StoryRecorder
+            from kasp.weights_story import STORY_FILE
+            from kasp.story_recorder import StoryRecorder
 
             recorder = StoryRecorder(run.path / STORY_FILE, StoryRecorder.stride(cfg.pruning_events))
             callbacks.append(recorder)

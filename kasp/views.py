@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -24,10 +24,12 @@ from kasp import jobs
 from kasp.config import RunConfig, make_config
 from kasp.data import get_task, load_split, shipped_splits
 from kasp.errors import KaspError
+from kasp.estimate import DEFAULT_STEP_SECONDS, estimate_seconds
 from kasp.metrics import METRIC_NAMES, glue_metrics, metric_items, metric_note, metric_value
 from kasp.resources import precomputed_path
 from kasp.runs import FINAL_STATES, RunDir, json_problem, list_runs, measured_sparsity
 from kasp.schedule import cubic_sparsity, pruning_steps
+from kasp.sweep_results import load_shipped, load_shipped_gpu, sweep_points
 from kasp.tasks import format_metric, metric_axis, metric_heading, metric_label, metric_unit, task_name  # noqa: F401
 
 PRECOMPUTED = precomputed_path("runs.json")
@@ -131,10 +133,8 @@ def precomputed_frame(task: str | None = None, path: Path | None = None) -> pd.D
 
 
 def _shipped_sweep(task: str) -> dict[str, Any] | None:
-    """The shipped sweep of ``task`` (:func:`kasp.sweep.load_shipped`), or None (none ships, or it is broken:
-    the curve's pages say so with :func:`kasp.sweep.curve_data`'s error)."""
-    from kasp.sweep import load_shipped
-
+    """The shipped sweep of ``task`` (:func:`kasp.sweep_results.load_shipped`), or None (none ships, or it is broken:
+    the curve's pages say so with :func:`curve_data`'s error)."""
     try:
         return load_shipped(get_task(task).name) if get_task(task).name in _KNOWN else None
     except KaspError:
@@ -307,30 +307,6 @@ def schedule_frame(target: float, total_steps: int, events: int = 100) -> tuple[
     upd = pruning_steps(total_steps, events)
     points = pd.DataFrame({"step": upd, "sparsity": [cubic_sparsity(t, total_steps, target) for t in upd]})
     return curve, points
-
-
-# seconds per optimizer step of MiniLM-L6 at batch 32, length-bucketed, 2 threads (docs/cpu.md)
-_DEFAULT_STEP_SECONDS = {"finetune": 0.33, "magnitude": 0.33, "kasp": 0.44}
-
-
-def estimate_seconds(method: str, steps: int, batch_size: int = 32, evals: int = 0, dev_examples: int = 872,
-                     model: str = "default", store: str | Path | None = None) -> tuple[float, str]:
-    """Estimated wall time of a run on this machine and where the estimate comes from.
-
-    Uses the median seconds per step of finished runs of the same method in the store (scaled
-    by batch size), else the step time measured for MiniLM-L6 on 2 cores (docs/cpu.md); adds 20 s
-    start-up and evaluation at about 112 sentences per second.
-    """
-    per_step, source = None, "docs/cpu.md: MiniLM-L6, batch 32, 2 CPU cores"
-    done = [(r.report(), r.recipe()) for r in list_runs(store) if r.state() == "done" and r.recipe().get("method") == method and r.recipe().get("model") == model]
-    rates = [rep["train_seconds"] / rep["steps"] * 32 / rec.get("batch_size", 32)  # seconds per step at batch 32
-             for rep, rec in done if rep.get("train_seconds") and rep.get("steps")]
-    if rates:
-        per_step = sorted(rates)[len(rates) // 2]
-        source = f"median speed of {len(rates)} finished {method} run(s) of this model in the store"
-    else:
-        per_step = _DEFAULT_STEP_SECONDS.get(method, 0.44)
-    return 20 + steps * per_step * batch_size / 32 + evals * dev_examples / 112, source
 
 
 RETENTION_COLUMNS = ["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)", "source"]
@@ -691,7 +667,7 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
             return timing["eta_s"]
         per_step = (time.time() - started) / step
         return max(0.0, per_step * (int(total) - step))
-    est, _ = estimate_seconds(kind if kind in _DEFAULT_STEP_SECONDS else "kasp", int(total), store=store)
+    est, _ = estimate_seconds(kind if kind in DEFAULT_STEP_SECONDS else "kasp", int(total), store=store)
     return est
 
 
@@ -890,8 +866,6 @@ def view_presets(task: str) -> list[dict[str, Any]]:
         A list of dicts: ``label`` (the question), ``icon``, ``page`` (page script path, relative to
         ``app.py``), ``params`` (query parameters, strings), ``help`` (what the view shows).
     """
-    from kasp.sweep import load_shipped
-
     try:
         sweep = load_shipped(task) or {}
     except KaspError:
@@ -968,8 +942,6 @@ def your_run_context(run: RunDir) -> dict[str, Any] | None:
         "metric": metric, "steps": rep.get("steps") or run.status().get("total_steps"),
         "teacher": {"id": tdir.name if tdir is not None else None, "metric": t_metric, "steps": t_steps},
         "shipped": None}
-    from kasp.sweep import load_shipped
-
     try:
         sweep = load_shipped(task)
     except KaspError:
@@ -1045,3 +1017,74 @@ def dev_examples_frame(task: str, n: int = 8) -> pd.DataFrame:
         cols["second sentence"] = dev["text_b"].astype(str).tolist()
     cols["gold"] = gold
     return pd.DataFrame(cols)
+
+
+# --- the accuracy-against-sparsity chart's data ----------------------------------------------
+class CurveData(NamedTuple):
+    """What :func:`curve_data` returns: the chart's points, the teacher line, the published figures,
+    and the one-line message of a broken shipped sweep file (None when fine)."""
+
+    points: Any
+    teacher: tuple[float, str] | None
+    published: Any
+    error: str | None
+
+
+def curve_data(task: str, store: str | Path | None = None, runs=None) -> CurveData:
+    """Everything the accuracy-against-sparsity chart of a task shows, from where each number came.
+
+    Args:
+        task: GLUE task name.
+        store: the run store for live runs (default: $KASP_RUNS_DIR or ./runs).
+        runs: optional DataFrame in :func:`kasp.views.curve_frame`'s layout to use instead of the
+            store's live and precomputed runs (the Results page passes the selected runs).
+
+    Returns:
+        :class:`CurveData` (points, teacher, published, error): points as :func:`sweep_points` (the shipped sweep, mean and
+        seed spread, source "precomputed sweep", plus single runs with spread 0 and source "live
+        run" / "precomputed run"); teacher = (metric, source) of the dense teacher (the sweep's
+        teacher first; else the precomputed teacher when precomputed runs are drawn; else the
+        newest live one) or None; published = the paper's
+        BERT-base figures (method, sparsity, metric); error = the message of a broken shipped sweep
+        file, which is then left out (never raised: the pages show it with st.error).
+    """
+    import pandas as pd
+
+    cf = curve_frame(task, store) if runs is None else runs
+    pub = published_frame(task).rename(columns={"measured_sparsity": "sparsity"})[["method", "sparsity", "metric"]]
+    singles = cf[(cf["source"] != "published") & (cf["method"] != "dense teacher")]
+    teachers = cf[(cf["source"] != "published") & (cf["method"] == "dense teacher")]
+    parts = []
+    teacher = None
+    error = None
+    try:
+        shipped = load_shipped(task)
+    except KaspError as e:
+        shipped, error = None, str(e)
+    if shipped is not None:
+        parts.append(sweep_points(shipped))
+        if shipped.get("teacher") and shipped["teacher"].get("metric") is not None:  # undefined: no line, never 0
+            teacher = (shipped["teacher"]["metric"], f"teacher of the shipped sweep, {shipped['teacher']['run_id']}")
+    try:
+        gpu = load_shipped_gpu(task)
+    except KaspError as e:
+        gpu, error = None, "; ".join(x for x in (error, str(e)) if x)
+    if gpu is not None and gpu.get("runs"):
+        parts.append(sweep_points(gpu, source=str(gpu.get("source") or "GPU sweep")))
+    if teacher is None and len(teachers):
+        # the teacher of the points shown: the shipped one when shipped runs are drawn (a short live
+        # teacher, e.g. a class-preset one, would otherwise stretch the axis and misplace the reference)
+        pre = teachers[teachers["source"] == "precomputed run"]
+        live = teachers[teachers["source"] != "precomputed run"]
+        use = pre if len(pre) and (singles["source"] == "precomputed run").any() else (live if len(live) else pre)
+        t = use.iloc[0]
+        if t["metric"] == t["metric"]:  # an undefined teacher metric draws no line (never one at 0)
+            teacher = (float(t["metric"]), f"{t['source']} {t['label']}")
+    if len(singles):
+        parts.append(pd.DataFrame({"method": singles["method"], "nominal": float("nan"), "sparsity": singles["sparsity"],
+                                   "metric": singles["metric"], "spread": 0.0, "n": 1, "wall_min": float("nan"),
+                                   "source": singles["source"], "label": singles["label"],
+                                   "note": singles["note"] if "note" in singles else None}))
+    points = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["method", "nominal", "sparsity", "metric", "spread", "n", "wall_min", "source", "label", "note"])
+    return CurveData(points, teacher, pub.reset_index(drop=True), error)

@@ -5,7 +5,8 @@ import streamlit as st
 from kasp import urlstate
 from kasp.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, curve_notes, schedule_figure
 from kasp.resources import asset
-from kasp.sweep import curve_data, shipped_status
+from kasp.views import curve_data
+from kasp.sweep_results import shipped_status
 from kasp.views import PAPER, majority_metric, metric_label, schedule_frame, task_name, view_presets
 
 task = st.session_state.get("task", "sst2")

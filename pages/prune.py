@@ -10,10 +10,9 @@ from kasp.figures import dev_metric_figure, live_sparsity_figure, loss_figure
 from kasp.figures_live import your_run_figure
 from kasp.metrics import metric_note
 from kasp.runs import RunDir, iter_done
-from kasp.sweep import curve_data
-from kasp.views import (estimate_seconds, form_defaults, format_metric, launch_gate, live_timing, metric_label, panel_runs,
-                        progress_frames, queue_text, run_kind, run_total_steps, schedule_frame, state_icon, task_name,
-                        teacher_warning, validate_launch, your_run_context)
+from kasp.views import curve_data
+from kasp.estimate import estimate_seconds
+from kasp.views import form_defaults, format_metric, launch_gate, live_timing, metric_label, panel_runs, progress_frames, queue_text, run_kind, run_total_steps, schedule_frame, state_icon, task_name, teacher_warning, validate_launch, your_run_context
 
 task = st.session_state.get("task", "sst2")
 model = st.session_state.get("model", "default") or "default"

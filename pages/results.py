@@ -10,7 +10,8 @@ from kasp.data import get_task
 from kasp.errors import KaspError
 from kasp.figures import accuracy_sparsity_figure, curve_caption, curve_notes, sparsity_heatmap, training_curves
 from kasp.runs import RunDir, runs_dir
-from kasp.sweep import curve_data, shipped_status
+from kasp.views import curve_data
+from kasp.sweep_results import shipped_status
 from kasp.style import method_label
 from kasp.views import (STATE_ICONS, checkpoint_zip, eval_gaps_note, majority_metric, metric_axis, metric_label,
                         progress_frames, results_table, shipped_run, state_icon, task_name, undefined_runs_note)

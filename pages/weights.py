@@ -7,7 +7,8 @@ import streamlit as st
 from kasp import urlstate
 from kasp.data import get_task
 from kasp.figures_weights import schedule_figure, story_figure
-from kasp.weights_story import KINDS, pair_index, partner, read_story, story_entries, what_to_notice
+from kasp.weights_story import KINDS, pair_index, read_story, what_to_notice
+from kasp.stories import partner, story_entries
 
 PLAY_SECONDS = 1.5  # one recorded step per tick while Play is on
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kasp.errors import KaspError  # noqa: E402
-from kasp.sweep import load_results  # noqa: E402
+from kasp.sweep_results import load_results  # noqa: E402
 
 
 def _scores(runs: list[dict], key: str) -> dict[int, float]:

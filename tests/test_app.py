@@ -230,7 +230,7 @@ def test_the_class_presets_measured_numbers_are_those_of_its_shipped_trials():
     import re
 
     from kasp.config import load_recipe
-    from kasp.sweep import load_results
+    from kasp.sweep_results import load_results
 
     text = re.search(r"CLASS_PRESET_NOTE = \((.*?)\)\n", (PAGES / "prune.py").read_text(), re.S).group(1)
     text = "".join(re.findall(r'"([^"]*)"', text))

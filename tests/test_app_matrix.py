@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kasp import jobs, sweep, views
+from kasp import jobs, views
+from kasp import sweep_results as sweep
 from kasp.config import make_config
 from kasp.data import shipped_splits
 from kasp.runs import RunDir

@@ -15,7 +15,8 @@ import pytest
 
 from kasp import style
 from kasp.figures import accuracy_sparsity_figure, caption_facts, curve_caption, retention_scatter, training_curves
-from kasp.sweep import curve_data, load_shipped
+from kasp.views import curve_data
+from kasp.sweep_results import load_shipped
 from kasp.views import majority_metric, metric_label, precomputed_retention
 
 SHIPPED = ["sst2", "mrpc", "rte", "stsb", "cola"]

@@ -29,7 +29,7 @@ def test_gpu_sweep_runs_every_method_in_parallel_and_merges_per_task(tiny_pretra
     logs = {p.name: p.read_text()[-2000:] for p in (tmp_path / "store" / "logs").glob("*.log")}
     assert rc == 0, logs
     res = json.loads((out / "mrpc.json").read_text())
-    from kasp.sweep import validate_results
+    from kasp.sweep_results import validate_results
 
     validate_results(res)
     assert res["source"] == "GPU sweep, 2 epochs" and res["plan"]["epochs"] == 2 and res["plan"]["augmented_data"] is False
@@ -37,22 +37,24 @@ def test_gpu_sweep_runs_every_method_in_parallel_and_merges_per_task(tiny_pretra
                                                                      for s in (42, 43)]
     assert {r["steps"] for r in res["runs"]} == {3}  # 2 epochs of 48 examples in batches of 32
     # the app draws it as its own source, beside the shipped CPU sweep
-    import kasp.sweep as sweep
+    import kasp.sweep_results as sweep
+    from kasp import views
 
     monkeypatch.setattr(sweep, "shipped_gpu_sweep_path", lambda task: out / f"{task}.json")
-    pts = sweep.curve_data("mrpc", store=tmp_path / "empty").points
+    pts = views.curve_data("mrpc", store=tmp_path / "empty").points
     gpu_pts = pts[pts["source"] == "GPU sweep, 2 epochs"]
     assert set(gpu_pts["method"]) == {"kasp", "magnitude", "small-dense"} and (gpu_pts["n"] == 2).all()
     assert (pts["source"] == "precomputed sweep").any()  # the CPU sweep is still drawn
 
 
 def test_a_broken_gpu_file_is_named_not_raised(tmp_path, monkeypatch):
-    import kasp.sweep as sweep
+    import kasp.sweep_results as sweep
+    from kasp import views
 
     bad = tmp_path / "mrpc.json"
     bad.write_text("{not json")
     monkeypatch.setattr(sweep, "shipped_gpu_sweep_path", lambda task: bad)
-    data = sweep.curve_data("mrpc", store=tmp_path / "empty")
+    data = views.curve_data("mrpc", store=tmp_path / "empty")
     assert "not valid JSON" in data.error and (data.points["source"] == "precomputed sweep").any()
 
 

@@ -219,7 +219,7 @@ def _finished_class_runs(store: Path):
 
 
 def test_your_run_context_names_its_own_teacher_and_the_shipped_budget(tmp_path):
-    from kasp.sweep import load_shipped
+    from kasp.sweep_results import load_shipped
     from kasp.views import your_run_context
 
     t, s = _finished_class_runs(tmp_path)
@@ -256,7 +256,7 @@ def test_the_live_panel_draws_your_run_with_its_own_teacher_line(tmp_path, monke
 
 
 def test_a_live_runs_point_names_its_steps_and_its_own_teacher_on_the_overview_chart(tmp_path):
-    from kasp.sweep import curve_data
+    from kasp.views import curve_data
     from kasp.views import curve_frame
 
     t, s = _finished_class_runs(tmp_path)

@@ -117,7 +117,7 @@ def test_small_dense_run_is_a_run_like_any_other(tiny_store, tiny_pretrained, tm
 
 # --- the plan and the results file -----------------------------------------------------------------
 def test_plan_of_the_issue_sweep():
-    from kasp.sweep import plan_runs
+    from kasp.sweep_results import plan_runs
 
     plan = plan_runs([0.5, 0.7, 0.9, 0.95], seeds=[42, 43], small_dense_sparsities=[0.5, 0.9],
                      multi_seed_sparsities=[0.9])
@@ -196,7 +196,7 @@ def _valid_results() -> dict:
     (lambda d: {**d, "runs": [{**d["runs"][0], "method": "lottery"}]}, "at runs/0/method"),
 ])
 def test_bad_results_files_get_a_clear_message(tmp_path, mutate, message):
-    from kasp.sweep import load_results
+    from kasp.sweep_results import load_results
 
     p = tmp_path / "sst2.json"
     bad = mutate(_valid_results())
@@ -263,7 +263,7 @@ def test_sweep_killed_mid_run_resumes_without_redoing_finished_runs(tiny_store, 
         proc.wait(timeout=30)
     killed = _entries(results)
     assert 1 <= len(killed) < 3, "the kill should land while the second run trains"
-    validated = __import__("kasp.sweep", fromlist=["load_results"]).load_results(results)  # never half-written
+    validated = __import__("kasp.sweep_results", fromlist=["load_results"]).load_results(results)  # never half-written
     assert len(validated["runs"]) == len(killed)
 
     second = subprocess.run(_sweep_cmd(tiny_store, tiny_pretrained, results), env=env, capture_output=True, text=True,
@@ -303,7 +303,7 @@ def _points(rows):
 
 
 def test_sweep_points_mean_and_spread():
-    from kasp.sweep import sweep_points
+    from kasp.sweep_results import sweep_points
 
     res = _valid_results()
     res["runs"].append({**res["runs"][0], "key": "kasp@0.9/seed43", "seed": 43, "metric": 0.84})
@@ -446,13 +446,13 @@ def _synthetic_sweep(task: str, main_metric: str) -> dict:
 def test_overview_draws_the_shipped_sweep_without_runs(task, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    import kasp.sweep
+    import kasp.sweep_results
     from kasp.data import get_task
 
     shipped = tmp_path / "sweeps" / f"{task}.json"
     shipped.parent.mkdir()
     shipped.write_text(json.dumps(_synthetic_sweep(task, get_task(task).main_metric)))
-    monkeypatch.setattr(kasp.sweep, "shipped_sweep_path", lambda t: tmp_path / "sweeps" / f"{t}.json")
+    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / "sweeps" / f"{t}.json")
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty-store"))
     at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=60)
     at.session_state["task"] = task
@@ -470,10 +470,10 @@ def test_overview_draws_the_shipped_sweep_without_runs(task, tmp_path, monkeypat
 def test_pages_show_a_broken_shipped_sweep_as_an_error(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    import kasp.sweep
+    import kasp.sweep_results
 
     (tmp_path / "sst2.json").write_text('{"format": "kasp-sweep", "schema_version": 1}')
-    monkeypatch.setattr(kasp.sweep, "shipped_sweep_path", lambda t: tmp_path / f"{t}.json")
+    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / f"{t}.json")
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty-store"))
     at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=60)
     at.session_state["task"] = "sst2"
@@ -485,7 +485,7 @@ def test_pages_show_a_broken_shipped_sweep_as_an_error(tmp_path, monkeypatch):
 # --- the class preset ------------------------------------------------------------------------------
 def test_class_recipe_has_a_section_per_command(tmp_path):
     from kasp.config import load_recipe, make_config
-    from kasp.views import estimate_seconds
+    from kasp.estimate import estimate_seconds
 
     ft, pr = load_recipe("class", "finetune"), load_recipe("class", "prune")
     teacher = make_config("finetune", "finetune", "sst2", **ft)
@@ -549,10 +549,10 @@ def test_reference_teacher_is_the_one_of_the_points_drawn(tmp_path, monkeypatch)
     precomputed runs (made with the shipped 89.56 % teacher); with only live runs drawn, it does."""
     import pandas as pd
 
-    import kasp.sweep
-    from kasp.sweep import curve_data
+    import kasp.sweep_results
+    from kasp.views import curve_data
 
-    monkeypatch.setattr(kasp.sweep, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
+    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
     rows = pd.DataFrame({"method": ["dense teacher", "dense teacher", "kasp", "kasp"],
                          "sparsity": [0.0, 0.0, 0.9, 0.7], "metric": [0.4844, 0.8956, 0.8647, 0.80],
                          "source": ["live run", "precomputed run", "precomputed run", "live run"],
@@ -634,7 +634,7 @@ def test_the_readmes_sweep_table_is_the_shipped_results():
     """Every number of the README's table of shipped sweeps (KASP, magnitude, small-dense: mean, and
     ± half the range over seeds) is what assets/sweeps/<task>.json holds, and every shipped point is in it."""
     import re
-    from kasp.sweep import load_results, shipped_sweep_path
+    from kasp.sweep_results import load_results, shipped_sweep_path
 
     shown, task = {}, None
     for cells in _readme_table("| task (metric), teacher | budget a run |"):
@@ -660,7 +660,7 @@ def test_the_readmes_knob_table_is_the_shipped_trials():
     """The README's table of recipe knobs (SST-2, KASP at 90 %) quotes bench/trials/sst2-*.json and the
     sweep's baseline seed by seed, with mean, half the range and the difference to the baseline; every
     finished SST-2 knob trial is in it."""
-    from kasp.sweep import load_results, shipped_sweep_path
+    from kasp.sweep_results import load_results, shipped_sweep_path
 
     labels = {"temperature τ = 2": {"temperature": 2}, "learning rate 2e-4": {"lr": 2e-4},
               "learning rate 5e-5": {"lr": 5e-5}, "prediction weight 3": {"prediction_weight": 3}}
@@ -689,7 +689,7 @@ def test_the_readmes_augmentation_table_is_the_shipped_runs():
     runs without augmentation and bench/augment/<task>-augment-<source><N>.json with it; a cell says
     "not run" only where no such file holds both seeds, and N is TinyBERT's for the task."""
     from kasp.augment import TINYBERT_N
-    from kasp.sweep import load_results, shipped_sweep_path
+    from kasp.sweep_results import load_results, shipped_sweep_path
 
     def cell(path):
         if not path.is_file():

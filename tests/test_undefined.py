@@ -113,7 +113,7 @@ def test_results_table_and_chart_show_a_gap_with_a_note(tmp_path):
 
 def test_shipped_cola_zero_is_labelled_glue_convention():
     from kasp.figures import curve_notes
-    from kasp.sweep import load_shipped, sweep_points
+    from kasp.sweep_results import load_shipped, sweep_points
 
     pts = sweep_points(load_shipped("cola"))
     zero = pts[(pts["metric"] == 0.0) & (pts["spread"] == 0.0)]
@@ -181,7 +181,7 @@ def test_undefined_evaluation_points_are_named_as_gaps_in_the_curve():
 
 def test_a_sweep_point_undefined_on_every_seed_is_a_gap_and_no_caption_number():
     from kasp.figures import accuracy_sparsity_figure, curve_caption, curve_notes
-    from kasp.sweep import sweep_points
+    from kasp.sweep_results import sweep_points
 
     undefined = glue_metrics("correlation", [1.0, 1.0], [0.0, 2.0]) | {"n": 2}
     runs = [{"method": m, "sparsity": 0.9, "measured_sparsity": 0.9, "seed": s, "metric": None, "metrics": undefined,

@@ -11,14 +11,14 @@ from test_sweep import _synthetic_sweep
 @pytest.fixture
 def shipped(tmp_path, monkeypatch):
     """A synthetic shipped sweep for every task (test data for the pages, not results); an empty store."""
-    import kasp.sweep
+    import kasp.sweep_results
     from kasp.data import get_task
 
     folder = tmp_path / "sweeps"
     folder.mkdir()
     for task in ("sst2", "mrpc", "rte", "stsb", "cola"):
         (folder / f"{task}.json").write_text(json.dumps(_synthetic_sweep(task, get_task(task).main_metric)))
-    monkeypatch.setattr(kasp.sweep, "shipped_sweep_path", lambda t: folder / f"{t}.json")
+    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: folder / f"{t}.json")
     store = tmp_path / "store"
     store.mkdir()
     return store
@@ -170,11 +170,11 @@ def test_only_the_address_helpers_import_streamlit():
 
 def test_a_partly_shipped_sweep_says_how_far_it_got(shipped, monkeypatch):
     """A results file shipped before its sweep finished (7 of 13 runs) is drawn and says so."""
-    import kasp.sweep
+    import kasp.sweep_results
 
-    res = json.loads(kasp.sweep.shipped_sweep_path("mrpc").read_text())
+    res = json.loads(kasp.sweep_results.shipped_sweep_path("mrpc").read_text())
     res["plan"] = {"runs": 13, "budget": {"max_steps": 200}}
-    kasp.sweep.shipped_sweep_path("mrpc").write_text(json.dumps(res))
+    kasp.sweep_results.shipped_sweep_path("mrpc").write_text(json.dumps(res))
     at = open_page("overview.py", shipped, monkeypatch, task="mrpc")
     assert any("holds 10 of its 13 planned runs so far (budget: 200 steps a run)" in c.value for c in at.caption)
     at = open_page("overview.py", shipped, monkeypatch, task="rte")  # complete: nothing to say
@@ -182,10 +182,10 @@ def test_a_partly_shipped_sweep_says_how_far_it_got(shipped, monkeypatch):
 
 
 def test_presets_without_shipped_results_are_disabled_and_say_why(tmp_path, monkeypatch):
-    import kasp.sweep
+    import kasp.sweep_results
     from kasp.views import view_presets
 
-    monkeypatch.setattr(kasp.sweep, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
+    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
     by_label = {p["label"]: p for p in view_presets("mrpc")}
     assert by_label["What does 90 % sparsity remove?"]["disabled"]
     assert by_label["Sparse or small?"]["disabled"] and "small-dense" in by_label["Sparse or small?"]["help"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kasp import jobs, views
+from kasp import estimate, jobs, views
 from kasp.cli import main
 from kasp.config import STEP_BUDGETS, make_config
 from kasp.data import load_split
@@ -150,7 +150,7 @@ def test_queue_position_text_and_gate(tmp_path, monkeypatch):
     assert jobs.queue_position(first) == {"position": 1, "of": 2, "ahead": [], "running": [running.id]}
     assert jobs.queue_position(running) is None
     # the running run is half done after 100 s: 100 s left; the queued one ahead is estimated from its recipe
-    est, _ = views.estimate_seconds("kasp", 100, store=tmp_path)
+    est, _ = estimate.estimate_seconds("kasp", 100, store=tmp_path)
     with monkeypatch.context() as m:
         m.setattr(views.time, "time", lambda: 1100.0)
         assert views.remaining_seconds(running) == pytest.approx(100.0)
@@ -280,7 +280,7 @@ def test_small_dense_runs_sit_at_the_sparsity_their_size_equals():
 def test_shipped_sweep_runs_are_rows_with_their_recipe_and_numbers(task):
     """Issue 25, item 1: every run of a shipped sweep is a precomputed row (Results), a retention point
     (Attention) and a score (Predictions), with the numbers of assets/sweeps/<task>.json."""
-    from kasp.sweep import load_shipped
+    from kasp.sweep_results import load_shipped
 
     res = load_shipped(task)
     runs = views.sweep_runs(task)

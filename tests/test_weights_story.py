@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import open_page, plotly_charts
-from kasp.weights_story import (HIST_BINS, STORY_FILE, StoryRecorder, cell_edges, cell_sizes, density_grid,
-                                grid_shape, hist_edges, magnitude_histogram, read_story)
+from kasp.weights_story import HIST_BINS, STORY_FILE, cell_edges, cell_sizes, grid_shape, hist_edges, read_story
+from kasp.story_recorder import StoryRecorder, density_grid, magnitude_histogram
 
 
 def test_grid_shapes_and_cells():
@@ -125,7 +125,7 @@ def test_recorder_stride():
 
 
 def test_results_file_entry_carries_the_same_records(story_run, tmp_path):
-    from kasp.weights_story import partner, story_entries
+    from kasp.stories import partner, story_entries
 
     run, _ = story_run
     from kasp.weights_story import story_records
@@ -338,9 +338,9 @@ def test_back_next_and_play_move_slider_address_text_and_marker_together(story_r
 
 
 def test_weights_page_with_an_empty_store_says_why(tmp_path, monkeypatch):
-    import kasp.sweep
+    import kasp.sweep_results
 
-    monkeypatch.setattr(kasp.sweep, "shipped_sweep_path", lambda t: tmp_path / "no-sweep" / f"{t}.json")
+    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / "no-sweep" / f"{t}.json")
     at = _page(tmp_path, monkeypatch)
     text = " ".join(i.value for i in at.info)
     assert "No SST-2 prune run with recorded weight pictures" in text
@@ -369,7 +369,7 @@ def test_the_weights_preset_opens_a_shipped_kasp_run(story_run, tmp_path, monkey
     KASP run at 90 %, feed-forward input matrix of layer 0, beside the magnitude run."""
     import json
 
-    import kasp.sweep
+    import kasp.sweep_results
     from kasp.views import view_presets
     from kasp.weights_story import story_records
 
@@ -381,7 +381,7 @@ def test_the_weights_preset_opens_a_shipped_kasp_run(story_run, tmp_path, monkey
                   "metrics": {"accuracy": 0.8}, "measured_sparsity": 0.9, "recipe": {}, "wall_seconds": 1.0,
                   "teacher_id": "t", "steps": 12, "weights_story": records} for m in ("kasp", "magnitude")]}
     (tmp_path / "sst2.json").write_text(json.dumps(sweep))
-    monkeypatch.setattr(kasp.sweep, "shipped_sweep_path", lambda t: tmp_path / f"{t}.json")
+    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / f"{t}.json")
     preset = view_presets("sst2")[0]
     assert preset["page"] == "pages/weights.py" and preset["params"]["run"] == "sweep/kasp@0.9/seed42"
     store = tmp_path / "store"
