@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kasp.errors import KaspError
+from kasp.methods import FINETUNE, FINETUNE_DESCRIPTION, METHODS
 
 CARD_FILE = "README.md"
 FORMAT = 1
@@ -40,14 +41,7 @@ _BIBTEX = """@inproceedings{xu-etal-2021-rethinking,
   year = {2021},
   doi = {10.18653/v1/2021.naacl-main.188}
 }"""
-_METHODS = {
-    "finetune": "dense fine-tuning with the task loss",
-    "kasp": "KASP / SparseBERT: the pre-trained model pruned with per-matrix magnitude masks on a cubic schedule "
-            "while the fine-tuned teacher is distilled into it (attention scores, hidden states, logits)",
-    "magnitude": "magnitude pruning of the fine-tuned model on a cubic schedule with the task loss (baseline)",
-    "small-dense": "a dense pre-trained student with fewer layers / a narrower FFN, distilled from the teacher "
-                   "(baseline; as many encoder linear weights as the pruned models keep non-zero)",
-}
+_METHODS = {FINETUNE: FINETUNE_DESCRIPTION, **{m.name: m.description for m in METHODS.values()}}
 
 
 def card_facts(report: dict[str, Any], recipe: dict[str, Any], provenance: dict[str, Any] | None = None) -> dict[str, Any]:

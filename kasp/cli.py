@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from kasp.errors import KaspError
+from kasp.methods import method_names, shrinks_student
 
 _NOT_FLAGS = {"kind"}
 
@@ -36,7 +37,7 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
         if typ is bool or set(args) == {bool, type(None)}:  # --x / --no-x; not given: None, the recipe's value
             kw["action"] = argparse.BooleanOptionalAction
         elif f.name == "method":
-            kw["choices"] = ["kasp", "magnitude", "small-dense"]
+            kw["choices"] = list(method_names())
         elif get_origin(typ) is not None and all(isinstance(a, str) for a in args):  # Literal
             kw["choices"] = list(args)
         else:
@@ -452,7 +453,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                        keep_checkpoints=args.keep_checkpoints, retention_samples=args.retention_samples,
                        num_threads=args.num_threads, augment=args.augment, augment_source=args.augment_source,
                        overrides=parse_overrides(args.overrides))
-    plan = opt.plan(opt.model_config() if "small-dense" in opt.methods else None)
+    plan = opt.plan(opt.model_config() if any(shrinks_student(m) for m in opt.methods) else None)
     check_settings(opt, plan)
     if args.dry_run:
         path = opt.results_path()

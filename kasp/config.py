@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from kasp.methods import FINETUNE, METHODS, shrinks_student
+
 Kind = Literal["finetune", "prune"]
-Method = Literal["finetune", "kasp", "magnitude", "small-dense"]
+Method = str  # "finetune" (the teacher) or a pruning method of kasp.methods.METHODS
 Init = Literal["pretrained", "finetuned"]
 Scope = Literal["layer", "global"]
 LrSchedule = Literal["constant", "linear", "rewarm"]
@@ -85,7 +87,9 @@ class RunConfig:
     augment_source: AugmentSource = _f("words", "augmentation source: words (replace words by nearest neighbours in the model's word-embedding space) or glue (sentences of the other shipped GLUE tasks, labelled only by the teacher; distillation only)")
 
     def __post_init__(self) -> None:
-        for name, typ in (("kind", Kind), ("method", Method), ("init", Init), ("scope", Scope), ("lr_schedule", LrSchedule),
+        if self.method != FINETUNE and self.method not in METHODS:
+            raise ValueError(f"method must be one of {(FINETUNE, *METHODS)}, got {self.method!r}")
+        for name, typ in (("kind", Kind), ("init", Init), ("scope", Scope), ("lr_schedule", LrSchedule),
                           ("augment_source", AugmentSource), ("init_embeddings", InitEmbeddings)):
             if getattr(self, name) not in get_args(typ):
                 raise ValueError(f"{name} must be one of {get_args(typ)}, got {getattr(self, name)!r}")
@@ -154,7 +158,7 @@ class RunConfig:
     def pruning_target(self) -> float:
         """The sparsity the masks reach: ``sparsity``, except 0 for small-dense, whose ``sparsity`` is the
         sparsity it stands for (its student is made smaller instead of masked)."""
-        return 0.0 if self.method == "small-dense" else self.sparsity
+        return 0.0 if shrinks_student(self.method) else self.sparsity
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -207,16 +211,11 @@ def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
         d.update(method="finetune", init="pretrained", lr=1e-4, lr_schedule="linear", warmup_ratio=0.06,
                  attention_weight=0.0, hidden_weight=0.0, prediction_weight=0.0, task_loss_weight=1.0,
                  epochs=3.0)
-    elif method in ("kasp", "small-dense"):  # the same loss and schedule; only the student differs
-        d.update(method=method, init="pretrained", lr=1e-4, lr_schedule="constant", warmup_ratio=0.0,
-                 attention_weight=1.0, hidden_weight=1.0, prediction_weight=1.0, task_loss_weight=0.0,
-                 epochs=5.0)
-    elif method == "magnitude":
-        d.update(method="magnitude", init="finetuned", lr=1e-4, lr_schedule="constant", warmup_ratio=0.0,
-                 attention_weight=0.0, hidden_weight=0.0, prediction_weight=0.0, task_loss_weight=1.0,
-                 epochs=5.0)
+    elif method in METHODS:  # the method's record: its student, loss weights and schedule
+        m = METHODS[method]
+        d.update(method=m.name, init=m.student, **m.recipe)
     else:
-        raise ValueError(f"unknown method {method!r}: use kasp, magnitude or small-dense")
+        raise ValueError(f"unknown method {method!r}: use {', '.join(METHODS)}")
     if (kind, task) in TIME_BUDGETS:
         d["time_budget"] = TIME_BUDGETS[(kind, task)]
     elif (kind, task) in STEP_BUDGETS:

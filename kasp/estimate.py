@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kasp.methods import FINETUNE, METHODS, step_seconds
 from kasp.runs import list_runs
 
 # seconds per optimizer step of MiniLM-L6 at batch 32, length-bucketed, 2 threads (docs/cpu.md)
-DEFAULT_STEP_SECONDS = {"finetune": 0.33, "magnitude": 0.33, "kasp": 0.44}
+DEFAULT_STEP_SECONDS = {FINETUNE: step_seconds(FINETUNE), **{m: step_seconds(m) for m in METHODS}}
 
 
 def estimate_seconds(method: str, steps: int, batch_size: int = 32, evals: int = 0, dev_examples: int = 872,

@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from kasp.methods import METHODS, REFERENCE
 from kasp.pruned_set import sparsity_grid
 from kasp.style import (COMPRESSION_TICKS, METHOD_COLOURS, METHOD_LABELS, QUANTITY_COLOURS, method_colour,  # noqa: F401
                         method_label, source_symbol, sparsity_tick_text)
@@ -372,10 +373,9 @@ def curve_notes(points) -> list[str]:
     return out
 
 
-_CAPTION_NAMES = {"magnitude": "magnitude baseline", "small-dense": "small dense model"}
-#: the paper's two claims, by the method KASP is compared with
-CLAIMS: dict[str, str] = {"magnitude": "distilling while pruning beats pruning the fine-tuned model",
-                          "small-dense": "a sparse model beats a small dense one with as many non-zero weights"}
+_CAPTION_NAMES = {m.name: m.caption_name for m in METHODS.values() if m.claim}
+#: the paper's claims, by the method KASP is compared with (each method's record, kasp.methods)
+CLAIMS: dict[str, str] = {m.name: m.claim for m in METHODS.values() if m.claim}
 
 
 def compare(k: tuple[float, float, int], o: tuple[float, float, int]) -> dict[str, Any]:
@@ -422,11 +422,11 @@ def caption_facts(points, at: float = 0.9, baseline: float | None = None, teache
     are nearer the floor than the teacher, or KASP is not a point above the majority class), and each of
     the paper's claims as "holds", "fails" or "open" (not decided by these numbers). A claim is judged
     only where the students learnt the task."""
-    k = _at(points, "kasp", at)
+    k = _at(points, REFERENCE, at)
     facts: dict[str, Any] = {"at": at, "kasp": k, "values": {}, "compare": {}, "claims": {}, "learnt": True}
     if k is None:
         return facts
-    facts["values"]["kasp"] = round(k[0] * 100, 2)
+    facts["values"][REFERENCE] = round(k[0] * 100, 2)
     for other in CLAIMS:
         o = _at(points, other, at)
         if o is not None:
@@ -463,9 +463,9 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
         return (f"No KASP result at {pct} sparsity on this model yet: only what is plotted; run "
                 "`kasp sweep` to fill the curve.")
     head = f"At {pct} sparsity, dev {metric_name}: KASP {f['values']['kasp']:.2f}" + "".join(
-        f", {METHOD_LABELS[m]} {v:.2f}" for m, v in f["values"].items() if m != "kasp") + "."
+        f", {METHOD_LABELS[m]} {v:.2f}" for m, v in f["values"].items() if m != REFERENCE) + "."
     if not f["learnt"]:
-        vals = [_at(points, m, at)[0] for m in ("kasp", *f["compare"])]
+        vals = [_at(points, m, at)[0] for m in (REFERENCE, *f["compare"])]
         note = _collapse_note(vals, teacher, baseline, pct) or _baseline_note(f["kasp"][0], baseline, metric_name, pct)
         text = head + note
         if f["compare"]:
@@ -489,7 +489,7 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
 
 def _kasp_sparsities(points) -> list[float]:
     """The nominal sparsities (fractions) at which ``points`` has a KASP result."""
-    g = points[points["method"] == "kasp"]
+    g = points[points["method"] == REFERENCE]
     where = _nominal(g)
     return sorted({round(float(x), 4) for x in where})
 

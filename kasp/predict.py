@@ -196,7 +196,7 @@ def prediction_runs(task_name: str, store: str | Path | None = None) -> dict[str
         checkpoint path from the report, or None).
     """
     from kasp.runs import iter_done
-    from kasp.style import method_label
+    from kasp.methods import label as method_label
 
     out: dict[str, list[dict[str, Any]]] = {"teachers": [], "students": []}
     for r in iter_done(store, task=get_task(task_name).name):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kasp.errors import KaspError
+from kasp.methods import is_masked, shrinks_student
 from kasp.runs import jsonl_problem, list_runs
 from kasp.sweep_results import load_shipped
 from kasp.weights_story import STORY_FILE
@@ -30,7 +31,7 @@ def story_entries(task: str, store: str | Path | None = None,
     out = []
     for r in list_runs(store):
         rec = r.recipe()
-        if rec.get("task") != task or rec.get("kind") != "prune" or rec.get("method") == "small-dense":
+        if rec.get("task") != task or rec.get("kind") != "prune" or shrinks_student(rec.get("method")):
             continue  # a small dense model is never masked: no story
         st = r.status()
         _, damage = jsonl_problem(r.path / STORY_FILE)
@@ -55,7 +56,7 @@ def story_entries(task: str, store: str | Path | None = None,
     else:
         pre = precomputed
     for p in pre:
-        if p.get("task") != task or p.get("method") in ("finetune", "small-dense"):
+        if p.get("task") != task or not is_masked(p.get("method")):
             continue
         out.append({"id": p["id"], "source": p.get("source", "precomputed run"), "method": p.get("method"),
                     "sparsity": p.get("target_sparsity"), "state": "done", "total_steps": p.get("steps"),
@@ -68,6 +69,6 @@ def partner(entry: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, A
     """The run to show beside ``entry``: the other method (KASP vs magnitude) at the same target
     sparsity, with a story; the same source preferred, then the newest."""
     other = [e for e in entries if e["has_story"] and e["id"] != entry["id"] and e["method"] != entry["method"]
-             and e["method"] in ("kasp", "magnitude") and e["sparsity"] == entry["sparsity"]]
+             and is_masked(e["method"]) and e["sparsity"] == entry["sparsity"]]
     other.sort(key=lambda e: e["source"] != entry["source"])
     return other[0] if other else None

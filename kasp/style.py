@@ -13,22 +13,21 @@ from __future__ import annotations
 
 from typing import Any
 
-#: method key (as recipes write it) -> how the app names it
+from kasp.methods import FINETUNE, METHODS
+
+#: method key (as recipes write it) -> how the app names it: each method's record (kasp.methods), then
+#: the dense teacher and the paper's figures, which are drawn beside them
 METHOD_LABELS: dict[str, str] = {
-    "kasp": "KASP",
-    "magnitude": "magnitude baseline",
-    "small-dense": "small dense",
-    "finetune": "dense teacher",
+    **{m.name: m.label for m in METHODS.values()},
+    FINETUNE: "dense teacher",
     "dense teacher": "dense teacher",
     "published": "published, BERT-base",
 }
-#: method key -> colour (Okabe-Ito)
+#: method key -> colour (Okabe-Ito): KASP blue, magnitude vermillion, small dense bluish green (nowhere else)
 METHOD_COLOURS: dict[str, str] = {
-    "kasp": "#0072B2",            # blue
-    "magnitude": "#D55E00",       # vermillion
-    "small-dense": "#009E73",     # bluish green: the small dense model, nowhere else
+    **{m.name: m.colour for m in METHODS.values()},
     "dense teacher": "#555555",   # dark grey
-    "finetune": "#555555",
+    FINETUNE: "#555555",
     "published": "#999999",       # grey: the paper's BERT-base figures
 }
 #: quantities drawn against the step (live panel, Results curves, Weights schedule): never a method's colour

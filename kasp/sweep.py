@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from kasp.errors import KaspError
+from kasp.methods import shrinks_student
 from kasp.sweep_results import DEFAULT_SPARSITIES, FORMAT, METHODS, SCHEMA_VERSION, PlannedRun, load_results, plan_runs
 
 
@@ -197,7 +198,7 @@ class SweepOptions:
         seen: dict[tuple[int, int], float] = {}
         out = []
         for r in plan:
-            if r.method == "small-dense":
+            if shrinks_student(r.method):
                 z = size_for_sparsity(model_config, r.sparsity)
                 shape = (z.layers, z.ffn_width)
                 if seen.setdefault(shape, r.sparsity) != r.sparsity:
@@ -412,7 +413,7 @@ def _eta(todo: list[PlannedRun], done: list[dict[str, Any]], opt: SweepOptions) 
         s = per.get(r.method) or any_mean
         if s is None:
             measured = False
-            s, _ = estimate_seconds("kasp" if r.method == "small-dense" else r.method, opt.budget()["max_steps"] or 2000,
+            s, _ = estimate_seconds(r.method, opt.budget()["max_steps"] or 2000,
                                     evals=EVALS_PER_RUN, model=opt.model, store=opt.store())
         total += s
     return total, ("from this sweep's finished runs" if measured else "estimated from the run store / platform notes")
@@ -435,7 +436,7 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
 
     task = get_task(opt.task)
     opt.task = task.name
-    plan = opt.plan(opt.model_config() if "small-dense" in opt.methods else None)
+    plan = opt.plan(opt.model_config() if any(shrinks_student(m) for m in opt.methods) else None)
     check_settings(opt, plan)
     with sweep_lock(task.name, opt.store()):  # one sweep per task and store: no run is trained twice at once
         return _run_locked(opt, plan, should_stop)

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from kasp.errors import KaspError
+from kasp.methods import axis_sparsity, method_names, shrinks_student
 
 FORMAT = "kasp-sweep"
 SCHEMA_VERSION = 1
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97)
-METHODS = ("kasp", "magnitude", "small-dense")
+METHODS = method_names()
 
 
 def shipped_sweep_path(task: str) -> Path:
@@ -231,7 +232,7 @@ def plan_runs(sparsities: Iterable[float] = DEFAULT_SPARSITIES, methods: Iterabl
             if i > 0 and multi is not None and s not in multi:
                 continue
             for m in methods:
-                if s in (sd if m == "small-dense" else sp):
+                if s in (sd if shrinks_student(m) else sp):
                     out.append(PlannedRun(m, s, int(seed)))
     return out
 
@@ -256,9 +257,7 @@ def sweep_points(results: dict[str, Any], source: str = "precomputed sweep"):
     rows = []
     main = results.get("main_metric")
     for e in results["runs"]:
-        x = e["measured_sparsity"]
-        if e["method"] == "small-dense" and e.get("small_dense"):
-            x = e["small_dense"]["equivalent_sparsity"]
+        x = axis_sparsity(e["method"], e["measured_sparsity"], (e.get("small_dense") or {}).get("equivalent_sparsity"))
         rows.append({"method": e["method"], "nominal": e["sparsity"], "x": x, "metric": metric_value(e, "metric"),
                      "wall": e["wall_seconds"] / 60, "note": metric_note(e.get("metrics"), main) if main else None})
     cols = ["method", "nominal", "sparsity", "metric", "spread", "n", "wall_min", "source", "label", "note"]

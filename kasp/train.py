@@ -43,6 +43,7 @@ from kasp.data import (DATA_DIR, LengthBucketSampler, collate, get_task, input_l
                        load_task_data)
 from kasp.distill import KaspLoss
 from kasp.errors import KaspError
+from kasp.methods import shrinks_student
 from kasp.evaluate import evaluate_sharded
 from kasp.masks import (SPARSE_WARN_THRESHOLD, MagnitudePruner, MaskKeeper, keep_sparsity_warning, sparsity_summary,
                         sparsity_table)
@@ -239,7 +240,7 @@ def _load_models(cfg: RunConfig, task, store) -> tuple[nn.Module, nn.Module | No
     check_tokenizer(tokenizer, student.config, model_path)  # the student's embeddings must hold every token
     cap_length(tokenizer, student.config)  # texts are cut at the student's position table too
     small_dense = None
-    if cfg.method == "small-dense":  # a dense student as large as the pruned ones' non-zeros
+    if shrinks_student(cfg.method):  # a dense student as large as the pruned ones' non-zeros
         from kasp.small_dense import shrink_to, size_for_sparsity
 
         small_dense = size_for_sparsity(student.config, cfg.sparsity)

@@ -24,6 +24,7 @@ from kasp import jobs
 from kasp.config import RunConfig, make_config
 from kasp.data import get_task, load_split, shipped_splits
 from kasp.errors import KaspError
+from kasp.methods import REFERENCE, axis_sparsity, shrinks_student
 from kasp.estimate import DEFAULT_STEP_SECONDS, estimate_seconds
 from kasp.metrics import METRIC_NAMES, glue_metrics, metric_items, metric_note, metric_value
 from kasp.resources import precomputed_path
@@ -318,9 +319,7 @@ def precomputed_retention(task: str, path: Path | None = None) -> pd.DataFrame:
     dense students at the sparsity their size equals), each measured at the end of its run."""
     def row(r, source):
         ret = r["retention"]
-        x = r["measured_sparsity"]
-        if r["method"] == "small-dense" and (r.get("small_dense") or {}).get("equivalent_sparsity") is not None:
-            x = r["small_dense"]["equivalent_sparsity"]
+        x = axis_sparsity(r["method"], r["measured_sparsity"], (r.get("small_dense") or {}).get("equivalent_sparsity"))
         return {"run": r["id"], "method": r["method"], "sparsity (%)": x * 100,
                 "attention similarity": ret.get("mean_similarity"),
                 "CKA": _pct(ret.get("mean_cka")) / 100, "agreement (%)": _pct(ret.get("agreement")), "source": source}
@@ -657,7 +656,7 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
     if budget and not (run.state() == "running" and status.get("step")):
         started = status.get("started") if run.state() == "running" else None
         return max(0.0, float(budget) * 60 - (time.time() - started if started else 0.0))
-    kind = rec.get("method") or "kasp"
+    kind = rec.get("method") or REFERENCE
     total = status.get("total_steps") or rec.get("max_steps") or 300
     step = status.get("step") or 0
     started = status.get("started")
@@ -667,7 +666,7 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
             return timing["eta_s"]
         per_step = (time.time() - started) / step
         return max(0.0, per_step * (int(total) - step))
-    est, _ = estimate_seconds(kind if kind in DEFAULT_STEP_SECONDS else "kasp", int(total), store=store)
+    est, _ = estimate_seconds(kind if kind in DEFAULT_STEP_SECONDS else REFERENCE, int(total), store=store)
     return est
 
 
@@ -875,7 +874,7 @@ def view_presets(task: str) -> list[dict[str, Any]]:
     shipped = {r.get("method") for r in sweep.get("runs", [])} | {r["method"] for r in load_precomputed()
                                                                   if r["task"] == task}
     if story_run is None:
-        story_run = next((r["id"] for r in load_precomputed() if r["task"] == task and r["method"] == "kasp"
+        story_run = next((r["id"] for r in load_precomputed() if r["task"] == task and r["method"] == REFERENCE
                           and r.get("weights_story")), None)
     weights = {"task": task, "matrix": "FFN-in", "layer": "0"} | ({"run": story_run} if story_run else {})
     name = task_name(task)
@@ -994,7 +993,7 @@ def shipped_scores(task: str) -> pd.DataFrame:
     f = pd.concat([x for x in (precomputed_frame(task), sweep_frame(task)) if len(x)] or [pd.DataFrame(
         columns=RUN_COLUMNS + ["recipe"])], ignore_index=True)
     sparsity = f["measured_sparsity"].astype(float).fillna(f["target_sparsity"].astype(float)) * 100
-    small = f["method"] == "small-dense"  # dense, smaller: the sparsity its number of weights equals
+    small = f["method"].map(shrinks_student).astype(bool)  # dense, smaller: the sparsity its number of weights equals
     sparsity = sparsity.where(~small, f["target_sparsity"].astype(float) * 100)
     # the numbers first, so that they show at 1024 px without scrolling the table sideways
     return pd.DataFrame({"method": f["method"].map(method_label), "sparsity (%)": sparsity,

@@ -6,6 +6,7 @@ import streamlit as st
 from kasp import urlstate
 from kasp.attention_view import head_view_html
 from kasp.data import get_task
+from kasp.methods import shrinks_student
 from kasp.errors import KaspError
 from kasp.figures import attention_heatmap, cka_figure, head_heatmap, layer_similarity_figure, retention_scatter
 from kasp.retention import load_for_attention, run_retention, sentence_attention
@@ -86,7 +87,7 @@ if rid in shipped_ids:
     ret = entry["retention"]
     src = pre[pre["run"] == rid].iloc[0]
     st.markdown(f"**{rid}**: {method_label(entry['method'])}, {src['sparsity (%)']:.0f} % "
-                f"{'(the size it equals)' if entry['method'] == 'small-dense' else 'sparse'}, {src['source']}: "
+                f"{'(the size it equals)' if shrinks_student(entry['method']) else 'sparse'}, {src['source']}: "
                 f"`{entry['command']}` on {entry['machine']}.")
     c = st.columns(4)
     c[0].metric("Attention similarity", f"{ret['mean_similarity']:.3f}",
@@ -181,7 +182,7 @@ if text and teacher_path:
         st.iframe(head_view_html(att_t, tok_t, title="Teacher (fine-tuned, dense)"), height=height)
     with c2:
         method, sp = run.recipe().get("method"), (measured_sparsity(run.report()) or 0) * 100
-        size = f"the size of {sp:.0f} % sparsity" if method == "small-dense" else f"{sp:.0f} % sparse"
+        size = f"the size of {sp:.0f} % sparsity" if shrinks_student(method) else f"{sp:.0f} % sparse"
         st.iframe(head_view_html(att_s, tok_s, title=f"Student ({method_label(method)}, {size})"),
                   height=height)
     st.caption("bertviz head view, rendered offline. Pick a layer; hover a token to see where it attends.")

@@ -6,6 +6,7 @@ from kasp import jobs, urlstate
 from kasp.config import load_recipe
 from kasp.data import get_task
 from kasp.errors import KaspError, os_error_message
+from kasp.methods import REFERENCE, get_method, method_names
 from kasp.figures import dev_metric_figure, live_sparsity_figure, loss_figure
 from kasp.figures_live import your_run_figure
 from kasp.metrics import metric_note
@@ -58,17 +59,13 @@ with st.container():
     if st.session_state.get("flash"):
         st.success(st.session_state.pop("flash"))
 
-    METHODS = ["kasp", "magnitude", "small-dense"]
+    METHODS = list(method_names())
     urlstate.seed("method", "prune_method", valid=METHODS, what="method")
     if "prune_method" not in st.session_state and st.session_state.get("prune_method_kept") in METHODS:
         st.session_state["prune_method"] = st.session_state["prune_method_kept"]  # kept across pages, as the recipe
-    method = st.radio("Method", METHODS, horizontal=True, key="prune_method", format_func={
-        "kasp": "KASP: distil the fine-tuned teacher into the pruned pre-trained model",
-        "magnitude": "Magnitude baseline: prune the fine-tuned model, retrain with the task loss",
-        "small-dense": "Small-dense baseline: distil into fewer, dense layers with as many weights as the sparsity "
-                       "leaves"}.get,
+    method = st.radio("Method", METHODS, horizontal=True, key="prune_method", format_func=lambda m: get_method(m).choice,
         help="KASP is the paper's method; the baseline is what most pruning users do today.")
-    urlstate.write("method", None if method == "kasp" else method)
+    urlstate.write("method", None if method == REFERENCE else method)
     st.session_state["prune_method_kept"] = method
     rec = form_defaults("prune", method, task)
     urlstate.seed("recipe", "prune_class", lambda v: {"class": True, "default": False}[v], what="recipe")
@@ -149,7 +146,7 @@ with st.container():
                                     help="Use only the first N training examples after a seeded shuffle.")
         eval_every = c3.number_input("Evaluate every N steps", 0, 100_000, int(rec["eval_every"]), 10,
                                      help="How often the dev metric is measured during the run (0: only at the end).")
-        with st.expander("Distillation weights", expanded=method == "kasp"):
+        with st.expander("Distillation weights", expanded=method == REFERENCE):
             st.caption("Loss = a·attention + h·hidden + p·prediction + c·task. A weight of 0 switches a term off.")
             c1, c2, c3, c4, c5 = st.columns(5)
             a = c1.number_input("attention a", 0.0, 100.0, float(rec["attention_weight"]), 0.1,
