@@ -193,3 +193,15 @@ def test_the_class_preset_table_is_the_shipped_trials():
         for method, cell in (("kasp", kasp), ("magnitude", magnitude)):
             vals = [e["metric"] for e in runs if e["method"] == method]
             assert len(vals) == 2 and cell == _mean_spread(vals), line
+
+
+def test_the_method_pages_table_is_the_precomputed_runs():
+    """docs/method.md §7 quotes the three 90 % precomputed runs: dev accuracy, measured sparsity, wall time."""
+    rows = _table(ROOT / "docs" / "method.md", "| run | sparsity (encoder linear) | SST-2 dev accuracy | wall time |")
+    assert len(rows) == 3
+    for cells in rows:
+        line = " | ".join(cells)
+        name, sparsity, acc, wall = cells
+        run = _precomputed_run(name, round(float(sparsity.rstrip(" %")) / 100, 1))
+        assert f"{run['metric'] * 100:.2f}" == acc and wall == f"{run['wall_seconds'] / 60:.1f} min", line
+        assert round(run["measured_sparsity"] * 100, 2) == float(sparsity.rstrip(" %")), line
