@@ -1,6 +1,6 @@
 """Maintainer's script: write finished runs as the app's shipped demo data (assets/precomputed/runs.json).
 
-Usage, from the repository root after real runs (see README, "Results"):
+Usage, from the repository root after real runs (see docs/results.md, "Results on a 2-core CPU"):
 
     .venv/bin/python scripts/export_precomputed.py runs/<teacher-id> runs/<kasp-id> runs/<magnitude-id> ...
 

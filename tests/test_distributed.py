@@ -88,7 +88,7 @@ def test_trainer_route_gives_cli_masks(tmp_path, tiny_store, no_dropout_student)
                  "--runs-dir", str(store), "--out", str(store / "cli")]) == 0
     cli = RunDir(store / "cli")
 
-    # the README's Trainer example, with the same recipe
+    # the Trainer example of docs/scale-out.md, with the same recipe
     cfg = make_config("prune", "kasp", "sst2", model=str(no_dropout_student), sparsity=0.8, max_steps=16,
                       max_train_samples=512, batch_size=16)
     tok = load_tokenizer(teacher_ckpt)

@@ -619,8 +619,9 @@ _README_TASKS = {"MRPC": "mrpc", "RTE": "rte", "STS-B": "stsb", "CoLA": "cola", 
 
 
 def _readme_table(header: str) -> list[list[str]]:
-    """The body rows (cells stripped) of the README's Markdown table that starts with ``header``."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The body rows (cells stripped) of docs/results.md's Markdown table that starts with ``header``
+    (the tables moved there from the README)."""
+    readme = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
     table = readme[readme.index(header):]
     return [[c.strip() for c in line.strip("|").split("|")] for line in table[:table.index("\n\n")].splitlines()[2:]]
 
@@ -630,8 +631,8 @@ def _kasp90_seeds(runs) -> dict[int, float]:
     return {e["seed"]: e["metric"] * 100 for e in runs if e["method"] == "kasp" and e["sparsity"] == 0.9}
 
 
-def test_the_readmes_sweep_table_is_the_shipped_results():
-    """Every number of the README's table of shipped sweeps (KASP, magnitude, small-dense: mean, and
+def test_the_results_pages_sweep_table_is_the_shipped_results():
+    """Every number of docs/results.md's table of shipped sweeps (KASP, magnitude, small-dense: mean, and
     ± half the range over seeds) is what assets/sweeps/<task>.json holds, and every shipped point is in it."""
     import re
     from kasp.sweep_results import load_results, shipped_sweep_path
@@ -656,8 +657,8 @@ def test_the_readmes_sweep_table_is_the_shipped_results():
     assert shown == shipped
 
 
-def test_the_readmes_knob_table_is_the_shipped_trials():
-    """The README's table of recipe knobs (SST-2, KASP at 90 %) quotes bench/trials/sst2-*.json and the
+def test_the_results_pages_knob_table_is_the_shipped_trials():
+    """docs/results.md's table of recipe knobs (SST-2, KASP at 90 %) quotes bench/trials/sst2-*.json and the
     sweep's baseline seed by seed, with mean, half the range and the difference to the baseline; every
     finished SST-2 knob trial is in it."""
     from kasp.sweep_results import load_results, shipped_sweep_path
@@ -684,8 +685,8 @@ def test_the_readmes_knob_table_is_the_shipped_trials():
     assert shown == {k: {s: round(v, 2) for s, v in d.items()} for k, d in shipped.items()}
 
 
-def test_the_readmes_augmentation_table_is_the_shipped_runs():
-    """The README's augmentation table (KASP at 90 %, seeds 42 / 43 and their mean) quotes the sweeps'
+def test_the_results_pages_augmentation_table_is_the_shipped_runs():
+    """docs/results.md's augmentation table (KASP at 90 %, seeds 42 / 43 and their mean) quotes the sweeps'
     runs without augmentation and bench/augment/<task>-augment-<source><N>.json with it; a cell says
     "not run" only where no such file holds both seeds, and N is TinyBERT's for the task."""
     from kasp.augment import TINYBERT_N
