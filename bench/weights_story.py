@@ -1,4 +1,4 @@
-"""Cost and size of recording the weights' story (kasp/weights_story.py) against a KASP run.
+"""Cost and size of recording the weights' story (kasp/training/weights_story.py) against a KASP run.
 
 Run from the repository root (about 2 minutes on 2 cores):
 
@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from kasp.data import LengthBucketSampler, collate, encode, get_task, load_split  # noqa: E402
-from kasp.distill import KaspLoss  # noqa: E402
-from kasp.masks import MagnitudePruner  # noqa: E402
-from kasp.modeling import default_model_path, load_classifier, load_tokenizer  # noqa: E402
-from kasp.weights_story import STORY_FILE, read_story
-from kasp.story_recorder import StoryRecorder  # noqa: E402
+from kasp.data.glue import LengthBucketSampler, collate, encode, get_task, load_split  # noqa: E402
+from kasp.core.distill import KaspLoss  # noqa: E402
+from kasp.core.masks import MagnitudePruner  # noqa: E402
+from kasp.models.modeling import default_model_path, load_classifier, load_tokenizer  # noqa: E402
+from kasp.training.weights_story import STORY_FILE, read_story
+from kasp.training.story_recorder import StoryRecorder  # noqa: E402
 
 STEPS, EVENTS, TARGET = 2000, 100, 0.9  # the default SST-2 prune recipe
 

@@ -10,6 +10,6 @@ The package is the engine only: plain functions and a small training loop, no St
 
 __version__ = "0.1.0"
 
-from kasp.errors import KaspError
+from kasp.ground.errors import KaspError
 
 __all__ = ["KaspError", "__version__"]

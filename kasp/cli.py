@@ -1,7 +1,7 @@
 """The ``kasp`` command: finetune, prune, evaluate, inspect, attention, export, runs, app, sweep.
 
-Flags of ``finetune`` and ``prune`` are generated from :class:`kasp.config.RunConfig` fields and
-their help text; a flag left unset takes the recipe default of :func:`kasp.config.default_recipe`.
+Flags of ``finetune`` and ``prune`` are generated from :class:`kasp.spec.config.RunConfig` fields and
+their help text; a flag left unset takes the recipe default of :func:`kasp.spec.config.default_recipe`.
 Errors a user can fix print one line and exit with status 2; a cancelled run exits with 130.
 """
 
@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-from kasp.errors import KaspError
-from kasp.methods import method_names, shrinks_student
+from kasp.ground.errors import KaspError
+from kasp.spec.methods import method_names, shrinks_student
 
 _NOT_FLAGS = {"kind"}
 
 
 def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
-    from kasp.config import FINETUNE_ONLY_FIELDS, PRUNE_ONLY_FIELDS, RunConfig
+    from kasp.spec.config import FINETUNE_ONLY_FIELDS, PRUNE_ONLY_FIELDS, RunConfig
 
     for f in dataclasses.fields(RunConfig):
         if f.name in _NOT_FLAGS or (kind == "finetune" and f.name in PRUNE_ONLY_FIELDS) or \
@@ -32,7 +32,7 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"default": None, "help": f.metadata.get("help", "")}
-        typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(__import__("kasp.config").config))
+        typ = f.type if not isinstance(f.type, str) else eval(f.type, vars(sys.modules[RunConfig.__module__]))
         args = get_args(typ)
         if typ is bool or set(args) == {bool, type(None)}:  # --x / --no-x; not given: None, the recipe's value
             kw["action"] = argparse.BooleanOptionalAction
@@ -58,8 +58,8 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
 
 
 def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
-    from kasp.sweep_results import DEFAULT_SPARSITIES, METHODS
-    from kasp.sweep import TASK_BUDGETS
+    from kasp.experiments.results import DEFAULT_SPARSITIES, METHODS
+    from kasp.experiments.sweep import TASK_BUDGETS
 
     budgets = "; ".join(f"{t}: teacher {b['teacher_steps']}, runs {b['max_steps']}, length {b['max_seq_length']}"
                         for t, b in TASK_BUDGETS.items())
@@ -138,9 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("out", help="new output directory (must not exist, or be empty; written under a temporary name "
                      "beside it and renamed when complete)")
     exp.add_argument("--format", choices=["sparse", "onnx"], default="sparse", help="sparse: bitmask + values "
-                     "(kasp/export.py, docs/formats.md); onnx: a dense model.onnx for ONNX Runtime (dynamic batch and "
+                     "(kasp/models/export.py, docs/formats.md); onnx: a dense model.onnx for ONNX Runtime (dynamic batch and "
                      "sequence axes), refused unless its logits match PyTorch's within 1e-4 on dev examples "
-                     "(kasp/onnx_export.py)")
+                     "(kasp/models/onnx_export.py)")
     exp.add_argument("--task", default=None, help="onnx: GLUE task whose dev examples check the export (default: the "
                      "task the checkpoint records)")
     exp.add_argument("--samples", type=int, default=64, help="onnx: dev examples compared with PyTorch")
@@ -181,9 +181,9 @@ class _StopFlag:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from kasp.config import RunConfig, config_from_options
-    from kasp.runs import RunDir, new_run_id, runs_dir
-    from kasp.train import Cancelled, train
+    from kasp.spec.config import RunConfig, config_from_options
+    from kasp.ground.runs import RunDir, new_run_id, runs_dir
+    from kasp.training.train import Cancelled, train
 
     names = {f.name for f in dataclasses.fields(RunConfig)}
     if args.resume:
@@ -199,7 +199,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.pop("time_budget", None)
     overrides.update(flags)
     cfg = config_from_options(args.command, overrides)  # the same validation as the app's Launch
-    from kasp.tracking import resolve_report_to
+    from kasp.training.tracking import resolve_report_to
 
     report_to = resolve_report_to(args.report_to)  # checked before the run directory exists
     store = Path(args.runs_dir) if args.runs_dir else runs_dir()
@@ -212,7 +212,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     stop.install()
     callbacks = []
     if run and report_to:
-        from kasp.tracking import TrackerCallback
+        from kasp.training.tracking import TrackerCallback
 
         callbacks.append(TrackerCallback(report_to, out, cfg.to_dict()))
     print(f"kasp: run directory {out}", file=sys.stderr)
@@ -234,17 +234,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace, names: set[str]) -> int:
     """``kasp prune/finetune --resume RUN_DIR``: continue the run in RUN_DIR from its resume state."""
-    from kasp import resume
-    from kasp.config import RunConfig
-    from kasp.runs import RunDir
-    from kasp.train import Cancelled, train
+    from kasp.training import resume
+    from kasp.spec.config import RunConfig
+    from kasp.ground.runs import RunDir
+    from kasp.training.train import Cancelled, train
 
     given = sorted(k for k, v in vars(args).items() if k in names and v is not None)
     if given or args.recipe or args.out:
         flags = ", ".join("--" + k.replace("_", "-") for k in given + (["recipe"] if args.recipe else [])
                           + (["out"] if args.out else []))
         raise KaspError(f"--resume continues a run with the recipe in its config.json; drop {flags}")
-    from kasp.tracking import resolve_report_to
+    from kasp.training.tracking import resolve_report_to
 
     report_to = resolve_report_to(args.report_to)
     main_rank = int(os.environ.get("RANK", "0")) == 0
@@ -276,7 +276,7 @@ def _resume(args: argparse.Namespace, names: set[str]) -> int:
     stop.install()
     callbacks = []
     if main_rank and report_to:
-        from kasp.tracking import TrackerCallback
+        from kasp.training.tracking import TrackerCallback
 
         callbacks.append(TrackerCallback(report_to, run.path, cfg.to_dict()))
     print(f"kasp: resuming {run.path} from {state_dir.name}", file=sys.stderr)
@@ -294,22 +294,22 @@ def _resume(args: argparse.Namespace, names: set[str]) -> int:
 
 
 def _load_recipe(name: str, command: str | None = None) -> dict[str, Any]:
-    """A recipe file's fields: :func:`kasp.config.load_recipe`."""
-    from kasp.config import load_recipe
+    """A recipe file's fields: :func:`kasp.spec.config.load_recipe`."""
+    from kasp.spec.config import load_recipe
 
     return load_recipe(name, command)
 
 
 def _task_name(name: str) -> str:
-    from kasp.data import get_task
+    from kasp.data.glue import get_task
 
     return get_task(name).name
 
 
 def _summary_line(r: dict[str, Any], out: Path) -> str:
-    from kasp.metrics import format_metrics
+    from kasp.spec.metrics import format_metrics
 
-    from kasp.data import input_length_text
+    from kasp.data.glue import input_length_text
 
     m = r["metrics"]
     metric = format_metrics(m)
@@ -320,14 +320,14 @@ def _summary_line(r: dict[str, Any], out: Path) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from kasp.evaluate import evaluate_checkpoint, evaluation_notes
+    from kasp.training.evaluate import evaluate_checkpoint, evaluation_notes
 
     res = evaluate_checkpoint(args.checkpoint, args.task, args.data, args.max_eval_samples, args.max_seq_length,
                               args.batch_size)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        from kasp.metrics import format_metrics
+        from kasp.spec.metrics import format_metrics
 
         m = res["metrics"]
         print(f"{res['task']} on {res['data']} ({m['n']} examples): {format_metrics(m)}")
@@ -337,8 +337,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from kasp.analysis import analyse, inspect_warnings
-    from kasp.pruned_set import sparsity_grid
+    from kasp.analysis.inspection import analyse, inspect_warnings
+    from kasp.spec.pruned_set import sparsity_grid
 
     info = analyse(args.checkpoint, sizes=not args.no_sizes)
     if args.json:
@@ -373,7 +373,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print("    other tensors raw, which is why zstd, compressing those too, can land below it for the whole model")
         print("  (unstructured zeros alone leave the dense file as large and dense PyTorch as fast)")
     if info.get("card"):
-        from kasp.card import card_summary
+        from kasp.training.card import card_summary
 
         for line in card_summary(info["card"]):
             print(line)
@@ -387,10 +387,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from kasp.export import export_sparse
+    from kasp.models.export import export_sparse
 
     if args.format == "onnx":
-        from kasp.onnx_export import ONNX_FILE, export_onnx
+        from kasp.models.onnx_export import ONNX_FILE, export_onnx
 
         c = export_onnx(args.checkpoint, args.out, task=args.task, samples=args.samples)
         print(f"wrote {args.out}: {ONNX_FILE} {c['file_bytes']:,} bytes (dense; opset {c['opset']}); ONNX Runtime logits "
@@ -405,12 +405,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     ratio = b["encoder_linear_sparse"] / b["encoder_linear_dense"] if b["encoder_linear_dense"] else float("nan")
     print(f"wrote {args.out}: sparse.safetensors {b['file']:,} bytes; encoder linear weights "
           f"{b['encoder_linear_sparse']:,} bytes sparse vs {b['encoder_linear_dense']:,} dense "
-          f"({ratio:.3f}x). Load with kasp.export.load_sparse_model.")
+          f"({ratio:.3f}x). Load with kasp.models.export.load_sparse_model.")
     return 0
 
 
 def _cmd_attention(args: argparse.Namespace) -> int:
-    from kasp.retention import compare
+    from kasp.analysis.retention import compare
 
     r = compare(args.teacher, args.student, args.task, samples=args.samples, max_seq_length=args.max_seq_length)
     if args.json:
@@ -418,7 +418,7 @@ def _cmd_attention(args: argparse.Namespace) -> int:
         return 0
     print(f"{r.task}: {r.samples} dev examples; teacher {r.teacher}; student {r.student}")
     if r.input_length:
-        from kasp.data import input_length_text, length_warning
+        from kasp.data.glue import input_length_text, length_warning
 
         print(f"  ({length_warning(r.input_length) or input_length_text(r.input_length)})")
     print(f"mean attention similarity (1 - Jensen-Shannon, bits): {r.mean_similarity:.4f};  "
@@ -439,9 +439,9 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from kasp.sweep import SweepOptions, check_settings, parse_overrides, run_sweep
-    from kasp.sweep_results import load_results
-    from kasp.train import Cancelled
+    from kasp.experiments.sweep import SweepOptions, check_settings, parse_overrides, run_sweep
+    from kasp.experiments.results import load_results
+    from kasp.training.train import Cancelled
 
     opt = SweepOptions(task=_task_name(args.task), model=args.model, sparsities=tuple(args.sparsities),
                        small_dense_sparsities=None if args.small_dense_sparsities is None else tuple(args.small_dense_sparsities),
@@ -479,8 +479,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from kasp.jobs import work
-    from kasp.runs import runs_dir
+    from kasp.experiments.jobs import work
+    from kasp.ground.runs import runs_dir
 
     store = Path(args.runs_dir) if args.runs_dir else runs_dir()
     n = work(store, poll_seconds=args.poll)
@@ -489,7 +489,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from kasp.views import runs_frame
+    from kasp.ui.views import runs_frame
 
     df = runs_frame(args.runs_dir)
     rows = [{k: (None if v != v else v) for k, v in r.items()} for r in  # NaN -> None
@@ -520,8 +520,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
     Raises:
         KaspError: when ``KASP_OPERATOR_KEY`` is set but shorter than 16 characters.
     """
-    from kasp.resources import app_script
-    from kasp.views import operator_key_problem
+    from kasp.ground.resources import app_script
+    from kasp.ui.views import operator_key_problem
 
     problem = operator_key_problem()  # a short operator key is refused here, before the app serves anyone
     if problem:
@@ -554,15 +554,15 @@ def main(argv: list[str] | None = None) -> int:
             return handler(args)
         finally:
             if args.command in ("finetune", "prune") and int(os.environ.get("RANK", "0")) == 0:
-                from kasp.jobs import advance_queue
-                from kasp.runs import runs_dir
+                from kasp.experiments.jobs import advance_queue
+                from kasp.ground.runs import runs_dir
 
                 advance_queue(Path(args.runs_dir) if args.runs_dir else runs_dir())  # the queue moves on, no browser
     except KaspError as e:
         print(f"kasp: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # the file system said no: one line naming the path and the fix, never a traceback
-        from kasp.errors import os_error_message
+        from kasp.ground.errors import os_error_message
 
         print(f"kasp: error: {os_error_message(e)}", file=sys.stderr)
         return 2

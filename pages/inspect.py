@@ -5,19 +5,19 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from kasp.analysis import analyse, inspect_warnings
-from kasp.card import CARD_FILE, card_summary
-from kasp.checkpoint import fingerprint
-from kasp.data import shipped_splits
-from kasp.errors import KaspError, os_error_message
-from kasp.evaluate import evaluate_checkpoint, evaluation_notes
-from kasp.metrics import format_metrics
-from kasp.figures import parameter_groups_bar, size_table, sizes_bar, sparsity_heatmap
-from kasp.modeling import default_model_path
-from kasp.onnx_export import quick_latency
-from kasp.runs import iter_done, runs_dir
-from kasp.uploads import evaluate_uploaded_tsv, open_upload
-from kasp.views import latency_frame
+from kasp.analysis.inspection import analyse, inspect_warnings
+from kasp.training.card import CARD_FILE, card_summary
+from kasp.models.checkpoint import fingerprint
+from kasp.data.glue import shipped_splits
+from kasp.ground.errors import KaspError, os_error_message
+from kasp.training.evaluate import evaluate_checkpoint, evaluation_notes
+from kasp.spec.metrics import format_metrics
+from kasp.ui.figures import parameter_groups_bar, size_table, sizes_bar, sparsity_heatmap
+from kasp.models.modeling import default_model_path
+from kasp.models.onnx_export import quick_latency
+from kasp.ground.runs import iter_done, runs_dir
+from kasp.ui.uploads import evaluate_uploaded_tsv, open_upload
+from kasp.ui.views import latency_frame
 
 st.title("Inspect a checkpoint")
 st.caption("Any BERT-family checkpoint, ours or anyone's: weights are read from safetensors only, pickle files are "

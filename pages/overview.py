@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from kasp import urlstate
-from kasp.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, curve_notes, schedule_figure
-from kasp.resources import asset
-from kasp.views import curve_data
-from kasp.sweep_results import shipped_status
-from kasp.views import PAPER, majority_metric, metric_label, schedule_frame, task_name, view_presets
+from kasp.ui import urlstate
+from kasp.ui.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, curve_notes, schedule_figure
+from kasp.ground.resources import asset
+from kasp.ui.views import curve_data
+from kasp.experiments.results import shipped_status
+from kasp.ui.views import PAPER, majority_metric, metric_label, schedule_frame, task_name, view_presets
 
 task = st.session_state.get("task", "sst2")
 

@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from kasp import urlstate
-from kasp.data import get_task
-from kasp.errors import KaspError
-from kasp.predict import cut_warnings, dev_example, disagreements, prediction_runs, predict_texts
-from kasp.sweep_results import shipped_sweep_path
-from kasp.views import dev_examples_frame, load_precomputed, metric_axis, shipped_scores
+from kasp.ui import urlstate
+from kasp.data.glue import get_task
+from kasp.ground.errors import KaspError
+from kasp.analysis.predict import cut_warnings, dev_example, disagreements, prediction_runs, predict_texts
+from kasp.experiments.results import shipped_sweep_path
+from kasp.ui.views import dev_examples_frame, load_precomputed, metric_axis, shipped_scores
 
 task = st.session_state.get("task", "sst2")
 T = get_task(task)

@@ -5,15 +5,16 @@ import json
 import pandas as pd
 import streamlit as st
 
-from kasp import jobs, urlstate
-from kasp.data import get_task
-from kasp.errors import KaspError
-from kasp.figures import accuracy_sparsity_figure, curve_caption, curve_notes, sparsity_heatmap, training_curves
-from kasp.runs import RunDir, runs_dir
-from kasp.views import curve_data
-from kasp.sweep_results import shipped_status
-from kasp.style import method_label
-from kasp.views import (STATE_ICONS, checkpoint_zip, eval_gaps_note, majority_metric, metric_axis, metric_label,
+from kasp.experiments import jobs
+from kasp.ui import urlstate
+from kasp.data.glue import get_task
+from kasp.ground.errors import KaspError
+from kasp.ui.figures import accuracy_sparsity_figure, curve_caption, curve_notes, sparsity_heatmap, training_curves
+from kasp.ground.runs import RunDir, runs_dir
+from kasp.ui.views import curve_data
+from kasp.experiments.results import shipped_status
+from kasp.ui.style import method_label
+from kasp.ui.views import (STATE_ICONS, checkpoint_zip, eval_gaps_note, majority_metric, metric_axis, metric_label,
                         progress_frames, results_table, shipped_run, state_icon, task_name, undefined_runs_note)
 
 task = st.session_state.get("task", "sst2")

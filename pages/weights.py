@@ -4,11 +4,11 @@ import time
 
 import streamlit as st
 
-from kasp import urlstate
-from kasp.data import get_task
-from kasp.figures_weights import schedule_figure, story_figure
-from kasp.weights_story import KINDS, pair_index, read_story, what_to_notice
-from kasp.stories import partner, story_entries
+from kasp.ui import urlstate
+from kasp.data.glue import get_task
+from kasp.ui.figures_weights import schedule_figure, story_figure
+from kasp.training.weights_story import KINDS, pair_index, read_story, what_to_notice
+from kasp.ui.stories import partner, story_entries
 
 PLAY_SECONDS = 1.5  # one recorded step per tick while Play is on
 

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kasp.sweep import machine  # noqa: E402
+from kasp.experiments.sweep import machine  # noqa: E402
 
 
 def collect(folder: Path) -> dict:

@@ -1,7 +1,7 @@
 """Maintainer's measurement: KASP's sparse export against compressed-tensors' sparse-bitmask format.
 
 Builds a 90 %-sparse MiniLM-L6-H384 classifier (the default model, its 36 encoder linear weight
-matrices magnitude-pruned per matrix with ``kasp.masks.magnitude_masks``; the classifier head is
+matrices magnitude-pruned per matrix with ``kasp.core.masks.magnitude_masks``; the classifier head is
 freshly initialised with seed 0), saves it, writes it in both formats, reads both back and reports
 file sizes and whether every tensor comes back bit for bit.
 
@@ -38,8 +38,8 @@ def _bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> tu
 
 def pruned_default_model(sparsity: float = 0.9):
     """The default model as a 2-label classifier with its encoder linear weights pruned to ``sparsity``."""
-    from kasp.masks import apply_masks, magnitude_masks
-    from kasp.modeling import load_classifier, prunable_linears, resolve_model
+    from kasp.core.masks import apply_masks, magnitude_masks
+    from kasp.models.modeling import load_classifier, prunable_linears, resolve_model
 
     torch.manual_seed(0)
     model = load_classifier(resolve_model("default"), num_labels=2)
@@ -53,9 +53,9 @@ def measure(sparsity: float = 0.9) -> dict:
     """Sizes (bytes) and exactness of the dense checkpoint, KASP's export and compressed-tensors'."""
     from safetensors.torch import load_file, save_file
 
-    from kasp.export import export_sparse, load_sparse
-    from kasp.masks import sparsity_summary
-    from kasp.modeling import prunable_linears
+    from kasp.models.export import export_sparse, load_sparse
+    from kasp.core.masks import sparsity_summary
+    from kasp.models.modeling import prunable_linears
 
     model = pruned_default_model(sparsity)
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}

@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kasp.errors import KaspError
-from kasp.metrics import METRIC_NAMES
-from kasp.resources import precomputed_path
-from kasp.runs import RunDir, atomic_write_json
+from kasp.ground.errors import KaspError
+from kasp.spec.metrics import METRIC_NAMES
+from kasp.ground.resources import precomputed_path
+from kasp.ground.runs import RunDir, atomic_write_json
 
 #: the retention measures copied from a run's retention.json (the per-head arrays are large)
 RETENTION_KEYS = ("mean_similarity", "mean_cka", "mean_score_mse", "agreement", "kl", "samples", "similarity", "cka")

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "pack":
         if args.model is None:
             sys.path.insert(0, str(ROOT))
-            from kasp.modeling import default_model_path
+            from kasp.models.modeling import default_model_path
 
             args.model = default_model_path()
         size = pack(Path(args.model), Path(args.pack))

@@ -12,7 +12,7 @@ first the five teachers in parallel, then one ``kasp sweep`` per task and method
 with its own results file in the store, stopped by ``--stop-after`` when the call's minutes are
 spent (an interrupted run resumes when the script runs again). At the end, the results of each task
 are merged into ``assets/sweeps/gpu/<task>.json``, which the app draws as its own labelled source
-("GPU sweep, 12 epochs", :func:`kasp.sweep_results.load_shipped_gpu`). No augmentation (the paper's authors
+("GPU sweep, 12 epochs", :func:`kasp.experiments.results.load_shipped_gpu`). No augmentation (the paper's authors
 also trained on augmented data): each file's ``plan`` says so.
 
 The GPU machine has no network and takes at most 64 MiB of files: ``scripts/gpu_prepare.sh`` packs the
@@ -42,7 +42,7 @@ SOURCE = "GPU sweep, 12 epochs"
 
 def _train_size(task: str, max_train_samples: int | None) -> int:
     sys.path.insert(0, str(ROOT))
-    from kasp.data import load_split
+    from kasp.data.glue import load_split
 
     n = len(load_split(task, "train"))
     return min(n, max_train_samples) if max_train_samples else n
@@ -67,7 +67,7 @@ def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
 def merge(files: list[Path], task: str, label: str, extra_plan: dict) -> dict | None:
     """One results object for a task from its per-method sweep files (None when none exists)."""
     sys.path.insert(0, str(ROOT))
-    from kasp.sweep_results import load_results, validate_results
+    from kasp.experiments.results import load_results, validate_results
 
     parts = [load_results(f) for f in files if f.is_file()]
     if not parts:

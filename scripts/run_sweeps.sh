@@ -14,7 +14,7 @@
 # teacher and budget: TinyBERT word replacement (N = TinyBERT's copies for the task) and the other
 # GLUE tasks' sentences (N = 1), into bench/augment/<task>-augment-<source><N>.json; the plain
 # sweep's KASP 0.9 runs are the "without" column. AUGMENT=0 skips them.
-# Per-task step budgets and length limits: kasp/sweep.py TASK_BUDGETS (recorded in each file).
+# Per-task step budgets and length limits: kasp/experiments/sweep.py TASK_BUDGETS (recorded in each file).
 # Small tasks first: SST-2 (about 3 h) last.
 # RESULTS_REPO=/path/to/checkout writes and commits the results files there instead (run the sweep
 # from a second worktree of a fixed commit, so that editing the main checkout cannot change the code
@@ -46,7 +46,7 @@ for task in $TASKS; do
   git -C "$REPO" commit -q -m "Sweep results for $task (kasp sweep, scripts/run_sweeps.sh)" -- "$results" \
     || echo "nothing new to commit for $task"
   [[ "$AUGMENT" == 1 ]] || continue
-  n_words=$("$PY" -c "from kasp.augment import TINYBERT_N; print(TINYBERT_N['$task'])")
+  n_words=$("$PY" -c "from kasp.training.augment import TINYBERT_N; print(TINYBERT_N['$task'])")
   for spec in "words $n_words" "glue 1"; do
     set -- $spec
     out=$REPO/bench/augment/$task-augment-$1$2.json

@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kasp.errors import KaspError  # noqa: E402
-from kasp.sweep_results import load_results  # noqa: E402
+from kasp.ground.errors import KaspError  # noqa: E402
+from kasp.experiments.results import load_results  # noqa: E402
 
 
 def rows(folder: Path) -> list[str]:

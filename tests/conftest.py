@@ -23,7 +23,7 @@ def make_tiny_checkpoint(path: Path, layers: int = 2, hidden: int = 32, heads: i
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-    from kasp.modeling import default_model_path
+    from kasp.models.modeling import default_model_path
 
     tok = AutoTokenizer.from_pretrained(default_model_path())
     cfg = AutoConfig.for_model(model_type, vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=layers,

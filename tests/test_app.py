@@ -11,8 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import open_page, plotly_charts
 from kasp.cli import main
-from kasp.errors import KaspError
-from kasp.runs import RunDir
+from kasp.ground.errors import KaspError
+from kasp.ground.runs import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "pages"
@@ -88,7 +88,7 @@ def test_prune_page_names_teacher_and_estimates(app_store, monkeypatch, tiny_pre
 
 
 def test_prune_page_launches_a_run_with_a_time_budget(app_store, monkeypatch, tiny_pretrained):
-    from kasp import jobs
+    from kasp.experiments import jobs
 
     launched = []
     monkeypatch.setattr(jobs, "launch", lambda kind, opts, owner=None: launched.append((kind, opts)) or
@@ -229,8 +229,8 @@ def test_the_class_presets_measured_numbers_are_those_of_its_shipped_trials():
     """The Prune page's note on the class preset quotes bench/trials/class-steps500.json and the SST-2 sweep."""
     import re
 
-    from kasp.config import load_recipe
-    from kasp.sweep_results import load_results
+    from kasp.spec.config import load_recipe
+    from kasp.experiments.results import load_results
 
     text = re.search(r"CLASS_PRESET_NOTE = \((.*?)\)\n", (PAGES / "prune.py").read_text(), re.S).group(1)
     text = "".join(re.findall(r'"([^"]*)"', text))

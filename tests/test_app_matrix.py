@@ -1,7 +1,7 @@
 """Every page x every GLUE task the sidebar offers x every state of the run store: no exception, and
 the page's headline element is there (issue 12, item 1).
 
-The store states are real run directories written with :class:`kasp.runs.RunDir` (no model is
+The store states are real run directories written with :class:`kasp.ground.runs.RunDir` (no model is
 trained): empty (and no precomputed runs), only the shipped precomputed runs, only a failed and a
 cancelled run, a fine-tune running (its pid is this test process, so it is alive), and a run of this
 session queued behind it.
@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kasp import jobs, views
-from kasp import sweep_results as sweep
-from kasp.config import make_config
-from kasp.data import shipped_splits
-from kasp.runs import RunDir
+from kasp.experiments import jobs
+from kasp.ui import views
+from kasp.experiments import results as sweep
+from kasp.spec.config import make_config
+from kasp.data.glue import shipped_splits
+from kasp.ground.runs import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["overview.py", "prune.py", "results.py", "attention.py", "weights.py", "predict.py", "inspect.py"]

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from kasp.augment import TINYBERT_P, WordReplacer, augmented_frame, glue_sentences, neighbours, word_augment
-from kasp.config import make_config
+from kasp.training.augment import TINYBERT_P, WordReplacer, augmented_frame, glue_sentences, neighbours, word_augment
+from kasp.spec.config import make_config
 
 
 @pytest.fixture(scope="module")
 def replacer():
-    from kasp.modeling import default_model_path, load_classifier, load_tokenizer
+    from kasp.models.modeling import default_model_path, load_classifier, load_tokenizer
 
     path = default_model_path()
     emb = load_classifier(path, num_labels=2).get_input_embeddings().weight
@@ -23,7 +23,7 @@ def replacer():
 
 @pytest.fixture(scope="module")
 def sst2_sample():
-    from kasp.data import load_split
+    from kasp.data.glue import load_split
 
     return load_split("sst2", "train").head(150).reset_index(drop=True)
 
@@ -65,7 +65,7 @@ def test_replacement_rate_and_labels(replacer, sst2_sample):
 
 
 def test_pairs_augment_each_sentence_separately(replacer):
-    from kasp.data import load_split
+    from kasp.data.glue import load_split
 
     df = load_split("rte", "train").head(20).reset_index(drop=True)
     out = word_augment(df, replacer, 2, seed=0)
@@ -74,7 +74,7 @@ def test_pairs_augment_each_sentence_separately(replacer):
 
 
 def test_cache_is_built_once_and_keyed(tmp_path, monkeypatch, tiny_pretrained):
-    from kasp.modeling import load_tokenizer
+    from kasp.models.modeling import load_tokenizer
 
     monkeypatch.setenv("KASP_CACHE_DIR", str(tmp_path))
     tok = load_tokenizer(str(tiny_pretrained))
@@ -110,7 +110,7 @@ def test_glue_source_needs_distillation_only():
 def test_regression_rows_without_gold_score_learn_the_teacher():
     from transformers import BertConfig, BertForSequenceClassification
 
-    from kasp.distill import KaspLoss
+    from kasp.core.distill import KaspLoss
 
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
@@ -131,7 +131,7 @@ def test_regression_rows_without_gold_score_learn_the_teacher():
 @pytest.mark.slow
 def test_prune_run_with_augmentation(tiny_store, tiny_pretrained, tmp_path, monkeypatch):
     from kasp.cli import main
-    from kasp.runs import RunDir
+    from kasp.ground.runs import RunDir
 
     monkeypatch.setenv("KASP_CACHE_DIR", str(tmp_path / "cache"))
     # the SST-2 teacher stands in for a CoLA one: KASP refuses a teacher whose class names are another

@@ -259,7 +259,7 @@ def test_two_students_each_cancel_only_their_own_run(browser, server, tiny_pretr
         _no_exception(a)
         _no_exception(b)
     finally:
-        from kasp import jobs
+        from kasp.experiments import jobs
 
         for run in jobs.active_runs(store):  # never leave a run burning the CPU (the store is this test's own)
             jobs.cancel(run)

@@ -6,12 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from kasp.config import config_from_options, make_config
-from kasp.errors import KaspError
+from kasp.spec.config import config_from_options, make_config
+from kasp.ground.errors import KaspError
 
 
 class _Clock:
-    """Stands in for kasp.budget's ``time``: every timed training step takes exactly ``step`` seconds."""
+    """Stands in for kasp.training.budget's ``time``: every timed training step takes exactly ``step`` seconds."""
 
     def __init__(self, step: float):
         self.step, self.t = step, 0.0
@@ -33,13 +33,13 @@ def _cfg(tiny_pretrained, store, **kw):
 def test_a_time_budget_run_trains_exactly_as_the_same_steps_would(tiny_store, tiny_pretrained, tmp_path, monkeypatch):
     """Timing steps on a copy with the random state put back leaves the run as it would be with
     --max-steps T; T, and how it was chosen, are in the recipe and the report."""
-    import kasp.budget
-    from kasp.runs import RunDir
-    from kasp.train import train
+    import kasp.training.budget
+    from kasp.ground.runs import RunDir
+    from kasp.training.train import train
 
     store = tmp_path / "store"
     shutil.copytree(tiny_store / "teacher", store / "teacher")
-    monkeypatch.setattr(kasp.budget, "time", _Clock(0.5))
+    monkeypatch.setattr(kasp.training.budget, "time", _Clock(0.5))
     budgeted = RunDir.create(store / "budgeted")
     train(_cfg(tiny_pretrained, store, time_budget=0.5), budgeted, store=store, progress_bar=False)
     rep = budgeted.report()
@@ -56,13 +56,13 @@ def test_a_time_budget_run_trains_exactly_as_the_same_steps_would(tiny_store, ti
 
 
 def test_a_budget_too_small_to_train_is_refused(tiny_store, tiny_pretrained, tmp_path, monkeypatch):
-    import kasp.budget
-    from kasp.runs import RunDir
-    from kasp.train import train
+    import kasp.training.budget
+    from kasp.ground.runs import RunDir
+    from kasp.training.train import train
 
     store = tmp_path / "store"
     shutil.copytree(tiny_store / "teacher", store / "teacher")
-    monkeypatch.setattr(kasp.budget, "time", _Clock(30.0))  # a step takes longer than the whole budget
+    monkeypatch.setattr(kasp.training.budget, "time", _Clock(30.0))  # a step takes longer than the whole budget
     run = RunDir.create(store / "r")
     with pytest.raises(KaspError, match="leaves no time to train.*give a larger budget"):
         train(_cfg(tiny_pretrained, store, time_budget=0.2), run, store=store, progress_bar=False)
@@ -71,7 +71,7 @@ def test_a_budget_too_small_to_train_is_refused(tiny_store, tiny_pretrained, tmp
 def test_every_default_counts_steps_or_epochs_not_minutes():
     """A default run takes the same number of steps on any machine state (issue 24): no recipe default is a
     wall-time budget; SST-2 prunes 2,000 steps, other tasks count epochs."""
-    from kasp.tasks import TASKS
+    from kasp.spec.tasks import TASKS
 
     for task in TASKS:
         for kind, method in (("finetune", "finetune"), ("prune", "kasp"), ("prune", "magnitude"), ("prune", "small-dense")):
@@ -103,8 +103,8 @@ def test_a_queued_time_budget_run_is_expected_to_take_its_budget(tmp_path):
     import sys
     import time
 
-    from kasp.runs import RunDir
-    from kasp.views import remaining_seconds
+    from kasp.ground.runs import RunDir
+    from kasp.ui.views import remaining_seconds
 
     run = RunDir.create(tmp_path / "q")
     run.set_status("queued", job={"kind": "prune", "options": {"sparsity": 0.5, "time_budget": 12}}, queued_at=time.time())
@@ -123,7 +123,7 @@ def test_a_time_budget_flag_replaces_a_recipe_files_steps(tmp_path, monkeypatch)
         seen["cfg"] = cfg
         raise KaspError("stop here")
 
-    monkeypatch.setattr("kasp.train.train", fake_train)
+    monkeypatch.setattr("kasp.training.train.train", fake_train)
     assert main(["prune", "--task", "sst2", "--recipe", "class", "--time-budget", "10", "--runs-dir",
                  str(tmp_path)]) == 2
     assert seen["cfg"].time_budget == 10 and seen["cfg"].max_steps is None and seen["cfg"].sparsity == 0.9
@@ -143,11 +143,11 @@ def test_a_time_budget_flag_replaces_a_recipe_files_steps(tmp_path, monkeypatch)
 def test_timing_stops_early_once_it_has_used_its_share_of_the_budget(tiny_store, tiny_pretrained, monkeypatch):
     """At most 4 % of the budget goes to timing: after 2 timed batches it stops if that share is used,
     and the timed batches still span short and long ones."""
-    import kasp.budget
-    from kasp.budget import steps_for_budget
-    from kasp.data import Encoded, get_task, load_task_data
-    from kasp.modeling import load_classifier, load_tokenizer
-    from kasp.train import _optimizer
+    import kasp.training.budget
+    from kasp.training.budget import steps_for_budget
+    from kasp.data.glue import Encoded, get_task, load_task_data
+    from kasp.models.modeling import load_classifier, load_tokenizer
+    from kasp.training.train import _optimizer
 
     class Slow(_Clock):
         def __init__(self):
@@ -158,7 +158,7 @@ def test_timing_stops_early_once_it_has_used_its_share_of_the_budget(tiny_store,
             self.now += 30.0
             return self.now
 
-    monkeypatch.setattr(kasp.budget, "time", Slow())
+    monkeypatch.setattr(kasp.training.budget, "time", Slow())
     cfg = make_config("prune", "kasp", "sst2", model=str(tiny_pretrained), teacher=str(tiny_store / "teacher"),
                       sparsity=0.7, max_train_samples=256, max_eval_samples=32, batch_size=16, time_budget=10)
     ckpt = str(tiny_store / "teacher" / "checkpoint")
@@ -176,13 +176,13 @@ def test_timing_stops_early_once_it_has_used_its_share_of_the_budget(tiny_store,
 
 
 def _plan_with_clock(tiny_store, tiny_pretrained, monkeypatch, clock):
-    import kasp.budget
-    from kasp.budget import steps_for_budget
-    from kasp.data import get_task, load_task_data
-    from kasp.modeling import load_classifier, load_tokenizer
-    from kasp.train import _optimizer
+    import kasp.training.budget
+    from kasp.training.budget import steps_for_budget
+    from kasp.data.glue import get_task, load_task_data
+    from kasp.models.modeling import load_classifier, load_tokenizer
+    from kasp.training.train import _optimizer
 
-    monkeypatch.setattr(kasp.budget, "time", clock)
+    monkeypatch.setattr(kasp.training.budget, "time", clock)
     cfg = make_config("prune", "kasp", "sst2", model=str(tiny_pretrained), teacher=str(tiny_store / "teacher"),
                       sparsity=0.7, max_train_samples=256, max_eval_samples=32, batch_size=16, time_budget=10)
     ckpt = str(tiny_store / "teacher" / "checkpoint")
@@ -194,7 +194,7 @@ def _plan_with_clock(tiny_store, tiny_pretrained, monkeypatch, clock):
 def test_a_slow_first_round_of_timing_does_not_shorten_the_run(tiny_store, tiny_pretrained, monkeypatch):
     """Each batch is timed ROUNDS times and its lower median kept, so steps that all run twice as slow
     in the first round (a fresh process, a passing job) leave the chosen step count as it would be."""
-    from kasp.budget import ROUNDS, TIMED_BATCHES
+    from kasp.training.budget import ROUNDS, TIMED_BATCHES
 
     class FirstRoundSlow(_Clock):
         def __init__(self):
@@ -217,7 +217,7 @@ def test_a_slow_first_round_of_timing_does_not_shorten_the_run(tiny_store, tiny_
 def test_step_cost_fit_keeps_the_lower_median_of_each_batch_size():
     """Measured on SST-2 (2 cores, batch 32): one run's single timings per batch size against another's
     (15 to 68 % slower). With those as one round of three, the fit is that of the steady rounds."""
-    from kasp.budget import fit_step_cost
+    from kasp.training.budget import fit_step_cost
 
     steady = [[416, 0.352], [256, 0.238], [672, 0.493], [192, 0.193], [2048, 1.524], [96, 0.130]]
     slow = [[416, 0.441], [256, 0.273], [672, 0.671], [192, 0.251], [2048, 2.560], [96, 0.127]]

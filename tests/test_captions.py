@@ -1,6 +1,6 @@
 """Captions that cannot contradict themselves or the chart (issue 25, item 6), and the one visual language.
 
-Every sentence of :func:`kasp.figures.curve_caption` is parsed back and checked against the numbers it
+Every sentence of :func:`kasp.ui.figures.curve_caption` is parsed back and checked against the numbers it
 was made from: on every shipped sweep (each task, each sparsity with a KASP result, each method pair)
 and on random curves (seeds, spreads, floors and teachers drawn at random).
 """
@@ -13,11 +13,11 @@ import re
 import pandas as pd
 import pytest
 
-from kasp import style
-from kasp.figures import accuracy_sparsity_figure, caption_facts, curve_caption, retention_scatter, training_curves
-from kasp.views import curve_data
-from kasp.sweep_results import load_shipped
-from kasp.views import majority_metric, metric_label, precomputed_retention
+from kasp.ui import style
+from kasp.ui.figures import accuracy_sparsity_figure, caption_facts, curve_caption, retention_scatter, training_curves
+from kasp.ui.views import curve_data
+from kasp.experiments.results import load_shipped
+from kasp.ui.views import majority_metric, metric_label, precomputed_retention
 
 SHIPPED = ["sst2", "mrpc", "rte", "stsb", "cola"]
 NAMES = {"magnitude baseline": "magnitude", "small dense model": "small-dense"}
@@ -85,7 +85,7 @@ def _kasp_sparsities(points) -> list[float]:
 def test_shipped_captions_agree_with_their_numbers(task, monkeypatch, tmp_path):
     """Every shipped task, every sparsity with a KASP result, every method pair there."""
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr("kasp.views.PRECOMPUTED", tmp_path / "none.json")
+    monkeypatch.setattr("kasp.ui.views.PRECOMPUTED", tmp_path / "none.json")
     points, teacher, _, error = curve_data(task)
     assert error is None and len(points)
     base, t = majority_metric(task), teacher[0] if teacher else None
@@ -97,7 +97,7 @@ def test_the_captions_the_issue_quoted_no_longer_contradict_themselves(monkeypat
     """MRPC said "as the paper claims" and then "none has learnt the task"; CoLA "differ by 0.00, within the
     seed spread ±0.00"."""
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr("kasp.views.PRECOMPUTED", tmp_path / "none.json")
+    monkeypatch.setattr("kasp.ui.views.PRECOMPUTED", tmp_path / "none.json")
     for task in ("mrpc", "cola"):
         points, teacher, _, _ = curve_data(task)
         c = curve_caption(points, metric_label(task), baseline=majority_metric(task), teacher=teacher[0])
@@ -135,8 +135,8 @@ def test_random_captions_agree_with_their_numbers(seed):
 # --- one visual language -------------------------------------------------------------------------
 def test_one_name_colour_and_marker_per_method_and_source_on_every_figure(monkeypatch, tmp_path):
     """The curve (Overview, Results) and the retention scatter (Attention) name, colour and mark each
-    method and source from kasp.style; green is the small dense model only."""
-    monkeypatch.setattr("kasp.views.PRECOMPUTED", tmp_path / "none.json")
+    method and source from kasp.ui.style; green is the small dense model only."""
+    monkeypatch.setattr("kasp.ui.views.PRECOMPUTED", tmp_path / "none.json")
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty"))
     points, teacher, published, _ = curve_data("mrpc")
     curve = accuracy_sparsity_figure(points, teacher, published, metric_label("mrpc"), "mrpc")
@@ -160,7 +160,7 @@ def test_honest_axes(task, monkeypatch, tmp_path):
     """Correlations are "×100", never "%"; the metric axis starts where the data start; the sparsity axis
     shows the compression (×10 at 90 %, ×20 at 95 %); the curves over training give the metric its own
     panel (no metric drawn on the 0-100 sparsity axis)."""
-    monkeypatch.setattr("kasp.views.PRECOMPUTED", tmp_path / "none.json")
+    monkeypatch.setattr("kasp.ui.views.PRECOMPUTED", tmp_path / "none.json")
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty"))
     points, teacher, published, _ = curve_data(task)
     fig = accuracy_sparsity_figure(points, teacher, published, metric_label(task), task,
@@ -212,9 +212,9 @@ def test_presenter_mode_from_the_address(tmp_path, monkeypatch):
 
 
 def test_the_live_panel_draws_quantities_in_their_own_colours_never_a_methods():
-    """Loss terms, sparsity, schedule and dev metric (Prune's live panel, Results' curves) take kasp.style's
+    """Loss terms, sparsity, schedule and dev metric (Prune's live panel, Results' curves) take kasp.ui.style's
     quantity colours: green stays the small dense model's, blue KASP's."""
-    from kasp.figures import dev_metric_figure, live_sparsity_figure, loss_figure
+    from kasp.ui.figures import dev_metric_figure, live_sparsity_figure, loss_figure
 
     train = pd.DataFrame({"step": [1, 10, 20], "loss": [3.0, 2.0, 1.5], "attention": [1.0, 0.8, 0.6],
                           "hidden": [0.9, 0.7, 0.5], "prediction": [0.6, 0.5, 0.4], "sparsity": [0.0, 0.3, 0.5]})

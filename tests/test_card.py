@@ -1,4 +1,4 @@
-"""Checkpoints that carry their own story: the model card and config.json's ``kasp`` block (kasp/card.py)."""
+"""Checkpoints that carry their own story: the model card and config.json's ``kasp`` block (kasp/training/card.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from kasp.cli import main
-from kasp.runs import RunDir
+from kasp.ground.runs import RunDir
 
 PRUNE = ["prune", "--task", "sst2", "--max-steps", "8", "--pruning-events", "4", "--max-train-samples", "128",
          "--max-eval-samples", "40", "--eval-every", "0", "--log-every", "4", "--no-progress", "--seed", "7"]
@@ -95,7 +95,7 @@ def test_a_copied_checkpoint_still_tells_what_it_is(pruned_run, tmp_path, capsys
 
 
 def test_results_download_carries_card_and_report(pruned_run):
-    from kasp.views import checkpoint_zip
+    from kasp.ui.views import checkpoint_zip
 
     zf = zipfile.ZipFile(io.BytesIO(checkpoint_zip(pruned_run)))
     names = set(zf.namelist())
@@ -120,8 +120,8 @@ def test_inspect_page_shows_the_card(pruned_run, tmp_path, monkeypatch):
 
 
 def test_card_refuses_a_report_without_its_facts(tmp_path):
-    from kasp.card import write_model_card
-    from kasp.errors import KaspError
+    from kasp.training.card import write_model_card
+    from kasp.ground.errors import KaspError
 
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(KaspError, match="lacks metrics"):
@@ -138,8 +138,8 @@ def _report(task: str, main: str, metrics: dict) -> dict:
 
 
 def test_the_card_never_shows_an_undefined_metric_as_a_number_and_says_glues_convention():
-    from kasp.card import card_facts, card_summary, render_card
-    from kasp.metrics import glue_metrics
+    from kasp.training.card import card_facts, card_summary, render_card
+    from kasp.spec.metrics import glue_metrics
 
     stsb = card_facts(_report("stsb", "pearson", {**glue_metrics("correlation", [0.5] * 4, [1, 2, 3, 4]), "n": 4}),
                       {"seed": 1})
@@ -195,8 +195,8 @@ def test_the_inspect_page_shows_a_card_that_is_not_utf8(pruned_run, tmp_path, mo
 def test_the_results_download_never_carries_a_file_from_outside_the_run(pruned_run, tmp_path):
     """A run copied into the store with links planted in it (checkpoint/secret -> a server file, report.json ->
     another): the zip holds the run's own plain files only; a checkpoint folder that is a link is refused."""
-    from kasp.errors import KaspError
-    from kasp.views import checkpoint_zip
+    from kasp.ground.errors import KaspError
+    from kasp.ui.views import checkpoint_zip
 
     secret = tmp_path / "id_rsa"
     secret.write_text("PRIVATE KEY")

@@ -85,9 +85,9 @@ def test_a_regression_checkpoint_is_refused_as_a_teacher_of_a_classification_tas
 def test_a_classifier_problem_type_is_refused_for_sts_b():
     from types import SimpleNamespace
 
-    from kasp.data import get_task
-    from kasp.errors import KaspError
-    from kasp.modeling import check_problem_type
+    from kasp.data.glue import get_task
+    from kasp.ground.errors import KaspError
+    from kasp.models.modeling import check_problem_type
 
     for pt in ("single_label_classification", "multi_label_classification"):
         with pytest.raises(KaspError, match=r"needs a regression head \(one score\) \('regression'\)"):
@@ -173,8 +173,8 @@ def _tsv(tmp_path: Path, raw: bytes) -> Path:
 
 
 def test_a_utf16_tsv_is_named_as_utf16_with_the_fix(tmp_path):
-    from kasp.data import get_task, read_user_tsv
-    from kasp.errors import KaspError
+    from kasp.data.glue import get_task, read_user_tsv
+    from kasp.ground.errors import KaspError
 
     text = "sentence\tlabel\na fine film\t1\n"
     with pytest.raises(KaspError, match=r"UTF-16LE text \(it starts with a UTF-16LE byte-order mark\).*iconv -f UTF-16"):
@@ -188,8 +188,8 @@ def test_a_utf16_tsv_is_named_as_utf16_with_the_fix(tmp_path):
 def test_a_line_over_the_csv_field_limit_is_named_too_long(tmp_path):
     import csv
 
-    from kasp.data import get_task, read_user_tsv
-    from kasp.errors import KaspError
+    from kasp.data.glue import get_task, read_user_tsv
+    from kasp.ground.errors import KaspError
 
     long = "word " * (csv.field_size_limit() // 5 + 10)
     p = _tsv(tmp_path, f"sentence\tlabel\nshort one\t1\n{long}\t0\n".encode())

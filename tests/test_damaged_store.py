@@ -167,21 +167,21 @@ def _refuse(errno_code: int):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_a_read_only_store_serves_every_page(page, base_store, monkeypatch):
-    import kasp.runs
+    import kasp.ground.runs
 
     store, _ = base_store
-    monkeypatch.setattr(kasp.runs, "atomic_write_text", _refuse(errno.EROFS))
+    monkeypatch.setattr(kasp.ground.runs, "atomic_write_text", _refuse(errno.EROFS))
     _open(page, store, monkeypatch)
 
 
 def test_a_retention_cache_that_cannot_be_written_still_gives_the_measurement(base_store, tmp_path, monkeypatch, capsys):
-    import kasp.runs
-    from kasp.retention import run_retention
+    import kasp.ground.runs
+    from kasp.analysis.retention import run_retention
 
     store, rid = base_store
     copy = tmp_path / "store"
     shutil.copytree(store, copy)
-    monkeypatch.setattr(kasp.runs, "atomic_write_text", _refuse(errno.ENOSPC))
+    monkeypatch.setattr(kasp.ground.runs, "atomic_write_text", _refuse(errno.ENOSPC))
     res = run_retention(copy / rid, samples=4)
     assert 0 <= res["mean_similarity"] <= 1 and not (copy / rid / "retention.json").exists()
     err = capsys.readouterr().err
@@ -216,12 +216,12 @@ def test_an_over_long_path_on_the_command_line_is_one_line(capsys):
 
 
 def test_launch_on_a_read_only_store_is_one_line(tmp_path, monkeypatch):
-    import kasp.jobs
+    import kasp.experiments.jobs
 
     def refuse(*a, **k):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "store" / "20261201-000000-sst2-finetune"))
 
-    monkeypatch.setattr(kasp.jobs, "launch", refuse)
+    monkeypatch.setattr(kasp.experiments.jobs, "launch", refuse)
     (tmp_path / "store").mkdir()
     at = open_page("prune.py", tmp_path / "store", monkeypatch)
     next(b for b in at.button if b.label == "Fine-tune the teacher").click()
@@ -245,7 +245,7 @@ def test_results_files_and_checkpoint_configs_past_the_json_limits_are_one_line(
     """A sweep results file or a checkpoint's config.json holding a number of 5,000 digits or arrays nested
     100,000 deep (the parser's limits, not JSONDecodeError): `kasp sweep --dry-run`, `kasp inspect` and
     `kasp evaluate` say one line, never a traceback."""
-    from kasp.resources import asset
+    from kasp.ground.resources import asset
 
     results = tmp_path / "mrpc.json"
     shutil.copy(asset("sweeps/mrpc.json"), results)
@@ -265,8 +265,8 @@ def test_results_files_and_checkpoint_configs_past_the_json_limits_are_one_line(
 def test_a_planted_log_or_card_link_is_never_shown(base_store, tmp_path, monkeypatch):
     """log.txt (shown for a failed run) and the checkpoint's README.md (the Inspect page's card) planted as links
     to a server file: neither is followed."""
-    from kasp import jobs
-    from kasp.runs import RunDir
+    from kasp.experiments import jobs
+    from kasp.ground.runs import RunDir
 
     store, rid = base_store
     copy = tmp_path / "store"

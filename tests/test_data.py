@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from kasp.data import (DATA_DIR, TASKS, LengthBucketSampler, get_task, load_split, read_task_tsv, read_user_tsv,
+from kasp.data.glue import (DATA_DIR, TASKS, LengthBucketSampler, get_task, load_split, read_task_tsv, read_user_tsv,
                        shipped_splits)
-from kasp.errors import KaspError
-from kasp.metrics import glue_metrics
+from kasp.ground.errors import KaspError
+from kasp.spec.metrics import glue_metrics
 
 ROWS = {("cola", "train"): 8551, ("cola", "dev"): 1043, ("sst2", "train"): 67349, ("sst2", "dev"): 872,
         ("mrpc", "train"): 3668, ("mrpc", "dev"): 408, ("stsb", "train"): 5749, ("stsb", "dev"): 1500,

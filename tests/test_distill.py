@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kasp.distill import ScoreCapture, attention_loss, hidden_loss, layer_map, prediction_loss, task_loss
+from kasp.core.distill import ScoreCapture, attention_loss, hidden_loss, layer_map, prediction_loss, task_loss
 
 
 def _model(seed=0, layers=2):
@@ -132,7 +132,7 @@ def test_prediction_loss_refuses_regression_and_task_loss_handles_it():
 def test_layer_map():
     assert layer_map(6, 6) == ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5, 6])
     assert layer_map(4, 12) == ([2, 5, 8, 11], [0, 3, 6, 9, 12])
-    from kasp.errors import KaspError
+    from kasp.ground.errors import KaspError
 
     with pytest.raises(KaspError):
         layer_map(5, 12)
@@ -143,7 +143,7 @@ def test_scores_from_attention_function_equal_the_hooked_recomputation(impl):
     """The KASP loss with scores taken inside the attention function (AttentionScores) equals the loss
     with scores recomputed from hooked projections (ScoreCapture), terms and gradients, on a fixed batch;
     the model's own attention implementation is back after remove()."""
-    from kasp.distill import ATTENTION_FUNCTION, AttentionScores, KaspLoss
+    from kasp.core.distill import ATTENTION_FUNCTION, AttentionScores, KaspLoss
 
     ids, am = _batch()
     batch = {"input_ids": ids, "attention_mask": am, "labels": torch.tensor([0, 1])}
@@ -173,7 +173,7 @@ def test_scores_from_attention_function_equal_the_hooked_recomputation(impl):
 
 
 def test_attention_scores_match_score_capture_and_switch_off():
-    from kasp.distill import AttentionScores
+    from kasp.core.distill import AttentionScores
 
     model = _model()
     ids, am = _batch()

@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from kasp.config import make_config
-from kasp.runs import RunDir
+from kasp.spec.config import make_config
+from kasp.ground.runs import RunDir
 
 from conftest import make_tiny_checkpoint
 
@@ -77,9 +77,9 @@ def test_trainer_route_gives_cli_masks(tmp_path, tiny_store, no_dropout_student)
     from accelerate.utils import set_seed
 
     from kasp.cli import main
-    from kasp.hf_trainer import EncodedDataset, KaspPruningCallback, KaspTrainer
-    from kasp.modeling import load_classifier, load_tokenizer
-    from kasp.data import load_task_data
+    from kasp.training.hf_trainer import EncodedDataset, KaspPruningCallback, KaspTrainer
+    from kasp.models.modeling import load_classifier, load_tokenizer
+    from kasp.data.glue import load_task_data
 
     store = tmp_path / "store"
     shutil.copytree(tiny_store / "teacher", store / "teacher")
@@ -113,7 +113,7 @@ def test_trainer_route_gives_cli_masks(tmp_path, tiny_store, no_dropout_student)
     assert agree > 0.999, f"masks agree on {agree:.5f} of the weights"
     assert sum(int(m.sum()) for m in hf.values()) == cli.report()["sparsity"]["pruned_zeros"]
     # the Trainer route records the weights' story as `kasp prune` does: same steps, same end state
-    from kasp.weights_story import read_story
+    from kasp.training.weights_story import read_story
 
     hf_story, cli_story = read_story(tmp_path / "weights.jsonl"), read_story(cli.path)
     assert list(hf_story.steps) == list(cli_story.steps) and hf_story.phases == cli_story.phases

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from kasp.cli import main
-from kasp.config import make_config
-from kasp.errors import KaspError
-from kasp.runs import RunDir
+from kasp.spec.config import make_config
+from kasp.ground.errors import KaspError
+from kasp.ground.runs import RunDir
 
 PRUNE = ["--task", "sst2", "--max-steps", "12", "--pruning-events", "6", "--max-train-samples", "192",
          "--max-eval-samples", "48", "--eval-every", "6", "--log-every", "3", "--no-progress"]
@@ -44,8 +44,8 @@ def test_teacher_run_directory_is_complete(tiny_store):
 def test_kasp_prune_reaches_exact_target_and_reloads(kasp_run, tiny_pretrained):
     from transformers import AutoModelForSequenceClassification
 
-    from kasp.data import encode, load_split
-    from kasp.modeling import load_tokenizer, prunable_linears
+    from kasp.data.glue import encode, load_split
+    from kasp.models.modeling import load_tokenizer, prunable_linears
 
     rep = kasp_run.report()
     assert kasp_run.state() == "done"
@@ -62,15 +62,15 @@ def test_kasp_prune_reaches_exact_target_and_reloads(kasp_run, tiny_pretrained):
     sp = [r["sparsity"] for r in train]
     assert sp == sorted(sp) and sp[0] == 0 and 0 < sp[1] < 0.9  # step 1 is logged before the first mask update
     # updates before steps 2, 4, 6, 8, 10 and the exact final one at T = 12
-    from kasp.schedule import pruning_steps
+    from kasp.spec.schedule import pruning_steps
 
     assert rep["pruning_events"] == len(pruning_steps(12, 6)) == 6
     # identical logits: reloaded checkpoint vs the student as the engine evaluated it
     tok = load_tokenizer(str(kasp_run.checkpoint))
     data = encode(load_split("sst2", "dev").head(48), tok, 64)
     model.eval()
-    from kasp.evaluate import evaluate_model
-    from kasp.data import get_task
+    from kasp.training.evaluate import evaluate_model
+    from kasp.data.glue import get_task
 
     assert evaluate_model(model, data, get_task("sst2"))["accuracy"] == pytest.approx(rep["metrics"]["accuracy"])
 
@@ -114,7 +114,7 @@ def test_missing_teacher_names_the_command(tmp_path, tiny_pretrained, capsys):
 
 
 def test_cancel_leaves_no_checkpoint(tiny_store, tiny_pretrained):
-    from kasp.train import Cancelled, train
+    from kasp.training.train import Cancelled, train
 
     cfg = make_config("prune", "kasp", "sst2", model=str(tiny_pretrained), sparsity=0.5, max_steps=50,
                       max_train_samples=128, max_eval_samples=16, eval_every=0)
@@ -187,7 +187,7 @@ def test_config_validation_messages():
     with pytest.raises(ValueError, match="every loss weight is 0"):
         make_config("prune", "magnitude", "sst2", sparsity=0.5, task_loss_weight=0.0)
     with pytest.raises(KaspError):
-        make_config("prune", "kasp", "nope", sparsity=0.5) if False else __import__("kasp.data").data.get_task("nope")
+        make_config("prune", "kasp", "nope", sparsity=0.5) if False else __import__("kasp.data.glue", fromlist=["get_task"]).get_task("nope")
 
 
 def test_paper_recipes_are_valid_and_unknown_fields_refused(tmp_path, capsys):
@@ -211,8 +211,8 @@ def test_recipe_knobs_initial_step_recovery_rewarm_and_teacher_embeddings(tiny_s
     """--initial-sparsity prunes at step 0, --recovery reaches the target early and trains at fixed masks with a
     decaying rate, --lr-schedule rewarm resets the rate at every mask update, --init-embeddings teacher starts
     the student's embeddings from the teacher's."""
-    from kasp.data import get_task
-    from kasp.train import _load_models
+    from kasp.data.glue import get_task
+    from kasp.training.train import _load_models
 
     run = _prune(tiny_store, "knobs", "--model", str(tiny_pretrained), "--sparsity", "0.8", "--initial-sparsity", "0.5",
                  "--recovery", "0.25", "--lr-schedule", "rewarm", "--init-embeddings", "teacher", "--log-every", "1")

@@ -29,7 +29,7 @@ def test_gpu_sweep_runs_every_method_in_parallel_and_merges_per_task(tiny_pretra
     logs = {p.name: p.read_text()[-2000:] for p in (tmp_path / "store" / "logs").glob("*.log")}
     assert rc == 0, logs
     res = json.loads((out / "mrpc.json").read_text())
-    from kasp.sweep_results import validate_results
+    from kasp.experiments.results import validate_results
 
     validate_results(res)
     assert res["source"] == "GPU sweep, 2 epochs" and res["plan"]["epochs"] == 2 and res["plan"]["augmented_data"] is False
@@ -37,8 +37,8 @@ def test_gpu_sweep_runs_every_method_in_parallel_and_merges_per_task(tiny_pretra
                                                                      for s in (42, 43)]
     assert {r["steps"] for r in res["runs"]} == {3}  # 2 epochs of 48 examples in batches of 32
     # the app draws it as its own source, beside the shipped CPU sweep
-    import kasp.sweep_results as sweep
-    from kasp import views
+    import kasp.experiments.results as sweep
+    from kasp.ui import views
 
     monkeypatch.setattr(sweep, "shipped_gpu_sweep_path", lambda task: out / f"{task}.json")
     pts = views.curve_data("mrpc", store=tmp_path / "empty").points
@@ -48,8 +48,8 @@ def test_gpu_sweep_runs_every_method_in_parallel_and_merges_per_task(tiny_pretra
 
 
 def test_a_broken_gpu_file_is_named_not_raised(tmp_path, monkeypatch):
-    import kasp.sweep_results as sweep
-    from kasp import views
+    import kasp.experiments.results as sweep
+    from kasp.ui import views
 
     bad = tmp_path / "mrpc.json"
     bad.write_text("{not json")
@@ -86,7 +86,7 @@ def test_model_pack_round_trips_to_fp16(tiny_pretrained, tmp_path):
     for k in a:
         assert b[k].dtype == np.float16 and np.array_equal(b[k], a[k].astype(np.float16)), k
     assert (out / "config.json").read_text() == (tiny_pretrained / "config.json").read_text()
-    from kasp.modeling import load_classifier, load_tokenizer
+    from kasp.models.modeling import load_classifier, load_tokenizer
 
     assert load_tokenizer(str(out)).vocab_size > 0
     assert next(load_classifier(str(out), num_labels=2).parameters()).dtype.is_floating_point

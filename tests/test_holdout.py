@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kasp.config import make_config
-from kasp.data import load_split, train_frames
-from kasp.errors import KaspError
+from kasp.spec.config import make_config
+from kasp.data.glue import load_split, train_frames
+from kasp.ground.errors import KaspError
 
 
 def test_the_slice_is_fixed_across_seeds_and_never_trained_on():
@@ -38,7 +38,7 @@ def test_a_slice_as_large_as_the_split_is_refused():
 
 def test_a_run_reports_its_selection_metric(tiny_store, tiny_pretrained, tmp_path):
     from kasp.cli import main
-    from kasp.runs import RunDir
+    from kasp.ground.runs import RunDir
 
     assert main(["prune", "--task", "sst2", "--model", str(tiny_pretrained), "--sparsity", "0.5", "--max-steps", "4",
                  "--max-train-samples", "64", "--max-eval-samples", "32", "--holdout", "40", "--eval-every", "2",

@@ -15,13 +15,13 @@ import pytest
 import torch
 import zstandard
 
-from kasp.analysis import information_bound_bytes, inspect_checkpoint, size_report, structured_zeros
-from kasp.checkpoint import load_state
+from kasp.analysis.inspection import information_bound_bytes, inspect_checkpoint, size_report, structured_zeros
+from kasp.models.checkpoint import load_state
 from kasp.cli import main
-from kasp.errors import KaspError
-from kasp.export import export_sparse, load_sparse, load_sparse_model
-from kasp.masks import MagnitudePruner
-from kasp.safety import extract_checkpoint_zip, save_file_pair
+from kasp.ground.errors import KaspError
+from kasp.models.export import export_sparse, load_sparse, load_sparse_model
+from kasp.core.masks import MagnitudePruner
+from kasp.models.safety import extract_checkpoint_zip, save_file_pair
 
 from conftest import make_tiny_checkpoint
 
@@ -239,8 +239,8 @@ def test_inspect_page_on_an_engine_checkpoint(tiny_store, monkeypatch):
 # --- uploads: a cache keyed on the whole content, with a cap; the page on runs, base models, NaN ----------
 
 def test_upload_cache_keys_on_whole_content_and_is_capped(pruned, tmp_path):
-    from kasp.analysis import analyse
-    from kasp.uploads import evaluate_uploaded_tsv, open_upload
+    from kasp.analysis.inspection import analyse
+    from kasp.ui.uploads import evaluate_uploaded_tsv, open_upload
 
     files = _ckpt_files(pruned)
     state = load_state(pruned)
@@ -316,8 +316,8 @@ def test_inspect_page_refuses_like_the_cli(tiny_pretrained, tmp_path, monkeypatc
 
 
 def test_inspect_figures_show_the_analysis_numbers(pruned):
-    from kasp.analysis import analyse
-    from kasp.figures import parameter_groups_bar, size_table, sizes_bar
+    from kasp.analysis.inspection import analyse
+    from kasp.ui.figures import parameter_groups_bar, size_table, sizes_bar
 
     info = analyse(pruned)
     t = size_table(info["sizes"])

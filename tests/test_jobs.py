@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kasp import jobs
-from kasp.errors import KaspError
-from kasp.runs import RunDir
+from kasp.experiments import jobs
+from kasp.ground.errors import KaspError
+from kasp.ground.runs import RunDir
 
 
 def _wait(run: RunDir, states: tuple[str, ...], timeout: float = 120) -> str:

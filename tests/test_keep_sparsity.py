@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from kasp.cli import main
-from kasp.errors import KaspError
-from kasp.pruned_set import matrix_name
-from kasp.runs import RunDir
+from kasp.ground.errors import KaspError
+from kasp.spec.pruned_set import matrix_name
+from kasp.ground.runs import RunDir
 
 SMALL = ["--task", "sst2", "--max-train-samples", "128", "--max-eval-samples", "40", "--eval-every", "0",
          "--log-every", "2", "--no-progress"]
@@ -40,7 +40,7 @@ def _finetune(store, out, model, *extra) -> RunDir:
 
 def test_keep_sparsity_keeps_every_matrix_exactly(pruned_run, tiny_store, caplog):
     start = _pruned_set(pruned_run.checkpoint)
-    with caplog.at_level(logging.WARNING, logger="kasp.train"):
+    with caplog.at_level(logging.WARNING, logger="kasp.training.train"):
         run = _finetune(tiny_store, "keep-ft", pruned_run.path, "--keep-sparsity")  # a run directory as --model
     assert not [r for r in caplog.records if "fill" in r.getMessage()]
     end = _pruned_set(run.checkpoint)
@@ -57,39 +57,39 @@ def test_keep_sparsity_keeps_every_matrix_exactly(pruned_run, tiny_store, caplog
 
 
 def test_without_the_flag_it_warns_and_the_zeros_fill_in(pruned_run, tiny_store, caplog):
-    with caplog.at_level(logging.WARNING, logger="kasp.train"):
+    with caplog.at_level(logging.WARNING, logger="kasp.training.train"):
         run = _finetune(tiny_store, "dense-ft", pruned_run.checkpoint)  # the checkpoint directory as --model
-    msgs = [r.getMessage() for r in caplog.records if r.name == "kasp.train"]
+    msgs = [r.getMessage() for r in caplog.records if r.name == "kasp.training.train"]
     assert any("70.0 % sparse" in m and "--keep-sparsity" in m and "fill" in m for m in msgs), msgs
     assert run.report()["sparsity"]["pruned_sparsity"] < 0.1  # AdamW moved (almost) every zero
 
 
 def test_a_dense_start_does_not_warn(tiny_store, tiny_pretrained, caplog):
-    from kasp.config import make_config
-    from kasp.train import _keep_mask_setup
-    from kasp.modeling import load_classifier
+    from kasp.spec.config import make_config
+    from kasp.training.train import _keep_mask_setup
+    from kasp.models.modeling import load_classifier
 
     model = load_classifier(str(tiny_pretrained), num_labels=2)
-    with caplog.at_level(logging.WARNING, logger="kasp.train"):
+    with caplog.at_level(logging.WARNING, logger="kasp.training.train"):
         assert _keep_mask_setup(make_config("finetune", task="sst2"), model) is None
     assert not caplog.records
 
 
 def test_keep_sparsity_on_a_dense_model_says_there_is_nothing_to_keep(tiny_store, tiny_pretrained, caplog):
-    from kasp.config import make_config
-    from kasp.modeling import load_classifier
-    from kasp.train import _keep_mask_setup
+    from kasp.spec.config import make_config
+    from kasp.models.modeling import load_classifier
+    from kasp.training.train import _keep_mask_setup
 
     model = load_classifier(str(tiny_pretrained), num_labels=2)
-    with caplog.at_level(logging.WARNING, logger="kasp.train"):
+    with caplog.at_level(logging.WARNING, logger="kasp.training.train"):
         keeper = _keep_mask_setup(make_config("finetune", task="sst2", keep_sparsity=True), model)
     assert keeper is not None and keeper.sparsity == 0
-    msgs = [r.getMessage() for r in caplog.records if r.name == "kasp.train"]
+    msgs = [r.getMessage() for r in caplog.records if r.name == "kasp.training.train"]
     assert len(msgs) == 1 and "has no zeros" in msgs[0] and "nothing to keep" in msgs[0], msgs
 
 
 def test_keep_sparsity_is_for_finetune_only(capsys):
-    from kasp.config import config_from_options
+    from kasp.spec.config import config_from_options
 
     with pytest.raises(KaspError, match="keep_sparsity is for `kasp finetune`"):
         config_from_options("prune", {"sparsity": 0.9, "keep_sparsity": True})
@@ -103,10 +103,10 @@ def test_keep_sparsity_is_for_finetune_only(capsys):
 def test_trainer_route_keeps_the_zeros(pruned_run, tmp_path, caplog):
     from transformers import TrainingArguments
 
-    from kasp.config import make_config
-    from kasp.data import load_task_data
-    from kasp.hf_trainer import EncodedDataset, KaspTrainer, KeepSparsityCallback
-    from kasp.modeling import load_classifier, load_tokenizer
+    from kasp.spec.config import make_config
+    from kasp.data.glue import load_task_data
+    from kasp.training.hf_trainer import EncodedDataset, KaspTrainer, KeepSparsityCallback
+    from kasp.models.modeling import load_classifier, load_tokenizer
 
     ck = str(pruned_run.checkpoint)
     cfg = make_config("finetune", task="sst2", model=ck, max_train_samples=64)
@@ -122,7 +122,7 @@ def test_trainer_route_keeps_the_zeros(pruned_run, tmp_path, caplog):
                                   data_collator=EncodedDataset.collator(train_data), callbacks=callbacks)
 
     start = {k: v == 0 for k, v in _pruned_set(pruned_run.checkpoint).items()}
-    with caplog.at_level(logging.WARNING, logger="kasp.hf_trainer"):
+    with caplog.at_level(logging.WARNING, logger="kasp.training.hf_trainer"):
         model, t = trainer([KeepSparsityCallback()])
     assert not caplog.records
     t.train()
@@ -130,6 +130,6 @@ def test_trainer_route_keeps_the_zeros(pruned_run, tmp_path, caplog):
     for k, zeros in start.items():
         assert torch.equal(state[k] == 0, zeros), k
     assert any(h.get("sparsity") == pytest.approx(0.7, abs=1e-3) for h in t.state.log_history)
-    with caplog.at_level(logging.WARNING, logger="kasp.hf_trainer"):
+    with caplog.at_level(logging.WARNING, logger="kasp.training.hf_trainer"):
         trainer([])  # no callback that keeps or makes masks: the warning
     assert any("--keep-sparsity" in r.getMessage() and "KeepSparsityCallback" in r.getMessage() for r in caplog.records)

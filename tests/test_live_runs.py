@@ -47,8 +47,8 @@ def test_the_class_recipe_toggle_survives_a_visit_to_another_page(tmp_path, monk
 # --- one teacher per task and model in the queue ------------------------------------------------
 
 def test_a_second_teacher_of_the_same_task_and_model_is_refused_with_a_clear_message(tmp_path, monkeypatch):
-    from kasp import jobs
-    from kasp.errors import KaspError
+    from kasp.experiments import jobs
+    from kasp.ground.errors import KaspError
 
     monkeypatch.setattr(jobs, "pump", lambda store=None: [])  # nothing is started in this test
     monkeypatch.setattr(jobs, "MAX_QUEUED", 5)
@@ -79,7 +79,7 @@ def test_a_second_teacher_of_the_same_task_and_model_is_refused_with_a_clear_mes
 
 
 def test_prune_page_names_the_queued_teacher_and_offers_no_second(tmp_path, monkeypatch):
-    from kasp import jobs
+    from kasp.experiments import jobs
 
     monkeypatch.setattr(jobs, "pump", lambda store=None: [])
     teacher = jobs.launch("finetune", {"task": "sst2", "max_steps": 300}, store=tmp_path, owner="tab-a")
@@ -96,9 +96,9 @@ def test_prune_page_names_the_queued_teacher_and_offers_no_second(tmp_path, monk
 def test_a_tiny_run_reports_its_phases_step_1_and_steady_updates(tiny_pretrained, tmp_path, monkeypatch):
     """Before step 1 the status names what the run is doing; step 1 writes a progress record at once;
     between records the status carries the step (heartbeat) and a record comes every LOG_SECONDS."""
-    import kasp.train
-    from kasp.config import make_config
-    from kasp.runs import RunDir
+    import kasp.training.train
+    from kasp.spec.config import make_config
+    from kasp.ground.runs import RunDir
 
     phases, beats = [], []
     orig = RunDir.set_status
@@ -111,12 +111,12 @@ def test_a_tiny_run_reports_its_phases_step_1_and_steady_updates(tiny_pretrained
         return orig(self, state, **fields)
 
     monkeypatch.setattr(RunDir, "set_status", spy)
-    monkeypatch.setattr(kasp.train, "HEARTBEAT_SECONDS", 0.0)  # every step between records
-    monkeypatch.setattr(kasp.train, "LOG_SECONDS", 1e9)
+    monkeypatch.setattr(kasp.training.train, "HEARTBEAT_SECONDS", 0.0)  # every step between records
+    monkeypatch.setattr(kasp.training.train, "LOG_SECONDS", 1e9)
     cfg = make_config("finetune", "finetune", "sst2", model=str(tiny_pretrained), max_steps=12, log_every=5,
                       max_train_samples=64, max_eval_samples=16, eval_every=0)
     run = RunDir.create(tmp_path / "ft")
-    kasp.train.train(cfg, run, store=tmp_path, progress_bar=False)
+    kasp.training.train.train(cfg, run, store=tmp_path, progress_bar=False)
     assert phases[0].startswith("loading the pre-trained model") and "tokenising the SST-2" in phases[1]
     assert phases[-1] == "training"
     steps = [r["step"] for r in run.progress() if r["type"] == "train"]
@@ -126,14 +126,14 @@ def test_a_tiny_run_reports_its_phases_step_1_and_steady_updates(tiny_pretrained
     assert status["train_step0"] == 0 and status["train_started"] >= status["started"]
 
     # the time trigger: with LOG_SECONDS 0 every step writes a record, whatever log_every says
-    monkeypatch.setattr(kasp.train, "LOG_SECONDS", 0.0)
+    monkeypatch.setattr(kasp.training.train, "LOG_SECONDS", 0.0)
     run2 = RunDir.create(tmp_path / "ft2")
-    kasp.train.train(cfg, run2, store=tmp_path, progress_bar=False)
+    kasp.training.train.train(cfg, run2, store=tmp_path, progress_bar=False)
     assert [r["step"] for r in run2.progress() if r["type"] == "train"] == list(range(1, 13))
 
 
 def test_live_timing_measures_the_rate_on_the_run_and_says_so():
-    from kasp.views import live_timing
+    from kasp.ui.views import live_timing
 
     now = 10_000.0
     status = {"state": "running", "started": now - 100, "train_started": now - 80, "train_step0": 0,
@@ -167,8 +167,8 @@ def test_live_timing_measures_the_rate_on_the_run_and_says_so():
 def _running(store: Path, name: str, **status):
     import os
 
-    from kasp.config import make_config
-    from kasp.runs import RunDir
+    from kasp.spec.config import make_config
+    from kasp.ground.runs import RunDir
 
     run = RunDir.create(store / name)
     cfg = make_config("prune", "kasp", "sst2", sparsity=0.9, max_steps=100)
@@ -200,8 +200,8 @@ def test_the_live_panel_shows_elapsed_time_and_an_eta_from_the_measured_rate(tmp
 # --- the student's own run, explained where it is drawn -----------------------------------------
 
 def _finished_class_runs(store: Path):
-    from kasp.config import make_config
-    from kasp.runs import RunDir
+    from kasp.spec.config import make_config
+    from kasp.ground.runs import RunDir
 
     t = RunDir.create(store / "20260101-000000-sst2-finetune")
     t.write_config(make_config("finetune", "finetune", "sst2", max_steps=300).to_dict(), {})
@@ -219,8 +219,8 @@ def _finished_class_runs(store: Path):
 
 
 def test_your_run_context_names_its_own_teacher_and_the_shipped_budget(tmp_path):
-    from kasp.sweep_results import load_shipped
-    from kasp.views import your_run_context
+    from kasp.experiments.results import load_shipped
+    from kasp.ui.views import your_run_context
 
     t, s = _finished_class_runs(tmp_path)
     ctx = your_run_context(s)
@@ -256,8 +256,8 @@ def test_the_live_panel_draws_your_run_with_its_own_teacher_line(tmp_path, monke
 
 
 def test_a_live_runs_point_names_its_steps_and_its_own_teacher_on_the_overview_chart(tmp_path):
-    from kasp.views import curve_data
-    from kasp.views import curve_frame
+    from kasp.ui.views import curve_data
+    from kasp.ui.views import curve_frame
 
     t, s = _finished_class_runs(tmp_path)
     cf = curve_frame("sst2", tmp_path)

@@ -3,8 +3,8 @@ import copy
 import pytest
 import torch
 
-from kasp.masks import MagnitudePruner, magnitude_masks, sparsity_summary, sparsity_table
-from kasp.modeling import prunable_linears
+from kasp.core.masks import MagnitudePruner, magnitude_masks, sparsity_summary, sparsity_table
+from kasp.models.modeling import prunable_linears
 
 
 def _weights(seed=0):
@@ -125,7 +125,7 @@ def test_prunable_linears_on_supported_families(model_type):
 def test_unsupported_layout_is_refused():
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    from kasp.errors import KaspError
+    from kasp.ground.errors import KaspError
 
     model = GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=20, n_positions=16))
     with pytest.raises(KaspError, match="bert, roberta"):

@@ -1,4 +1,4 @@
-"""The dense ONNX export (kasp/onnx_export.py): ONNX Runtime matches PyTorch on dev logits; refusals; latency rows."""
+"""The dense ONNX export (kasp/models/onnx_export.py): ONNX Runtime matches PyTorch on dev logits; refusals; latency rows."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from kasp.cli import main
-from kasp.errors import KaspError
-from kasp.runs import RunDir
+from kasp.ground.errors import KaspError
+from kasp.ground.runs import RunDir
 
 pytest.importorskip("onnxruntime")
 
@@ -22,7 +22,7 @@ def pruned_ckpt(tiny_store, tmp_path_factory) -> Path:
     """The tiny teacher, magnitude-pruned to 90 % (masks folded), as a checkpoint that records its task."""
     from transformers import AutoModelForSequenceClassification
 
-    from kasp.masks import MagnitudePruner
+    from kasp.core.masks import MagnitudePruner
 
     src = RunDir(tiny_store / "teacher").checkpoint
     d = tmp_path_factory.mktemp("onnx") / "s90"
@@ -34,9 +34,9 @@ def pruned_ckpt(tiny_store, tmp_path_factory) -> Path:
 
 
 def test_onnx_runtime_matches_pytorch_on_dev_logits(pruned_ckpt, tmp_path, capsys):
-    from kasp.data import encode, load_split
-    from kasp.modeling import load_classifier, load_tokenizer
-    from kasp.onnx_export import INPUTS, batches, onnx_logits, session, torch_logits
+    from kasp.data.glue import encode, load_split
+    from kasp.models.modeling import load_classifier, load_tokenizer
+    from kasp.models.onnx_export import INPUTS, batches, onnx_logits, session, torch_logits
 
     out = tmp_path / "onnx"
     assert main(["export", str(pruned_ckpt), str(out), "--format", "onnx", "--samples", "48"]) == 0
@@ -59,7 +59,7 @@ def test_onnx_runtime_matches_pytorch_on_dev_logits(pruned_ckpt, tmp_path, capsy
 
 
 def test_export_is_refused_when_logits_differ(pruned_ckpt, tmp_path, monkeypatch):
-    import kasp.onnx_export as ox
+    import kasp.models.onnx_export as ox
 
     real = ox.onnx_logits
     monkeypatch.setattr(ox, "onnx_logits", lambda sess, feeds: real(sess, feeds) + 1e-3)
@@ -81,7 +81,7 @@ def test_export_refuses_bad_input(tiny_pretrained, pruned_ckpt, tmp_path, capsys
 
 
 def test_quick_latency_rows(pruned_ckpt):
-    from kasp.onnx_export import quick_latency
+    from kasp.models.onnx_export import quick_latency
 
     res = quick_latency(pruned_ckpt, repeats=2)
     rows = res["rows"]
@@ -111,7 +111,7 @@ def test_inspect_page_measures_latency_on_request(pruned_ckpt, tmp_path, monkeyp
 def test_the_latency_button_says_one_line_when_the_export_fails(pruned_ckpt, tmp_path, monkeypatch, error):
     """Disk full in the temporary folder, or ONNX Runtime failing on the model: one error line, no traceback."""
     from conftest import open_page
-    from kasp import onnx_export
+    from kasp.models import onnx_export
 
     def fail(*a, **k):
         raise error

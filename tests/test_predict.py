@@ -11,10 +11,10 @@ import pytest
 
 from conftest import open_page
 from kasp.cli import main
-from kasp.errors import KaspError
-from kasp.predict import (class_names, dev_example, disagreements, gold_label, logits_for, prediction_runs,
+from kasp.ground.errors import KaspError
+from kasp.analysis.predict import (class_names, dev_example, disagreements, gold_label, logits_for, prediction_runs,
                           predict_texts)
-from kasp.data import get_task
+from kasp.data.glue import get_task
 
 SENTENCE = "a gorgeous , witty , seductive movie ."
 
@@ -79,7 +79,7 @@ def test_disagreements_really_disagree(pred_store):
     t, s = str(pred_store / "teacher"), str(pred_store / "mag80")
     idx = disagreements(t, [s, str(pred_store / "flipped")], "sst2", n=64)
     task = get_task("sst2")
-    from kasp.data import load_split
+    from kasp.data.glue import load_split
 
     dev = load_split(task, "dev").head(64)
     ref = logits_for(t, task, dev).argmax(-1)

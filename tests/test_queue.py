@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from kasp import jobs
+from kasp.experiments import jobs
 from kasp.cli import build_parser, main
-from kasp.config import make_config
-from kasp.errors import KaspError
-from kasp.runs import RunDir
+from kasp.spec.config import make_config
+from kasp.ground.errors import KaspError
+from kasp.ground.runs import RunDir
 
 from conftest import ROOT
 
@@ -59,7 +59,7 @@ def test_a_sigkilled_run_says_it_ended_without_a_final_status(tmp_path):
     proc.wait()
     assert run.state() == "failed"
     assert "ended without writing a final status" in run.status()["error"]
-    from kasp.views import runs_frame
+    from kasp.ui.views import runs_frame
 
     row = runs_frame(tmp_path).set_index("id").loc["killed"]
     assert "ended without writing a final status" in row["error"]
@@ -82,7 +82,7 @@ def test_sparsity_0_9999_never_zeroes_a_whole_matrix():
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from kasp.masks import MagnitudePruner, sparsity_table
+    from kasp.core.masks import MagnitudePruner, sparsity_table
 
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
@@ -123,7 +123,7 @@ def test_two_pumps_at_once_start_each_queued_run_exactly_once(tmp_path):
     store = tmp_path / "store"
     runs = _queue_fake(store, 4)
     start_at = time.time() + 3
-    code = ("import sys, time; from kasp import jobs; t = float(sys.argv[2])\n"
+    code = ("import sys, time; from kasp.experiments import jobs; t = float(sys.argv[2])\n"
             "while time.time() < t: pass\n"
             "print(len(jobs.pump(sys.argv[1])))")
     env = dict(os.environ, KASP_MAX_JOBS="8")
@@ -174,7 +174,7 @@ def test_launch_checks_the_queue_under_the_queue_lock(tmp_path, monkeypatch):
 
     from filelock import Timeout
 
-    from kasp import jobs
+    from kasp.experiments import jobs
 
     seen = []
     counted = jobs.active_runs
@@ -252,7 +252,7 @@ def test_pump_never_runs_a_planted_command_or_a_hostile_recipe(tmp_path, monkeyp
     assert jobs.pump(tmp_path / "store") == []
     assert calls == []
     _assert_refused(tmp_path / "store", expected, marker)
-    from kasp.views import runs_frame
+    from kasp.ui.views import runs_frame
 
     frame = runs_frame(tmp_path / "store").set_index("id")  # the table names each refusal
     assert "command line instead of a KASP recipe" in frame.loc["a-command", "error"]
@@ -405,7 +405,7 @@ def test_pump_refuses_huge_nested_linked_and_pidless_runs(tmp_path, monkeypatch)
     assert jobs.pump(tmp_path / "store") == []
     _assert_more_refused(tmp_path / "store", expected, victim)
     assert jobs.active_runs(tmp_path / "store") == []  # nothing holds a slot or keeps a worker waiting
-    from kasp.views import runs_frame
+    from kasp.ui.views import runs_frame
 
     frame = runs_frame(tmp_path / "store").set_index("id")
     assert "nested too deeply" in frame.loc["c-nested", "error"]

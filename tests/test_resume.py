@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from kasp.cli import main
-from kasp.config import make_config
-from kasp.runs import RunDir
+from kasp.spec.config import make_config
+from kasp.ground.runs import RunDir
 
 ARGS = dict(sparsity=0.8, max_steps=12, pruning_events=6, max_train_samples=160, max_eval_samples=32,
             eval_every=4, log_every=2, batch_size=16)
@@ -22,7 +22,7 @@ def _cfg(model):
 
 @pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tiny_store, tiny_pretrained, capsys):
-    from kasp.train import Cancelled, train
+    from kasp.training.train import Cancelled, train
 
     cfg = _cfg(tiny_pretrained)
     whole = RunDir.create(tiny_store / "resume-whole")
@@ -60,7 +60,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_store, tiny_pretrained, capsy
     assert cut.report()["metrics"] == whole.report()["metrics"]
     assert not list(cut.path.glob("resume*"))
     # the weights' story reads as one run too: same snapshots at the same steps, same pictures
-    from kasp.weights_story import story_records
+    from kasp.training.weights_story import story_records
 
     story_whole, story_cut = story_records(whole.path), story_records(cut.path)
     assert len(story_whole) >= 4  # layout, start, pruning events, end
@@ -87,7 +87,7 @@ def test_resume_refusals(tmp_path, capsys):
 def test_pruner_state_dict_round_trip():
     from transformers import BertConfig, BertForSequenceClassification
 
-    from kasp.masks import MagnitudePruner
+    from kasp.core.masks import MagnitudePruner
 
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from kasp.attention_view import external_urls, head_view_html
+from kasp.ui.attention_view import external_urls, head_view_html
 from kasp.cli import main
-from kasp.errors import KaspError
-from kasp.retention import compare, js_divergence, linear_cka, load_for_attention, run_retention, sentence_attention
-from kasp.runs import RunDir
+from kasp.ground.errors import KaspError
+from kasp.analysis.retention import compare, js_divergence, linear_cka, load_for_attention, run_retention, sentence_attention
+from kasp.ground.runs import RunDir
 
 from conftest import make_tiny_checkpoint
 
@@ -154,7 +154,7 @@ def test_attention_page(tiny_store, pruned_run, monkeypatch):
 def test_attention_page_shows_shipped_retention_without_runs(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from kasp.views import load_precomputed
+    from kasp.ui.views import load_precomputed
 
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path))
     at = AppTest.from_file(str(ROOT / "pages" / "attention.py"), default_timeout=60)

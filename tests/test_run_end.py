@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 
 from kasp.cli import main
-from kasp.runs import RunDir, list_runs
+from kasp.ground.runs import RunDir, list_runs
 
 from conftest import ROOT
 
 _KILL = r'''
 import os, sys
 from pathlib import Path
-import kasp.resume, kasp.runs, kasp.train
-from kasp.config import make_config
-from kasp.runs import RunDir
+import kasp.training.resume, kasp.ground.runs, kasp.training.train
+from kasp.spec.config import make_config
+from kasp.ground.runs import RunDir
 
 where, model, out = sys.argv[1:4]
 if where == "mid-save":  # the final checkpoint is written to its temporary folder, not yet renamed
@@ -34,7 +34,7 @@ if where == "mid-save":  # the final checkpoint is written to its temporary fold
         if Path(str(src)).name.startswith(".checkpoint-"):
             os._exit(9)
         return replace(src, dst)
-    kasp.runs.os.replace = killing_replace
+    kasp.ground.runs.os.replace = killing_replace
 elif where == "after-report":  # checkpoint and report saved, final status not yet written
     write_report = RunDir.write_report
     def killing_write_report(self, report):
@@ -42,17 +42,17 @@ elif where == "after-report":  # checkpoint and report saved, final status not y
         os._exit(9)
     RunDir.write_report = killing_write_report
 elif where == "mid-card":  # checkpoint, report and config.json's kasp block written, README.md not yet
-    atomic_write_text = kasp.runs.atomic_write_text
+    atomic_write_text = kasp.ground.runs.atomic_write_text
     def killing_write_text(path, text):
         if Path(str(path)).name == "README.md":
             os._exit(9)
         return atomic_write_text(path, text)
-    kasp.runs.atomic_write_text = killing_write_text
+    kasp.ground.runs.atomic_write_text = killing_write_text
 elif where == "before-discard":  # status "done" written, resume state not yet deleted
-    kasp.resume.discard = lambda path: os._exit(9)
+    kasp.training.resume.discard = lambda path: os._exit(9)
 cfg = make_config("finetune", task="sst2", model=model, max_steps=4, eval_every=2, log_every=1, max_train_samples=64,
                   max_eval_samples=16, batch_size=16)
-kasp.train.train(cfg, RunDir.create(out), progress_bar=False)
+kasp.training.train.train(cfg, RunDir.create(out), progress_bar=False)
 os._exit(0)
 '''
 
@@ -126,7 +126,7 @@ def test_a_killed_final_save_leaves_no_copy_of_the_weights(tmp_path, tiny_pretra
 
 def test_resume_names_a_final_checkpoint_left_without_report_or_resume_state(tmp_path, capsys):
     """What the old order (resume state deleted before the report) left after a kill: the reason is said."""
-    from kasp.config import make_config
+    from kasp.spec.config import make_config
 
     run = RunDir.create(tmp_path / "old-kill")
     run.write_config(make_config("finetune", task="sst2").to_dict(), {})
@@ -176,10 +176,10 @@ def test_a_nan_loss_stops_the_run_at_the_first_check_and_names_the_step(tmp_path
     """The loss of step 3 is NaN: the run stops at the next log point (step 5), names step 3, saves nothing."""
     import torch
 
-    from kasp.config import make_config
-    from kasp.distill import KaspLoss
-    from kasp.errors import KaspError
-    from kasp.train import train
+    from kasp.spec.config import make_config
+    from kasp.core.distill import KaspLoss
+    from kasp.ground.errors import KaspError
+    from kasp.training.train import train
 
     calls = {"n": 0}
     real = KaspLoss.__call__

@@ -1,6 +1,6 @@
 import pytest
 
-from kasp.schedule import cubic_sparsity, pruning_interval, pruning_steps
+from kasp.spec.schedule import cubic_sparsity, pruning_interval, pruning_steps
 
 
 def test_cubic_start_middle_end():
@@ -39,7 +39,7 @@ def test_about_100_pruning_events():
 
 
 def test_schedule_frame_marks_the_loops_mask_updates():
-    from kasp.views import schedule_frame
+    from kasp.ui.views import schedule_frame
 
     curve, points = schedule_frame(0.9, 2000, 100)
     assert points["step"].tolist() == pruning_steps(2000, 100)
@@ -52,7 +52,7 @@ def test_lr_multiplier_plain_schedules_match_transformers():
     import torch
     from transformers import get_scheduler
 
-    from kasp.schedule import lr_multiplier
+    from kasp.spec.schedule import lr_multiplier
 
     for name, hf in (("constant", "constant_with_warmup"), ("linear", "linear")):
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -64,7 +64,7 @@ def test_lr_multiplier_plain_schedules_match_transformers():
 
 
 def test_rewarm_and_recovery_shapes():
-    from kasp.schedule import lr_multiplier, ramp_steps
+    from kasp.spec.schedule import lr_multiplier, ramp_steps
 
     T, ramp = 100, ramp_steps(100, 0.2)
     assert ramp == 80
@@ -86,7 +86,7 @@ def test_pruner_initial_step_and_ramp():
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from kasp.masks import MagnitudePruner
+    from kasp.core.masks import MagnitudePruner
 
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,

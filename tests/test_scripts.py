@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kasp.runs import RunDir
-from kasp.views import load_precomputed, precomputed_frame
+from kasp.ground.runs import RunDir
+from kasp.ui.views import load_precomputed, precomputed_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kasp.errors import KaspError
+from kasp.ground.errors import KaspError
 
 ROOT = Path(__file__).resolve().parent.parent
 MINILM = SimpleNamespace(num_hidden_layers=6, hidden_size=384, intermediate_size=1536)
@@ -26,7 +26,7 @@ LAYER = 4 * 384 * 384 + 2 * 384 * 1536  # encoder linear weights of one MiniLM l
 # --- small-dense -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("s", [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97])
 def test_size_for_sparsity_matches_the_nonzero_count(s):
-    from kasp.small_dense import FFN_STEP, size_for_sparsity
+    from kasp.core.small_dense import FFN_STEP, size_for_sparsity
 
     size = size_for_sparsity(MINILM, s)
     target = round((1 - s) * 6 * LAYER)
@@ -43,7 +43,7 @@ def test_size_for_sparsity_matches_the_nonzero_count(s):
 
 
 def test_size_for_sparsity_known_shapes():
-    from kasp.small_dense import size_for_sparsity
+    from kasp.core.small_dense import size_for_sparsity
 
     # 50 %: three full layers exactly, the top layer of each block of two (layer map i*k + k - 1)
     s = size_for_sparsity(MINILM, 0.5)
@@ -59,8 +59,8 @@ def test_shrunk_student_keeps_the_chosen_weights_and_reloads(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     from conftest import make_tiny_checkpoint
-    from kasp.modeling import count_parameters, load_classifier
-    from kasp.small_dense import shrink_to, size_for_sparsity
+    from kasp.models.modeling import count_parameters, load_classifier
+    from kasp.core.small_dense import shrink_to, size_for_sparsity
 
     src = make_tiny_checkpoint(tmp_path / "m", layers=4, hidden=32, heads=4, num_labels=2, dropout=0.0)
     full = load_classifier(str(src)).eval()
@@ -88,9 +88,9 @@ def test_small_dense_run_is_a_run_like_any_other(tiny_store, tiny_pretrained, tm
     from transformers import AutoModelForSequenceClassification
 
     from kasp.cli import main
-    from kasp.retention import compare
-    from kasp.runs import RunDir
-    from kasp.views import runs_frame
+    from kasp.analysis.retention import compare
+    from kasp.ground.runs import RunDir
+    from kasp.ui.views import runs_frame
 
     out = tiny_store / "small-dense-run"
     rc = main(["prune", "--task", "sst2", "--method", "small-dense", "--sparsity", "0.6", "--model", str(tiny_pretrained),
@@ -117,14 +117,14 @@ def test_small_dense_run_is_a_run_like_any_other(tiny_store, tiny_pretrained, tm
 
 # --- the plan and the results file -----------------------------------------------------------------
 def test_plan_of_the_issue_sweep():
-    from kasp.sweep_results import plan_runs
+    from kasp.experiments.results import plan_runs
 
     plan = plan_runs([0.5, 0.7, 0.9, 0.95], seeds=[42, 43], small_dense_sparsities=[0.5, 0.9],
                      multi_seed_sparsities=[0.9])
     keys = [r.key for r in plan]
     assert len(keys) == len(set(keys)) == 4 * 2 + 2 + 3
     assert [r.key for r in plan if r.seed == 43] == ["kasp@0.9/seed43", "magnitude@0.9/seed43", "small-dense@0.9/seed43"]
-    from kasp.sweep import SweepOptions
+    from kasp.experiments.sweep import SweepOptions
 
     full = SweepOptions(task="sst2").plan(MINILM)  # the default sparsities on MiniLM-L6
     small = [r.sparsity for r in full if r.method == "small-dense"]
@@ -140,7 +140,7 @@ def test_an_augmented_sweep_runs_apart_from_the_plain_one(tmp_path):
     """``kasp sweep --augment N``: every run's recipe carries the augmentation, its runs and results file
     are named apart (the plain sweep's are never touched), and glue sentences with the magnitude
     baseline (no teacher to label them) are refused before anything trains."""
-    from kasp.sweep import SweepOptions, check_settings
+    from kasp.experiments.sweep import SweepOptions, check_settings
 
     plain = SweepOptions(task="mrpc", runs_dir=str(tmp_path), methods=("kasp",), sparsities=(0.9,))
     aug = SweepOptions(task="mrpc", runs_dir=str(tmp_path), methods=("kasp",), sparsities=(0.9,), augment=30)
@@ -158,7 +158,7 @@ def test_an_augmented_sweep_runs_apart_from_the_plain_one(tmp_path):
 
 def test_recipe_overrides_make_a_trial_of_their_own(tmp_path):
     """``kasp sweep --set FIELD=VALUE``: the knob trials of issue 14 (two seeds each, KASP at 0.9)."""
-    from kasp.sweep import SweepOptions, parse_overrides
+    from kasp.experiments.sweep import SweepOptions, parse_overrides
 
     ov = parse_overrides(["temperature=2", "lr=2e-4", "hidden-weight=0.5"])
     assert ov == (("temperature", 2), ("lr", 2e-4), ("hidden_weight", 0.5))
@@ -196,7 +196,7 @@ def _valid_results() -> dict:
     (lambda d: {**d, "runs": [{**d["runs"][0], "method": "lottery"}]}, "at runs/0/method"),
 ])
 def test_bad_results_files_get_a_clear_message(tmp_path, mutate, message):
-    from kasp.sweep_results import load_results
+    from kasp.experiments.results import load_results
 
     p = tmp_path / "sst2.json"
     bad = mutate(_valid_results())
@@ -263,7 +263,7 @@ def test_sweep_killed_mid_run_resumes_without_redoing_finished_runs(tiny_store, 
         proc.wait(timeout=30)
     killed = _entries(results)
     assert 1 <= len(killed) < 3, "the kill should land while the second run trains"
-    validated = __import__("kasp.sweep_results", fromlist=["load_results"]).load_results(results)  # never half-written
+    validated = __import__("kasp.experiments.results", fromlist=["load_results"]).load_results(results)  # never half-written
     assert len(validated["runs"]) == len(killed)
 
     second = subprocess.run(_sweep_cmd(tiny_store, tiny_pretrained, results), env=env, capture_output=True, text=True,
@@ -278,7 +278,7 @@ def test_sweep_killed_mid_run_resumes_without_redoing_finished_runs(tiny_store, 
     assert f"{len(killed)} of 3 runs already in" in second.stderr
     assert "runs done; about" in second.stderr and "left" in second.stderr
     # a third start has nothing to do
-    from kasp.sweep import SweepOptions
+    from kasp.experiments.sweep import SweepOptions
 
     opt = SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), max_steps=12, max_train_samples=128,
                        max_eval_samples=32, teacher=str(tiny_store / "teacher"), runs_dir=str(results.parent / "store"),
@@ -286,7 +286,7 @@ def test_sweep_killed_mid_run_resumes_without_redoing_finished_runs(tiny_store, 
     cfgs = {r.key: opt.run_config(r, str(tiny_store / "teacher" / "checkpoint")) for r in opt.plan()}
     assert all(final[k]["recipe"] | {"teacher": None} == c.to_dict() | {"teacher": None} for k, c in cfgs.items())
     before = results.read_bytes()
-    again = __import__("kasp.sweep", fromlist=["run_sweep"]).run_sweep(opt)
+    again = __import__("kasp.experiments.sweep", fromlist=["run_sweep"]).run_sweep(opt)
     assert results.read_bytes() == before, "a sweep with nothing to run must leave its file untouched"
     assert {e["key"] for e in again["runs"]} == set(final)
     e = final["small-dense@0.8/seed42"]
@@ -303,7 +303,7 @@ def _points(rows):
 
 
 def test_sweep_points_mean_and_spread():
-    from kasp.sweep_results import sweep_points
+    from kasp.experiments.results import sweep_points
 
     res = _valid_results()
     res["runs"].append({**res["runs"][0], "key": "kasp@0.9/seed43", "seed": 43, "metric": 0.84})
@@ -316,7 +316,7 @@ def test_sweep_points_mean_and_spread():
 
 
 def test_y_range_does_not_let_small_differences_fill_the_chart():
-    from kasp.figures import MIN_SPAN_POINTS, curve_y_range
+    from kasp.ui.figures import MIN_SPAN_POINTS, curve_y_range
 
     lo, hi = curve_y_range([88.50, 88.60], [0.0])  # the MRPC case of the issue: 0.1 apart
     assert hi - lo >= MIN_SPAN_POINTS and lo < 88.5 and hi > 88.6
@@ -327,7 +327,7 @@ def test_y_range_does_not_let_small_differences_fill_the_chart():
 
 
 def test_figure_uses_one_colour_per_method_and_no_annotations():
-    from kasp.figures import METHOD_COLOURS, accuracy_sparsity_figure
+    from kasp.ui.figures import METHOD_COLOURS, accuracy_sparsity_figure
 
     pts = _points([("kasp", 0.5, 0.5, 0.88, 0.0, 1, "precomputed sweep", "x"),
                    ("kasp", 0.9, 0.9, 0.86, 0.003, 2, "precomputed sweep", "x"),
@@ -348,7 +348,7 @@ def test_figure_uses_one_colour_per_method_and_no_annotations():
 
 
 def test_caption_says_who_leads_and_when_a_claim_fails():
-    from kasp.figures import curve_caption
+    from kasp.ui.figures import curve_caption
 
     holds = _points([("kasp", 0.9, 0.9, 0.865, 0.003, 2, "s", ""), ("magnitude", 0.9, 0.9, 0.825, 0.004, 2, "s", ""),
                      ("small-dense", 0.9, 0.899, 0.80, 0.002, 2, "s", "")])
@@ -370,8 +370,8 @@ def test_caption_says_who_leads_and_when_a_claim_fails():
 def test_the_majority_class_is_a_floor_on_the_curve_and_in_the_caption():
     """MRPC's F1 of always answering "paraphrase" is 81.22: a 90 % student at 81.48 has learnt little, and
     the chart and its caption say so; a floor far below the results (SST-2's 50.92) never widens the axis."""
-    from kasp.figures import accuracy_sparsity_figure, curve_caption
-    from kasp.views import majority_metric
+    from kasp.ui.figures import accuracy_sparsity_figure, curve_caption
+    from kasp.ui.views import majority_metric
 
     assert majority_metric("mrpc") == pytest.approx(0.8122, abs=1e-4) and majority_metric("stsb") is None
     near = _points([("kasp", 0.9, 0.9, 0.8148, 0.0, 1, "s", ""), ("magnitude", 0.9, 0.9, 0.7591, 0.0, 1, "s", "")])
@@ -389,7 +389,7 @@ def test_the_caption_says_when_no_method_has_learnt_the_task_at_that_sparsity():
     """STS-B at 90 % after 240 steps: every method near 0.12 Pearson against a 0.83 teacher; the caption
     says none has learnt the task there (floor 0 for a correlation). A student half-way or more to the
     teacher, or no teacher to compare with, gets no such sentence."""
-    from kasp.figures import curve_caption
+    from kasp.ui.figures import curve_caption
 
     collapsed = _points([("kasp", 0.9, 0.9, 0.1142, 0.0, 1, "s", ""), ("magnitude", 0.9, 0.9, 0.1290, 0.0, 1, "s", ""),
                          ("small-dense", 0.9, 0.9, 0.1149, 0.0, 1, "s", "")])
@@ -413,7 +413,7 @@ def test_the_caption_says_when_no_method_has_learnt_the_task_at_that_sparsity():
 def test_a_collapsed_caption_goes_on_at_the_highest_sparsity_where_the_task_was_learnt():
     """STS-B's shipped shape: nothing learnt at 90 %, so the caption also compares the methods at 70 %
     (KASP half-way to the teacher there), and not at 50 %; with every sparsity collapsed it adds nothing."""
-    from kasp.figures import curve_caption
+    from kasp.ui.figures import curve_caption
 
     stsb = _points([("kasp", 0.9, 0.9, 0.1092, 0.005, 2, "s", ""), ("magnitude", 0.9, 0.9, 0.1241, 0.005, 2, "s", ""),
                     ("kasp", 0.7, 0.7, 0.6298, 0.0, 1, "s", ""), ("magnitude", 0.7, 0.7, 0.7261, 0.0, 1, "s", ""),
@@ -446,13 +446,13 @@ def _synthetic_sweep(task: str, main_metric: str) -> dict:
 def test_overview_draws_the_shipped_sweep_without_runs(task, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    import kasp.sweep_results
-    from kasp.data import get_task
+    import kasp.experiments.results
+    from kasp.data.glue import get_task
 
     shipped = tmp_path / "sweeps" / f"{task}.json"
     shipped.parent.mkdir()
     shipped.write_text(json.dumps(_synthetic_sweep(task, get_task(task).main_metric)))
-    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / "sweeps" / f"{t}.json")
+    monkeypatch.setattr(kasp.experiments.results, "shipped_sweep_path", lambda t: tmp_path / "sweeps" / f"{t}.json")
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty-store"))
     at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=60)
     at.session_state["task"] = task
@@ -470,10 +470,10 @@ def test_overview_draws_the_shipped_sweep_without_runs(task, tmp_path, monkeypat
 def test_pages_show_a_broken_shipped_sweep_as_an_error(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    import kasp.sweep_results
+    import kasp.experiments.results
 
     (tmp_path / "sst2.json").write_text('{"format": "kasp-sweep", "schema_version": 1}')
-    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / f"{t}.json")
+    monkeypatch.setattr(kasp.experiments.results, "shipped_sweep_path", lambda t: tmp_path / f"{t}.json")
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty-store"))
     at = AppTest.from_file(str(ROOT / "pages" / "overview.py"), default_timeout=60)
     at.session_state["task"] = "sst2"
@@ -484,8 +484,8 @@ def test_pages_show_a_broken_shipped_sweep_as_an_error(tmp_path, monkeypatch):
 
 # --- the class preset ------------------------------------------------------------------------------
 def test_class_recipe_has_a_section_per_command(tmp_path):
-    from kasp.config import load_recipe, make_config
-    from kasp.estimate import estimate_seconds
+    from kasp.spec.config import load_recipe, make_config
+    from kasp.training.estimate import estimate_seconds
 
     ft, pr = load_recipe("class", "finetune"), load_recipe("class", "prune")
     teacher = make_config("finetune", "finetune", "sst2", **ft)
@@ -503,7 +503,7 @@ def test_class_recipe_has_a_section_per_command(tmp_path):
 
 def test_cli_class_recipe_flags_override(tiny_store, tiny_pretrained):
     from kasp.cli import main
-    from kasp.runs import RunDir
+    from kasp.ground.runs import RunDir
 
     out = tiny_store / "class-run"
     assert main(["prune", "--task", "sst2", "--recipe", "class", "--method", "magnitude", "--model", str(tiny_pretrained),
@@ -514,8 +514,8 @@ def test_cli_class_recipe_flags_override(tiny_store, tiny_pretrained):
 
 
 def test_sweep_trains_its_teacher_once_and_reuses_it(tiny_pretrained, tmp_path):
-    from kasp.runs import list_runs
-    from kasp.sweep import SweepOptions, run_sweep
+    from kasp.ground.runs import list_runs
+    from kasp.experiments.sweep import SweepOptions, run_sweep
 
     opt = SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.5,), methods=("kasp",), teacher_steps=4,
                        max_steps=4, max_train_samples=64, max_eval_samples=16, runs_dir=str(tmp_path / "store"),
@@ -549,10 +549,10 @@ def test_reference_teacher_is_the_one_of_the_points_drawn(tmp_path, monkeypatch)
     precomputed runs (made with the shipped 89.56 % teacher); with only live runs drawn, it does."""
     import pandas as pd
 
-    import kasp.sweep_results
-    from kasp.views import curve_data
+    import kasp.experiments.results
+    from kasp.ui.views import curve_data
 
-    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
+    monkeypatch.setattr(kasp.experiments.results, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
     rows = pd.DataFrame({"method": ["dense teacher", "dense teacher", "kasp", "kasp"],
                          "sparsity": [0.0, 0.0, 0.9, 0.7], "metric": [0.4844, 0.8956, 0.8647, 0.80],
                          "source": ["live run", "precomputed run", "precomputed run", "live run"],
@@ -565,8 +565,8 @@ def test_reference_teacher_is_the_one_of_the_points_drawn(tmp_path, monkeypatch)
 def test_runs_recorded_before_a_new_recipe_field_are_not_redone():
     """A results file written before a recipe field existed (e.g. time_budget, None by default) still
     matches the same run's recipe now; a real change of a field does not."""
-    from kasp.config import make_config
-    from kasp.sweep import _comparable
+    from kasp.spec.config import make_config
+    from kasp.experiments.sweep import _comparable
 
     now = make_config("prune", "kasp", "mrpc", sparsity=0.9, max_steps=200).to_dict()
     before = {k: v for k, v in now.items() if k != "time_budget"}
@@ -578,8 +578,8 @@ def test_an_interrupted_sweep_run_continues_from_its_last_evaluation_point(tiny_
                                                                             capsys):
     """Stopped after its first evaluation point, a sweep's run is continued (not redone) when the sweep
     starts again, and ends with the same weights' story and metric as an uninterrupted sweep."""
-    from kasp.sweep import SweepOptions, run_sweep
-    from kasp.train import Cancelled
+    from kasp.experiments.sweep import SweepOptions, run_sweep
+    from kasp.training.train import Cancelled
 
     def opt(name):
         return SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), methods=("kasp",),
@@ -635,7 +635,7 @@ def test_the_results_pages_sweep_table_is_the_shipped_results():
     """Every number of docs/results.md's table of shipped sweeps (KASP, magnitude, small-dense: mean, and
     ± half the range over seeds) is what assets/sweeps/<task>.json holds, and every shipped point is in it."""
     import re
-    from kasp.sweep_results import load_results, shipped_sweep_path
+    from kasp.experiments.results import load_results, shipped_sweep_path
 
     shown, task = {}, None
     for cells in _readme_table("| task (metric), teacher | budget a run |"):
@@ -661,7 +661,7 @@ def test_the_results_pages_knob_table_is_the_shipped_trials():
     """docs/results.md's table of recipe knobs (SST-2, KASP at 90 %) quotes bench/trials/sst2-*.json and the
     sweep's baseline seed by seed, with mean, half the range and the difference to the baseline; every
     finished SST-2 knob trial is in it."""
-    from kasp.sweep_results import load_results, shipped_sweep_path
+    from kasp.experiments.results import load_results, shipped_sweep_path
 
     labels = {"temperature τ = 2": {"temperature": 2}, "learning rate 2e-4": {"lr": 2e-4},
               "learning rate 5e-5": {"lr": 5e-5}, "prediction weight 3": {"prediction_weight": 3}}
@@ -689,8 +689,8 @@ def test_the_results_pages_augmentation_table_is_the_shipped_runs():
     """docs/results.md's augmentation table (KASP at 90 %, seeds 42 / 43 and their mean) quotes the sweeps'
     runs without augmentation and bench/augment/<task>-augment-<source><N>.json with it; a cell says
     "not run" only where no such file holds both seeds, and N is TinyBERT's for the task."""
-    from kasp.augment import TINYBERT_N
-    from kasp.sweep_results import load_results, shipped_sweep_path
+    from kasp.training.augment import TINYBERT_N
+    from kasp.experiments.results import load_results, shipped_sweep_path
 
     def cell(path):
         if not path.is_file():
@@ -715,7 +715,7 @@ def test_the_results_pages_augmentation_table_is_the_shipped_runs():
 
 # --- one sweep per task and store (issue 26) ------------------------------------------------------
 _HOLD = ("import sys, time\n"
-         "from kasp.sweep import sweep_lock\n"
+         "from kasp.experiments.sweep import sweep_lock\n"
          "with sweep_lock(sys.argv[1], sys.argv[2]):\n"
          "    print('held', flush=True)\n"
          "    time.sleep(120)\n")
@@ -723,7 +723,7 @@ _HOLD = ("import sys, time\n"
 
 def test_a_second_sweep_of_the_same_task_and_store_stops_at_once(tmp_path, capsys):
     from kasp.cli import main
-    from kasp.sweep import sweep_lock
+    from kasp.experiments.sweep import sweep_lock
 
     store = tmp_path / "store"
     holder = subprocess.Popen([sys.executable, "-c", _HOLD, "mrpc", str(store)], cwd=ROOT, stdout=subprocess.PIPE,
@@ -754,8 +754,8 @@ def test_a_second_sweep_of_the_same_task_and_store_stops_at_once(tmp_path, capsy
 
 
 def test_a_sweep_run_killed_after_its_report_is_recorded_not_retrained(tiny_store, tiny_pretrained, tmp_path, capsys):
-    from kasp.runs import RunDir
-    from kasp.sweep import SweepOptions, run_sweep
+    from kasp.ground.runs import RunDir
+    from kasp.experiments.sweep import SweepOptions, run_sweep
 
     opt = SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), methods=("kasp",), max_steps=4,
                        max_train_samples=64, max_eval_samples=16, retention_samples=0, keep_checkpoints=True,

@@ -1,13 +1,13 @@
-"""The teacher-output cache (kasp/teacher_cache.py): cached and recomputed targets give the same loss."""
+"""The teacher-output cache (kasp/core/teacher_cache.py): cached and recomputed targets give the same loss."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from kasp.data import Encoded, collate
-from kasp.distill import KaspLoss, attention_loss, hidden_loss
-from kasp.teacher_cache import open_cache
+from kasp.data.glue import Encoded, collate
+from kasp.core.distill import KaspLoss, attention_loss, hidden_loss
+from kasp.core.teacher_cache import open_cache
 
 
 def _model(seed: int, layers: int = 2):
@@ -112,7 +112,7 @@ def test_size_cap_caches_a_prefix_and_falls_back(setup):
     student, data = _model(2), _data()
     loss = KaspLoss(student, teacher)
     amap, hmap = loss.cache_layout()
-    from kasp.teacher_cache import Layout
+    from kasp.core.teacher_cache import Layout
 
     lay = Layout(2, len(hmap), 16, len(amap), 4)
     first5 = sum(lay.record(n) for n in data.lengths[:5]) * 2  # bytes of the first five records
@@ -151,7 +151,7 @@ def test_cached_run_trains_as_the_recomputed_one(tiny_store, tiny_pretrained, tm
     from safetensors.torch import load_file
 
     from kasp.cli import main
-    from kasp.runs import RunDir
+    from kasp.ground.runs import RunDir
 
     monkeypatch.setenv("KASP_CACHE_DIR", str(tmp_path / "cache"))
     args = ["prune", "--task", "sst2", "--model", str(tiny_pretrained), "--sparsity", "0.8", "--max-steps", "18",
@@ -183,7 +183,7 @@ def test_the_cap_holds_across_cache_folders(setup):
 
     from filelock import FileLock
 
-    from kasp.teacher_cache import disk_bytes
+    from kasp.core.teacher_cache import disk_bytes
 
     teacher, tmp = setup
     student = _model(2)
@@ -199,7 +199,7 @@ def test_the_cap_holds_across_cache_folders(setup):
     for i, f in enumerate(folders):  # opened in this order, a second apart
         os.utime(f / "meta.json", (1000 + i, 1000 + i))
     one = max(disk_bytes(f) for f in folders)
-    from kasp.teacher_cache import Layout
+    from kasp.core.teacher_cache import Layout
 
     amap, hmap = loss.cache_layout()
     lay = Layout(2, len(hmap), 16, len(amap), 4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kasp.cli import main
-from kasp.runs import RunDir
+from kasp.ground.runs import RunDir
 
 
 @pytest.mark.slow

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kasp.errors import KaspError
-from kasp.metrics import format_metric_value, format_metrics, glue_metrics, metric_note, metric_value
+from kasp.ground.errors import KaspError
+from kasp.spec.metrics import format_metric_value, format_metrics, glue_metrics, metric_note, metric_value
 
 
 def test_constant_predictions_give_undefined_correlations_with_the_reason():
@@ -59,7 +59,7 @@ def _write_stsb(tmp_path: Path, scores: list[str]) -> Path:
 
 
 def test_gold_scores_that_are_all_the_same_or_not_finite_are_refused(tmp_path):
-    from kasp.data import get_task, read_user_tsv
+    from kasp.data.glue import get_task, read_user_tsv
 
     with pytest.raises(KaspError, match="every gold score .* is '-1'.*undefined"):
         read_user_tsv(get_task("stsb"), _write_stsb(tmp_path, ["-1", "-1", "-1"]))
@@ -68,7 +68,7 @@ def test_gold_scores_that_are_all_the_same_or_not_finite_are_refused(tmp_path):
 
 
 def _store_with_report(tmp_path: Path, task: str, metrics: dict) -> Path:
-    from kasp.runs import RunDir
+    from kasp.ground.runs import RunDir
 
     store = tmp_path / "runs"
     run = RunDir.create(store / f"20261201-000000-{task}-kasp-s90")
@@ -94,8 +94,8 @@ def test_kasp_runs_prints_the_reason_and_json_gives_null(tmp_path, capsys):
 
 
 def test_results_table_and_chart_show_a_gap_with_a_note(tmp_path):
-    from kasp.figures import accuracy_sparsity_figure, curve_notes
-    from kasp.views import results_table, undefined_runs_note
+    from kasp.ui.figures import accuracy_sparsity_figure, curve_notes
+    from kasp.ui.views import results_table, undefined_runs_note
 
     m = glue_metrics("correlation", [2.0, 2.0, 2.0], [1.0, 3.0, 5.0]) | {"n": 3}
     store = _store_with_report(tmp_path, "stsb", m)
@@ -112,8 +112,8 @@ def test_results_table_and_chart_show_a_gap_with_a_note(tmp_path):
 
 
 def test_shipped_cola_zero_is_labelled_glue_convention():
-    from kasp.figures import curve_notes
-    from kasp.sweep_results import load_shipped, sweep_points
+    from kasp.ui.figures import curve_notes
+    from kasp.experiments.results import load_shipped, sweep_points
 
     pts = sweep_points(load_shipped("cola"))
     zero = pts[(pts["metric"] == 0.0) & (pts["spread"] == 0.0)]
@@ -133,7 +133,7 @@ def test_the_overview_page_says_the_cola_zero_is_glues_convention(tmp_path, monk
 def test_cka_of_a_constant_representation_is_undefined_not_zero():
     import torch
 
-    from kasp.retention import Retention, linear_cka
+    from kasp.analysis.retention import Retention, linear_cka
 
     x = torch.randn(8, 4)
     assert math.isnan(linear_cka(x, torch.ones(8, 3)))
@@ -150,12 +150,12 @@ def test_kasp_evaluate_prints_the_reason_and_json_gives_null(tmp_path, monkeypat
     """A regression model whose every prediction is the same: Pearson and Spearman are undefined."""
     import torch
 
-    import kasp.evaluate
+    import kasp.training.evaluate
     from conftest import make_tiny_checkpoint
     from kasp.cli import main
 
     ckpt = make_tiny_checkpoint(tmp_path / "stsb", num_labels=1)
-    monkeypatch.setattr(kasp.evaluate, "predict", lambda model, data, *a, **k: torch.full((len(data), 1), 2.5))
+    monkeypatch.setattr(kasp.training.evaluate, "predict", lambda model, data, *a, **k: torch.full((len(data), 1), 2.5))
     assert main(["evaluate", str(ckpt), "--task", "stsb", "--max-eval-samples", "8"]) == 0
     out = capsys.readouterr().out
     assert "pearson undefined (constant predictions), spearman undefined (constant predictions)" in out
@@ -166,7 +166,7 @@ def test_kasp_evaluate_prints_the_reason_and_json_gives_null(tmp_path, monkeypat
 
 
 def test_undefined_evaluation_points_are_named_as_gaps_in_the_curve():
-    from kasp.views import eval_gaps_note, progress_frames
+    from kasp.ui.views import eval_gaps_note, progress_frames
 
     undefined = glue_metrics("correlation", [1.0, 1.0], [0.0, 2.0]) | {"n": 2}
     records = [{"type": "eval", "step": 100, "metrics": undefined},
@@ -180,8 +180,8 @@ def test_undefined_evaluation_points_are_named_as_gaps_in_the_curve():
 
 
 def test_a_sweep_point_undefined_on_every_seed_is_a_gap_and_no_caption_number():
-    from kasp.figures import accuracy_sparsity_figure, curve_caption, curve_notes
-    from kasp.sweep_results import sweep_points
+    from kasp.ui.figures import accuracy_sparsity_figure, curve_caption, curve_notes
+    from kasp.experiments.results import sweep_points
 
     undefined = glue_metrics("correlation", [1.0, 1.0], [0.0, 2.0]) | {"n": 2}
     runs = [{"method": m, "sparsity": 0.9, "measured_sparsity": 0.9, "seed": s, "metric": None, "metrics": undefined,
@@ -208,9 +208,9 @@ def test_kasp_runs_lists_an_old_reports_nan_as_undefined_once(tmp_path, capsys):
 
 
 def test_kasp_attention_prints_an_undefined_layer_cka_as_undef_never_nan(monkeypatch, capsys):
-    from kasp import retention
+    from kasp.analysis.inspection import retention
     from kasp.cli import main
-    from kasp.retention import Retention
+    from kasp.analysis.retention import Retention
 
     r = Retention(task="stsb", teacher="t", student="s", samples=8, score_mse=[[0.0], [0.0]],
                   similarity=[[1.0], [1.0]], cka=[0.9, float("nan"), 0.5], agreement=None, kl=None, prediction_mse=0.1)

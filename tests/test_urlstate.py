@@ -11,14 +11,14 @@ from test_sweep import _synthetic_sweep
 @pytest.fixture
 def shipped(tmp_path, monkeypatch):
     """A synthetic shipped sweep for every task (test data for the pages, not results); an empty store."""
-    import kasp.sweep_results
-    from kasp.data import get_task
+    import kasp.experiments.results
+    from kasp.data.glue import get_task
 
     folder = tmp_path / "sweeps"
     folder.mkdir()
     for task in ("sst2", "mrpc", "rte", "stsb", "cola"):
         (folder / f"{task}.json").write_text(json.dumps(_synthetic_sweep(task, get_task(task).main_metric)))
-    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: folder / f"{t}.json")
+    monkeypatch.setattr(kasp.experiments.results, "shipped_sweep_path", lambda t: folder / f"{t}.json")
     store = tmp_path / "store"
     store.mkdir()
     return store
@@ -76,7 +76,7 @@ def test_pages_drop_the_parameters_of_other_pages(shipped, monkeypatch):
 
 
 def test_results_link_selects_runs_and_the_run_shown(shipped, monkeypatch):
-    from kasp.views import load_precomputed, sweep_runs
+    from kasp.ui.views import load_precomputed, sweep_runs
 
     ids = [r["id"] for r in load_precomputed() if r["task"] == "sst2"] + [r["id"] for r in sweep_runs("sst2")]
     pick = [ids[1], ids[2]]
@@ -112,7 +112,7 @@ def test_app_applies_a_linked_task_and_refuses_an_unknown_one(shipped, monkeypat
 def test_share_url_leaves_the_session_out(monkeypatch):
     import streamlit as st
 
-    from kasp import urlstate
+    from kasp.ui import urlstate
 
     monkeypatch.setattr(st, "query_params", {"session": "secret", "operator": "key", "task": "rte", "run": "a b"})
     url = urlstate.share_url("http://host:8501/results")
@@ -121,7 +121,7 @@ def test_share_url_leaves_the_session_out(monkeypatch):
 
 @pytest.mark.parametrize("task", ["sst2", "mrpc", "rte", "stsb", "cola"])
 def test_each_overview_preset_opens_its_view(shipped, monkeypatch, task):
-    from kasp.views import view_presets
+    from kasp.ui.views import view_presets
 
     presets = view_presets(task)
     assert len(presets) == 4 and len({p["label"] for p in presets}) == 4
@@ -146,7 +146,7 @@ def test_each_overview_preset_opens_its_view(shipped, monkeypatch, task):
             wanted = p["params"]["methods"].split(",")
             assert view.get("button_group")[0].value == wanted
             names = _curve_names(view)
-            from kasp.figures import METHOD_LABELS
+            from kasp.ui.figures import METHOD_LABELS
 
             for m in ("kasp", "magnitude", "small-dense"):
                 assert (f"{METHOD_LABELS[m]} (precomputed sweep)" in names) == (m in wanted)
@@ -155,7 +155,7 @@ def test_each_overview_preset_opens_its_view(shipped, monkeypatch, task):
 
 
 def test_only_the_address_helpers_import_streamlit():
-    """The engine never imports Streamlit (docs/architecture.md): in kasp/, only kasp/urlstate.py does."""
+    """The engine never imports Streamlit (docs/architecture.md): in kasp/, only kasp/ui/urlstate.py does."""
     import ast
 
     found = []
@@ -170,11 +170,11 @@ def test_only_the_address_helpers_import_streamlit():
 
 def test_a_partly_shipped_sweep_says_how_far_it_got(shipped, monkeypatch):
     """A results file shipped before its sweep finished (7 of 13 runs) is drawn and says so."""
-    import kasp.sweep_results
+    import kasp.experiments.results
 
-    res = json.loads(kasp.sweep_results.shipped_sweep_path("mrpc").read_text())
+    res = json.loads(kasp.experiments.results.shipped_sweep_path("mrpc").read_text())
     res["plan"] = {"runs": 13, "budget": {"max_steps": 200}}
-    kasp.sweep_results.shipped_sweep_path("mrpc").write_text(json.dumps(res))
+    kasp.experiments.results.shipped_sweep_path("mrpc").write_text(json.dumps(res))
     at = open_page("overview.py", shipped, monkeypatch, task="mrpc")
     assert any("holds 10 of its 13 planned runs so far (budget: 200 steps a run)" in c.value for c in at.caption)
     at = open_page("overview.py", shipped, monkeypatch, task="rte")  # complete: nothing to say
@@ -182,10 +182,10 @@ def test_a_partly_shipped_sweep_says_how_far_it_got(shipped, monkeypatch):
 
 
 def test_presets_without_shipped_results_are_disabled_and_say_why(tmp_path, monkeypatch):
-    import kasp.sweep_results
-    from kasp.views import view_presets
+    import kasp.experiments.results
+    from kasp.ui.views import view_presets
 
-    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
+    monkeypatch.setattr(kasp.experiments.results, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
     by_label = {p["label"]: p for p in view_presets("mrpc")}
     assert by_label["What does 90 % sparsity remove?"]["disabled"]
     assert by_label["Sparse or small?"]["disabled"] and "small-dense" in by_label["Sparse or small?"]["help"]

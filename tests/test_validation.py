@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kasp.cli import main
-from kasp.errors import KaspError
+from kasp.ground.errors import KaspError
 
 from conftest import ROOT, make_tiny_checkpoint
 
@@ -51,7 +51,7 @@ def reference(rte) -> float:
     """The intact model's accuracy, computed here without KASP's evaluation code."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from kasp.data import load_split
+    from kasp.data.glue import load_split
 
     df = load_split("rte", "dev").head(N)
     tok = AutoTokenizer.from_pretrained(rte)
@@ -216,7 +216,7 @@ def test_damaged_checkpoint_gives_the_right_score_or_a_clear_error(case, rte, re
 
 
 def test_swapped_labels_note_and_engine_agree(rte, reference, tmp_path):
-    from kasp.evaluate import evaluate_checkpoint, evaluation_notes
+    from kasp.training.evaluate import evaluate_checkpoint, evaluation_notes
 
     d = _copy(rte, tmp_path / "swapped")
     _swapped_labels(d)
@@ -226,8 +226,8 @@ def test_swapped_labels_note_and_engine_agree(rte, reference, tmp_path):
 
 
 def test_non_finite_logits_are_refused():
-    from kasp.data import get_task
-    from kasp.evaluate import score_logits
+    from kasp.data.glue import get_task
+    from kasp.training.evaluate import score_logits
 
     with pytest.raises(KaspError, match="non-finite outputs"):
         score_logits(get_task("sst2"), torch.tensor([[0.1, float("nan")], [1.0, 0.0]]), torch.tensor([0, 0]))
@@ -253,7 +253,7 @@ def short_positions(tmp_path_factory) -> Path:
     """A tiny SST-2 classifier whose position table has only 12 rows (shorter than most dev sentences)."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from kasp.modeling import default_model_path
+    from kasp.models.modeling import default_model_path
 
     d = tmp_path_factory.mktemp("short") / "ckpt"
     tok = AutoTokenizer.from_pretrained(default_model_path())
@@ -268,8 +268,8 @@ def short_positions(tmp_path_factory) -> Path:
 def test_long_texts_are_cut_at_the_models_limit(short_positions, capsys):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from kasp.data import load_split
-    from kasp.retention import compare, load_for_attention, sentence_attention
+    from kasp.data.glue import load_split
+    from kasp.analysis.retention import compare, load_for_attention, sentence_attention
 
     assert main(["evaluate", str(short_positions), "--task", "sst2", "--max-eval-samples", "40", "--json",
                  "--max-seq-length", "128"]) == 0
@@ -301,12 +301,12 @@ def test_finetune_cuts_at_the_position_table(short_positions, tmp_path, capsys):
 def test_bfloat16_checkpoint_inspects_exports_and_scores(rte, tmp_path, capsys):
     from transformers import AutoModelForSequenceClassification
 
-    from kasp.analysis import size_report
-    from kasp.export import export_sparse, load_sparse
+    from kasp.analysis.inspection import size_report
+    from kasp.models.export import export_sparse, load_sparse
 
     d = tmp_path / "bf16"
     model = AutoModelForSequenceClassification.from_pretrained(rte)
-    from kasp.masks import MagnitudePruner
+    from kasp.core.masks import MagnitudePruner
 
     MagnitudePruner(model, 0.75, total_steps=1).finish()
     model.to(torch.bfloat16).save_pretrained(d)
@@ -325,7 +325,7 @@ def test_bfloat16_checkpoint_inspects_exports_and_scores(rte, tmp_path, capsys):
         assert back[k].dtype == t.dtype and torch.equal(back[k].view(torch.int16) if t.dtype == torch.bfloat16 else back[k],
                                                        t.view(torch.int16) if t.dtype == torch.bfloat16 else t), k
     assert main(["evaluate", str(d), "--task", "rte", "--max-eval-samples", "8"]) == 0
-    from kasp.modeling import load_classifier
+    from kasp.models.modeling import load_classifier
 
     m = load_classifier(str(d))  # computed in float32, weights up-cast exactly
     w = m.bert.encoder.layer[0].attention.self.query.weight
@@ -333,7 +333,7 @@ def test_bfloat16_checkpoint_inspects_exports_and_scores(rte, tmp_path, capsys):
 
 
 def test_every_safetensors_dtype_counts_from_raw_bytes(rte, tmp_path):
-    from kasp.analysis import analyse
+    from kasp.analysis.inspection import analyse
 
     d = _copy(rte, tmp_path / "dtypes")
     extra = {"extra.f8": torch.zeros(3, dtype=torch.float8_e4m3fn), "extra.f8b": torch.ones(3).to(torch.float8_e5m2),
@@ -358,7 +358,7 @@ def test_prune_leftovers_are_folded_exactly(rte, tmp_path, capsys):
     from torch.nn.utils import prune
     from transformers import AutoModelForSequenceClassification
 
-    from kasp.export import load_sparse
+    from kasp.models.export import load_sparse
 
     model = AutoModelForSequenceClassification.from_pretrained(rte)
     mods = [model.bert.encoder.layer[i].attention.self.query for i in range(2)] + [model.bert.encoder.layer[1].output.dense]
@@ -400,7 +400,7 @@ def test_config_weights_disagreement_names_both_sizes(rte, tmp_path, capsys):
 
 
 def test_export_never_touches_what_it_did_not_create(rte, tmp_path, capsys, monkeypatch):
-    import kasp.export as export
+    import kasp.models.export as export
 
     mine = tmp_path / "d" / "mydata.tmp"
     mine.mkdir(parents=True)
@@ -430,44 +430,19 @@ def test_export_never_touches_what_it_did_not_create(rte, tmp_path, capsys, monk
 
 # --- one place per concept --------------------------------------------------------------------------
 
-def test_figures_do_not_import_torch_and_checkpoint_export_have_no_cycle():
-    code = "import sys, kasp.figures; assert 'torch' not in sys.modules, 'torch imported'"
+def test_figures_do_not_import_torch():
+    """The app's figures are plotly only (the layers themselves are tests/test_layers.py's contracts)."""
+    code = "import sys, kasp.ui.figures; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
-    import ast
-
-    def kasp_imports(mod: str) -> set[str]:
-        tree = ast.parse((ROOT / "kasp" / f"{mod}.py").read_text())
-        names = set()
-        for node in ast.walk(tree):  # function-level imports count too
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kasp."):
-                names.add(node.module.split(".")[1])
-        return names
-
-    graph = {p.stem: kasp_imports(p.stem) for p in (ROOT / "kasp").glob("*.py")}
-    seen: dict[str, int] = {}
-
-    def visit(n: str, stack: list[str]) -> None:
-        if seen.get(n) == 1:
-            raise AssertionError(f"import cycle: {' -> '.join(stack + [n])}")
-        if seen.get(n) == 2:
-            return
-        seen[n] = 1
-        for m in sorted(graph.get(n, ())):
-            visit(m, stack + [n])
-        seen[n] = 2
-
-    for mod in ("checkpoint", "export", "analysis", "modeling", "pruned_set", "figures", "uploads", "evaluate"):
-        visit(mod, [])
-    assert "export" not in graph["checkpoint"] and "analysis" not in graph["checkpoint"]
 
 
 def test_one_pruned_set_for_masks_inspection_and_export(rte):
     from transformers import AutoModelForSequenceClassification
 
-    from kasp.checkpoint import load_state
-    from kasp.export import encode_sparse
-    from kasp.modeling import prunable_linears
-    from kasp.pruned_set import matrix_name
+    from kasp.models.checkpoint import load_state
+    from kasp.models.export import encode_sparse
+    from kasp.models.modeling import prunable_linears
+    from kasp.spec.pruned_set import matrix_name
 
     model = AutoModelForSequenceClassification.from_pretrained(rte)
     by_module = {f"{n}": id(m.weight) for n, m in prunable_linears(model).items()}
@@ -494,8 +469,8 @@ def test_pairs_on_a_model_with_one_token_type_and_bad_arguments(tmp_path, capsys
     segment ids are folded into its table, never an IndexError; the score is the one computed by hand."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from kasp.data import load_split
-    from kasp.modeling import default_model_path
+    from kasp.data.glue import load_split
+    from kasp.models.modeling import default_model_path
 
     d = tmp_path / "onetype"
     tok = AutoTokenizer.from_pretrained(default_model_path())
@@ -543,8 +518,8 @@ def test_predictions_page_maps_labels_like_kasp_evaluate(rte, tmp_path):
     named in the other order gives the intact model's probabilities in KASP's class order."""
     import numpy as np
 
-    from kasp.data import get_task, load_split
-    from kasp.predict import logits_for
+    from kasp.data.glue import get_task, load_split
+    from kasp.analysis.predict import logits_for
 
     d = _copy(rte, tmp_path / "swapped-pred")
     _swapped_labels(d)

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from kasp import estimate, jobs, views
+from kasp.training import estimate
+from kasp.experiments import jobs
+from kasp.ui import views
 from kasp.cli import main
-from kasp.config import STEP_BUDGETS, make_config
-from kasp.data import load_split
-from kasp.errors import KaspError
-from kasp.figures import accuracy_sparsity_figure, attention_heatmap
-from kasp.runs import RunDir
+from kasp.spec.config import STEP_BUDGETS, make_config
+from kasp.data.glue import load_split
+from kasp.ground.errors import KaspError
+from kasp.ui.figures import accuracy_sparsity_figure, attention_heatmap
+from kasp.ground.runs import RunDir
 
 
 # --- labels --------------------------------------------------------------------------------------
@@ -41,7 +43,7 @@ def test_figures_name_task_and_metric():
 
 
 def test_attention_heatmap_keeps_repeated_tokens_apart():
-    from kasp.modeling import default_model_path, load_tokenizer
+    from kasp.models.modeling import default_model_path, load_tokenizer
 
     tok = load_tokenizer(default_model_path())
     tokens = tok.convert_ids_to_tokens(tok("The cat sat on the mat. A cat is sitting.")["input_ids"])
@@ -256,7 +258,7 @@ def test_one_colour_per_method_on_every_page():
     Results): a class sees KASP in one colour and magnitude in another everywhere."""
     import pandas as pd
 
-    from kasp.figures import METHOD_COLOURS, retention_scatter
+    from kasp.ui.figures import METHOD_COLOURS, retention_scatter
 
     df = pd.DataFrame({"sparsity (%)": [90, 90, 70], "CKA": [0.85, 0.72, 0.9], "run": ["a", "b", "c"],
                        "method": ["kasp", "magnitude", "kasp"], "source": ["live run", "live run", "precomputed run"],
@@ -267,7 +269,7 @@ def test_one_colour_per_method_on_every_page():
 
 def test_small_dense_runs_sit_at_the_sparsity_their_size_equals():
     """A small-dense run has no zeros; every view places it at the sparsity its size stands for."""
-    from kasp.runs import measured_sparsity
+    from kasp.ground.runs import measured_sparsity
 
     small = {"sparsity": {"pruned_sparsity": 0.0}, "small_dense": {"equivalent_sparsity": 0.9005}}
     assert measured_sparsity(small) == 0.9005
@@ -280,7 +282,7 @@ def test_small_dense_runs_sit_at_the_sparsity_their_size_equals():
 def test_shipped_sweep_runs_are_rows_with_their_recipe_and_numbers(task):
     """Issue 25, item 1: every run of a shipped sweep is a precomputed row (Results), a retention point
     (Attention) and a score (Predictions), with the numbers of assets/sweeps/<task>.json."""
-    from kasp.sweep_results import load_shipped
+    from kasp.experiments.results import load_shipped
 
     res = load_shipped(task)
     runs = views.sweep_runs(task)

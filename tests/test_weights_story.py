@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import open_page, plotly_charts
-from kasp.weights_story import HIST_BINS, STORY_FILE, cell_edges, cell_sizes, grid_shape, hist_edges, read_story
-from kasp.story_recorder import StoryRecorder, density_grid, magnitude_histogram
+from kasp.training.weights_story import HIST_BINS, STORY_FILE, cell_edges, cell_sizes, grid_shape, hist_edges, read_story
+from kasp.training.story_recorder import StoryRecorder, density_grid, magnitude_histogram
 
 
 def test_grid_shapes_and_cells():
@@ -56,9 +56,9 @@ def test_histogram_counts_and_threshold_exact():
 @pytest.fixture(scope="module")
 def story_run(tmp_path_factory, tiny_store, tiny_pretrained):
     """A tiny real KASP run recording its story, plus what the callback saw of masks and weights."""
-    from kasp.config import make_config
-    from kasp.runs import RunDir
-    from kasp.train import train
+    from kasp.spec.config import make_config
+    from kasp.ground.runs import RunDir
+    from kasp.training.train import train
 
     store = tmp_path_factory.mktemp("story")
     shutil.copytree(tiny_store / "teacher", store / "teacher")
@@ -125,10 +125,10 @@ def test_recorder_stride():
 
 
 def test_results_file_entry_carries_the_same_records(story_run, tmp_path):
-    from kasp.stories import partner, story_entries
+    from kasp.ui.stories import partner, story_entries
 
     run, _ = story_run
-    from kasp.weights_story import story_records
+    from kasp.training.weights_story import story_records
 
     records = story_records(run.path)
     assert records == [json.loads(x) for x in (run.path / STORY_FILE).read_text().splitlines()]
@@ -146,7 +146,7 @@ def test_results_file_entry_carries_the_same_records(story_run, tmp_path):
 
 
 def test_what_to_notice_describes_the_displayed_matrix(story_run):
-    from kasp.weights_story import pruned_count, step_numbers, what_to_notice
+    from kasp.training.weights_story import pruned_count, step_numbers, what_to_notice
 
     run, seen = story_run
     story = read_story(run.path)
@@ -183,7 +183,7 @@ def _stretched(story_dir: Path, dest: Path, factor: int) -> Path:
 
 
 def test_pair_index_matches_sparsity_not_step(story_run, tmp_path):
-    from kasp.weights_story import pair_index
+    from kasp.training.weights_story import pair_index
 
     run, _ = story_run
     story = read_story(run.path)
@@ -338,9 +338,9 @@ def test_back_next_and_play_move_slider_address_text_and_marker_together(story_r
 
 
 def test_weights_page_with_an_empty_store_says_why(tmp_path, monkeypatch):
-    import kasp.sweep_results
+    import kasp.experiments.results
 
-    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / "no-sweep" / f"{t}.json")
+    monkeypatch.setattr(kasp.experiments.results, "shipped_sweep_path", lambda t: tmp_path / "no-sweep" / f"{t}.json")
     at = _page(tmp_path, monkeypatch)
     text = " ".join(i.value for i in at.info)
     assert "No SST-2 prune run with recorded weight pictures" in text
@@ -369,9 +369,9 @@ def test_the_weights_preset_opens_a_shipped_kasp_run(story_run, tmp_path, monkey
     KASP run at 90 %, feed-forward input matrix of layer 0, beside the magnitude run."""
     import json
 
-    import kasp.sweep_results
-    from kasp.views import view_presets
-    from kasp.weights_story import story_records
+    import kasp.experiments.results
+    from kasp.ui.views import view_presets
+    from kasp.training.weights_story import story_records
 
     run, _ = story_run
     records = story_records(run.path)
@@ -381,7 +381,7 @@ def test_the_weights_preset_opens_a_shipped_kasp_run(story_run, tmp_path, monkey
                   "metrics": {"accuracy": 0.8}, "measured_sparsity": 0.9, "recipe": {}, "wall_seconds": 1.0,
                   "teacher_id": "t", "steps": 12, "weights_story": records} for m in ("kasp", "magnitude")]}
     (tmp_path / "sst2.json").write_text(json.dumps(sweep))
-    monkeypatch.setattr(kasp.sweep_results, "shipped_sweep_path", lambda t: tmp_path / f"{t}.json")
+    monkeypatch.setattr(kasp.experiments.results, "shipped_sweep_path", lambda t: tmp_path / f"{t}.json")
     preset = view_presets("sst2")[0]
     assert preset["page"] == "pages/weights.py" and preset["params"]["run"] == "sweep/kasp@0.9/seed42"
     store = tmp_path / "store"
@@ -401,7 +401,7 @@ def test_the_partner_of_another_model_is_named_as_such_with_its_own_share_of_zer
 
     import numpy as np
 
-    from kasp import weights_story as ws
+    from kasp.training import weights_story as ws
 
     def story(shape, zeros):
         rows, cols = shape

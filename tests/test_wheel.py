@@ -32,7 +32,7 @@ _PAGES_SCRIPT = r"""
 import json, sys
 from streamlit.testing.v1 import AppTest
 import kasp
-from kasp.resources import app_script, glue_dir, precomputed_path
+from kasp.ground.resources import app_script, glue_dir, precomputed_path
 
 app = app_script()
 out = {"kasp": kasp.__file__, "app": str(app), "glue": str(glue_dir()), "precomputed": str(precomputed_path()), "pages": {}}
@@ -100,7 +100,7 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path, tiny_store):
                 "--max-eval-samples", "48", "--json"], cwd=work, env=env)
     res = json.loads(out.stdout)
     assert res["metrics"]["n"] == 48
-    from kasp.evaluate import evaluate_checkpoint
+    from kasp.training.evaluate import evaluate_checkpoint
 
     here = evaluate_checkpoint(str(store / "teacher"), "sst2", None, 48, 128, 64)
     assert res["metrics"] == pytest.approx(here["metrics"])  # the same data and code give the same metric

@@ -1,0 +1,1 @@
+"""KASP layer `analysis` (see docs/architecture.md)."""

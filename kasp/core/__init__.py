@@ -1,0 +1,1 @@
+"""KASP layer `core` (see docs/architecture.md)."""

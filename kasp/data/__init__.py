@@ -1,0 +1,1 @@
+"""KASP layer `data` (see docs/architecture.md)."""

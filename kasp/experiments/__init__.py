@@ -1,0 +1,1 @@
+"""KASP layer `experiments` (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""KASP layer `ground` (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""KASP layer `models` (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""KASP layer `spec` (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""KASP layer `training` (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""KASP layer `ui` (see docs/architecture.md)."""
