@@ -268,7 +268,8 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
     """Load a sequence-classification model from a checkpoint (local directory or Hub id).
 
     Args:
-        name: checkpoint directory (or a Hub id when online).
+        name: checkpoint directory, a KASP run directory (its ``checkpoint/``), "default" (the
+            default pre-trained model, :func:`resolve_model`), or a Hub id when online.
         num_labels: set for a model whose head is new (a pre-trained checkpoint); None keeps the
             checkpoint's own head (a fine-tuned checkpoint).
         eager_attention: load with eager attention so ``output_attentions=True`` returns maps
@@ -286,6 +287,7 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
     import transformers
     from transformers import AutoModelForSequenceClassification
 
+    name = resolve_model(name)
     load_config(name)  # refuses unsupported architectures and pickle-only directories before any load
     if _is_local(name):
         shapes = weight_shapes(name)

@@ -655,3 +655,15 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             run.set_status(state, error=f"{type(e).__name__}: {e}" if state == "failed" else "interrupted",
                            finished=time.time())
         raise
+
+
+class _CallableModule(type(sys)):
+    """This module, callable as :func:`train`: ``kasp.train`` is both the public function
+    (kasp/__init__.py) and this submodule, which Python binds to that name whenever it is imported.
+    Remove once the training loop lives in a module of another name."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
