@@ -518,11 +518,15 @@ def _cmd_app(args: argparse.Namespace) -> int:
     .streamlit/config.toml is shipped beside app.py, where Streamlit reads it.
 
     Raises:
-        KaspError: when ``KASP_OPERATOR_KEY`` is set but shorter than 16 characters.
+        KaspError: when ``KASP_OPERATOR_KEY`` is set but shorter than 16 characters, or the app's
+            dependencies (the extra kasp[app]: streamlit, plotly, bertviz) are not installed.
     """
+    from kasp.ground.errors import require_extra
     from kasp.ground.resources import app_script
     from kasp.ui.views import operator_key_problem
 
+    for module in ("streamlit", "plotly", "bertviz"):  # before Streamlit starts: one line, not a page's traceback
+        require_extra(module, "app", "kasp app")
     problem = operator_key_problem()  # a short operator key is refused here, before the app serves anyone
     if problem:
         raise KaspError(problem)

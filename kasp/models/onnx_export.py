@@ -56,8 +56,9 @@ def require_onnx() -> tuple[Any, Any]:
         import onnx
         import onnxruntime
     except ImportError as e:
-        raise KaspError(f"the ONNX export needs onnx and onnxruntime ({e.name} is missing): run "
-                        "`pip install onnx==1.23.2 onnxruntime==1.32.0` (or `pip install -r requirements.txt`)") from None
+        raise KaspError(f"the ONNX export needs onnx and onnxruntime ({e.name} is missing): install kasp[onnx] "
+                        "(`pip install \"kasp[onnx]\"`; in a checkout `pip install -r requirements.txt`, or "
+                        "`pip install onnx==1.23.2 onnxruntime==1.32.0`)") from None
     return onnx, onnxruntime
 
 

@@ -54,8 +54,9 @@ def resolve_report_to(names: Sequence[str] | None) -> list[str]:
     missing = [n for n in wanted if n not in available]
     if missing:
         pkgs = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet-ml"}
+        extra = " (the extra kasp[track])" if "tensorboard" in missing else ""
         raise KaspError(f"--report-to {', '.join(missing)}: not installed; pip install "
-                        f"{' '.join(pkgs.get(n, n) for n in missing)} (or leave the flag out: the run store always logs)")
+                        f"{' '.join(pkgs.get(n, n) for n in missing)}{extra} (or leave the flag out: the run store always logs)")
     return wanted
 
 

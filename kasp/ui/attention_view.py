@@ -43,9 +43,11 @@ def head_view_html(attentions: Sequence[torch.Tensor], tokens: list[str], title:
 
     Raises:
         RuntimeError: if bertviz's HTML no longer has the expected loader (a bertviz upgrade).
+        KaspError: bertviz is not installed (it comes with the extra kasp[app]).
     """
-    from bertviz import head_view
+    from kasp.ground.errors import require_extra
 
+    head_view = require_extra("bertviz", "app", "the attention head view").head_view
     html = head_view(attention=tuple(a.detach().float().cpu() for a in attentions), tokens=tokens, layer=layer,
                      heads=heads, html_action="return").data
     html = re.sub(r'<script src="https?://[^"]*require[^"]*"></script>', "", html)
