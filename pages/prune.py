@@ -45,7 +45,7 @@ def _launch(kind: str, opts: dict) -> None:
 
 
 # measured with scripts/run_trials.sh (bench/trials/class-steps500.json and the SST-2 sweep), two seeds each;
-# tests/test_app.py checks these numbers against those files
+# tests/ui/test_app.py checks these numbers against those files
 CLASS_PRESET_NOTE = (
     "Measured on SST-2 at 90 %, seeds 42 and 43, on 2 idle cores (precomputed trial runs, "
     "bench/trials/class-steps500.json): with this preset's 300-step teacher (85.09 %) and 500 steps, the magnitude "

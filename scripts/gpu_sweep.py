@@ -20,7 +20,7 @@ default model into ``.gpu/`` (fp16, ``scripts/gpu_pack.py``) with the wheels the
 gives the one device call that runs this script there (``--model .gpu/model``).
 
 On a CPU the same script runs with ``--model`` a tiny checkpoint and ``--max-train-samples`` small
-(``tests/test_gpu_sweep.py``); the results then go where ``--out`` says, never into assets/.
+(``tests/experiments/test_gpu_sweep.py``); the results then go where ``--out`` says, never into assets/.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ runs the teacher as usual and hands this cache the teacher's side of the loss fo
 with n the example's own number of tokens (no padding). Later epochs read them back and skip the
 teacher's forward pass. Padded positions are not stored: the loss ignores them
 (:func:`kasp.core.distill.attention_loss`, :func:`kasp.core.distill.hidden_loss`), so a cached and a
-recomputed batch give the same loss terms up to fp16 rounding of the targets (``tests/test_teacher_cache.py``).
+recomputed batch give the same loss terms up to fp16 rounding of the targets (``tests/core/test_teacher_cache.py``).
 
 Storage: one folder per (teacher weights, task, length limit, training set, layer map) under
 ``$KASP_CACHE_DIR/teacher`` (default ``~/.cache/kasp/teacher``): ``values.f16`` (one fp16 memory-mapped

@@ -1,0 +1,371 @@
+"""`kasp sweep`: the plan, resume after a kill, results-file validation, the class recipe and a sweep's
+teacher (issue 15). Tiny random BERTs only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from kasp.ground.errors import KaspError
+
+from tests.helpers import ROOT, valid_sweep_results
+
+MINILM = SimpleNamespace(num_hidden_layers=6, hidden_size=384, intermediate_size=1536)
+LAYER = 4 * 384 * 384 + 2 * 384 * 1536  # encoder linear weights of one MiniLM layer
+
+
+# --- the plan and the results file -----------------------------------------------------------------
+def test_plan_of_the_issue_sweep():
+    from kasp.experiments.results import plan_runs
+
+    plan = plan_runs([0.5, 0.7, 0.9, 0.95], seeds=[42, 43], small_dense_sparsities=[0.5, 0.9],
+                     multi_seed_sparsities=[0.9])
+    keys = [r.key for r in plan]
+    assert len(keys) == len(set(keys)) == 4 * 2 + 2 + 3
+    assert [r.key for r in plan if r.seed == 43] == ["kasp@0.9/seed43", "magnitude@0.9/seed43", "small-dense@0.9/seed43"]
+    from kasp.experiments.sweep import SweepOptions
+
+    full = SweepOptions(task="sst2").plan(MINILM)  # the default sparsities on MiniLM-L6
+    small = [r.sparsity for r in full if r.method == "small-dense"]
+    assert small == [0.5, 0.7, 0.8, 0.9, 0.95]  # 97 % would be the same one-layer, 32-neuron student as 95 %
+    assert len(full) == 6 * 2 + 5
+    with pytest.raises(KaspError, match="outside"):
+        plan_runs([90])
+    with pytest.raises(KaspError, match="unknown sweep method"):
+        plan_runs([0.9], methods=["kasp", "lottery"])
+
+
+def test_an_augmented_sweep_runs_apart_from_the_plain_one(tmp_path):
+    """``kasp sweep --augment N``: every run's recipe carries the augmentation, its runs and results file
+    are named apart (the plain sweep's are never touched), and glue sentences with the magnitude
+    baseline (no teacher to label them) are refused before anything trains."""
+    from kasp.experiments.sweep import SweepOptions, check_settings
+
+    plain = SweepOptions(task="mrpc", runs_dir=str(tmp_path), methods=("kasp",), sparsities=(0.9,))
+    aug = SweepOptions(task="mrpc", runs_dir=str(tmp_path), methods=("kasp",), sparsities=(0.9,), augment=30)
+    assert aug.results_path() == tmp_path / "sweeps" / "mrpc-augment-words30.json" != plain.results_path()
+    assert aug.sweep_dir() != plain.sweep_dir()
+    run = aug.plan()[0]
+    cfg = aug.run_config(run, "teacher")
+    assert (cfg.augment, cfg.augment_source) == (30, "words")
+    assert plain.run_config(run, "teacher").augment == 0
+    bad = SweepOptions(task="mrpc", runs_dir=str(tmp_path), methods=("kasp", "magnitude"), sparsities=(0.9,),
+                       augment=1, augment_source="glue")
+    with pytest.raises(KaspError, match="invalid sweep settings.*glue"):
+        check_settings(bad, bad.plan())
+
+
+def test_recipe_overrides_make_a_trial_of_their_own(tmp_path):
+    """``kasp sweep --set FIELD=VALUE``: the knob trials of issue 14 (two seeds each, KASP at 0.9)."""
+    from kasp.experiments.sweep import SweepOptions, parse_overrides
+
+    ov = parse_overrides(["temperature=2", "lr=2e-4", "hidden-weight=0.5"])
+    assert ov == (("temperature", 2), ("lr", 2e-4), ("hidden_weight", 0.5))
+    opt = SweepOptions(task="sst2", runs_dir=str(tmp_path), methods=("kasp",), sparsities=(0.9,), seeds=(42, 43),
+                       overrides=ov)
+    assert opt.results_path().name == "sst2-temperature2-lr0.0002-hidden_weight0.5.json"
+    cfgs = [opt.run_config(r, "teacher") for r in opt.plan()]
+    assert [(c.seed, c.temperature, c.lr, c.hidden_weight) for c in cfgs] == [(42, 2, 2e-4, 0.5), (43, 2, 2e-4, 0.5)]
+    # two trials with their own results files (e.g. other step budgets) never share run folders
+    a = SweepOptions(task="sst2", runs_dir=str(tmp_path), results=str(tmp_path / "class-steps300.json"))
+    b = SweepOptions(task="sst2", runs_dir=str(tmp_path), results=str(tmp_path / "class-steps500.json"))
+    assert a.sweep_dir() != b.sweep_dir() and a.sweep_dir().parent == tmp_path / "sweeps"
+    for bad, msg in ((["tau"], "write FIELD=VALUE"), (["tau=2"], "not a recipe field"),
+                     (["max_steps=10"], "sets max_steps itself")):
+        with pytest.raises(KaspError, match=msg):
+            parse_overrides(bad)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: "{not json", "is not valid JSON"),
+    (lambda d: {"runs": []}, "is not a KASP sweep results file"),
+    (lambda d: [1, 2], "is not a KASP sweep results file"),
+    (lambda d: {**d, "schema_version": 7}, "newer than this KASP reads"),
+    (lambda d: {**d, "schema_version": 0}, "broken KASP sweep results file: at schema_version"),
+    (lambda d: {k: v for k, v in d.items() if k != "teacher"}, "'teacher' is a required property"),
+    (lambda d: {**d, "runs": [{**d["runs"][0], "metric": "86 %"}]}, "at runs/0/metric"),
+    (lambda d: {**d, "runs": [{**d["runs"][0], "method": "lottery"}]}, "at runs/0/method"),
+])
+def test_bad_results_files_get_a_clear_message(tmp_path, mutate, message):
+    from kasp.experiments.results import load_results
+
+    p = tmp_path / "sst2.json"
+    bad = mutate(valid_sweep_results())
+    p.write_text(bad if isinstance(bad, str) else json.dumps(bad))
+    with pytest.raises(KaspError, match=message) as e:
+        load_results(p)
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
+    assert load_results(_write(tmp_path / "ok.json", valid_sweep_results()))["runs"][0]["metric"] == 0.86
+
+
+def _write(p: Path, obj) -> Path:
+    p.write_text(json.dumps(obj))
+    return p
+
+
+def test_sweep_refuses_a_broken_results_file_and_leaves_it(tmp_path, capsys):
+    from kasp.cli import main
+
+    p = tmp_path / "sst2.json"
+    p.write_text('{"format": "kasp-sweep", "schema_version": 1, "runs": "oops"')
+    before = p.read_bytes()
+    assert main(["sweep", "--task", "sst2", "--results", str(p), "--runs-dir", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert "is not valid JSON" in err and "Traceback" not in err
+    assert p.read_bytes() == before
+
+
+# --- resume after a kill ---------------------------------------------------------------------------
+def _sweep_cmd(tiny_store: Path, tiny_pretrained: Path, results: Path) -> list[str]:
+    return [sys.executable, "-m", "kasp", "sweep", "--task", "sst2", "--model", str(tiny_pretrained),
+            "--teacher", str(tiny_store / "teacher"), "--runs-dir", str(results.parent / "store"),
+            "--results", str(results), "--sparsities", "0.8", "--max-steps", "12", "--max-train-samples", "128",
+            "--max-eval-samples", "32", "--retention-samples", "8"]
+
+
+def _entries(results: Path) -> dict[str, dict]:
+    try:
+        return {e["key"]: e for e in json.loads(results.read_text())["runs"]}
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def test_sweep_killed_mid_run_resumes_without_redoing_finished_runs(tiny_store, tiny_pretrained, tmp_path):
+    """SIGKILL the sweep while its second run trains; the restart redoes only that run."""
+    results = tmp_path / "sweep" / "sst2.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(_sweep_cmd(tiny_store, tiny_pretrained, results), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    sweep_dir = results.parent / "store" / "sweeps" / "sst2"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:  # wait for the first recorded run, then for the second run's progress log
+            first = _entries(results)
+            if len(first) >= 1 and any((d / "progress.jsonl").is_file() for d in sweep_dir.iterdir()
+                                       if d.name != next(iter(first.values()))["run_id"]):
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"sweep ended before it could be killed:\n{proc.stderr.read()[-2000:]}")
+            time.sleep(0.02)
+        else:
+            pytest.fail("the sweep recorded no run in 240 s")
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    killed = _entries(results)
+    assert 1 <= len(killed) < 3, "the kill should land while the second run trains"
+    validated = __import__("kasp.experiments.results", fromlist=["load_results"]).load_results(results)  # never half-written
+    assert len(validated["runs"]) == len(killed)
+
+    second = subprocess.run(_sweep_cmd(tiny_store, tiny_pretrained, results), env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    final = _entries(results)
+    assert sorted(final) == sorted(["kasp@0.8/seed42", "magnitude@0.8/seed42", "small-dense@0.8/seed42"])
+    for key, e in killed.items():  # finished before the kill: kept as they were, not run again
+        assert final[key] == e
+    started = second.stderr.count("starting ")
+    assert started == 3 - len(killed)
+    assert f"{len(killed)} of 3 runs already in" in second.stderr
+    assert "runs done; about" in second.stderr and "left" in second.stderr
+    # a third start has nothing to do
+    from kasp.experiments.sweep import SweepOptions
+
+    opt = SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), max_steps=12, max_train_samples=128,
+                       max_eval_samples=32, teacher=str(tiny_store / "teacher"), runs_dir=str(results.parent / "store"),
+                       results=str(results))
+    cfgs = {r.key: opt.run_config(r, str(tiny_store / "teacher" / "checkpoint")) for r in opt.plan()}
+    assert all(final[k]["recipe"] | {"teacher": None} == c.to_dict() | {"teacher": None} for k, c in cfgs.items())
+    before = results.read_bytes()
+    again = __import__("kasp.experiments.sweep", fromlist=["run_sweep"]).run_sweep(opt)
+    assert results.read_bytes() == before, "a sweep with nothing to run must leave its file untouched"
+    assert {e["key"] for e in again["runs"]} == set(final)
+    e = final["small-dense@0.8/seed42"]
+    assert e["small_dense"]["layers"] == 1 and e["nonzero_encoder_linear"] == e["small_dense"]["encoder_linear"]
+    k = final["kasp@0.8/seed42"]
+    assert k["measured_sparsity"] == pytest.approx(0.8, abs=1e-3) and k["retention"]["samples"] == 8
+    assert k["recipe"]["max_steps"] == 12 and k["progress"]["eval"] and k["per_matrix_sparsity"]
+    assert not (sweep_dir / "kasp-s80-seed42" / "checkpoint").exists()  # weights are not kept
+
+
+# --- the class preset ------------------------------------------------------------------------------
+def test_class_recipe_has_a_section_per_command(tmp_path):
+    from kasp.spec.config import load_recipe, make_config
+    from kasp.training.estimate import estimate_seconds
+
+    ft, pr = load_recipe("class", "finetune"), load_recipe("class", "prune")
+    teacher = make_config("finetune", "finetune", "sst2", **ft)
+    student = make_config("prune", "kasp", "sst2", **pr)
+    assert teacher.sparsity == 0 and student.sparsity == 0.9
+    # the preset's purpose: ~2 min teacher, <= 5 min prune at the platform notes' speed of MiniLM on 2 cores
+    t_est, _ = estimate_seconds("finetune", teacher.max_steps, evals=1, store=tmp_path)
+    p_est, _ = estimate_seconds("kasp", student.max_steps, evals=student.max_steps // student.eval_every, store=tmp_path)
+    assert t_est <= 150 and p_est <= 300
+    with pytest.raises(KaspError, match="no section for `kasp evaluate`"):
+        load_recipe("class", "evaluate")
+    with pytest.raises(KaspError, match="not found: give a JSON file or one of .*class"):
+        load_recipe("klass", "prune")
+
+
+def test_cli_class_recipe_flags_override(tiny_store, tiny_pretrained):
+    from kasp.cli import main
+    from kasp.ground.runs import RunDir
+
+    out = tiny_store / "class-run"
+    assert main(["prune", "--task", "sst2", "--recipe", "class", "--method", "magnitude", "--model", str(tiny_pretrained),
+                 "--max-steps", "4", "--max-train-samples", "64", "--max-eval-samples", "16", "--runs-dir", str(tiny_store),
+                 "--out", str(out), "--no-progress"]) == 0
+    rec = RunDir(out).recipe()
+    assert (rec["sparsity"], rec["method"], rec["max_steps"], rec["eval_every"]) == (0.9, "magnitude", 4, 100)
+
+
+def test_sweep_trains_its_teacher_once_and_reuses_it(tiny_pretrained, tmp_path):
+    from kasp.ground.runs import list_runs
+    from kasp.experiments.sweep import SweepOptions, run_sweep
+
+    opt = SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.5,), methods=("kasp",), teacher_steps=4,
+                       max_steps=4, max_train_samples=64, max_eval_samples=16, runs_dir=str(tmp_path / "store"),
+                       retention_samples=0)
+    first = run_sweep(opt)
+    teachers = [r for r in list_runs(tmp_path / "store") if r.recipe().get("kind") == "finetune"]
+    assert len(teachers) == 1 and first["teacher"]["trained_by_sweep"] is True
+    assert first["teacher"]["run_id"] == teachers[0].id and first["plan"]["budget"]["teacher_steps"] == 4
+    assert [e["key"] for e in first["runs"]] == ["kasp@0.5/seed42"] and first["runs"][0]["retention"] is None
+    second = run_sweep(opt)  # nothing to do: same teacher, same recipe
+    assert len([r for r in list_runs(tmp_path / "store") if r.recipe().get("kind") == "finetune"]) == 1
+    assert second["runs"] == first["runs"] and second["teacher"]["trained_by_sweep"] is False
+    opt.max_steps = 6  # a changed recipe is run again
+    third = run_sweep(opt)
+    assert third["runs"][0]["recipe"]["max_steps"] == 6 and third["runs"][0]["finished"] >= first["runs"][0]["finished"]
+
+
+def test_bad_sweep_settings_are_refused_before_any_training(tmp_path, capsys):
+    from kasp.cli import main
+
+    for flags in (["--max-steps", "-5"], ["--max-seq-length", "600"], ["--max-train-samples", "0"]):
+        for dry in ([], ["--dry-run"]):
+            rc = main(["sweep", "--task", "mrpc", "--runs-dir", str(tmp_path / "store"), *flags, *dry])
+            assert rc == 2
+            assert "invalid sweep settings" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())  # no teacher was trained
+
+
+def test_runs_recorded_before_a_new_recipe_field_are_not_redone():
+    """A results file written before a recipe field existed (e.g. time_budget, None by default) still
+    matches the same run's recipe now; a real change of a field does not."""
+    from kasp.spec.config import make_config
+    from kasp.experiments.sweep import _comparable
+
+    now = make_config("prune", "kasp", "mrpc", sparsity=0.9, max_steps=200).to_dict()
+    before = {k: v for k, v in now.items() if k != "time_budget"}
+    assert _comparable(before) == _comparable(now)
+    assert _comparable({**before, "lr": 2e-4}) != _comparable(now)
+
+
+def test_an_interrupted_sweep_run_continues_from_its_last_evaluation_point(tiny_store, tiny_pretrained, tmp_path,
+                                                                            capsys):
+    """Stopped after its first evaluation point, a sweep's run is continued (not redone) when the sweep
+    starts again, and ends with the same weights' story and metric as an uninterrupted sweep."""
+    from kasp.experiments.sweep import SweepOptions, run_sweep
+    from kasp.training.train import Cancelled
+
+    def opt(name):
+        return SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), methods=("kasp",),
+                            max_steps=12, max_train_samples=128, max_eval_samples=32, retention_samples=0,
+                            teacher=str(tiny_store / "teacher"), runs_dir=str(tmp_path / "store"),
+                            results=str(tmp_path / f"{name}.json"))
+
+    stopped = opt("stopped")
+    run_dir = stopped.sweep_dir() / "kasp-s80-seed42"
+    with pytest.raises(Cancelled):  # stop once the first resume state (step 3 of 12) is written
+        run_sweep(stopped, should_stop=lambda: (run_dir / "resume.json").is_file())
+    capsys.readouterr()
+    resumed = run_sweep(stopped)
+    err = capsys.readouterr().err
+    assert "kasp@0.8/seed42 was interrupted: resuming it from resume-3" in err
+    whole = run_sweep(opt("whole"))
+    a, b = resumed["runs"][0], whole["runs"][0]
+    assert a["metric"] == b["metric"] and a["per_matrix_sparsity"] == b["per_matrix_sparsity"]
+    assert a["weights_story"] == b["weights_story"]
+    steps = [r["step"] for r in a["progress"]["train"]]
+    assert steps == sorted(set(steps))  # no progress record twice
+
+    # a damaged resume state: the run starts again from the beginning instead of stopping the sweep
+    damaged = opt("damaged")
+    run_dir = damaged.sweep_dir() / "kasp-s80-seed42"
+    with pytest.raises(Cancelled):
+        run_sweep(damaged, should_stop=lambda: (run_dir / "resume.json").is_file())
+    for f in run_dir.glob("resume-*/tensors.safetensors"):
+        f.write_bytes(b"not a safetensors file")
+    capsys.readouterr()
+    again = run_sweep(damaged)
+    assert "could not resume" in capsys.readouterr().err
+    assert again["runs"][0]["metric"] == b["metric"]
+
+
+# --- one sweep per task and store (issue 26) ------------------------------------------------------
+_HOLD = ("import sys, time\n"
+         "from kasp.experiments.sweep import sweep_lock\n"
+         "with sweep_lock(sys.argv[1], sys.argv[2]):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(120)\n")
+
+
+def test_a_second_sweep_of_the_same_task_and_store_stops_at_once(tmp_path, capsys):
+    from kasp.cli import main
+    from kasp.experiments.sweep import sweep_lock
+
+    store = tmp_path / "store"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, "mrpc", str(store)], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.time()
+        rc = main(["sweep", "--task", "mrpc", "--runs-dir", str(store), "--methods", "kasp", "--sparsities", "0.5"])
+        err = capsys.readouterr().err
+        assert rc == 2 and time.time() - t0 < 30  # no teacher was fine-tuned, nothing waited
+        assert err.count("\n") == 1 and f"pid {holder.pid}" in err and "started 20" in err and "UTC" in err
+        assert "another kasp sweep of mrpc is running" in err and "nothing was started" in err
+        assert sorted(p.name for p in store.iterdir()) == ["sweeps"]  # no run, no results file
+        assert not [p for p in (store / "sweeps").iterdir() if not p.name.startswith(".sweep-mrpc.")]
+        with pytest.raises(KaspError, match=f"pid {holder.pid}"):  # a second holder in this process too
+            with sweep_lock("mrpc", store):
+                pass
+        with sweep_lock("rte", store):  # another task on the same store: free
+            pass
+        with sweep_lock("mrpc", tmp_path / "other-store"):  # the same task on another store: free
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with sweep_lock("mrpc", store):  # the holder was killed: the system released its lock
+        assert json.loads((store / "sweeps" / ".sweep-mrpc.holder.json").read_text())["pid"] == os.getpid()
+    assert not (store / "sweeps" / ".sweep-mrpc.holder.json").exists()
+
+
+def test_a_sweep_run_killed_after_its_report_is_recorded_not_retrained(tiny_store, tiny_pretrained, tmp_path, capsys):
+    from kasp.ground.runs import RunDir
+    from kasp.experiments.sweep import SweepOptions, run_sweep
+
+    opt = SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), methods=("kasp",), max_steps=4,
+                       max_train_samples=64, max_eval_samples=16, retention_samples=0, keep_checkpoints=True,
+                       teacher=str(tiny_store / "teacher"), runs_dir=str(tmp_path))
+    first = run_sweep(opt)["runs"][0]
+    run = RunDir(tmp_path / "sweeps" / "sst2" / "kasp-s80-seed42")
+    progress = (run.path / "progress.jsonl").read_bytes()
+    # as if the process had been killed after writing its report, before its final status and its results entry
+    run.set_status("running", pid=2 ** 22 + 54321)  # a pid no process has
+    opt.results_path().unlink()
+    capsys.readouterr()
+    again = run_sweep(opt)["runs"][0]
+    assert "finished before the last stop but was not recorded: recording it" in capsys.readouterr().err
+    assert run.state() == "done" and (run.path / "progress.jsonl").read_bytes() == progress  # not trained again
+    assert again["metric"] == first["metric"] and again["run_id"] == first["run_id"]

@@ -1,0 +1,102 @@
+"""docs/results.md's tables of sweeps, recipe knobs and augmentation quote the shipped data files."""
+
+from __future__ import annotations
+
+from tests.helpers import ROOT
+
+_README_TASKS = {"MRPC": "mrpc", "RTE": "rte", "STS-B": "stsb", "CoLA": "cola", "SST-2": "sst2"}
+
+
+def _readme_table(header: str) -> list[list[str]]:
+    """The body rows (cells stripped) of docs/results.md's Markdown table that starts with ``header``
+    (the tables moved there from the README)."""
+    readme = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    table = readme[readme.index(header):]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table[:table.index("\n\n")].splitlines()[2:]]
+
+
+def _kasp90_seeds(runs) -> dict[int, float]:
+    """Metric ×100 per seed of the KASP runs at 90 % of a results file's ``runs``."""
+    return {e["seed"]: e["metric"] * 100 for e in runs if e["method"] == "kasp" and e["sparsity"] == 0.9}
+
+
+def test_the_results_pages_sweep_table_is_the_shipped_results():
+    """Every number of docs/results.md's table of shipped sweeps (KASP, magnitude, small-dense: mean, and
+    ± half the range over seeds) is what assets/sweeps/<task>.json holds, and every shipped point is in it."""
+    import re
+    from kasp.experiments.results import load_results, shipped_sweep_path
+
+    shown, task = {}, None
+    for cells in _readme_table("| task (metric), teacher | budget a run |"):
+        if cells[0]:
+            task = _README_TASKS[cells[0].split(" (")[0]]
+        sp = float(cells[2].rstrip(" %")) / 100
+        for method, cell in zip(("kasp", "magnitude", "small-dense"), cells[3:6]):
+            m = re.match(r"([\d.]+)(?: ± ([\d.]+))?", cell)
+            if m:  # ‡: a value by GLUE's convention for a constant predictor (metrics.convention)
+                shown[(task, method, sp)] = (float(m.group(1)), float(m.group(2) or 0), "‡" in cell)
+    shipped = {}
+    for t in _README_TASKS.values():
+        runs = load_results(shipped_sweep_path(t))["runs"]
+        for key in {(e["method"], e["sparsity"]) for e in runs}:
+            group = [e for e in runs if (e["method"], e["sparsity"]) == key]
+            vals = [e["metric"] * 100 for e in group]
+            shipped[(t, key[0], round(key[1], 2))] = (round(sum(vals) / len(vals), 2), round((max(vals) - min(vals)) / 2, 2),
+                                                      any("convention" in e["metrics"] for e in group))
+    assert shown == shipped
+
+
+def test_the_results_pages_knob_table_is_the_shipped_trials():
+    """docs/results.md's table of recipe knobs (SST-2, KASP at 90 %) quotes bench/trials/sst2-*.json and the
+    sweep's baseline seed by seed, with mean, half the range and the difference to the baseline; every
+    finished SST-2 knob trial is in it."""
+    from kasp.experiments.results import load_results, shipped_sweep_path
+
+    labels = {"temperature τ = 2": {"temperature": 2}, "learning rate 2e-4": {"lr": 2e-4},
+              "learning rate 5e-5": {"lr": 5e-5}, "prediction weight 3": {"prediction_weight": 3}}
+    shipped = {"none": _kasp90_seeds(load_results(shipped_sweep_path("sst2"))["runs"])}
+    for f in sorted((ROOT / "bench" / "trials").glob("sst2-*.json")):
+        res = load_results(f)
+        if res["runs"]:
+            label = next(k for k, v in labels.items() if v == res["plan"]["overrides"])
+            shipped[label] = _kasp90_seeds(res["runs"])
+    base = sum(shipped["none"].values()) / 2
+    shown = {}
+    for cells in _readme_table("| change | seed 42 | seed 43 |"):
+        line = " | ".join(cells)
+        label = "none" if cells[0].startswith("none") else cells[0]
+        shown[label] = {42: float(cells[1]), 43: float(cells[2])}
+        vals = list(shipped[label].values())
+        mean = sum(vals) / 2
+        assert cells[3] == f"{mean:.2f} ± {(max(vals) - min(vals)) / 2:.2f}", line
+        if label != "none":
+            assert cells[4] == f"{mean - base:+.2f}".replace("-", "−"), line
+    assert shown == {k: {s: round(v, 2) for s, v in d.items()} for k, d in shipped.items()}
+
+
+def test_the_results_pages_augmentation_table_is_the_shipped_runs():
+    """docs/results.md's augmentation table (KASP at 90 %, seeds 42 / 43 and their mean) quotes the sweeps'
+    runs without augmentation and bench/augment/<task>-augment-<source><N>.json with it; a cell says
+    "not run" only where no such file holds both seeds, and N is TinyBERT's for the task."""
+    from kasp.training.augment import TINYBERT_N
+    from kasp.experiments.results import load_results, shipped_sweep_path
+
+    def cell(path):
+        if not path.is_file():
+            return "not run"
+        runs = load_results(path)["runs"]
+        v = _kasp90_seeds(runs)
+        conv = any("convention" in e["metrics"] for e in runs if e["method"] == "kasp" and e["sparsity"] == 0.9)
+        return (f"{v[42]:.2f} / {v[43]:.2f} ({(v[42] + v[43]) / 2:.2f})" + (" ‡" if conv else "")  # ‡: GLUE's convention
+                if sorted(v) == [42, 43] else "not run")
+
+    rows = _readme_table("| task (metric), words N | without augmentation |")
+    assert len(rows) == len(_README_TASKS)
+    for cells in rows:
+        line = " | ".join(cells)
+        task = _README_TASKS[cells[0].split(" (")[0]]
+        n = TINYBERT_N[task]
+        assert cells[0].endswith(f", {n}"), line
+        expected = [cell(shipped_sweep_path(task))] + [cell(ROOT / "bench" / "augment" / f"{task}-augment-{s}{k}.json")
+                                                       for s, k in (("words", n), ("glue", 1))]
+        assert cells[1:] == expected, line
