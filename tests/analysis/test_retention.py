@@ -148,24 +148,3 @@ def test_attention_page(tiny_store, pruned_run, monkeypatch):
     assert len(iframes) == 2
     assert all(external_urls(f.proto.srcdoc) == [] for f in iframes)
     assert any("not explanations" in c.value for c in at.caption)
-
-
-def test_attention_page_shows_shipped_retention_without_runs(tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    from kasp.ui.views import load_precomputed
-
-    monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path))
-    at = AppTest.from_file(str(ROOT / "pages" / "attention.py"), default_timeout=60)
-    at.session_state["task"] = "sst2"
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    shipped = [r for r in load_precomputed() if r["task"] == "sst2" and r.get("retention")]
-    assert len(shipped) >= 2
-    names = {tr["name"] for tr in spec["data"]}
-    assert any("precomputed run" in n for n in names) and any("precomputed sweep" in n for n in names)
-    # one shipped student in detail (the sweep's KASP at 90 %), and why the per-sentence views need a live run
-    assert at.selectbox(key="att_run").value == "sweep/kasp@0.9/seed42"
-    assert len(at.get("plotly_chart")) >= 4
-    assert any("Shipped runs come without their weights" in i.value for i in at.info)

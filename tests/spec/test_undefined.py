@@ -122,14 +122,6 @@ def test_shipped_cola_zero_is_labelled_glue_convention():
     assert any("0.00 on all 2 seeds is constant predictions: GLUE's convention" in line for line in curve_notes(pts))
 
 
-def test_the_overview_page_says_the_cola_zero_is_glues_convention(tmp_path, monkeypatch):
-    from tests.helpers import open_page
-
-    at = open_page("overview.py", tmp_path / "empty-store", monkeypatch, task="cola")
-    captions = " ".join(c.value for c in at.caption)
-    assert "0.00 on all 2 seeds is constant predictions: GLUE's convention (2 of 2 seeds)" in captions
-
-
 def test_cka_of_a_constant_representation_is_undefined_not_zero():
     import torch
 

@@ -195,3 +195,11 @@ def test_reference_teacher_is_the_one_of_the_points_drawn(tmp_path, monkeypatch)
     assert curve_data("sst2", runs=rows).teacher == (0.8956, "precomputed run precomputed/teacher-sst2")
     live_only = rows[rows["source"] == "live run"]
     assert curve_data("sst2", runs=live_only).teacher == (0.4844, "live run tiny-teacher")
+
+
+def test_the_overview_page_says_the_cola_zero_is_glues_convention(tmp_path, monkeypatch):
+    from tests.helpers import open_page
+
+    at = open_page("overview.py", tmp_path / "empty-store", monkeypatch, task="cola")
+    captions = " ".join(c.value for c in at.caption)
+    assert "0.00 on all 2 seeds is constant predictions: GLUE's convention (2 of 2 seeds)" in captions
