@@ -39,6 +39,7 @@ def pred_store(tmp_path_factory, tiny_store, tiny_pretrained) -> Path:
     return store
 
 
+@pytest.mark.slow
 def test_table_matches_kasp_evaluate_and_transformers(pred_store, tmp_path, capsys):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -75,6 +76,7 @@ def test_gold_only_for_dev_examples_and_pairs():
     assert gold_label("sst2", "not a sentence of the dev set at all, surely") is None
 
 
+@pytest.mark.slow
 def test_disagreements_really_disagree(pred_store):
     t, s = str(pred_store / "teacher"), str(pred_store / "mag80")
     idx = disagreements(t, [s, str(pred_store / "flipped")], "sst2", n=64)
@@ -87,6 +89,7 @@ def test_disagreements_really_disagree(pred_store):
     assert differ.any() and sorted(idx) == list(np.flatnonzero(differ))
 
 
+@pytest.mark.slow
 def test_bad_input_errors(pred_store):
     with pytest.raises(KaspError, match="type a sentence"):
         predict_texts({"t": str(pred_store / "teacher")}, "sst2", "  ")
@@ -96,6 +99,7 @@ def test_bad_input_errors(pred_store):
         predict_texts({"t": str(pred_store / "teacher")}, "stsb", "A man sleeps.", "A man is asleep.")
 
 
+@pytest.mark.slow
 def test_prediction_runs_lists_teacher_and_student(pred_store):
     runs = prediction_runs("sst2", pred_store)
     assert [t["id"] for t in runs["teachers"]] == ["teacher"]
@@ -107,6 +111,7 @@ def _page(store, monkeypatch):
     return open_page("predict.py", store, monkeypatch, timeout=120)
 
 
+@pytest.mark.slow
 def test_predict_page_table_and_disagreement_button(pred_store, monkeypatch):
     at = _page(pred_store, monkeypatch)
     df = at.dataframe[0].value
@@ -125,12 +130,14 @@ def test_predict_page_table_and_disagreement_button(pred_store, monkeypatch):
     assert at.session_state["predict_a_sst2"] != picked  # the next disagreement
 
 
+@pytest.mark.slow
 def test_predict_page_without_runs_says_so(tmp_path, monkeypatch):
     at = _page(tmp_path, monkeypatch)
     text = " ".join(i.value for i in at.info)
     assert "No finished SST-2 run with a checkpoint" in text and "cannot predict here" in text
 
 
+@pytest.mark.slow
 def test_predict_page_says_when_a_short_tokenizer_cuts_the_sentence(pred_store, tmp_path, monkeypatch):
     """A student whose tokenizer_config.json says model_max_length 8: its prediction is of the first 8 tokens,
     and the page says so, naming the student and the limit (issue 26, every cut is said)."""

@@ -45,6 +45,7 @@ def test_linear_cka_and_js_properties():
     assert js[0] == pytest.approx(0.0, abs=1e-12) and js[1] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_model_against_itself(teacher):
     r = compare(teacher, teacher, "sst2", samples=24, batch_size=8)
     assert r.samples == 24
@@ -70,6 +71,7 @@ def _peaky(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.slow
 def test_reinitialised_student_is_clearly_worse(teacher, tmp_path):
     sharp = _peaky(Path(teacher), tmp_path / "sharp")
     same = compare(str(sharp), str(sharp), "sst2", samples=24, batch_size=8)
@@ -80,6 +82,7 @@ def test_reinitialised_student_is_clearly_worse(teacher, tmp_path):
     assert min(min(row) for row in r.score_mse) > 1.0
 
 
+@pytest.mark.slow
 def test_padding_changes_nothing(teacher, tmp_path):
     other = make_tiny_checkpoint(tmp_path / "other", seed=5)
     one = compare(teacher, str(other), "sst2", samples=12, batch_size=1)  # no padding at all
@@ -90,6 +93,7 @@ def test_padding_changes_nothing(teacher, tmp_path):
     assert one.agreement == many.agreement and one.kl == pytest.approx(many.kl, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_incompatible_pairs_are_refused(teacher, tmp_path):
     heads = make_tiny_checkpoint(tmp_path / "heads8", heads=8)
     with pytest.raises(KaspError, match="head counts differ"):
@@ -104,6 +108,7 @@ def test_incompatible_pairs_are_refused(teacher, tmp_path):
         compare(teacher, str(vocab), "sst2", samples=4)
 
 
+@pytest.mark.slow
 def test_run_retention_caches_and_cli(pruned_run, capsys):
     res = run_retention(pruned_run.path, samples=16)
     assert (pruned_run.path / "retention.json").is_file()
@@ -119,6 +124,7 @@ def test_run_retention_caches_and_cli(pruned_run, capsys):
     assert out["mean_similarity"] == pytest.approx(res["mean_similarity"])
 
 
+@pytest.mark.slow
 def test_bertviz_html_is_offline(teacher):
     model, tok = load_for_attention(teacher)
     tokens, maps = sentence_attention(model, tok, "a fine film .")
@@ -131,6 +137,7 @@ def test_bertviz_html_is_offline(teacher):
     assert "d3.version" in html and "jQuery" in html
 
 
+@pytest.mark.slow
 def test_attention_page(tiny_store, pruned_run, monkeypatch):
     from streamlit.testing.v1 import AppTest
 

@@ -25,6 +25,7 @@ def _batch():
     return ids, am
 
 
+@pytest.mark.slow
 def test_scores_match_projection_recomputation_and_softmax():
     model = _model()
     ids, am = _batch()

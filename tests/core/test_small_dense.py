@@ -74,6 +74,7 @@ def test_shrunk_student_keeps_the_chosen_weights_and_reloads(tmp_path):
     assert torch.allclose(back(input_ids=x).logits, model(input_ids=x).logits, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_small_dense_run_is_a_run_like_any_other(tiny_store, tiny_pretrained, tmp_path, capsys):
     from transformers import AutoModelForSequenceClassification
 

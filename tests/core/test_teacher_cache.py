@@ -145,6 +145,7 @@ def test_another_teacher_or_data_gets_another_folder(setup):
     assert c.folder not in (a.folder, b.folder)
 
 
+@pytest.mark.slow
 def test_cached_run_trains_as_the_recomputed_one(tiny_store, tiny_pretrained, tmp_path, monkeypatch):
     """A 3-epoch KASP prune with and without the cache: the same masks, the same loss curve within fp16
     rounding, and the report counts the reads."""

@@ -36,6 +36,7 @@ def test_a_slice_as_large_as_the_split_is_refused():
         make_config("prune", "kasp", "rte", sparsity=0.9, holdout=-1)
 
 
+@pytest.mark.slow
 def test_a_run_reports_its_selection_metric(tiny_store, tiny_pretrained, tmp_path):
     from kasp.cli import main
     from kasp.ground.runs import RunDir

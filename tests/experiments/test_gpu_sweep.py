@@ -58,6 +58,7 @@ def test_a_broken_gpu_file_is_named_not_raised(tmp_path, monkeypatch):
     assert "not valid JSON" in data.error and (data.points["source"] == "precomputed sweep").any()
 
 
+@pytest.mark.slow
 def test_sweep_stop_after_stops_and_resumes(tiny_store, tiny_pretrained, tmp_path):
     from kasp.cli import main
 

@@ -29,6 +29,7 @@ def store(tmp_path, tiny_store) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_queue_limit_and_sigterm_cancel(store, tiny_pretrained, monkeypatch):
     monkeypatch.setattr(jobs, "MAX_JOBS", 1)
     monkeypatch.setattr(jobs, "MAX_QUEUED", 1)

@@ -119,6 +119,7 @@ def _wait_ended(runs: list[RunDir], timeout: float = 180) -> None:
         time.sleep(0.3)
 
 
+@pytest.mark.slow
 def test_two_pumps_at_once_start_each_queued_run_exactly_once(tmp_path):
     store = tmp_path / "store"
     runs = _queue_fake(store, 4)
@@ -137,6 +138,7 @@ def test_two_pumps_at_once_start_each_queued_run_exactly_once(tmp_path):
         [(r.status(), jobs.log_tail(r)) for r in runs]
 
 
+@pytest.mark.slow
 def test_queue_advances_when_a_run_ends_with_no_browser(tmp_path, tiny_pretrained, monkeypatch):
     monkeypatch.setattr(jobs, "MAX_JOBS", 1)
     monkeypatch.setattr(jobs, "MAX_QUEUED", 2)
@@ -155,6 +157,7 @@ def test_queue_advances_when_a_run_ends_with_no_browser(tmp_path, tiny_pretraine
         (first.path / "status.json").read_text())["pid"]
 
 
+@pytest.mark.slow
 def test_kasp_worker_drains_the_queue(tmp_path):
     runs = _queue_fake(tmp_path, 2)
     env = dict(os.environ, KASP_MAX_JOBS="1")
@@ -258,6 +261,7 @@ def test_pump_never_runs_a_planted_command_or_a_hostile_recipe(tmp_path, monkeyp
     assert "command line instead of a KASP recipe" in frame.loc["a-command", "error"]
 
 
+@pytest.mark.slow
 def test_kasp_worker_never_runs_a_planted_command(tmp_path):
     marker = tmp_path / "marker"
     expected = _plant(tmp_path / "store", marker)
@@ -269,6 +273,7 @@ def test_kasp_worker_never_runs_a_planted_command(tmp_path):
     _assert_refused(tmp_path / "store", expected, marker)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["overview.py", "prune.py", "results.py", "attention.py", "inspect.py", "weights.py",
                                   "predict.py"])
 def test_opening_a_page_never_runs_a_planted_command(tmp_path, monkeypatch, page):
@@ -311,6 +316,7 @@ def test_launch_stores_a_recipe_and_the_queue_builds_the_command(tmp_path, monke
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == [run.id]
 
 
+@pytest.mark.slow
 def test_a_kasp_folder_in_the_working_directory_is_never_imported(tmp_path, monkeypatch):
     """A store that is the working directory may hold a run folder named `kasp`: `python -m kasp` would
     import it; the queue's `python -P -m kasp` imports the installed package."""
@@ -413,6 +419,7 @@ def test_pump_refuses_huge_nested_linked_and_pidless_runs(tmp_path, monkeypatch)
     assert not (tmp_path / "store" / "a-folder-link").exists() and (tmp_path / "elsewhere" / "status.json").exists()
 
 
+@pytest.mark.slow
 def test_kasp_worker_and_runs_survive_further_hostile_stores(tmp_path):
     victim = tmp_path / "bashrc"
     victim.write_text("mine\n")
@@ -444,6 +451,7 @@ def test_cancel_never_signals_a_process_that_is_not_a_kasp_run(tmp_path):
         proc.wait()
 
 
+@pytest.mark.slow
 def test_a_queue_lock_that_is_a_folder_is_named(tmp_path):
     (tmp_path / ".queue.lock").mkdir()
     _queue_fake(tmp_path, 1)
@@ -456,6 +464,7 @@ def test_a_queue_lock_that_is_a_folder_is_named(tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "is a folder" in out.stderr, out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["overview.py", "prune.py", "results.py", "attention.py", "inspect.py", "weights.py",
                                   "predict.py"])
 def test_opening_a_page_survives_further_hostile_stores(tmp_path, monkeypatch, page):

@@ -138,6 +138,7 @@ def _entries(results: Path) -> dict[str, dict]:
         return {}
 
 
+@pytest.mark.slow
 def test_sweep_killed_mid_run_resumes_without_redoing_finished_runs(tiny_store, tiny_pretrained, tmp_path):
     """SIGKILL the sweep while its second run trains; the restart redoes only that run."""
     results = tmp_path / "sweep" / "sst2.json"
@@ -215,6 +216,7 @@ def test_class_recipe_has_a_section_per_command(tmp_path):
         load_recipe("klass", "prune")
 
 
+@pytest.mark.slow
 def test_cli_class_recipe_flags_override(tiny_store, tiny_pretrained):
     from kasp.cli import main
     from kasp.ground.runs import RunDir
@@ -227,6 +229,7 @@ def test_cli_class_recipe_flags_override(tiny_store, tiny_pretrained):
     assert (rec["sparsity"], rec["method"], rec["max_steps"], rec["eval_every"]) == (0.9, "magnitude", 4, 100)
 
 
+@pytest.mark.slow
 def test_sweep_trains_its_teacher_once_and_reuses_it(tiny_pretrained, tmp_path):
     from kasp.ground.runs import list_runs
     from kasp.experiments.sweep import SweepOptions, run_sweep
@@ -270,6 +273,7 @@ def test_runs_recorded_before_a_new_recipe_field_are_not_redone():
     assert _comparable({**before, "lr": 2e-4}) != _comparable(now)
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_run_continues_from_its_last_evaluation_point(tiny_store, tiny_pretrained, tmp_path,
                                                                             capsys):
     """Stopped after its first evaluation point, a sweep's run is continued (not redone) when the sweep
@@ -319,6 +323,7 @@ _HOLD = ("import sys, time\n"
          "    time.sleep(120)\n")
 
 
+@pytest.mark.slow
 def test_a_second_sweep_of_the_same_task_and_store_stops_at_once(tmp_path, capsys):
     from kasp.cli import main
     from kasp.experiments.sweep import sweep_lock
@@ -351,6 +356,7 @@ def test_a_second_sweep_of_the_same_task_and_store_stops_at_once(tmp_path, capsy
     assert not (store / "sweeps" / ".sweep-mrpc.holder.json").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_run_killed_after_its_report_is_recorded_not_retrained(tiny_store, tiny_pretrained, tmp_path, capsys):
     from kasp.ground.runs import RunDir
     from kasp.experiments.sweep import SweepOptions, run_sweep

@@ -96,6 +96,7 @@ def damaged(base_store, tmp_path, request) -> tuple[Path, str]:
 CASES = [(f, d) for f in FILES for d in DAMAGES]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damaged", CASES, ids=[f"{f}-{d}" for f, d in CASES], indirect=True)
 def test_store_commands_name_the_damaged_run(damaged, capsys, request):
     store, rid = damaged
@@ -131,6 +132,7 @@ def _open(page: str, store: Path, monkeypatch):
     return at
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page,how,file", PAGE_CASES, ids=[f"{p[:-3]}-{f}-{d}" for p, d, f in PAGE_CASES])
 def test_every_page_renders_a_store_with_a_damaged_run(page, how, file, base_store, tmp_path, monkeypatch):
     store, rid = base_store
@@ -165,6 +167,7 @@ def _refuse(errno_code: int):
     return write
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_a_read_only_store_serves_every_page(page, base_store, monkeypatch):
     import kasp.ground.runs
@@ -174,6 +177,7 @@ def test_a_read_only_store_serves_every_page(page, base_store, monkeypatch):
     _open(page, store, monkeypatch)
 
 
+@pytest.mark.slow
 def test_a_retention_cache_that_cannot_be_written_still_gives_the_measurement(base_store, tmp_path, monkeypatch, capsys):
     import kasp.ground.runs
     from kasp.analysis.retention import run_retention
@@ -188,6 +192,7 @@ def test_a_retention_cache_that_cannot_be_written_still_gives_the_measurement(ba
     assert "retention.json was not written" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_export_is_one_line(base_store, tmp_path, monkeypatch, capsys):
     import safetensors.torch
 
@@ -202,6 +207,7 @@ def test_a_full_disk_during_export_is_one_line(base_store, tmp_path, monkeypatch
     assert rc == 2 and "No space left on device" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_an_over_long_model_in_the_address_is_one_line(page, base_store, monkeypatch):
     store, _ = base_store
@@ -215,6 +221,7 @@ def test_an_over_long_path_on_the_command_line_is_one_line(capsys):
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_launch_on_a_read_only_store_is_one_line(tmp_path, monkeypatch):
     import kasp.experiments.jobs
 
@@ -231,6 +238,7 @@ def test_launch_on_a_read_only_store_is_one_line(tmp_path, monkeypatch):
     assert any("could not be launched: the file system is read-only" in e for e in errors), errors
 
 
+@pytest.mark.slow
 def test_the_weights_page_names_a_damaged_weights_file(base_store, tmp_path, monkeypatch):
     store, rid = base_store
     copy = tmp_path / "store"
@@ -262,6 +270,7 @@ def test_results_files_and_checkpoint_configs_past_the_json_limits_are_one_line(
         assert "config.json is not valid JSON" in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow
 def test_a_planted_log_or_card_link_is_never_shown(base_store, tmp_path, monkeypatch):
     """log.txt (shown for a failed run) and the checkpoint's README.md (the Inspect page's card) planted as links
     to a server file: neither is followed."""

@@ -50,6 +50,7 @@ def test_the_position_table_is_named_when_it_wins(tiny_sst2, capsys):
     assert "inputs cut at 160 tokens: the model's position table (max_position_embeddings) (160) is below --max-seq-length 400" in out
 
 
+@pytest.mark.slow
 def test_a_finetune_report_records_the_input_length(tiny_store):
     rep = json.loads((tiny_store / "teacher" / "report.json").read_text())
     assert rep["input_length"]["tokens"] == 64 and rep["input_length"]["limited_by"] == ["max_seq_length"]
@@ -118,11 +119,13 @@ def test_an_id2label_of_another_size_than_the_head_names_both(tiny_sst2, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_finetune_writes_the_problem_type_it_trained(tiny_store):
     cfg = json.loads((tiny_store / "teacher" / "checkpoint" / "config.json").read_text())
     assert cfg["problem_type"] == "single_label_classification"
 
 
+@pytest.mark.slow
 def test_finetune_overrides_an_inherited_multi_label_problem_type(tiny_pretrained, tmp_path):
     src = _with_config(tiny_pretrained, tmp_path / "pre-multi", problem_type="multi_label_classification")
     assert main(["finetune", "--task", "stsb", "--model", str(src), "--max-steps", "1", "--max-train-samples", "8",

@@ -139,6 +139,7 @@ def test_zip_good_upload_opens(pruned, tmp_path):
     assert inspect_checkpoint(ckpt)["pruned_sparsity"] == pytest.approx(inspect_checkpoint(pruned)["pruned_sparsity"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,msg", [("../evil.json", "parent-directory"), ("/etc/evil.json", "absolute"),
                                       ("a/../../evil.json", "parent-directory"), ("C:/evil.json", "absolute")])
 def test_zip_refuses_escaping_paths(pruned, tmp_path, name, msg):
@@ -258,6 +259,7 @@ def _page(monkeypatch, store):
     return at
 
 
+@pytest.mark.slow
 def test_inspect_page_takes_a_run_directory_and_its_task(tiny_store, monkeypatch):
     at = _page(monkeypatch, tiny_store)
     at.radio[0].set_value("A local directory").run()
@@ -270,6 +272,7 @@ def test_inspect_page_takes_a_run_directory_and_its_task(tiny_store, monkeypatch
     assert not at.exception and any("accuracy" in s.value for s in at.success)
 
 
+@pytest.mark.slow
 def test_inspect_page_refuses_like_the_cli(tiny_pretrained, tmp_path, monkeypatch, capsys):
     at = _page(monkeypatch, tmp_path)
     at.radio[0].set_value("A local directory").run()

@@ -14,6 +14,8 @@ from kasp.cli import main
 from kasp.ground.errors import KaspError
 from kasp.ground.runs import RunDir
 
+pytestmark = pytest.mark.slow  # every test here uses a pruned run the module trains
+
 pytest.importorskip("onnxruntime")
 
 

@@ -197,6 +197,7 @@ FAMILY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(FAMILY))
 def test_damaged_checkpoint_gives_the_right_score_or_a_clear_error(case, rte, reference, tmp_path, capsys):
     damage, expected = FAMILY[case]
@@ -288,6 +289,7 @@ def test_long_texts_are_cut_at_the_models_limit(short_positions, capsys):
     assert r.agreement == 1.0
 
 
+@pytest.mark.slow
 def test_finetune_cuts_at_the_position_table(short_positions, tmp_path, capsys):
     rc = main(["finetune", "--task", "sst2", "--model", str(short_positions), "--max-steps", "2",
                "--max-train-samples", "32", "--max-eval-samples", "16", "--max-seq-length", "64",
@@ -430,6 +432,7 @@ def test_export_never_touches_what_it_did_not_create(rte, tmp_path, capsys, monk
 
 # --- one place per concept --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_figures_do_not_import_torch():
     """The app's figures are plotly only (the layers themselves are tests/repo/test_layers.py's contracts)."""
     code = "import sys, kasp.ui.figures; assert 'torch' not in sys.modules, 'torch imported'"
@@ -499,6 +502,7 @@ def test_pairs_on_a_model_with_one_token_type_and_bad_arguments(tmp_path, capsys
     assert "samples must be a positive" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_kasp_checkpoints_name_their_classes_and_cross_task_scoring_is_refused(tiny_store, tmp_path, capsys):
     teacher = tiny_store / "teacher"
     cfg = json.loads((teacher / "checkpoint" / "config.json").read_text())

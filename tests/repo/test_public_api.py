@@ -141,6 +141,7 @@ def test_engine_commands_run_without_the_app_extra(tmp_path, tiny_store, tiny_pr
     assert report["sparsity"]["pruned_sparsity"] == pytest.approx(0.5, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_engine_modules_do_not_import_the_app_packages():
     """Importing every engine module (all but the app's own: figures*, urlstate) loads none of the
     app's packages; the app-side modules are the only ones that need kasp[app]."""

@@ -28,6 +28,7 @@ def _script():
     return _load("export_precomputed")
 
 
+@pytest.mark.slow
 def test_export_precomputed_writes_what_the_app_reads(tiny_store, tmp_path, capsys):
     mod = _script()
     out = tmp_path / "runs.json"

@@ -36,6 +36,8 @@ import pytest
 
 from tests.helpers import ROOT
 
+pytestmark = pytest.mark.slow  # every test here builds and installs the wheel
+
 _PAGES_SCRIPT = r"""
 import json, sys
 from streamlit.testing.v1 import AppTest
@@ -152,7 +154,6 @@ def _engine_dependencies(wheel: Path, dest: Path) -> list[str]:
     return sorted(dists)
 
 
-@pytest.mark.slow
 def test_wheel_without_the_app_extra_prunes_evaluates_and_inspects(tmp_path, wheel, tiny_store, tiny_pretrained):
     deps = tmp_path / "engine-site"
     names = _engine_dependencies(wheel, deps)
@@ -188,7 +189,6 @@ def test_wheel_without_the_app_extra_prunes_evaluates_and_inspects(tmp_path, whe
     assert r.returncode == 2 and "install kasp[app]" in r.stderr, r.stderr[-2000:]
 
 
-@pytest.mark.slow
 def test_wheel_with_the_app_extra_serves_every_page(tmp_path, wheel, tiny_store):
     env = _env()
     venv, site = _venv(tmp_path, wheel, Path(sysconfig.get_paths()["purelib"]))

@@ -200,7 +200,7 @@ def test_kasp_runs_lists_an_old_reports_nan_as_undefined_once(tmp_path, capsys):
 
 
 def test_kasp_attention_prints_an_undefined_layer_cka_as_undef_never_nan(monkeypatch, capsys):
-    from kasp.analysis.inspection import retention
+    from kasp.analysis import retention
     from kasp.cli import main
     from kasp.analysis.retention import Retention
 

@@ -30,6 +30,7 @@ def _cfg(tiny_pretrained, store, **kw):
                        batch_size=16, **kw)
 
 
+@pytest.mark.slow
 def test_a_time_budget_run_trains_exactly_as_the_same_steps_would(tiny_store, tiny_pretrained, tmp_path, monkeypatch):
     """Timing steps on a copy with the random state put back leaves the run as it would be with
     --max-steps T; T, and how it was chosen, are in the recipe and the report."""
@@ -111,6 +112,7 @@ def test_a_queued_time_budget_run_is_expected_to_take_its_budget(tmp_path):
     assert remaining_seconds(run, tmp_path) == pytest.approx(720)
 
 
+@pytest.mark.slow
 def test_a_time_budget_flag_replaces_a_recipe_files_steps(tmp_path, monkeypatch):
     """`kasp prune --recipe class --time-budget 10`: the class preset's 500 steps give way to the budget
     (and --max-steps to a recipe file's time budget), instead of a "not both" refusal."""
@@ -140,6 +142,7 @@ def test_a_time_budget_flag_replaces_a_recipe_files_steps(tmp_path, monkeypatch)
     assert seen["cfg"].time_budget is None and seen["cfg"].max_steps == 2000
 
 
+@pytest.mark.slow
 def test_timing_stops_early_once_it_has_used_its_share_of_the_budget(tiny_store, tiny_pretrained, monkeypatch):
     """At most 4 % of the budget goes to timing: after 2 timed batches it stops if that share is used,
     and the timed batches still span short and long ones."""
@@ -191,6 +194,7 @@ def _plan_with_clock(tiny_store, tiny_pretrained, monkeypatch, clock):
                             dev_data, 0, 0.0, get_task("sst2").is_regression, lambda m: _optimizer(m, cfg))
 
 
+@pytest.mark.slow
 def test_a_slow_first_round_of_timing_does_not_shorten_the_run(tiny_store, tiny_pretrained, monkeypatch):
     """Each batch is timed ROUNDS times and its lower median kept, so steps that all run twice as slow
     in the first round (a fresh process, a passing job) leave the chosen step count as it would be."""

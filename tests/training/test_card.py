@@ -32,6 +32,7 @@ def _front_matter(text: str) -> dict:
     return yaml.safe_load(text.split("---\n", 2)[1])
 
 
+@pytest.mark.slow
 def test_card_and_config_carry_the_reports_figures(pruned_run):
     rep, recipe = pruned_run.report(), pruned_run.recipe()
     cfg = json.loads((pruned_run.checkpoint / "config.json").read_text())
@@ -66,6 +67,7 @@ def test_card_and_config_carry_the_reports_figures(pruned_run):
     assert model.config.kasp["metric"]["value"] == rep["metrics"]["accuracy"]
 
 
+@pytest.mark.slow
 def test_teacher_checkpoint_has_a_card_too(tiny_store):
     run = RunDir(tiny_store / "teacher")
     facts = json.loads((run.checkpoint / "config.json").read_text())["kasp"]
@@ -74,6 +76,7 @@ def test_teacher_checkpoint_has_a_card_too(tiny_store):
     assert facts["sparsity"]["encoder_linear"] == run.report()["sparsity"]["pruned_sparsity"]
 
 
+@pytest.mark.slow
 def test_a_copied_checkpoint_still_tells_what_it_is(pruned_run, tmp_path, capsys):
     rep = pruned_run.report()
     elsewhere = tmp_path / "somewhere" / "model"
@@ -94,6 +97,7 @@ def test_a_copied_checkpoint_still_tells_what_it_is(pruned_run, tmp_path, capsys
     assert json.loads((tmp_path / "sparse" / "config.json").read_text())["kasp"]["seed"] == 7
 
 
+@pytest.mark.slow
 def test_results_download_carries_card_and_report(pruned_run):
     from kasp.ui.views import checkpoint_zip
 
@@ -105,6 +109,7 @@ def test_results_download_carries_card_and_report(pruned_run):
     assert json.loads(zf.read(f"{rid}/config.json"))["kasp"]["metric"]["dev_examples"] == 40
 
 
+@pytest.mark.slow
 def test_inspect_page_shows_the_card(pruned_run, tmp_path, monkeypatch):
     from tests.helpers import open_page
 
@@ -152,6 +157,7 @@ def test_the_card_never_shows_an_undefined_metric_as_a_number_and_says_glues_con
     assert "0.00 ×100 (constant predictions: GLUE's convention) on 4" in render_card(cola)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [{"teacher": "somewhere"}, {"task": None}, {"task": "nosuch"}, {"metric": [1]},
                                     {"sparsity": "x"}, {"recipe": [1]}])
 def test_a_damaged_kasp_block_is_named_never_a_traceback(pruned_run, tmp_path, capsys, change):
@@ -166,6 +172,7 @@ def test_a_damaged_kasp_block_is_named_never_a_traceback(pruned_run, tmp_path, c
     assert "per-matrix sparsity" in out  # the measured figures are still shown
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [{"metric": {"name": "accuracy", "value": "high"}},
                                     {"sparsity": {"encoder_linear": "x", "target": float("nan")}},
                                     {"wall_seconds": float("nan")}, {"metric": {"name": "accuracy", "value": float("nan")}}])
@@ -181,6 +188,7 @@ def test_odd_values_in_a_kasp_block_are_shown_as_unknown(pruned_run, tmp_path, c
     assert "nan" not in made.lower(), made
 
 
+@pytest.mark.slow
 def test_the_inspect_page_shows_a_card_that_is_not_utf8(pruned_run, tmp_path, monkeypatch):
     from tests.helpers import open_page
 
@@ -192,6 +200,7 @@ def test_the_inspect_page_shows_a_card_that_is_not_utf8(pruned_run, tmp_path, mo
     assert any("What this checkpoint says about itself" in h.value for h in at.subheader)
 
 
+@pytest.mark.slow
 def test_the_results_download_never_carries_a_file_from_outside_the_run(pruned_run, tmp_path):
     """A run copied into the store with links planted in it (checkpoint/secret -> a server file, report.json ->
     another): the zip holds the run's own plain files only; a checkpoint folder that is a link is refused."""

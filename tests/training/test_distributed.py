@@ -17,6 +17,8 @@ from kasp.ground.runs import RunDir
 
 from tests.helpers import make_tiny_checkpoint
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 RECIPE = ["--task", "sst2", "--sparsity", "0.8", "--max-steps", "16", "--pruning-events", "8",
           "--max-train-samples", "512", "--max-eval-samples", "64", "--eval-every", "8", "--log-every", "1",
           "--batch-size", "16", "--no-progress"]

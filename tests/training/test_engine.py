@@ -28,6 +28,7 @@ def kasp_run(tiny_store, tiny_pretrained) -> RunDir:
     return _prune(tiny_store, "kasp90", "--model", str(tiny_pretrained), "--sparsity", "0.9", "--method", "kasp")
 
 
+@pytest.mark.slow
 def test_teacher_run_directory_is_complete(tiny_store):
     run = RunDir(tiny_store / "teacher")
     assert run.state() == "done"
@@ -41,6 +42,7 @@ def test_teacher_run_directory_is_complete(tiny_store):
     assert not list(run.checkpoint.glob("*.bin"))
 
 
+@pytest.mark.slow
 def test_kasp_prune_reaches_exact_target_and_reloads(kasp_run, tiny_pretrained):
     from transformers import AutoModelForSequenceClassification
 
@@ -75,6 +77,7 @@ def test_kasp_prune_reaches_exact_target_and_reloads(kasp_run, tiny_pretrained):
     assert evaluate_model(model, data, get_task("sst2"))["accuracy"] == pytest.approx(rep["metrics"]["accuracy"])
 
 
+@pytest.mark.slow
 def test_same_seed_identical_weights(tiny_store, tiny_pretrained, kasp_run):
     from safetensors.torch import load_file
 
@@ -88,6 +91,7 @@ def test_same_seed_identical_weights(tiny_store, tiny_pretrained, kasp_run):
     assert not torch.equal(a["classifier.weight"], c["classifier.weight"])
 
 
+@pytest.mark.slow
 def test_magnitude_baseline_starts_from_teacher(tiny_store, tiny_pretrained):
     run = _prune(tiny_store, "mag50", "--model", str(tiny_pretrained), "--sparsity", "0.5", "--method", "magnitude",
                  "--scope", "global")
@@ -104,6 +108,7 @@ def test_magnitude_baseline_starts_from_teacher(tiny_store, tiny_pretrained):
     assert s["bert.embeddings.word_embeddings.weight"].shape == t["bert.embeddings.word_embeddings.weight"].shape
 
 
+@pytest.mark.slow
 def test_missing_teacher_names_the_command(tmp_path, tiny_pretrained, capsys):
     rc = main(["prune", *PRUNE, "--model", str(tiny_pretrained), "--sparsity", "0.9", "--runs-dir", str(tmp_path)])
     assert rc == 2
@@ -113,6 +118,7 @@ def test_missing_teacher_names_the_command(tmp_path, tiny_pretrained, capsys):
     assert RunDir(next(tmp_path.iterdir())).state() == "failed"
 
 
+@pytest.mark.slow
 def test_cancel_leaves_no_checkpoint(tiny_store, tiny_pretrained):
     from kasp.training.train import Cancelled, train
 
@@ -132,6 +138,7 @@ def test_cancel_leaves_no_checkpoint(tiny_store, tiny_pretrained):
     assert not list(run.path.glob(".checkpoint-*"))
 
 
+@pytest.mark.slow
 def test_evaluate_cli_on_dev_and_own_file(kasp_run, tmp_path, capsys):
     assert main(["evaluate", str(kasp_run.path), "--max-eval-samples", "48", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -146,6 +153,7 @@ def test_evaluate_cli_on_dev_and_own_file(kasp_run, tmp_path, capsys):
     assert "line 3: label 'negative'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_inspect_cli_json(kasp_run, capsys):
     assert main(["inspect", str(kasp_run.path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -156,6 +164,7 @@ def test_inspect_cli_json(kasp_run, capsys):
     assert info["recipe"]["method"] == "kasp"
 
 
+@pytest.mark.slow
 def test_corrupt_safetensors_is_reported(tmp_path, kasp_run, capsys):
     import shutil
 
@@ -178,6 +187,7 @@ def test_config_validation_messages():
         make_config("prune", "kasp", "nope", sparsity=0.5) if False else __import__("kasp.data.glue", fromlist=["get_task"]).get_task("nope")
 
 
+@pytest.mark.slow
 def test_recipe_knobs_initial_step_recovery_rewarm_and_teacher_embeddings(tiny_store, tiny_pretrained, tmp_path):
     """--initial-sparsity prunes at step 0, --recovery reaches the target early and trains at fixed masks with a
     decaying rate, --lr-schedule rewarm resets the rate at every mask update, --init-embeddings teacher starts

@@ -14,6 +14,8 @@ from kasp.ground.errors import KaspError
 from kasp.spec.pruned_set import matrix_name
 from kasp.ground.runs import RunDir
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 SMALL = ["--task", "sst2", "--max-train-samples", "128", "--max-eval-samples", "40", "--eval-every", "0",
          "--log-every", "2", "--no-progress"]
 

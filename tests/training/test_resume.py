@@ -72,6 +72,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_store, tiny_pretrained, capsy
     assert "already finished" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_refusals(tmp_path, capsys):
     assert main(["prune", "--resume", str(tmp_path), "--no-progress"]) == 2
     assert "not a KASP run directory" in capsys.readouterr().err

@@ -71,6 +71,7 @@ def _hidden(run: RunDir) -> list[str]:
     return sorted(p.name for p in run.path.iterdir() if p.name.startswith((".checkpoint-", ".resume-")))
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_its_report_is_finished_by_resume(tmp_path, tiny_pretrained, capsys):
     run = _killed_run(tmp_path, tiny_pretrained, "after-report")
     assert run.state() == "failed" and run.report()["metrics"] and (run.checkpoint / "config.json").is_file()
@@ -84,6 +85,7 @@ def test_a_run_killed_after_its_report_is_finished_by_resume(tmp_path, tiny_pret
     assert RunDir(run.path) in list_runs(tmp_path / "store")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["after-report", "mid-card"])
 def test_a_run_killed_before_its_model_card_gets_it_from_resume(tmp_path, tiny_pretrained, capsys, where):
     """The card comes after the report: a run killed before or while writing it is finished by --resume with
@@ -100,6 +102,7 @@ def test_a_run_killed_before_its_model_card_gets_it_from_resume(tmp_path, tiny_p
     assert "sst2" in (run.checkpoint / "README.md").read_text() and not list(run.path.glob(".README.md.*"))
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_its_done_status_stays_done_and_its_leftovers_go(tmp_path, tiny_pretrained, capsys):
     run = _killed_run(tmp_path, tiny_pretrained, "before-discard")
     assert run.state() == "done" and run.report()["metrics"] and run.checkpoint.is_dir()
@@ -111,6 +114,7 @@ def test_a_run_killed_after_its_done_status_stays_done_and_its_leftovers_go(tmp_
     assert "already finished" in capsys.readouterr().err  # the right reason
 
 
+@pytest.mark.slow
 def test_a_killed_final_save_leaves_no_copy_of_the_weights(tmp_path, tiny_pretrained, capsys):
     run = _killed_run(tmp_path, tiny_pretrained, "mid-save")
     hidden = _hidden(run)
@@ -124,6 +128,7 @@ def test_a_killed_final_save_leaves_no_copy_of_the_weights(tmp_path, tiny_pretra
     assert not _hidden(run) and not list(run.path.glob("resume*"))
 
 
+@pytest.mark.slow
 def test_resume_names_a_final_checkpoint_left_without_report_or_resume_state(tmp_path, capsys):
     """What the old order (resume state deleted before the report) left after a kill: the reason is said."""
     from kasp.spec.config import make_config
@@ -172,6 +177,7 @@ def test_save_checkpoint_removes_its_temporary_copy_on_error_and_an_earlier_one(
     assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint"]
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_the_run_at_the_first_check_and_names_the_step(tmp_path, tiny_pretrained, monkeypatch):
     """The loss of step 3 is NaN: the run stops at the next log point (step 5), names step 3, saves nothing."""
     import torch
@@ -201,6 +207,7 @@ def test_a_nan_loss_stops_the_run_at_the_first_check_and_names_the_step(tmp_path
     assert [r["step"] for r in run.progress()] == [1]  # the NaN window was never logged
 
 
+@pytest.mark.slow
 def test_kasp_stops_a_diverging_run_with_one_line(tmp_path, tiny_pretrained, capsys):
     """`--lr 1e30`: stopped within the first log interval, a one-line error naming the step and the fix."""
     out = tmp_path / "diverged"
@@ -216,6 +223,7 @@ def test_kasp_stops_a_diverging_run_with_one_line(tmp_path, tiny_pretrained, cap
     assert max(r["step"] for r in run.progress()) < 10 and not run.checkpoint.exists()
 
 
+@pytest.mark.slow
 def test_resume_of_a_queued_or_damaged_run_says_what_it_is(tmp_path, capsys):
     """A run the app queued has a status and no config.json yet: --resume says it is queued (it said "not a
     KASP run directory"); a damaged status is named."""

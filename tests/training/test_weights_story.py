@@ -81,6 +81,7 @@ def story_run(tmp_path_factory, tiny_store, tiny_pretrained):
     return run, seen
 
 
+@pytest.mark.slow
 def test_story_round_trips_from_a_tiny_run(story_run):
     run, seen = story_run
     story = read_story(run.path)
@@ -104,6 +105,7 @@ def test_story_round_trips_from_a_tiny_run(story_run):
         assert 1 - story.kept_fraction(len(seen) - 1, name) == pytest.approx(s, abs=0.5 / 255 + 1e-6)
 
 
+@pytest.mark.slow
 def test_story_is_json_lines_without_pickle_and_small(story_run):
     run, _ = story_run
     lines = (run.path / STORY_FILE).read_text().splitlines()
@@ -124,6 +126,7 @@ def test_recorder_stride():
         StoryRecorder(Path("x"), every=0)
 
 
+@pytest.mark.slow
 def test_results_file_entry_carries_the_same_records(story_run, tmp_path):
     from kasp.ui.stories import partner, story_entries
 
@@ -145,6 +148,7 @@ def test_results_file_entry_carries_the_same_records(story_run, tmp_path):
     assert partner(next(e for e in live if e["id"] == "kasp70"), live)["id"] == "mag70"
 
 
+@pytest.mark.slow
 def test_what_to_notice_describes_the_displayed_matrix(story_run):
     from kasp.training.weights_story import pruned_count, step_numbers, what_to_notice
 
@@ -182,6 +186,7 @@ def _stretched(story_dir: Path, dest: Path, factor: int) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_pair_index_matches_sparsity_not_step(story_run, tmp_path):
     from kasp.training.weights_story import pair_index
 
@@ -224,6 +229,7 @@ def _marker(at):
     return sched["data"][1]["x"]
 
 
+@pytest.mark.slow
 def test_weights_page_draws_the_story_and_the_slider_moves_it(story_run, monkeypatch):
     run, _ = story_run
     at = _page(run.path.parent, monkeypatch)
@@ -246,6 +252,7 @@ def test_weights_page_draws_the_story_and_the_slider_moves_it(story_run, monkeyp
     assert _marker(at) == [6]  # the schedule figure marks the chosen step
 
 
+@pytest.mark.slow
 def test_the_zero_bar_counts_the_pruned_weights(story_run, monkeypatch):
     run, seen = story_run
     at = open_page("weights.py", run.path.parent, monkeypatch, query={"run": "kasp70", "layer": "1", "matrix": "FFN-out"})
@@ -263,6 +270,7 @@ def test_the_zero_bar_counts_the_pruned_weights(story_run, monkeypatch):
                 f"all its {w.numel():,} weights") in _notice(at)
 
 
+@pytest.mark.slow
 def test_the_text_names_the_displayed_matrix(story_run, monkeypatch):
     run, _ = story_run
     at = open_page("weights.py", run.path.parent, monkeypatch, query={"run": "kasp70"})
@@ -276,6 +284,7 @@ def test_the_text_names_the_displayed_matrix(story_run, monkeypatch):
         assert fig["layout"]["title"]["text"].startswith(f"{layer}.{kind} at step")
 
 
+@pytest.mark.slow
 def test_side_by_side_pairs_runs_of_different_lengths_at_equal_sparsity(story_run, tmp_path, monkeypatch):
     """A 12-step KASP run beside a 48-step magnitude run: each KASP step is drawn beside the magnitude
     snapshot of the same sparsity (step x 4), never the magnitude run's own step of the same number."""
@@ -298,6 +307,7 @@ def test_side_by_side_pairs_runs_of_different_lengths_at_equal_sparsity(story_ru
         assert f"magnitude at its step {4 * step} ({long.sparsity[j] * 100:.1f} % pruned)" in _notice(at)
 
 
+@pytest.mark.slow
 def test_back_next_and_play_move_slider_address_text_and_marker_together(story_run, monkeypatch):
     run, _ = story_run
     at = open_page("weights.py", run.path.parent, monkeypatch, query={"run": "kasp70", "step": "3"})
@@ -337,6 +347,7 @@ def test_back_next_and_play_move_slider_address_text_and_marker_together(story_r
     in_step(3)
 
 
+@pytest.mark.slow
 def test_weights_page_with_an_empty_store_says_why(tmp_path, monkeypatch):
     import kasp.experiments.results
 
@@ -347,6 +358,7 @@ def test_weights_page_with_an_empty_store_says_why(tmp_path, monkeypatch):
     assert "have none to show" in text  # the shipped runs carry no pictures yet
 
 
+@pytest.mark.slow
 def test_a_link_opens_the_weights_view_it_names(story_run, monkeypatch):
     run, _ = story_run
     at = open_page("weights.py", run.path.parent, monkeypatch,
@@ -364,6 +376,7 @@ def test_a_link_opens_the_weights_view_it_names(story_run, monkeypatch):
     assert any("The link's step `7`" in w.value for w in at.warning)
 
 
+@pytest.mark.slow
 def test_the_weights_preset_opens_a_shipped_kasp_run(story_run, tmp_path, monkeypatch):
     """The Overview's "What does 90 % sparsity remove?" opens the Weights page on the shipped sweep's
     KASP run at 90 %, feed-forward input matrix of layer 0, beside the magnitude run."""

@@ -40,6 +40,7 @@ def _charts(at: AppTest) -> list[dict]:
     return plotly_charts(at)
 
 
+@pytest.mark.slow
 def test_results_table_lists_every_run(app_store, monkeypatch):
     at = _run("results.py", app_store, monkeypatch)
     df = at.dataframe[0].value
@@ -52,6 +53,7 @@ def test_results_table_lists_every_run(app_store, monkeypatch):
     assert "does not exist" in live[live["id"] == "broken"].iloc[0]["error"]
 
 
+@pytest.mark.slow
 def test_results_charts_and_heatmap(app_store, monkeypatch):
     at = _run("results.py", app_store, monkeypatch)
     charts = _charts(at)
@@ -65,6 +67,7 @@ def test_results_charts_and_heatmap(app_store, monkeypatch):
     assert heat["data"][0]["x"] == ["Q", "K", "V", "O", "FFN-in", "FFN-out"]
 
 
+@pytest.mark.slow
 def test_results_shows_error_of_failed_run(app_store, monkeypatch):
     at = _run("results.py", app_store, monkeypatch)
     at.selectbox[0].set_value("broken").run()
@@ -72,6 +75,7 @@ def test_results_shows_error_of_failed_run(app_store, monkeypatch):
     assert any("does not exist" in e.value for e in at.error)
 
 
+@pytest.mark.slow
 def test_prune_page_names_teacher_and_estimates(app_store, monkeypatch, tiny_pretrained):
     at = _run("prune.py", app_store, monkeypatch, model=str(tiny_pretrained))
     assert any("teacher" in c.value for c in at.caption)
@@ -86,6 +90,7 @@ def test_prune_page_names_teacher_and_estimates(app_store, monkeypatch, tiny_pre
     assert not launch.disabled
 
 
+@pytest.mark.slow
 def test_prune_page_launches_a_run_with_a_time_budget(app_store, monkeypatch, tiny_pretrained):
     from kasp.experiments import jobs
 
@@ -110,6 +115,7 @@ def test_prune_page_launches_a_run_with_a_time_budget(app_store, monkeypatch, ti
     assert at.toggle(key="prune_by_time").value is False  # a new method: the recipe's default (steps) again
 
 
+@pytest.mark.slow
 def test_prune_page_without_teacher_offers_finetune(tmp_path, monkeypatch):
     at = _run("prune.py", tmp_path, monkeypatch)
     assert any("fine-tuned teacher" in w.value for w in at.warning)
@@ -117,6 +123,7 @@ def test_prune_page_without_teacher_offers_finetune(tmp_path, monkeypatch):
     assert [b for b in at.button if b.label == "Launch"][0].disabled
 
 
+@pytest.mark.slow
 def test_overview_schedule_and_curves(app_store, monkeypatch):
     at = _run("overview.py", app_store, monkeypatch)
     charts = _charts(at)
@@ -131,6 +138,7 @@ def test_overview_schedule_and_curves(app_store, monkeypatch):
     assert any(abs(x - 80) < 1 for x in xs) and any(abs(x - 50) < 1 for x in xs)  # the live kasp80 and mag50 runs
 
 
+@pytest.mark.slow
 def test_attention_measures_with_one_click_and_labels_every_token(app_store, monkeypatch):
     at = _run("attention.py", app_store, monkeypatch)
     # opening the page measured the selected student; the other one waits for the button
@@ -154,6 +162,7 @@ def test_attention_measures_with_one_click_and_labels_every_token(app_store, mon
         assert len(ys) == len(set(ys)) == len(h["data"][0]["z"]) and "the·1" in ys and "the·5" in ys
 
 
+@pytest.mark.slow
 def test_app_sidebar_checks_the_model_and_gives_the_session_a_token(tmp_path, monkeypatch):
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path))
     monkeypatch.delenv("KASP_OPERATOR", raising=False)
@@ -186,6 +195,7 @@ def _app_with_key(store: Path, monkeypatch, key: str, **state) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_operator_key_is_read_once_and_leaves_the_address(tmp_path, monkeypatch):
     monkeypatch.delenv("KASP_OPERATOR", raising=False)
     monkeypatch.setenv("KASP_OPERATOR_KEY", "the-lecturers-long-key")
@@ -206,6 +216,7 @@ def test_operator_key_is_read_once_and_leaves_the_address(tmp_path, monkeypatch)
     assert any("shorter than the 16 required" in w.value for w in at.sidebar.warning)
 
 
+@pytest.mark.slow
 def test_prune_page_from_another_session_is_read_only(app_store, monkeypatch, tiny_pretrained):
     run = RunDir.create(app_store / "zz-running-of-another-tab")
     run.set_status("running", pid=__import__("os").getpid(), step=1, total_steps=5, owner="another-tab-token")

@@ -167,6 +167,7 @@ def test_the_five_sweep_tasks_ship_runs_with_weight_pictures(task):
     assert {r["method"] for r in runs if r["sparsity"] == 0.9 and r.get("weights_story")} >= {"kasp", "magnitude"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("state", STATES)
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("page", PAGES)
@@ -186,6 +187,7 @@ def test_page_task_state(page, task, state, stores, monkeypatch, tmp_path):
     _expect(at, page, task, state)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["sst2", "mrpc", "rte", "stsb", "cola"])
 @pytest.mark.parametrize("page", PAGES)
 def test_a_fresh_clone_draws_something_real_on_every_page(page, task, monkeypatch, tmp_path):

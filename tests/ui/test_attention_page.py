@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.helpers import ROOT
 
+pytestmark = pytest.mark.slow  # runs a page of the app (AppTest)
 
 
 def test_attention_page_shows_shipped_retention_without_runs(tmp_path, monkeypatch):

@@ -124,6 +124,7 @@ def _random_points(rng: random.Random) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(300))
 def test_random_captions_agree_with_their_numbers(seed):
     rng = random.Random(seed)
@@ -192,6 +193,7 @@ def test_honest_axes(task, monkeypatch, tmp_path):
         assert ("×100" in tc.layout.yaxis2.title.text) == (task in ("cola", "stsb"))
 
 
+@pytest.mark.slow
 def test_presenter_mode_from_the_address(tmp_path, monkeypatch):
     """?present=1 switches presenter mode on (larger type, sidebar collapsed) and stays in the address."""
     from streamlit.testing.v1 import AppTest

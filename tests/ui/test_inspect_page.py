@@ -8,6 +8,7 @@ import pytest
 
 from tests.helpers import ROOT
 
+pytestmark = pytest.mark.slow  # its run store's teacher is trained (tiny_store)
 
 
 def test_inspect_page_on_an_engine_checkpoint(tiny_store, monkeypatch):

@@ -23,6 +23,7 @@ def _app(store: Path, monkeypatch):
     return at
 
 
+@pytest.mark.slow
 def test_the_class_recipe_toggle_survives_a_visit_to_another_page(tmp_path, monkeypatch):
     at = _app(tmp_path, monkeypatch)
     at.switch_page("pages/prune.py").run()
@@ -78,6 +79,7 @@ def test_a_second_teacher_of_the_same_task_and_model_is_refused_with_a_clear_mes
     jobs.launch("finetune", {"task": "sst2", "max_steps": 5}, store=tmp_path, owner="tab-e")
 
 
+@pytest.mark.slow
 def test_prune_page_names_the_queued_teacher_and_offers_no_second(tmp_path, monkeypatch):
     from kasp.experiments import jobs
 
@@ -93,6 +95,7 @@ def test_prune_page_names_the_queued_teacher_and_offers_no_second(tmp_path, monk
 
 # --- the first record at step 1, steady updates, elapsed time and an ETA -------------------------
 
+@pytest.mark.slow
 def test_a_tiny_run_reports_its_phases_step_1_and_steady_updates(tiny_pretrained, tmp_path, monkeypatch):
     """Before step 1 the status names what the run is doing; step 1 writes a progress record at once;
     between records the status carries the step (heartbeat) and a record comes every LOG_SECONDS."""
@@ -177,6 +180,7 @@ def _running(store: Path, name: str, **status):
     return run
 
 
+@pytest.mark.slow
 def test_the_live_panel_shows_elapsed_time_and_an_eta_from_the_measured_rate(tmp_path, monkeypatch):
     now = time.time()
     run = _running(tmp_path, "20260101-000000-sst2-kasp-s90", started=now - 100, train_started=now - 80,
@@ -235,6 +239,7 @@ def test_your_run_context_names_its_own_teacher_and_the_shipped_budget(tmp_path)
     assert your_run_context(t) is None  # a teacher is not a student
 
 
+@pytest.mark.slow
 def test_the_live_panel_draws_your_run_with_its_own_teacher_line(tmp_path, monkeypatch):
     from tests.helpers import plotly_charts
 

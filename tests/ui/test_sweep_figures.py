@@ -139,6 +139,7 @@ def test_a_collapsed_caption_goes_on_at_the_highest_sparsity_where_the_task_was_
     assert "none has learnt" not in c and "it has not learnt the task" in c and "At 70 %" not in c
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["sst2", "mrpc", "rte", "stsb", "cola"])
 def test_overview_draws_the_shipped_sweep_without_runs(task, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
@@ -164,6 +165,7 @@ def test_overview_draws_the_shipped_sweep_without_runs(task, tmp_path, monkeypat
     assert any(c.value.startswith("At 90 % sparsity") and "KASP 76.20" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 def test_pages_show_a_broken_shipped_sweep_as_an_error(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
@@ -197,6 +199,7 @@ def test_reference_teacher_is_the_one_of_the_points_drawn(tmp_path, monkeypatch)
     assert curve_data("sst2", runs=live_only).teacher == (0.4844, "live run tiny-teacher")
 
 
+@pytest.mark.slow
 def test_the_overview_page_says_the_cola_zero_is_glues_convention(tmp_path, monkeypatch):
     from tests.helpers import open_page
 

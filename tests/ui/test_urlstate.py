@@ -29,6 +29,7 @@ def _curve_names(at) -> set[str]:
     return {t["name"] for t in curve["data"]}
 
 
+@pytest.mark.slow
 def test_a_link_opens_the_overview_it_names(shipped, monkeypatch):
     at = open_page("overview.py", shipped, monkeypatch, task="mrpc",
                    query={"sparsity": "0.5", "steps": "1000", "methods": "kasp,small-dense"})
@@ -49,6 +50,7 @@ def _q(at, name):
     return v[0] if isinstance(v, list) else v
 
 
+@pytest.mark.slow
 def test_the_address_follows_the_view(shipped, monkeypatch):
     at = open_page("overview.py", shipped, monkeypatch)
     assert _q(at, "sparsity") == "0.9" and _q(at, "steps") == "2000"
@@ -58,6 +60,7 @@ def test_the_address_follows_the_view(shipped, monkeypatch):
     assert "small dense (precomputed sweep)" not in _curve_names(at)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("query, what", [({"sparsity": "ninety"}, "sparsity"), ({"steps": "-4"}, "steps"),
                                          ({"methods": "kasp,lottery"}, "methods")])
 def test_a_link_value_that_does_not_fit_is_reported_and_ignored(shipped, monkeypatch, query, what):
@@ -68,12 +71,14 @@ def test_a_link_value_that_does_not_fit_is_reported_and_ignored(shipped, monkeyp
     assert "magnitude baseline (precomputed sweep)" in _curve_names(at)
 
 
+@pytest.mark.slow
 def test_pages_drop_the_parameters_of_other_pages(shipped, monkeypatch):
     at = open_page("results.py", shipped, monkeypatch, query={"layer": "3", "methods": "kasp"})
     assert _q(at, "layer") is None and _q(at, "methods") is None
     assert _q(at, "run") is not None  # the Results page's own choice is there
 
 
+@pytest.mark.slow
 def test_results_link_selects_runs_and_the_run_shown(shipped, monkeypatch):
     from kasp.ui.views import load_precomputed, sweep_runs
 
@@ -88,6 +93,7 @@ def test_results_link_selects_runs_and_the_run_shown(shipped, monkeypatch):
     assert _q(at, "runs") is None
 
 
+@pytest.mark.slow
 def test_app_applies_a_linked_task_and_refuses_an_unknown_one(shipped, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
@@ -118,6 +124,7 @@ def test_share_url_leaves_the_session_out(monkeypatch):
     assert url == "http://host:8501/results?task=rte&run=a+b"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["sst2", "mrpc", "rte", "stsb", "cola"])
 def test_each_overview_preset_opens_its_view(shipped, monkeypatch, task):
     from kasp.ui.views import view_presets
@@ -153,6 +160,7 @@ def test_each_overview_preset_opens_its_view(shipped, monkeypatch, task):
             assert view.title[0].value.startswith("Attention knowledge")
 
 
+@pytest.mark.slow
 def test_only_the_address_helpers_import_streamlit():
     """The engine never imports Streamlit (docs/architecture.md): in kasp/, only kasp/ui/urlstate.py does."""
     import ast
@@ -167,6 +175,7 @@ def test_only_the_address_helpers_import_streamlit():
     assert sorted(set(found)) == ["urlstate.py"]
 
 
+@pytest.mark.slow
 def test_a_partly_shipped_sweep_says_how_far_it_got(shipped, monkeypatch):
     """A results file shipped before its sweep finished (7 of 13 runs) is drawn and says so."""
     import kasp.experiments.results
@@ -192,6 +201,7 @@ def test_presets_without_shipped_results_are_disabled_and_say_why(tmp_path, monk
     assert not sst2["Distil or not?"]["disabled"] and sst2["Sparse or small?"]["disabled"]
 
 
+@pytest.mark.slow
 def test_a_link_opened_again_after_another_page_applies_again(shipped, monkeypatch):
     """Open a link, change the view by hand, visit another page, open the same link again: the
     link's view comes back (entering a page treats its address as new)."""
@@ -205,6 +215,7 @@ def test_a_link_opened_again_after_another_page_applies_again(shipped, monkeypat
     assert at.slider(key="ov_target").value == 0.5
 
 
+@pytest.mark.slow
 def test_an_unfitting_link_value_is_shown_as_code_never_as_markdown(shipped, monkeypatch):
     evil = "x` [log in](https://evil.example) ![](https://tracker.example/p.png) `"
     at = open_page("overview.py", shipped, monkeypatch, query={"methods": evil})
