@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
+from kasp import settings
 from kasp.errors import KaspError
 
 _NOT_FLAGS = {"kind"}
@@ -205,7 +206,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.runs_dir:
         os.environ["KASP_RUNS_DIR"] = str(store)
     # under `accelerate launch` / torchrun only the main process (RANK 0) owns the run directory
-    run = RunDir.create(out, recipe=cfg.to_dict()) if int(os.environ.get("RANK", "0")) == 0 else None
+    run = RunDir.create(out, recipe=cfg.to_dict()) if settings.get().main_process else None
     stop = _StopFlag()
     stop.install()
     callbacks = []
@@ -245,7 +246,7 @@ def _resume(args: argparse.Namespace, names: set[str]) -> int:
     from kasp.tracking import resolve_report_to
 
     report_to = resolve_report_to(args.report_to)
-    main_rank = int(os.environ.get("RANK", "0")) == 0
+    main_rank = settings.get().main_process
     # (the other processes also accept "done": the main process may have marked it already)
     done = (resume.finish_complete(args.resume) if main_rank else
             resume.complete_report(args.resume, ("failed", "cancelled", "done")))
@@ -550,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return handler(args)
         finally:
-            if args.command in ("finetune", "prune") and int(os.environ.get("RANK", "0")) == 0:
+            if args.command in ("finetune", "prune") and settings.get().main_process:
                 from kasp.jobs import advance_queue
                 from kasp.runs import runs_dir
 

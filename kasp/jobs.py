@@ -35,11 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kasp import settings
 from kasp.errors import KaspError
 from kasp.runs import RunDir, list_runs, new_run_id, runs_dir
 
-MAX_JOBS = int(os.environ.get("KASP_MAX_JOBS", "1"))
-MAX_QUEUED = int(os.environ.get("KASP_MAX_QUEUED", "2"))
 _CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by pump(); the module outlives Streamlit reruns
 
 
@@ -50,6 +49,16 @@ _UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f`$;|&<>\\\"'*?!{}()\[\]]")
 _MAX_TEXT = 4096
 #: the largest whole number a queued run's option may hold (a step or sample count beyond it is no recipe)
 _MAX_INT = 2**31 - 1
+
+
+def max_jobs() -> int:
+    """How many runs may run at once: ``$KASP_MAX_JOBS`` (default 1; 0: none starts), read at each call."""
+    return settings.get().max_jobs
+
+
+def max_queued() -> int:
+    """How many runs may wait in the queue beside the running ones: ``$KASP_MAX_QUEUED`` (default 2)."""
+    return settings.get().max_queued
 
 
 def _unsafe_char(v: str) -> str | None:
@@ -290,7 +299,7 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
     Raises:
         KaspError: when the options do not validate (:func:`validate_job`), when a teacher (finetune run)
             of the same task and model is queued or running already (:func:`active_teacher`), when ``max_jobs`` runs are
-            running and ``MAX_QUEUED`` more are waiting already, or the queue lock cannot be had within a minute.
+            running and :func:`max_queued` more are waiting already, or the queue lock cannot be had within a minute.
     """
     from filelock import Timeout
 
@@ -313,7 +322,7 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
                 busy = active_teacher(cfg.task, cfg.model, store)
                 if busy is not None:
                     raise KaspError(duplicate_teacher_message(busy, cfg.task, cfg.model, owner))
-            if len(running) >= MAX_JOBS and len(queued) >= MAX_QUEUED:
+            if len(running) >= max_jobs() and len(queued) >= max_queued():
                 raise KaspError(f"{len(running)} run(s) running and {len(queued)} queued already, the most this machine "
                                 "takes; wait for one to finish or cancel one")
             run_id = new_run_id(cfg.task, cfg.method, cfg.sparsity)
@@ -347,7 +356,7 @@ def queue_lock(store: str | Path, timeout: float = 60):
 
 
 def pump(store: str | Path | None = None) -> list[RunDir]:
-    """Start queued runs, oldest first, while fewer than ``MAX_JOBS`` run. Returns those started.
+    """Start queued runs, oldest first, while fewer than :func:`max_jobs` run. Returns those started.
 
     Holds the store's :func:`queue_lock` throughout, so concurrent pumps (other sessions, other
     processes) start each queued run exactly once.
@@ -407,7 +416,7 @@ def _start_queued(store: Path) -> list[RunDir]:
     """Under the queue lock: refuse every queued run whose recipe does not validate (marked failed,
     nothing run), then start valid ones, oldest first, while slots are free."""
     active = active_runs(store)
-    free = MAX_JOBS - sum(r.state() == "running" for r in active)
+    free = max_jobs() - sum(r.state() == "running" for r in active)
     started = []
     for run in (r for r in active if r.state() == "queued"):
         try:
@@ -485,10 +494,10 @@ def log_tail(run: RunDir, lines: int = 20) -> str:
 # --- ownership and the queue, as the app shows them ----------------------------------------------
 
 def queue_full(store: str | Path | None = None) -> bool:
-    """True when ``MAX_JOBS`` runs are running and ``MAX_QUEUED`` more wait: :func:`launch` would refuse."""
+    """True when :func:`max_jobs` runs are running and :func:`max_queued` more wait: :func:`launch` would refuse."""
     active = active_runs(store)
     running = sum(r.state() == "running" for r in active)
-    return running >= MAX_JOBS and len(active) - running >= MAX_QUEUED
+    return running >= max_jobs() and len(active) - running >= max_queued()
 
 
 def queue_position(run: RunDir, store: str | Path | None = None) -> dict[str, Any] | None:

@@ -22,7 +22,6 @@ here (see docs/architecture.md, "Shipped files").
 
 from __future__ import annotations
 
-import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -52,8 +51,9 @@ def _shipped(package: str, *parts: str) -> Path:
 
 def glue_dir() -> Path:
     """The shipped GLUE folder (``<TASK>/train.tsv``, ``dev.tsv``); ``$KASP_DATA_DIR`` overrides it."""
-    env = os.environ.get("KASP_DATA_DIR")
-    return Path(env) if env else _package_dir("kasp.glue")
+    from kasp import settings
+
+    return settings.get().data_dir or _package_dir("kasp.glue")
 
 
 def assets_dir() -> Path:

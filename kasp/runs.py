@@ -40,7 +40,9 @@ _RESUME_POINTER = "resume.json"  # kasp.resume.POINTER
 
 def runs_dir() -> Path:
     """The run store: ``$KASP_RUNS_DIR``, else ``./runs``."""
-    return Path(os.environ.get("KASP_RUNS_DIR", "runs"))
+    from kasp import settings
+
+    return settings.get().runs_dir
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -37,9 +37,10 @@ import torch
 from torch import nn
 
 import kasp
+from kasp import settings
 from kasp.card import write_model_card
 from kasp.config import RunConfig
-from kasp.data import (DATA_DIR, LengthBucketSampler, collate, get_task, input_length, length_warning, load_holdout,
+from kasp.data import (LengthBucketSampler, collate, get_task, input_length, length_warning, load_holdout,
                        load_task_data)
 from kasp.distill import KaspLoss
 from kasp.errors import KaspError
@@ -49,6 +50,7 @@ from kasp.masks import (SPARSE_WARN_THRESHOLD, MagnitudePruner, MaskKeeper, keep
 from kasp.schedule import lr_multiplier, pruning_interval, ramp_steps
 from kasp.modeling import (align_labels, cap_length, check_tokenizer, count_parameters, load_classifier, load_tokenizer,
                            resolve_model, task_problem_type)
+from kasp.resources import glue_dir
 from kasp.runs import RunDir, find_teacher, read_json
 from kasp.tasks import task_name
 
@@ -101,7 +103,7 @@ def provenance(cfg: RunConfig, model_path: str, teacher_path: str | None) -> dic
     task = get_task(cfg.task)
     files = {}
     for split, name in (("train", "train.tsv"), ("dev", task.dev_file)):
-        p = DATA_DIR / task.folder / name
+        p = glue_dir() / task.folder / name
         files[split] = {"path": str(p), "sha256": _sha256(p)} if p.is_file() else {"source": "hub nyu-mll/glue"}
     return {
         "kasp": kasp.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
@@ -116,7 +118,7 @@ def provenance(cfg: RunConfig, model_path: str, teacher_path: str | None) -> dic
 def _cpu_only() -> bool:
     """True where torch sees no accelerator: Accelerate then runs data-parallel on CPU processes (gloo)
     under torchrun, which it only does when told it is on CPU."""
-    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+    if settings.get().accelerate_use_cpu:
         return True
     mps = getattr(torch.backends, "mps", None)
     xpu = getattr(torch, "xpu", None)
@@ -126,7 +128,7 @@ def _cpu_only() -> bool:
 
 def _fused() -> dict[str, bool]:
     """Fused AdamW (one kernel for all parameters) where torch offers it; KASP_FUSED_ADAMW=0 turns it off."""
-    return {"fused": True} if os.environ.get("KASP_FUSED_ADAMW", "1") == "1" else {}
+    return {"fused": True} if settings.get().fused_adamw else {}
 
 
 def _optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:

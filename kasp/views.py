@@ -11,7 +11,6 @@ import functools
 import hmac
 import json
 import math
-import os
 import re
 import secrets
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from kasp import jobs
+from kasp import jobs, settings
 from kasp.config import RunConfig, make_config
 from kasp.data import get_task, load_split, shipped_splits
 from kasp.errors import KaspError
@@ -405,7 +404,7 @@ def check_model(name: str, offline: bool | None = None) -> str | None:
 
     name = (name or "default").strip()
     if offline is None:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = settings.get().hub_offline
     try:
         if name == "default":
             default_model_path()
@@ -460,7 +459,7 @@ def validate_launch(kind: str, options: dict[str, Any]) -> RunConfig:
     problem = check_model(cfg.model)
     if problem:
         raise KaspError(problem)
-    if train_size(cfg.task) is None and os.environ.get("HF_HUB_OFFLINE") == "1":
+    if train_size(cfg.task) is None and settings.get().hub_offline:
         raise KaspError(f"the {task_name(cfg.task)} training set is not shipped with KASP and the app works offline: "
                         "choose another task (QNLI ships its dev set only)")
     return cfg
@@ -537,7 +536,7 @@ def operator_key_problem() -> str | None:
     """Why ``KASP_OPERATOR_KEY`` cannot be used (None: it is unset, or long enough): set but shorter than
     :data:`OPERATOR_KEY_MIN_LENGTH` characters. ``kasp app`` refuses to start with such a key; the app
     switches the key off and says so in the sidebar."""
-    secret = os.environ.get("KASP_OPERATOR_KEY")
+    secret = settings.get().operator_key
     if secret is None or len(secret) >= OPERATOR_KEY_MIN_LENGTH:
         return None
     return (f"KASP_OPERATOR_KEY is {len(secret)} characters long, shorter than the {OPERATOR_KEY_MIN_LENGTH} required, "
@@ -552,9 +551,9 @@ def operator_mode(key: str | None = None) -> bool:
     parameter) equals the secret in ``KASP_OPERATOR_KEY``, compared in constant time (as UTF-8 bytes,
     so any text is safe to compare). A secret shorter than :data:`OPERATOR_KEY_MIN_LENGTH` matches nothing.
     """
-    if os.environ.get("KASP_OPERATOR") == "1":
+    if settings.get().operator:
         return True
-    secret = os.environ.get("KASP_OPERATOR_KEY")
+    secret = settings.get().operator_key
     if not secret or operator_key_problem() or not key:
         return False
     return hmac.compare_digest(str(key).encode("utf-8", "surrogatepass"), secret.encode("utf-8", "surrogatepass"))
@@ -579,7 +578,7 @@ def operator_attempt(state: Any, key: str | None) -> str | None:
     problem = operator_key_problem()
     if problem:
         return problem
-    if not os.environ.get("KASP_OPERATOR_KEY"):
+    if not settings.get().operator_key:
         return "This app has no operator key (KASP_OPERATOR_KEY is not set): the operator key in the address was ignored."
     if operator_mode(key):
         state["operator"] = True
@@ -711,7 +710,7 @@ def queue_text(run: RunDir, store: str | Path | None = None, now: float | None =
     start in about 4 min (10:42 UTC)"; None when the run is not queued.
 
     The start estimate adds the remaining time of the running runs and of the queued runs ahead,
-    shared over ``jobs.MAX_JOBS`` slots.
+    shared over :func:`kasp.jobs.max_jobs` slots.
     """
     store = store if store is not None else run.path.parent
     pos = jobs.queue_position(run, store)
@@ -721,10 +720,10 @@ def queue_text(run: RunDir, store: str | Path | None = None, now: float | None =
     text = f"queued, position {pos['position']} of {pos['of']}"
     if waiting:
         text += f", waiting for {waiting[0]}"
-    elif jobs.MAX_JOBS <= 0:
+    elif jobs.max_jobs() <= 0:
         return text + ": no run may start (KASP_MAX_JOBS is 0)"
     ahead = [RunDir(Path(store) / rid) for rid in pos["running"] + pos["ahead"]]
-    wait = sum(remaining_seconds(r, store) for r in ahead) / max(jobs.MAX_JOBS, 1)
+    wait = sum(remaining_seconds(r, store) for r in ahead) / max(jobs.max_jobs(), 1)
     now = time.time() if now is None else now
     return text + f"; estimated start in about {max(1, round(wait / 60))} min " \
                   f"({time.strftime('%H:%M', time.gmtime(now + wait))} UTC)"
@@ -745,7 +744,7 @@ def launch_gate(task: str, model: str, session: str | None, store: str | Path | 
     if own:
         return f"Your run {own[0].id} is {own[0].state()}: wait for it to finish or cancel it before launching another."
     if jobs.queue_full(store):
-        return (f"The queue is full ({jobs.MAX_JOBS} running, {jobs.MAX_QUEUED} waiting, the most this machine takes): "
+        return (f"The queue is full ({jobs.max_jobs()} running, {jobs.max_queued()} waiting, the most this machine takes): "
                 "launch again when a run has finished.")
     return None
 

@@ -30,8 +30,8 @@ def store(tmp_path, tiny_store) -> Path:
 
 
 def test_queue_limit_and_sigterm_cancel(store, tiny_pretrained, monkeypatch):
-    monkeypatch.setattr(jobs, "MAX_JOBS", 1)
-    monkeypatch.setattr(jobs, "MAX_QUEUED", 1)
+    monkeypatch.setenv("KASP_MAX_JOBS", "1")
+    monkeypatch.setenv("KASP_MAX_QUEUED", "1")
     long = {"task": "sst2", "model": str(tiny_pretrained), "method": "kasp", "sparsity": 0.5, "max_steps": 100000,
             "max_train_samples": 256, "eval_every": 0, "log_every": 1}
     first = jobs.launch("prune", long, store)
@@ -64,7 +64,7 @@ def _delete_running(store: Path) -> None:
 
 
 def test_cancel_queued_run_is_immediate(store, monkeypatch, tiny_pretrained):
-    monkeypatch.setattr(jobs, "MAX_JOBS", 0)  # nothing may start
+    monkeypatch.setenv("KASP_MAX_JOBS", "0")  # nothing may start
     run = jobs.launch("prune", {"task": "sst2", "model": str(tiny_pretrained), "sparsity": 0.5}, store)
     assert run.state() == "queued"
     jobs.cancel(run)
