@@ -24,7 +24,6 @@ never start the same queued run twice.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -37,6 +36,7 @@ from typing import Any
 
 from kasp import settings
 from kasp.errors import KaspError
+from kasp.finite import is_finite_number
 from kasp.runs import RunDir, list_runs, new_run_id, runs_dir
 
 _CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by pump(); the module outlives Streamlit reruns
@@ -90,13 +90,6 @@ def _field_types() -> dict[str, type]:
     return out
 
 
-def _finite(v: int | float) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except OverflowError:  # an int beyond the float range
-        return False
-
-
 def validate_job(kind: Any, options: Any) -> dict[str, Any]:
     """Check the recipe of a queued run option by option; return the options to run (None values dropped).
 
@@ -127,7 +120,7 @@ def validate_job(kind: Any, options: Any) -> dict[str, Any]:
         want = types[k]
         ok = (isinstance(v, bool) if want is bool else
               isinstance(v, int) and not isinstance(v, bool) if want is int else
-              isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) if want is float else
+              is_finite_number(v) if want is float else
               isinstance(v, str))
         if ok and want is int and abs(v) > _MAX_INT:
             raise KaspError(f"option {k} of a queued run is a whole number over {_MAX_INT:,}, which no recipe needs: "
