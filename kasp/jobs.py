@@ -426,8 +426,8 @@ def _start_queued(store: Path) -> list[RunDir]:
                                 start_new_session=True, env=env)
         log.close()
         _CHILDREN[proc.pid] = proc
-        if run.status().get("state") == "queued":  # the child may already have written its own state
-            run.set_status("running", pid=proc.pid, started=time.time())
+        # unless the child has already written its own state (checked and written under the run's status lock)
+        run.set_status("running", when=("queued",), pid=proc.pid, started=time.time())
         started.append(run)
         free -= 1
     return started
@@ -437,8 +437,10 @@ def cancel(run: RunDir) -> None:
     """Cancel a queued run at once, or ask a running one to stop (SIGTERM: it stops after the current step)."""
     state = run.state()
     if state == "queued":
-        run.set_status("cancelled", error="cancelled before it started", finished=time.time())
-    elif state == "running":
+        if run.set_status("cancelled", when=("queued",), error="cancelled before it started", finished=time.time()):
+            return
+        state = run.state()  # started in the meantime: stop it as a running run
+    if state == "running":
         pid = run.status().get("pid")
         if not _is_kasp_process(pid):  # a reused or planted pid: never signal a process that is not a KASP run
             run.set_status("cancelled", error=f"its process (pid {pid}) is not a KASP run any more: nothing was "

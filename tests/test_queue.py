@@ -485,3 +485,73 @@ def test_launch_stores_a_relative_model_folder_as_an_absolute_path(tmp_path, mon
     assert opts["model"] == str(tmp_path / "app" / "my-model") and opts["teacher"] == str(tmp_path / "app" / "teachers" / "t")
     run = jobs.launch("finetune", {"task": "sst2", "model": "default"}, tmp_path / "store")  # not a folder: kept
     assert json.loads((run.path / "status.json").read_text())["job"]["options"]["model"] == "default"
+
+
+# --- the run's status lock ---------------------------------------------------------------------------
+
+_COUNT = """
+import contextlib, sys, time
+from kasp.runs import RunDir
+from pathlib import Path
+run_dir, me, n, locked = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "locked"
+if not locked:  # the same read-modify-write without the lock (what KASP did before)
+    RunDir.status_lock = lambda self, timeout=0: contextlib.nullcontext()
+run = RunDir(run_dir)
+ready = Path(run_dir).parent
+(ready / f"ready-{me}").touch()  # both start together, however long each took to start
+
+def add_one(status):
+    seen = status.get("count", 0)
+    time.sleep(0.005)  # between the read and the write, as a process between two statements may be
+    return dict(status, count=seen + 1)
+
+while len(list(ready.glob("ready-*"))) < 2:
+    time.sleep(0.001)
+for _ in range(n):
+    run.update_status(add_one)
+"""
+
+
+@pytest.mark.parametrize("locked", [True, False])
+def test_status_writes_of_two_processes_lose_nothing_under_the_lock(tmp_path, locked):
+    """Two processes (the app and a run's own process, say) each add 1 to a status field 60 times, at once.
+    Every read-modify-write holds the run's status lock, so all 120 additions count; the same updates without
+    the lock (as before) lose some, which shows the race the lock closes."""
+    run = RunDir.create(tmp_path / "run")
+    run.set_status("running", count=0, pid=os.getpid())
+    n = 60
+    procs = [subprocess.Popen([sys.executable, "-c", _COUNT, str(run.path), str(i), str(n),
+                               "locked" if locked else "unlocked"], cwd=ROOT) for i in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    count = run.status()["count"]
+    if locked:
+        assert count == 2 * n
+        assert run.status()["pid"] == os.getpid() and run.state() == "running"  # the other fields are kept
+    else:
+        assert count < 2 * n
+
+
+def test_a_cancel_request_is_not_lost_to_the_runs_own_status_write(tmp_path):
+    """set_status merges its fields into the stored status under the lock: the run's heartbeat (step) and the
+    app's cancel request both survive; ``when`` writes only from the given states."""
+    run = RunDir.create(tmp_path / "run")
+    run.set_status("queued")
+    assert run.set_status("running", when=("queued",), pid=os.getpid())
+    assert not run.set_status("running", when=("queued",), pid=1)  # already running: not written
+    run.set_status("running", cancel_requested=True)
+    run.set_status("running", step=5)
+    status = run.status()
+    assert (status["pid"], status["cancel_requested"], status["step"]) == (os.getpid(), True, 5)
+    assert (run.path / ".status.lock").is_file()
+
+
+def test_a_linked_status_lock_is_not_followed(tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    run.set_status("queued")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (run.path / ".status.lock").unlink()
+    (run.path / ".status.lock").symlink_to(victim)
+    with pytest.raises(KaspError, match="is a link"):
+        run.set_status("cancelled")
+    assert victim.read_text() == "keep" and run.state() == "queued"
