@@ -179,14 +179,17 @@ class _StopFlag:
         return self.stop
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace):
+    """The :class:`kasp.config.RunConfig` of a parsed ``kasp finetune`` / ``kasp prune`` command line (not
+    ``--resume``): the ``--recipe`` file's fields, overridden by the flags given, validated as the app's
+    Launch validates (:func:`kasp.config.config_from_options`).
+
+    Raises:
+        KaspError: an unknown field in the recipe file, or an invalid recipe.
+    """
     from kasp.config import RunConfig, config_from_options
-    from kasp.runs import RunDir, new_run_id, runs_dir
-    from kasp.train import Cancelled, train
 
     names = {f.name for f in dataclasses.fields(RunConfig)}
-    if args.resume:
-        return _resume(args, names)
     overrides = _load_recipe(args.recipe, args.command) if args.recipe else {}
     unknown = set(overrides) - names
     if unknown:
@@ -197,7 +200,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if "max_steps" in flags:
         overrides.pop("time_budget", None)
     overrides.update(flags)
-    cfg = config_from_options(args.command, overrides)  # the same validation as the app's Launch
+    return config_from_options(args.command, overrides)  # the same validation as the app's Launch
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from kasp.config import RunConfig
+    from kasp.runs import RunDir, new_run_id, runs_dir
+    from kasp.train import Cancelled, train
+
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    if args.resume:
+        return _resume(args, names)
+    cfg = config_from_args(args)
     from kasp.tracking import resolve_report_to
 
     report_to = resolve_report_to(args.report_to)  # checked before the run directory exists

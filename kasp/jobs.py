@@ -1,11 +1,12 @@
 """Background jobs for the app: each run is a subprocess of the ``kasp`` CLI writing into the store.
 
-The store on disk is the only state: a launch writes a run directory with status "queued" and the
-run's validated recipe (``status["job"] = {"kind": "prune", "options": {field: value}}``, never a
-command line); :func:`pump` starts queued runs while fewer than ``max_jobs`` are running; cancel
-sends SIGTERM (the CLI then stops after the current step and marks the run cancelled). So a job
-survives a browser reload, a page switch and a restart of the app, and anything the app does the
-CLI can do.
+The store on disk is the only state: a launch writes a run directory with status "queued", the
+options it was given (``status["job"] = {"kind": "prune", "options": {field: value}}``, never a
+command line: what :func:`job_command` starts) and the validated recipe with its defaults filled in
+(``config.json``'s ``recipe``, as a started run writes it: what the app shows); :func:`pump` starts
+queued runs while fewer than :func:`max_jobs` are running; cancel sends SIGTERM (the CLI then stops
+after the current step and marks the run cancelled). So a job survives a browser reload, a page
+switch and a restart of the app, and anything the app does the CLI can do.
 
 What a queued run may start is never read from the store: :func:`job_command` builds the ``kasp``
 argument list itself (``python -P -m kasp <kind> --field=value ... --out=<the run's folder>``: no
@@ -209,7 +210,8 @@ def job_command(run: RunDir) -> list[str]:
 
     Raises:
         KaspError: as :func:`queued_job`, or when the run's folder holds anything but plain files (a link, a
-            folder: a queued run holds only its status.json, and a link would have the run write elsewhere).
+            folder: a queued run holds only its status.json and config.json, and a link would have the run
+            write elsewhere).
     """
     kind, options = queued_job(run.status())
     _check_queued_folder(run)
@@ -218,8 +220,9 @@ def job_command(run: RunDir) -> list[str]:
 
 def _check_queued_folder(run: RunDir) -> None:
     """Refuse a queued run whose folder is a link or holds a link or a folder (what :func:`launch` writes is
-    status.json alone; a planted ``log.txt`` or ``progress.jsonl`` link would have the run append to a file
-    elsewhere, a planted ``resume-*`` folder would be trained from)."""
+    status.json and config.json, plain files; a planted ``log.txt`` or ``progress.jsonl`` link would have the
+    run append to a file elsewhere, a planted ``resume-*`` folder would be trained from). A config.json whose
+    recipe is not the one the queued options make is refused by the run itself (:meth:`kasp.runs.RunDir.create`)."""
     if run.path.is_symlink():
         raise KaspError("its folder is a link to elsewhere: nothing was run; copy the run into the store instead")
     try:
@@ -239,8 +242,10 @@ def active_runs(store: str | Path | None = None) -> list[RunDir]:
 
 
 def run_recipe(run: RunDir) -> dict[str, Any]:
-    """A run's recipe: its config.json once it has started, else the recipe it was queued with (defaults
-    filled in); {} when it has neither."""
+    """A run's recipe: its config.json (written when the run is queued, :func:`launch`, and again when it
+    starts); for a run queued by an older KASP, which wrote no config.json, the options it was queued with
+    (:func:`queued_config`, defaults filled in); {} when it has neither, or a queued recipe that does not
+    validate (the queue refuses it)."""
     rec = run.recipe()
     if rec:
         return rec
@@ -325,8 +330,13 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
                 n += 1
                 path = store / f"{run_id}-{n}"
             run = RunDir.create(path)
-            run.set_status("queued", job={"kind": kind, "options": options}, queued_at=time.time(), source="app",
+            now = time.time()
+            run.set_status("queued", job={"kind": kind, "options": options}, queued_at=now, source="app",
                            owner=owner)
+            # the recipe as the run will run it, where a started run keeps it (config.json, kasp.runs): tables,
+            # estimates and the live panel read it there; the started run checks that its own recipe equals it
+            run.write_config(cfg.to_dict(), {"queued": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                                              "source": "app"})
     except Timeout:
         raise KaspError(f"the run queue of {store} is locked by another process ({store / '.queue.lock'}); "
                         "try again in a moment") from None

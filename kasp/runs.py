@@ -237,10 +237,10 @@ class RunDir:
         not this run's own.
 
         Accepted: a new path, an empty directory, or an unfinished run of the same recipe (queued by
-        the app with this command, or already marked running with this process's pid; when the
-        folder already holds a recipe it must equal ``recipe``). Anything else that exists is
-        refused: a file, a finished or foreign run, any other non-empty folder (a user's checkpoint,
-        say), so that nothing of the user's is overwritten.
+        the app, or already marked running with this process's pid; when the folder already holds a
+        recipe, as a run queued by the app does in its config.json, it must equal ``recipe``). Anything
+        else that exists is refused: a file, a finished or foreign run, any other non-empty folder (a
+        user's checkpoint, say), so that nothing of the user's is overwritten.
 
         Raises:
             KaspError: naming the folder and what is in it (unless ``exist_ok``).

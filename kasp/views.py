@@ -58,7 +58,7 @@ RUN_COLUMNS = ["id", "source", "state", "task", "method", "target_sparsity", "me
 
 def _run_row(run: RunDir) -> dict[str, Any]:
     rep, st = run.report(), run.status()
-    rec = _recipe(run)  # a queued run has no config.json yet: the recipe it was queued with
+    rec = _recipe(run)  # a run queued by an older KASP has no config.json: the options it was queued with
     task = rec.get("task")
     task = get_task(task).name if task and task.lower() in _KNOWN else task
     main = rep.get("main_metric") or (get_task(task).main_metric if task in _KNOWN else None)
@@ -695,14 +695,8 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
 
 
 def _recipe(run: RunDir) -> dict[str, Any]:
-    """The run's recipe: its config.json once it has started, else the recipe it was queued with (the
-    defaults filled in, :func:`kasp.jobs.queued_config`); {} when it has neither (or a queued recipe
-    that does not validate: the queue refuses it)."""
-    rec = run.recipe()
-    if rec:
-        return rec
-    cfg = jobs.queued_config(run.status())  # also for a queued run cancelled before it started
-    return cfg.to_dict() if cfg is not None else {}
+    """The run's recipe, queued or started: :func:`kasp.jobs.run_recipe`."""
+    return jobs.run_recipe(run)
 
 
 def queue_text(run: RunDir, store: str | Path | None = None, now: float | None = None) -> str | None:
