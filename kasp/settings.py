@@ -5,31 +5,29 @@ call (never frozen at import: a test, the CLI's ``--runs-dir`` or the app's ``HF
 default may change the environment after KASP is imported; the value is cached while the
 environment's values of these variables stay the same).
 
-=====================  ======  ===============================  ==============================================
-variable               type    default                          meaning
-=====================  ======  ===============================  ==============================================
-``KASP_RUNS_DIR``      path    ``runs`` (of the working dir)    the run store (:func:`kasp.runs.runs_dir`)
-``KASP_DATA_DIR``      path    the shipped GLUE copy            a GLUE folder (``<TASK>/train.tsv``,
-                                                                ``dev.tsv``) read instead of the shipped one
-``KASP_CACHE_DIR``     path    ``~/.cache/kasp``                the teacher-output cache (``teacher/``) and
-                                                                the augmentation cache (``augment/``)
-``KASP_UPLOADS_DIR``   path    ``<tmp>/kasp-uploads``           the app's cache of uploaded checkpoints
-``KASP_MAX_JOBS``      int     1                                runs the app's queue runs at once (0: none
-                                                                starts)
-``KASP_MAX_QUEUED``    int     2                                runs that may wait in the queue beside them
-``KASP_OPERATOR``      flag    off (on when ``1``)              every app session may cancel and delete
-                                                                every run (the lecturer's setting)
-``KASP_OPERATOR_KEY``  text    unset                            the secret an ``?operator=`` address must
-                                                                give (at least 16 characters) to be operator
-``KASP_FUSED_ADAMW``   flag    on (set to anything but ``1``:   fused AdamW where torch offers it
-                               off)
-``HF_HUB_OFFLINE``     flag    off (on when ``1``)              no Hugging Face Hub downloads: the app sets
-                                                                it to 1 unless given
-``HF_DATASETS_OFFLINE`` flag   off (on when ``1``)              no Hub downloads of GLUE data either
-``RANK``               int     0                                this process's rank under ``torchrun`` /
-                                                                ``accelerate launch`` (0: the main one)
-``ACCELERATE_USE_CPU`` flag    off (on for 1, true, yes)        train data-parallel on CPU processes
-=====================  ======  ===============================  ==============================================
+=======================  ====  =============================  ==================================================
+variable                 type  default                        meaning
+=======================  ====  =============================  ==================================================
+``KASP_RUNS_DIR``        path  ``runs`` (of the working dir)  the run store (:func:`kasp.runs.runs_dir`)
+``KASP_DATA_DIR``        path  the shipped GLUE copy          a GLUE folder (``<TASK>/train.tsv``, ``dev.tsv``)
+                                                              read instead of the shipped one
+``KASP_CACHE_DIR``       path  ``~/.cache/kasp``              the teacher-output cache (``teacher/``) and the
+                                                              augmentation cache (``augment/``)
+``KASP_UPLOADS_DIR``     path  ``<tmp>/kasp-uploads``         the app's cache of uploaded checkpoints
+``KASP_MAX_JOBS``        int   1                              how many runs the queue runs at once (0: none)
+``KASP_MAX_QUEUED``      int   2                              how many more may wait in the queue
+``KASP_OPERATOR``        flag  off (on when ``1``)            every app session may cancel and delete every run
+                                                              (the lecturer's setting)
+``KASP_OPERATOR_KEY``    text  unset                          the secret an ``?operator=`` address must give (at
+                                                              least 16 characters) to be operator
+``KASP_FUSED_ADAMW``     flag  on (anything but ``1``: off)   fused AdamW where torch offers it
+``HF_HUB_OFFLINE``       flag  off (on when ``1``)            no Hugging Face Hub downloads (the app sets it to
+                                                              1 unless given)
+``HF_DATASETS_OFFLINE``  flag  off (on when ``1``)            no Hub downloads of GLUE data either
+``RANK``                 int   0                              this process's rank under ``torchrun`` /
+                                                              ``accelerate launch`` (0: the main one)
+``ACCELERATE_USE_CPU``   flag  off (on: 1, true, yes)         train data-parallel on CPU processes
+=======================  ====  =============================  ==================================================
 
 Variables KASP only *passes on* (``TOKENIZERS_PARALLELISM``, ``PYTHONUNBUFFERED`` for its child
 processes) are set where the child is started, not read here.

@@ -35,7 +35,7 @@ def _env_reads(path: Path) -> list[str]:
             f = node.func
             if isinstance(f, ast.Attribute) and f.attr in ("get", "pop") and is_environ(f.value):
                 name = literal(node.args[0])
-            elif (isinstance(f, ast.Attribute) and f.attr == "getenv") or (isinstance(f, ast.Name) and f.id == "getenv"):
+            elif getattr(f, "attr", None) == "getenv" or getattr(f, "id", None) == "getenv":
                 name = literal(node.args[0])
         if name is not None:
             out.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
