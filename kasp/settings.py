@@ -88,7 +88,9 @@ def _int(name: str, raw: str | None, default: int) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _read(values: tuple[str | None, ...]) -> Settings:
+def _read(values: tuple[str | None, ...], home: str | None) -> Settings:
+    """The settings of these values of :data:`NAMES`; ``home`` ($HOME, which ``Path.home()`` reads for the
+    default cache folder) is only part of the cache key."""
     env = dict(zip(NAMES, values))
     return Settings(
         runs_dir=Path(env["KASP_RUNS_DIR"] if env["KASP_RUNS_DIR"] is not None else "runs"),
@@ -114,4 +116,4 @@ def get() -> Settings:
     Raises:
         KaspError: when ``KASP_MAX_JOBS``, ``KASP_MAX_QUEUED`` or ``RANK`` is set but not a whole number.
     """
-    return _read(tuple(os.environ.get(n) for n in NAMES))
+    return _read(tuple(os.environ.get(n) for n in NAMES), os.environ.get("HOME"))

@@ -100,3 +100,11 @@ def test_a_number_that_is_not_one(monkeypatch, name):
     monkeypatch.setenv(name, "two")
     with pytest.raises(KaspError, match=f"{name} must be a whole number"):
         settings.get()
+
+
+def test_the_default_cache_follows_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("KASP_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "a"))
+    assert settings.get().cache_dir == tmp_path / "a" / ".cache" / "kasp"
+    monkeypatch.setenv("HOME", str(tmp_path / "b"))
+    assert settings.get().cache_dir == tmp_path / "b" / ".cache" / "kasp"
