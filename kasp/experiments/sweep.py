@@ -74,11 +74,11 @@ def budget_for(task: str, max_steps: int | None = None, teacher_steps: int | Non
 
 # --- helpers ------------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    """What the sweep ran on: CPU model and count, memory, torch threads, versions, platform."""
+    """What the sweep ran on: CPU model and count, memory, torch threads, versions, platform (the versions
+    and platform as a run's provenance writes them, :func:`kasp.training.provenance.versions`)."""
     import torch
-    import transformers
 
-    import kasp
+    from kasp.training.provenance import versions
 
     cpu = platform.processor() or ""
     try:
@@ -94,10 +94,10 @@ def machine() -> dict[str, Any]:
         mem = round(psutil.virtual_memory().total / 2**30, 1)
     except Exception:  # psutil missing or unreadable /proc
         mem = None
-    return {"cpu": cpu, "cpus": os.cpu_count(), "memory_gib": mem, "torch_threads": torch.get_num_threads(),
+    v = versions()
+    return {"cpu": cpu, "cpus": os.cpu_count(), "memory_gib": mem, "torch_threads": v["threads"],
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
-            "transformers": transformers.__version__, "kasp": kasp.__version__}
+            **{k: v[k] for k in ("platform", "python", "torch", "transformers", "kasp")}}
 
 
 def _round(v: Any) -> Any:

@@ -21,12 +21,10 @@ run into a cancelled one.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import logging
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -36,10 +34,10 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-import kasp
+from kasp.ground import settings
 from kasp.training.card import write_model_card
 from kasp.spec.config import RunConfig
-from kasp.data.glue import (DATA_DIR, LengthBucketSampler, collate, get_task, input_length, length_warning, load_holdout,
+from kasp.data.glue import (LengthBucketSampler, collate, get_task, input_length, length_warning, load_holdout,
                        load_task_data)
 from kasp.core.distill import KaspLoss
 from kasp.ground.errors import KaspError
@@ -50,6 +48,7 @@ from kasp.core.masks import (SPARSE_WARN_THRESHOLD, MagnitudePruner, MaskKeeper,
 from kasp.spec.schedule import lr_multiplier, pruning_interval, ramp_steps
 from kasp.models.modeling import (align_labels, cap_length, check_tokenizer, count_parameters, load_classifier, load_tokenizer,
                            resolve_model, task_problem_type)
+from kasp.training.provenance import run_provenance
 from kasp.ground.runs import RunDir, find_teacher, read_json
 from kasp.spec.tasks import task_name
 
@@ -86,38 +85,10 @@ def resolve_teacher(cfg: RunConfig, store: str | Path | None = None) -> tuple[st
     return str(run.checkpoint), run.report()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def provenance(cfg: RunConfig, model_path: str, teacher_path: str | None) -> dict[str, Any]:
-    """Versions, paths, data checksums and the command line of a run."""
-    import accelerate
-    import transformers
-
-    task = get_task(cfg.task)
-    files = {}
-    for split, name in (("train", "train.tsv"), ("dev", task.dev_file)):
-        p = DATA_DIR / task.folder / name
-        files[split] = {"path": str(p), "sha256": _sha256(p)} if p.is_file() else {"source": "hub nyu-mll/glue"}
-    return {
-        "kasp": kasp.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-        "accelerate": accelerate.__version__, "python": sys.version.split()[0], "platform": platform.platform(),
-        "threads": torch.get_num_threads(), "command": sys.argv, "model_path": model_path,
-        "teacher_path": teacher_path, "data": files, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "augmented_data": {"copies": cfg.augment, "source": cfg.augment_source} if cfg.augment else False,
-        "paper": "Xu et al., Rethinking Network Pruning - under the Pre-train and Fine-tune Paradigm, NAACL 2021",
-    }
-
-
 def _cpu_only() -> bool:
     """True where torch sees no accelerator: Accelerate then runs data-parallel on CPU processes (gloo)
     under torchrun, which it only does when told it is on CPU."""
-    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+    if settings.get().accelerate_use_cpu:
         return True
     mps = getattr(torch.backends, "mps", None)
     xpu = getattr(torch, "xpu", None)
@@ -127,7 +98,7 @@ def _cpu_only() -> bool:
 
 def _fused() -> dict[str, bool]:
     """Fused AdamW (one kernel for all parameters) where torch offers it; KASP_FUSED_ADAMW=0 turns it off."""
-    return {"fused": True} if os.environ.get("KASP_FUSED_ADAMW", "1") == "1" else {}
+    return {"fused": True} if settings.get().fused_adamw else {}
 
 
 def _optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -406,9 +377,9 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
     try:
         phase("loading the pre-trained model" + (" and the fine-tuned teacher" if cfg.kind == "prune" else ""))
         student, teacher, tokenizer, model_path, teacher_path, teacher_report, small_dense = _load_models(cfg, task, store)
+        prov = run_provenance(cfg, model_path, teacher_path) if run else {}  # written once more when a budget sets T
         if run:
-            run.write_config(cfg.to_dict(), provenance(cfg, model_path, teacher_path)
-                             | {"resumed_from": str(resume_from) if resume_from else None})
+            run.write_config(cfg.to_dict(), prov | {"resumed_from": str(resume_from) if resume_from else None})
         pad_id = tokenizer.pad_token_id or 0
 
         # --- data ---------------------------------------------------------------------------
@@ -450,8 +421,7 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
             budget = plan[0]
             cfg = dataclasses.replace(cfg, max_steps=budget["steps"])
             if run:  # the recipe as run: a resume continues with this T
-                run.write_config(cfg.to_dict(), provenance(cfg, model_path, teacher_path)
-                                 | {"resumed_from": None, "time_budget": budget})
+                run.write_config(cfg.to_dict(), prov | {"resumed_from": None, "time_budget": budget})
         # --epochs counts passes over the task's examples, so --augment changes what a run sees, not its length
         total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
         if run:
