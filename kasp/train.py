@@ -770,7 +770,8 @@ class _StepLog:
         # step) and read at every log and evaluation point: the run stops there, before a state or checkpoint
         self.nonfinite = _NonFinite(st.total, loop.step, st.accelerator)
 
-    def count(self, step: int, loss: torch.Tensor, terms: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> None:
+    def count(self, step: int, loss: torch.Tensor, terms: dict[str, torch.Tensor],
+              batch: dict[str, torch.Tensor]) -> None:
         """After step ``step``: count its loss and examples, then write a progress record (every ``log_every``
         steps, at step 1 and T, or after :data:`LOG_SECONDS`) or a heartbeat, and evaluate at an evaluation
         point (every ``eval_every`` steps before T)."""
@@ -811,8 +812,8 @@ class _StepLog:
         if st.main:
             st.emit("train", rec)
         self.window, loop.window_n = {}, 0
-        self.bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()} | {"sparsity": f"{st.pruner.current_sparsity:.3f}"},
-                             refresh=False)
+        postfix = {k: f"{v:.3g}" for k, v in means.items()} | {"sparsity": f"{st.pruner.current_sparsity:.3f}"}
+        self.bar.set_postfix(postfix, refresh=False)
         st.hooks.on_step(step, st.total)
 
     def _save_state(self, folder: Path, step: int) -> None:

@@ -228,7 +228,8 @@ def test_the_shared_training_step_is_loss_backward_clip_step_schedule_masks():
         pruner.step(4)
         for _ in range(3):
             if shared:
-                loss, terms = training_step(student, batch, loss_fn, opt, scheduler=sched, pruner=pruner, max_grad_norm=0.1)
+                loss, terms = training_step(student, batch, loss_fn, opt, scheduler=sched, pruner=pruner,
+                                            max_grad_norm=0.1)
                 assert set(terms) == {"attention", "hidden", "prediction", "task"} and loss.requires_grad
             else:
                 loss, _, _ = loss_fn(student, batch)
