@@ -189,7 +189,7 @@ def config_from_args(args: argparse.Namespace):
     Raises:
         KaspError: an unknown field in the recipe file, or an invalid recipe.
     """
-    from kasp.spec.config import RunConfig, config_from_options
+    from kasp.spec.config import RunConfig, config_from_options, layer_budget
 
     names = {f.name for f in dataclasses.fields(RunConfig)}
     overrides = _load_recipe(args.recipe, args.command) if args.recipe else {}
@@ -197,12 +197,8 @@ def config_from_args(args: argparse.Namespace):
     if unknown:
         raise KaspError(f"recipe {args.recipe}: unknown field(s) {sorted(unknown)}; see `kasp {args.command} --help`")
     flags = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    if "time_budget" in flags:  # a budget given on the command line replaces the recipe file's step budget
-        overrides.pop("max_steps", None)
-    if "max_steps" in flags:
-        overrides.pop("time_budget", None)
-    overrides.update(flags)
-    return config_from_options(args.command, overrides)  # the same validation as the app's Launch
+    # a budget given on the command line replaces the recipe file's (the one rule: layer_budget)
+    return config_from_options(args.command, layer_budget(overrides, flags))  # the same validation as the app's Launch
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -471,6 +471,20 @@ def load_holdout(cfg: RunConfig, tokenizer) -> Encoded | None:
     return None if held is None else encode(held, tokenizer, cfg.max_seq_length)
 
 
+class IndexDataset(torch.utils.data.Dataset):
+    """The indices 0 .. n-1 of an encoded split as a map-style dataset: a batch sampler picks indices and
+    :func:`collate` builds the padded batch from the split (the training loop and the Trainer route)."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
 def collate(data: Encoded, indices: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:
     """Pad a batch to its own longest row.
 

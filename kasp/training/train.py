@@ -44,7 +44,7 @@ from torch import nn
 from kasp.ground import settings
 from kasp.training.card import write_model_card
 from kasp.spec.config import RunConfig
-from kasp.data.glue import (LengthBucketSampler, collate, get_task, input_length, length_warning, load_holdout,
+from kasp.data.glue import (IndexDataset, LengthBucketSampler, collate, get_task, input_length, length_warning, load_holdout,
                        load_task_data)
 from kasp.core.distill import KaspLoss
 from kasp.ground.errors import KaspError
@@ -162,17 +162,6 @@ class TrainResult:
 
     report: dict[str, Any]
     model: nn.Module
-
-
-class _IndexDataset(torch.utils.data.Dataset):
-    def __init__(self, n: int):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        return i
 
 
 class _ResumableBatches(torch.utils.data.Sampler):
@@ -601,7 +590,7 @@ def _load_data(st: TrainState) -> None:
     st.train_data, pad_id = train_data, st.pad_id
     st.sampler = LengthBucketSampler(train_data.lengths, cfg.batch_size, seed=cfg.seed, bucket=cfg.bucket_batches)
     st.batches = _ResumableBatches(st.sampler)
-    st.loader = torch.utils.data.DataLoader(_IndexDataset(len(train_data)), batch_sampler=st.batches,
+    st.loader = torch.utils.data.DataLoader(IndexDataset(len(train_data)), batch_sampler=st.batches,
                                             collate_fn=lambda idx: collate(train_data, idx, pad_id) | {"index": torch.tensor(idx)})
 
 
