@@ -1,4 +1,4 @@
-"""One rule for budgets (kasp.spec.config.layer_budget), used by make_config, the CLI and the app's form."""
+"""One rule for budgets (kasp.spec.config.layer_budget), used by make_config (so the app's Launch) and the CLI."""
 
 import pytest
 
