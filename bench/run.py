@@ -126,9 +126,10 @@ def step_anatomy(n_batches: int, teacher: str) -> dict:
 
     - bare: forward, task loss, backward, fused AdamW, zero_grad: nothing else (the machine's limit).
     - magnitude: the `kasp prune --method magnitude` step (task loss, clipping, LR scheduler, masks
-      re-applied after the step).
+      re-applied after the step): :func:`kasp.training.step.training_step`, the function `kasp prune` runs.
     - kasp_new: the KASP step as `kasp prune` runs it now (scores captured inside the attention
-      function, loss terms summed on the device and read only at log points, precomputed masks).
+      function, loss terms summed on the device and read only at log points, precomputed masks):
+      :func:`kasp.training.step.training_step` too.
     - kasp_old: the KASP step before (scores recomputed from hooked Q/K projections, every loss term
       read to the host after every step, masks inverted at every re-application).
     - teacher_forward: the teacher's forward pass alone (no grad), as the KASP step runs it.
@@ -136,6 +137,7 @@ def step_anatomy(n_batches: int, teacher: str) -> dict:
     from kasp.data.glue import LengthBucketSampler, collate
     from kasp.core.distill import KaspLoss
     from kasp.core.masks import MagnitudePruner, apply_masks
+    from kasp.training.step import training_step
     from kasp.training.train import _optimizer
     from transformers import get_scheduler
 
@@ -143,6 +145,7 @@ def step_anatomy(n_batches: int, teacher: str) -> dict:
     tok = load_tokenizer(path)
     cfg = make_config("prune", "kasp", "sst2", max_train_samples=(n_batches + 2) * BATCH * 4, max_seq_length=SEQ,
                       sparsity=0.9)
+    magnitude_cfg = make_config("prune", "magnitude", "sst2", sparsity=0.9)  # its loss: the task loss alone
     enc, _ = load_task_data(cfg, tok)
     batches = [collate(enc, idx) for idx in list(LengthBucketSampler(enc.lengths, BATCH, seed=42))[:n_batches + 2]]
     t_model = load_classifier(teacher).eval()
@@ -159,7 +162,9 @@ def step_anatomy(n_batches: int, teacher: str) -> dict:
         pruner.step(10)  # masks at the schedule's sparsity after 10 of 1,000 steps
         loss = None
         if kind.startswith("kasp"):
-            loss = KaspLoss(model, t_model, score_capture="attention" if kind == "kasp_new" else "hooks")
+            loss = KaspLoss.from_config(cfg, model, t_model, score_capture="attention" if kind == "kasp_new" else "hooks")
+        elif kind == "magnitude":
+            loss = KaspLoss.from_config(magnitude_cfg, model, None)
         return model, opt, sched, pruner, loss
 
     def bare(state, b):
@@ -169,17 +174,11 @@ def step_anatomy(n_batches: int, teacher: str) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    def magnitude(state, b):
-        model, opt, sched, pruner, _ = state
-        out = model(**{k: v for k, v in b.items() if k != "labels"})
-        torch.nn.functional.cross_entropy(out.logits, b["labels"]).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        pruner.apply()
+    def shared_step(state, b):  # the step `kasp prune` runs (kasp.training.step.training_step)
+        model, opt, sched, pruner, loss_fn = state
+        training_step(model, b, loss_fn, opt, scheduler=sched, pruner=pruner, max_grad_norm=cfg.max_grad_norm)
 
-    def kasp_step(state, b, old: bool):
+    def kasp_old_step(state, b):
         model, opt, sched, pruner, loss_fn = state
         loss, terms, _ = loss_fn(model, b)
         loss.backward()
@@ -187,19 +186,16 @@ def step_anatomy(n_batches: int, teacher: str) -> dict:
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        if old:
-            apply_masks(pruner.linears, pruner.masks)
-            _ = {k: float(v.detach()) for k, v in terms.items()} | {"loss": float(loss.detach())}
-        else:
-            pruner.apply()
+        apply_masks(pruner.linears, pruner.masks)
+        _ = {k: float(v.detach()) for k, v in terms.items()} | {"loss": float(loss.detach())}
 
     def teacher_forward(state, b):
         with torch.no_grad():
             t_model(**{k: v for k, v in b.items() if k != "labels"}, output_hidden_states=True)
 
-    loops = {"bare": (setup("bare"), bare), "magnitude": (setup("magnitude"), magnitude),
-             "kasp_new": (setup("kasp_new"), lambda st, b: kasp_step(st, b, False)),
-             "kasp_old": (setup("kasp_old"), lambda st, b: kasp_step(st, b, True)),
+    loops = {"bare": (setup("bare"), bare), "magnitude": (setup("magnitude"), shared_step),
+             "kasp_new": (setup("kasp_new"), shared_step),
+             "kasp_old": (setup("kasp_old"), kasp_old_step),
              "teacher_forward": (None, teacher_forward)}
     times: dict[str, list[float]] = {k: [] for k in loops}
     for i, b in enumerate(batches):

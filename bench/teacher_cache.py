@@ -63,6 +63,7 @@ def epoch_times(task: str, teacher: str, samples: int, length: int) -> dict:
     from kasp.core.distill import KaspLoss
     from kasp.core.masks import MagnitudePruner
     from kasp.models.modeling import default_model_path, load_classifier, load_tokenizer
+    from kasp.training.step import training_step
     from kasp.core.teacher_cache import open_cache
 
     cfg = make_config("prune", "kasp", task, sparsity=0.9, teacher=teacher, max_train_samples=samples,
@@ -78,7 +79,7 @@ def epoch_times(task: str, teacher: str, samples: int, length: int) -> dict:
             q.requires_grad_(False)
     runs = {}
     for name, student, tch in (("no_cache", s_off, t_off), ("cache", s_on, t_on)):
-        loss = KaspLoss(student, tch)
+        loss = KaspLoss.from_config(cfg, student, tch)
         pruner = MagnitudePruner(student, 0.9, 100, 10)
         pruner.step(90)  # masks near 90 %, as late in a run
         runs[name] = {"student": student, "loss": loss, "pruner": pruner,
@@ -94,11 +95,7 @@ def epoch_times(task: str, teacher: str, samples: int, length: int) -> dict:
                 batch = collate(data, idx, tok.pad_token_id or 0) | {"index": torch.tensor(idx)}
                 for r in runs.values():  # the two students take turns: the same load on both
                     t = time.perf_counter()
-                    total, _, _ = r["loss"](r["student"], batch)
-                    total.backward()
-                    r["opt"].step()
-                    r["opt"].zero_grad(set_to_none=True)
-                    r["pruner"].apply()
+                    training_step(r["student"], batch, r["loss"], r["opt"], pruner=r["pruner"])
                     r["seconds"][epoch] += time.perf_counter() - t
         counts = {"hits": cache.hits, "misses": cache.misses, "stored_bytes": cache.stored_bytes}
     return {"no_cache": runs["no_cache"]["seconds"], "cache": runs["cache"]["seconds"], "teacher_cache": counts,

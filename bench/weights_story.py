@@ -32,10 +32,12 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from kasp.spec.config import make_config  # noqa: E402
 from kasp.data.glue import LengthBucketSampler, collate, encode, get_task, load_split  # noqa: E402
 from kasp.core.distill import KaspLoss  # noqa: E402
 from kasp.core.masks import MagnitudePruner  # noqa: E402
 from kasp.models.modeling import default_model_path, load_classifier, load_tokenizer  # noqa: E402
+from kasp.training.step import training_step  # noqa: E402
 from kasp.training.weights_story import STORY_FILE, read_story
 from kasp.training.story_recorder import StoryRecorder  # noqa: E402
 
@@ -61,19 +63,14 @@ def main() -> None:
         p.requires_grad_(False)
     data = encode(load_split(get_task("sst2"), "train").sample(n=32 * 12, random_state=0), tok, 64)
     batches = [collate(data, b, tok.pad_token_id or 0) for b in LengthBucketSampler(data.lengths, 32, seed=0)]
-    loss_fn = KaspLoss(student, teacher, attention_weight=1.0, hidden_weight=1.0, prediction_weight=1.0,
-                       task_loss_weight=0.0, temperature=1.0, regression=False)
+    loss_fn = KaspLoss.from_config(make_config("prune", "kasp", "sst2"), student, teacher)  # the default recipe's loss
     opt = torch.optim.AdamW(student.parameters(), lr=1e-4)
     pruner = MagnitudePruner(student, TARGET, STEPS, EVENTS)
     pruner.step(pruner.interval * 30)  # masks at about 60 % sparsity, as mid-run
     it = iter(batches * 3)
 
     def step():
-        loss, _, _ = loss_fn(student, next(it))
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        pruner.apply()
+        training_step(student, next(it), loss_fn, opt, pruner=pruner)
 
     student.train()
     step()  # warm-up

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
+from kasp.ground import settings
 from kasp.ground.errors import KaspError
 from kasp.spec.methods import method_names, shrinks_student
 
@@ -180,25 +181,35 @@ class _StopFlag:
         return self.stop
 
 
+def config_from_args(args: argparse.Namespace):
+    """The :class:`kasp.spec.config.RunConfig` of a parsed ``kasp finetune`` / ``kasp prune`` command line (not
+    ``--resume``): the ``--recipe`` file's fields, overridden by the flags given, validated as the app's
+    Launch validates (:func:`kasp.spec.config.config_from_options`).
+
+    Raises:
+        KaspError: an unknown field in the recipe file, or an invalid recipe.
+    """
+    from kasp.spec.config import RunConfig, config_from_options, layer_budget
+
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    overrides = _load_recipe(args.recipe, args.command) if args.recipe else {}
+    unknown = set(overrides) - names
+    if unknown:
+        raise KaspError(f"recipe {args.recipe}: unknown field(s) {sorted(unknown)}; see `kasp {args.command} --help`")
+    flags = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    # a budget given on the command line replaces the recipe file's (the one rule: layer_budget)
+    return config_from_options(args.command, layer_budget(overrides, flags))  # the same validation as the app's Launch
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from kasp.spec.config import RunConfig, config_from_options
+    from kasp.spec.config import RunConfig
     from kasp.ground.runs import RunDir, new_run_id, runs_dir
     from kasp.training.train import Cancelled, train
 
     names = {f.name for f in dataclasses.fields(RunConfig)}
     if args.resume:
         return _resume(args, names)
-    overrides = _load_recipe(args.recipe, args.command) if args.recipe else {}
-    unknown = set(overrides) - names
-    if unknown:
-        raise KaspError(f"recipe {args.recipe}: unknown field(s) {sorted(unknown)}; see `kasp {args.command} --help`")
-    flags = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    if "time_budget" in flags:  # a budget given on the command line replaces the recipe file's step budget
-        overrides.pop("max_steps", None)
-    if "max_steps" in flags:
-        overrides.pop("time_budget", None)
-    overrides.update(flags)
-    cfg = config_from_options(args.command, overrides)  # the same validation as the app's Launch
+    cfg = config_from_args(args)
     from kasp.training.tracking import resolve_report_to
 
     report_to = resolve_report_to(args.report_to)  # checked before the run directory exists
@@ -207,7 +218,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.runs_dir:
         os.environ["KASP_RUNS_DIR"] = str(store)
     # under `accelerate launch` / torchrun only the main process (RANK 0) owns the run directory
-    run = RunDir.create(out, recipe=cfg.to_dict()) if int(os.environ.get("RANK", "0")) == 0 else None
+    run = RunDir.create(out, recipe=cfg.to_dict()) if settings.get().main_process else None
     stop = _StopFlag()
     stop.install()
     callbacks = []
@@ -247,7 +258,7 @@ def _resume(args: argparse.Namespace, names: set[str]) -> int:
     from kasp.training.tracking import resolve_report_to
 
     report_to = resolve_report_to(args.report_to)
-    main_rank = int(os.environ.get("RANK", "0")) == 0
+    main_rank = settings.get().main_process
     # (the other processes also accept "done": the main process may have marked it already)
     done = (resume.finish_complete(args.resume) if main_rank else
             resume.complete_report(args.resume, ("failed", "cancelled", "done")))
@@ -557,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return handler(args)
         finally:
-            if args.command in ("finetune", "prune") and int(os.environ.get("RANK", "0")) == 0:
+            if args.command in ("finetune", "prune") and settings.get().main_process:
                 from kasp.experiments.jobs import advance_queue
                 from kasp.ground.runs import runs_dir
 

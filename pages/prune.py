@@ -266,6 +266,6 @@ def live_panel() -> None:
 
 
 st.header("Live runs")
-st.caption(f"At most {jobs.MAX_JOBS} run(s) at once on this machine (KASP_MAX_JOBS); up to {jobs.MAX_QUEUED} more wait "
+st.caption(f"At most {jobs.max_jobs()} run(s) at once on this machine (KASP_MAX_JOBS); up to {jobs.max_queued()} more wait "
            "in a queue (KASP_MAX_QUEUED). A run can be cancelled only from the browser session that launched it.")
 live_panel()

@@ -6,9 +6,11 @@ import streamlit as st
 
 from kasp.ui import urlstate
 from kasp.data.glue import get_task
-from kasp.ui.figures_weights import schedule_figure, story_figure
+from kasp.ui.figures import schedule_figure
+from kasp.ui.figures_weights import story_figure
 from kasp.training.weights_story import KINDS, pair_index, read_story, what_to_notice
 from kasp.ui.stories import partner, story_entries
+from kasp.ui.views import schedule_frame
 
 PLAY_SECONDS = 1.5  # one recorded step per tick while Play is on
 
@@ -175,7 +177,8 @@ st.markdown("**What to notice:** " + what_to_notice(story, step, layer, kind, ot
                                                     other_index=j))
 evals = [r for r in entry["progress"] if r.get("type") == "eval"]
 total = int(entry["total_steps"] or steps[-1] or 1)
-st.plotly_chart(schedule_figure(float(entry["sparsity"]), total, step, evals, T.main_metric), width="stretch",
+curve, updates = schedule_frame(float(entry["sparsity"]), total)
+st.plotly_chart(schedule_figure(curve, updates, height=330, step=step, evals=evals, task=task), width="stretch",
                 key="weights_schedule")
 
 

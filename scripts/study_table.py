@@ -2,7 +2,10 @@
 held-out selection slice (what recipes are chosen on) and dev (what is reported), per seed and mean, and the
 difference from the task's base line of the same seeds.
 
-    .venv/bin/python scripts/study_table.py               # bench/study/*.json
+    .venv/bin/python scripts/study_table.py                          # bench/study/*.json, printed
+    .venv/bin/python scripts/study_table.py --write docs/results.md  # replaces the table between its markers
+
+tests/repo/test_study_docs.py checks that the table in docs/results.md is what this prints for bench/study/.
 """
 
 from __future__ import annotations
@@ -68,5 +71,43 @@ def rows(folder: Path) -> list[str]:
     return out
 
 
+START, END = "<!-- study-table:start (scripts/study_table.py --write) -->", "<!-- study-table:end -->"
+
+
+def teacher_lines(folder: Path) -> list[str]:
+    """One line per task: the teacher every study line of that task distils from, with its dev metric."""
+    out = []
+    for f in sorted(folder.glob("*-base.json")):
+        try:
+            res = load_results(f)
+        except KaspError:
+            continue
+        t = res.get("teacher") or {}
+        if isinstance(t.get("metric"), (int, float)):
+            steps = (t.get("recipe") or {}).get("max_steps")
+            out.append(f"Teacher of every {res['task']} line: `{t.get('run_id')}` (fine-tuned"
+                       + (f" {steps} steps" if steps else "") + f", the same slice held out), dev {res['main_metric']} "
+                       f"{100 * t['metric']:.2f}.")
+    return out
+
+
+def block(folder: Path) -> str:
+    """The Markdown between the markers: the teachers' lines, then the table."""
+    return "\n".join([START, *teacher_lines(folder), "", *rows(folder), END])
+
+
+def write(doc: Path, folder: Path) -> None:
+    """Replace the block between the markers of ``doc`` (which must hold both markers)."""
+    text = doc.read_text(encoding="utf-8")
+    a, b = text.find(START), text.find(END)
+    if a < 0 or b < a:
+        raise SystemExit(f"{doc} has no study-table markers")
+    doc.write_text(text[:a] + block(folder) + text[b + len(END):], encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print("\n".join(rows(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "study")))
+    args = sys.argv[1:]
+    if args[:1] == ["--write"]:
+        write(Path(args[1]), Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study")
+    else:
+        print("\n".join(rows(Path(args[0]) if args else ROOT / "bench" / "study")))

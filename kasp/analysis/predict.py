@@ -21,18 +21,11 @@ from kasp.ground.runs import measured_sparsity
 
 MAX_SEQ_LENGTH = 128  # as ``kasp evaluate``'s default
 
-#: what the class ids mean, for the table (GLUE's own label conventions; HF ids for QNLI, RTE, MNLI)
-LABEL_NAMES: dict[str, tuple[str, ...]] = {
-    "sst2": ("negative", "positive"), "cola": ("unacceptable", "acceptable"),
-    "mrpc": ("not paraphrase", "paraphrase"), "qqp": ("not duplicate", "duplicate"),
-    "qnli": ("entailment", "not entailment"), "rte": ("entailment", "not entailment"),
-    "wnli": ("not entailment", "entailment"), "mnli": ("entailment", "neutral", "contradiction"),
-}
-
-
 def class_names(task: GlueTask) -> list[str]:
-    """Readable name of each class id of a classification task (``"0"``, ``"1"`` where unknown)."""
-    names = LABEL_NAMES.get(task.name)
+    """Readable name of each class id of a classification task, from the task table
+    (:attr:`kasp.spec.tasks.GlueTask.shown_class_names`: "not equivalent", "equivalent" for MRPC); ``"0"`` for
+    the one output of a regression task."""
+    names = task.shown_class_names
     return list(names) if names and len(names) == task.num_labels else [str(i) for i in range(task.num_labels)]
 
 

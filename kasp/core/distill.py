@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -320,6 +321,30 @@ class KaspLoss:
                 self.s_cap, self.t_cap = cap(student), cap(teacher)
         self.need_hidden = teacher is not None and hidden_weight > 0
         self.cache = None
+
+    @classmethod
+    def from_config(cls, cfg: Any, student: nn.Module, teacher: nn.Module | None, *, regression: bool | None = None,
+                    score_capture: str = "attention") -> "KaspLoss":
+        """The loss of a recipe: its four weights and temperature read from ``cfg`` here, in one place.
+
+        Args:
+            cfg: a :class:`kasp.spec.config.RunConfig` (``attention_weight``, ``hidden_weight``,
+                ``prediction_weight``, ``task_loss_weight``, ``temperature``; ``task`` when
+                ``regression`` is None).
+            student, teacher: as in :class:`KaspLoss`.
+            regression: the task is a regression (STS-B); None: read from ``cfg.task``'s task record.
+            score_capture: as in :class:`KaspLoss`.
+
+        Raises:
+            KaspError: as :class:`KaspLoss`, or an unknown ``cfg.task`` when ``regression`` is None.
+        """
+        if regression is None:
+            from kasp.spec.tasks import get_task
+
+            regression = get_task(cfg.task).is_regression
+        return cls(student, teacher, attention_weight=cfg.attention_weight, hidden_weight=cfg.hidden_weight,
+                   prediction_weight=cfg.prediction_weight, task_loss_weight=cfg.task_loss_weight,
+                   temperature=cfg.temperature, regression=regression, score_capture=score_capture)
 
     def set_capture(self, enabled: bool) -> None:
         """Switch score capture off (plain sdpa attention, e.g. for dev evaluation) or back on."""

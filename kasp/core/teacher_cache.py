@@ -45,8 +45,9 @@ _DISK_MARGIN = 2 << 30  # bytes of the disk the cache always leaves free
 
 def cache_root() -> Path:
     """``$KASP_CACHE_DIR/teacher``, default ``~/.cache/kasp/teacher``."""
-    root = os.environ.get("KASP_CACHE_DIR") or Path.home() / ".cache" / "kasp"
-    return Path(root) / "teacher"
+    from kasp.ground import settings
+
+    return settings.get().cache_dir / "teacher"
 
 
 def weights_digest(checkpoint: str | Path) -> str:

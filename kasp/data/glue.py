@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kasp.ground import settings
 from kasp.ground.errors import KaspError
 from kasp.ground.resources import glue_dir
 from kasp.spec.tasks import TASKS, GlueTask, get_task  # noqa: F401  (the task table, re-exported)
@@ -27,13 +27,19 @@ from kasp.spec.tasks import TASKS, GlueTask, get_task  # noqa: F401  (the task t
 if TYPE_CHECKING:
     from kasp.spec.config import RunConfig
 
-#: the shipped GLUE folder (repository data/glue, package kasp.glue); $KASP_DATA_DIR overrides it
-DATA_DIR = glue_dir()
+
+
+def __getattr__(name: str) -> Any:
+    """``DATA_DIR``: the GLUE folder read now (:func:`kasp.ground.resources.glue_dir`: the shipped one, repository
+    data/glue or package kasp.glue, unless ``$KASP_DATA_DIR`` names another); never frozen at import."""
+    if name == "DATA_DIR":
+        return glue_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def shipped_splits(data_dir: Path | None = None) -> dict[str, list[str]]:
     """Which splits of which tasks are present offline, e.g. {"sst2": ["train", "dev"], ...}."""
-    root = Path(data_dir or DATA_DIR)
+    root = Path(data_dir or glue_dir())
     out: dict[str, list[str]] = {}
     for t in TASKS.values():
         splits = [s for s, f in (("train", "train.tsv"), ("dev", t.dev_file)) if (root / t.folder / f).is_file()]
@@ -302,7 +308,7 @@ def load_split(task: GlueTask | str, split: str, data_dir: str | Path | None = N
     task = get_task(task) if isinstance(task, str) else task
     if split not in ("train", "dev"):
         raise KaspError(f"split must be train or dev, got {split!r} (GLUE test sets have no labels)")
-    root = Path(data_dir or DATA_DIR)
+    root = Path(data_dir or glue_dir())
     path = root / task.folder / ("train.tsv" if split == "train" else task.dev_file)
     if path.is_file():
         return read_task_tsv(task, path)
@@ -313,7 +319,7 @@ def _load_from_hub(task: GlueTask, split: str, root: Path) -> pd.DataFrame:
     shipped = ", ".join(f"{k} ({'+'.join(v)})" for k, v in shipped_splits(root).items())
     offline_msg = (f"GLUE {task.name} {split} is not shipped with KASP and could not be loaded from the Hub "
                    f"(no network, or HF_HUB_OFFLINE=1). Shipped offline: {shipped}.")
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+    if settings.get().hub_offline or settings.get().datasets_offline:
         raise KaspError(offline_msg)
     try:
         import datasets
@@ -463,6 +469,20 @@ def load_holdout(cfg: RunConfig, tokenizer) -> Encoded | None:
     """The tokenised held-out selection slice of a run (:func:`train_frames`), or None without one."""
     _, held = train_frames(cfg)
     return None if held is None else encode(held, tokenizer, cfg.max_seq_length)
+
+
+class IndexDataset(torch.utils.data.Dataset):
+    """The indices 0 .. n-1 of an encoded split as a map-style dataset: a batch sampler picks indices and
+    :func:`collate` builds the padded batch from the split (the training loop and the Trainer route)."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
 
 
 def collate(data: Encoded, indices: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:

@@ -1,11 +1,12 @@
 """Background jobs for the app: each run is a subprocess of the ``kasp`` CLI writing into the store.
 
-The store on disk is the only state: a launch writes a run directory with status "queued" and the
-run's validated recipe (``status["job"] = {"kind": "prune", "options": {field: value}}``, never a
-command line); :func:`pump` starts queued runs while fewer than ``max_jobs`` are running; cancel
-sends SIGTERM (the CLI then stops after the current step and marks the run cancelled). So a job
-survives a browser reload, a page switch and a restart of the app, and anything the app does the
-CLI can do.
+The store on disk is the only state: a launch writes a run directory with status "queued", the
+options it was given (``status["job"] = {"kind": "prune", "options": {field: value}}``, never a
+command line: what :func:`job_command` starts) and the validated recipe with its defaults filled in
+(``config.json``'s ``recipe``, as a started run writes it: what the app shows); :func:`pump` starts
+queued runs while fewer than :func:`max_jobs` are running; cancel sends SIGTERM (the CLI then stops
+after the current step and marks the run cancelled). So a job survives a browser reload, a page
+switch and a restart of the app, and anything the app does the CLI can do.
 
 What a queued run may start is never read from the store: :func:`job_command` builds the ``kasp``
 argument list itself (``python -P -m kasp <kind> --field=value ... --out=<the run's folder>``: no
@@ -24,7 +25,6 @@ never start the same queued run twice.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -35,11 +35,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kasp.ground import settings
 from kasp.ground.errors import KaspError
+from kasp.ground.finite import is_finite_number
 from kasp.ground.runs import RunDir, list_runs, new_run_id, runs_dir
 
-MAX_JOBS = int(os.environ.get("KASP_MAX_JOBS", "1"))
-MAX_QUEUED = int(os.environ.get("KASP_MAX_QUEUED", "2"))
 _CHILDREN: dict[int, subprocess.Popen] = {}  # reaped by pump(); the module outlives Streamlit reruns
 
 
@@ -50,6 +50,16 @@ _UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f`$;|&<>\\\"'*?!{}()\[\]]")
 _MAX_TEXT = 4096
 #: the largest whole number a queued run's option may hold (a step or sample count beyond it is no recipe)
 _MAX_INT = 2**31 - 1
+
+
+def max_jobs() -> int:
+    """How many runs may run at once: ``$KASP_MAX_JOBS`` (default 1; 0: none starts), read at each call."""
+    return settings.get().max_jobs
+
+
+def max_queued() -> int:
+    """How many runs may wait in the queue beside the running ones: ``$KASP_MAX_QUEUED`` (default 2)."""
+    return settings.get().max_queued
 
 
 def _unsafe_char(v: str) -> str | None:
@@ -79,13 +89,6 @@ def _field_types() -> dict[str, type]:
             base = args[0] if args else hint
             out[name] = base if base in (bool, int, float, str) else str
     return out
-
-
-def _finite(v: int | float) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except OverflowError:  # an int beyond the float range
-        return False
 
 
 def validate_job(kind: Any, options: Any) -> dict[str, Any]:
@@ -118,7 +121,7 @@ def validate_job(kind: Any, options: Any) -> dict[str, Any]:
         want = types[k]
         ok = (isinstance(v, bool) if want is bool else
               isinstance(v, int) and not isinstance(v, bool) if want is int else
-              isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) if want is float else
+              is_finite_number(v) if want is float else
               isinstance(v, str))
         if ok and want is int and abs(v) > _MAX_INT:
             raise KaspError(f"option {k} of a queued run is a whole number over {_MAX_INT:,}, which no recipe needs: "
@@ -207,7 +210,8 @@ def job_command(run: RunDir) -> list[str]:
 
     Raises:
         KaspError: as :func:`queued_job`, or when the run's folder holds anything but plain files (a link, a
-            folder: a queued run holds only its status.json, and a link would have the run write elsewhere).
+            folder: a queued run holds only its status.json and config.json, and a link would have the run
+            write elsewhere).
     """
     kind, options = queued_job(run.status())
     _check_queued_folder(run)
@@ -216,8 +220,9 @@ def job_command(run: RunDir) -> list[str]:
 
 def _check_queued_folder(run: RunDir) -> None:
     """Refuse a queued run whose folder is a link or holds a link or a folder (what :func:`launch` writes is
-    status.json alone; a planted ``log.txt`` or ``progress.jsonl`` link would have the run append to a file
-    elsewhere, a planted ``resume-*`` folder would be trained from)."""
+    status.json and config.json, plain files; a planted ``log.txt`` or ``progress.jsonl`` link would have the
+    run append to a file elsewhere, a planted ``resume-*`` folder would be trained from). A config.json whose
+    recipe is not the one the queued options make is refused by the run itself (:meth:`kasp.ground.runs.RunDir.create`)."""
     if run.path.is_symlink():
         raise KaspError("its folder is a link to elsewhere: nothing was run; copy the run into the store instead")
     try:
@@ -237,8 +242,10 @@ def active_runs(store: str | Path | None = None) -> list[RunDir]:
 
 
 def run_recipe(run: RunDir) -> dict[str, Any]:
-    """A run's recipe: its config.json once it has started, else the recipe it was queued with (defaults
-    filled in); {} when it has neither."""
+    """A run's recipe: its config.json (written when the run is queued, :func:`launch`, and again when it
+    starts); for a run queued by an older KASP, which wrote no config.json, the options it was queued with
+    (:func:`queued_config`, defaults filled in); {} when it has neither, or a queued recipe that does not
+    validate (the queue refuses it)."""
     rec = run.recipe()
     if rec:
         return rec
@@ -290,7 +297,7 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
     Raises:
         KaspError: when the options do not validate (:func:`validate_job`), when a teacher (finetune run)
             of the same task and model is queued or running already (:func:`active_teacher`), when ``max_jobs`` runs are
-            running and ``MAX_QUEUED`` more are waiting already, or the queue lock cannot be had within a minute.
+            running and :func:`max_queued` more are waiting already, or the queue lock cannot be had within a minute.
     """
     from filelock import Timeout
 
@@ -313,7 +320,7 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
                 busy = active_teacher(cfg.task, cfg.model, store)
                 if busy is not None:
                     raise KaspError(duplicate_teacher_message(busy, cfg.task, cfg.model, owner))
-            if len(running) >= MAX_JOBS and len(queued) >= MAX_QUEUED:
+            if len(running) >= max_jobs() and len(queued) >= max_queued():
                 raise KaspError(f"{len(running)} run(s) running and {len(queued)} queued already, the most this machine "
                                 "takes; wait for one to finish or cancel one")
             run_id = new_run_id(cfg.task, cfg.method, cfg.sparsity)
@@ -323,8 +330,13 @@ def launch(kind: str, options: dict[str, Any], store: str | Path | None = None, 
                 n += 1
                 path = store / f"{run_id}-{n}"
             run = RunDir.create(path)
-            run.set_status("queued", job={"kind": kind, "options": options}, queued_at=time.time(), source="app",
+            now = time.time()
+            run.set_status("queued", job={"kind": kind, "options": options}, queued_at=now, source="app",
                            owner=owner)
+            # the recipe as the run will run it, where a started run keeps it (config.json, kasp.ground.runs): tables,
+            # estimates and the live panel read it there; the started run checks that its own recipe equals it
+            run.write_config(cfg.to_dict(), {"queued": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                                              "source": "app"})
     except Timeout:
         raise KaspError(f"the run queue of {store} is locked by another process ({store / '.queue.lock'}); "
                         "try again in a moment") from None
@@ -347,7 +359,7 @@ def queue_lock(store: str | Path, timeout: float = 60):
 
 
 def pump(store: str | Path | None = None) -> list[RunDir]:
-    """Start queued runs, oldest first, while fewer than ``MAX_JOBS`` run. Returns those started.
+    """Start queued runs, oldest first, while fewer than :func:`max_jobs` run. Returns those started.
 
     Holds the store's :func:`queue_lock` throughout, so concurrent pumps (other sessions, other
     processes) start each queued run exactly once.
@@ -407,7 +419,7 @@ def _start_queued(store: Path) -> list[RunDir]:
     """Under the queue lock: refuse every queued run whose recipe does not validate (marked failed,
     nothing run), then start valid ones, oldest first, while slots are free."""
     active = active_runs(store)
-    free = MAX_JOBS - sum(r.state() == "running" for r in active)
+    free = max_jobs() - sum(r.state() == "running" for r in active)
     started = []
     for run in (r for r in active if r.state() == "queued"):
         try:
@@ -424,8 +436,8 @@ def _start_queued(store: Path) -> list[RunDir]:
                                 start_new_session=True, env=env)
         log.close()
         _CHILDREN[proc.pid] = proc
-        if run.status().get("state") == "queued":  # the child may already have written its own state
-            run.set_status("running", pid=proc.pid, started=time.time())
+        # unless the child has already written its own state (checked and written under the run's status lock)
+        run.set_status("running", when=("queued",), pid=proc.pid, started=time.time())
         started.append(run)
         free -= 1
     return started
@@ -435,8 +447,10 @@ def cancel(run: RunDir) -> None:
     """Cancel a queued run at once, or ask a running one to stop (SIGTERM: it stops after the current step)."""
     state = run.state()
     if state == "queued":
-        run.set_status("cancelled", error="cancelled before it started", finished=time.time())
-    elif state == "running":
+        if run.set_status("cancelled", when=("queued",), error="cancelled before it started", finished=time.time()):
+            return
+        state = run.state()  # started in the meantime: stop it as a running run
+    if state == "running":
         pid = run.status().get("pid")
         if not _is_kasp_process(pid):  # a reused or planted pid: never signal a process that is not a KASP run
             run.set_status("cancelled", error=f"its process (pid {pid}) is not a KASP run any more: nothing was "
@@ -485,10 +499,10 @@ def log_tail(run: RunDir, lines: int = 20) -> str:
 # --- ownership and the queue, as the app shows them ----------------------------------------------
 
 def queue_full(store: str | Path | None = None) -> bool:
-    """True when ``MAX_JOBS`` runs are running and ``MAX_QUEUED`` more wait: :func:`launch` would refuse."""
+    """True when :func:`max_jobs` runs are running and :func:`max_queued` more wait: :func:`launch` would refuse."""
     active = active_runs(store)
     running = sum(r.state() == "running" for r in active)
-    return running >= MAX_JOBS and len(active) - running >= MAX_QUEUED
+    return running >= max_jobs() and len(active) - running >= max_queued()
 
 
 def queue_position(run: RunDir, store: str | Path | None = None) -> dict[str, Any] | None:

@@ -74,11 +74,11 @@ def budget_for(task: str, max_steps: int | None = None, teacher_steps: int | Non
 
 # --- helpers ------------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    """What the sweep ran on: CPU model and count, memory, torch threads, versions, platform."""
+    """What the sweep ran on: CPU model and count, memory, torch threads, versions, platform (the versions
+    and platform as a run's provenance writes them, :func:`kasp.training.provenance.versions`)."""
     import torch
-    import transformers
 
-    import kasp
+    from kasp.training.provenance import versions
 
     cpu = platform.processor() or ""
     try:
@@ -94,10 +94,10 @@ def machine() -> dict[str, Any]:
         mem = round(psutil.virtual_memory().total / 2**30, 1)
     except Exception:  # psutil missing or unreadable /proc
         mem = None
-    return {"cpu": cpu, "cpus": os.cpu_count(), "memory_gib": mem, "torch_threads": torch.get_num_threads(),
+    v = versions()
+    return {"cpu": cpu, "cpus": os.cpu_count(), "memory_gib": mem, "torch_threads": v["threads"],
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
-            "transformers": transformers.__version__, "kasp": kasp.__version__}
+            **{k: v[k] for k in ("platform", "python", "torch", "transformers", "kasp")}}
 
 
 def _round(v: Any) -> Any:
@@ -442,24 +442,13 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
         return _run_locked(opt, plan, should_stop)
 
 
-def _run_locked(opt: SweepOptions, plan: list[PlannedRun], should_stop: Callable[[], bool]) -> dict[str, Any]:
-    """:func:`run_sweep` once it holds the sweep lock (the results file is read under the lock)."""
-    from kasp.training import resume
-    from kasp.data.glue import get_task
+def _results_header(opt: SweepOptions, plan: list[PlannedRun], task, teacher: dict[str, Any],
+                    old: dict[str, Any] | None) -> dict[str, Any]:
+    """A results object with no runs yet: format, task, teacher, machine, the plan and the times so far."""
     from kasp.spec.metrics import METRIC_NAMES
-    from kasp.ground.runs import RunDir, atomic_write_json
-    from kasp.training.train import train
 
-    task = get_task(opt.task)
-    path = opt.results_path()
-    old = load_results(path) if path.exists() else None
-    if old is not None and (old["task"] != task.name or old["model"] != opt.model):
-        raise KaspError(f"{path} holds the sweep of task {old['task']} and model {old['model']!r}, not "
-                        f"{task.name} / {opt.model!r}: pass another --results")
-    t_start = time.time()
-    teacher_ckpt, teacher = _ensure_teacher(opt, should_stop)
     b = opt.budget()
-    results: dict[str, Any] = {
+    return {
         "format": FORMAT, "schema_version": SCHEMA_VERSION, "task": task.name, "model": opt.model,
         "main_metric": task.main_metric, "metric_name": METRIC_NAMES.get(task.main_metric, task.main_metric),
         "teacher": teacher, "machine": machine(),
@@ -474,6 +463,54 @@ def _run_locked(opt: SweepOptions, plan: list[PlannedRun], should_stop: Callable
         "sweep_seconds": float((old or {}).get("sweep_seconds") or 0.0), "runs": [],
         "paper": "Xu et al., Rethinking Network Pruning - under the Pre-train and Fine-tune Paradigm, NAACL 2021",
     }
+
+
+def _run_one(r: PlannedRun, cfg, d, opt: SweepOptions, should_stop: Callable[[], bool]):
+    """Run (or finish) planned run ``r`` in its directory ``d`` and return the run directory that holds it:
+    a run that finished but was not recorded is recorded as it is; one interrupted after an evaluation
+    point is resumed (:mod:`kasp.training.resume`); anything else runs from the start."""
+    from kasp.ground.runs import RunDir
+    from kasp.training import resume
+    from kasp.training.train import train
+
+    # the same run as planned: same recipe and the very teacher this sweep distils from now
+    same = (d.path.is_dir() and _comparable(d.recipe()) == _comparable(cfg.to_dict())
+            and d.recipe().get("teacher") == cfg.teacher)
+    resumed = False
+    # done, or killed after its checkpoint and report were saved (kasp.training.resume.finish_complete marks it done)
+    if same and (d.state() == "done" or resume.finish_complete(d.path) is not None) and d.checkpoint.is_dir():
+        _say(f"{r.key} finished before the last stop but was not recorded: recording it")
+        resumed = True
+    elif same and resume.latest(d.path) is not None:  # interrupted after an evaluation point: continue it
+        try:
+            _, state = resume.prepare_run(d.path)  # also drops the progress written after that point
+            _say(f"{r.key} was interrupted: resuming it from {state.name}")
+            train(cfg, d, should_stop=should_stop, store=opt.store(), progress_bar=False, resume_from=state)
+            resumed = True
+        except KaspError as e:  # a damaged resume state: run it again from the start
+            _say(f"{r.key} could not resume ({e}): running it again from the start")
+    if not resumed:
+        if d.path.exists():
+            shutil.rmtree(d.path)  # an interrupted (or outdated) run of this sweep: redo it
+        d = RunDir.create(d.path)
+        train(cfg, d, should_stop=should_stop, store=opt.store(), progress_bar=False)
+    return d
+
+
+def _run_locked(opt: SweepOptions, plan: list[PlannedRun], should_stop: Callable[[], bool]) -> dict[str, Any]:
+    """:func:`run_sweep` once it holds the sweep lock (the results file is read under the lock)."""
+    from kasp.data.glue import get_task
+    from kasp.ground.runs import RunDir, atomic_write_json
+
+    task = get_task(opt.task)
+    path = opt.results_path()
+    old = load_results(path) if path.exists() else None
+    if old is not None and (old["task"] != task.name or old["model"] != opt.model):
+        raise KaspError(f"{path} holds the sweep of task {old['task']} and model {old['model']!r}, not "
+                        f"{task.name} / {opt.model!r}: pass another --results")
+    t_start = time.time()
+    teacher_ckpt, teacher = _ensure_teacher(opt, should_stop)
+    results = _results_header(opt, plan, task, teacher, old)
     # keep every old entry whose recipe and teacher still match; unplanned ones stay too (not lost)
     recorded: dict[str, dict[str, Any]] = {}
     for e in (old or {}).get("runs", []):
@@ -516,27 +553,7 @@ def _run_locked(opt: SweepOptions, plan: list[PlannedRun], should_stop: Callable
         eta, how = _eta(todo[i:], done_before, opt)
         _say(f"{len(done_before)}/{len(plan)} runs done; about {_fmt_duration(eta)} left ({how}); "
              f"starting {r.key}")
-        # the same run as planned: same recipe and the very teacher this sweep distils from now
-        same = (d.path.is_dir() and _comparable(d.recipe()) == _comparable(cfg.to_dict())
-                and d.recipe().get("teacher") == cfg.teacher)
-        resumed = False
-        # done, or killed after its checkpoint and report were saved (kasp.training.resume.finish_complete marks it done)
-        if same and (d.state() == "done" or resume.finish_complete(d.path) is not None) and d.checkpoint.is_dir():
-            _say(f"{r.key} finished before the last stop but was not recorded: recording it")
-            resumed = True
-        elif same and resume.latest(d.path) is not None:  # interrupted after an evaluation point: continue it
-            try:
-                _, state = resume.prepare_run(d.path)  # also drops the progress written after that point
-                _say(f"{r.key} was interrupted: resuming it from {state.name}")
-                train(cfg, d, should_stop=should_stop, store=opt.store(), progress_bar=False, resume_from=state)
-                resumed = True
-            except KaspError as e:  # a damaged resume state: run it again from the start
-                _say(f"{r.key} could not resume ({e}): running it again from the start")
-        if not resumed:
-            if d.path.exists():
-                shutil.rmtree(d.path)  # an interrupted (or outdated) run of this sweep: redo it
-            d = RunDir.create(d.path)
-            train(cfg, d, should_stop=should_stop, store=opt.store(), progress_bar=False)
+        d = _run_one(r, cfg, d, opt, should_stop)
         recorded[r.key] = _entry(r, d, teacher["run_id"], teacher_ckpt, opt)
         results["sweep_seconds"] = base + time.time() - t_start
         save()

@@ -24,7 +24,6 @@ docs/packaging.md, "The shipped files").
 
 from __future__ import annotations
 
-import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -91,8 +90,9 @@ def _shipped(name: str, *parts: str) -> Path:
 
 def glue_dir() -> Path:
     """The shipped GLUE folder (``<TASK>/train.tsv``, ``dev.tsv``); ``$KASP_DATA_DIR`` overrides it."""
-    env = os.environ.get("KASP_DATA_DIR")
-    return Path(env) if env else shipped_dir("glue")
+    from kasp.ground import settings
+
+    return settings.get().data_dir or shipped_dir("glue")
 
 
 def assets_dir() -> Path:

@@ -3,7 +3,8 @@
 Layout of ``<store>/<run-id>/``::
 
     config.json      the full recipe (RunConfig) plus provenance (versions, data checksums, command)
-    status.json      {"state": queued|running|done|failed|cancelled, "error", "pid", times, step}
+    status.json      {"state": queued|running|done|failed|cancelled, "error", "pid", times, step}; written
+                     by the app and by the run's process, each write under .status.lock (RunDir.update_status)
     progress.jsonl   one JSON object per line: step, loss terms, sparsity, lr, periodic dev metric
     checkpoint/      the final model, masks folded (vanilla from_pretrained loads it; safetensors)
     report.json      final metrics, per-matrix sparsity, sizes, wall time
@@ -25,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from kasp.ground.errors import KaspError
 
@@ -36,11 +37,16 @@ FINAL_STATES = ("done", "failed", "cancelled")
 _TMP_CHECKPOINT = ".checkpoint-"  # RunDir.save_checkpoint's temporary directory
 _TMP_RESUME = ".resume-"  # kasp.training.resume.save's temporary directory
 _RESUME_POINTER = "resume.json"  # kasp.training.resume.POINTER
+_STATUS_LOCK = ".status.lock"  # RunDir.status_lock
+#: how long a status write waits for another process's (a write holds the lock for milliseconds)
+STATUS_LOCK_SECONDS = 30.0
 
 
 def runs_dir() -> Path:
     """The run store: ``$KASP_RUNS_DIR``, else ``./runs``."""
-    return Path(os.environ.get("KASP_RUNS_DIR", "runs"))
+    from kasp.ground import settings
+
+    return settings.get().runs_dir
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -231,10 +237,10 @@ class RunDir:
         not this run's own.
 
         Accepted: a new path, an empty directory, or an unfinished run of the same recipe (queued by
-        the app with this command, or already marked running with this process's pid; when the
-        folder already holds a recipe it must equal ``recipe``). Anything else that exists is
-        refused: a file, a finished or foreign run, any other non-empty folder (a user's checkpoint,
-        say), so that nothing of the user's is overwritten.
+        the app, or already marked running with this process's pid; when the folder already holds a
+        recipe, as a run queued by the app does in its config.json, it must equal ``recipe``). Anything
+        else that exists is refused: a file, a finished or foreign run, any other non-empty folder (a
+        user's checkpoint, say), so that nothing of the user's is overwritten.
 
         Raises:
             KaspError: naming the folder and what is in it (unless ``exist_ok``).
@@ -263,14 +269,75 @@ class RunDir:
     def write_config(self, config: dict[str, Any], provenance: dict[str, Any]) -> None:
         atomic_write_json(self.path / "config.json", {"recipe": config, "provenance": provenance})
 
-    def set_status(self, state: str, **fields: Any) -> None:
+    def set_status(self, state: str, when: tuple[str, ...] | None = None, **fields: Any) -> bool:
+        """Set the run's state and ``fields`` in status.json (other fields kept), through :meth:`update_status`.
+
+        ``when``: write only if the stored state is one of these (checked under the same lock as the write),
+        e.g. ``when=("queued",)`` to mark a run started unless its process has already written its own state.
+
+        Returns:
+            whether it was written (always, without ``when``).
+
+        Raises:
+            ValueError: for an unknown state.
+            KaspError: the run's status lock cannot be had (:meth:`status_lock`).
+        """
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
-        status = self._stored_status()
-        status.update(fields)
-        status["state"] = state
-        status["updated"] = time.time()
-        atomic_write_json(self.path / "status.json", status)
+        written = False
+
+        def change(status: dict[str, Any]) -> dict[str, Any] | None:
+            nonlocal written
+            if when is not None and status.get("state") not in when:
+                return None
+            written = True
+            return {**status, **fields, "state": state}
+
+        self.update_status(change)
+        return written
+
+    def status_lock(self, timeout: float = STATUS_LOCK_SECONDS):
+        """The run's status lock: a ``filelock.FileLock`` on ``<run>/.status.lock`` (a plain file, left in place).
+
+        Raises:
+            KaspError: when the lock file is a link (KASP never writes one; it is not followed).
+        """
+        from filelock import FileLock
+
+        lock = self.path / _STATUS_LOCK
+        if lock.is_symlink():
+            raise KaspError(f"{lock} is a link, which KASP never writes: the status of run {self.id} is not written; "
+                            f"remove the link ({lock}) and try again")
+        return FileLock(str(lock), timeout=timeout)
+
+    def update_status(self, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+        """The one read-modify-write of status.json: under the run's :meth:`status_lock`, read the stored status
+        ({} when there is none; a damaged one reads as state "damaged"), give it to ``change``, and write what
+        it returns (with ``updated`` set to now) atomically; ``change`` returning None writes nothing.
+
+        The app (queue, cancel, dismiss) and the run's own process both write the status; the lock keeps one
+        writer's fields (a cancel request, a step) from being lost to the other's write.
+
+        Returns:
+            the status as written, or as stored when nothing was written.
+
+        Raises:
+            KaspError: the lock cannot be had within :data:`STATUS_LOCK_SECONDS` seconds, or is a link.
+        """
+        from filelock import Timeout
+
+        try:
+            with self.status_lock():
+                status = self._stored_status()
+                new = change(dict(status))
+                if new is None:
+                    return status
+                new = dict(new, updated=time.time())
+                atomic_write_json(self.path / "status.json", new)
+                return new
+        except Timeout:
+            raise KaspError(f"the status of run {self.id} is locked by another process ({self.path / _STATUS_LOCK}) "
+                            f"for over {STATUS_LOCK_SECONDS:g} s; try again") from None
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one progress record (one write call per line; readers skip a torn last line)."""

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from kasp.ground.errors import KaspError
+from kasp.ground.finite import non_finite_count  # noqa: F401  (re-exported: kasp inspect counts with it)
 from kasp.models.modeling import PRUNE_HINT, check_checkpoint_dir, check_shapes, check_wrapper_prefix, resolve_model
 from kasp.spec.pruned_set import MATRIX_KINDS, matrix_name
 
@@ -52,14 +53,6 @@ def tensor_nbytes(t: torch.Tensor) -> int:
 def tensor_bytes(t: torch.Tensor) -> bytes:
     """The raw bytes of a tensor's data, row-major (any dtype; numpy has no bfloat16, so via uint8)."""
     return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-
-
-def non_finite_count(t: torch.Tensor) -> int:
-    """Number of NaN or +-inf entries of a tensor (0 for integer and bool tensors)."""
-    if not t.is_floating_point():
-        return 0
-    x = t.float() if t.element_size() == 1 else t  # torch has no isfinite for float8_e4m3fn
-    return int((~torch.isfinite(x)).sum())
 
 
 def fold_prune_leftovers(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:

@@ -358,15 +358,12 @@ def check_finite(model: nn.Module, name: str | Path) -> None:
     Raises:
         KaspError: naming the first tensors affected and how many entries are not finite.
     """
+    from kasp.ground.finite import non_finite_count
+
     bad = []
     with torch.no_grad():
         for k, t in model.state_dict().items():
-            if not t.is_floating_point():
-                continue
-            x = t.float() if t.element_size() == 1 else t  # no isfinite for float8_e4m3fn
-            if bool(torch.isfinite(x.sum(dtype=torch.float64))):  # one pass; NaN and inf reach the sum
-                continue
-            n = int((~torch.isfinite(x)).sum())  # exact count (0 only if the float64 sum overflowed)
+            n = non_finite_count(t)
             if n:
                 bad.append(f"{k} ({n} of {t.numel()})")
     if bad:

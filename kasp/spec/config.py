@@ -225,15 +225,28 @@ def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
     return d
 
 
+def layer_budget(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (a default recipe, a recipe file) with the fields of ``given`` (flags, the app's form,
+    overrides) on top, by KASP's one rule for budgets: a wall-time budget given (``time_budget``, without
+    ``max_steps``) replaces the base's step budget, and steps or epochs given replace the base's wall-time
+    budget. None values in ``given`` are ignored. Giving both ``time_budget`` and ``max_steps`` is refused
+    later, by :func:`config_from_options`. The training loop's own order (``max_steps``, else the steps a
+    time budget affords, else ``epochs``) is :func:`kasp.training.train._plan_steps`.
+    """
+    given = {k: v for k, v in given.items() if v is not None}
+    out = dict(base)
+    if "time_budget" in given and "max_steps" not in given:
+        out.pop("max_steps", None)
+    if "max_steps" in given or "epochs" in given:
+        out.pop("time_budget", None)
+    out.update(given)
+    return out
+
+
 def make_config(kind: str, method: str = "kasp", task: str = "sst2", **overrides: Any) -> RunConfig:
-    """The default recipe for (kind, method, task) with ``overrides`` (None values are ignored)."""
-    d = default_recipe(kind, method if kind == "prune" else "finetune", task)
-    if overrides.get("time_budget") is not None and overrides.get("max_steps") is None:
-        d.pop("max_steps", None)  # a wall-time budget replaces the recipe's step budget
-    if overrides.get("max_steps") is not None or overrides.get("epochs") is not None:
-        d.pop("time_budget", None)  # and steps or epochs given replace the recipe's wall-time budget
-    d.update({k: v for k, v in overrides.items() if v is not None})
-    return RunConfig(**d)
+    """The default recipe for (kind, method, task) with ``overrides`` (None values are ignored), budgets
+    layered by :func:`layer_budget`."""
+    return RunConfig(**layer_budget(default_recipe(kind, method if kind == "prune" else "finetune", task), overrides))
 
 
 def load_recipe(name: str, command: str | None = None) -> dict[str, Any]:

@@ -27,6 +27,8 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
+from kasp.ground.finite import is_finite_number
+
 METRIC_NAMES = {
     "accuracy": "accuracy",
     "f1": "F1 (positive class)",
@@ -123,7 +125,7 @@ def metric_items(metrics: Mapping[str, Any] | None) -> Iterator[tuple[str, float
 def metric_value(metrics: Mapping[str, Any] | None, name: str) -> float | None:
     """A metric as a float, or None when missing, undefined, NaN or not a number (never 0 for those)."""
     v = (metrics or {}).get(name) if isinstance(metrics, Mapping) else None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not is_finite_number(v):
         return None
     return float(v)
 

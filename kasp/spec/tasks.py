@@ -52,6 +52,13 @@ class GlueTask:
         :func:`kasp.models.modeling.align_labels`."""
         return None if self.is_regression else (self.label_names or _CLASS_NAMES[self.name])
 
+    @property
+    def shown_class_names(self) -> tuple[str, ...] | None:
+        """:attr:`class_names` as the app's tables write them, "_" as a space ("not equivalent",
+        "not entailment"); None for regression."""
+        names = self.class_names
+        return None if names is None else tuple(n.replace("_", " ") for n in names)
+
 
 _NLI = ("entailment", "not_entailment")
 TASKS: dict[str, GlueTask] = {

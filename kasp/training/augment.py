@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
 from typing import Sequence
@@ -51,8 +50,9 @@ _VERSION = 1  # bump when the algorithm changes, so old caches are not reused
 
 def cache_dir() -> Path:
     """``$KASP_CACHE_DIR/augment``, default ``~/.cache/kasp/augment``."""
-    root = os.environ.get("KASP_CACHE_DIR") or Path.home() / ".cache" / "kasp"
-    return Path(root) / "augment"
+    from kasp.ground import settings
+
+    return settings.get().cache_dir / "augment"
 
 
 def _stop_words() -> frozenset[str]:

@@ -21,7 +21,8 @@ dev set's padded tokens times the per-token cost of a forward pass without gradi
 quarter (distilling: student forward and backward plus the teacher's forward) or a third (task loss
 only) of the training per-token cost.
 
-The steps are timed on a copy of the student with its own optimizer, and the random state is put
+The steps are timed on a copy of the student with its own optimizer (the run's own step,
+:func:`kasp.training.step.training_step`, without a learning-rate scheduler), and the random state is put
 back afterwards, so a run with ``--time-budget`` that chose T trains exactly as the same run with
 ``--max-steps T`` (tested). The schedule (cubic sparsity, learning rate) is then laid over T as
 usual: nothing about the method changes, only its length.
@@ -113,56 +114,16 @@ def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, tr
     Raises:
         KaspError: when the budget leaves no time for a single step after loading and timing.
     """
-    from kasp.core.distill import KaspLoss
-    from kasp.core.masks import MagnitudePruner
-
     t_start = time.time()
     budget_s = float(cfg.time_budget) * 60.0
     rng = torch.random.get_rng_state()
     train_len = train_data.lengths
-    sampler = LengthBucketSampler(train_len, cfg.batch_size, seed=cfg.seed + 7919, bucket=cfg.bucket_batches)
-    share = max(1, cfg.batch_size // max(1, processes))  # examples of a batch one process computes
-    epoch = [b[:share] for b in sampler]
-    mean_tokens = sum(_padded_tokens(train_len, b) for b in epoch) / max(1, len(epoch))
-    # timed batches spread evenly over the epoch's range of lengths (shortest to longest), after
-    # warm-up on the median batch
-    by_len = sorted(epoch, key=lambda b: _padded_tokens(train_len, b))
-    spread = [by_len[round(i * (len(by_len) - 1) / max(1, TIMED_BATCHES - 1))] for i in range(TIMED_BATCHES)]
-    spread = [b for pair in zip(spread[len(spread) // 2:], spread[:len(spread) // 2][::-1]) for b in pair]  # middle out,
-    # long and short in turn, so that a timing cut short still spans the lengths
-    batches = [by_len[len(by_len) // 2]] * WARMUP_BATCHES + spread * ROUNDS
-    model = copy.deepcopy(student).to(device).train()
-    if teacher is not None:
-        teacher.to(device)
-    loss_fn = KaspLoss(model, teacher, attention_weight=cfg.attention_weight, hidden_weight=cfg.hidden_weight,
-                       prediction_weight=cfg.prediction_weight, task_loss_weight=cfg.task_loss_weight,
-                       temperature=cfg.temperature, regression=regression)
-    optimizer = make_optimizer(model)
-    pruner = MagnitudePruner(model, cfg.pruning_target(), 100, 100, cfg.scope)
-    if pruner.target > 0:
-        pruner.step(50)  # masks in place, so that re-applying them is timed too
-    timed: list[list[float]] = []
+    batches, mean_tokens = _batches_to_time(train_len, cfg, processes)
     try:
-        for i, idx in enumerate(batches):
-            batch = {k: v.to(device) for k, v in collate(train_data, idx, pad_id).items()}
-            t0 = time.perf_counter()
-            loss, _, _ = loss_fn(model, batch)
-            loss.backward()
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            pruner.apply()
-            if torch.device(device).type == "cuda":
-                torch.cuda.synchronize()
-            if i >= WARMUP_BATCHES:
-                timed.append([_padded_tokens(train_len, idx), time.perf_counter() - t0])
-                if len(timed) >= MIN_TIMED and time.time() - t_start > CALIBRATION_SHARE * budget_s:
-                    break  # enough for an estimate: the budget is for training
+        timed = _time_steps(cfg, student, teacher, train_data, train_len, batches, pad_id, regression, make_optimizer,
+                            device, t_start, CALIBRATION_SHARE * budget_s)
     finally:
-        loss_fn.remove()
         torch.random.set_rng_state(rng)
-        del model, optimizer
     a, per_token = fit_step_cost(timed)
     step_s = a + per_token * mean_tokens
     dev_tokens = 0.0
@@ -180,3 +141,58 @@ def steps_for_budget(cfg: Any, student: nn.Module, teacher: nn.Module | None, tr
                         f"{spent_s:.0f} s and one step takes about {step_s:.2f} s here; give a larger budget")
     return {"steps": int(steps), "step_seconds": step_s, "eval_seconds": eval_s, "timed": timed,
             "calibration_seconds": calibration_s, "budget_seconds": budget_s, "spent_seconds": spent_s}
+
+
+def _batches_to_time(train_len: list[int], cfg: Any, processes: int) -> tuple[list[list[int]], float]:
+    """(the batches to time, in order, the mean padded tokens of a batch over an epoch) of a run's data.
+
+    One process's share of each batch of an epoch of the run's length-bucketed batches; the timed ones
+    are spread evenly over the epoch's range of lengths (shortest to longest), after warm-up on the
+    median batch, and run ROUNDS times.
+    """
+    sampler = LengthBucketSampler(train_len, cfg.batch_size, seed=cfg.seed + 7919, bucket=cfg.bucket_batches)
+    share = max(1, cfg.batch_size // max(1, processes))  # examples of a batch one process computes
+    epoch = [b[:share] for b in sampler]
+    mean_tokens = sum(_padded_tokens(train_len, b) for b in epoch) / max(1, len(epoch))
+    by_len = sorted(epoch, key=lambda b: _padded_tokens(train_len, b))
+    spread = [by_len[round(i * (len(by_len) - 1) / max(1, TIMED_BATCHES - 1))] for i in range(TIMED_BATCHES)]
+    spread = [b for pair in zip(spread[len(spread) // 2:], spread[:len(spread) // 2][::-1]) for b in pair]  # middle out,
+    # long and short in turn, so that a timing cut short still spans the lengths
+    return [by_len[len(by_len) // 2]] * WARMUP_BATCHES + spread * ROUNDS, mean_tokens
+
+
+def _time_steps(cfg: Any, student: nn.Module, teacher: nn.Module | None, train_data: Encoded, train_len: list[int],
+                batches: list[list[int]], pad_id: int, regression: bool,
+                make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], device: torch.device | str,
+                t_start: float, limit_s: float) -> list[list[float]]:
+    """``[padded tokens, seconds]`` of each timed training step (:func:`kasp.training.step.training_step`, the run's
+    loss, optimizer, clipping and masks) on a copy of ``student``, after the warm-up batches; timing stops
+    once at least MIN_TIMED steps are timed and ``limit_s`` seconds have passed since ``t_start`` (``time.time()``)."""
+    from kasp.core.distill import KaspLoss
+    from kasp.core.masks import MagnitudePruner
+    from kasp.training.step import training_step
+
+    model = copy.deepcopy(student).to(device).train()
+    if teacher is not None:
+        teacher.to(device)
+    loss_fn = KaspLoss.from_config(cfg, model, teacher, regression=regression)
+    optimizer = make_optimizer(model)
+    pruner = MagnitudePruner(model, cfg.pruning_target(), 100, 100, cfg.scope)
+    if pruner.target > 0:
+        pruner.step(50)  # masks in place, so that re-applying them is timed too
+    timed: list[list[float]] = []
+    try:
+        for i, idx in enumerate(batches):
+            batch = {k: v.to(device) for k, v in collate(train_data, idx, pad_id).items()}
+            t0 = time.perf_counter()
+            training_step(model, batch, loss_fn, optimizer, pruner=pruner, max_grad_norm=cfg.max_grad_norm)
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize()
+            if i >= WARMUP_BATCHES:
+                timed.append([_padded_tokens(train_len, idx), time.perf_counter() - t0])
+                if len(timed) >= MIN_TIMED and time.time() - t_start > limit_s:
+                    break  # enough for an estimate: the budget is for training
+    finally:
+        loss_fn.remove()
+        del model, optimizer
+    return timed

@@ -124,17 +124,21 @@ def render_card(facts: dict[str, Any], name: str = "this model") -> str:
         facts: what :func:`card_facts` returned.
         name: how the card names the model (the run id).
     """
+    return "\n".join(_front_matter(facts, name) + _card_body(facts, name))
+
+
+def _front_matter(facts: dict[str, Any], name: str) -> list[str]:
+    """The card's YAML front matter: tags, the Hub's model-index (the dev metric) and the ``kasp`` facts."""
     from kasp.spec.tasks import get_task, metric_label, task_name
 
     task = get_task(facts["task"])
     metric = facts["metric"]
     sp = facts["sparsity"]
-    recipe = facts.get("recipe") or {}
     value = metric.get("value")
     tags = ["kasp", "text-classification", "glue", task.name]
     if (sp.get("encoder_linear") or 0) > 0:
         tags += ["pruning", "sparse", "unstructured-sparsity"]
-    front = [
+    return [
         "---",
         "library_name: transformers",
         "pipeline_tag: text-classification",
@@ -162,6 +166,16 @@ def render_card(facts: dict[str, Any], name: str = "this model") -> str:
         "---",
         "",
     ]
+
+
+def _card_body(facts: dict[str, Any], name: str) -> list[str]:
+    """The card's Markdown: the facts table, how to load it, the recipe, the method and its citation."""
+    from kasp.spec.tasks import get_task, metric_label, task_name
+
+    task = get_task(facts["task"])
+    metric = facts["metric"]
+    sp = facts["sparsity"]
+    recipe = facts.get("recipe") or {}
     unit = "×100" if metric["name"] in ("mcc", "pearson", "spearman") else "%"
     teacher = facts.get("teacher")
     teacher_line = "none (no distillation)"
@@ -225,7 +239,8 @@ def render_card(facts: dict[str, Any], name: str = "this model") -> str:
         "```",
         "",
     ]
-    return "\n".join(front + body)
+    return body
+
 
 
 def write_model_card(checkpoint: str | Path, report: dict[str, Any], recipe: dict[str, Any],

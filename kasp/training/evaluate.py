@@ -41,7 +41,9 @@ def score_logits(task: GlueTask, logits: torch.Tensor, labels: torch.Tensor) -> 
     Raises:
         KaspError: if any logit is NaN or inf (a broken model: no score is given for it).
     """
-    bad = ~torch.isfinite(logits)
+    from kasp.ground.finite import non_finite_mask
+
+    bad = non_finite_mask(logits)
     if bad.any():
         from kasp.ground.errors import KaspError
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback
 
-from kasp.data.glue import Encoded, LengthBucketSampler, collate
+from kasp.data.glue import Encoded, IndexDataset, LengthBucketSampler, collate
 from kasp.core.distill import KaspLoss
 from kasp.core.masks import SPARSE_WARN_THRESHOLD, MagnitudePruner, MaskKeeper, keep_sparsity_warning, sparsity_summary
 
@@ -29,17 +29,13 @@ from kasp.core.masks import SPARSE_WARN_THRESHOLD, MagnitudePruner, MaskKeeper, 
 log = logging.getLogger(__name__)
 
 
-class EncodedDataset(torch.utils.data.Dataset):
-    """A tokenised split (:class:`kasp.data.glue.Encoded`) as a map-style dataset of indices."""
+class EncodedDataset(IndexDataset):
+    """A tokenised split (:class:`kasp.data.glue.Encoded`) as a map-style dataset of its indices
+    (:class:`kasp.data.glue.IndexDataset`), with the collator that pads them into batches."""
 
     def __init__(self, data: Encoded):
+        super().__init__(len(data))
         self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> int:
-        return i
 
     @staticmethod
     def collator(data: Encoded, pad_id: int = 0):

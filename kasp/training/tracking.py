@@ -14,10 +14,10 @@ Accelerator already holds the process state, and only on the main process.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from kasp.ground import settings
 from kasp.ground.errors import KaspError
 
 #: the project (sub-folder) name given to the trackers; TensorBoard writes <run dir>/tensorboard/
@@ -98,7 +98,7 @@ class TrackerCallback:
         return acc
 
     def __call__(self, event: str, record: dict[str, Any]) -> None:
-        if event not in ("train", "eval") or int(os.environ.get("RANK", "0")) != 0:
+        if event not in ("train", "eval") or not settings.get().main_process:
             return
         if self._accelerator is None:
             self._accelerator = self._start()

@@ -16,17 +16,22 @@ after every mask update and after the exact target is imposed; the record holds 
 ``sparsity``, ``linears`` and ``masks``, read by :class:`kasp.training.story_recorder.StoryRecorder`, which
 every run with a run directory gets); ``should_stop()`` is polled after every step and turns the
 run into a cancelled one.
+
+:func:`train` reads top to bottom: set-up (models, data) -> plan the steps (T, a time budget) ->
+prepare (optimizer, schedules, masks, loss, resume state) -> the loop (one
+:func:`kasp.training.step.training_step` per batch) -> finish (report, checkpoint). What a run directory
+records (status, progress, resume state, checkpoint, report) goes through the hooks of
+:class:`RunCallbacks`, written by :class:`RunStoreCallbacks`; a run without a directory uses the
+no-op hooks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import logging
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -36,10 +41,10 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-import kasp
+from kasp.ground import settings
 from kasp.training.card import write_model_card
 from kasp.spec.config import RunConfig
-from kasp.data.glue import (DATA_DIR, LengthBucketSampler, collate, get_task, input_length, length_warning, load_holdout,
+from kasp.data.glue import (IndexDataset, LengthBucketSampler, collate, get_task, input_length, length_warning, load_holdout,
                        load_task_data)
 from kasp.core.distill import KaspLoss
 from kasp.ground.errors import KaspError
@@ -51,6 +56,8 @@ from kasp.spec.schedule import lr_multiplier, pruning_interval, ramp_steps
 from kasp.models.modeling import (align_labels, cap_length, check_tokenizer, count_parameters, load_classifier, load_tokenizer,
                            resolve_model, task_problem_type)
 from kasp.ground.runs import RunDir, find_teacher, read_json
+from kasp.training.provenance import run_provenance
+from kasp.training.step import training_step
 from kasp.spec.tasks import task_name
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -86,38 +93,10 @@ def resolve_teacher(cfg: RunConfig, store: str | Path | None = None) -> tuple[st
     return str(run.checkpoint), run.report()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def provenance(cfg: RunConfig, model_path: str, teacher_path: str | None) -> dict[str, Any]:
-    """Versions, paths, data checksums and the command line of a run."""
-    import accelerate
-    import transformers
-
-    task = get_task(cfg.task)
-    files = {}
-    for split, name in (("train", "train.tsv"), ("dev", task.dev_file)):
-        p = DATA_DIR / task.folder / name
-        files[split] = {"path": str(p), "sha256": _sha256(p)} if p.is_file() else {"source": "hub nyu-mll/glue"}
-    return {
-        "kasp": kasp.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-        "accelerate": accelerate.__version__, "python": sys.version.split()[0], "platform": platform.platform(),
-        "threads": torch.get_num_threads(), "command": sys.argv, "model_path": model_path,
-        "teacher_path": teacher_path, "data": files, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "augmented_data": {"copies": cfg.augment, "source": cfg.augment_source} if cfg.augment else False,
-        "paper": "Xu et al., Rethinking Network Pruning - under the Pre-train and Fine-tune Paradigm, NAACL 2021",
-    }
-
-
 def _cpu_only() -> bool:
     """True where torch sees no accelerator: Accelerate then runs data-parallel on CPU processes (gloo)
     under torchrun, which it only does when told it is on CPU."""
-    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+    if settings.get().accelerate_use_cpu:
         return True
     mps = getattr(torch.backends, "mps", None)
     xpu = getattr(torch, "xpu", None)
@@ -127,7 +106,7 @@ def _cpu_only() -> bool:
 
 def _fused() -> dict[str, bool]:
     """Fused AdamW (one kernel for all parameters) where torch offers it; KASP_FUSED_ADAMW=0 turns it off."""
-    return {"fused": True} if os.environ.get("KASP_FUSED_ADAMW", "1") == "1" else {}
+    return {"fused": True} if settings.get().fused_adamw else {}
 
 
 def _optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -183,17 +162,6 @@ class TrainResult:
 
     report: dict[str, Any]
     model: nn.Module
-
-
-class _IndexDataset(torch.utils.data.Dataset):
-    def __init__(self, n: int):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        return i
 
 
 class _ResumableBatches(torch.utils.data.Sampler):
@@ -348,15 +316,215 @@ def _read_window(window: dict[str, torch.Tensor], n: int, accelerator) -> dict[s
     return dict(zip(keys, vals.tolist()))
 
 
+# --- the run store, as one more callback ---------------------------------------------------------------
+
+class RunCallbacks:
+    """What :func:`train` tells a run store, as hooks that do nothing here (the bookkeeping stays out of the
+    trainer, as minGPT keeps its logging out of its loop); :class:`RunStoreCallbacks` writes a run directory.
+
+    :func:`train` calls them in the main process only, in this order: :meth:`on_start`; :meth:`on_phase`
+    and :meth:`on_recipe` while loading; :meth:`on_planned` once T is known; :meth:`story_recorder`;
+    :meth:`on_train_start`; then, along the loop, :meth:`on_event`, :meth:`on_step` (a progress record),
+    :meth:`on_heartbeat` (between records) and :meth:`on_eval` (an evaluation point before the end);
+    :meth:`on_end` at the end, or :meth:`on_error` when the run stops with an exception.
+    """
+
+    def on_start(self, cfg: RunConfig, t0: float, resumed: bool) -> float:
+        """The run begins, before loading. Returns the run's clock origin (seconds since the epoch): ``t0``,
+        or earlier for a resumed run whose clock continues."""
+        return t0
+
+    def on_phase(self, text: str) -> None:
+        """What the run is doing before its first step (loading, tokenising, timing a budget)."""
+
+    def on_recipe(self, cfg: RunConfig, model_path: str, teacher_path: str | None, extra: dict[str, Any]) -> None:
+        """The recipe as run, after loading and again once a time budget chose T; ``extra`` joins its provenance."""
+
+    def on_planned(self, total: int, resumed: bool) -> None:
+        """The run's step count T is known (before set-up and step 1)."""
+
+    def story_recorder(self, cfg: RunConfig, pruner: MagnitudePruner) -> Any:
+        """An event callback that records the masks (the weights' story), or None."""
+        return None
+
+    def on_train_start(self, step: int) -> None:
+        """The loop starts at ``step`` (0, or a resume's), loading and set-up done."""
+
+    def on_event(self, event: str, record: dict[str, Any]) -> None:
+        """An event of the run (see the module's docstring), before the user's callbacks get it."""
+
+    def on_step(self, step: int, total: int) -> None:
+        """A progress record was written at ``step`` of ``total``."""
+
+    def on_heartbeat(self, step: int, total: int) -> None:
+        """:data:`HEARTBEAT_SECONDS` have passed since the last record or heartbeat."""
+
+    def on_eval(self, step: int, save_state: Callable[[Path], None]) -> None:
+        """An evaluation point before the end; ``save_state(folder)`` writes the resume state (:mod:`kasp.training.resume`)."""
+
+    def on_end(self, report: dict[str, Any], model: nn.Module, tokenizer: Any, cfg: RunConfig, total: int) -> None:
+        """The run has trained and evaluated; ``report`` is complete except for what the store adds."""
+
+    def on_error(self, error: BaseException) -> None:
+        """The run stops with ``error`` (raised again after this)."""
+
+
+class RunStoreCallbacks(RunCallbacks):
+    """The hooks of :class:`RunCallbacks` writing a run directory (:class:`kasp.ground.runs.RunDir`): config.json
+    with the provenance, status.json (phase, step, heartbeat, the end state), progress.jsonl, the resume
+    state at evaluation points, the weights' story, and at the end checkpoint, report and model card."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.t0 = time.time()
+
+    def on_start(self, cfg: RunConfig, t0: float, resumed: bool) -> float:
+        run = self.run
+        if resumed:  # keep the provenance (the teacher a second resume needs) and the step reached
+            run.set_status("running", pid=os.getpid(), error=None)
+            # the clock continues from the resume point: progress "elapsed" and the report's wall time count
+            # the time before the interruption too (not the steps after the last state, which run again)
+            before = [r["elapsed"] for r in run.progress() if isinstance(r.get("elapsed"), (int, float))]
+            if before:
+                t0 -= before[-1]
+        else:
+            run.write_config(cfg.to_dict(), {"command": sys.argv})
+            run.set_status("running", pid=os.getpid(), started=t0, step=0, error=None)
+        self.t0 = t0
+        return t0
+
+    def on_phase(self, text: str) -> None:  # for the live panel
+        self.run.set_status("running", phase=text)
+
+    def on_recipe(self, cfg: RunConfig, model_path: str, teacher_path: str | None, extra: dict[str, Any]) -> None:
+        if getattr(self, "_provenance", None) is None:  # built once: a time budget writes the recipe again with it
+            self._provenance = run_provenance(cfg, model_path, teacher_path)
+        self.run.write_config(cfg.to_dict(), self._provenance | extra)
+
+    def on_planned(self, total: int, resumed: bool) -> None:  # the app knows T before step 1
+        self.run.set_status("running", total_steps=total, **({} if resumed else {"step": 0}))
+
+    def story_recorder(self, cfg: RunConfig, pruner: MagnitudePruner) -> Any:
+        if pruner.target <= 0:
+            return None
+        from kasp.training.weights_story import STORY_FILE
+        from kasp.training.story_recorder import StoryRecorder
+
+        return StoryRecorder(self.run.path / STORY_FILE, StoryRecorder.stride(cfg.pruning_events))
+
+    def on_train_start(self, step: int) -> None:  # the panel's measured rate counts from here
+        self.run.set_status("running", phase="training", train_started=time.time(), train_step0=step)
+
+    def on_event(self, event: str, record: dict[str, Any]) -> None:
+        if event in ("train", "eval"):
+            self.run.log({"type": event, **record})
+
+    def on_step(self, step: int, total: int) -> None:
+        self.run.set_status("running", step=step, total_steps=total)
+
+    def on_heartbeat(self, step: int, total: int) -> None:  # the step counter moves between records
+        self.run.set_status("running", step=step, total_steps=total)
+
+    def on_eval(self, step: int, save_state: Callable[[Path], None]) -> None:
+        save_state(self.run.path)
+
+    def on_end(self, report: dict[str, Any], model: nn.Module, tokenizer: Any, cfg: RunConfig, total: int) -> None:
+        # checkpoint, report, status "done", and only then the resume state goes: a kill at any point
+        # leaves a run that --resume continues (before the checkpoint), finishes (checkpoint and report
+        # saved, kasp.training.resume.finish_complete), or a done run whose leftovers the next listing removes
+        from kasp.training import resume
+
+        run = self.run
+        run.save_checkpoint(model, tokenizer)
+        report["checkpoint"] = str(run.checkpoint)
+        report["wall_seconds"] = time.time() - self.t0
+        run.write_report(report)
+        write_model_card(run.checkpoint, report, cfg.to_dict(), run.config().get("provenance"))
+        run.set_status("done", step=total, total_steps=total, finished=time.time(), wall_seconds=report["wall_seconds"])
+        try:
+            resume.discard(run.path)
+        except BaseException as e:  # recorded as done: only deleting its resume state failed; the run stands
+            print(f"kasp: warning: {run.path} is done, but its resume state could not be deleted ({e}); "
+                  "the next `kasp runs` removes it", file=sys.stderr)
+
+    def on_error(self, error: BaseException) -> None:
+        if isinstance(error, (Cancelled, KaspError)):
+            self.run.set_status("cancelled" if isinstance(error, Cancelled) else "failed", error=str(error),
+                                finished=time.time())
+            return
+        state = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
+        self.run.set_status(state, error=f"{type(error).__name__}: {error}" if state == "failed" else "interrupted",
+                            finished=time.time())
+
+
+@dataclass
+class TrainState:
+    """One run between its stages (:func:`train`): what each stage sets, the next reads.
+
+    ``cfg`` is the recipe as run (with T in ``max_steps`` once a time budget chose it); ``t0`` the run's
+    clock origin (seconds since the epoch); ``events`` the event callbacks (the user's, then the
+    weights' story); ``loop`` the loop's counters (:class:`kasp.training.resume.LoopState`). ``student`` is the
+    model as trained (wrapped by the accelerator after :func:`_prepare`), ``raw_student`` the module itself.
+    """
+
+    cfg: RunConfig
+    task: Any
+    accelerator: Any
+    hooks: RunCallbacks
+    events: list[Callback]
+    resume_from: str | Path | None
+    t0: float
+    # _setup: models and data
+    student: Any = None
+    teacher: nn.Module | None = None
+    tokenizer: Any = None
+    model_path: str = ""
+    teacher_path: str | None = None
+    teacher_report: dict[str, Any] = dataclasses.field(default_factory=dict)
+    small_dense: Any = None
+    pad_id: int = 0
+    train_data: Any = None
+    dev_data: Any = None
+    held_data: Any = None
+    lengths: Any = None
+    steps_per_epoch: int = 1
+    sampler: Any = None
+    batches: Any = None
+    loader: Any = None
+    # _plan_steps
+    budget: dict[str, Any] | None = None
+    total: int = 0
+    # _prepare
+    raw_student: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    pruner: Any = None
+    keeper: MaskKeeper | None = None
+    kasp_loss: Any = None
+    cache: Any = None
+    loop: Any = None
+    restore_rng: Callable[[], None] | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def emit(self, event: str, record: dict[str, Any]) -> None:
+        """Hand an event to the run store, then to every event callback."""
+        self.hooks.on_event(event, record)
+        for cb in self.events:
+            cb(event, record)
+
+
 def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callback] = (),
           should_stop: Callable[[], bool] = lambda: False, store: str | Path | None = None,
           progress_bar: bool = True, resume_from: str | Path | None = None) -> TrainResult:
     """Run one fine-tune or prune run end to end; return its report and final (mask-folded) model.
 
-    Writes config, status, progress log, checkpoint and report into ``run`` when given, and at
-    every evaluation point the resume state (:mod:`kasp.training.resume`) that ``resume_from`` (a state
-    directory, :func:`kasp.training.resume.latest`) continues from: the resumed run ends with the weights
-    an uninterrupted run would have.
+    Writes config, status, progress log, checkpoint and report into ``run`` when given
+    (:class:`RunStoreCallbacks`), and at every evaluation point the resume state (:mod:`kasp.training.resume`)
+    that ``resume_from`` (a state directory, :func:`kasp.training.resume.latest`) continues from: the resumed run
+    ends with the weights an uninterrupted run would have.
 
     The run ends checkpoint, report, status "done", and only then deletes its resume state, so a kill
     at any point leaves a run that ``--resume`` continues or finishes (:func:`kasp.training.resume.finish_complete`).
@@ -368,292 +536,333 @@ def train(cfg: RunConfig, run: RunDir | None = None, callbacks: Iterable[Callbac
         Cancelled: when ``should_stop()`` became true; the status is "cancelled", no checkpoint.
     """
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
-    from kasp.training import resume
 
     t0 = time.time()
-    callbacks = list(callbacks)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     # split_batches: --batch-size is the global batch, split across processes, so N processes
     # follow the same optimisation path as one
     accelerator = Accelerator(split_batches=True, cpu=_cpu_only())
-    main = accelerator.is_main_process
-    run = run if main else None
+    hooks = RunStoreCallbacks(run) if run and accelerator.is_main_process else RunCallbacks()
     task = get_task(cfg.task)
-    if run and resume_from:  # keep the provenance (the teacher a second resume needs) and the step reached
-        run.set_status("running", pid=os.getpid(), error=None)
-        # the clock continues from the resume point: progress "elapsed" and the report's wall time count
-        # the time before the interruption too (not the steps after the last state, which run again)
-        before = [r["elapsed"] for r in run.progress() if isinstance(r.get("elapsed"), (int, float))]
-        if before:
-            t0 -= before[-1]
-    elif run:
-        run.write_config(cfg.to_dict(), {"command": sys.argv})
-        run.set_status("running", pid=os.getpid(), started=t0, step=0, error=None)
-
-    def emit(event: str, record: dict[str, Any]) -> None:
-        if run and event in ("train", "eval"):
-            run.log({"type": event, **record})
-        for cb in callbacks:
-            cb(event, record)
-
-    def phase(text: str) -> None:  # what the run is doing before its first step, for the live panel
-        if run:
-            run.set_status("running", phase=text)
-
-    finished = False  # set once the run is recorded as done
+    t0 = hooks.on_start(cfg, t0, resumed=bool(resume_from))
+    st = TrainState(cfg, task, accelerator, hooks, list(callbacks), resume_from, t0)
     try:
-        phase("loading the pre-trained model" + (" and the fine-tuned teacher" if cfg.kind == "prune" else ""))
-        student, teacher, tokenizer, model_path, teacher_path, teacher_report, small_dense = _load_models(cfg, task, store)
-        if run:
-            run.write_config(cfg.to_dict(), provenance(cfg, model_path, teacher_path)
-                             | {"resumed_from": str(resume_from) if resume_from else None})
-        pad_id = tokenizer.pad_token_id or 0
+        _setup(st, store)  # the student, the teacher, the data
+        _plan_steps(st)  # T: the recipe's, or the one a time budget affords
+        _prepare(st)  # optimizer, schedules, masks, the loss, a resume state
+        train_seconds = _loop(st, should_stop, progress_bar)
+        return _finish(st, train_seconds)
+    except BaseException as e:
+        hooks.on_error(e)
+        raise
 
-        # --- data ---------------------------------------------------------------------------
-        phase(f"reading and tokenising the {task_name(task.name)} training and dev data")
-        train_data, dev_data = load_task_data(cfg, tokenizer)
-        held_data = load_holdout(cfg, tokenizer)  # the selection slice, or None
-        lengths = input_length(tokenizer, cfg.max_seq_length)  # said with every score (report, summary line)
-        if length_warning(lengths) and accelerator.is_main_process:
-            print(f"kasp: {length_warning(lengths)}", file=sys.stderr, flush=True)
-        steps_per_epoch = -(-len(train_data) // cfg.batch_size)  # of the task's own examples
-        if cfg.augment:
-            from kasp.training.augment import augmented_examples
 
-            with accelerator.main_process_first():  # the main process builds the cache, the others read it
-                train_data = augmented_examples(cfg, train_data, tokenizer, model_path)
-        sampler = LengthBucketSampler(train_data.lengths, cfg.batch_size, seed=cfg.seed, bucket=cfg.bucket_batches)
-        batches = _ResumableBatches(sampler)
-        loader = torch.utils.data.DataLoader(_IndexDataset(len(train_data)), batch_sampler=batches,
-                                             collate_fn=lambda idx: collate(train_data, idx, pad_id) | {"index": torch.tensor(idx)})
-        budget = None
-        if cfg.time_budget and not cfg.max_steps:  # choose T from the measured step time (kasp/training/budget.py)
-            from accelerate.utils import broadcast_object_list
+def _setup(st: TrainState, store: str | Path | None) -> None:
+    """Load the student and the teacher (:func:`_load_models`), record the recipe with its provenance, then
+    read and tokenise the data (:func:`_load_data`)."""
+    cfg = st.cfg
+    st.hooks.on_phase("loading the pre-trained model" + (" and the fine-tuned teacher" if cfg.kind == "prune" else ""))
+    (st.student, st.teacher, st.tokenizer, st.model_path, st.teacher_path, st.teacher_report,
+     st.small_dense) = _load_models(cfg, st.task, store)
+    st.hooks.on_recipe(cfg, st.model_path, st.teacher_path,
+                       {"resumed_from": str(st.resume_from) if st.resume_from else None})
+    st.pad_id = st.tokenizer.pad_token_id or 0
+    _load_data(st)
 
-            from kasp.training.budget import steps_for_budget
 
-            plan: list[Any] = [None]
-            phase(f"timing a few steps to fit the {cfg.time_budget:g}-minute budget")
-            if main:
-                try:
-                    plan[0] = steps_for_budget(cfg, student, teacher, train_data, dev_data, pad_id, time.time() - t0,
-                                               task.is_regression, lambda m: _optimizer(m, cfg),
-                                               device=accelerator.device, processes=accelerator.num_processes)
-                except KaspError as e:
-                    plan[0] = {"error": str(e)}
-            if accelerator.num_processes > 1:
-                broadcast_object_list(plan)  # every process trains the same T, or stops with the same error
-            if "error" in plan[0]:
-                raise KaspError(plan[0]["error"])
-            budget = plan[0]
-            cfg = dataclasses.replace(cfg, max_steps=budget["steps"])
-            if run:  # the recipe as run: a resume continues with this T
-                run.write_config(cfg.to_dict(), provenance(cfg, model_path, teacher_path)
-                                 | {"resumed_from": None, "time_budget": budget})
-        # --epochs counts passes over the task's examples, so --augment changes what a run sees, not its length
-        total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-        if run:
-            run.set_status("running", total_steps=total, **({} if resume_from else {"step": 0}))  # the app knows T before step 1
+def _load_data(st: TrainState) -> None:
+    """The run's splits (training data augmented if the recipe says so, dev, the held-out selection slice or
+    None), the input-length note, and the length-bucketed, resumable batches of the training data."""
+    cfg, tokenizer = st.cfg, st.tokenizer
+    st.hooks.on_phase(f"reading and tokenising the {task_name(st.task.name)} training and dev data")
+    train_data, st.dev_data = load_task_data(cfg, tokenizer)
+    st.held_data = load_holdout(cfg, tokenizer)  # the selection slice, or None
+    st.lengths = input_length(tokenizer, cfg.max_seq_length)  # said with every score (report, summary line)
+    if length_warning(st.lengths) and st.main:
+        print(f"kasp: {length_warning(st.lengths)}", file=sys.stderr, flush=True)
+    st.steps_per_epoch = -(-len(train_data) // cfg.batch_size)  # of the task's own examples
+    if cfg.augment:
+        from kasp.training.augment import augmented_examples
 
-        # --- optimisation -------------------------------------------------------------------
-        optimizer = _optimizer(student, cfg)
-        scheduler = _lr_scheduler(optimizer, cfg, total)
-        student, optimizer, loader, scheduler = accelerator.prepare(student, optimizer, loader, scheduler)
-        raw_student = accelerator.unwrap_model(student)
-        if teacher is not None:
-            teacher.to(accelerator.device).eval()
-            for p in teacher.parameters():
-                p.requires_grad_(False)
-        pruner = MagnitudePruner(raw_student, cfg.pruning_target(), total, cfg.pruning_events, cfg.scope,
-                                 initial=cfg.initial_sparsity, ramp=ramp_steps(total, cfg.recovery))
-        keeper = _keep_mask_setup(cfg, raw_student, main)  # before a resume loads weights: the start's zeros
-        if run and pruner.target > 0:
-            from kasp.training.weights_story import STORY_FILE
-            from kasp.training.story_recorder import StoryRecorder
+        with st.accelerator.main_process_first():  # the main process builds the cache, the others read it
+            train_data = augmented_examples(cfg, train_data, tokenizer, st.model_path)
+    st.train_data, pad_id = train_data, st.pad_id
+    st.sampler = LengthBucketSampler(train_data.lengths, cfg.batch_size, seed=cfg.seed, bucket=cfg.bucket_batches)
+    st.batches = _ResumableBatches(st.sampler)
+    st.loader = torch.utils.data.DataLoader(IndexDataset(len(train_data)), batch_sampler=st.batches,
+                                            collate_fn=lambda idx: collate(train_data, idx, pad_id) | {"index": torch.tensor(idx)})
 
-            recorder = StoryRecorder(run.path / STORY_FILE, StoryRecorder.stride(cfg.pruning_events))
-            callbacks.append(recorder)
 
-        def emit_masks(step: int, phase: str) -> None:
-            if main and pruner.target > 0:
-                emit("masks", {"step": step, "phase": phase, "sparsity": pruner.current_sparsity,
-                               "linears": pruner.linears, "masks": pruner.masks})
-        kasp_loss = KaspLoss(raw_student, teacher, attention_weight=cfg.attention_weight, hidden_weight=cfg.hidden_weight,
-                             prediction_weight=cfg.prediction_weight, task_loss_weight=cfg.task_loss_weight,
-                             temperature=cfg.temperature, regression=task.is_regression)
-        cache = _teacher_cache(cfg, kasp_loss, teacher_path, task, train_data, total, len(batches), accelerator)
-        loop, restore_rng = resume.LoopState(), None
-        if resume_from:
-            loop, restore_rng = resume.load(resume_from, model=raw_student, optimizer=optimizer, scheduler=scheduler,
-                                            pruner=pruner)
-            batches.skip = loop.batch_in_epoch
-            if run and pruner.target > 0:
-                recorder.resume(loop.step, pruner.events)
+def _plan_steps(st: TrainState) -> None:
+    """The run's step count T: ``max_steps``; else, with a time budget, the steps it affords (timed here,
+    :func:`_budget_plan`, and then written into the recipe as ``max_steps``); else ``epochs`` passes over
+    the task's examples. The run store learns T before step 1."""
+    cfg = st.cfg
+    if cfg.time_budget and not cfg.max_steps:  # choose T from the measured step time (kasp/training/budget.py)
+        st.budget = _budget_plan(st)
+        st.cfg = cfg = dataclasses.replace(cfg, max_steps=st.budget["steps"])
+        # the recipe as run: a resume continues with this T
+        st.hooks.on_recipe(cfg, st.model_path, st.teacher_path, {"resumed_from": None, "time_budget": st.budget})
+    # --epochs counts passes over the task's examples, so --augment changes what a run sees, not its length
+    st.total = cfg.max_steps or max(1, math.ceil(cfg.epochs * st.steps_per_epoch))
+    st.hooks.on_planned(st.total, bool(st.resume_from))
 
-        def run_eval(step: int) -> tuple[dict[str, float], dict[str, float] | None]:
-            """(dev metrics, metrics on the held-out selection slice or None)."""
-            kasp_loss.set_capture(False)  # plain sdpa attention while evaluating
-            m = evaluate_sharded(raw_student, dev_data, task, accelerator, cfg.eval_batch_size, pad_id)
-            sel = (evaluate_sharded(raw_student, held_data, task, accelerator, cfg.eval_batch_size, pad_id)
-                   if held_data is not None else None)
-            kasp_loss.set_capture(True)
-            if main:
-                emit("eval", {"step": step, "metrics": m, "sparsity": pruner.current_sparsity,
-                              "elapsed": time.time() - t0} | ({"selection_metrics": sel} if sel is not None else {}))
-            return m, sel
 
-        # --- loop ---------------------------------------------------------------------------
-        student.train()
-        if not resume_from:
-            emit_masks(0, "start")
-        bar = tqdm(total=total, initial=loop.step, disable=not (progress_bar and main), dynamic_ncols=True,
-                   mininterval=1.0, desc=f"{cfg.kind} {task.name}" + (f" {cfg.method} s={cfg.sparsity:g}" if cfg.kind == "prune" else ""))
-        window = {k: torch.tensor(v) for k, v in loop.window.items()}  # loss sums since the last log point
-        t_train = time.time() - loop.train_seconds
-        step = loop.step
-        if run:  # the panel's measured rate counts from here (loading and set-up excluded)
-            run.set_status("running", phase="training", train_started=time.time(), train_step0=step)
-        last_beat = last_record = time.time()
-        by_time = accelerator.num_processes == 1  # time-triggered records need every process to agree
+def _budget_plan(st: TrainState) -> dict[str, Any]:
+    """The time budget's plan (:func:`kasp.training.budget.steps_for_budget`), timed in the main process and handed to
+    every process, so that all train the same T.
+
+    Raises:
+        KaspError: in every process, when the budget leaves no time to train.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    from kasp.training.budget import steps_for_budget
+
+    cfg, accelerator = st.cfg, st.accelerator
+    plan: list[Any] = [None]
+    st.hooks.on_phase(f"timing a few steps to fit the {cfg.time_budget:g}-minute budget")
+    if st.main:
+        try:
+            plan[0] = steps_for_budget(cfg, st.student, st.teacher, st.train_data, st.dev_data, st.pad_id,
+                                       time.time() - st.t0, st.task.is_regression, lambda m: _optimizer(m, cfg),
+                                       device=accelerator.device, processes=accelerator.num_processes)
+        except KaspError as e:
+            plan[0] = {"error": str(e)}
+    if accelerator.num_processes > 1:
+        broadcast_object_list(plan)  # every process trains the same T, or stops with the same error
+    if "error" in plan[0]:
+        raise KaspError(plan[0]["error"])
+    return plan[0]
+
+
+def _prepare(st: TrainState) -> None:
+    """Optimizer and learning-rate schedule over T, device placement, the pruner on its schedule and the
+    keep-mask, the weights' story, the loss (:meth:`kasp.core.distill.KaspLoss.from_config`) with its teacher
+    cache, and, for a resumed run, the saved weights, optimizer, schedules and loop counters."""
+    from kasp.training import resume
+
+    cfg, accelerator, total = st.cfg, st.accelerator, st.total
+    optimizer = _optimizer(st.student, cfg)
+    scheduler = _lr_scheduler(optimizer, cfg, total)
+    st.student, st.optimizer, st.loader, st.scheduler = accelerator.prepare(st.student, optimizer, st.loader, scheduler)
+    st.raw_student = accelerator.unwrap_model(st.student)
+    if st.teacher is not None:
+        st.teacher.to(accelerator.device).eval()
+        for p in st.teacher.parameters():
+            p.requires_grad_(False)
+    st.pruner = MagnitudePruner(st.raw_student, cfg.pruning_target(), total, cfg.pruning_events, cfg.scope,
+                                initial=cfg.initial_sparsity, ramp=ramp_steps(total, cfg.recovery))
+    st.keeper = _keep_mask_setup(cfg, st.raw_student, st.main)  # before a resume loads weights: the start's zeros
+    recorder = st.hooks.story_recorder(cfg, st.pruner)
+    if recorder is not None:
+        st.events.append(recorder)
+    st.kasp_loss = KaspLoss.from_config(cfg, st.raw_student, st.teacher, regression=st.task.is_regression)
+    st.cache = _teacher_cache(cfg, st.kasp_loss, st.teacher_path, st.task, st.train_data, total, len(st.batches),
+                              accelerator)
+    st.loop = resume.LoopState()
+    if st.resume_from:
+        st.loop, st.restore_rng = resume.load(st.resume_from, model=st.raw_student, optimizer=st.optimizer,
+                                              scheduler=st.scheduler, pruner=st.pruner)
+        st.batches.skip = st.loop.batch_in_epoch
+        if recorder is not None:
+            recorder.resume(st.loop.step, st.pruner.events)
+
+
+def _loop(st: TrainState, should_stop: Callable[[], bool], progress_bar: bool) -> float:
+    """Train from the loop's step (0, or a resume's) to T, one :func:`kasp.training.step.training_step` a batch, with
+    the mask updates of the schedule before a step and the bookkeeping of :class:`_StepLog` after it.
+
+    Returns:
+        the seconds spent training (a resumed run's earlier ones included).
+
+    Raises:
+        KaspError: a loss became NaN or infinite (found at a log or evaluation point, or at the end).
+        Cancelled: ``should_stop()`` became true.
+    """
+    cfg, loop = st.cfg, st.loop
+    st.student.train()
+    if not st.resume_from:
+        _emit_masks(st, 0, "start")
+    log = _StepLog(st, progress_bar)
+    step = loop.step
+    st.hooks.on_train_start(step)  # the panel's measured rate counts from here (loading and set-up excluded)
+    restore_rng = st.restore_rng
+    while step < st.total:
+        st.sampler.set_epoch(loop.epoch)
+        if hasattr(st.loader, "set_epoch"):  # accelerate's loader counts epochs too
+            st.loader.set_epoch(loop.epoch)
+        for batch in st.loader:
+            if step >= st.total:
+                break
+            if restore_rng:  # after the loader drew its seed: dropout continues where it stopped
+                restore_rng()
+                restore_rng = None
+            if st.pruner.step(step):
+                st.emit("prune", {"step": step, "sparsity": st.pruner.current_sparsity})
+                _emit_masks(st, step, "prune")
+            loss, terms = training_step(st.student, batch, st.kasp_loss, st.optimizer, scheduler=st.scheduler,
+                                        pruner=st.pruner, keeper=st.keeper, max_grad_norm=cfg.max_grad_norm,
+                                        accelerator=st.accelerator)
+            step += 1
+            log.count(step, loss, terms, batch)
+            if should_stop():
+                raise Cancelled(f"cancelled at step {step} of {st.total}")
+        loop.epoch += 1
+        loop.batch_in_epoch = 0
+    return log.close(step)
+
+
+class _StepLog:
+    """The loop's bookkeeping after each step: the loss terms summed on the device since the last progress
+    record, the first non-finite loss (:class:`_NonFinite`), the progress bar, and the clock of progress
+    records, heartbeats and evaluation points (with the resume state)."""
+
+    def __init__(self, st: TrainState, progress_bar: bool):
+        from tqdm.auto import tqdm
+
+        cfg, loop = st.cfg, st.loop
+        self.st = st
+        self.bar = tqdm(total=st.total, initial=loop.step, disable=not (progress_bar and st.main), dynamic_ncols=True,
+                        mininterval=1.0, desc=f"{cfg.kind} {st.task.name}" + (f" {cfg.method} s={cfg.sparsity:g}" if cfg.kind == "prune" else ""))
+        self.window = {k: torch.tensor(v) for k, v in loop.window.items()}  # loss sums since the last log point
+        self.t_train = time.time() - loop.train_seconds
+        self.last_beat = self.last_record = time.time()
+        self.by_time = st.accelerator.num_processes == 1  # time-triggered records need every process to agree
         # the first step whose loss was NaN or infinite (total + 1: none), kept on the device (no host read per
         # step) and read at every log and evaluation point: the run stops there, before a state or checkpoint
-        nonfinite = _NonFinite(total, loop.step, accelerator)
-        while step < total:
-            sampler.set_epoch(loop.epoch)
-            if hasattr(loader, "set_epoch"):  # accelerate's loader counts epochs too
-                loader.set_epoch(loop.epoch)
-            for batch in loader:
-                if step >= total:
-                    break
-                if restore_rng:  # after the loader drew its seed: dropout continues where it stopped
-                    restore_rng()
-                    restore_rng = None
-                if pruner.step(step):
-                    emit("prune", {"step": step, "sparsity": pruner.current_sparsity})
-                    emit_masks(step, "prune")
-                loss, terms, _ = kasp_loss(student, batch)
-                accelerator.backward(loss)
-                if keeper is not None:
-                    keeper.mask_grads()
-                if cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                pruner.apply()
-                if keeper is not None:
-                    keeper.apply()
-                step += 1
-                nonfinite.update(loss)
-                loop.batch_in_epoch += 1
-                loop.seen += batch["input_ids"].shape[0] * accelerator.num_processes
-                terms["loss"] = loss
-                for k, v in terms.items():  # summed as tensors: no host read per step
-                    v = v.detach().float()
-                    window[k] = window[k] + v if k in window else v
-                loop.window_n += 1
-                bar.update(1)
-                now = time.time()
-                if step % cfg.log_every == 0 or step == total or step == 1 or \
-                        (by_time and now - last_record >= LOG_SECONDS):  # step 1: the app shows progress at once
-                    last_record = last_beat = now
-                    nonfinite.check(step, cfg.lr)
-                    means = _read_window(window, loop.window_n, accelerator)
-                    rec = {"step": step, "total_steps": total, "epoch": loop.epoch + 1, **means,
-                           "sparsity": pruner.current_sparsity, "scheduled_sparsity": pruner.scheduled(step) if cfg.pruning_target() else 0.0,
-                           "lr": scheduler.get_last_lr()[0], "elapsed": time.time() - t0,
-                           "examples_per_s": loop.seen / max(time.time() - t_train, 1e-9)}
-                    if main:
-                        emit("train", rec)
-                    window, loop.window_n = {}, 0
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()} | {"sparsity": f"{pruner.current_sparsity:.3f}"}, refresh=False)
-                    if run:
-                        run.set_status("running", step=step, total_steps=total)
-                elif run and now - last_beat >= HEARTBEAT_SECONDS:  # the step counter moves between records
-                    last_beat = now
-                    run.set_status("running", step=step, total_steps=total)
-                if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
-                    nonfinite.check(step, cfg.lr)  # never a resume state of NaN weights
-                    run_eval(step)
-                    student.train()
-                    if run:
-                        loop.step, loop.train_seconds = step, time.time() - t_train
-                        loop.window = {k: float(v) for k, v in window.items()}
-                        resume.save(run.path, model=raw_student, optimizer=optimizer, scheduler=scheduler,
-                                    pruner=pruner, loop=loop, recipe=cfg.to_dict())
-                if should_stop():
-                    raise Cancelled(f"cancelled at step {step} of {total}")
-            loop.epoch += 1
-            loop.batch_in_epoch = 0
-        bar.close()
-        nonfinite.check(step, cfg.lr)
-        train_seconds = time.time() - t_train
-        pruner.finish()  # exact target sparsity
-        emit_masks(total, "end")
-        kasp_loss.remove()
-        final, final_selection = run_eval(total)
+        self.nonfinite = _NonFinite(st.total, loop.step, st.accelerator)
 
-        # --- save and report -----------------------------------------------------------------
-        report: dict[str, Any] = {
-            "task": task.name, "kind": cfg.kind, "method": cfg.method, "target_sparsity": cfg.sparsity,
-            "metrics": final, "main_metric": task.main_metric, "steps": total, "epochs": total / steps_per_epoch,
-            "train_examples": len(train_data), "dev_examples": len(dev_data),
-            "sparsity": sparsity_summary(raw_student), "per_matrix_sparsity": sparsity_table(raw_student),
-            "parameters": count_parameters(raw_student), "pruning_events": pruner.events,
-            "train_seconds": train_seconds, "examples_per_s": loop.seen / max(train_seconds, 1e-9),
-            "processes": accelerator.num_processes, "device": str(accelerator.device),
-            "teacher": {"path": teacher_path, "metrics": teacher_report.get("metrics")} if teacher_path else None,
-            "input_length": lengths,
-        }
-        if budget is not None:
-            report["time_budget"] = {"minutes": cfg.time_budget, "steps": budget["steps"],
-                                     "estimated_step_seconds": budget["step_seconds"],
-                                     "estimated_eval_seconds": budget["eval_seconds"],
-                                     "calibration_seconds": budget["calibration_seconds"]}
-        if held_data is not None:
-            report["selection_metrics"] = final_selection
-            report["holdout_examples"] = len(held_data)
-        if small_dense is not None:
-            report["small_dense"] = small_dense.to_dict()
-        if cache is not None:
-            cache.close()
-            report["teacher_cache"] = {"folder": str(cache.folder), "hits": cache.hits, "misses": cache.misses,
-                                       "cached_examples": cache.cached_examples, "examples": len(train_data),
-                                       "stored_bytes": cache.stored_bytes}
-        accelerator.wait_for_everyone()  # a collective: every process must reach it
-        if run and main:
-            # checkpoint, report, status "done", and only then the resume state goes: a kill at any point
-            # leaves a run that --resume continues (before the checkpoint), finishes (checkpoint and report
-            # saved, kasp.training.resume.finish_complete), or a done run whose leftovers the next listing removes
-            run.save_checkpoint(raw_student, tokenizer)
-            report["checkpoint"] = str(run.checkpoint)
-            report["wall_seconds"] = time.time() - t0
-            run.write_report(report)
-            write_model_card(run.checkpoint, report, cfg.to_dict(), run.config().get("provenance"))
-            run.set_status("done", step=total, total_steps=total, finished=time.time(),
-                           wall_seconds=report["wall_seconds"])
-            finished = True
-            resume.discard(run.path)
-        else:
-            report["wall_seconds"] = time.time() - t0
-        return TrainResult(report, raw_student)
-    except Cancelled as e:
-        if run:
-            run.set_status("cancelled", error=str(e), finished=time.time())
-        raise
-    except KaspError as e:
-        if run:
-            run.set_status("failed", error=str(e), finished=time.time())
-        raise
-    except BaseException as e:
-        if run and finished:  # recorded as done: only deleting its resume state failed; the run stands
-            print(f"kasp: warning: {run.path} is done, but its resume state could not be deleted ({e}); "
-                  "the next `kasp runs` removes it", file=sys.stderr)
-            return TrainResult(report, raw_student)
-        if run:
-            state = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
-            run.set_status(state, error=f"{type(e).__name__}: {e}" if state == "failed" else "interrupted",
-                           finished=time.time())
-        raise
+    def count(self, step: int, loss: torch.Tensor, terms: dict[str, torch.Tensor],
+              batch: dict[str, torch.Tensor]) -> None:
+        """After step ``step``: count its loss and examples, then write a progress record (every ``log_every``
+        steps, at step 1 and T, or after :data:`LOG_SECONDS`) or a heartbeat, and evaluate at an evaluation
+        point (every ``eval_every`` steps before T)."""
+        st, cfg, loop = self.st, self.st.cfg, self.st.loop
+        self.nonfinite.update(loss)
+        loop.batch_in_epoch += 1
+        loop.seen += batch["input_ids"].shape[0] * st.accelerator.num_processes
+        terms["loss"] = loss
+        for k, v in terms.items():  # summed as tensors: no host read per step
+            v = v.detach().float()
+            self.window[k] = self.window[k] + v if k in self.window else v
+        loop.window_n += 1
+        self.bar.update(1)
+        now = time.time()
+        if step % cfg.log_every == 0 or step == st.total or step == 1 or \
+                (self.by_time and now - self.last_record >= LOG_SECONDS):  # step 1: the app shows progress at once
+            self.last_record = self.last_beat = now
+            self._record(step)
+        elif now - self.last_beat >= HEARTBEAT_SECONDS:  # the step counter moves between records
+            self.last_beat = now
+            st.hooks.on_heartbeat(step, st.total)
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < st.total:
+            self.nonfinite.check(step, cfg.lr)  # never a resume state of NaN weights
+            _evaluate(st, step)
+            st.student.train()
+            st.hooks.on_eval(step, lambda folder: self._save_state(folder, step))
+
+    def _record(self, step: int) -> None:
+        """A progress record ("train" event): the means of the loss terms since the last one, sparsity, lr, speed."""
+        st, cfg, loop = self.st, self.st.cfg, self.st.loop
+        self.nonfinite.check(step, cfg.lr)
+        means = _read_window(self.window, loop.window_n, st.accelerator)
+        rec = {"step": step, "total_steps": st.total, "epoch": loop.epoch + 1, **means,
+               "sparsity": st.pruner.current_sparsity,
+               "scheduled_sparsity": st.pruner.scheduled(step) if cfg.pruning_target() else 0.0,
+               "lr": st.scheduler.get_last_lr()[0], "elapsed": time.time() - st.t0,
+               "examples_per_s": loop.seen / max(time.time() - self.t_train, 1e-9)}
+        if st.main:
+            st.emit("train", rec)
+        self.window, loop.window_n = {}, 0
+        postfix = {k: f"{v:.3g}" for k, v in means.items()} | {"sparsity": f"{st.pruner.current_sparsity:.3f}"}
+        self.bar.set_postfix(postfix, refresh=False)
+        st.hooks.on_step(step, st.total)
+
+    def _save_state(self, folder: Path, step: int) -> None:
+        """The resume state after ``step`` (:func:`kasp.training.resume.save`) in ``folder``."""
+        from kasp.training import resume
+
+        st, loop = self.st, self.st.loop
+        loop.step, loop.train_seconds = step, time.time() - self.t_train
+        loop.window = {k: float(v) for k, v in self.window.items()}
+        resume.save(folder, model=st.raw_student, optimizer=st.optimizer, scheduler=st.scheduler,
+                    pruner=st.pruner, loop=loop, recipe=st.cfg.to_dict())
+
+    def close(self, step: int) -> float:
+        """Close the bar, check the last steps' losses; returns the seconds spent training.
+
+        Raises:
+            KaspError: a loss since the last check was NaN or infinite.
+        """
+        self.bar.close()
+        self.nonfinite.check(step, self.st.cfg.lr)
+        return time.time() - self.t_train
+
+
+def _evaluate(st: TrainState, step: int) -> tuple[dict[str, float], dict[str, float] | None]:
+    """(dev metrics, metrics on the held-out selection slice or None) of the student now; an "eval" event."""
+    st.kasp_loss.set_capture(False)  # plain sdpa attention while evaluating
+    m = evaluate_sharded(st.raw_student, st.dev_data, st.task, st.accelerator, st.cfg.eval_batch_size, st.pad_id)
+    sel = (evaluate_sharded(st.raw_student, st.held_data, st.task, st.accelerator, st.cfg.eval_batch_size, st.pad_id)
+           if st.held_data is not None else None)
+    st.kasp_loss.set_capture(True)
+    if st.main:
+        st.emit("eval", {"step": step, "metrics": m, "sparsity": st.pruner.current_sparsity,
+                         "elapsed": time.time() - st.t0} | ({"selection_metrics": sel} if sel is not None else {}))
+    return m, sel
+
+
+def _emit_masks(st: TrainState, step: int, phase: str) -> None:
+    """A "masks" event (prune runs, main process): the weights' story records it."""
+    if st.main and st.pruner.target > 0:
+        st.emit("masks", {"step": step, "phase": phase, "sparsity": st.pruner.current_sparsity,
+                          "linears": st.pruner.linears, "masks": st.pruner.masks})
+
+
+def _finish(st: TrainState, train_seconds: float) -> TrainResult:
+    """The exact target sparsity, the final evaluation and the report; then the run store's end
+    (:meth:`RunStoreCallbacks.on_end`: checkpoint, report, model card, status "done", resume state deleted)."""
+    st.pruner.finish()  # exact target sparsity
+    _emit_masks(st, st.total, "end")
+    st.kasp_loss.remove()
+    final, final_selection = _evaluate(st, st.total)
+    report = _report(st, final, final_selection, train_seconds)
+    st.accelerator.wait_for_everyone()  # a collective: every process must reach it
+    st.hooks.on_end(report, st.raw_student, st.tokenizer, st.cfg, st.total)
+    report.setdefault("wall_seconds", time.time() - st.t0)
+    return TrainResult(report, st.raw_student)
+
+
+def _report(st: TrainState, final: dict[str, float], final_selection: dict[str, float] | None,
+            train_seconds: float) -> dict[str, Any]:
+    """The run's report (report.json without the store's checkpoint path and wall time); closes the teacher cache."""
+    cfg, task, raw, loop, total = st.cfg, st.task, st.raw_student, st.loop, st.total
+    report: dict[str, Any] = {
+        "task": task.name, "kind": cfg.kind, "method": cfg.method, "target_sparsity": cfg.sparsity,
+        "metrics": final, "main_metric": task.main_metric, "steps": total, "epochs": total / st.steps_per_epoch,
+        "train_examples": len(st.train_data), "dev_examples": len(st.dev_data),
+        "sparsity": sparsity_summary(raw), "per_matrix_sparsity": sparsity_table(raw),
+        "parameters": count_parameters(raw), "pruning_events": st.pruner.events,
+        "train_seconds": train_seconds, "examples_per_s": loop.seen / max(train_seconds, 1e-9),
+        "processes": st.accelerator.num_processes, "device": str(st.accelerator.device),
+        "teacher": {"path": st.teacher_path, "metrics": st.teacher_report.get("metrics")} if st.teacher_path else None,
+        "input_length": st.lengths,
+    }
+    if st.budget is not None:
+        report["time_budget"] = {"minutes": cfg.time_budget, "steps": st.budget["steps"],
+                                 "estimated_step_seconds": st.budget["step_seconds"],
+                                 "estimated_eval_seconds": st.budget["eval_seconds"],
+                                 "calibration_seconds": st.budget["calibration_seconds"]}
+    if st.held_data is not None:
+        report["selection_metrics"] = final_selection
+        report["holdout_examples"] = len(st.held_data)
+    if st.small_dense is not None:
+        report["small_dense"] = st.small_dense.to_dict()
+    if st.cache is not None:
+        st.cache.close()
+        report["teacher_cache"] = {"folder": str(st.cache.folder), "hits": st.cache.hits, "misses": st.cache.misses,
+                                   "cached_examples": st.cache.cached_examples, "examples": len(st.train_data),
+                                   "stored_bytes": st.cache.stored_bytes}
+    return report

@@ -20,7 +20,7 @@ from kasp.spec.methods import METHODS, REFERENCE
 from kasp.spec.pruned_set import sparsity_grid
 from kasp.ui.style import (COMPRESSION_TICKS, METHOD_COLOURS, METHOD_LABELS, QUANTITY_COLOURS, method_colour,  # noqa: F401
                         method_label, source_symbol, sparsity_tick_text)
-from kasp.spec.tasks import metric_axis, metric_label, task_name
+from kasp.spec.tasks import get_task, metric_axis, metric_label, task_name
 
 SPARSITY_AXIS = "sparsity (% of encoder linear weights that are zero) and compression (×)"
 
@@ -82,15 +82,45 @@ def sparsity_heatmap(per_matrix: dict[str, float], height: int = 360) -> go.Figu
     return fig
 
 
-def schedule_figure(curve: pd.DataFrame, points: pd.DataFrame, height: int = 380) -> go.Figure:
-    """The cubic schedule s_t (Zhu & Gupta 2017, eq. 1) and its mask-update steps, from :func:`kasp.ui.views.schedule_frame`."""
-    fig = go.Figure()
+def schedule_figure(curve: pd.DataFrame, points: pd.DataFrame, height: int = 380, step: int | None = None,
+                    evals: list[dict[str, Any]] | None = None, task: str | None = None) -> go.Figure:
+    """The cubic schedule s_t (Zhu & Gupta 2017, eq. 1) and its mask-update steps, from
+    :func:`kasp.ui.views.schedule_frame` (the Overview); with ``step`` (the Weights page), that step is
+    marked and the dev metric of ``task`` in ``evals`` (progress records with ``step`` and ``metrics``)
+    up to it is drawn on a second axis (an undefined value is a gap, never 0).
+
+    Axes: optimizer step; sparsity (% of encoder linear weights); dev metric (:func:`metric_axis`).
+    """
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(specs=[[{"secondary_y": True}]]) if step is not None else go.Figure()
     fig.add_trace(go.Scatter(x=curve["step"], y=curve["sparsity"] * 100, mode="lines", name="schedule s_t",
                              line={"color": QUANTITY_COLOURS["schedule"], "dash": "dot"}))
     fig.add_trace(go.Scatter(x=points["step"], y=points["sparsity"] * 100, mode="markers", name="mask updates",
                              marker={"size": 5, "color": QUANTITY_COLOURS["sparsity"]}))
-    fig.update_layout(title="Cubic schedule: s_t = s_f + (0 − s_f)(1 − t/T)³ (Zhu & Gupta 2017)",
-                      xaxis_title="optimizer step", yaxis_title="sparsity (% of encoder linear weights)", height=height)
+    title = "Cubic schedule: s_t = s_f + (0 − s_f)(1 − t/T)³ (Zhu & Gupta 2017)"
+    if step is None:
+        fig.update_layout(title=title, xaxis_title="optimizer step", yaxis_title="sparsity (% of encoder linear weights)",
+                          height=height)
+        return fig
+    total = int(curve["step"].max())
+    now = float(np.interp(step, curve["step"], curve["sparsity"])) * 100
+    fig.add_trace(go.Scatter(x=[step], y=[now], mode="markers", marker={"size": 13, "color": QUANTITY_COLOURS["marker"]},
+                             name=f"step {step}: {now:.1f} %"))
+    main = get_task(task).main_metric if task else "accuracy"
+    shown = [e for e in (evals or []) if e["step"] <= step and isinstance(e.get("metrics"), dict)
+             and isinstance(e["metrics"].get(main), (int, float))]
+    axis = metric_axis(task) if task else "dev accuracy (%)"
+    if shown:
+        fig.add_trace(go.Scatter(x=[e["step"] for e in shown], y=[e["metrics"][main] * 100 for e in shown],
+                                 mode="lines+markers", name=axis, line={"color": QUANTITY_COLOURS["dev metric"]}),
+                      secondary_y=True)
+    fig.add_vline(x=step, line_dash="dot", line_color="gray")
+    fig.update_xaxes(title_text="optimizer step", range=[0, total])
+    fig.update_yaxes(title_text="sparsity (%)", range=[0, 100], secondary_y=False)
+    fig.update_yaxes(title_text=axis, secondary_y=True, showgrid=False, range=[0, 100])
+    fig.update_layout(title="Cubic schedule and the dev metric so far", height=height,
+                      legend={"orientation": "h", "y": -0.25})
     return fig
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from kasp.spec.schedule import cubic_sparsity
 from kasp.training.weights_story import Story
 
 
@@ -104,35 +101,3 @@ def story_figure(panels: list[tuple[str, Story, int]], name: str, height_per_row
 
 def _title(story: Story, i: int, name: str) -> str:
     return f"{name} at step {story.steps[i]} ({story.phases[i]}): {story.sparsity[i] * 100:.1f} % of the weights pruned"
-
-
-def schedule_figure(target: float, total_steps: int, step: int, evals: list[dict[str, Any]] | None = None,
-                    metric: str = "accuracy", height: int = 330) -> go.Figure:
-    """The cubic schedule ``s_t = s_f (1 - (1 - t/T)^3)`` (Zhu & Gupta 2017, eq. 1) with ``step``
-    marked, and the dev metric of ``evals`` (progress records with ``step`` and ``metrics``) up to
-    ``step`` on a second axis.
-
-    Raises:
-        ValueError: if ``total_steps`` <= 0 (from :func:`kasp.spec.schedule.cubic_sparsity`).
-    """
-    ts = np.linspace(0, total_steps, 201)
-    unit = "%" if metric in ("accuracy", "f1") else "×100"  # a correlation is not a percentage
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=ts, y=[cubic_sparsity(t, total_steps, target) * 100 for t in ts],
-                             name="scheduled sparsity (%)", line={"color": "#4a7ab5"}))
-    now = cubic_sparsity(step, total_steps, target) * 100
-    fig.add_trace(go.Scatter(x=[step], y=[now], mode="markers", marker={"size": 13, "color": "#d62728"},
-                             name=f"step {step}: {now:.1f} %"))
-    shown = [e for e in (evals or []) if e["step"] <= step and isinstance(e.get("metrics"), dict)
-             and isinstance(e["metrics"].get(metric), (int, float))]  # an undefined value is a gap, never 0
-    if shown:
-        fig.add_trace(go.Scatter(x=[e["step"] for e in shown], y=[e["metrics"][metric] * 100 for e in shown],
-                                 mode="lines+markers", name=f"dev {metric} ({unit})", line={"color": "#2ca02c"}),
-                      secondary_y=True)
-    fig.add_vline(x=step, line_dash="dot", line_color="gray")
-    fig.update_xaxes(title_text="optimizer step", range=[0, total_steps])
-    fig.update_yaxes(title_text="sparsity (%)", range=[0, 100], secondary_y=False)
-    fig.update_yaxes(title_text=f"dev {metric} ({unit})", secondary_y=True, showgrid=False, range=[0, 100])
-    fig.update_layout(title="Cubic schedule and the dev metric so far", height=height,
-                      legend={"orientation": "h", "y": -0.25})
-    return fig

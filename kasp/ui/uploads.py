@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from kasp.ground import settings
 from kasp.ground.errors import KaspError
 from kasp.models.safety import extract_checkpoint_zip, save_file_pair
 
-ROOT = Path(os.environ.get("KASP_UPLOADS_DIR", Path(tempfile.gettempdir()) / "kasp-uploads"))
 MAX_ENTRIES = 4
 MAX_BYTES = 2 << 30  # 2 GiB on disk in all
 _MARKER = "ok"
@@ -42,12 +42,19 @@ def _size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
-def prune_cache(root: Path = ROOT, keep: Path | None = None, max_entries: int = MAX_ENTRIES,
+def uploads_root() -> Path:
+    """The cache's folder: ``$KASP_UPLOADS_DIR``, else ``kasp-uploads`` in the system's temporary folder."""
+    return settings.get().uploads_dir
+
+
+def prune_cache(root: Path | None = None, keep: Path | None = None, max_entries: int = MAX_ENTRIES,
                 max_bytes: int = MAX_BYTES) -> list[Path]:
     """Remove abandoned entries, then the least recently used ones beyond the caps. Returns those removed.
 
-    ``keep`` (the entry just opened) is never removed, even when it alone exceeds ``max_bytes``.
+    ``keep`` (the entry just opened) is never removed, even when it alone exceeds ``max_bytes``;
+    ``root`` defaults to :func:`uploads_root`.
     """
+    root = Path(root or uploads_root())
     if not root.is_dir():
         return []
     removed = []
@@ -87,7 +94,7 @@ def open_upload(files: list[tuple[str, bytes]], root: Path | None = None, max_en
         KaspError: no files; anything :func:`kasp.models.safety.extract_checkpoint_zip` or
             :func:`kasp.models.safety.save_file_pair` refuses (nothing of a refused upload is kept).
     """
-    root = Path(root or ROOT)
+    root = Path(root or uploads_root())
     if not files:
         raise KaspError("no file uploaded")
     target = root / content_digest(files)
@@ -123,7 +130,7 @@ def evaluate_uploaded_tsv(checkpoint: str | Path, task: str, name: str, data: by
     """
     from kasp.training.evaluate import evaluate_checkpoint
 
-    root = Path(root or ROOT)
+    root = Path(root or uploads_root())
     root.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=root, prefix=".eval-", suffix=".tsv")
     try:

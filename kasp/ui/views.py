@@ -11,7 +11,6 @@ import functools
 import hmac
 import json
 import math
-import os
 import re
 import secrets
 import time
@@ -21,17 +20,18 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from kasp.experiments import jobs
+from kasp.ground import settings
 from kasp.spec.config import RunConfig, make_config
 from kasp.data.glue import get_task, load_split, shipped_splits
 from kasp.ground.errors import KaspError
-from kasp.spec.methods import REFERENCE, axis_sparsity, shrinks_student
-from kasp.training.estimate import DEFAULT_STEP_SECONDS, estimate_seconds
 from kasp.spec.metrics import METRIC_NAMES, glue_metrics, metric_items, metric_note, metric_value
 from kasp.ground.resources import precomputed_path
 from kasp.ground.runs import FINAL_STATES, RunDir, json_problem, list_runs, measured_sparsity
 from kasp.spec.schedule import cubic_sparsity, pruning_steps
-from kasp.experiments.results import load_shipped, load_shipped_gpu, sweep_points
 from kasp.spec.tasks import format_metric, metric_axis, metric_heading, metric_label, metric_unit, task_name  # noqa: F401
+from kasp.spec.methods import REFERENCE, axis_sparsity, shrinks_student
+from kasp.training.estimate import DEFAULT_STEP_SECONDS, estimate_seconds
+from kasp.experiments.results import load_shipped, load_shipped_gpu, sweep_points
 
 PRECOMPUTED = precomputed_path("runs.json")
 
@@ -62,7 +62,7 @@ RUN_COLUMNS = ["id", "source", "state", "task", "method", "target_sparsity", "me
 
 def _run_row(run: RunDir) -> dict[str, Any]:
     rep, st = run.report(), run.status()
-    rec = _recipe(run)  # a queued run has no config.json yet: the recipe it was queued with
+    rec = _recipe(run)  # a run queued by an older KASP has no config.json: the options it was queued with
     task = rec.get("task")
     task = get_task(task).name if task and task.lower() in _KNOWN else task
     main = rep.get("main_metric") or (get_task(task).main_metric if task in _KNOWN else None)
@@ -380,7 +380,7 @@ def check_model(name: str, offline: bool | None = None) -> str | None:
 
     name = (name or "default").strip()
     if offline is None:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = settings.get().hub_offline
     try:
         if name == "default":
             default_model_path()
@@ -435,7 +435,7 @@ def validate_launch(kind: str, options: dict[str, Any]) -> RunConfig:
     problem = check_model(cfg.model)
     if problem:
         raise KaspError(problem)
-    if train_size(cfg.task) is None and os.environ.get("HF_HUB_OFFLINE") == "1":
+    if train_size(cfg.task) is None and settings.get().hub_offline:
         raise KaspError(f"the {task_name(cfg.task)} training set is not shipped with KASP and the app works offline: "
                         "choose another task (QNLI ships its dev set only)")
     return cfg
@@ -512,7 +512,7 @@ def operator_key_problem() -> str | None:
     """Why ``KASP_OPERATOR_KEY`` cannot be used (None: it is unset, or long enough): set but shorter than
     :data:`OPERATOR_KEY_MIN_LENGTH` characters. ``kasp app`` refuses to start with such a key; the app
     switches the key off and says so in the sidebar."""
-    secret = os.environ.get("KASP_OPERATOR_KEY")
+    secret = settings.get().operator_key
     if secret is None or len(secret) >= OPERATOR_KEY_MIN_LENGTH:
         return None
     return (f"KASP_OPERATOR_KEY is {len(secret)} characters long, shorter than the {OPERATOR_KEY_MIN_LENGTH} required, "
@@ -527,9 +527,9 @@ def operator_mode(key: str | None = None) -> bool:
     parameter) equals the secret in ``KASP_OPERATOR_KEY``, compared in constant time (as UTF-8 bytes,
     so any text is safe to compare). A secret shorter than :data:`OPERATOR_KEY_MIN_LENGTH` matches nothing.
     """
-    if os.environ.get("KASP_OPERATOR") == "1":
+    if settings.get().operator:
         return True
-    secret = os.environ.get("KASP_OPERATOR_KEY")
+    secret = settings.get().operator_key
     if not secret or operator_key_problem() or not key:
         return False
     return hmac.compare_digest(str(key).encode("utf-8", "surrogatepass"), secret.encode("utf-8", "surrogatepass"))
@@ -554,7 +554,7 @@ def operator_attempt(state: Any, key: str | None) -> str | None:
     problem = operator_key_problem()
     if problem:
         return problem
-    if not os.environ.get("KASP_OPERATOR_KEY"):
+    if not settings.get().operator_key:
         return "This app has no operator key (KASP_OPERATOR_KEY is not set): the operator key in the address was ignored."
     if operator_mode(key):
         state["operator"] = True
@@ -671,14 +671,8 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
 
 
 def _recipe(run: RunDir) -> dict[str, Any]:
-    """The run's recipe: its config.json once it has started, else the recipe it was queued with (the
-    defaults filled in, :func:`kasp.experiments.jobs.queued_config`); {} when it has neither (or a queued recipe
-    that does not validate: the queue refuses it)."""
-    rec = run.recipe()
-    if rec:
-        return rec
-    cfg = jobs.queued_config(run.status())  # also for a queued run cancelled before it started
-    return cfg.to_dict() if cfg is not None else {}
+    """The run's recipe, queued or started: :func:`kasp.experiments.jobs.run_recipe`."""
+    return jobs.run_recipe(run)
 
 
 def queue_text(run: RunDir, store: str | Path | None = None, now: float | None = None) -> str | None:
@@ -686,7 +680,7 @@ def queue_text(run: RunDir, store: str | Path | None = None, now: float | None =
     start in about 4 min (10:42 UTC)"; None when the run is not queued.
 
     The start estimate adds the remaining time of the running runs and of the queued runs ahead,
-    shared over ``jobs.MAX_JOBS`` slots.
+    shared over :func:`kasp.experiments.jobs.max_jobs` slots.
     """
     store = store if store is not None else run.path.parent
     pos = jobs.queue_position(run, store)
@@ -696,10 +690,10 @@ def queue_text(run: RunDir, store: str | Path | None = None, now: float | None =
     text = f"queued, position {pos['position']} of {pos['of']}"
     if waiting:
         text += f", waiting for {waiting[0]}"
-    elif jobs.MAX_JOBS <= 0:
+    elif jobs.max_jobs() <= 0:
         return text + ": no run may start (KASP_MAX_JOBS is 0)"
     ahead = [RunDir(Path(store) / rid) for rid in pos["running"] + pos["ahead"]]
-    wait = sum(remaining_seconds(r, store) for r in ahead) / max(jobs.MAX_JOBS, 1)
+    wait = sum(remaining_seconds(r, store) for r in ahead) / max(jobs.max_jobs(), 1)
     now = time.time() if now is None else now
     return text + f"; estimated start in about {max(1, round(wait / 60))} min " \
                   f"({time.strftime('%H:%M', time.gmtime(now + wait))} UTC)"
@@ -720,7 +714,7 @@ def launch_gate(task: str, model: str, session: str | None, store: str | Path | 
     if own:
         return f"Your run {own[0].id} is {own[0].state()}: wait for it to finish or cancel it before launching another."
     if jobs.queue_full(store):
-        return (f"The queue is full ({jobs.MAX_JOBS} running, {jobs.MAX_QUEUED} waiting, the most this machine takes): "
+        return (f"The queue is full ({jobs.max_jobs()} running, {jobs.max_queued()} waiting, the most this machine takes): "
                 "launch again when a run has finished.")
     return None
 

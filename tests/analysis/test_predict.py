@@ -14,7 +14,7 @@ from kasp.cli import main
 from kasp.ground.errors import KaspError
 from kasp.analysis.predict import (class_names, dev_example, disagreements, gold_label, logits_for, prediction_runs,
                           predict_texts)
-from kasp.data.glue import get_task
+from kasp.data.glue import TASKS, get_task
 
 SENTENCE = "a gorgeous , witty , seductive movie ."
 
@@ -153,3 +153,15 @@ def test_predict_page_says_when_a_short_tokenizer_cuts_the_sentence(pred_store, 
     warnings = [w.value for w in at.warning if "inputs cut at 8 tokens" in w.value]
     assert len(warnings) == 1 and warnings[0].startswith("student: mag80") and "model_max_length (8)" in warnings[0]
     assert not [w for w in at.warning if w.value.startswith(("teacher", "student: flipped"))]
+
+
+def test_one_class_name_table():
+    """The Predictions table names the classes from the task table (kasp.spec.tasks), written with spaces:
+    the same names the checkpoints carry in id2label (MRPC: "equivalent", not "paraphrase")."""
+    for task in TASKS.values():
+        if task.is_regression:
+            assert class_names(task) == ["0"]
+            continue
+        assert class_names(task) == [n.replace("_", " ") for n in task.class_names]
+    assert class_names(get_task("mrpc")) == ["not equivalent", "equivalent"]
+    assert class_names(get_task("rte")) == ["entailment", "not entailment"]

@@ -192,3 +192,58 @@ def test_attention_scores_match_score_capture_and_switch_off():
         cap.scores(am)
     cap.remove()
     ref.remove()
+
+
+def test_kasp_loss_from_config_reads_the_recipes_weights_and_temperature():
+    from kasp.spec.config import make_config
+    from kasp.core.distill import KaspLoss
+
+    student, teacher = _model(0), _model(1)
+    cfg = make_config("prune", "kasp", "stsb", hidden_weight=0.5, prediction_weight=2.0, temperature=2.0)
+    loss = KaspLoss.from_config(cfg, student, teacher)
+    assert loss.weights == {"attention": 1.0, "hidden": 0.5, "prediction": 2.0, "task": 0.0}
+    assert loss.temperature == 2.0 and loss.regression  # STS-B, read from the recipe's task
+    loss.remove()
+    magnitude = KaspLoss.from_config(make_config("prune", "magnitude", "sst2"), student, None, regression=False)
+    assert magnitude.weights == {"attention": 0.0, "hidden": 0.0, "prediction": 0.0, "task": 1.0}
+    assert not magnitude.regression
+
+
+def test_the_shared_training_step_is_loss_backward_clip_step_schedule_masks():
+    """kasp.training.step.training_step does what the loop did inline: the same weights as the steps written out."""
+    from kasp.core.distill import KaspLoss
+    from kasp.core.masks import MagnitudePruner
+    from kasp.training.step import training_step
+
+    ids, am = _batch()
+    batch = {"input_ids": ids, "attention_mask": am, "token_type_ids": torch.zeros_like(ids),
+             "labels": torch.tensor([0, 1])}
+    teacher = _model(1)
+    result = []
+    for shared in (True, False):
+        student = _model(0).train()
+        loss_fn = KaspLoss(student, teacher, task_loss_weight=1.0)
+        opt = torch.optim.AdamW(student.parameters(), lr=1e-2)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (s + 1))
+        pruner = MagnitudePruner(student, 0.5, 10, 5)
+        pruner.step(4)
+        for _ in range(3):
+            if shared:
+                loss, terms = training_step(student, batch, loss_fn, opt, scheduler=sched, pruner=pruner,
+                                            max_grad_norm=0.1)
+                assert set(terms) == {"attention", "hidden", "prediction", "task"} and loss.requires_grad
+            else:
+                loss, _, _ = loss_fn(student, batch)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(student.parameters(), 0.1)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                pruner.apply()
+        loss_fn.remove()
+        assert all(p.grad is None for p in student.parameters())
+        result.append(student.state_dict())
+    assert all(torch.equal(result[0][k], result[1][k]) for k in result[0])
+    zeros = sum(int((m == 0).sum()) for m in pruner.masks.values())
+    assert zeros > 0 and all(torch.equal(lin.weight * (m != 0), lin.weight) for lin, m in
+                             ((pruner.linears[n], pruner.masks[n]) for n in pruner.masks))

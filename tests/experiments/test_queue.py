@@ -140,8 +140,8 @@ def test_two_pumps_at_once_start_each_queued_run_exactly_once(tmp_path):
 
 @pytest.mark.slow
 def test_queue_advances_when_a_run_ends_with_no_browser(tmp_path, tiny_pretrained, monkeypatch):
-    monkeypatch.setattr(jobs, "MAX_JOBS", 1)
-    monkeypatch.setattr(jobs, "MAX_QUEUED", 2)
+    monkeypatch.setenv("KASP_MAX_JOBS", "1")
+    monkeypatch.setenv("KASP_MAX_QUEUED", "2")
     opts = {"task": "sst2", "model": str(tiny_pretrained), "max_steps": 1, "max_train_samples": 16,
             "max_eval_samples": 8, "eval_every": 0}
     first = jobs.launch("finetune", opts, tmp_path)
@@ -251,7 +251,7 @@ def test_pump_never_runs_a_planted_command_or_a_hostile_recipe(tmp_path, monkeyp
     expected = _plant(tmp_path / "store", marker)
     calls = []
     monkeypatch.setattr(jobs.subprocess, "Popen", lambda *a, **k: calls.append(a) or pytest.fail(f"executed {a}"))
-    monkeypatch.setattr(jobs, "MAX_JOBS", 4)
+    monkeypatch.setenv("KASP_MAX_JOBS", "4")
     assert jobs.pump(tmp_path / "store") == []
     assert calls == []
     _assert_refused(tmp_path / "store", expected, marker)
@@ -283,7 +283,7 @@ def test_opening_a_page_never_runs_a_planted_command(tmp_path, monkeypatch, page
     store = tmp_path / "store"
     expected = _plant(store, marker)
     monkeypatch.setattr(jobs.subprocess, "Popen", lambda *a, **k: pytest.fail(f"executed {a}"))
-    monkeypatch.setattr(jobs, "MAX_JOBS", 4)
+    monkeypatch.setenv("KASP_MAX_JOBS", "4")
     open_page(page, store, monkeypatch)  # asserts the page raised nothing
     time.sleep(0.2)
     assert not marker.exists()
@@ -294,7 +294,7 @@ def test_opening_a_page_never_runs_a_planted_command(tmp_path, monkeypatch, page
 
 
 def test_launch_stores_a_recipe_and_the_queue_builds_the_command(tmp_path, monkeypatch):
-    monkeypatch.setattr(jobs, "MAX_JOBS", 0)  # nothing starts
+    monkeypatch.setenv("KASP_MAX_JOBS", "0")  # nothing starts
     opts = {"task": "sst2", "model": "default", "method": "magnitude", "sparsity": 0.7, "max_steps": 20, "lr": 2e-4,
             "time_budget": None, "bucket_batches": False, "max_train_samples": None}
     run = jobs.launch("prune", opts, tmp_path, owner="tab")
@@ -327,7 +327,7 @@ def test_a_kasp_folder_in_the_working_directory_is_never_imported(tmp_path, monk
     (tmp_path / "kasp" / "status.json").write_text('{"state": "done"}')  # it is listed as a run, too
     run = _queue_fake(tmp_path, 1)[0]
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(jobs, "MAX_JOBS", 1)
+    monkeypatch.setenv("KASP_MAX_JOBS", "1")
     assert jobs.pump(".") == [RunDir(Path(".") / run.id)]
     _wait_ended([run])
     assert not marker.exists() and _starts(run) == 1 and run.state() == "failed"  # the real kasp ran, and failed
@@ -407,7 +407,7 @@ def test_pump_refuses_huge_nested_linked_and_pidless_runs(tmp_path, monkeypatch)
     victim.write_text("mine\n")
     expected = _plant_more(tmp_path / "store", victim)
     monkeypatch.setattr(jobs.subprocess, "Popen", lambda *a, **k: pytest.fail(f"executed {a}"))
-    monkeypatch.setattr(jobs, "MAX_JOBS", 8)
+    monkeypatch.setenv("KASP_MAX_JOBS", "8")
     assert jobs.pump(tmp_path / "store") == []
     _assert_more_refused(tmp_path / "store", expected, victim)
     assert jobs.active_runs(tmp_path / "store") == []  # nothing holds a slot or keeps a worker waiting
@@ -474,7 +474,7 @@ def test_opening_a_page_survives_further_hostile_stores(tmp_path, monkeypatch, p
     victim.write_text("mine\n")
     expected = _plant_more(tmp_path / "store", victim)
     monkeypatch.setattr(jobs.subprocess, "Popen", lambda *a, **k: pytest.fail(f"executed {a}"))
-    monkeypatch.setattr(jobs, "MAX_JOBS", 8)
+    monkeypatch.setenv("KASP_MAX_JOBS", "8")
     open_page(page, tmp_path / "store", monkeypatch)  # asserts the page raised nothing
     assert victim.read_text() == "mine\n"
     if page == "prune.py":
@@ -487,10 +487,81 @@ def test_launch_stores_a_relative_model_folder_as_an_absolute_path(tmp_path, mon
     (tmp_path / "app" / "my-model").mkdir(parents=True)
     (tmp_path / "app" / "teachers" / "t").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "app")
-    monkeypatch.setattr(jobs, "MAX_JOBS", 0)  # nothing starts
+    monkeypatch.setenv("KASP_MAX_JOBS", "0")  # nothing starts
     run = jobs.launch("prune", {"task": "sst2", "sparsity": 0.5, "model": "my-model", "teacher": "teachers/../teachers/t"},
                       tmp_path / "store")
     opts = json.loads((run.path / "status.json").read_text())["job"]["options"]
     assert opts["model"] == str(tmp_path / "app" / "my-model") and opts["teacher"] == str(tmp_path / "app" / "teachers" / "t")
     run = jobs.launch("finetune", {"task": "sst2", "model": "default"}, tmp_path / "store")  # not a folder: kept
     assert json.loads((run.path / "status.json").read_text())["job"]["options"]["model"] == "default"
+
+
+# --- the run's status lock ---------------------------------------------------------------------------
+
+_COUNT = """
+import contextlib, sys, time
+from kasp.ground.runs import RunDir
+from pathlib import Path
+run_dir, me, n, locked = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "locked"
+if not locked:  # the same read-modify-write without the lock (what KASP did before)
+    RunDir.status_lock = lambda self, timeout=0: contextlib.nullcontext()
+run = RunDir(run_dir)
+ready = Path(run_dir).parent
+(ready / f"ready-{me}").touch()  # both start together, however long each took to start
+
+def add_one(status):
+    seen = status.get("count", 0)
+    time.sleep(0.005)  # between the read and the write, as a process between two statements may be
+    return dict(status, count=seen + 1)
+
+while len(list(ready.glob("ready-*"))) < 2:
+    time.sleep(0.001)
+for _ in range(n):
+    run.update_status(add_one)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("locked", [True, False])
+def test_status_writes_of_two_processes_lose_nothing_under_the_lock(tmp_path, locked):
+    """Two processes (the app and a run's own process, say) each add 1 to a status field 60 times, at once.
+    Every read-modify-write holds the run's status lock, so all 120 additions count; the same updates without
+    the lock (as before) lose some, which shows the race the lock closes."""
+    run = RunDir.create(tmp_path / "run")
+    run.set_status("running", count=0, pid=os.getpid())
+    n = 60
+    procs = [subprocess.Popen([sys.executable, "-c", _COUNT, str(run.path), str(i), str(n),
+                               "locked" if locked else "unlocked"], cwd=ROOT) for i in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    count = run.status()["count"]
+    if locked:
+        assert count == 2 * n
+        assert run.status()["pid"] == os.getpid() and run.state() == "running"  # the other fields are kept
+    else:
+        assert count < 2 * n
+
+
+def test_a_cancel_request_is_not_lost_to_the_runs_own_status_write(tmp_path):
+    """set_status merges its fields into the stored status under the lock: the run's heartbeat (step) and the
+    app's cancel request both survive; ``when`` writes only from the given states."""
+    run = RunDir.create(tmp_path / "run")
+    run.set_status("queued")
+    assert run.set_status("running", when=("queued",), pid=os.getpid())
+    assert not run.set_status("running", when=("queued",), pid=1)  # already running: not written
+    run.set_status("running", cancel_requested=True)
+    run.set_status("running", step=5)
+    status = run.status()
+    assert (status["pid"], status["cancel_requested"], status["step"]) == (os.getpid(), True, 5)
+    assert (run.path / ".status.lock").is_file()
+
+
+def test_a_linked_status_lock_is_not_followed(tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    run.set_status("queued")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (run.path / ".status.lock").unlink()
+    (run.path / ".status.lock").symlink_to(victim)
+    with pytest.raises(KaspError, match="is a link"):
+        run.set_status("cancelled")
+    assert victim.read_text() == "keep" and run.state() == "queued"

@@ -210,3 +210,21 @@ def test_kasp_attention_prints_an_undefined_layer_cka_as_undef_never_nan(monkeyp
     assert main(["attention", "t", "s", "--task", "stsb"]) == 0
     out = capsys.readouterr().out
     assert "nan" not in out.lower() and "    0  undef   1.00" in out and "CKA is undefined where" in out
+
+
+def test_one_non_finite_check():
+    """kasp.ground.finite: the count of NaN/inf entries of any tensor (float8 widened, integers none), its mask, and the
+    check of a Python number (an int beyond the float range is not finite)."""
+    import torch
+
+    from kasp.ground.finite import is_finite_number, non_finite_count, non_finite_mask
+
+    t = torch.tensor([[1.0, float("nan")], [float("inf"), -float("inf")]])
+    assert non_finite_count(t) == 3 and non_finite_mask(t).tolist() == [[False, True], [True, True]]
+    assert non_finite_count(torch.ones(3)) == 0 and non_finite_count(torch.tensor([1, 2])) == 0
+    assert non_finite_count(torch.tensor([1e38, 1e38], dtype=torch.float32).repeat(10)) == 0  # sum overflows float32 only
+    assert non_finite_count(t.to(torch.bfloat16)) == 3
+    if hasattr(torch, "float8_e4m3fn"):
+        assert non_finite_count(torch.tensor([1.0, float("nan")]).to(torch.float8_e4m3fn)) == 1
+    assert [is_finite_number(v) for v in (1, 2.5, float("nan"), float("inf"), 10**400, True, "1", None)] == \
+        [True, True, False, False, False, False, False, False]

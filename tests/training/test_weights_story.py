@@ -226,7 +226,7 @@ def _notice(at):
 
 def _marker(at):
     sched = [c for c in _charts(at) if "schedule" in c["layout"]["title"]["text"]][0]
-    return sched["data"][1]["x"]
+    return next(t["x"] for t in sched["data"] if str(t.get("name", "")).startswith("step "))  # the "you are here" marker
 
 
 @pytest.mark.slow

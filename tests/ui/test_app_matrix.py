@@ -174,8 +174,8 @@ def test_the_five_sweep_tasks_ship_runs_with_weight_pictures(task):
 def test_page_task_state(page, task, state, stores, monkeypatch, tmp_path):
     store = stores[(state, task)]
     monkeypatch.setenv("KASP_RUNS_DIR", str(store))
-    monkeypatch.setattr(jobs, "MAX_JOBS", 1)
-    monkeypatch.setattr(jobs, "MAX_QUEUED", 2)
+    monkeypatch.setenv("KASP_MAX_JOBS", "1")
+    monkeypatch.setenv("KASP_MAX_QUEUED", "2")
     if state != "precomputed":
         monkeypatch.setattr(views, "PRECOMPUTED", tmp_path / "no-precomputed-runs.json")
     at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)

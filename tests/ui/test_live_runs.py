@@ -52,7 +52,7 @@ def test_a_second_teacher_of_the_same_task_and_model_is_refused_with_a_clear_mes
     from kasp.ground.errors import KaspError
 
     monkeypatch.setattr(jobs, "pump", lambda store=None: [])  # nothing is started in this test
-    monkeypatch.setattr(jobs, "MAX_QUEUED", 5)
+    monkeypatch.setenv("KASP_MAX_QUEUED", "5")
     first = jobs.launch("finetune", {"task": "sst2", "max_steps": 300}, store=tmp_path, owner="tab-a")
     with pytest.raises(KaspError) as e:
         jobs.launch("finetune", {"task": "sst2", "max_steps": 50}, store=tmp_path, owner="tab-b")

@@ -131,7 +131,7 @@ def _queued(store: Path, name: str, owner: str | None) -> RunDir:
 
 
 def test_launch_records_owner_and_only_the_owner_controls(tmp_path, monkeypatch):
-    monkeypatch.setattr(jobs, "MAX_JOBS", 0)  # nothing starts
+    monkeypatch.setenv("KASP_MAX_JOBS", "0")  # nothing starts
     run = jobs.launch("prune", {"task": "sst2", "sparsity": 0.5}, tmp_path, owner="tab-A-token")
     assert jobs.owner(run) == "tab-A-token"
     assert jobs.can_control(run, "tab-A-token")
@@ -143,8 +143,8 @@ def test_launch_records_owner_and_only_the_owner_controls(tmp_path, monkeypatch)
 
 
 def test_queue_position_text_and_gate(tmp_path, monkeypatch):
-    monkeypatch.setattr(jobs, "MAX_JOBS", 1)
-    monkeypatch.setattr(jobs, "MAX_QUEUED", 2)
+    monkeypatch.setenv("KASP_MAX_JOBS", "1")
+    monkeypatch.setenv("KASP_MAX_QUEUED", "2")
     running = RunDir.create(tmp_path / "20260101-000000-sst2-finetune")
     running.set_status("running", pid=os.getpid(), step=50, total_steps=100, started=1000.0, owner="A")
     first = _queued(tmp_path, "20260101-000001-sst2-kasp-s50", "B")

@@ -1,0 +1,34 @@
+"""The recipe study's table in docs/results.md is what scripts/study_table.py makes of bench/study/*.json."""
+import importlib.util
+import json
+
+from tests.helpers import ROOT
+
+
+def _study_table():
+    spec = importlib.util.spec_from_file_location("study_table", ROOT / "scripts" / "study_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_study_table_is_the_study_files():
+    st = _study_table()
+    doc = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    a, b = doc.index(st.START), doc.index(st.END) + len(st.END)
+    assert doc[a:b] == st.block(ROOT / "bench" / "study"), (
+        "docs/results.md's study table is stale: run .venv/bin/python scripts/study_table.py --write docs/results.md")
+
+
+def test_a_changed_score_changes_the_table(tmp_path):
+    """The table quotes each seed's selection and dev score, so a changed file cannot go unnoticed."""
+    st = _study_table()
+    src = ROOT / "bench" / "study" / "sst2-base.json"
+    data = json.loads(src.read_text())
+    (tmp_path / "sst2-base.json").write_text(json.dumps(data))
+    before = st.block(tmp_path)
+    run = data["runs"][0]
+    run["metrics"][run["main_metric"]] = round(run["metrics"][run["main_metric"]] - 0.0123, 6)
+    (tmp_path / "sst2-base.json").write_text(json.dumps(data))
+    assert st.block(tmp_path) != before
+    assert f"{100 * run['metrics'][run['main_metric']]:.2f}" in st.block(tmp_path)
