@@ -154,7 +154,7 @@ def test_attention_page(tiny_store, pruned_run, monkeypatch):
 def test_attention_page_shows_shipped_retention_without_runs(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from kasp.ui.views import load_precomputed
+    from kasp.ui.tables import load_precomputed
 
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path))
     at = AppTest.from_file(str(ROOT / "pages" / "attention.py"), default_timeout=60)

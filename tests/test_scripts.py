@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kasp.ground.runs import RunDir
-from kasp.ui.views import load_precomputed, precomputed_frame
+from kasp.ui.tables import load_precomputed, precomputed_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 
