@@ -19,6 +19,7 @@ from kasp.spec.tasks import get_task, metric_label
 from kasp.experiments.results import load_shipped, load_shipped_gpu, sweep_points
 from kasp.ui.tables import PAPER, precomputed_frame, published_frame, runs_frame
 
+
 def curve_frame(task: str, store: str | Path | None = None) -> pd.DataFrame:
     """Metric against sparsity for a task: finished live runs, precomputed runs and published figures.
 

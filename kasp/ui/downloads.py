@@ -7,6 +7,7 @@ from pathlib import Path
 from kasp.ground.errors import KaspError
 from kasp.ground.runs import RunDir
 
+
 def checkpoint_zip(run: RunDir) -> bytes:
     """A run's checkpoint directory as a zip archive (files under ``<run id>/``), for the Results download.
 

@@ -21,6 +21,7 @@ from kasp.training.estimate import DEFAULT_STEP_SECONDS, estimate_seconds
 from kasp.ui.checks import check_model
 from kasp.ui.devset import train_size
 
+
 def form_defaults(kind: str, method: str, task: str) -> dict[str, Any]:
     """Widget defaults of the Prune page: the CLI's recipe for (kind, method, task) (:func:`kasp.spec.config.make_config`),
     with ``max_steps`` filled in for the steps field: the task's step budget when the recipe is bounded by

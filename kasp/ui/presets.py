@@ -13,6 +13,7 @@ from kasp.spec.methods import REFERENCE
 from kasp.experiments.results import load_shipped
 from kasp.ui.tables import load_precomputed, precomputed_retention
 
+
 def _curve_preset(label: str, icon: str, task: str, methods: tuple[str, str], shipped: set, help: str) -> dict[str, Any]:
     """An Overview preset that shows two methods' curves; disabled (saying why) when the shipped
     results of ``task`` lack one of them."""

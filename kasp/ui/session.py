@@ -14,6 +14,7 @@ from kasp.experiments import jobs
 from kasp.ground import settings
 from kasp.ground.runs import FINAL_STATES, RunDir, list_runs
 
+
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 

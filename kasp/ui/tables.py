@@ -23,6 +23,7 @@ from kasp.spec.tasks import get_task, metric_axis, task_name
 from kasp.spec.methods import axis_sparsity, shrinks_student
 from kasp.experiments.results import load_shipped
 
+
 PRECOMPUTED = precomputed_path("runs.json")
 
 PAPER = "Xu et al., NAACL 2021, table 1 (BERT-base, GLUE dev)"
