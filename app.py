@@ -17,7 +17,7 @@ import os
 import streamlit as st
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from kasp.ground.resources import asset  # noqa: E402
+from kasp.ui.engine import asset  # noqa: E402
 # a local image: a Material icon as page_icon makes the browser fetch it from fonts.gstatic.com
 # presenter mode (?present=1, or the sidebar's toggle): larger type for a projector, the sidebar collapsed
 if "present" not in st.session_state:
@@ -27,10 +27,10 @@ st.set_page_config(page_title="KASP: knowledge-aware sparse pruning", page_icon=
                    layout="wide", initial_sidebar_state="collapsed" if PRESENT else "auto")
 
 from kasp.ui import urlstate  # noqa: E402
-from kasp.data.glue import shipped_splits  # noqa: E402
-from kasp.ground.runs import runs_dir  # noqa: E402
-from kasp.ui.views import (TASK_BLURBS, check_model, operator_attempt, operator_key_problem, operator_mode,  # noqa: E402
-                        session_token, task_option)
+from kasp.ui.engine import runs_dir  # noqa: E402
+from kasp.ui.checks import check_model  # noqa: E402
+from kasp.ui.devset import sidebar_tasks, task_option  # noqa: E402
+from kasp.ui.session import operator_attempt, operator_key_problem, operator_mode, session_token  # noqa: E402
 from kasp.ui.style import PRESENTER_CSS  # noqa: E402
 
 if "owner" not in st.session_state:
@@ -48,8 +48,7 @@ if PRESENT:
 
 with st.sidebar:
     st.markdown("### KASP")
-    shipped = shipped_splits()
-    tasks = [t for t in TASK_BLURBS if t in shipped]
+    tasks = sidebar_tasks()
     # Page-independent keys ("task", "model") hold the choice; the widgets write into them through
     # on_change, since widget-bound keys can be reset when the page changes. A link's ?task= / ?model=
     # (kasp.ui.urlstate) is applied once, then the sidebar rules and writes its choice back to the address.

@@ -500,7 +500,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from kasp.ui.views import runs_frame
+    from kasp.ui.tables import runs_frame
 
     df = runs_frame(args.runs_dir)
     rows = [{k: (None if v != v else v) for k, v in r.items()} for r in  # NaN -> None
@@ -534,7 +534,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
     """
     from kasp.ground.errors import require_extra
     from kasp.ground.resources import app_script
-    from kasp.ui.views import operator_key_problem
+    from kasp.ui.session import operator_key_problem
 
     for module in ("streamlit", "plotly", "bertviz"):  # before Streamlit starts: one line, not a page's traceback
         require_extra(module, "app", "kasp app")

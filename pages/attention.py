@@ -5,14 +5,13 @@ import streamlit as st
 
 from kasp.ui import urlstate
 from kasp.ui.attention_view import head_view_html
-from kasp.data.glue import get_task
-from kasp.spec.methods import shrinks_student
+from kasp.ui.tables import precomputed_retention, retention_rows, retention_samples, shipped_run
+from kasp.ui.devset import default_example
+from kasp.ui.engine import get_task, iter_done, measured_sparsity, shrinks_student, task_name
+from kasp.ui.measure import load_for_attention, run_retention, sentence_attention
 from kasp.ground.errors import KaspError
 from kasp.ui.figures import attention_heatmap, cka_figure, head_heatmap, layer_similarity_figure, retention_scatter
-from kasp.analysis.retention import load_for_attention, run_retention, sentence_attention
-from kasp.ground.runs import iter_done, measured_sparsity
 from kasp.ui.style import method_label
-from kasp.ui.views import default_example, precomputed_retention, retention_rows, retention_samples, shipped_run, task_name
 
 task = st.session_state.get("task", "sst2")
 T = get_task(task)

@@ -5,19 +5,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from kasp.analysis.inspection import analyse, inspect_warnings
-from kasp.training.card import CARD_FILE, card_summary
-from kasp.models.checkpoint import fingerprint
-from kasp.data.glue import shipped_splits
+from kasp.ui.tables import latency_frame
+from kasp.ui.devset import dev_tasks
+from kasp.ui.engine import CARD_FILE, card_summary, format_metrics, iter_done, runs_dir
+from kasp.ui.measure import (analyse, default_model_path, evaluate_checkpoint, evaluation_notes, fingerprint,
+                             inspect_warnings, quick_latency)
 from kasp.ground.errors import KaspError, os_error_message
-from kasp.training.evaluate import evaluate_checkpoint, evaluation_notes
-from kasp.spec.metrics import format_metrics
 from kasp.ui.figures import parameter_groups_bar, size_table, sizes_bar, sparsity_heatmap
-from kasp.models.modeling import default_model_path
-from kasp.models.onnx_export import quick_latency
-from kasp.ground.runs import iter_done, runs_dir
 from kasp.ui.uploads import evaluate_uploaded_tsv, open_upload
-from kasp.ui.views import latency_frame
 
 st.title("Inspect a checkpoint")
 st.caption("Any BERT-family checkpoint, ours or anyone's: weights are read from safetensors only, pickle files are "
@@ -146,7 +141,7 @@ problems = [p for p in info["problems"] if "non-finite" not in p]
 if info["non_finite"] or problems:
     st.info("Not scored: " + " ".join(problems or ["the checkpoint holds NaN or inf weights (above)."]))
 else:
-    tasks = [t for t, s in shipped_splits().items() if "dev" in s]
+    tasks = dev_tasks()
     if info["task"]:
         task = info["task"]
         st.caption(f"Scored on **{task}**, the task recorded in the checkpoint's config (`kasp_task`).")

@@ -4,10 +4,11 @@ import streamlit as st
 
 from kasp.ui import urlstate
 from kasp.ui.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, curve_notes, schedule_figure
-from kasp.ground.resources import asset
-from kasp.ui.views import curve_data
-from kasp.experiments.results import shipped_status
-from kasp.ui.views import PAPER, majority_metric, metric_label, schedule_frame, task_name, view_presets
+from kasp.ui.tables import PAPER
+from kasp.ui.curves import curve_data, schedule_frame
+from kasp.ui.devset import majority_metric
+from kasp.ui.presets import view_presets
+from kasp.ui.engine import asset, metric_label, shipped_status, task_name
 
 task = st.session_state.get("task", "sst2")
 

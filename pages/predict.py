@@ -3,11 +3,11 @@
 import streamlit as st
 
 from kasp.ui import urlstate
-from kasp.data.glue import get_task
+from kasp.ui.tables import load_precomputed, shipped_scores
+from kasp.ui.devset import dev_examples_frame
+from kasp.ui.engine import get_task, metric_axis, shipped_sweep_path
+from kasp.ui.measure import cut_warnings, dev_example, disagreements, predict_texts, prediction_runs
 from kasp.ground.errors import KaspError
-from kasp.analysis.predict import cut_warnings, dev_example, disagreements, prediction_runs, predict_texts
-from kasp.experiments.results import shipped_sweep_path
-from kasp.ui.views import dev_examples_frame, load_precomputed, metric_axis, shipped_scores
 
 task = st.session_state.get("task", "sst2")
 T = get_task(task)

@@ -2,19 +2,18 @@
 
 import streamlit as st
 
-from kasp.experiments import jobs
+from kasp.ui.tables import state_icon
+from kasp.ui.curves import curve_data, progress_frames, schedule_frame, your_run_context
+from kasp.ui.checks import teacher_warning
+from kasp.ui.launch import (form_defaults, launch_gate, live_timing, queue_text, run_kind, run_total_steps,
+                            validate_launch)
+from kasp.ui.session import panel_runs
+from kasp.ui.engine import (estimate_seconds, format_metric, get_method, get_task, iter_done, jobs, load_recipe,
+                            method_names, metric_label, metric_note, REFERENCE, RunDir, task_name)
 from kasp.ui import urlstate
-from kasp.spec.config import load_recipe
-from kasp.data.glue import get_task
 from kasp.ground.errors import KaspError, os_error_message
-from kasp.spec.methods import REFERENCE, get_method, method_names
 from kasp.ui.figures import dev_metric_figure, live_sparsity_figure, loss_figure
 from kasp.ui.figures_live import your_run_figure
-from kasp.spec.metrics import metric_note
-from kasp.ground.runs import RunDir, iter_done
-from kasp.ui.views import curve_data
-from kasp.training.estimate import estimate_seconds
-from kasp.ui.views import form_defaults, format_metric, launch_gate, live_timing, metric_label, panel_runs, progress_frames, queue_text, run_kind, run_total_steps, schedule_frame, state_icon, task_name, teacher_warning, validate_launch, your_run_context
 
 task = st.session_state.get("task", "sst2")
 model = st.session_state.get("model", "default") or "default"

@@ -5,17 +5,15 @@ import json
 import pandas as pd
 import streamlit as st
 
-from kasp.experiments import jobs
+from kasp.ui.tables import results_table, shipped_run, state_icon, STATE_ICONS, undefined_runs_note
+from kasp.ui.curves import curve_data, eval_gaps_note, progress_frames
+from kasp.ui.devset import majority_metric
+from kasp.ui.downloads import checkpoint_zip
+from kasp.ui.engine import get_task, jobs, metric_axis, metric_label, RunDir, runs_dir, shipped_status, task_name
 from kasp.ui import urlstate
-from kasp.data.glue import get_task
 from kasp.ground.errors import KaspError
 from kasp.ui.figures import accuracy_sparsity_figure, curve_caption, curve_notes, sparsity_heatmap, training_curves
-from kasp.ground.runs import RunDir, runs_dir
-from kasp.ui.views import curve_data
-from kasp.experiments.results import shipped_status
 from kasp.ui.style import method_label
-from kasp.ui.views import (STATE_ICONS, checkpoint_zip, eval_gaps_note, majority_metric, metric_axis, metric_label,
-                        progress_frames, results_table, shipped_run, state_icon, task_name, undefined_runs_note)
 
 task = st.session_state.get("task", "sst2")
 owner = st.session_state.get("owner")

@@ -5,12 +5,11 @@ import time
 import streamlit as st
 
 from kasp.ui import urlstate
-from kasp.data.glue import get_task
+from kasp.ui.curves import schedule_frame
+from kasp.ui.engine import get_task, KINDS, pair_index, read_story, what_to_notice
 from kasp.ui.figures import schedule_figure
 from kasp.ui.figures_weights import story_figure
-from kasp.training.weights_story import KINDS, pair_index, read_story, what_to_notice
 from kasp.ui.stories import partner, story_entries
-from kasp.ui.views import schedule_frame
 
 PLAY_SECONDS = 1.5  # one recorded step per tick while Play is on
 

@@ -1,6 +1,6 @@
 """Plotly figures of the app's pages (plotly and pandas only: no Streamlit).
 
-Every builder takes plain data (DataFrames from :mod:`kasp.ui.views`, lists, arrays) and returns a
+Every builder takes plain data (DataFrames from :mod:`kasp.ui.tables` and :mod:`kasp.ui.curves`, lists, arrays) and returns a
 ``plotly.graph_objects.Figure`` whose title and axis titles name the task by its GLUE name and the
 task's own metric, so that the pages only lay figures out.
 """
@@ -85,7 +85,7 @@ def sparsity_heatmap(per_matrix: dict[str, float], height: int = 360) -> go.Figu
 def schedule_figure(curve: pd.DataFrame, points: pd.DataFrame, height: int = 380, step: int | None = None,
                     evals: list[dict[str, Any]] | None = None, task: str | None = None) -> go.Figure:
     """The cubic schedule s_t (Zhu & Gupta 2017, eq. 1) and its mask-update steps, from
-    :func:`kasp.ui.views.schedule_frame` (the Overview); with ``step`` (the Weights page), that step is
+    :func:`kasp.ui.curves.schedule_frame` (the Overview); with ``step`` (the Weights page), that step is
     marked and the dev metric of ``task`` in ``evals`` (progress records with ``step`` and ``metrics``)
     up to it is drawn on a second axis (an undefined value is a gap, never 0).
 
@@ -291,10 +291,10 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
             Lines join the points of one (method, source) when it has several sparsities.
         teacher: (metric fraction, where it comes from) of the dense teacher, or None.
         published: DataFrame with method, sparsity, metric (fractions), e.g.
-            :func:`kasp.ui.views.published_frame` renamed; drawn as grey stars, labelled as the paper's.
+            :func:`kasp.ui.tables.published_frame` renamed; drawn as grey stars, labelled as the paper's.
         metric_name: the task's GLUE metric name for the axis.
         baseline: the metric (fraction) of always answering the dev set's majority class
-            (:func:`kasp.ui.views.majority_baseline`), drawn as a dotted line when it falls inside the
+            (:func:`kasp.ui.devset.majority_baseline`), drawn as a dotted line when it falls inside the
             y-range the results set (it never widens the axis).
 
     Labels sit only in the legend and hover texts (no annotations), so they never overlap.

@@ -18,12 +18,12 @@ YOUR_RUN = "your run"
 
 
 def your_run_figure(ctx: dict[str, Any], curve, metric_name: str, task: str, height: int = 420) -> go.Figure:
-    """Dev metric against sparsity: the shipped points of ``curve`` (:func:`kasp.ui.views.curve_data`; live runs
+    """Dev metric against sparsity: the shipped points of ``curve`` (:func:`kasp.ui.curves.curve_data`; live runs
     other than this one left out), this run as a large marker (source "your run"), the shipped sweep's teacher
     (grey dashed) and this run's own teacher (dashed, in the run's method colour).
 
     Args:
-        ctx: :func:`kasp.ui.views.your_run_context` of the run.
+        ctx: :func:`kasp.ui.curves.your_run_context` of the run.
     """
     pts = curve.points
     pts = pts[pts["source"] != "live run"] if len(pts) else pts

@@ -26,7 +26,7 @@ def story_entries(task: str, store: str | Path | None = None,
     ``command`` (the command line of a precomputed run, else None) and, for a live run, ``damage``
     (what is wrong with its weights.jsonl, :func:`kasp.ground.runs.jsonl_problem`, or None).
     """
-    from kasp.ui.views import load_precomputed
+    from kasp.ui.tables import load_precomputed
 
     out = []
     for r in list_runs(store):

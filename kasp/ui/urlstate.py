@@ -158,7 +158,7 @@ def share_url(page_path: str = "") -> str:
 
 
 def preset_link(where, preset: dict[str, Any]) -> None:
-    """Draw one preset (:func:`kasp.ui.views.view_presets`) as a link to its page with its parameters.
+    """Draw one preset (:func:`kasp.ui.presets.view_presets`) as a link to its page with its parameters.
 
     Within the app's navigation this is ``st.page_link`` (the session, and so run ownership, is kept);
     a page run on its own (``streamlit run pages/overview.py``, AppTest) has no pages to link to, so

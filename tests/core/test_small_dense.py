@@ -81,7 +81,7 @@ def test_small_dense_run_is_a_run_like_any_other(tiny_store, tiny_pretrained, tm
     from kasp.cli import main
     from kasp.analysis.retention import compare
     from kasp.ground.runs import RunDir
-    from kasp.ui.views import runs_frame
+    from kasp.ui.tables import runs_frame
 
     out = tiny_store / "small-dense-run"
     rc = main(["prune", "--task", "sst2", "--method", "small-dense", "--sparsity", "0.6", "--model", str(tiny_pretrained),

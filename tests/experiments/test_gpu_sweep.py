@@ -38,10 +38,10 @@ def test_gpu_sweep_runs_every_method_in_parallel_and_merges_per_task(tiny_pretra
     assert {r["steps"] for r in res["runs"]} == {3}  # 2 epochs of 48 examples in batches of 32
     # the app draws it as its own source, beside the shipped CPU sweep
     import kasp.experiments.results as sweep
-    from kasp.ui import views
+    from kasp.ui import curves
 
     monkeypatch.setattr(sweep, "shipped_gpu_sweep_path", lambda task: out / f"{task}.json")
-    pts = views.curve_data("mrpc", store=tmp_path / "empty").points
+    pts = curves.curve_data("mrpc", store=tmp_path / "empty").points
     gpu_pts = pts[pts["source"] == "GPU sweep, 2 epochs"]
     assert set(gpu_pts["method"]) == {"kasp", "magnitude", "small-dense"} and (gpu_pts["n"] == 2).all()
     assert (pts["source"] == "precomputed sweep").any()  # the CPU sweep is still drawn
@@ -49,12 +49,12 @@ def test_gpu_sweep_runs_every_method_in_parallel_and_merges_per_task(tiny_pretra
 
 def test_a_broken_gpu_file_is_named_not_raised(tmp_path, monkeypatch):
     import kasp.experiments.results as sweep
-    from kasp.ui import views
+    from kasp.ui import curves
 
     bad = tmp_path / "mrpc.json"
     bad.write_text("{not json")
     monkeypatch.setattr(sweep, "shipped_gpu_sweep_path", lambda task: bad)
-    data = views.curve_data("mrpc", store=tmp_path / "empty")
+    data = curves.curve_data("mrpc", store=tmp_path / "empty")
     assert "not valid JSON" in data.error and (data.points["source"] == "precomputed sweep").any()
 
 

@@ -59,7 +59,7 @@ def test_a_sigkilled_run_says_it_ended_without_a_final_status(tmp_path):
     proc.wait()
     assert run.state() == "failed"
     assert "ended without writing a final status" in run.status()["error"]
-    from kasp.ui.views import runs_frame
+    from kasp.ui.tables import runs_frame
 
     row = runs_frame(tmp_path).set_index("id").loc["killed"]
     assert "ended without writing a final status" in row["error"]
@@ -255,7 +255,7 @@ def test_pump_never_runs_a_planted_command_or_a_hostile_recipe(tmp_path, monkeyp
     assert jobs.pump(tmp_path / "store") == []
     assert calls == []
     _assert_refused(tmp_path / "store", expected, marker)
-    from kasp.ui.views import runs_frame
+    from kasp.ui.tables import runs_frame
 
     frame = runs_frame(tmp_path / "store").set_index("id")  # the table names each refusal
     assert "command line instead of a KASP recipe" in frame.loc["a-command", "error"]
@@ -411,7 +411,7 @@ def test_pump_refuses_huge_nested_linked_and_pidless_runs(tmp_path, monkeypatch)
     assert jobs.pump(tmp_path / "store") == []
     _assert_more_refused(tmp_path / "store", expected, victim)
     assert jobs.active_runs(tmp_path / "store") == []  # nothing holds a slot or keeps a worker waiting
-    from kasp.ui.views import runs_frame
+    from kasp.ui.tables import runs_frame
 
     frame = runs_frame(tmp_path / "store").set_index("id")
     assert "nested too deeply" in frame.loc["c-nested", "error"]

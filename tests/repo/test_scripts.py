@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from kasp.ground.runs import RunDir
-from kasp.ui.views import load_precomputed, precomputed_frame
+from kasp.ui.tables import load_precomputed, precomputed_frame
 
 from tests.helpers import ROOT
 

@@ -39,7 +39,7 @@ def test_about_100_pruning_events():
 
 
 def test_schedule_frame_marks_the_loops_mask_updates():
-    from kasp.ui.views import schedule_frame
+    from kasp.ui.curves import schedule_frame
 
     curve, points = schedule_frame(0.9, 2000, 100)
     assert points["step"].tolist() == pruning_steps(2000, 100)

@@ -95,7 +95,7 @@ def test_kasp_runs_prints_the_reason_and_json_gives_null(tmp_path, capsys):
 
 def test_results_table_and_chart_show_a_gap_with_a_note(tmp_path):
     from kasp.ui.figures import accuracy_sparsity_figure, curve_notes
-    from kasp.ui.views import results_table, undefined_runs_note
+    from kasp.ui.tables import results_table, undefined_runs_note
 
     m = glue_metrics("correlation", [2.0, 2.0, 2.0], [1.0, 3.0, 5.0]) | {"n": 3}
     store = _store_with_report(tmp_path, "stsb", m)
@@ -158,7 +158,7 @@ def test_kasp_evaluate_prints_the_reason_and_json_gives_null(tmp_path, monkeypat
 
 
 def test_undefined_evaluation_points_are_named_as_gaps_in_the_curve():
-    from kasp.ui.views import eval_gaps_note, progress_frames
+    from kasp.ui.curves import eval_gaps_note, progress_frames
 
     undefined = glue_metrics("correlation", [1.0, 1.0], [0.0, 2.0]) | {"n": 2}
     records = [{"type": "eval", "step": 100, "metrics": undefined},

@@ -105,7 +105,7 @@ def test_a_queued_time_budget_run_is_expected_to_take_its_budget(tmp_path):
     import time
 
     from kasp.ground.runs import RunDir
-    from kasp.ui.views import remaining_seconds
+    from kasp.ui.launch import remaining_seconds
 
     run = RunDir.create(tmp_path / "q")
     run.set_status("queued", job={"kind": "prune", "options": {"sparsity": 0.5, "time_budget": 12}}, queued_at=time.time())

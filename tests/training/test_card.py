@@ -99,7 +99,7 @@ def test_a_copied_checkpoint_still_tells_what_it_is(pruned_run, tmp_path, capsys
 
 @pytest.mark.slow
 def test_results_download_carries_card_and_report(pruned_run):
-    from kasp.ui.views import checkpoint_zip
+    from kasp.ui.downloads import checkpoint_zip
 
     zf = zipfile.ZipFile(io.BytesIO(checkpoint_zip(pruned_run)))
     names = set(zf.namelist())
@@ -205,7 +205,7 @@ def test_the_results_download_never_carries_a_file_from_outside_the_run(pruned_r
     """A run copied into the store with links planted in it (checkpoint/secret -> a server file, report.json ->
     another): the zip holds the run's own plain files only; a checkpoint folder that is a link is refused."""
     from kasp.ground.errors import KaspError
-    from kasp.ui.views import checkpoint_zip
+    from kasp.ui.downloads import checkpoint_zip
 
     secret = tmp_path / "id_rsa"
     secret.write_text("PRIVATE KEY")

@@ -383,7 +383,7 @@ def test_the_weights_preset_opens_a_shipped_kasp_run(story_run, tmp_path, monkey
     import json
 
     import kasp.experiments.results
-    from kasp.ui.views import view_presets
+    from kasp.ui.presets import view_presets
     from kasp.training.weights_story import story_records
 
     run, _ = story_run

@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kasp.experiments import jobs
-from kasp.ui import views
+from kasp.ui import devset, engine, presets, tables
 from kasp.experiments import results as sweep
 from kasp.spec.config import make_config
 from kasp.data.glue import shipped_splits
@@ -26,7 +26,7 @@ from kasp.ground.runs import RunDir
 from tests.helpers import ROOT
 
 PAGES = ["overview.py", "prune.py", "results.py", "attention.py", "weights.py", "predict.py", "inspect.py"]
-TASKS = [t for t in views.TASK_BLURBS if t in shipped_splits()]  # what the sidebar offers (app.py)
+TASKS = [t for t in devset.TASK_BLURBS if t in shipped_splits()]  # what the sidebar offers (app.py)
 STATES = ["empty", "precomputed", "failed", "running", "queued"]
 ME = "session-token-of-this-test"
 OTHER = "session-token-of-another-tab"
@@ -73,7 +73,7 @@ def _shipped_story(task: str, state: str) -> bool:
     if sweep.shipped_sweep_path(task).is_file():
         runs += json.loads(sweep.shipped_sweep_path(task).read_text()).get("runs", [])
     if state == "precomputed":
-        runs += [r for r in json.loads(views.PRECOMPUTED.read_text()) if r.get("task") == task]
+        runs += [r for r in json.loads(tables.PRECOMPUTED.read_text()) if r.get("task") == task]
     return any(r.get("weights_story") and r.get("method") != "small-dense" for r in runs)
 
 
@@ -83,18 +83,18 @@ def _sweep(task: str) -> bool:
 
 
 def _expect(at: AppTest, page: str, task: str, state: str) -> None:
-    name = views.task_name(task)
+    name = engine.task_name(task)
     titles = [t.value for t in at.title]
     text = " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
                     + [h.value for h in at.header] + [s.value for s in at.subheader] + [w.value for w in at.warning])
     if page == "overview.py":
         assert titles == ["Knowledge-aware sparse pruning"]
-        assert f"{name}: dev {views.metric_label(task)} against sparsity" in [h.value for h in at.header]
+        assert f"{name}: dev {engine.metric_label(task)} against sparsity" in [h.value for h in at.header]
         if _sweep(task):  # the schedule and the shipped sweep's curve
             assert len(at.get("plotly_chart")) >= 2
-        by_label = {p["label"]: p for p in views.view_presets(task)}  # a question is offered only with an answer
+        by_label = {p["label"]: p for p in presets.view_presets(task)}  # a question is offered only with an answer
         assert by_label["Does the student still attend like the teacher?"]["disabled"] == (
-            not views.attention_available(task))
+            not presets.attention_available(task))
     elif page == "prune.py":
         assert titles == [f"Prune: {name}"]
         assert "Live runs" in [h.value for h in at.header]
@@ -118,7 +118,7 @@ def _expect(at: AppTest, page: str, task: str, state: str) -> None:
         has_rows = state in ("failed", "running", "queued") or (state == "precomputed" and task == "sst2") or _sweep(task)
         if has_rows:
             assert len(at.dataframe) == 1 and len(at.dataframe[0].value)
-            assert f"{name}: dev {views.metric_label(task)} against sparsity" in [h.value for h in at.header]
+            assert f"{name}: dev {engine.metric_label(task)} against sparsity" in [h.value for h in at.header]
         else:
             assert not at.dataframe and any(f"No {name} run" in i.value for i in at.info)
         if _sweep(task):  # the shipped sweep's runs are rows, its curve is drawn, one of its runs in detail
@@ -177,7 +177,7 @@ def test_page_task_state(page, task, state, stores, monkeypatch, tmp_path):
     monkeypatch.setenv("KASP_MAX_JOBS", "1")
     monkeypatch.setenv("KASP_MAX_QUEUED", "2")
     if state != "precomputed":
-        monkeypatch.setattr(views, "PRECOMPUTED", tmp_path / "no-precomputed-runs.json")
+        monkeypatch.setattr(tables, "PRECOMPUTED", tmp_path / "no-precomputed-runs.json")
     at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
     at.session_state["task"] = task
     at.session_state["model"] = "default"

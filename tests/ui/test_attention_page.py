@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # runs a page of the app (AppTest)
 def test_attention_page_shows_shipped_retention_without_runs(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from kasp.ui.views import load_precomputed
+    from kasp.ui.tables import load_precomputed
 
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path))
     at = AppTest.from_file(str(ROOT / "pages" / "attention.py"), default_timeout=60)

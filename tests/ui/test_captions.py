@@ -15,9 +15,11 @@ import pytest
 
 from kasp.ui import style
 from kasp.ui.figures import accuracy_sparsity_figure, caption_facts, curve_caption, retention_scatter, training_curves
-from kasp.ui.views import curve_data
+from kasp.ui.tables import precomputed_retention
+from kasp.ui.curves import curve_data
+from kasp.ui.devset import majority_metric
+from kasp.ui.engine import metric_label
 from kasp.experiments.results import load_shipped
-from kasp.ui.views import majority_metric, metric_label, precomputed_retention
 
 from tests.helpers import ROOT
 
@@ -87,7 +89,7 @@ def _kasp_sparsities(points) -> list[float]:
 def test_shipped_captions_agree_with_their_numbers(task, monkeypatch, tmp_path):
     """Every shipped task, every sparsity with a KASP result, every method pair there."""
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr("kasp.ui.views.PRECOMPUTED", tmp_path / "none.json")
+    monkeypatch.setattr("kasp.ui.tables.PRECOMPUTED", tmp_path / "none.json")
     points, teacher, _, error = curve_data(task)
     assert error is None and len(points)
     base, t = majority_metric(task), teacher[0] if teacher else None
@@ -99,7 +101,7 @@ def test_the_captions_the_issue_quoted_no_longer_contradict_themselves(monkeypat
     """MRPC said "as the paper claims" and then "none has learnt the task"; CoLA "differ by 0.00, within the
     seed spread ±0.00"."""
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr("kasp.ui.views.PRECOMPUTED", tmp_path / "none.json")
+    monkeypatch.setattr("kasp.ui.tables.PRECOMPUTED", tmp_path / "none.json")
     for task in ("mrpc", "cola"):
         points, teacher, _, _ = curve_data(task)
         c = curve_caption(points, metric_label(task), baseline=majority_metric(task), teacher=teacher[0])
@@ -139,7 +141,7 @@ def test_random_captions_agree_with_their_numbers(seed):
 def test_one_name_colour_and_marker_per_method_and_source_on_every_figure(monkeypatch, tmp_path):
     """The curve (Overview, Results) and the retention scatter (Attention) name, colour and mark each
     method and source from kasp.ui.style; green is the small dense model only."""
-    monkeypatch.setattr("kasp.ui.views.PRECOMPUTED", tmp_path / "none.json")
+    monkeypatch.setattr("kasp.ui.tables.PRECOMPUTED", tmp_path / "none.json")
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty"))
     points, teacher, published, _ = curve_data("mrpc")
     curve = accuracy_sparsity_figure(points, teacher, published, metric_label("mrpc"), "mrpc")
@@ -163,7 +165,7 @@ def test_honest_axes(task, monkeypatch, tmp_path):
     """Correlations are "×100", never "%"; the metric axis starts where the data start; the sparsity axis
     shows the compression (×10 at 90 %, ×20 at 95 %); the curves over training give the metric its own
     panel (no metric drawn on the 0-100 sparsity axis)."""
-    monkeypatch.setattr("kasp.ui.views.PRECOMPUTED", tmp_path / "none.json")
+    monkeypatch.setattr("kasp.ui.tables.PRECOMPUTED", tmp_path / "none.json")
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty"))
     points, teacher, published, _ = curve_data(task)
     fig = accuracy_sparsity_figure(points, teacher, published, metric_label(task), task,

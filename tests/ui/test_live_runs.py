@@ -136,7 +136,7 @@ def test_a_tiny_run_reports_its_phases_step_1_and_steady_updates(tiny_pretrained
 
 
 def test_live_timing_measures_the_rate_on_the_run_and_says_so():
-    from kasp.ui.views import live_timing
+    from kasp.ui.launch import live_timing
 
     now = 10_000.0
     status = {"state": "running", "started": now - 100, "train_started": now - 80, "train_step0": 0,
@@ -224,7 +224,7 @@ def _finished_class_runs(store: Path):
 
 def test_your_run_context_names_its_own_teacher_and_the_shipped_budget(tmp_path):
     from kasp.experiments.results import load_shipped
-    from kasp.ui.views import your_run_context
+    from kasp.ui.curves import your_run_context
 
     t, s = _finished_class_runs(tmp_path)
     ctx = your_run_context(s)
@@ -261,8 +261,8 @@ def test_the_live_panel_draws_your_run_with_its_own_teacher_line(tmp_path, monke
 
 
 def test_a_live_runs_point_names_its_steps_and_its_own_teacher_on_the_overview_chart(tmp_path):
-    from kasp.ui.views import curve_data
-    from kasp.ui.views import curve_frame
+    from kasp.ui.curves import curve_data
+    from kasp.ui.curves import curve_frame
 
     t, s = _finished_class_runs(tmp_path)
     cf = curve_frame("sst2", tmp_path)

@@ -83,7 +83,7 @@ def test_the_majority_class_is_a_floor_on_the_curve_and_in_the_caption():
     """MRPC's F1 of always answering "paraphrase" is 81.22: a 90 % student at 81.48 has learnt little, and
     the chart and its caption say so; a floor far below the results (SST-2's 50.92) never widens the axis."""
     from kasp.ui.figures import accuracy_sparsity_figure, curve_caption
-    from kasp.ui.views import majority_metric
+    from kasp.ui.devset import majority_metric
 
     assert majority_metric("mrpc") == pytest.approx(0.8122, abs=1e-4) and majority_metric("stsb") is None
     near = _points([("kasp", 0.9, 0.9, 0.8148, 0.0, 1, "s", ""), ("magnitude", 0.9, 0.9, 0.7591, 0.0, 1, "s", "")])
@@ -187,7 +187,7 @@ def test_reference_teacher_is_the_one_of_the_points_drawn(tmp_path, monkeypatch)
     import pandas as pd
 
     import kasp.experiments.results
-    from kasp.ui.views import curve_data
+    from kasp.ui.curves import curve_data
 
     monkeypatch.setattr(kasp.experiments.results, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
     rows = pd.DataFrame({"method": ["dense teacher", "dense teacher", "kasp", "kasp"],

@@ -80,7 +80,7 @@ def test_pages_drop_the_parameters_of_other_pages(shipped, monkeypatch):
 
 @pytest.mark.slow
 def test_results_link_selects_runs_and_the_run_shown(shipped, monkeypatch):
-    from kasp.ui.views import load_precomputed, sweep_runs
+    from kasp.ui.tables import load_precomputed, sweep_runs
 
     ids = [r["id"] for r in load_precomputed() if r["task"] == "sst2"] + [r["id"] for r in sweep_runs("sst2")]
     pick = [ids[1], ids[2]]
@@ -127,7 +127,7 @@ def test_share_url_leaves_the_session_out(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["sst2", "mrpc", "rte", "stsb", "cola"])
 def test_each_overview_preset_opens_its_view(shipped, monkeypatch, task):
-    from kasp.ui.views import view_presets
+    from kasp.ui.presets import view_presets
 
     presets = view_presets(task)
     assert len(presets) == 4 and len({p["label"] for p in presets}) == 4
@@ -191,7 +191,7 @@ def test_a_partly_shipped_sweep_says_how_far_it_got(shipped, monkeypatch):
 
 def test_presets_without_shipped_results_are_disabled_and_say_why(tmp_path, monkeypatch):
     import kasp.experiments.results
-    from kasp.ui.views import view_presets
+    from kasp.ui.presets import view_presets
 
     monkeypatch.setattr(kasp.experiments.results, "shipped_sweep_path", lambda t: tmp_path / "none" / f"{t}.json")
     by_label = {p["label"]: p for p in view_presets("mrpc")}

@@ -10,7 +10,7 @@ import pytest
 
 from kasp.training import estimate
 from kasp.experiments import jobs
-from kasp.ui import views
+from kasp.ui import checks, curves, devset, engine, launch, session, tables
 from kasp.cli import main
 from kasp.spec.config import STEP_BUDGETS, make_config
 from kasp.data.glue import load_split
@@ -22,14 +22,14 @@ from kasp.ground.runs import RunDir
 # --- labels --------------------------------------------------------------------------------------
 
 def test_glue_names_and_each_tasks_metric():
-    assert [views.task_name(t) for t in ("sst2", "cola", "mrpc", "stsb", "rte", "qnli", "wnli")] == \
+    assert [engine.task_name(t) for t in ("sst2", "cola", "mrpc", "stsb", "rte", "qnli", "wnli")] == \
         ["SST-2", "CoLA", "MRPC", "STS-B", "RTE", "QNLI", "WNLI"]
-    assert views.metric_heading("cola") == "Matthews correlation"
-    assert views.metric_heading("stsb") == "Pearson/Spearman correlation"
-    assert views.metric_heading("mrpc") == "F1/accuracy"
-    assert views.metric_axis("cola") == "dev Matthews correlation (×100)"
-    assert views.metric_axis("sst2") == "dev accuracy (%)"
-    assert views.format_metric("cola", 0.25) == "25.00 (×100)" and views.format_metric("rte", None) == "n/a"
+    assert engine.metric_heading("cola") == "Matthews correlation"
+    assert engine.metric_heading("stsb") == "Pearson/Spearman correlation"
+    assert engine.metric_heading("mrpc") == "F1/accuracy"
+    assert engine.metric_axis("cola") == "dev Matthews correlation (×100)"
+    assert engine.metric_axis("sst2") == "dev accuracy (%)"
+    assert engine.format_metric("cola", 0.25) == "25.00 (×100)" and engine.format_metric("rte", None) == "n/a"
 
 
 def test_figures_name_task_and_metric():
@@ -37,7 +37,7 @@ def test_figures_name_task_and_metric():
 
     pts = pd.DataFrame({"method": ["kasp"], "sparsity": [0.9], "metric": [0.8], "spread": [0.0], "n": [1],
                         "source": ["live run"], "label": ["a"]})
-    fig = accuracy_sparsity_figure(pts, (0.85, "live run"), None, views.metric_label("stsb"), "stsb")
+    fig = accuracy_sparsity_figure(pts, (0.85, "live run"), None, engine.metric_label("stsb"), "stsb")
     assert fig.layout.title.text == "STS-B: dev Pearson correlation against sparsity"
     assert fig.layout.yaxis.title.text == "dev Pearson correlation (×100)"
 
@@ -62,63 +62,63 @@ def test_attention_heatmap_keeps_repeated_tokens_apart():
 
 
 def test_default_example_is_the_first_dev_pair():
-    a, b = views.default_example("rte")
+    a, b = devset.default_example("rte")
     dev = load_split("rte", "dev")
     assert (a, b) == (dev.iloc[0]["text_a"], dev.iloc[0]["text_b"])
-    a, b = views.default_example("sst2")
+    a, b = devset.default_example("sst2")
     assert b is None and a == load_split("sst2", "dev").iloc[0]["text_a"]
 
 
 # --- the recipe form and the checks before launch ------------------------------------------------
 
 def test_form_defaults_come_from_the_cli_recipe():
-    d = views.form_defaults("prune", "magnitude", "cola")
+    d = launch.form_defaults("prune", "magnitude", "cola")
     cfg = make_config("prune", "magnitude", "cola", sparsity=0.9)
     assert {k: d[k] for k in ("lr", "task_loss_weight", "attention_weight", "seed", "eval_every", "temperature")} == \
         {k: getattr(cfg, k) for k in ("lr", "task_loss_weight", "attention_weight", "seed", "eval_every", "temperature")}
     n = len(load_split("cola", "train"))
     assert d["max_steps"] == math.ceil(cfg.epochs * n / cfg.batch_size)  # epochs-bounded recipe as steps
     # SST-2 prunes 2,000 steps: the form opens counting them (no recipe default is a wall-time budget)
-    d = views.form_defaults("prune", "kasp", "sst2")
+    d = launch.form_defaults("prune", "kasp", "sst2")
     assert d["time_budget"] is None and make_config("prune", "kasp", "sst2").time_budget is None
     assert d["max_steps"] == STEP_BUDGETS[("prune", "sst2")] == 2000
 
 
 def test_launch_is_validated_like_the_cli(capsys, tmp_path):
     with pytest.raises(KaspError, match="sparsity must be in") as e:
-        views.validate_launch("prune", {"task": "sst2", "sparsity": 1.5})
+        launch.validate_launch("prune", {"task": "sst2", "sparsity": 1.5})
     assert main(["prune", "--task", "sst2", "--sparsity", "1.5", "--runs-dir", str(tmp_path)]) == 2
     assert str(e.value) in capsys.readouterr().err  # the same message as the command line
     with pytest.raises(KaspError, match="required for prune"):
-        views.validate_launch("prune", {"task": "sst2"})
-    assert views.validate_launch("prune", {"task": "sst2", "sparsity": 0.0}).sparsity == 0.0  # 0 <= s < 1
+        launch.validate_launch("prune", {"task": "sst2"})
+    assert launch.validate_launch("prune", {"task": "sst2", "sparsity": 0.0}).sparsity == 0.0  # 0 <= s < 1
     with pytest.raises(KaspError, match="works offline"):
-        views.validate_launch("prune", {"task": "sst2", "sparsity": 0.5, "model": "bert-base-uncased"})
+        launch.validate_launch("prune", {"task": "sst2", "sparsity": 0.5, "model": "bert-base-uncased"})
     with pytest.raises(KaspError, match="QNLI training set is not shipped"):
-        views.validate_launch("finetune", {"task": "qnli"})
-    assert views.validate_launch("finetune", {"task": "rte", "max_steps": 5}).max_steps == 5
+        launch.validate_launch("finetune", {"task": "qnli"})
+    assert launch.validate_launch("finetune", {"task": "rte", "max_steps": 5}).max_steps == 5
 
 
 def test_model_name_is_checked(tmp_path, tiny_pretrained, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert views.check_model("default") is None
-    assert views.check_model(str(tiny_pretrained)) is None
-    msg = views.check_model("bert-base-uncased")
+    assert checks.check_model("default") is None
+    assert checks.check_model(str(tiny_pretrained)) is None
+    msg = checks.check_model("bert-base-uncased")
     assert "default" in msg and "local folder" in msg
-    assert "no config.json" in views.check_model(str(tmp_path))
-    assert views.check_model("bert-base-uncased", offline=False) is None  # online a Hub id may be used
-    assert "Hub id" in views.check_model("not a/valid/name", offline=False)
+    assert "no config.json" in checks.check_model(str(tmp_path))
+    assert checks.check_model("bert-base-uncased", offline=False) is None  # online a Hub id may be used
+    assert "Hub id" in checks.check_model("not a/valid/name", offline=False)
 
 
 def test_majority_baseline_and_teacher_warning():
     labels = load_split("sst2", "dev")["label"]
     rate = labels.value_counts().max() / len(labels)
-    assert views.majority_baseline("sst2")["accuracy"] == pytest.approx(rate)
-    assert views.majority_baseline("cola")["mcc"] == 0.0  # a constant answer has no correlation
-    assert views.majority_baseline("stsb") is None
-    assert "most frequent label" in views.teacher_warning("sst2", {"metrics": {"accuracy": rate - 0.01}})
-    assert views.teacher_warning("sst2", {"metrics": {"accuracy": rate + 0.01}}) is None
-    assert views.teacher_warning("stsb", {"metrics": {"pearson": 0.1}}) is None
+    assert devset.majority_baseline("sst2")["accuracy"] == pytest.approx(rate)
+    assert devset.majority_baseline("cola")["mcc"] == 0.0  # a constant answer has no correlation
+    assert devset.majority_baseline("stsb") is None
+    assert "most frequent label" in checks.teacher_warning("sst2", {"metrics": {"accuracy": rate - 0.01}})
+    assert checks.teacher_warning("sst2", {"metrics": {"accuracy": rate + 0.01}}) is None
+    assert checks.teacher_warning("stsb", {"metrics": {"pearson": 0.1}}) is None
 
 
 # --- ownership and the queue -------------------------------------------------------------------
@@ -154,46 +154,46 @@ def test_queue_position_text_and_gate(tmp_path, monkeypatch):
     # the running run is half done after 100 s: 100 s left; the queued one ahead is estimated from its recipe
     est, _ = estimate.estimate_seconds("kasp", 100, store=tmp_path)
     with monkeypatch.context() as m:
-        m.setattr(views.time, "time", lambda: 1100.0)
-        assert views.remaining_seconds(running) == pytest.approx(100.0)
-        text = views.queue_text(second)
+        m.setattr(launch.time, "time", lambda: 1100.0)
+        assert launch.remaining_seconds(running) == pytest.approx(100.0)
+        text = launch.queue_text(second)
     assert text == (f"queued, position 2 of 2, waiting for {first.id}; estimated start in about "
-                    f"{max(1, round((100 + est) / 60))} min ({views.time.strftime('%H:%M', views.time.gmtime(1100 + 100 + est))} UTC)")
+                    f"{max(1, round((100 + est) / 60))} min ({launch.time.strftime('%H:%M', launch.time.gmtime(1100 + 100 + est))} UTC)")
     assert jobs.queue_full(tmp_path)
-    assert "queue is full" in views.launch_gate("sst2", "default", "D", tmp_path)
-    assert "Your run" in views.launch_gate("sst2", "default", "B", tmp_path)
+    assert "queue is full" in launch.launch_gate("sst2", "default", "D", tmp_path)
+    assert "Your run" in launch.launch_gate("sst2", "default", "B", tmp_path)
     jobs.cancel(second)
-    assert views.launch_gate("sst2", "default", "D", tmp_path) is None
-    assert "works offline" in views.launch_gate("sst2", "bert-base-uncased", "D", tmp_path)
+    assert launch.launch_gate("sst2", "default", "D", tmp_path) is None
+    assert "works offline" in launch.launch_gate("sst2", "bert-base-uncased", "D", tmp_path)
 
 
 def test_panel_keeps_own_finished_runs_until_dismissed(tmp_path):
     mine = _queued(tmp_path, "20260101-000001-sst2-kasp-s50", "A")
     other = _queued(tmp_path, "20260101-000002-sst2-kasp-s50", "B")
-    assert [r.id for r in views.panel_runs("A", tmp_path)] == [mine.id, other.id]  # every active run
+    assert [r.id for r in session.panel_runs("A", tmp_path)] == [mine.id, other.id]  # every active run
     jobs.cancel(mine)
     jobs.cancel(other)
-    assert [r.id for r in views.panel_runs("A", tmp_path)] == [mine.id]  # the own cancelled run stays
-    assert [r.id for r in views.panel_runs("B", tmp_path)] == [other.id]
+    assert [r.id for r in session.panel_runs("A", tmp_path)] == [mine.id]  # the own cancelled run stays
+    assert [r.id for r in session.panel_runs("B", tmp_path)] == [other.id]
     jobs.dismiss(mine)
-    assert views.panel_runs("A", tmp_path) == [] and mine.state() == "cancelled"
+    assert session.panel_runs("A", tmp_path) == [] and mine.state() == "cancelled"
     with pytest.raises(KaspError, match="only a finished"):
         jobs.dismiss(_queued(tmp_path, "20260101-000003-sst2-kasp-s50", "A"))
 
 
 def test_session_token_and_operator(monkeypatch):
-    t = views.session_token()
-    assert views.session_token(t) == t  # a token from the page address survives a reload
-    assert views.session_token("x") != "x" and views.session_token("<script>") != "<script>"
+    t = session.session_token()
+    assert session.session_token(t) == t  # a token from the page address survives a reload
+    assert session.session_token("x") != "x" and session.session_token("<script>") != "<script>"
     monkeypatch.delenv("KASP_OPERATOR", raising=False)
     monkeypatch.delenv("KASP_OPERATOR_KEY", raising=False)
-    assert not views.operator_mode() and not views.operator_mode("anything")
+    assert not session.operator_mode() and not session.operator_mode("anything")
     monkeypatch.setenv("KASP_OPERATOR_KEY", "lecturer-secret-2026")
-    assert views.operator_mode("lecturer-secret-2026") and not views.operator_mode("guess")
-    assert not views.operator_mode("lecturer-secret-202") and not views.operator_mode("lecturer-secret-2026x")
-    assert not views.operator_mode("clé-é-ünïcode-ß") and views.operator_key_problem() is None  # non-ASCII: no TypeError
+    assert session.operator_mode("lecturer-secret-2026") and not session.operator_mode("guess")
+    assert not session.operator_mode("lecturer-secret-202") and not session.operator_mode("lecturer-secret-2026x")
+    assert not session.operator_mode("clé-é-ünïcode-ß") and session.operator_key_problem() is None  # non-ASCII: no TypeError
     monkeypatch.setenv("KASP_OPERATOR", "1")
-    assert views.operator_mode()
+    assert session.operator_mode()
 
 
 def test_a_short_operator_key_is_refused(monkeypatch, capsys):
@@ -202,43 +202,43 @@ def test_a_short_operator_key_is_refused(monkeypatch, capsys):
 
     monkeypatch.delenv("KASP_OPERATOR", raising=False)
     monkeypatch.setenv("KASP_OPERATOR_KEY", "short-secret-15")  # 15 characters
-    assert not views.operator_mode("short-secret-15")
-    assert "shorter than the 16 required" in views.operator_key_problem()
+    assert not session.operator_mode("short-secret-15")
+    assert "shorter than the 16 required" in session.operator_key_problem()
     state = {}
-    assert "shorter than the 16 required" in views.operator_attempt(state, "short-secret-15")
+    assert "shorter than the 16 required" in session.operator_attempt(state, "short-secret-15")
     assert not state.get("operator")
     monkeypatch.setattr("os.execve", lambda *a: pytest.fail("the app was started"))
     assert main(["app"]) == 2
     err = capsys.readouterr().err
     assert "KASP_OPERATOR_KEY is 15 characters long" in err and err.count("\n") == 1
     monkeypatch.setenv("KASP_OPERATOR_KEY", "x" * 16)
-    assert views.operator_key_problem() is None and views.operator_mode("x" * 16)
+    assert session.operator_key_problem() is None and session.operator_mode("x" * 16)
 
 
 def test_a_session_takes_at_most_five_wrong_operator_keys(monkeypatch):
     monkeypatch.delenv("KASP_OPERATOR", raising=False)
     monkeypatch.setenv("KASP_OPERATOR_KEY", "the-lecturers-long-key")
     state: dict = {}
-    notes = [views.operator_attempt(state, f"guess-{i}") for i in range(5)]
+    notes = [session.operator_attempt(state, f"guess-{i}") for i in range(5)]
     assert notes[0] == "Wrong operator key: 4 more attempts in this session."
     assert notes[3] == "Wrong operator key: 1 more attempt in this session."
     assert notes[4] == "Wrong operator key: this session accepts no more operator keys."
     assert state == {"operator_failures": 5}
-    assert "accepts no more" in views.operator_attempt(state, "the-lecturers-long-key")  # even the right one
+    assert "accepts no more" in session.operator_attempt(state, "the-lecturers-long-key")  # even the right one
     assert not state.get("operator") and state["operator_failures"] == 5
     fresh: dict = {"operator_failures": 4}
-    assert views.operator_attempt(fresh, "the-lecturers-long-key") is None and fresh["operator"] is True
+    assert session.operator_attempt(fresh, "the-lecturers-long-key") is None and fresh["operator"] is True
     monkeypatch.delenv("KASP_OPERATOR_KEY")
-    assert "no operator key" in views.operator_attempt({}, "anything")
+    assert "no operator key" in session.operator_attempt({}, "anything")
 
 
 def test_results_table_queued_run_and_empty_task(tmp_path):
     _queued(tmp_path, "20260101-000001-sst2-kasp-s50", "A")
-    t = views.results_table("sst2", tmp_path, precomputed=tmp_path / "none.json")
+    t = tables.results_table("sst2", tmp_path, precomputed=tmp_path / "none.json")
     assert t.iloc[0][["task", "method", "state", "target sparsity (%)"]].tolist() == ["SST-2", "kasp", "queued", 50.0]
-    cola = views.results_table("cola", tmp_path, precomputed=tmp_path / "none.json")  # only the shipped sweep
+    cola = tables.results_table("cola", tmp_path, precomputed=tmp_path / "none.json")  # only the shipped sweep
     assert set(cola["source"]) == {"precomputed sweep"} and "sweep/teacher" in set(cola["id"])
-    assert views.results_table("wnli", tmp_path, precomputed=tmp_path / "none.json").empty  # no sweep ships
+    assert tables.results_table("wnli", tmp_path, precomputed=tmp_path / "none.json").empty  # no sweep ships
 
 
 def test_retention_rows_measured_at_the_asked_size(tmp_path):
@@ -247,9 +247,9 @@ def test_retention_rows_measured_at_the_asked_size(tmp_path):
     run = RunDir.create(tmp_path / "r")
     (run.path / "retention.json").write_text(json.dumps({"samples_requested": 128, "mean_similarity": 0.9,
                                                          "mean_cka": 0.8, "agreement": 0.95}))
-    rows, missing = views.retention_rows([run], 128)
+    rows, missing = tables.retention_rows([run], 128)
     assert rows["attention similarity"].tolist() == [0.9] and missing == []
-    rows, missing = views.retention_rows([run], 256)
+    rows, missing = tables.retention_rows([run], 256)
     assert rows.empty and missing == [run]
 
 
@@ -285,20 +285,20 @@ def test_shipped_sweep_runs_are_rows_with_their_recipe_and_numbers(task):
     from kasp.experiments.results import load_shipped
 
     res = load_shipped(task)
-    runs = views.sweep_runs(task)
+    runs = tables.sweep_runs(task)
     assert [r["id"] for r in runs] == ["sweep/teacher"] + [f"sweep/{e['key']}" for e in res["runs"]]
     assert all(r["command"].startswith(f"kasp sweep --task {task}") for r in runs)
-    frame = views.sweep_frame(task)
+    frame = tables.sweep_frame(task)
     assert set(frame["source"]) == {"precomputed sweep"}
     by_id = dict(zip(frame["id"], frame["metric"]))
     for e in res["runs"]:
         if e["metric"] is not None:
             assert by_id[f"sweep/{e['key']}"] == pytest.approx(e["metric"])
-    ret = views.precomputed_retention(task)
+    ret = tables.precomputed_retention(task)
     assert len(ret[ret["source"] == "precomputed sweep"]) == sum(1 for e in res["runs"] if e.get("retention"))
-    scores = views.shipped_scores(task)
+    scores = tables.shipped_scores(task)
     small = scores[scores["method"] == "small dense"]
     assert len(small) and set(small["sparsity (%)"]) <= {50.0, 90.0}  # where its size puts it, not its 0 % zeros
-    rec = views.shipped_run("sweep/kasp@0.9/seed42", task)
-    train, evals = views.progress_frames(rec["progress"])
+    rec = tables.shipped_run("sweep/kasp@0.9/seed42", task)
+    train, evals = curves.progress_frames(rec["progress"])
     assert len(train) and len(evals)  # its curves over training draw on the Results page
