@@ -2,7 +2,7 @@
 
 The pages only lay out (docs/architecture.md, "The layers"): every ``kasp`` name a page or ``app.py``
 uses comes from ``kasp.ui`` (or :mod:`kasp.ground.errors` for ``KaspError`` and ``os_error_message``),
-and ``tests/test_app_layout.py`` holds them to that. The app computes its tables and curves in the other
+and ``tests/ui/test_app_layout.py`` holds them to that. The app computes its tables and curves in the other
 modules of ``kasp.ui``; what a page takes from the engine as it is (the run store, the job queue, a recipe,
 the method records, how GLUE writes task names and metrics, the weights' story reader, the model card's
 summary, the shipped results' status, a step-time estimate) is listed here, so that this one file shows

@@ -2,7 +2,7 @@
 
 These import torch (and transformers), so only the pages that run a model import this module; everything
 else a page takes from the engine is torch-free and listed in :mod:`kasp.ui.engine`. Like that module, this
-one only names what the app may use from the layers below ``kasp.ui`` (``tests/test_app_layout.py``).
+one only names what the app may use from the layers below ``kasp.ui`` (``tests/ui/test_app_layout.py``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Tables the app draws, built from the run store, the shipped precomputed runs and published figures.
 
-Pure pandas, no Streamlit and no torch (``tests/test_app_layout.py`` holds it to that): the pages only lay
+Pure pandas, no Streamlit and no torch (``tests/ui/test_app_layout.py`` holds it to that): the pages only lay
 these out. Every row says where its number came from in a ``source`` column: "live run" (this machine's
 store), "precomputed run" (shipped in ``assets/precomputed/``, with its recipe) or "published" (with the paper).
 """
