@@ -69,9 +69,12 @@ run_line() {  # $1 task, $2 name, $3 extra kasp sweep flags
     --set holdout="${HOLDOUT[$task]}" $flags --results "$out" --runs-dir "$STORE" < /dev/null || rc=$?
   if [[ $rc -eq 130 ]]; then echo "stopped; run scripts/run_study.sh again to resume"; exit 130; fi
   if [[ $rc -ne 0 ]]; then echo "study $name failed (exit $rc)"; return 0; fi
-  git -C "$REPO" add "$out"
-  git -C "$REPO" commit -q -m "Study $name: $task at 90 %, seeds 42 43, holdout ${HOLDOUT[$task]}, $flags (scripts/run_study.sh)" -- "$out" \
-    || echo "nothing new to commit for $out"
+  # the docs' study table follows the files in the same commit (tests/repo/test_study_docs.py ties them)
+  "$PY" "$ROOT/scripts/study_table.py" --write "$REPO/docs/results.md" "$REPO/bench/study" \
+    || echo "could not regenerate docs/results.md's study table: run scripts/study_table.py --write docs/results.md"
+  git -C "$REPO" add "$out" "$REPO/docs/results.md"
+  git -C "$REPO" commit -q -m "Study $name: $task at 90 %, seeds 42 43, holdout ${HOLDOUT[$task]}, $flags (scripts/run_study.sh)" \
+    -- "$out" "$REPO/docs/results.md" || echo "nothing new to commit for $out"
 }
 while IFS='|' read -r task name flags; do
   task=${task//[[:space:]]/}; name=${name//[[:space:]]/}
