@@ -4,7 +4,8 @@
 # (--holdout, the same for every seed and for the teacher), so that recipes are chosen on it; dev is
 # only reported. The teacher of each task is fine-tuned once with the same slice held out.
 # Detached, resumable (each study line is one `kasp sweep` with its own results file; a finished run is
-# never redone), committed as each line finishes.
+# never redone), committed as each line finishes. Each run's checkpoint is kept under the run store
+# (--keep-checkpoints), so that the students can be inspected, compared or shipped afterwards.
 #
 #   scripts/run_study.sh             start (or resume) in the background; returns at once
 #   tail -f runs/study/study.log     watch it
@@ -66,7 +67,7 @@ run_line() {  # $1 task, $2 name, $3 extra kasp sweep flags
   local rc=0
   # shellcheck disable=SC2086  # the flags are words
   "$PY" -m kasp sweep --task "$task" --sparsities 0.9 --seeds 42 43 --methods kasp --teacher "$t" \
-    --set holdout="${HOLDOUT[$task]}" $flags --results "$out" --runs-dir "$STORE" < /dev/null || rc=$?
+    --set holdout="${HOLDOUT[$task]}" $flags --results "$out" --runs-dir "$STORE" --keep-checkpoints < /dev/null || rc=$?
   if [[ $rc -eq 130 ]]; then echo "stopped; run scripts/run_study.sh again to resume"; exit 130; fi
   if [[ $rc -ne 0 ]]; then echo "study $name failed (exit $rc)"; return 0; fi
   # the docs' study table follows the files in the same commit (tests/repo/test_study_docs.py ties them)
