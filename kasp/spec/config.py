@@ -73,6 +73,7 @@ class RunConfig:
     initial_sparsity: float = _f(0.0, "sparsity imposed at step 0, before training: a large first pruning step (GMP* prunes to 70 percent at once); the cubic schedule then climbs from it to --sparsity. 0 <= s_i <= --sparsity")
     recovery: float = _f(0.0, "fraction of the run after the cubic schedule has reached --sparsity: the masks stay fixed and the learning rate decays linearly to 0 (a recovery phase); 0: the schedule spans the whole run")
     init_embeddings: InitEmbeddings = _f("pretrained", "where a pre-trained student's embeddings (word, position, segment, their LayerNorm; never pruned) start: the pre-trained model's, or the fine-tuned teacher's")
+    freeze_word_embeddings: bool = _f(False, "keep the word-embedding matrix (vocabulary x hidden; never pruned) at its starting value: no gradient, no weight decay. The checkpoint's largest tensor then stays the pre-trained model's own, so a compact export shares it instead of storing it (kasp export --format compact; the models shipped with KASP are trained so)")
     attention_weight: float = _f(1.0, "weight of the attention-score distillation term (MSE of pre-softmax scores)")
     hidden_weight: float = _f(1.0, "weight of the hidden-state distillation term (MSE, embeddings and every layer)")
     prediction_weight: float = _f(1.0, "weight of the prediction distillation term (soft cross-entropy at temperature tau)")

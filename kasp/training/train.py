@@ -218,6 +218,8 @@ def _load_models(cfg: RunConfig, task, store) -> tuple[nn.Module, nn.Module | No
                         f"{student.config.hidden_size}; KASP needs equal widths (no projection)")
     if cfg.init_embeddings == "teacher":
         _teacher_embeddings(student, teacher if teacher is not None else load_classifier(teacher_path))
+    if cfg.freeze_word_embeddings:  # shared with the starting model by a compact export (kasp/models/export.py)
+        student.get_input_embeddings().weight.requires_grad_(False)
     if task.class_names:  # the checkpoint names its classes, so a scorer can map them (kasp.models.modeling.label_order)
         student.config.id2label = dict(enumerate(task.class_names))
         student.config.label2id = {v: k for k, v in enumerate(task.class_names)}

@@ -214,3 +214,23 @@ def test_recipe_knobs_initial_step_recovery_rewarm_and_teacher_embeddings(tiny_s
     assert not torch.equal(plain.base_model.embeddings.word_embeddings.weight, t_emb["word_embeddings.weight"])
     with pytest.raises(ValueError, match="init_embeddings teacher is for a prune run"):
         make_config("prune", "magnitude", "sst2", sparsity=0.8, init_embeddings="teacher")
+
+
+@pytest.mark.slow
+def test_freeze_word_embeddings_keeps_the_starting_matrix_exactly(tiny_store, tiny_pretrained):
+    """--freeze-word-embeddings: the checkpoint's word-embedding matrix is bit for bit the pre-trained one (what a
+    compact export shares), while the rest of the model trains; without it the matrix moves."""
+    from safetensors.torch import load_file
+
+    base = load_file(str(tiny_pretrained / "model.safetensors"))
+    key = next(k for k in base if k.endswith("word_embeddings.weight"))
+    frozen = _prune(tiny_store, "frozen-emb", "--model", str(tiny_pretrained), "--sparsity", "0.5",
+                    "--freeze-word-embeddings")
+    moving = _prune(tiny_store, "moving-emb", "--model", str(tiny_pretrained), "--sparsity", "0.5")
+    got = {name: load_file(str(r.checkpoint / "model.safetensors")) for name, r in (("f", frozen), ("m", moving))}
+    skey = next(k for k in got["f"] if k.endswith("word_embeddings.weight"))
+    assert torch.equal(got["f"][skey], base[key])
+    assert not torch.equal(got["m"][skey], base[key])
+    pos = next(k for k in got["f"] if k.endswith("position_embeddings.weight"))
+    assert not torch.equal(got["f"][pos], base[pos.split(".", 1)[1] if pos not in base else pos])
+    assert frozen.recipe()["freeze_word_embeddings"] is True
