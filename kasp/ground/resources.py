@@ -33,7 +33,8 @@ from kasp.ground.errors import KaspError
 #: setup.py copies them to ``kasp/_shipped/<name>/`` (the same relative paths).
 SHIPPED: dict[str, tuple[str, tuple[str, ...]]] = {
     "app": (".", ("app.py", ".streamlit/config.toml", "pages/*.py")),
-    "assets": ("assets", ("*.svg", "favicon.png", "precomputed/*", "vendor/*", "sweeps/*.json", "sweeps/gpu/*.json")),
+    "assets": ("assets", ("*.svg", "favicon.png", "precomputed/*", "vendor/*", "sweeps/*.json", "sweeps/gpu/*.json",
+                          "models/manifest.json", "models/*/*/*.json", "models/*/*/*.jsonl", "models/*/*/compact/*")),
     "glue": ("data/glue", ("*/*.tsv",)),
 }
 #: the folder of the installed package that holds the shipped files (a wheel only; not in the repository)

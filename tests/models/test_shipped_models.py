@@ -1,0 +1,84 @@
+"""The shipped models (kasp/models/shipped.py, scripts/pack_shipped.py): packed from finished runs, unpacked into
+a run store on first use, and what the app shows for them measured on exactly the shipped weights."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from kasp.cli import main
+from kasp.ground.errors import KaspError
+from kasp.ground.runs import RunDir
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _pack_script():
+    spec = importlib.util.spec_from_file_location("pack_shipped", ROOT / "scripts" / "pack_shipped.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory, tiny_pretrained):
+    """A tiny teacher and a tiny KASP student, trained with --freeze-word-embeddings and packed like the real ones."""
+    store = tmp_path_factory.mktemp("ship")
+    common = ["--task", "sst2", "--model", str(tiny_pretrained), "--max-steps", "6", "--max-train-samples", "128",
+              "--max-eval-samples", "32", "--runs-dir", str(store), "--no-progress", "--freeze-word-embeddings"]
+    assert main(["finetune", *common, "--out", str(store / "sst2-teacher")]) == 0
+    assert main(["prune", *common, "--sparsity", "0.9", "--pruning-events", "3", "--teacher", str(store / "sst2-teacher"),
+                 "--out", str(store / "sst2-kasp-90")]) == 0
+    out = tmp_path_factory.mktemp("assets") / "models"
+    mod = _pack_script()
+    import sys
+
+    argv, sys.argv = sys.argv, ["pack_shipped.py", "--store", str(store), "--out", str(out)]
+    try:
+        assert mod.main() == 0
+    finally:
+        sys.argv = argv
+    return out
+
+
+def test_pack_writes_runs_manifest_and_scores_of_the_packed_weights(packed):
+    m = json.loads((packed / "manifest.json").read_text())
+    assert [(r["name"], r["teacher"]) for r in m["runs"]] == [("teacher", None), ("kasp-90", "teacher")]
+    info = json.loads((packed / "sst2" / "kasp-90" / "shipped.json").read_text())
+    assert info["dev"]["n"] == 872 and 0.0 <= info["dev"]["accuracy"] <= 1.0  # the whole dev set, not the run's 32
+    assert (packed / "sst2" / "kasp-90" / "compact" / "sparse.safetensors").stat().st_size == info["bytes"]
+
+
+def test_shipped_store_unpacks_runs_that_score_as_shipped(packed, tmp_path, monkeypatch):
+    import kasp.models.shipped as shipped
+    from kasp.training.evaluate import evaluate_checkpoint
+
+    monkeypatch.setattr(shipped, "models_dir", lambda: packed)
+    store = shipped.shipped_store(tmp_path / "cache")
+    student = RunDir(store / "shipped-sst2-kasp-90")
+    teacher = RunDir(store / "shipped-sst2-teacher")
+    assert student.state() == "done" and teacher.state() == "done"
+    assert student.report()["teacher"]["path"] == str(teacher.path)  # pointed at the unpacked teacher
+    info = shipped.shipped_info(student.path)
+    res = evaluate_checkpoint(str(student.path), "sst2", max_seq_length=info["max_seq_length"])
+    assert res["metrics"]["accuracy"] == pytest.approx(info["dev"]["accuracy"], abs=1.5 / 872)
+    assert shipped.shipped_store(tmp_path / "cache") == store  # second call: already there
+    # a damaged checkout is named, with the fix
+    f = packed / "sst2" / "kasp-90" / "compact" / "sparse.safetensors"
+    data = f.read_bytes()
+    try:
+        f.write_bytes(data[:-8] + b"XXXXXXXX")
+        with pytest.raises(KaspError, match="differs from the one KASP shipped.*git checkout"):
+            shipped.shipped_store(tmp_path / "other-cache")
+    finally:
+        f.write_bytes(data)
+
+
+def test_pack_refuses_a_run_with_trained_word_embeddings(tiny_store, tmp_path):
+    mod = _pack_script()
+    with pytest.raises(SystemExit, match="freeze-word-embeddings"):
+        mod.pack(RunDir(tiny_store / "teacher"), "sst2", "teacher", tmp_path, None)
