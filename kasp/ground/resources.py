@@ -11,7 +11,8 @@ name        repository folder    files (globs under that folder)               r
 ``app``     repository root      ``app.py``, ``.streamlit/config.toml``,       :func:`app_script`
                                  ``pages/*.py``
 ``assets``  ``assets/``          precomputed runs, diagram, vendored JS,       :func:`asset`, ...
-                                 shipped sweeps (not ``screenshots/``)
+                                 shipped sweeps, shipped models (``models/``,
+                                 :mod:`kasp.models.shipped`; not ``screenshots/``)
 ``glue``    ``data/glue/``       GLUE train/dev TSV files                      :func:`glue_dir`
 ==========  ===================  ============================================  =============================
 
