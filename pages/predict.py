@@ -7,6 +7,7 @@ from kasp.ui.tables import load_precomputed, shipped_scores
 from kasp.ui.devset import dev_examples_frame
 from kasp.ui.engine import get_task, metric_axis, shipped_sweep_path
 from kasp.ui.measure import cut_warnings, dev_example, disagreements, predict_texts, prediction_runs
+from kasp.ui.models import RunDir, shipped_line, shipped_store
 from kasp.ground.errors import KaspError
 
 task = st.session_state.get("task", "sst2")
@@ -18,14 +19,22 @@ st.caption("Type a sentence" + (" pair" if T.text_b else "") + ": the dense teac
 url_slot = urlstate.page("teacher", "runs", "sentence", "sentence2")
 
 runs = prediction_runs(task)
-shipped = [r["id"] for r in load_precomputed() if r["task"] == task]
-if shipped:
-    st.info(f"The shipped precomputed {T.folder} runs ({', '.join(shipped)}) come without their weights (only results and "
-            "logs ship), so they cannot predict here; their agreement with the teacher over the dev set is on the "
-            "Attention page. Runs you make on the Prune page appear here once finished.")
-elif shipped_sweep_path(task).is_file():
-    st.info(f"The shipped {T.folder} sweep behind the curves keeps only results, no weights, so its runs cannot "
-            "predict here. Runs you make on the Prune page appear here once finished.")
+store = shipped_store()
+ship = prediction_runs(task, store) if store is not None else {"teachers": [], "students": []}
+for k in runs:
+    runs[k] += ship[k]
+if ship["students"]:
+    with st.expander(f"The models shipped with KASP ({len(ship['teachers']) + len(ship['students'])}): where they come "
+                     "from", expanded=False):
+        for r in ship["teachers"] + ship["students"]:
+            st.markdown(shipped_line(RunDir(r["path"])))
+        st.caption("Runs you make on the Prune page are listed before them once finished.")
+else:
+    without = [r["id"] for r in load_precomputed() if r["task"] == task]
+    if without or shipped_sweep_path(task).is_file():
+        st.info(f"No trained {T.folder} model ships with KASP (only the SST-2 ones do): the shipped {T.folder} results "
+                "keep no weights, so they cannot predict here; their agreement with the teacher over the dev set is "
+                "on the Attention page. Runs you make on the Prune page appear here once finished.")
 if not runs["teachers"] and not runs["students"]:
     st.info(f"No finished {T.folder} run with a checkpoint in the store yet. Fine-tune a teacher and prune a student on "
             "the Prune page.")
@@ -136,5 +145,6 @@ st.dataframe(table, hide_index=True, width="stretch", column_config=fmt, key="pr
 for w in cut_warnings(models, task):  # a short tokenizer cuts the sentence: said, never silent
     st.warning(w, icon=":material/content_cut:")
 gold = table["gold"].iloc[0]
-st.caption("Source: live predictions of the checkpoints in this machine's run store. "
+st.caption("Source: live predictions, computed now, of the chosen checkpoints (the store's runs"
+           + (", and the models shipped with KASP, whose recipes are in the box above" if ship["students"] else "") + "). "
            + (f"Gold label ({T.folder} dev): **{gold}**." if gold is not None else "Not a dev example: no gold label."))

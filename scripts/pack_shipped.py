@@ -4,7 +4,8 @@
 
 For each finished run ``<store>/<task>-<name>``: its weights in the compact export, its run record, and
 ``shipped.json`` with the dev metrics measured on exactly the packed weights (unpacked again and scored on
-the whole dev set, as the app's tests re-score them); then ``assets/models/manifest.json``. Refuses a
+the whole dev set, as the app's tests re-score them); then ``assets/models/manifest.json``, and each student's
+``retention.json`` against the shipped teacher (measured on the unpacked store, as the app reads it). Refuses a
 student whose word embeddings were trained (it would not share them: 23 MB more).
 """
 
@@ -15,15 +16,20 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import kasp.models.shipped as shipped  # noqa: E402
+from kasp.analysis.retention import run_retention  # noqa: E402
 from kasp.ground.runs import RunDir  # noqa: E402
 from kasp.models.export import SPARSE_FILE, export_sparse, unpack  # noqa: E402
 from kasp.models.shipped import MANIFEST, RUN_FILES, _sha256  # noqa: E402
 from kasp.training.evaluate import evaluate_checkpoint  # noqa: E402
+
+RETENTION_SAMPLES = 128  # the Attention page's default number of dev examples
 
 
 def pack(run: RunDir, task: str, name: str, out: Path, teacher: str | None) -> dict:
@@ -35,7 +41,7 @@ def pack(run: RunDir, task: str, name: str, out: Path, teacher: str | None) -> d
     try:
         sizes = export_sparse(run.checkpoint, tmp / "compact", compact=True)
         for f in RUN_FILES:
-            if (run.path / f).is_file() and f != "shipped.json":
+            if (run.path / f).is_file() and f not in ("shipped.json", "retention.json"):
                 shutil.copy2(run.path / f, tmp / f)
         with tempfile.TemporaryDirectory() as scratch:
             ck = unpack(tmp / "compact", Path(scratch) / "ck")
@@ -77,7 +83,19 @@ def main() -> int:
         info = json.loads((out / task / name / "shipped.json").read_text())
         print(f"packed {task}/{name}: {info['bytes'] / 1e6:.1f} MB, dev {info['dev']}", flush=True)
         entries.append(e)
-    (out / MANIFEST).write_text(json.dumps({"runs": entries}, indent=2) + "\n", encoding="utf-8")
+    m = {"packed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": entries}
+    (out / MANIFEST).write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
+    # the students' retention against the shipped teacher, measured on the packed weights as the app unpacks them
+    shipped.models_dir = lambda: out
+    with tempfile.TemporaryDirectory() as cache:
+        store = shipped.shipped_store(cache)
+        for e in entries:
+            if e["teacher"]:
+                run_retention(store / shipped.run_id(e["task"], e["name"]), samples=RETENTION_SAMPLES)
+                shutil.copy2(store / shipped.run_id(e["task"], e["name"]) / "retention.json", out / e["task"] / e["name"])
+                print(f"measured retention of {e['task']}/{e['name']} on {RETENTION_SAMPLES} dev examples", flush=True)
+    m["packed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # a new key: the app unpacks the retention too
+    (out / MANIFEST).write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"wrote {out / MANIFEST}: {len(entries)} models, {total / 1e6:.1f} MB in {out}")
     return 0

@@ -9,11 +9,14 @@ writes them from runs of ``scripts/train_shipped.sh``):
 - ``compact/``: its weights in the compact export (:mod:`kasp.models.export`, version 2: float16 values,
   masks where they pay, the word-embedding matrix taken from the installed pre-trained model, because
   the shipped runs were trained with ``--freeze-word-embeddings``);
+- ``retention.json`` (students): the attention-retention measures against the shipped teacher on 128 dev
+  examples (:func:`kasp.analysis.retention.run_retention`), measured on the packed weights;
 - ``shipped.json``: what the app shows for it, measured on exactly the packed weights
   (``"dev"``: the metrics on the whole dev set after unpacking, ``"bytes"``: the size of
   ``compact/sparse.safetensors``, ``"teacher"``: the name of its teacher among the shipped models).
 
-``assets/models/manifest.json`` lists the runs with the sha256 of each weights file. The app never
+``assets/models/manifest.json`` lists the runs with the sha256 of each weights file and the time of packing
+(a new packing is unpacked afresh). The app never
 trains or writes there: :func:`shipped_store` unpacks the runs once into an ordinary, read-mostly run
 store under the cache folder (``$KASP_CACHE_DIR/shipped-runs/<manifest hash>/shipped-<task>-<name>/``),
 which every command and page reads like any other (``kasp evaluate``, the retention measures).
@@ -34,7 +37,7 @@ from kasp.ground.errors import KaspError
 from kasp.ground.resources import assets_dir
 
 MANIFEST = "manifest.json"
-RUN_FILES = ("config.json", "report.json", "status.json", "progress.jsonl", "shipped.json")
+RUN_FILES = ("config.json", "report.json", "status.json", "progress.jsonl", "shipped.json", "retention.json")
 PREFIX = "shipped-"
 
 

@@ -47,6 +47,7 @@ SOURCE_LABELS: dict[str, str] = {
     "precomputed sweep": "precomputed sweep",
     "live sweep": "live sweep",
     "GPU sweep": "GPU sweep",
+    "shipped model": "shipped model",
     "published": "published",
 }
 #: source -> plotly marker symbol
@@ -56,6 +57,7 @@ SOURCE_SYMBOLS: dict[str, str] = {
     "live run": "diamond",
     "precomputed run": "square",
     "GPU sweep": "triangle-up",
+    "shipped model": "hexagon",
     "published": "star",
 }
 

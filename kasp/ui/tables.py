@@ -19,6 +19,7 @@ from kasp.ground.errors import KaspError
 from kasp.spec.metrics import METRIC_NAMES, metric_note, metric_value
 from kasp.ground.resources import precomputed_path
 from kasp.ground.runs import RunDir, json_problem, list_runs, measured_sparsity
+from kasp.models.shipped import PREFIX as SHIPPED_PREFIX
 from kasp.spec.tasks import get_task, metric_axis, task_name
 from kasp.spec.methods import axis_sparsity, shrinks_student
 from kasp.experiments.results import load_shipped
@@ -288,7 +289,8 @@ def retention_rows(runs: list[RunDir], samples: int) -> tuple[pd.DataFrame, list
 
     Returns:
         (one row per measured run with columns run, method, sparsity (%), attention similarity, CKA,
-        agreement (%), source = "live run"; the unmeasured runs).
+        agreement (%), source = "live run", or "shipped model" for a run of :func:`kasp.models.shipped.shipped_store`;
+        the unmeasured runs).
     """
     rows, missing = [], []
     for r in runs:
@@ -303,7 +305,7 @@ def retention_rows(runs: list[RunDir], samples: int) -> tuple[pd.DataFrame, list
                          "CKA": float("nan") if cached["mean_cka"] is None else float(cached["mean_cka"]),
                          # no agreement for a regression task: a gap, never 0 %
                          "agreement (%)": _pct(None if cached.get("agreement") is None else float(cached["agreement"])),
-                         "source": "live run"})
+                         "source": "shipped model" if r.id.startswith(SHIPPED_PREFIX) else "live run"})
         except (KeyError, TypeError, ValueError):
             missing.append(r)  # a cache of the wrong shape: measured again
     cols = ["run", "method", "sparsity (%)", "attention similarity", "CKA", "agreement (%)", "source"]

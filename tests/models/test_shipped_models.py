@@ -51,6 +51,9 @@ def test_pack_writes_runs_manifest_and_scores_of_the_packed_weights(packed):
     info = json.loads((packed / "sst2" / "kasp-90" / "shipped.json").read_text())
     assert info["dev"]["n"] == 872 and 0.0 <= info["dev"]["accuracy"] <= 1.0  # the whole dev set, not the run's 32
     assert (packed / "sst2" / "kasp-90" / "compact" / "sparse.safetensors").stat().st_size == info["bytes"]
+    ret = json.loads((packed / "sst2" / "kasp-90" / "retention.json").read_text())
+    assert ret["samples_requested"] == 128 and 0.0 <= ret["mean_similarity"] <= 1.0
+    assert not (packed / "sst2" / "teacher" / "retention.json").exists()
 
 
 def test_shipped_store_unpacks_runs_that_score_as_shipped(packed, tmp_path, monkeypatch):
@@ -67,6 +70,10 @@ def test_shipped_store_unpacks_runs_that_score_as_shipped(packed, tmp_path, monk
     res = evaluate_checkpoint(str(student.path), "sst2", max_seq_length=info["max_seq_length"])
     assert res["metrics"]["accuracy"] == pytest.approx(info["dev"]["accuracy"], abs=1.5 / 872)
     assert shipped.shipped_store(tmp_path / "cache") == store  # second call: already there
+    from kasp.ui.tables import retention_rows
+
+    rows, missing = retention_rows([student], 128)  # shipped measures, no button to measure them again
+    assert not missing and list(rows["source"]) == ["shipped model"]
     # a damaged checkout is named, with the fix
     f = packed / "sst2" / "kasp-90" / "compact" / "sparse.safetensors"
     data = f.read_bytes()
