@@ -9,9 +9,11 @@ from kasp.ui.tables import precomputed_retention, retention_rows, retention_samp
 from kasp.ui.devset import default_example
 from kasp.ui.engine import get_task, measured_sparsity, shrinks_student, task_name
 from kasp.ui.models import is_shipped, model_runs, shipped_line
+from kasp.ui.lesson import active, budget_line, explain, lesson_bar
 from kasp.ui.measure import load_for_attention, run_retention, sentence_attention
 from kasp.ground.errors import KaspError
-from kasp.ui.figures import attention_heatmap, cka_figure, head_heatmap, layer_similarity_figure, retention_scatter
+from kasp.ui.figures import (attention_heatmap, cka_figure, head_heatmap, layer_similarity_figure, mark_x,
+                             retention_scatter)
 from kasp.ui.style import method_label
 
 task = st.session_state.get("task", "sst2")
@@ -20,6 +22,7 @@ st.title(f"Attention knowledge: {task_name(task)}")
 st.caption("The paper's argument: pruning loses knowledge, distilling while pruning keeps it. These measures show "
            "where. :material/info: Attention maps are not explanations: they show where a model looks, not why it decides.")
 url_slot = urlstate.page("run", "sentence", "sentence2", "samples")
+lesson_bar("pages/attention.py", budget_line(task))
 
 runs = model_runs(kind="prune", task=task)  # the store's runs, then the models shipped with KASP
 pre = precomputed_retention(task)
@@ -40,7 +43,7 @@ if runs:  # the number of examples of a live measurement (the shipped runs were 
 urlstate.write("samples", None if samples == 128 else samples)
 
 # --- retention against sparsity ---------------------------------------------------------------
-st.header("Retention against sparsity")
+st.header("Retention against sparsity", anchor="retention-against-sparsity", help=explain("JS", "CKA"))
 live, missing = retention_rows(runs, samples)
 if missing and st.button(f"Measure {len(missing)} run(s) not measured on {samples} examples yet", key="measure",
                          help="Compare each run with its teacher on the dev examples (live measurement) and cache "
@@ -56,8 +59,12 @@ if missing and st.button(f"Measure {len(missing)} run(s) not measured on {sample
 if len(live) or not pre.empty:
     df = pd.concat([live, pre], ignore_index=True) if len(live) else pre
     c1, c2 = st.columns(2)
-    c1.plotly_chart(retention_scatter(df, "attention similarity"), width="stretch")
-    c2.plotly_chart(retention_scatter(df, "CKA"), width="stretch")
+    figs = [retention_scatter(df, "attention similarity"), retention_scatter(df, "CKA")]
+    if active("pages/attention.py", "kept"):
+        for f in figs:
+            mark_x(f, 90.0, "90 %")
+    c1.plotly_chart(figs[0], width="stretch")
+    c2.plotly_chart(figs[1], width="stretch")
     sources = set(pre["source"]) if not pre.empty else set()
     n_shipped = retention_samples(task)
     live_sources = set(live["source"]) if len(live) else set()
@@ -95,9 +102,9 @@ if rid in shipped_ids:
     c = st.columns(4)
     c[0].metric("Attention similarity", f"{ret['mean_similarity']:.3f}",
                 help="1 − Jensen–Shannon divergence (bits) of each real query's attention distribution, averaged over "
-                     "heads, layers and queries. Measured at the end of the shipped run.")
+                     "heads, layers and queries. Measured at the end of the shipped run.  \n" + explain("JS"))
     c[1].metric("CKA (mean)", "undefined" if ret.get("mean_cka") is None else f"{ret['mean_cka']:.3f}",
-                help="Linear CKA of layer outputs on real tokens. Measured at the end of the shipped run.")
+                help="Linear CKA of layer outputs on real tokens. Measured at the end of the shipped run.  \n" + explain("CKA"))
     if ret.get("agreement") is not None:
         c[2].metric("Agreement", f"{ret['agreement'] * 100:.1f} %", help="Prediction agreement: top-1 agreement with the teacher.")
         c[3].metric("KL(t ‖ s)", f"{ret['kl']:.3f} nats", help="KL(teacher ‖ student) of the class probabilities, mean over the examples.")
@@ -133,9 +140,10 @@ if any(r.id == run.id for r in missing):
         st.rerun()  # just measured: redraw so that the charts above include it
 c = st.columns(4)
 c[0].metric("Attention similarity", f"{res['mean_similarity']:.3f}", help="1 − Jensen–Shannon divergence (bits) of "
-            "each real query's attention distribution, averaged over heads, layers and queries. Live measurement.")
+            "each real query's attention distribution, averaged over heads, layers and queries. Live measurement.  \n"
+            + explain("JS"))
 c[1].metric("CKA (mean)", "undefined" if res.get("mean_cka") is None else f"{res['mean_cka']:.3f}",
-            help="Linear CKA of layer outputs on real tokens. Live measurement. " +
+            help="Linear CKA of layer outputs on real tokens. Live measurement.  \n" + explain("CKA") + " " +
                  ((res.get("undefined") or {}).get("cka") or ""))
 if res["agreement"] is not None:
     c[2].metric("Agreement", f"{res['agreement'] * 100:.1f} %", help="Prediction agreement: top-1 agreement with the teacher.")

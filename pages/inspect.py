@@ -8,6 +8,8 @@ import streamlit as st
 from kasp.ui.tables import latency_frame
 from kasp.ui.devset import dev_tasks
 from kasp.ui.engine import CARD_FILE, card_summary, format_metrics
+from kasp.ui import urlstate
+from kasp.ui.lesson import active, explain, lesson_bar
 from kasp.ui.models import is_shipped, model_runs, shipped_line
 from kasp.ui.measure import (analyse, default_model_path, evaluate_checkpoint, evaluation_notes, fingerprint,
                              inspect_warnings, quick_latency)
@@ -19,6 +21,8 @@ st.title("Inspect a checkpoint")
 st.caption("Any BERT-family checkpoint, ours or anyone's: weights are read from safetensors only, pickle files are "
            "refused and no remote code is ever run.")
 
+url_slot = urlstate.page("run")
+lesson_bar("pages/inspect.py")
 SOURCES = ["A run in the store", "The default pre-trained model", "A local directory", "Upload"]
 # an empty store (a fresh clone): open on the shipped pre-trained model, so the page shows a real checkpoint
 source = st.radio("Checkpoint", SOURCES, index=0 if model_runs() else 1,
@@ -31,8 +35,13 @@ try:
         if not done:
             st.info("No finished run in the store yet.")
         else:
-            rid = st.selectbox("Run", list(done), help="Finished runs of the store, newest first, then the models "
-                                                       "shipped with KASP (shipped-…).")
+            urlstate.seed("run", "inspect_run", valid=done, what="run")
+            if st.session_state.get("inspect_run") not in done:
+                st.session_state.pop("inspect_run", None)
+            rid = st.selectbox("Run", list(done), key="inspect_run",
+                               help="Finished runs of the store, newest first, then the models shipped with KASP "
+                                    "(shipped-…).")
+            urlstate.write("run", rid)
             path = str(done[rid].checkpoint)
             if is_shipped(done[rid]):
                 st.markdown(shipped_line(done[rid]))
@@ -62,6 +71,7 @@ except KaspError as e:
     st.error(str(e))
     st.stop()
 
+urlstate.show_problems(url_slot)
 if not path:
     st.stop()
 
@@ -107,7 +117,12 @@ c[3].metric("Heads", info["heads"] or "?")
 c[4].metric("Parameters", f"{info['total_parameters'] / 1e6:.1f} M")
 st.plotly_chart(parameter_groups_bar(info["parameters"]), width="stretch")
 
-st.subheader("Sparsity")
+st.subheader("Sparsity", anchor="sparsity-per-matrix", help=explain("sparsity", "encoder linear weights", "mask"))
+if active("pages/inspect.py", "removes"):
+    st.info(f"**The answer:** {info['pruned_sparsity'] * 100:.1f} % of the encoder linear weights are zero, spread "
+            "over every matrix of every layer (the heat map below), but only "
+            f"{info['overall_sparsity'] * 100:.1f} % of all parameters: the embeddings, LayerNorms and classifier "
+            "are not pruned.", icon=":material/lightbulb:")
 c = st.columns(2)
 c[0].metric("Encoder linear weights", f"{info['pruned_sparsity'] * 100:.2f} % zeros",
             help="Q, K, V, attention-output, FFN-in, FFN-out weights: the set the paper's sparsity refers to.")

@@ -9,11 +9,15 @@ from kasp.ui.curves import curve_data, schedule_frame
 from kasp.ui.devset import majority_metric
 from kasp.ui.presets import view_presets
 from kasp.ui.engine import asset, metric_label, shipped_status, task_name
+from kasp.ui.figures import mark_point, mark_x, xpos
+from kasp.ui.lesson import active, budget_line, explain, glossary_box, lesson_bar, start_link
 
 task = st.session_state.get("task", "sst2")
 
 st.title("Knowledge-aware sparse pruning")
 url_slot = urlstate.page("sparsity", "steps", "methods")
+PAGE = "pages/overview.py"
+lesson_bar(PAGE, budget_line(task))
 st.markdown(
     """
 **Pruning** sets most weights of a network to zero. Under the pre-train / fine-tune paradigm the usual
@@ -30,13 +34,17 @@ NAACL 2021) changes who is pruned and what it learns from:
 )
 st.image(str(asset("kasp_diagram.svg")), caption="KASP in one picture: distil while pruning.")
 
+glossary_box()
+
 st.subheader("Start with a question")
+start_link(st, task)
 presets = view_presets(task)
 for i in range(0, len(presets), 2):
     for col, p in zip(st.columns(2), presets[i:i + 2]):
         urlstate.preset_link(col, p)
 
-st.header("The cubic sparsity schedule")
+st.header("The cubic sparsity schedule", anchor="the-cubic-sparsity-schedule",
+          help=explain("cubic schedule", "s_f", "sparsity", "encoder linear weights"))
 c1, c2, c3 = st.columns(3)
 urlstate.seed("sparsity", "ov_target", float, lambda v: 0.0 <= v <= 0.99, "sparsity")
 urlstate.seed("steps", "ov_steps", int, lambda v: 10 <= v <= 100_000, "steps")
@@ -50,13 +58,17 @@ urlstate.write("sparsity", target, lambda v: f"{v:g}")
 urlstate.write("steps", int(steps))
 events = c3.number_input("Mask updates", 1, 1000, 100, 1, help="Masks are recomputed every round(T / N) steps.")
 curve, points = schedule_frame(target, int(steps), int(events))
-st.plotly_chart(schedule_figure(curve, points), width="stretch")
 half = curve.iloc[(curve["step"] - steps // 2).abs().argmin()]["sparsity"]
+fig = schedule_figure(curve, points)
+if active(PAGE, "schedule"):
+    mark_point(fig, int(steps) // 2, half * 100, f"half-way: {half * 100:.0f} % already pruned")
+st.plotly_chart(fig, width="stretch")
 st.caption(f"Computed from the formula. Half-way through the run the schedule is already at {half * 100:.1f} % "
            f"({half / target * 100 if target else 0:.0f} % of the target): most weights go early, while the "
            "student still has many steps to recover.")
 
-st.header(f"{task_name(task)}: dev {metric_label(task)} against sparsity")
+st.header(f"{task_name(task)}: dev {metric_label(task)} against sparsity", anchor="dev-metric-against-sparsity",
+          help=explain("teacher", "student", "distillation", "magnitude baseline", "small dense", "majority class"))
 points, teacher, published, error = curve_data(task)
 if error:
     st.error(error)
@@ -85,8 +97,10 @@ else:
     compression = st.toggle("Compression axis (×, log scale)", key="x_compression",
                             help="Show the x axis as compression, 1 / (1 − sparsity): ×10 is 90 % sparse, ×20 (the "
                                  "paper's figure) 95 %. A log scale spreads out the high sparsities, where the methods differ.")
-    st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric, task, baseline=base,
-                                             compression=compression), width="stretch")
+    fig = accuracy_sparsity_figure(points, teacher, published, metric, task, baseline=base, compression=compression)
+    if active(PAGE, "distil") or active(PAGE, "small"):
+        mark_x(fig, xpos(90.0, compression), "90 %: compare the methods here")
+    st.plotly_chart(fig, width="stretch")
     st.caption(curve_caption(points, metric, baseline=base, teacher=teacher[0] if teacher else None))
     for note in curve_notes(points):  # undefined metrics (gaps) and GLUE's constant-predictor convention
         st.caption(":material/info: " + note)

@@ -8,6 +8,7 @@ from kasp.ui.devset import dev_examples_frame
 from kasp.ui.engine import get_task, metric_axis, shipped_sweep_path
 from kasp.ui.measure import cut_warnings, dev_example, disagreements, predict_texts, prediction_runs
 from kasp.ui.models import RunDir, shipped_line, shipped_store
+from kasp.ui.lesson import active, lesson_bar
 from kasp.ground.errors import KaspError
 
 task = st.session_state.get("task", "sst2")
@@ -17,6 +18,7 @@ st.caption("Type a sentence" + (" pair" if T.text_b else "") + ": the dense teac
            "live on this machine, the same computation as `kasp evaluate`. Where the text is a GLUE dev example, its "
            "gold label is shown too.")
 url_slot = urlstate.page("teacher", "runs", "sentence", "sentence2")
+lesson_bar("pages/predict.py")
 
 runs = prediction_runs(task)
 store = shipped_store()
@@ -139,6 +141,10 @@ try:
 except KaspError as e:
     st.error(str(e))
     st.stop()
+st.subheader("Teacher and students on this text", anchor="predictions")
+if active("pages/predict.py", "sentence"):
+    st.info("**Look at the rows:** does each sparse student give the teacher's answer, and with how much confidence? "
+            "Then change the text, or pick a dev example where they disagree.", icon=":material/lightbulb:")
 fmt = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
        for c in table.columns if c.startswith("P(")}
 st.dataframe(table, hide_index=True, width="stretch", column_config=fmt, key="predict_table")

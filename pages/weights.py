@@ -10,6 +10,8 @@ from kasp.ui.engine import get_task, KINDS, pair_index, read_story, what_to_noti
 from kasp.ui.figures import schedule_figure
 from kasp.ui.figures_weights import story_figure
 from kasp.ui.stories import partner, story_entries
+from kasp.ui.lesson import active, budget_line, explain, lesson_bar
+from kasp.ui.style import method_label
 
 PLAY_SECONDS = 1.5  # one recorded step per tick while Play is on
 
@@ -17,6 +19,7 @@ task = st.session_state.get("task", "sst2")
 T = get_task(task)
 st.title(f"Weights: see pruning happen ({T.folder})")
 url_slot = urlstate.page("run", "layer", "matrix", "step", "compare")
+lesson_bar("pages/weights.py", budget_line(task))
 st.caption("Every prune run records, at its start, at its mask updates and at its end, a small picture of each "
            "encoder linear matrix: the fraction of weights kept in each block of the matrix, and the histogram of "
            "the kept weights' magnitudes |w| with the **magnitude threshold** (the smallest kept |w|: everything "
@@ -52,7 +55,8 @@ if not with_story:
     urlstate.show_problems(url_slot)
     st.stop()
 
-labels = {e["id"]: f"{e['id']} ({e['source']}, {e['method']}, {e['sparsity'] * 100:.0f} %, {e['state']})" for e in with_story}
+labels = {e["id"]: f"{e['id']} ({e['source']}, {method_label(e['method'])}, {e['sparsity'] * 100:.0f} %, {e['state']})"
+          for e in with_story}
 urlstate.seed("run", "weights_run", valid=labels, what="run")
 if st.session_state.get("weights_run") not in labels:
     st.session_state.pop("weights_run", None)  # another task's run
@@ -85,6 +89,11 @@ urlstate.write("layer", layer)
 urlstate.write("matrix", kind)
 name = f"{layer}.{kind}"
 steps = [int(s) for s in story.steps]
+st.subheader("The weights' story, step by step", anchor="the-weights-story",
+             help=explain("mask", "cubic schedule", "¼ octave"))
+if active("pages/weights.py", "weights"):
+    st.info("**Press Play** (below the slider): the grey bar at |w| = 0 (the pruned weights) grows and the heat map "
+            "darkens block by block as the cubic schedule removes weights.", icon=":material/play_circle:")
 urlstate.seed("step", "weights_step", int, steps, "step")
 # Back / Next / Play set the step through session state (never a browser-side animation), so that the
 # slider, the address, the sentence and the schedule marker always show the same step as the pictures
@@ -149,19 +158,20 @@ compare = False
 if other_entry is not None:
     urlstate.seed("compare", "weights_compare", lambda v: {"1": True, "0": False}[v], what="compare")
     st.session_state.setdefault("weights_compare", True)
-    compare = st.toggle(f"Side by side with {other_entry['method']} run {other_entry['id']} (paired at equal sparsity)",
+    compare = st.toggle(f"Side by side with {method_label(other_entry['method'])} run {other_entry['id']} (paired at equal "
+                        "sparsity)",
                         key="weights_compare")
     urlstate.write("compare", None if compare else "0")
 i = story.nearest(step)
-panels = [(f"{entry['method']}", story, i)]
+panels = [(method_label(entry["method"]), story, i)]
 other = load(other_entry) if compare else None
 j = None
 if other is not None and name in other.matrices:
     j = pair_index(story, i, other)
-    panels.append((f"{other_entry['method']}", other, j))
+    panels.append((method_label(other_entry["method"]), other, j))
     same_length = int(other.steps[-1]) == int(story.steps[-1])
-    st.caption(f"**Paired at equal sparsity**: {entry['method']} at step {story.steps[i]} of {int(story.steps[-1])} "
-               f"({story.sparsity[i] * 100:.1f} % pruned) beside {other_entry['method']} at its step {other.steps[j]} "
+    st.caption(f"**Paired at equal sparsity**: {method_label(entry['method'])} at step {story.steps[i]} of {int(story.steps[-1])} "
+               f"({story.sparsity[i] * 100:.1f} % pruned) beside {method_label(other_entry['method'])} at its step {other.steps[j]} "
                f"of {int(other.steps[-1])} ({other.sparsity[j] * 100:.1f} % pruned), its recorded step nearest in "
                "sparsity. " + ("Both runs have the same length, so this is also the same step." if same_length else
                                "The runs differ in length, so equal step numbers would compare different sparsities; "
@@ -172,7 +182,8 @@ else:
 
 st.plotly_chart(story_figure(panels, name), width="stretch", key="weights_story_fig")
 st.markdown("**What to notice:** " + what_to_notice(story, step, layer, kind, other,
-                                                    (f"{entry['method']}", other_entry["method"] if other else ""),
+                                                    (method_label(entry["method"]),
+                                                     method_label(other_entry["method"]) if other else ""),
                                                     other_index=j))
 evals = [r for r in entry["progress"] if r.get("type") == "eval"]
 total = int(entry["total_steps"] or steps[-1] or 1)

@@ -581,3 +581,24 @@ def sizes_bar(sizes: dict[str, float], height: int = 360) -> go.Figure:
     fig.update_layout(barmode="group", title="Bytes on disk, measured on this checkpoint (MB = 10⁶ bytes)",
                       xaxis_title="", yaxis_title="size (MB)", legend_title_text="part", height=height)
     return fig
+
+
+def mark_x(fig: go.Figure, x: float, text: str) -> go.Figure:
+    """The guided lesson's mark (:mod:`kasp.ui.lesson`): an orange vertical line at ``x`` (the axis's own units:
+    % sparsity, or compression on a compression axis) with ``text`` at its top. Returns ``fig``."""
+    fig.add_vline(x=x, line_color=QUANTITY_COLOURS["marker"], line_width=3, opacity=0.8)
+    fig.add_annotation(x=x, y=1.0, yref="paper", text=text, showarrow=False, yanchor="bottom", xanchor="left",
+                       bgcolor="rgba(255,255,255,0.85)", bordercolor=QUANTITY_COLOURS["marker"], borderwidth=2,
+                       font={"size": 13})
+    return fig
+
+
+def mark_point(fig: go.Figure, x: float, y: float, text: str) -> go.Figure:
+    """The guided lesson's mark on one point: an orange ring at (``x``, ``y``) with an arrow and ``text``."""
+    fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers", showlegend=False, hoverinfo="skip",
+                             marker={"size": 22, "color": "rgba(0,0,0,0)",
+                                     "line": {"width": 3, "color": QUANTITY_COLOURS["marker"]}}))
+    fig.add_annotation(x=x, y=y, text=text, showarrow=True, arrowcolor=QUANTITY_COLOURS["marker"], ax=60, ay=40,
+                       bgcolor="rgba(255,255,255,0.9)", bordercolor=QUANTITY_COLOURS["marker"], borderwidth=2,
+                       font={"size": 13})
+    return fig

@@ -7,9 +7,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kasp.training.weights_story import Story
+from kasp.ui.style import QUANTITY_COLOURS
 
 
-PRUNED_COLOUR = "#8c8c8c"  # the bar of pruned weights (|w| = 0)
+PRUNED_COLOUR = QUANTITY_COLOURS["pruned weights"]  # the bar of pruned weights (|w| = 0)
 
 
 def pruned_bar_x(edges: np.ndarray) -> tuple[float, float]:
@@ -46,12 +47,12 @@ def _panel_traces(story: Story, i: int, k: int, show_scale: bool, rows: int = 1)
         go.Bar(x=[zx], y=[zeros], width=[zw], marker_color=PRUNED_COLOUR, showlegend=False, name="pruned",
                customdata=[zeros],
                hovertemplate="pruned (|w| = 0): %{customdata:,} weights (a count, not per ¼ octave)<extra></extra>"),
-        go.Bar(x=mids, y=per_quarter, width=right - left, marker_color="#4a7ab5", showlegend=False, name="kept",
+        go.Bar(x=mids, y=per_quarter, width=right - left, marker_color=QUANTITY_COLOURS["kept weights"], showlegend=False, name="kept",
                customdata=np.stack([left, right, counts], axis=1),
                hovertemplate="|w| in [%{customdata[0]:.3g}, %{customdata[1]:.3g}): %{customdata[2]:.0f} weights"
                              "<extra></extra>"),
         go.Scatter(x=[thr, thr] if thr > 0 else [], y=[0.5, top * 2] if thr > 0 else [], mode="lines",
-                   line={"color": "#d62728", "dash": "dash", "width": 2}, showlegend=False,
+                   line={"color": QUANTITY_COLOURS["threshold"], "dash": "dash", "width": 2}, showlegend=False,
                    hovertemplate=f"threshold: smallest kept |w| = {thr:.4g}<extra></extra>"),
     ]
 
@@ -60,10 +61,10 @@ def story_figure(panels: list[tuple[str, Story, int]], name: str, height_per_row
     """One row per run: the mask-density picture of matrix ``name`` and the |w| histogram of its weights,
     each run drawn at its own snapshot index (the caller pairs them, :func:`kasp.training.weights_story.pair_index`).
 
-    The histogram's grey bar at the left is the matrix's pruned weights (|w| = 0, a count); the blue
-    bars are the kept weights, counts per quarter octave of |w| (count x 0.25 / log2(right / left
+    The histogram's grey bar at the left is the matrix's pruned weights (|w| = 0, a count); the
+    (sky-blue) bars are the kept weights, counts per quarter octave of |w| (count x 0.25 / log2(right / left
     edge)), since the recorded bins are not all of the same log width (hovering shows the raw count);
-    the dashed red line is the magnitude threshold. The count axis is logarithmic, so that the zeros
+    the dashed black line is the magnitude threshold. The count axis is logarithmic, so that the zeros
     (90 % of the matrix at 90 % sparsity) and the kept weights show together.
 
     No animation frames: the page moves the step (slider, Back / Next, Play) so that the address, the
@@ -78,7 +79,7 @@ def story_figure(panels: list[tuple[str, Story, int]], name: str, height_per_row
     titles = []
     for label, s, i in panels:
         titles += [f"<b>{label}</b>, step {s.steps[i]}: {s.sparsity[i] * 100:.1f} % pruned",
-                   "|w|: kept, pruned (grey, = 0), threshold (red)"]
+                   "|w|: kept (blue), pruned (grey, = 0), threshold (dashed)"]
     fig = make_subplots(rows=rows, cols=2, column_widths=[0.4, 0.6], subplot_titles=titles,
                         horizontal_spacing=0.16, vertical_spacing=0.16 if rows > 1 else 0.1)
     for r, (_, s, i) in enumerate(panels):

@@ -37,6 +37,9 @@ QUANTITY_COLOURS: dict[str, str] = {
     "dev metric": "#CC79A7",      # reddish purple: the task's dev metric
     "marker": "#E69F00",          # orange: "you are here" (the step shown)
     "retention": "#56B4E9",       # sky blue: similarity and CKA of one student with its teacher
+    "kept weights": "#56B4E9",    # sky blue: the Weights page's histogram of kept |w|
+    "pruned weights": "#8C8C8C",  # grey: the Weights page's bar of pruned weights (|w| = 0)
+    "threshold": "#000000",       # black dashed: the magnitude threshold (the smallest kept |w|)
     # one per loss term, none a method's colour (total, attention, hidden, prediction, task, ...)
     "loss": ["#000000", "#E69F00", "#56B4E9", "#CC79A7", "#8C6D1F", "#999999"],
 }

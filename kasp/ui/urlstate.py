@@ -14,7 +14,8 @@ that has the same shipped results. The rules:
 - Each page declares its own parameters (:func:`page`); the parameters of other pages are dropped
   from the address, so that a link carries only what its page reads. Entering a page (from another
   one) treats every value in its address as new, so a preset opened a second time applies again. ``task`` and ``model`` are the
-  sidebar's, on every page, and so is ``present`` (presenter mode).
+  sidebar's, on every page, and so are ``present`` (presenter mode) and ``lesson`` (the guided lesson's step,
+  :mod:`kasp.ui.lesson`).
 - ``session`` (the browser session's run ownership token, see ``app.py``) is never part of a shared
   link: :func:`share_url` leaves it out.
 """
@@ -27,7 +28,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 #: parameters that every page keeps: the sidebar's choice
-GLOBAL = ("task", "model", "present")
+GLOBAL = ("task", "model", "present", "lesson")
 #: parameters that identify the browser session, never shared
 PRIVATE = ("session", "operator")
 _WRITTEN = "_url_written"  # session key: {param: the value this session last wrote or applied}

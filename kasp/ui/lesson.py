@@ -1,0 +1,215 @@
+"""The guided lesson (issue 25): seven steps through the app, from what pruning removes to a sentence of your own.
+
+Each step is a page of the app and the address parameters that set its view (:mod:`kasp.ui.urlstate`), plus
+``lesson=<n>``. A page that finds ``?lesson=<n>`` for itself draws the lesson bar at its top (the step's
+question, what to look at, Back and Next), scrolls to the step's anchor (a heading of the page) and marks the
+answer on the step's chart (:func:`mark`). Leaving the path (the sidebar, another link) drops the parameter,
+and with it the bar.
+
+Also here: the glossary, one plain-language sentence per technical term the app uses (:data:`GLOSSARY`),
+shown as tooltips (:func:`explain`) and as a list (:func:`glossary_box`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import streamlit as st
+
+from kasp.spec.tasks import task_name
+
+#: technical term -> one sentence in plain words (the tooltips and the glossary box)
+GLOSSARY: dict[str, str] = {
+    "sparsity": "The share of the encoder linear weights that are exactly zero: 90 % sparsity keeps one weight in "
+                "ten (×10 compression).",
+    "encoder linear weights": "The six weight matrices of every Transformer layer (query, key, value, attention "
+                              "output, FFN in, FFN out): the weights KASP prunes. Embeddings, LayerNorms, biases and "
+                              "the classifier are never pruned.",
+    "mask": "A 0/1 matrix as large as a weight matrix: where it is 0 the weight is held at zero (pruned).",
+    "cubic schedule": "How the sparsity rises during training, s_t = s_f (1 − (1 − t/T)³): fast at first, slowly at "
+                      "the end, so the student has time to recover (Zhu & Gupta 2017).",
+    "s_f": "The final sparsity the schedule reaches at the end of the run (the target, e.g. 0.9).",
+    "teacher": "The dense model fine-tuned on the task. It is frozen and shows the student what to output.",
+    "student": "The model that is pruned and trained. KASP's student starts from the pre-trained, not the "
+               "fine-tuned, model.",
+    "distillation": "Training the student to copy the teacher (its attention scores, hidden states and soft "
+                    "predictions) instead of learning from the gold labels alone.",
+    "magnitude baseline": "Prune the fine-tuned model by dropping its smallest weights, then retrain it on the "
+                          "task's labels: no teacher.",
+    "small dense": "An unpruned model made smaller (fewer layers, narrower feed-forward) until it has as many "
+                   "weights as the pruned model keeps.",
+    "majority class": "The score of always answering the dev set's most frequent class: the floor a model must beat "
+                      "to have learnt anything.",
+    "JS": "Jensen–Shannon divergence: how different two probability distributions are (here, where a token "
+          "attends): 0 = identical, 1 bit = nothing in common. Attention similarity is 1 − JS.",
+    "CKA": "Centred kernel alignment: how alike two layers' representations of the same tokens are, 0 = unrelated, "
+           "1 = the same up to rotation and scale (Kornblith et al. 2019).",
+    "MCC": "Matthews correlation coefficient, CoLA's metric: 0 for guessing or always answering one class, 1 for "
+           "perfect; fair when one class is much more common.",
+    "¼ octave": "A histogram bin a quarter of a doubling wide: weights whose sizes differ by less than 2^¼ ≈ 1.19× "
+                "share a bin (a logarithmic scale of |w|).",
+    "information bound": "The fewest bytes any format could use for a pruned matrix: the bits that say where the "
+                         "non-zeros are, log2 C(n, nnz), plus the bits of their values.",
+}
+
+
+def explain(*terms: str) -> str:
+    """The glossary sentences of ``terms`` as one tooltip text ("**CKA**: ... **JS**: ...").
+
+    Raises:
+        KeyError: a term that is not in :data:`GLOSSARY` (a page naming a term must define it).
+    """
+    return "  \n".join(f"**{t}**: {GLOSSARY[t]}" for t in terms)
+
+
+def glossary_box(*terms: str, expanded: bool = False) -> None:
+    """An expander listing ``terms`` (default: all) in plain words."""
+    with st.expander("Terms in plain words", icon=":material/translate:", expanded=expanded):
+        for t in terms or GLOSSARY:
+            st.markdown(f"**{t}**: {GLOSSARY[t]}")
+
+
+def _weights_params(task: str) -> dict[str, str]:
+    from kasp.ui.presets import view_presets
+
+    return next(p["params"] for p in view_presets(task) if p["page"] == "pages/weights.py")
+
+
+def steps(task: str) -> list[dict[str, Any]]:
+    """The lesson's steps for ``task``: ``key``, ``title`` (the question), ``page`` (script path), ``params`` (the
+    address, ``lesson`` included), ``anchor`` (the heading scrolled to), ``look`` (what to look at)."""
+    from kasp.models.shipped import manifest
+
+    name = task_name(task)
+    ships = any(r["task"] == task for r in manifest()["runs"])
+    out = [
+        {"key": "removes", "title": "What does pruning remove?", "page": "pages/inspect.py", "anchor": "sparsity-per-matrix",
+         "params": {"run": "shipped-sst2-kasp-90"},
+         "look": "Every encoder linear matrix of the KASP student shipped with KASP (trained on SST-2; pruning removes "
+                 "the same kind of weights on every task) is about 90 % zeros; the embeddings, LayerNorms and "
+                 "classifier are not pruned at all."},
+        {"key": "schedule", "title": "How fast are the weights removed?", "page": "pages/overview.py",
+         "anchor": "the-cubic-sparsity-schedule", "params": {"sparsity": "0.9", "steps": "2000"},
+         "look": "The cubic schedule removes most weights early: the orange mark shows how much is gone half-way "
+                 "through the run, while the student still has half its steps to recover."},
+        {"key": "distil", "title": "Distil or not?", "page": "pages/overview.py", "anchor": "dev-metric-against-sparsity",
+         "params": {"methods": "kasp,magnitude"},
+         "look": f"{name}: KASP (pre-trained student, distilled from the teacher while pruning) against the "
+                 "magnitude baseline (prune the fine-tuned model, retrain on the labels). The orange line marks 90 %."},
+        {"key": "small", "title": "Sparse or small?", "page": "pages/overview.py", "anchor": "dev-metric-against-sparsity",
+         "params": {"methods": "kasp,small-dense"},
+         "look": f"{name}: the 90 %-sparse KASP student against a small dense model with as many non-zero weights. "
+                 "The orange line marks 90 %."},
+        {"key": "kept", "title": "What did the student keep of the teacher?", "page": "pages/attention.py",
+         "anchor": "retention-against-sparsity", "params": {},
+         "look": "Attention similarity (1 − JS) and CKA of each student with its teacher: 1 means it attends and "
+                 "represents like the teacher. Compare the methods at 90 % (orange line)."},
+        {"key": "weights", "title": "Watch the weights go", "page": "pages/weights.py", "anchor": "the-weights-story",
+         "params": _weights_params(task),
+         "look": "Press Play: one matrix through the run, beside the magnitude baseline at the same sparsity. The bar "
+                 "at zero is the pruned weights; watch it grow along the cubic schedule."},
+        {"key": "sentence", "title": "Try a sentence", "page": "pages/predict.py", "anchor": "predictions",
+         "params": {} if ships else {"task": "sst2"},
+         "look": "The dense teacher and the 90 %-sparse students on one sentence: type your own, or pick a dev example "
+                 "where they disagree." + ("" if ships else f" (No trained {name} model ships with KASP, so this step "
+                                                            "switches to SST-2, whose models do.)")},
+    ]
+    for i, s in enumerate(out, 1):
+        s["params"] = {"task": task, **s["params"], "lesson": str(i)}
+    return out
+
+
+def current(page: str) -> tuple[int, dict[str, Any]] | None:
+    """(1-based index, step) when the address holds ``?lesson=<n>`` for a step on ``page`` (script path such as
+    "pages/overview.py"), else None."""
+    try:
+        n = int(st.query_params.get("lesson", ""))
+    except ValueError:
+        return None
+    all_steps = steps(st.session_state.get("task", "sst2"))
+    if 1 <= n <= len(all_steps) and all_steps[n - 1]["page"] == page:
+        return n, all_steps[n - 1]
+    return None
+
+
+def active(page: str, key: str) -> bool:
+    """Whether the lesson step ``key`` is the one shown on ``page`` now (so the page marks its answer)."""
+    cur = current(page)
+    return cur is not None and cur[1]["key"] == key
+
+
+def _link(where, step: dict[str, Any], label: str, icon: str) -> None:
+    from kasp.ui.urlstate import preset_link
+
+    preset_link(where, {"label": label, "icon": icon, "page": step["page"], "params": step["params"],
+                        "help": step["title"]})
+
+
+def lesson_bar(page: str, budget_line: str | None = None) -> None:
+    """The lesson's bar at the top of ``page`` when a step of it is in the address: the step's question and what
+    to look at, the task's budget line, Back / Next / end links; then a scroll to the step's anchor."""
+    cur = current(page)
+    if cur is None:
+        return
+    n, step = cur
+    all_steps = steps(st.session_state.get("task", "sst2"))
+    with st.container(border=True, key=f"lesson-bar-{n}"):
+        st.markdown(f"**Lesson, step {n} of {len(all_steps)}: {step['title']}**")
+        st.progress(n / len(all_steps))
+        st.markdown(step["look"])
+        if budget_line:
+            st.caption(budget_line)
+        c = st.columns(3)
+        if n > 1:
+            _link(c[0], all_steps[n - 2], f"Back: {all_steps[n - 2]['title']}", ":material/arrow_back:")
+        if n < len(all_steps):
+            _link(c[1], all_steps[n], f"Next: {all_steps[n]['title']}", ":material/arrow_forward:")
+        _link(c[2], {"page": "pages/overview.py", "params": {"task": step["params"]["task"]}, "title": "Leave the lesson"},
+              "Leave the lesson", ":material/close:")
+    scroll_to(step["anchor"], n)
+
+
+def scroll_to(anchor: str, nonce: Any = None) -> None:
+    """Scroll the browser to the heading whose anchor is ``anchor`` once it is drawn (a zero-height frame with a
+    script; same origin as the app). ``nonce`` makes a new frame, so that the scroll happens again."""
+    script = ("<script>(function(){var n=0;function go(){var d=window.parent.document;var e=d.getElementById(%s);"
+              "if(e){e.scrollIntoView({behavior:'smooth',block:'start'});}else if(n++<50){setTimeout(go,200);}}"
+              "setTimeout(go,300);})();</script><!-- %s -->") % (json.dumps(anchor), json.dumps(str(nonce)))
+    st.iframe(script, height=1)
+
+
+def start_link(where, task: str) -> None:
+    """The link that starts the lesson at its first step."""
+    _link(where, steps(task)[0], "Start the guided lesson (7 steps)", ":material/school:")
+
+
+def budget_line(task: str) -> str | None:
+    """One line on what the shipped results of ``task`` can and cannot show: their training length (steps and
+    epochs of the KASP runs at 90 %) and whether the students learnt the task there (:func:`caption_facts`)."""
+    from kasp.ground.errors import KaspError
+    from kasp.experiments.results import load_shipped
+    from kasp.ui.curves import curve_data
+    from kasp.ui.devset import majority_metric, train_size
+    from kasp.ui.figures import caption_facts
+
+    try:
+        sweep = load_shipped(task) or {}
+    except KaspError:
+        return None
+    steps_ = sorted({r.get("steps") for r in sweep.get("runs", []) if r.get("method") == "kasp"
+                     and isinstance(r.get("steps"), int)})
+    if not steps_:
+        return None
+    batch = (sweep.get("runs")[0].get("recipe") or {}).get("batch_size") or 32
+    n = train_size(task)
+    epochs = f" (about {steps_[-1] * batch / n:.1f} epochs of its {n:,} training examples)" if n else ""
+    points, teacher, _, _ = curve_data(task)
+    facts = caption_facts(points, 0.9, majority_metric(task), teacher[0] if teacher else None)
+    head = f"{task_name(task)}: the shipped runs trained {steps_[-1]:,} steps{epochs}. "
+    if facts["kasp"] is None:
+        return head + "No KASP result at 90 % ships for it."
+    if facts["learnt"]:
+        return head + "At 90 % the students have learnt the task, so the comparisons at 90 % are meaningful."
+    return head + ("At 90 % no student has learnt the task yet (every method sits at the floor): this task shows "
+                   "what too short a budget does, not the paper's claims; SST-2 shows them.")
