@@ -24,9 +24,6 @@ import math
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
 from kasp.ground.finite import is_finite_number
 
 METRIC_NAMES = {
@@ -65,6 +62,11 @@ def glue_metrics(kind: str, predictions: Sequence[float], labels: Sequence[float
         ValueError: on empty input, length mismatch, non-finite predictions or labels, or an
             unknown kind.
     """
+    # imported here: scipy and scikit-learn take about 2 s to import, and the app's pages that only format
+    # metrics (kasp.ui.engine) must not pay it on their first load
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
     preds = np.asarray(predictions)
     gold = np.asarray(labels)
     if preds.shape != gold.shape or preds.ndim != 1:

@@ -295,3 +295,46 @@ def test_a_preset_and_a_shared_link_open_their_views(page, server):
     page.get_by_text("magnitude baseline on SST-2").first.wait_for()  # the linked run is the one shown in detail
     _no_exception(page)
     page.screenshot(path=str(SHOTS / "shared-link-results.png"), full_page=True)
+
+
+#: per lesson step: the page's path, the anchor scrolled to, and the text of its mark on the answer
+LESSON = [("/inspect", "sparsity-per-matrix", "The answer:"),
+          ("/", "the-cubic-sparsity-schedule", "half-way:"),
+          ("/", "dev-metric-against-sparsity", "90 %: compare the methods here"),
+          ("/", "dev-metric-against-sparsity", "90 %: compare the methods here"),
+          ("/attention", "retention-against-sparsity", "90 %"),
+          ("/weights", "the-weights-story", "Press Play"),
+          ("/predict", "predictions", "Look at the rows")]
+
+
+def test_the_guided_lesson_end_to_end(browser, server):
+    """A lecturer at a 1024x768 projector starts the lesson on the Overview and clicks Next through its seven
+    steps: each opens its page and view, scrolls to its heading and marks the answer; Back goes back."""
+    url, _ = server
+    pg = browser.new_page(viewport={"width": 1024, "height": 768})
+    pg.set_default_timeout(90_000)
+    seen = _watch(pg, url)
+    try:
+        pg.goto(url + "/?task=sst2")
+        pg.get_by_role("link", name="Start the guided lesson (7 steps)").click()
+        for n, (path, anchor, mark) in enumerate(LESSON, 1):
+            pg.get_by_text(f"Lesson, step {n} of 7").first.wait_for()
+            pg.wait_for_function(f"() => new URLSearchParams(window.location.search).get('lesson') === '{n}'")
+            assert pg.evaluate("() => window.location.pathname").rstrip("/") == path.rstrip("/"), n
+            pg.get_by_text(mark).first.wait_for()  # the answer, marked (a plotly annotation or a note)
+            # the step's heading is scrolled into the projector's view
+            pg.wait_for_function("(a) => { const e = document.getElementById(a); if (!e) return false; "
+                                 "const r = e.getBoundingClientRect(); return r.top >= -5 && r.top < 500; }", arg=anchor,
+                                 timeout=30_000)
+            _no_exception(pg)
+            pg.screenshot(path=str(SHOTS / f"lesson-{n}.png"))
+            if n < len(LESSON):
+                pg.get_by_role("link", name=re.compile(r"^Next: ")).first.click()
+        pg.get_by_role("link", name=re.compile(r"^Back: ")).first.click()
+        pg.get_by_text("Lesson, step 6 of 7").first.wait_for()
+        pg.get_by_role("link", name="Leave the lesson").first.click()
+        pg.get_by_text("Start with a question").wait_for()
+        assert pg.get_by_text("Lesson, step").count() == 0
+    finally:
+        pg.close()
+    _clean(seen)
