@@ -27,6 +27,10 @@ st.set_page_config(page_title="KASP: knowledge-aware sparse pruning", page_icon=
                    layout="wide", initial_sidebar_state="collapsed" if PRESENT else "auto")
 
 from kasp.ui import urlstate  # noqa: E402
+
+# app.py routes every page itself (st.navigation below): Streamlit must not also treat pages/ as a version-1
+# multipage folder, which would run a page opened by its address without this script (kasp.ui.urlstate)
+urlstate.route_through_app(rerun=False)
 from kasp.ui.engine import runs_dir  # noqa: E402
 from kasp.ui.checks import check_model  # noqa: E402
 from kasp.ui.devset import sidebar_tasks, task_option  # noqa: E402

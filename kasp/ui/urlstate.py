@@ -40,6 +40,27 @@ def _written() -> dict[str, str]:
     return st.session_state.setdefault(_WRITTEN, {})
 
 
+def route_through_app(rerun: bool = True) -> None:
+    """Make every run of the app go through ``app.py`` (its sidebar and ``st.navigation``), never a page alone.
+
+    Streamlit treats an app with a ``pages/`` folder beside its entry script as a version-1 multipage app
+    (``PagesManager.uses_pages_directory``): until that flag is cleared, a run opened straight at a page's
+    address (``/weights`` as the server's very first request) runs ``pages/weights.py`` by itself, without
+    ``app.py``'s sidebar and with Streamlit's own list of file names. ``app.py`` clears the flag on its first
+    run; a page that finds it still set clears it and reruns, so that this run, too, goes through ``app.py``.
+    Outside ``streamlit run`` (AppTest runs a page as the entry script) the flag is never set and nothing happens.
+
+    Args:
+        rerun: rerun after clearing the flag (a page); ``app.py`` passes False, since it is running already.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        if rerun:
+            st.rerun()
+
+
 def page(*names: str):
     """Declare the current page's parameters: every other non-global, non-private one leaves the address.
 
@@ -47,6 +68,7 @@ def page(*names: str):
         An empty container at this place of the page, where :func:`show_problems` puts its warnings
         (so that a link's unfitting value is reported at the top of the page, not below the charts).
     """
+    route_through_app()
     keep = set(GLOBAL) | set(PRIVATE) | set(names)
     page_id = ",".join(names)
     if st.session_state.get(_PAGE) != page_id:  # entering a page: every value in its address is news

@@ -59,6 +59,14 @@ def server(tmp_path_factory, tiny_store):
     store = tmp_path_factory.mktemp("browserstore")
     shutil.copytree(tiny_store / "teacher", store / "20000101-000000-sst2-finetune")
     port = _free_port()
+    proc = _start(store, port)
+    yield f"http://127.0.0.1:{port}", store
+    proc.terminate()
+    proc.wait(10)
+
+
+def _start(store: Path, port: int) -> subprocess.Popen:
+    """`streamlit run app.py` on ``store`` at ``port``, answering its health check."""
     env = dict(os.environ, KASP_RUNS_DIR=str(store), HF_HUB_OFFLINE="1", KASP_MAX_JOBS="1", KASP_MAX_QUEUED="2")
     env.pop("KASP_OPERATOR", None)
     env.pop("KASP_OPERATOR_KEY", None)
@@ -66,19 +74,14 @@ def server(tmp_path_factory, tiny_store):
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
                              "--server.port", str(port), "--browser.gatherUsageStats", "false"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
-                break
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
+                return proc
         except OSError:
             time.sleep(0.5)
-    else:
-        proc.terminate()
-        pytest.fail("streamlit did not start: " + (store / "streamlit.log").read_text()[-2000:])
-    yield url, store
     proc.terminate()
-    proc.wait(10)
+    pytest.fail("streamlit did not start: " + (store / "streamlit.log").read_text()[-2000:])
 
 
 def _no_exception(page) -> None:
@@ -338,3 +341,23 @@ def test_the_guided_lesson_end_to_end(browser, server):
     finally:
         pg.close()
     _clean(seen)
+
+
+def test_a_page_opened_first_by_its_address_goes_through_the_app(browser, tmp_path):
+    """The server's very first request is a page's own address (a bookmark, a link): the page must come with the
+    app's sidebar (task box, the linked task) and its named pages, not Streamlit's list of file names."""
+    port = _free_port()
+    proc = _start(tmp_path, port)
+    pg = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        pg.goto(f"http://127.0.0.1:{port}/weights?task=mrpc")
+        pg.get_by_text("Weights: see pruning happen (MRPC)").first.wait_for(timeout=90_000)
+        pg.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=60_000)
+        assert pg.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').count() == 1  # the GLUE task box
+        links = [a.inner_text() for a in pg.locator('[data-testid="stSidebarNav"] a').all()]
+        assert any("Overview" in x for x in links) and not any(x.strip() in ("app", "weights") for x in links), links
+        _no_exception(pg)
+    finally:
+        pg.close()
+        proc.terminate()
+        proc.wait(10)
