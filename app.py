@@ -7,9 +7,10 @@ Each browser session gets an owner token (``st.session_state["owner"]``) that is
 page address (``?session=...``), so a reload of the same address keeps the session's runs its own;
 a new tab without it is a new session. The view itself (task, model, and each page's selection) is
 kept in the address too (:mod:`kasp.ui.urlstate`), so that a link opens the same view elsewhere; ``?present=1``
-is presenter mode (larger type, the sidebar collapsed). ``KASP_OPERATOR=1``, or ``?operator=<secret>`` matching
-``KASP_OPERATOR_KEY`` (at least 16 characters), lets a session cancel and delete every run (the lecturer's
-setting); the key is read once and removed from the address, and a session takes at most 5 wrong keys.
+is presenter mode (larger type, the sidebar collapsed). ``KASP_OPERATOR=1``, or the key ``KASP_OPERATOR_KEY`` (at least 16 characters) typed into
+the sidebar's "Operator" box (or given once as ``?operator=<secret>``, read and removed from the address, though
+the browser's history keeps that entry), lets a session cancel and delete every run (the lecturer's setting);
+a session takes at most 5 wrong keys.
 """
 
 import os
@@ -34,7 +35,8 @@ urlstate.route_through_app(rerun=False)
 from kasp.ui.engine import runs_dir  # noqa: E402
 from kasp.ui.checks import check_model  # noqa: E402
 from kasp.ui.devset import sidebar_tasks, task_option  # noqa: E402
-from kasp.ui.session import operator_attempt, operator_key_problem, operator_mode, session_token  # noqa: E402
+from kasp.ui.session import (operator_attempt, operator_key_configured, operator_key_problem, operator_mode,  # noqa: E402
+                             session_token)
 from kasp.ui.style import PRESENTER_CSS  # noqa: E402
 
 if "owner" not in st.session_state:
@@ -84,6 +86,16 @@ with st.sidebar:
     st.caption(f"Run store: `{runs_dir().resolve()}`")
     if st.session_state.get("operator"):
         st.caption(":material/admin_panel_settings: Operator session: may cancel and delete every run.")
+    elif operator_key_configured():  # typed here, the key never enters the address or the browser's history
+        def _try_key() -> None:
+            typed = st.session_state.pop("_operator_key_box", "")
+            if typed:
+                st.session_state["operator_notice"] = operator_attempt(st.session_state, typed)
+
+        with st.expander("Operator (lecturer)", icon=":material/admin_panel_settings:"):
+            st.text_input("Operator key", type="password", key="_operator_key_box", on_change=_try_key,
+                          help="The KASP_OPERATOR_KEY the app was started with (Enter to unlock): this session may "
+                               "then cancel and delete every run.")
     if operator_key_problem():
         st.warning(operator_key_problem(), icon=":material/key_off:")
     elif st.session_state.get("operator_notice"):

@@ -111,6 +111,7 @@ with st.container():
             st.warning(warning, icon=":material/warning:")
 
     with st.container(border=True):
+        budget_row = st.container()  # the budget's toggle, full width: a third of a 1024-pixel screen cuts its label
         c1, c2, c3 = st.columns(3)
         sparsity = c1.slider("Target sparsity", 0.1, 0.99, urlstate.initial("sparsity", float(rec["sparsity"]), float,
                                                                             lambda v: 0.1 <= v <= 0.99), 0.01,
@@ -122,7 +123,7 @@ with st.container():
         if st.session_state.get("prune_budget_ctx") != budget_ctx:
             st.session_state["prune_budget_ctx"] = budget_ctx
             st.session_state["prune_by_time"] = rec.get("time_budget") is not None
-        by_time = c2.toggle("Budget in minutes", key="prune_by_time",
+        by_time = budget_row.toggle("Budget in minutes", key="prune_by_time",
                             help="Give the run a wall-time budget instead of a step count: it times a few steps on "
                                  "its own data first and sets T so that it finishes in time (`--time-budget`).")
         if by_time:

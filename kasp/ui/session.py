@@ -97,3 +97,9 @@ def panel_runs(session: str | None, store: str | Path | None = None) -> list[Run
     own = [r for r in runs if session and r.state() in FINAL_STATES and jobs.owner(r) == session
            and not r.status().get("dismissed")]
     return active + own
+
+
+def operator_key_configured() -> bool:
+    """Whether the app accepts an operator key (``KASP_OPERATOR_KEY`` set and long enough), so the sidebar offers
+    its password box."""
+    return settings.get().operator_key is not None and operator_key_problem() is None

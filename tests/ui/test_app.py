@@ -258,3 +258,23 @@ def test_the_class_presets_measured_numbers_are_those_of_its_shipped_trials():
     budget = load_results(trial)["plan"]["budget"]
     assert budget["max_steps"] == load_recipe("class", "prune")["max_steps"] == 500 and "500 steps" in text
     assert budget["teacher_steps"] == load_recipe("class", "finetune")["max_steps"] == 300
+
+
+@pytest.mark.slow
+def test_operator_key_typed_into_the_sidebar_never_enters_the_address(tmp_path, monkeypatch):
+    monkeypatch.delenv("KASP_OPERATOR", raising=False)
+    monkeypatch.setenv("KASP_OPERATOR_KEY", "the-lecturers-long-key")
+    monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    box = next(t for t in at.sidebar.text_input if t.label == "Operator key")
+    assert box.proto.type == box.proto.PASSWORD
+    box.input("the-lecturers-long-key")
+    at.run()
+    assert not at.exception
+    assert at.session_state["operator"] is True
+    assert all("the-lecturers-long-key" not in str(v) for v in at.query_params.values())
+    monkeypatch.delenv("KASP_OPERATOR_KEY")  # no key configured: no box
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    assert not any(t.label == "Operator key" for t in at.sidebar.text_input)
