@@ -14,7 +14,6 @@ from kasp.ground.errors import KaspError
 from kasp.ground.runs import RunDir
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.slow
 
 
 def _pack_script():
@@ -22,6 +21,18 @@ def _pack_script():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def test_the_shipped_models_are_small_and_intact():
+    """What ships in assets/models: under 40 MB in all (issue 25), each weights file as the manifest hashed it."""
+    from kasp.models.shipped import _sha256, manifest, models_dir
+
+    runs = manifest()["runs"]
+    assert runs, "no model ships: run scripts/train_shipped.sh and scripts/pack_shipped.py"
+    total = sum(f.stat().st_size for f in models_dir().rglob("*") if f.is_file())
+    assert total < 40e6, f"{total / 1e6:.1f} MB"
+    for r in runs:
+        assert _sha256(models_dir() / r["task"] / r["name"] / "compact" / "sparse.safetensors") == r["sha256"], r["name"]
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +56,7 @@ def packed(tmp_path_factory, tiny_pretrained):
     return out
 
 
+@pytest.mark.slow
 def test_pack_writes_runs_manifest_and_scores_of_the_packed_weights(packed):
     m = json.loads((packed / "manifest.json").read_text())
     assert [(r["name"], r["teacher"]) for r in m["runs"]] == [("teacher", None), ("kasp-90", "teacher")]
@@ -56,6 +68,7 @@ def test_pack_writes_runs_manifest_and_scores_of_the_packed_weights(packed):
     assert not (packed / "sst2" / "teacher" / "retention.json").exists()
 
 
+@pytest.mark.slow
 def test_shipped_store_unpacks_runs_that_score_as_shipped(packed, tmp_path, monkeypatch):
     import kasp.models.shipped as shipped
     from kasp.training.evaluate import evaluate_checkpoint
@@ -85,6 +98,7 @@ def test_shipped_store_unpacks_runs_that_score_as_shipped(packed, tmp_path, monk
         f.write_bytes(data)
 
 
+@pytest.mark.slow
 def test_pack_refuses_a_run_with_trained_word_embeddings(tiny_store, tmp_path):
     mod = _pack_script()
     with pytest.raises(SystemExit, match="freeze-word-embeddings"):
