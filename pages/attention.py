@@ -88,7 +88,7 @@ urlstate.seed("run", "att_run", valid=ids + shipped_ids, what="student run")
 if st.session_state.get("att_run") not in ids + shipped_ids:
     st.session_state.pop("att_run", None)
 rid = st.selectbox("Student run", ids + shipped_ids, key="att_run",
-                   format_func=lambda r: r if r in ids else f"{r} (shipped, summary only)",
+                   format_func=lambda r: r if r in ids else f"{r} (shipped sweep or precomputed run: summary only, no weights)",
                    help="A pruned student; it is compared with its own teacher. Shipped runs carry the summary "
                         "measured at the end of their run (per layer); a live run is measured here per head.")
 urlstate.write("run", rid)
@@ -118,8 +118,9 @@ if rid in shipped_ids:
         c2.plotly_chart(cka_figure(ret["cka"]), width="stretch", key="cka-shipped")
     st.caption(f"Measured on {ret.get('samples', '?')} {task_name(task)} dev examples at the end of the shipped run "
                "(precomputed, not measured now); padding never counts.")
-    st.info("Shipped runs come without their weights, so the per-head maps and the teacher-and-student views of a "
-            "sentence need a live run: launch one on the Prune page and pick it here.")
+    st.info("The shipped sweep's runs keep only their summary (no weights), so their per-head maps and the "
+            "teacher-and-student views of a sentence cannot be drawn: pick a model with weights above (those shipped "
+            "with KASP, `shipped-…`, or a run of yours from the Prune page).")
     urlstate.show_problems(url_slot)
     urlstate.share_box()
     st.stop()

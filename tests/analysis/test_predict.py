@@ -107,7 +107,13 @@ def test_prediction_runs_lists_teacher_and_student(pred_store):
     assert runs["students"][0]["teacher"].startswith(str(pred_store / "teacher"))
 
 
-def _page(store, monkeypatch):
+def _page(store, monkeypatch, shipped: bool = False):
+    """The Predictions page on ``store``; without the models that ship with KASP unless ``shipped`` (these tests are
+    about the store's own runs; tests/ui/test_shipped_pages.py covers the shipped ones)."""
+    if not shipped:
+        import kasp.ui.models
+
+        monkeypatch.setattr(kasp.ui.models, "shipped_store", lambda: None)
     return open_page("predict.py", store, monkeypatch, timeout=120)
 
 

@@ -22,12 +22,14 @@ from kasp.experiments import results as sweep
 from kasp.spec.config import make_config
 from kasp.data.glue import shipped_splits
 from kasp.ground.runs import RunDir
+from kasp.models.shipped import manifest
 
 from tests.helpers import ROOT
 
 PAGES = ["overview.py", "prune.py", "results.py", "attention.py", "weights.py", "predict.py", "inspect.py"]
 TASKS = [t for t in devset.TASK_BLURBS if t in shipped_splits()]  # what the sidebar offers (app.py)
 STATES = ["empty", "precomputed", "failed", "running", "queued"]
+SHIPPED_MODEL_TASKS = {r["task"] for r in manifest()["runs"]}  # the tasks whose trained models ship (assets/models)
 ME = "session-token-of-this-test"
 OTHER = "session-token-of-another-tab"
 
@@ -143,18 +145,21 @@ def _expect(at: AppTest, page: str, task: str, state: str) -> None:
             assert any(f"No {name} prune run with recorded weight pictures" in i.value for i in at.info)
     elif page == "predict.py":
         assert titles == [f"Predictions side by side ({name})"]
-        # no state of this matrix has a finished run with a checkpoint: the page says how to get one
-        assert any(f"No finished {name} run with a checkpoint" in i.value for i in at.info)
-        pre = state == "precomputed" and task == "sst2"
-        assert pre == any("come without their weights" in i.value for i in at.info)
-        assert (not pre and sweep.shipped_sweep_path(task).is_file()) == any(
-            "sweep behind the curves keeps only results" in i.value for i in at.info)
-        # what the shipped runs scored, and the dev examples with their gold answers
-        assert len(at.dataframe) == (2 if (pre or _sweep(task)) else 1) and len(at.dataframe[-1].value)
+        if task in SHIPPED_MODEL_TASKS:  # the models that ship with KASP predict, whatever the store holds
+            assert any(e.label.startswith("The models shipped with KASP") for e in at.expander)
+            table = next(d.value for d in at.dataframe if "gold" in d.value.columns)
+            assert len(table) == 1 + len(at.multiselect(key=f"predict_students_{task}").value)
+        else:  # no state of this matrix has a finished run with a checkpoint: the page says how to get one
+            assert any(f"No finished {name} run with a checkpoint" in i.value for i in at.info)
+            assert any(f"No trained {name} model ships with KASP" in i.value for i in at.info) == (
+                (state == "precomputed" and task == "sst2") or _sweep(task))
+            # what the shipped runs scored, and the dev examples with their gold answers
+            assert len(at.dataframe) == (2 if _sweep(task) else 1) and len(at.dataframe[-1].value)
     elif page == "inspect.py":
         # h11 owns the Inspect page; its headline is its title
         assert titles and titles[0].startswith("Inspect")
-        # no finished run in these stores: it opens on the shipped pre-trained model and draws it
+        # no finished run in these stores: it opens on the first model shipped with KASP (or, without any, the
+        # pre-trained model) and draws it
         assert len(at.get("plotly_chart")) >= 3 and len(at.metric) >= 5
 
 
