@@ -191,8 +191,12 @@ def retention_scatter(df: pd.DataFrame, y: str, height: int = 420) -> go.Figure:
                        + ("" if a != a else f"<br>agreement {a:.1f} %")
                        for r, x, v, a in zip(g["run"], g["sparsity (%)"], g[y], g["agreement (%)"])],
             hoverinfo="text"))
+    # the legend below the axis title: one line an entry when the column is narrow (two charts side by side)
+    n = d.groupby(["method", "source"]).ngroups if len(d) else 0
+    plot, below = max(height - 180, 200), 96 + 20 * max(n, 1)
     fig.update_layout(title=f"{y[0].upper() + y[1:]} with the teacher", yaxis_title=f"{y} (1 = as the teacher)",
-                      height=height, legend={"orientation": "h", "y": -0.3, "yanchor": "top"}, margin={"b": 130, "t": 50})
+                      height=50 + plot + below, legend={"orientation": "h", "y": -88 / plot, "yanchor": "top"},
+                      margin={"b": below, "t": 50})
     xs = d["sparsity (%)"].dropna() if len(d) else []
     lo = -2.0 if not len(xs) else max(-2.0, math.floor((float(min(xs)) - 8) / 10) * 10)  # from where the data start
     return sparsity_axis(fig, lo=lo, title="sparsity (%) and compression (×)")
@@ -587,7 +591,7 @@ def mark_x(fig: go.Figure, x: float, text: str) -> go.Figure:
     """The guided lesson's mark (:mod:`kasp.ui.lesson`): an orange vertical line at ``x`` (the axis's own units:
     % sparsity, or compression on a compression axis) with ``text`` at its top. Returns ``fig``."""
     fig.add_vline(x=x, line_color=QUANTITY_COLOURS["marker"], line_width=3, opacity=0.8)
-    fig.add_annotation(x=x, y=1.0, yref="paper", text=text, showarrow=False, yanchor="bottom", xanchor="left",
+    fig.add_annotation(x=x, y=1.0, yref="paper", text=text, showarrow=False, yanchor="bottom", xanchor="right",
                        bgcolor="rgba(255,255,255,0.85)", bordercolor=QUANTITY_COLOURS["marker"], borderwidth=2,
                        font={"size": 13})
     return fig

@@ -173,9 +173,12 @@ def lesson_bar(page: str, budget_line: str | None = None) -> None:
 def scroll_to(anchor: str, nonce: Any = None) -> None:
     """Scroll the browser to the heading whose anchor is ``anchor`` once it is drawn (a zero-height frame with a
     script; same origin as the app). ``nonce`` makes a new frame, so that the scroll happens again."""
+    # the page is still drawing when the frame runs (charts above the heading grow as they render), so the scroll is
+    # repeated while the heading is not near the top, for a few seconds at most
     script = ("<script>(function(){var n=0;function go(){var d=window.parent.document;var e=d.getElementById(%s);"
-              "if(e){e.scrollIntoView({behavior:'smooth',block:'start'});}else if(n++<50){setTimeout(go,200);}}"
-              "setTimeout(go,300);})();</script><!-- %s -->") % (json.dumps(anchor), json.dumps(str(nonce)))
+              "if(e){var t=e.getBoundingClientRect().top;if(t<0||t>90){e.scrollIntoView({block:'start'});}}"
+              "if(n++<12){setTimeout(go,350);}}setTimeout(go,300);})();</script><!-- %s -->"
+              ) % (json.dumps(anchor), json.dumps(str(nonce)))
     st.iframe(script, height=1)
 
 
