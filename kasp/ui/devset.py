@@ -1,14 +1,16 @@
 """What the app shows of a task and its shipped data: the sidebar's task label and task list, the dev
 set's first examples and gold answers, the training set's size, the majority-class baseline.
 
-No Streamlit; torch-free at import: the GLUE files are read through :mod:`kasp.data.glue` (which imports
-torch for its batches), imported only when a function reads them.
+No Streamlit, no torch: the GLUE files are read through :mod:`kasp.data.files`, imported only when a function
+reads them.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
+from typing import Any
 
 import pandas as pd
 
@@ -23,7 +25,7 @@ TASK_BLURBS = {"sst2": "sentiment", "cola": "grammaticality", "mrpc": "paraphras
 
 def task_option(task: str) -> str:
     """Sidebar label: GLUE name and what the task asks, e.g. "SST-2 (sentiment)"."""
-    from kasp.data.glue import shipped_splits
+    from kasp.data.files import shipped_splits
 
     extra = TASK_BLURBS.get(get_task(task).name)
     if get_task(task).name == "qnli" and "train" not in shipped_splits().get("qnli", []):
@@ -33,7 +35,7 @@ def task_option(task: str) -> str:
 
 def sidebar_tasks() -> list[str]:
     """The tasks the sidebar offers: those of :data:`TASK_BLURBS` whose GLUE files ship (in that order)."""
-    from kasp.data.glue import shipped_splits
+    from kasp.data.files import shipped_splits
 
     shipped = shipped_splits()
     return [t for t in TASK_BLURBS if t in shipped]
@@ -41,7 +43,7 @@ def sidebar_tasks() -> list[str]:
 
 def dev_tasks() -> list[str]:
     """The tasks whose dev set ships: those a checkpoint can be evaluated on offline (the Inspect page)."""
-    from kasp.data.glue import shipped_splits
+    from kasp.data.files import shipped_splits
 
     return [t for t, s in shipped_splits().items() if "dev" in s]
 
@@ -49,31 +51,79 @@ def dev_tasks() -> list[str]:
 @functools.lru_cache(maxsize=16)
 def train_size(task: str) -> int | None:
     """Number of training examples of a task on this machine (None when its train split is not shipped)."""
-    from kasp.data.glue import load_split, shipped_splits
+    from kasp.data.files import load_split, shipped_splits
 
     if "train" not in shipped_splits().get(get_task(task).name, []):
         return None
     return len(load_split(task, "train"))
 
 
-@functools.lru_cache(maxsize=16)
-def majority_baseline(task: str) -> dict[str, float] | None:
-    """GLUE metrics of always answering the dev set's most frequent label (None for STS-B, a regression).
+#: the majority-class baselines of the shipped dev sets, computed once (:func:`write_majority_file`), so that the
+#: app's first page does not import scikit-learn (about 2 s) to draw the floor line
+MAJORITY_FILE = "majority.json"
 
-    Computed on the shipped dev set with :func:`kasp.spec.metrics.glue_metrics`; a teacher at or below
-    this has learnt nothing a constant answer would not. Cached per task: the pages draw it on every rerun.
-    """
-    from kasp.data.glue import load_split
 
+def _dev_labels(task: str):
+    from kasp.data.files import load_split
+
+    return load_split(get_task(task), "dev")["label"].to_numpy()
+
+
+def compute_majority_baseline(task: str) -> dict[str, float] | None:
+    """GLUE metrics of always answering the dev set's most frequent label, computed now with
+    :func:`kasp.spec.metrics.glue_metrics` (None for STS-B, a regression, or without dev labels)."""
     t = get_task(task)
     if t.is_regression:
         return None
     try:
-        labels = load_split(t, "dev")["label"].to_numpy()
+        labels = _dev_labels(task)
     except KaspError:
         return None
     majority = pd.Series(labels).mode().iloc[0]
     return glue_metrics(t.metric, [majority] * len(labels), labels)
+
+
+def _dev_sha256(task: str) -> str | None:
+    import hashlib
+
+    from kasp.ground.resources import glue_dir
+
+    t = get_task(task)
+    f = glue_dir() / t.folder / t.dev_file
+    return hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None
+
+
+def write_majority_file() -> dict[str, Any]:
+    """Compute the majority baseline of every shipped task with dev labels and write them, each with the sha256 of
+    its dev file, to ``assets/precomputed/majority.json``. ``tests/ui/test_majority.py`` fails when a dev file
+    changes; then run ``.venv/bin/python -c "from kasp.ui.devset import write_majority_file as w; w()"``."""
+    from kasp.ground.resources import precomputed_path
+
+    out = {t: {"dev_sha256": _dev_sha256(t), "metrics": compute_majority_baseline(t)} for t in dev_tasks()
+           if not get_task(t).is_regression and _dev_sha256(t)}
+    precomputed_path(MAJORITY_FILE).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def majority_baseline(task: str) -> dict[str, float] | None:
+    """GLUE metrics of always answering the dev set's most frequent label (None for STS-B, a regression).
+
+    Read from ``assets/precomputed/majority.json`` when it holds the task for the dev file as it is now (its
+    sha256), else computed (:func:`compute_majority_baseline`); a teacher at or below this has learnt nothing a
+    constant answer would not. Cached per task: the pages draw it on every rerun.
+    """
+    from kasp.ground.resources import precomputed_path
+
+    if get_task(task).is_regression:
+        return None
+    try:
+        entry = json.loads(precomputed_path(MAJORITY_FILE).read_text(encoding="utf-8")).get(get_task(task).name)
+        if isinstance(entry, dict) and entry.get("dev_sha256") == _dev_sha256(task):
+            return entry["metrics"]
+    except (OSError, ValueError, KeyError):
+        pass
+    return compute_majority_baseline(task)
 
 
 def majority_metric(task: str) -> float | None:
@@ -85,7 +135,7 @@ def majority_metric(task: str) -> float | None:
 
 def default_example(task: str) -> tuple[str, str | None]:
     """The first dev example of a task: (sentence, second sentence or None), the Attention page's default input."""
-    from kasp.data.glue import load_split
+    from kasp.data.files import load_split
 
     try:
         row = load_split(task, "dev").iloc[0]
@@ -98,7 +148,7 @@ def default_example(task: str) -> tuple[str, str | None]:
 def dev_examples_frame(task: str, n: int = 8) -> pd.DataFrame:
     """The first ``n`` examples of the task's shipped dev set with their gold answers (class name, or the
     STS-B similarity score 0-5): the examples every dev metric of the app is computed on."""
-    from kasp.data.glue import load_split
+    from kasp.data.files import load_split
 
     t = get_task(task)
     try:
