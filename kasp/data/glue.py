@@ -35,8 +35,6 @@ def __getattr__(name: str) -> Any:
 
 from kasp.data.files import (  # noqa: E402,F401  (torch-free reading, re-exported for the engine's callers)
     decode_text, load_split, read_task_tsv, read_user_tsv, shipped_splits)
-    shipped_splits, read_task_tsv, _task_frame, _records_quoted, _records_plain, _table, decode_text, read_user_tsv, _layout, load_split, _load_from_hub, _BadTable,
-)
 
 
 @dataclass
