@@ -155,7 +155,9 @@ c1.plotly_chart(head_heatmap(res["similarity"], "Attention similarity per head (
 c2.plotly_chart(head_heatmap(res["score_mse"], "Pre-softmax score MSE per head (the training term)", "MSE",
                              colorscale="Reds", zrange=None), width="stretch", key="mse")
 st.plotly_chart(cka_figure(res["cka"]), width="stretch", key="cka")
-st.caption(f"Measured live on {res['samples']} {task_name(task)} dev examples; padding never counts.")
+st.caption((f"Measured on {res['samples']} {task_name(task)} dev examples on the shipped weights, when they were "
+            "packed (kept in the run's retention.json)" if is_shipped(run) else
+            f"Measured live on {res['samples']} {task_name(task)} dev examples") + "; padding never counts.")
 
 # --- an example ----------------------------------------------------------------------------------
 pair = T.text_b is not None
