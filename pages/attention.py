@@ -156,7 +156,7 @@ c2.plotly_chart(head_heatmap(res["score_mse"], "Pre-softmax score MSE per head (
                              colorscale="Reds", zrange=None), width="stretch", key="mse")
 st.plotly_chart(cka_figure(res["cka"]), width="stretch", key="cka")
 st.caption((f"Measured on {res['samples']} {task_name(task)} dev examples on the shipped weights, when they were "
-            "packed (kept in the run's retention.json)" if is_shipped(run) else
+            "packed (kept in the run's retention.json)" if is_shipped(run) and samples == 128 else
             f"Measured live on {res['samples']} {task_name(task)} dev examples") + "; padding never counts.")
 
 # --- an example ----------------------------------------------------------------------------------
