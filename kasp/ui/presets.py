@@ -67,7 +67,7 @@ def view_presets(task: str) -> list[dict[str, Any]]:
                       "fine-tuned model, retrain on the labels), across sparsities."),
         _curve_preset("Sparse or small?", ":material/compress:", task, ("kasp", "small-dense"), shipped,
                       f"{name}: a sparse model against a small dense one with the same number of non-zero weights."),
-        {"label": "Does the student still attend like the teacher?", "icon": ":material/visibility:",
+        {"label": "What did the student keep of the teacher?", "icon": ":material/visibility:",
          "page": "pages/attention.py", "params": {"task": task}, "disabled": not attention_available(task),
          "help": "The Attention page: how much of the teacher's attention and representations each student kept."
          if attention_available(task) else (f"No shipped {name} run carries retention measures and no {name} prune run "

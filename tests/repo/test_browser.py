@@ -283,7 +283,7 @@ def test_a_preset_and_a_shared_link_open_their_views(page, server):
     page.get_by_text("Start with a question").wait_for()
     page.wait_for_function("() => window.location.search.includes('session=')")
     session = parse_qs(urlparse(page.url).query)["session"]
-    page.get_by_role("link", name="Does the student still attend like the teacher?").click()
+    page.get_by_role("link", name="What did the student keep of the teacher?").click()
     page.wait_for_function("() => window.location.pathname.endsWith('/attention')")
     page.get_by_text("Attention knowledge").first.wait_for()
     page.wait_for_function("() => window.location.search.includes('session=')")

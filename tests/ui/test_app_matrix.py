@@ -95,7 +95,7 @@ def _expect(at: AppTest, page: str, task: str, state: str) -> None:
         if _sweep(task):  # the schedule and the shipped sweep's curve
             assert len(at.get("plotly_chart")) >= 2
         by_label = {p["label"]: p for p in presets.view_presets(task)}  # a question is offered only with an answer
-        assert by_label["Does the student still attend like the teacher?"]["disabled"] == (
+        assert by_label["What did the student keep of the teacher?"]["disabled"] == (
             not presets.attention_available(task))
     elif page == "prune.py":
         assert titles == [f"Prune: {name}"]
