@@ -143,10 +143,10 @@ def test_engine_commands_run_without_the_app_extra(tmp_path, tiny_store, tiny_pr
 
 @pytest.mark.slow
 def test_engine_modules_do_not_import_the_app_packages():
-    """Importing every engine module (all but the app's own: figures*, urlstate) loads none of the
+    """Importing every engine module (all but the app's own: figures*, urlstate, lesson) loads none of the
     app's packages; the app-side modules are the only ones that need kasp[app]."""
     code = ("import pkgutil, importlib, sys, kasp\n"
-            "app_side = {'figures', 'figures_live', 'figures_weights', 'urlstate', '__main__'}\n"
+            "app_side = {'figures', 'figures_live', 'figures_weights', 'urlstate', 'lesson', '__main__'}\n"
             "names = [m.name for m in pkgutil.walk_packages(kasp.__path__, 'kasp.') "
             "if m.name.split('.')[-1] not in app_side]\n"
             "[importlib.import_module(n) for n in names]\n"

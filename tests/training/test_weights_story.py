@@ -304,7 +304,7 @@ def test_side_by_side_pairs_runs_of_different_lengths_at_equal_sparsity(story_ru
         assert np.allclose(np.array(zs[1]), long.density[j][long.index("0.FFN-in")] * 100)
         cap = next(c.value for c in at.caption if "Paired at equal sparsity" in c.value)
         assert f"at its step {4 * step} of 48" in cap and "differ in length" in cap
-        assert f"magnitude at its step {4 * step} ({long.sparsity[j] * 100:.1f} % pruned)" in _notice(at)
+        assert f"magnitude baseline at its step {4 * step} ({long.sparsity[j] * 100:.1f} % pruned)" in _notice(at)
 
 
 @pytest.mark.slow
