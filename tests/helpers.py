@@ -10,6 +10,16 @@ ROOT = Path(__file__).resolve().parents[1]
 """The repository root (the folder that holds kasp/, pages/, docs/, tests/)."""
 
 
+def load_script(name: str):
+    """A maintainer script of ``scripts/`` (not a package) imported as a module, e.g. ``load_script("pack_shipped")``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def make_tiny_checkpoint(path: Path, layers: int = 2, hidden: int = 32, heads: int = 4, num_labels: int | None = 2,
                          seed: int = 0, model_type: str = "bert", dropout: float = 0.1) -> Path:
     """Save a tiny random BERT-family checkpoint (safetensors) with the default model's tokenizer."""

@@ -3,24 +3,19 @@ a run store on first use, and what the app shows for them measured on exactly th
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from kasp.cli import main
 from kasp.ground.errors import KaspError
 from kasp.ground.runs import RunDir
-from tests.helpers import ROOT
+from tests.helpers import load_script
 
 
 
 def _pack_script():
-    spec = importlib.util.spec_from_file_location("pack_shipped", ROOT / "scripts" / "pack_shipped.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("pack_shipped")
 
 
 def test_the_shipped_models_are_small_and_intact():

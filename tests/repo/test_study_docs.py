@@ -1,15 +1,11 @@
 """The recipe study's table in docs/results.md is what scripts/study_table.py makes of bench/study/*.json."""
-import importlib.util
 import json
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, load_script
 
 
 def _study_table():
-    spec = importlib.util.spec_from_file_location("study_table", ROOT / "scripts" / "study_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("study_table")
 
 
 def test_the_study_table_is_the_study_files():
