@@ -40,9 +40,10 @@ def model_runs(**match: Any) -> list[RunDir]:
     """Finished runs with a checkpoint whose recipe matches ``match`` (as :func:`kasp.ground.runs.iter_done`): the
     user's store first (newest first), then the shipped models (teacher, then KASP, magnitude, small dense)."""
     runs = list(iter_done(**match))
-    store = shipped_store() if any(r["task"] == match.get("task", r["task"]) for r in manifest()["runs"]) else None
+    shipped = manifest()["runs"]
+    store = shipped_store() if any(r["task"] == match.get("task", r["task"]) for r in shipped) else None
     if store is not None:
-        order = {r["name"]: i for i, r in enumerate(manifest()["runs"])}
+        order = {r["name"]: i for i, r in enumerate(shipped)}
         runs += sorted(iter_done(store, **match), key=lambda r: order.get(r.id.split("-", 2)[-1], 99))
     return runs
 
