@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--task", default=None, help="onnx: GLUE task whose dev examples check the export (default: the "
                      "task the checkpoint records)")
     exp.add_argument("--samples", type=int, default=64, help="onnx: dev examples compared with PyTorch")
+    exp.add_argument("--max-file-mb", type=float, default=None, help="sparse and compact: write the weights in "
+                     "parts of at most this many MB (1 MB = 10^6 bytes) each, sparse.safetensors, sparse-2.safetensors, "
+                     "... (for hosts that limit file sizes); default: one file")
     sub.add_parser("app", help="start the Streamlit app shipped with the package (any further options, such as "
                    "--server.port 8502, go to `streamlit run`)")
     sw = sub.add_parser("sweep", help="accuracy against sparsity for one task: KASP, magnitude and small-dense at "
@@ -400,9 +403,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from kasp.models.export import export_sparse
+    from kasp.models.export import export_sparse, weight_files
 
     if args.format == "onnx":
+        if args.max_file_mb is not None:
+            raise KaspError("--max-file-mb is for --format sparse or compact; drop it")
         from kasp.models.onnx_export import ONNX_FILE, export_onnx
 
         c = export_onnx(args.checkpoint, args.out, task=args.task, samples=args.samples)
@@ -414,9 +419,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.task is not None:
         raise KaspError("--task is for --format onnx (the dev examples that check the export); drop it")
 
-    b = export_sparse(args.checkpoint, args.out, compact=args.format == "compact")
+    cap = None if args.max_file_mb is None else int(args.max_file_mb * 1e6)
+    b = export_sparse(args.checkpoint, args.out, compact=args.format == "compact", max_file_bytes=cap)
     ratio = b["encoder_linear_sparse"] / b["encoder_linear_dense"] if b["encoder_linear_dense"] else float("nan")
-    print(f"wrote {args.out}: sparse.safetensors {b['file']:,} bytes; encoder linear weights "
+    files = weight_files(args.out)
+    print(f"wrote {args.out}: {', '.join(f.name for f in files)} {b['file']:,} bytes; encoder linear weights "
           f"{b['encoder_linear_sparse']:,} bytes {args.format} vs {b['encoder_linear_dense']:,} dense "
           f"({ratio:.3f}x). Load with kasp.load_sparse(path, task) or kasp.models.export.load_sparse_model.")
     return 0

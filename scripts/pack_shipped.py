@@ -25,11 +25,12 @@ sys.path.insert(0, str(ROOT))
 import kasp.models.shipped as shipped  # noqa: E402
 from kasp.analysis.retention import run_retention  # noqa: E402
 from kasp.ground.runs import RunDir  # noqa: E402
-from kasp.models.export import SPARSE_FILE, export_sparse, unpack  # noqa: E402
+from kasp.models.export import export_sparse, unpack, weight_files  # noqa: E402
 from kasp.models.shipped import MANIFEST, RUN_FILES, _sha256  # noqa: E402
 from kasp.training.evaluate import evaluate_checkpoint  # noqa: E402
 
 RETENTION_SAMPLES = 128  # the Attention page's default number of dev examples
+MAX_FILE_BYTES = 15_000_000  # weights in parts below this, so that no file in the repository reaches 20 MB
 
 
 def pack(run: RunDir, task: str, name: str, out: Path, teacher: str | None) -> dict:
@@ -39,7 +40,7 @@ def pack(run: RunDir, task: str, name: str, out: Path, teacher: str | None) -> d
     dest = out / task / name
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{task}-{name}."))
     try:
-        sizes = export_sparse(run.checkpoint, tmp / "compact", compact=True)
+        sizes = export_sparse(run.checkpoint, tmp / "compact", compact=True, max_file_bytes=MAX_FILE_BYTES)
         for f in RUN_FILES:
             if (run.path / f).is_file() and f not in ("shipped.json", "retention.json"):
                 shutil.copy2(run.path / f, tmp / f)
@@ -57,7 +58,8 @@ def pack(run: RunDir, task: str, name: str, out: Path, teacher: str | None) -> d
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"task": task, "name": name, "teacher": teacher, "sha256": _sha256(dest / "compact" / SPARSE_FILE)}
+    return {"task": task, "name": name, "teacher": teacher,
+            "files": {f.name: _sha256(f) for f in weight_files(dest / "compact")}}
 
 
 def main() -> int:
@@ -86,14 +88,17 @@ def main() -> int:
     m = {"packed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": entries}
     (out / MANIFEST).write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
     # the students' retention against the shipped teacher, measured on the packed weights as the app unpacks them
-    shipped.models_dir = lambda: out
-    with tempfile.TemporaryDirectory() as cache:
-        store = shipped.shipped_store(cache)
-        for e in entries:
-            if e["teacher"]:
-                run_retention(store / shipped.run_id(e["task"], e["name"]), samples=RETENTION_SAMPLES)
-                shutil.copy2(store / shipped.run_id(e["task"], e["name"]) / "retention.json", out / e["task"] / e["name"])
-                print(f"measured retention of {e['task']}/{e['name']} on {RETENTION_SAMPLES} dev examples", flush=True)
+    models_dir, shipped.models_dir = shipped.models_dir, lambda: out
+    try:
+        with tempfile.TemporaryDirectory() as cache:
+            store = shipped.shipped_store(cache)
+            for e in entries:
+                if e["teacher"]:
+                    run_retention(store / shipped.run_id(e["task"], e["name"]), samples=RETENTION_SAMPLES)
+                    shutil.copy2(store / shipped.run_id(e["task"], e["name"]) / "retention.json", out / e["task"] / e["name"])
+                    print(f"measured retention of {e['task']}/{e['name']} on {RETENTION_SAMPLES} dev examples", flush=True)
+    finally:
+        shipped.models_dir = models_dir  # the packing's store only; the installed models stay as they were
     m["packed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # a new key: the app unpacks the retention too
     (out / MANIFEST).write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

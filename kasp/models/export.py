@@ -24,6 +24,12 @@ adds three savings, each recorded in the metadata so that loading undoes it:
 - a prunable matrix is split into mask and values only where that is smaller than storing it whole
   (a dense teacher's matrices stay whole).
 
+**Parts** (either version, ``kasp export --max-file-mb``): an export larger than a size cap is written as
+``sparse.safetensors`` plus ``sparse-2.safetensors``, ``sparse-3.safetensors``, ... (whole tensors, in name
+order, each file at most the cap unless one tensor alone exceeds it); the first file's metadata lists the
+others under ``"parts"`` (JSON list of file names), and loading reads them all. The models that ship with
+KASP use parts so that no file in the repository reaches 20 MB.
+
 Every tensor of a version-1 file comes back bit for bit, with one exception: a negative zero (-0.0) is stored as a zero
 and comes back as +0.0, equal as a number (keeping its sign would cost another bit per weight).
 KASP's own checkpoints contain no -0.0 (masks are applied with ``masked_fill``). Cost of a matrix of n fp32 weights at density d: n / 8 + 4 d n bytes, that is
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -48,6 +55,8 @@ from kasp.ground.errors import KaspError
 from kasp.spec.pruned_set import matrix_name
 
 SPARSE_FILE = "sparse.safetensors"
+#: the file names of the further parts of an export written in parts (module docstring)
+_PART_NAME = re.compile(r"^sparse-([2-9]|[1-9][0-9]+)\.safetensors$")
 #: tensors smaller than this are stored even when the pre-trained model holds an equal one
 _SHARE_MIN = 4096
 _COPY = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
@@ -188,7 +197,67 @@ def _default_tensors() -> dict[str, torch.Tensor]:
     return out
 
 
-def export_sparse(checkpoint: str | Path, out: str | Path, compact: bool = False) -> dict[str, int]:
+def _metadata(f: Path) -> dict[str, str]:
+    """The safetensors metadata of ``f`` (empty when it has none).
+
+    Raises:
+        KaspError: ``f`` is missing or not a readable safetensors file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    if not f.is_file():
+        raise KaspError(f"{f.parent} has no {f.name}: not a KASP sparse export")
+    try:
+        with safe_open(str(f), "pt") as h:
+            return h.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise KaspError(f"{f} is not a readable safetensors file ({e})") from None
+
+
+def weight_files(path: str | Path) -> list[Path]:
+    """The weights files of a sparse or compact export: ``sparse.safetensors``, then its further parts in order.
+
+    Raises:
+        KaspError: not an export; a part that the first file lists is missing or badly named (the
+            export was copied incompletely, or is corrupt).
+    """
+    first = Path(path) / SPARSE_FILE
+    try:
+        parts = json.loads(_metadata(first).get("parts") or "[]")
+    except json.JSONDecodeError:
+        raise KaspError(f"{first}: its metadata is not JSON; the file is corrupt") from None
+    if not isinstance(parts, list) or not all(isinstance(p, str) and _PART_NAME.match(p) for p in parts):
+        raise KaspError(f"{first} lists parts that are not named sparse-<n>.safetensors; the file is corrupt")
+    missing = [p for p in parts if not (Path(path) / p).is_file()]
+    if missing:
+        raise KaspError(f"{path} is an export in {len(parts) + 1} files, but {', '.join(missing)} is missing: "
+                        "copy the whole export directory")
+    return [first, *(Path(path) / p for p in parts)]
+
+
+def _save_parts(tensors: dict[str, torch.Tensor], meta: dict[str, str], folder: Path,
+                max_file_bytes: int | None) -> None:
+    """Save ``tensors`` as ``folder/sparse.safetensors`` with ``meta``, in parts of at most ``max_file_bytes``
+    each when given (whole tensors in name order; the first file's metadata lists the others)."""
+    from safetensors.torch import save_file
+
+    groups: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name in sorted(tensors):
+        n = tensor_nbytes(tensors[name])
+        if max_file_bytes is not None and groups[-1] and size + n > max_file_bytes:
+            groups.append({})
+            size = 0
+        groups[-1][name] = tensors[name]
+        size += n
+    names = [SPARSE_FILE, *(f"sparse-{i}.safetensors" for i in range(2, len(groups) + 1))]
+    first = {**meta, "parts": json.dumps(names[1:])} if len(groups) > 1 else meta
+    for i, (group, name) in enumerate(zip(groups, names)):
+        save_file(group, str(folder / name), metadata=first if i == 0 else {"format": "kasp-sparse-part", "of": SPARSE_FILE})
+
+
+def export_sparse(checkpoint: str | Path, out: str | Path, compact: bool = False,
+                  max_file_bytes: int | None = None) -> dict[str, int]:
     """Write the sparse format of a checkpoint (directory or KASP run) into the new directory ``out``.
 
     Safe writes: the checkpoint is read and checked, and the output encoded, before anything is
@@ -198,16 +267,23 @@ def export_sparse(checkpoint: str | Path, out: str | Path, compact: bool = False
     ``torch.nn.utils.prune`` leftovers are folded (:func:`kasp.models.checkpoint.fold_prune_leftovers`),
     so the export is a clean checkpoint.
 
+    Args:
+        checkpoint: checkpoint directory or KASP run directory.
+        out: the new export directory.
+        compact: write version 2 (float16, shared tensors, masks where they pay) instead of version 1.
+        max_file_bytes: write the weights in parts of at most this many bytes each (module docstring,
+            "Parts"); None: one file.
+
     Returns:
-        byte counts: ``file`` (sparse.safetensors), ``encoder_linear_sparse`` (masks + values of the
+        byte counts: ``file`` (all weights files together), ``encoder_linear_sparse`` (masks + values of the
         pruned matrices), ``encoder_linear_dense`` (their dense bytes).
 
     Raises:
         KaspError: unreadable or inconsistent checkpoint; ``out`` is a file, or a directory that is
-            not empty; no encoder Linear weights to export.
+            not empty; no encoder Linear weights to export; ``max_file_bytes`` not positive.
     """
-    from safetensors.torch import save_file
-
+    if max_file_bytes is not None and max_file_bytes <= 0:
+        raise KaspError(f"the size cap of a weights file must be positive (got {max_file_bytes} bytes)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise KaspError(f"{out} is a file; give the name of a new directory for the export")
@@ -230,7 +306,7 @@ def export_sparse(checkpoint: str | Path, out: str | Path, compact: bool = False
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".kasp-export"))
     try:
-        save_file(tensors, str(tmp / SPARSE_FILE), metadata=meta)
+        _save_parts(tensors, meta, tmp, max_file_bytes)
         for f in _COPY:
             if (ck.path / f).is_file():
                 shutil.copy2(ck.path / f, tmp / f)
@@ -245,7 +321,7 @@ def export_sparse(checkpoint: str | Path, out: str | Path, compact: bool = False
     sparse_part = sum(tensor_nbytes(t) for k, t in tensors.items() if "::" in k)
     dense_part = sum(tensor_nbytes(ck.state[k]) for k in ck.state if matrix_name(k))
     sparse_part += sum(tensor_nbytes(t) for k, t in tensors.items() if "::" not in k and matrix_name(k))
-    return {"file": (out / SPARSE_FILE).stat().st_size, "encoder_linear_sparse": sparse_part,
+    return {"file": sum(f.stat().st_size for f in weight_files(out)), "encoder_linear_sparse": sparse_part,
             "encoder_linear_dense": dense_part}
 
 
@@ -255,20 +331,22 @@ def load_sparse(path: str | Path) -> dict[str, torch.Tensor]:
     Raises:
         KaspError: not a KASP sparse export, or a corrupt file.
     """
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     f = Path(path) / SPARSE_FILE
-    if not f.is_file():
-        raise KaspError(f"{path} has no {SPARSE_FILE}: not a KASP sparse export")
-    try:
-        with safe_open(str(f), "pt") as h:
-            meta = h.metadata() or {}
-        tensors = load_file(str(f))
-    except (SafetensorError, OSError) as e:
-        raise KaspError(f"{f} is not a readable safetensors file ({e})") from None
+    meta = _metadata(f)
     if meta.get("format") != "kasp-sparse" or meta.get("version", "1") not in ("1", "2"):
         raise KaspError(f"{f} is not in the kasp-sparse format (versions 1 and 2)")
+    tensors: dict[str, torch.Tensor] = {}
+    for part in weight_files(path):
+        try:
+            got = load_file(str(part))
+        except (SafetensorError, OSError) as e:
+            raise KaspError(f"{part} is not a readable safetensors file ({e})") from None
+        if set(got) & set(tensors):
+            raise KaspError(f"{part} repeats tensors of another part of {path}; the export is corrupt: export it again")
+        tensors.update(got)
     try:
         fields = {k: json.loads(meta.get(k) or "{}") for k in ("shapes", "dtypes", "shared")}
     except json.JSONDecodeError:

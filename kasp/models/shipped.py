@@ -13,8 +13,10 @@ writes them from runs of ``scripts/train_shipped.sh``):
   examples (:func:`kasp.analysis.retention.run_retention`), measured on the packed weights;
 - ``shipped.json``: what the app shows for it, measured on exactly the packed weights
   (``"dev"``: the metrics on the whole dev set after unpacking, ``"bytes"``: the size of
-  ``compact/sparse.safetensors``, ``"teacher"``: the name of its teacher among the shipped models).
+  its weights files, ``"teacher"``: the name of its teacher among the shipped models).
 
+The teacher's weights are written in parts of at most 15 MB (``sparse.safetensors``, ``sparse-2.safetensors``;
+:mod:`kasp.models.export`, "Parts") so that no file in the repository reaches 20 MB.
 ``assets/models/manifest.json`` lists the runs with the sha256 of each weights file and the time of packing
 (a new packing is unpacked afresh). The app never
 trains or writes there: :func:`shipped_store` unpacks the runs once into an ordinary, read-mostly run
@@ -47,7 +49,8 @@ def models_dir() -> Path:
 
 
 def manifest() -> dict[str, Any]:
-    """The shipped models' manifest: ``{"runs": [{"task", "name", "sha256"}, ...]}``; empty runs when none ship.
+    """The shipped models' manifest: ``{"runs": [{"task", "name", "teacher", "files": {weights file name: sha256}},
+    ...]}``; empty runs when none ship.
 
     Raises:
         KaspError: a manifest that is not JSON of that shape.
@@ -57,8 +60,9 @@ def manifest() -> dict[str, Any]:
         return {"runs": []}
     try:
         m = json.loads(f.read_text(encoding="utf-8"))
-        if not all({"task", "name", "sha256"} <= set(r) for r in m["runs"]):
-            raise ValueError("an entry lacks task, name or sha256")
+        if not all({"task", "name", "files"} <= set(r) and isinstance(r["files"], dict) and r["files"]
+                   for r in m["runs"]):
+            raise ValueError("an entry lacks task, name or files (weights file -> sha256)")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise KaspError(f"{f} is not a valid shipped-models manifest ({e}); restore it with `git checkout {f}`") from None
     return m
@@ -94,7 +98,7 @@ def shipped_store(cache: str | Path | None = None) -> Path | None:
         KaspError: a shipped weights file whose hash differs from the manifest's (a damaged checkout), or
             what :func:`kasp.models.export.unpack` raises.
     """
-    from kasp.models.export import SPARSE_FILE, unpack
+    from kasp.models.export import unpack
 
     m = manifest()
     if not m["runs"]:
@@ -107,10 +111,11 @@ def shipped_store(cache: str | Path | None = None) -> Path | None:
         if (dest / "checkpoint" / "model.safetensors").is_file():
             continue
         src = models_dir() / r["task"] / r["name"]
-        weights = src / "compact" / SPARSE_FILE
-        if not weights.is_file() or _sha256(weights) != r["sha256"]:
-            raise KaspError(f"{weights} is missing or differs from the one KASP shipped (sha256 in {models_dir() / MANIFEST}); "
-                            f"restore it with `git checkout -- {src}`")
+        for name, sha in r["files"].items():
+            weights = src / "compact" / name
+            if not weights.is_file() or _sha256(weights) != sha:
+                raise KaspError(f"{weights} is missing or differs from the one KASP shipped (sha256 in "
+                                f"{models_dir() / MANIFEST}); restore it with `git checkout -- {src}`")
         store.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=store, prefix=f".{dest.name}.", suffix=".unpacking"))
         try:

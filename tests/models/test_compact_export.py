@@ -93,3 +93,31 @@ def test_compact_export_refuses_a_package_that_holds_other_embeddings(pruned_def
     monkeypatch.setattr(export, "_default_tensors", lambda: {})
     with pytest.raises(KaspError, match="lacks it"):
         load_sparse(tmp_path / "compact")
+
+
+def test_an_export_in_parts_loads_as_the_one_file_export(pruned_default, tmp_path, capsys):
+    """Parts (``--max-file-mb``): every file under the cap, the same tensors back; a missing part is named."""
+    from kasp.cli import main
+    from kasp.models.export import weight_files
+
+    path, _ = pruned_default
+    whole = export_sparse(path, tmp_path / "whole", compact=True)
+    cap = 2_000_000
+    parted = export_sparse(path, tmp_path / "parts", compact=True, max_file_bytes=cap)
+    files = weight_files(tmp_path / "parts")
+    assert [f.name for f in files[:2]] == [SPARSE_FILE, "sparse-2.safetensors"] and len(files) > 2
+    # a file holds whole tensors, so it may pass the cap by at most its header
+    assert all(f.stat().st_size < cap + 50_000 for f in files)
+    assert weight_files(tmp_path / "whole") == [tmp_path / "whole" / SPARSE_FILE]
+    assert parted["file"] == sum(f.stat().st_size for f in files) >= whole["file"]
+    a, b = load_sparse(tmp_path / "whole"), load_sparse(tmp_path / "parts")
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    files[-1].unlink()
+    with pytest.raises(KaspError, match=f"{files[-1].name} is missing: copy the whole export directory"):
+        load_sparse(tmp_path / "parts")
+    assert main(["export", str(path), str(tmp_path / "cli"), "--format", "compact", "--max-file-mb", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "sparse.safetensors, sparse-2.safetensors" in out
+    assert all(f.stat().st_size < 3_050_000 for f in weight_files(tmp_path / "cli"))
+    with pytest.raises(KaspError, match="positive"):
+        export_sparse(path, tmp_path / "zero", max_file_bytes=0)

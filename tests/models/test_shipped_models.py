@@ -19,15 +19,21 @@ def _pack_script():
 
 
 def test_the_shipped_models_are_small_and_intact():
-    """What ships in assets/models: under 40 MB in all (issue 25), each weights file as the manifest hashed it."""
+    """What ships in assets/models: under 40 MB in all (issue 25), no file of 20 MB or more (the repository's
+    limit), each weights file as the manifest hashed it, and the manifest lists every part of each export."""
+    from kasp.models.export import weight_files
     from kasp.models.shipped import _sha256, manifest, models_dir
 
     runs = manifest()["runs"]
     assert runs, "no model ships: run scripts/train_shipped.sh and scripts/pack_shipped.py"
-    total = sum(f.stat().st_size for f in models_dir().rglob("*") if f.is_file())
-    assert total < 40e6, f"{total / 1e6:.1f} MB"
+    files = [f for f in models_dir().rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) < 40e6
+    assert max(f.stat().st_size for f in files) < 20e6, max(files, key=lambda f: f.stat().st_size)
     for r in runs:
-        assert _sha256(models_dir() / r["task"] / r["name"] / "compact" / "sparse.safetensors") == r["sha256"], r["name"]
+        compact = models_dir() / r["task"] / r["name"] / "compact"
+        assert [f.name for f in weight_files(compact)] == list(r["files"]), r["name"]
+        for name, sha in r["files"].items():
+            assert _sha256(compact / name) == sha, (r["name"], name)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +63,14 @@ def test_pack_writes_runs_manifest_and_scores_of_the_packed_weights(packed):
     assert [(r["name"], r["teacher"]) for r in m["runs"]] == [("teacher", None), ("kasp-90", "teacher")]
     info = json.loads((packed / "sst2" / "kasp-90" / "shipped.json").read_text())
     assert info["dev"]["n"] == 872 and 0.0 <= info["dev"]["accuracy"] <= 1.0  # the whole dev set, not the run's 32
+    assert list(m["runs"][1]["files"]) == ["sparse.safetensors"]  # a tiny model fits one file
     assert (packed / "sst2" / "kasp-90" / "compact" / "sparse.safetensors").stat().st_size == info["bytes"]
     ret = json.loads((packed / "sst2" / "kasp-90" / "retention.json").read_text())
     assert ret["samples_requested"] == 128 and 0.0 <= ret["mean_similarity"] <= 1.0
     assert not (packed / "sst2" / "teacher" / "retention.json").exists()
+    from kasp.models.shipped import models_dir
+
+    assert models_dir() != packed  # packing left the installed models' folder as it was
 
 
 @pytest.mark.slow
