@@ -91,9 +91,47 @@ def teacher_lines(folder: Path) -> list[str]:
     return out
 
 
+#: the 2 x 2 of issue 24 item 5 on SST-2 at 90 %: (student start, loss) -> (study line, method). The base line is
+#: the pre-trained + distillation cell (KASP); the fine-tuned start is the magnitude method (prune the teacher).
+CELLS = {("pre-trained", "task labels"): ("sst2-2x2-pretrained-task", "kasp"),
+         ("pre-trained", "distillation"): ("sst2-base", "kasp"),
+         ("fine-tuned", "task labels"): ("sst2-2x2-finetuned-task", "magnitude"),
+         ("fine-tuned", "distillation"): ("sst2-2x2-finetuned-distil", "magnitude")}
+
+
+def _cell(folder: Path, line: str, method: str) -> str:
+    """'dev mean ± half the range (selection mean), n seeds' of one study line and method, or why there is none."""
+    f = folder / f"{line}.json"
+    if not f.is_file():
+        return "not run yet"
+    try:
+        runs = [e for e in load_results(f)["runs"] if e["method"] == method]
+    except KaspError as e:
+        return f"unreadable: {e}"
+    dev, sel = _scores(runs, "dev"), _scores(runs, "selection")
+    if not dev:
+        return "no finished run"
+    half = (max(dev.values()) - min(dev.values())) / 2
+    return (f"{_mean(dev):.2f} ± {half:.2f}" + (f" ({_mean(sel):.2f})" if sel else "")
+            + f", {len(dev)} seed{'s' if len(dev) > 1 else ''}")
+
+
+def two_by_two(folder: Path) -> list[str]:
+    """The 2 x 2 of student start x loss on SST-2 at 90 % (issue 24 item 5): dev accuracy mean ± half the range
+    over the seeds, the selection slice's mean in brackets."""
+    out = ["Which ingredient matters: SST-2 at 90 %, the student's start against its loss; dev accuracy ×100, mean "
+           "± half the range over the seeds, the selection slice's mean in brackets (lines of this table: "
+           + ", ".join(f"`{line}`" for line, _ in CELLS.values()) + ").", "",
+           "| student starts from | task labels only | distillation from the teacher |", "|---|---|---|"]
+    for start in ("pre-trained", "fine-tuned"):
+        out.append(f"| {start} | " + " | ".join(_cell(folder, *CELLS[(start, loss)])
+                                               for loss in ("task labels", "distillation")) + " |")
+    return out
+
+
 def block(folder: Path) -> str:
-    """The Markdown between the markers: the teachers' lines, then the table."""
-    return "\n".join([START, *teacher_lines(folder), "", *rows(folder), END])
+    """The Markdown between the markers: the teachers' lines, the table, then the 2 x 2."""
+    return "\n".join([START, *teacher_lines(folder), "", *rows(folder), "", *two_by_two(folder), END])
 
 
 def write(doc: Path, folder: Path) -> None:

@@ -28,3 +28,17 @@ def test_a_changed_score_changes_the_table(tmp_path):
     (tmp_path / "sst2-base.json").write_text(json.dumps(data))
     assert st.block(tmp_path) != before
     assert f"{100 * run['metrics'][run['main_metric']]:.2f}" in st.block(tmp_path)
+
+
+def test_the_two_by_two_names_each_cell_and_says_which_are_not_run(tmp_path):
+    """The 2 x 2 of student start x loss: the base line fills the pre-trained + distillation cell; a missing line
+    says so instead of leaving a blank that reads as zero."""
+    st = _study_table()
+    src = ROOT / "bench" / "study" / "sst2-base.json"
+    (tmp_path / "sst2-base.json").write_text(src.read_text())
+    lines = st.two_by_two(tmp_path)
+    pre = next(line for line in lines if line.startswith("| pre-trained"))
+    fine = next(line for line in lines if line.startswith("| fine-tuned"))
+    dev = st._scores([e for e in json.loads(src.read_text())["runs"] if e["method"] == "kasp"], "dev")
+    assert pre.split(" | ")[1] == "not run yet" and f"{sum(dev.values()) / len(dev):.2f} ±" in pre.split(" | ")[2]
+    assert fine.count("not run yet") == 2
