@@ -125,9 +125,16 @@ def thin_progress(records: list[dict[str, Any]], points: int = HISTORY_POINTS) -
 
 def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
     """A recipe without what may differ between machines for the same run (the teacher's path, threads)
-    and without unset (None) fields, so that a recipe field added to KASP later (None by default)
-    does not make the runs recorded before it look outdated and run again."""
-    return {k: v for k, v in recipe.items() if k not in ("teacher", "num_threads") and v is not None}
+    and without unset (None) fields or fields at their :class:`~kasp.spec.config.RunConfig` default, so that a
+    recipe field added to KASP later (``freeze_word_embeddings=False``, say) does not make the runs recorded
+    before it look outdated and run again. A changed default still does: the old runs hold the old value."""
+    import dataclasses
+
+    from kasp.spec.config import RunConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
+    return {k: v for k, v in recipe.items()
+            if k not in ("teacher", "num_threads") and v is not None and not (k in defaults and defaults[k] == v)}
 
 
 def _mean(xs: list[float]) -> float | None:

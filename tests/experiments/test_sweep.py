@@ -271,6 +271,23 @@ def test_runs_recorded_before_a_new_recipe_field_are_not_redone():
     before = {k: v for k, v in now.items() if k != "time_budget"}
     assert _comparable(before) == _comparable(now)
     assert _comparable({**before, "lr": 2e-4}) != _comparable(now)
+    # a field added with a non-None default (freeze_word_embeddings=False): the old runs still match, the flag set does not
+    older = {k: v for k, v in now.items() if k != "freeze_word_embeddings"}
+    assert now["freeze_word_embeddings"] is False and _comparable(older) == _comparable(now)
+    assert _comparable({**now, "freeze_word_embeddings": True}) != _comparable(now)
+    # the study's recorded runs match the study's recipe of today (the bug that reran sst2-base)
+    import json
+
+    from tests.helpers import ROOT
+
+    rec = json.loads((ROOT / "bench" / "study" / "sst2-base.json").read_text())["runs"][0]["recipe"]
+    from kasp.experiments.sweep import SweepOptions
+
+    opt = SweepOptions(task="sst2", sparsities=(0.9,), methods=("kasp",), seeds=(42, 43), overrides=(("holdout", 872),))
+    planned = next(r for r in opt.plan() if r.method == "kasp" and r.seed == rec["seed"])
+    again = opt.run_config(planned, rec["teacher"]).to_dict()
+    assert _comparable(rec) == _comparable(again), {k: (rec.get(k), again.get(k)) for k in set(rec) | set(again)
+                                                     if _comparable(rec).get(k) != _comparable(again).get(k)}
 
 
 @pytest.mark.slow
