@@ -111,4 +111,11 @@ pages = [
     st.Page("pages/weights.py", title="Weights", icon=":material/grid_on:"),
     st.Page("pages/predict.py", title="Predictions", icon=":material/compare_arrows:"),
 ]
+# a one-click question's address names the heading of its answer (?at=, kasp.ui.presets); the page itself drops
+# the parameter from the address, so it is read first and the scroll follows the page's drawing
+at = st.query_params.get("at", "")
 st.navigation(pages).run()
+if at.replace("-", "").isalnum() and not st.query_params.get("lesson"):
+    from kasp.ui.lesson import scroll_to
+
+    scroll_to(at, at)

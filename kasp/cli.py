@@ -385,8 +385,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         for label, key in (("dense safetensors", "dense"), (f"dense + zstd -{z['zstd_level']}", "dense_zstd"),
                            ("KASP sparse export", "sparse_export"), ("information bound*", "bound")):
             print(f"  {label:<22}{z[key]:>13,.0f}  {z[key + '_encoder_linear']:>15,.0f}")
-        print("  * for the pruned matrices at their sparsity (log2 C(n, nnz) bits + each value's own bits, 32 in float32);")
-        print("    other tensors raw, which is why zstd, compressing those too, can land below it for the whole model")
+        bits = "/".join(str(b) for b in z.get("value_bits_encoder_linear") or []) or "?"
+        print("  * for the pruned matrices at their sparsity: log2 C(n, nnz) bits + the bits each value needs "
+              f"({bits} here: 16 when every value is an exact float16 or bfloat16, else its dtype's, 32 in float32);")
+        print("    other tensors at their values' bits, every entry, which is why zstd, compressing those too, can land "
+              "below it for the whole model")
+        print("  dense safetensors is the file on disk; the other rows encode these weights now (nothing is written)")
         print("  (unstructured zeros alone leave the dense file as large and dense PyTorch as fast)")
     if info.get("card"):
         from kasp.training.card import card_summary

@@ -22,7 +22,6 @@ st.title(f"Attention knowledge: {task_name(task)}")
 st.caption("The paper's argument: pruning loses knowledge, distilling while pruning keeps it. These measures show "
            "where. :material/info: Attention maps are not explanations: they show where a model looks, not why it decides.")
 url_slot = urlstate.page("run", "sentence", "sentence2", "samples")
-lesson_bar("pages/attention.py", budget_line(task))
 
 runs = model_runs(kind="prune", task=task)  # the store's runs, then the models shipped with KASP
 pre = precomputed_retention(task)
@@ -43,6 +42,7 @@ if runs:  # the number of examples of a live measurement (the shipped runs were 
 urlstate.write("samples", None if samples == 128 else samples)
 
 # --- retention against sparsity ---------------------------------------------------------------
+lesson_bar("pages/attention.py", budget_line(task), here="retention-against-sparsity")
 st.header("Retention against sparsity", anchor="retention-against-sparsity", help=explain("JS", "CKA"))
 live, missing = retention_rows(runs, samples)
 if missing and st.button(f"Measure {len(missing)} run(s) not measured on {samples} examples yet", key="measure",
@@ -80,6 +80,25 @@ if len(live) or not pre.empty:
 else:
     st.caption("No run measured yet.")
 
+
+def _metrics(m: dict, when: str) -> None:
+    """The summary of a retention measurement ``m`` (retention.json's keys), two metrics a row so that the numbers
+    stay whole in a 1024 px window; ``when`` says where they came from (in each help)."""
+    top = st.columns(2)
+    top[0].metric("Attention similarity", f"{m['mean_similarity']:.3f}",
+                  help="1 − Jensen–Shannon divergence (bits) of each real query's attention distribution, averaged "
+                       f"over heads, layers and queries. {when}  \n" + explain("JS"))
+    top[1].metric("CKA (mean)", "undefined" if m.get("mean_cka") is None else f"{m['mean_cka']:.3f}",
+                  help=f"Linear CKA of layer outputs on real tokens, mean over the layers (embeddings left out). {when}"
+                       "  \n" + explain("CKA") + " " + ((m.get("undefined") or {}).get("cka") or ""))
+    if m.get("agreement") is not None:  # a classification task
+        bottom = st.columns(2)
+        bottom[0].metric("Agreement", f"{m['agreement'] * 100:.1f} %",
+                         help="Prediction agreement: top-1 agreement with the teacher.")
+        bottom[1].metric("KL(t ‖ s)", f"{m['kl']:.3f} nats",
+                         help="KL(teacher ‖ student) of the class probabilities, mean over the examples.")
+
+
 # --- one run in detail ------------------------------------------------------------------------
 st.header("One student in detail")
 ids = [r.id for r in runs]
@@ -99,15 +118,7 @@ if rid in shipped_ids:
     st.markdown(f"**{rid}**: {method_label(entry['method'])}, {src['sparsity (%)']:.0f} % "
                 f"{'(the size it equals)' if shrinks_student(entry['method']) else 'sparse'}, {src['source']}: "
                 f"`{entry['command']}` on {entry['machine']}.")
-    c = st.columns(4)
-    c[0].metric("Attention similarity", f"{ret['mean_similarity']:.3f}",
-                help="1 − Jensen–Shannon divergence (bits) of each real query's attention distribution, averaged over "
-                     "heads, layers and queries. Measured at the end of the shipped run.  \n" + explain("JS"))
-    c[1].metric("CKA (mean)", "undefined" if ret.get("mean_cka") is None else f"{ret['mean_cka']:.3f}",
-                help="Linear CKA of layer outputs on real tokens. Measured at the end of the shipped run.  \n" + explain("CKA"))
-    if ret.get("agreement") is not None:
-        c[2].metric("Agreement", f"{ret['agreement'] * 100:.1f} %", help="Prediction agreement: top-1 agreement with the teacher.")
-        c[3].metric("KL(t ‖ s)", f"{ret['kl']:.3f} nats", help="KL(teacher ‖ student) of the class probabilities, mean over the examples.")
+    _metrics(ret, "Measured at the end of the shipped run.")
     c1, c2 = st.columns(2)
     if ret.get("similarity"):  # the precomputed runs kept the per-head map
         c1.plotly_chart(head_heatmap(ret["similarity"], "Attention similarity per head (1 = same distribution)", "1 − JS"),
@@ -139,16 +150,7 @@ if any(r.id == run.id for r in missing):
                    "writable); it is shown here and measured again next time.")
     else:
         st.rerun()  # just measured: redraw so that the charts above include it
-c = st.columns(4)
-c[0].metric("Attention similarity", f"{res['mean_similarity']:.3f}", help="1 − Jensen–Shannon divergence (bits) of "
-            "each real query's attention distribution, averaged over heads, layers and queries. Live measurement.  \n"
-            + explain("JS"))
-c[1].metric("CKA (mean)", "undefined" if res.get("mean_cka") is None else f"{res['mean_cka']:.3f}",
-            help="Linear CKA of layer outputs on real tokens. Live measurement.  \n" + explain("CKA") + " " +
-                 ((res.get("undefined") or {}).get("cka") or ""))
-if res["agreement"] is not None:
-    c[2].metric("Agreement", f"{res['agreement'] * 100:.1f} %", help="Prediction agreement: top-1 agreement with the teacher.")
-    c[3].metric("KL(t ‖ s)", f"{res['kl']:.3f} nats", help="KL(teacher ‖ student) of the class probabilities, mean over the examples.")
+_metrics(res, "Live measurement.")
 c1, c2 = st.columns(2)
 c1.plotly_chart(head_heatmap(res["similarity"], "Attention similarity per head (1 = same distribution)", "1 − JS"),
                 width="stretch", key="sim")

@@ -10,19 +10,18 @@ from kasp.ui.devset import dev_tasks
 from kasp.ui.engine import CARD_FILE, card_summary, format_metrics
 from kasp.ui import urlstate
 from kasp.ui.lesson import active, explain, lesson_bar
-from kasp.ui.models import is_shipped, model_runs, shipped_line
+from kasp.ui.models import is_shipped, model_runs, shipped_export_bytes, shipped_line
 from kasp.ui.measure import (analyse, default_model_path, evaluate_checkpoint, evaluation_notes, fingerprint,
                              inspect_warnings, quick_latency)
 from kasp.ground.errors import KaspError, os_error_message
 from kasp.ui.figures import parameter_groups_bar, size_table, sizes_bar, sparsity_heatmap
-from kasp.ui.uploads import evaluate_uploaded_tsv, open_upload
+from kasp.ui.uploads import evaluate_uploaded_tsv, open_upload, upload_message
 
 st.title("Inspect a checkpoint")
 st.caption("Any BERT-family checkpoint, ours or anyone's: weights are read from safetensors only, pickle files are "
            "refused and no remote code is ever run.")
 
 url_slot = urlstate.page("run")
-lesson_bar("pages/inspect.py")
 SOURCES = ["A run in the store", "The default pre-trained model", "A local directory", "Upload"]
 # an empty store (a fresh clone): open on the shipped pre-trained model, so the page shows a real checkpoint
 source = st.radio("Checkpoint", SOURCES, index=0 if model_runs() else 1,
@@ -81,10 +80,15 @@ def _analyse(p: str, key: tuple):
     return analyse(p)
 
 
+def _said(message: str) -> str:
+    """A message about the checkpoint, an upload named as the upload (never its copy in the cache)."""
+    return upload_message(message, path) if source == "Upload" else message
+
+
 try:
     info = _analyse(path, fingerprint(path))
 except KaspError as e:
-    st.error(str(e))
+    st.error(_said(str(e)))
     st.stop()
 struct = info["structured"]
 sizes = info["sizes"]
@@ -117,6 +121,7 @@ c[3].metric("Heads", info["heads"] or "?")
 c[4].metric("Parameters", f"{info['total_parameters'] / 1e6:.1f} M")
 st.plotly_chart(parameter_groups_bar(info["parameters"]), width="stretch")
 
+lesson_bar("pages/inspect.py", here="sparsity-per-matrix")
 st.subheader("Sparsity", anchor="sparsity-per-matrix", help=explain("sparsity", "encoder linear weights", "mask"))
 if active("pages/inspect.py", "removes"):
     st.info(f"**The answer:** {info['pruned_sparsity'] * 100:.1f} % of the encoder linear weights are zero, spread "
@@ -140,17 +145,35 @@ st.markdown(f"**What structured removal could drop:** {heads} whole attention he
 with st.expander("All-zero rows and columns per matrix"):
     st.dataframe(rows, hide_index=True, width="stretch")
 
-st.subheader("Sizes")
+shipped_bytes = shipped_export_bytes(info["path"])
+st.subheader("Sizes: this checkpoint's weights in each format")
+st.caption("**dense safetensors** is the file on disk now"
+           + (" (for a model shipped with KASP, the float32 copy unpacked from the shipped file into the cache)"
+              if shipped_bytes else "")
+           + "; the other rows are computed by encoding these same weights now, nothing is written: **dense + zstd** "
+           "that file compressed, **KASP sparse export** a bitmask plus the non-zero values in the dtype they are "
+           "read in (`kasp export --format sparse`), the **information bound** the fewest bytes of a format that "
+           "stores every non-zero value exactly (below). MB = 10⁶ bytes.")
 sz = size_table(sizes)
-st.plotly_chart(sizes_bar(sizes), width="stretch")
+fig = sizes_bar(sizes)
+st.plotly_chart(fig, width="stretch")
 st.dataframe(sz, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.2f") for c in sz.columns[1:]})
+if shipped_bytes:
+    st.markdown(f"**The file that ships with KASP: {shipped_bytes / 1e6:.2f} MB**, the compact export in "
+                "`assets/models/` that this checkpoint was unpacked from (`kasp export --format compact`): float16 "
+                "values, masks where they pay, and without the word-embedding matrix, which loading takes from the "
+                "installed pre-trained model (these runs kept it frozen); the whole-model rows above count that "
+                "matrix.")
+bits = "/".join(str(b) for b in sizes.get("value_bits_encoder_linear") or []) or "?"
 st.caption(":material/warning: Unstructured zeros alone make dense PyTorch neither faster nor its safetensors file "
            "smaller: the zeros are stored and multiplied like any other number. The sparse export (a bitmask plus "
            "the non-zero values, `kasp export`) and compression are what shrink the file. The information bound is "
-           "log2 C(n, nnz) bits for the positions plus each value's own bits (32 in float32, 16 in bfloat16) for each "
-           "pruned matrix; the other tensors are "
-           "counted raw, so for the whole model zstd (which compresses them too) can land below it.")
+           "log2 C(n, nnz) bits for the positions plus the bits each value needs for each pruned matrix: "
+           f"{bits} here (16 when every value is exactly a float16 or bfloat16 number, as in weights rounded to "
+           "float16, whose low 16 bits as float32 are zero; else its dtype's, 32 in float32). The other tensors are "
+           "counted at their values' bits for every entry, so for the whole model zstd (which compresses them too) "
+           "can land below it.")
 
 if info.get("recipe"):
     with st.expander("KASP recipe of this checkpoint", expanded=False):
@@ -159,7 +182,7 @@ if info.get("recipe"):
 st.subheader("Evaluate")
 problems = [p for p in info["problems"] if "non-finite" not in p]
 if info["non_finite"] or problems:
-    st.info("Not scored: " + " ".join(problems or ["the checkpoint holds NaN or inf weights (above)."]))
+    st.info("Not scored: " + _said(" ".join(problems or ["the checkpoint holds NaN or inf weights (above)."])))
 else:
     tasks = dev_tasks()
     if info["task"]:

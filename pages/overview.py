@@ -17,7 +17,6 @@ task = st.session_state.get("task", "sst2")
 st.title("Knowledge-aware sparse pruning")
 url_slot = urlstate.page("sparsity", "steps", "methods")
 PAGE = "pages/overview.py"
-lesson_bar(PAGE, budget_line(task))
 st.markdown(
     """
 **Pruning** sets most weights of a network to zero. Under the pre-train / fine-tune paradigm the usual
@@ -43,6 +42,7 @@ for i in range(0, len(presets), 2):
     for col, p in zip(st.columns(2), presets[i:i + 2]):
         urlstate.preset_link(col, p)
 
+lesson_bar(PAGE, budget_line(task), here="the-cubic-sparsity-schedule")
 st.header("The cubic sparsity schedule", anchor="the-cubic-sparsity-schedule",
           help=explain("cubic schedule", "s_f", "sparsity", "encoder linear weights"))
 c1, c2, c3 = st.columns(3)
@@ -67,6 +67,7 @@ st.caption(f"Computed from the formula. Half-way through the run the schedule is
            f"({half / target * 100 if target else 0:.0f} % of the target): most weights go early, while the "
            "student still has many steps to recover.")
 
+lesson_bar(PAGE, budget_line(task), here="dev-metric-against-sparsity")
 st.header(f"{task_name(task)}: dev {metric_label(task)} against sparsity", anchor="dev-metric-against-sparsity",
           help=explain("teacher", "student", "distillation", "magnitude baseline", "small dense", "majority class"))
 points, teacher, published, error = curve_data(task)

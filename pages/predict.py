@@ -3,7 +3,7 @@
 import streamlit as st
 
 from kasp.ui import urlstate
-from kasp.ui.tables import load_precomputed, shipped_scores
+from kasp.ui.tables import load_precomputed, shipped_scores, short_labels
 from kasp.ui.devset import dev_examples_frame
 from kasp.ui.engine import get_task, metric_axis, shipped_sweep_path
 from kasp.ui.measure import cut_warnings, dev_example, disagreements, predict_texts, prediction_runs
@@ -18,7 +18,6 @@ st.caption("Type a sentence" + (" pair" if T.text_b else "") + ": the dense teac
            "live on this machine, the same computation as `kasp evaluate`. Where the text is a GLUE dev example, its "
            "gold label is shown too.")
 url_slot = urlstate.page("teacher", "runs", "sentence", "sentence2")
-lesson_bar("pages/predict.py")
 
 runs = prediction_runs(task)
 store = shipped_store()
@@ -42,12 +41,22 @@ if not runs["teachers"] and not runs["students"]:
             "the Prune page.")
     scores = shipped_scores(task)
     if len(scores):
-        st.subheader(f"What the shipped {T.folder} runs scored on the dev set")
-        st.dataframe(scores, hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="%.2f")
-                                    for c in scores.columns if c in ("sparsity (%)", metric_axis(task))})
-        st.caption("Precomputed: measured when each run ended, on the whole dev set (recipe in the last column); "
-                   "not predicted now.")
+        st.subheader(f"What the shipped {T.folder} runs scored: {metric_axis(task)}")
+        st.dataframe(scores, hide_index=True, width="stretch", column_config={  # 545 px: whole at 1024 px
+            "method": st.column_config.TextColumn(width=125),
+            "sparsity (%)": st.column_config.NumberColumn(format="%.0f", width=80, help=(
+                "Encoder linear weights that are zero; a small dense model: the sparsity its size equals.")),
+            metric_axis(task): st.column_config.NumberColumn("mean", format="%.2f", width=65, help=(
+                f"{metric_axis(task)}: the mean over the seeds, as on the Overview and Results pages.")),
+            "spread": st.column_config.NumberColumn("±", format="%.2f", width=50, help=(
+                "Half the seeds' range: the mean ± this spans the seeds (0 for one seed).")),
+            "seeds": st.column_config.NumberColumn(format="%d", width=50, help="How many seeds the mean is over."),
+            "run": st.column_config.TextColumn(width=175, help=(
+                "The run's id; a condition of the shipped sweep is named without its seed (its runs, "
+                "sweep/kasp@0.9/seed42 and so on, are on the Results page)."))})
+        st.caption("Precomputed: measured when each run ended, on the whole dev set; not predicted now. Each condition "
+                   "of the shipped sweep is the mean over its seeds, ± half their range: the numbers the Overview and "
+                   "Results pages draw. Recipes on the Results page.")
     st.subheader(f"The first {T.folder} dev examples and their gold answers")
     st.dataframe(dev_examples_frame(task), hide_index=True, width="stretch")
     st.caption(f"From the GLUE {T.folder} dev set shipped with KASP (data/glue): the examples every dev metric of the "
@@ -58,6 +67,7 @@ if not runs["teachers"] and not runs["students"]:
 
 teachers = {t["label"]: t for t in runs["teachers"]}
 students = {s["label"]: s for s in runs["students"]}
+short = short_labels(runs["students"])  # "KASP, 90 %": the chips and the table's rows stay whole at 1024 px
 used = [s["teacher"] for s in runs["students"] if s["teacher"]]
 default_t = next((lbl for lbl, t in teachers.items() if any(u.startswith(t["path"]) for u in used)),
                  next(iter(teachers), None))
@@ -73,8 +83,9 @@ if not set(st.session_state.get(key_s) or []) <= set(students):
 st.session_state.setdefault(key_s, list(students)[:3])
 c1, c2 = st.columns(2)
 t_label = c1.selectbox("Teacher", list(teachers), key=key_t, help="A finished fine-tuning run of this task (dense).")
-s_labels = c2.multiselect("Students", list(students), key=key_s,
-                          help="Finished prune runs of this task (KASP or the magnitude baseline).")
+s_labels = c2.multiselect("Students", list(students), key=key_s, format_func=short.get, wrap=True,
+                          help="Finished prune runs of this task (KASP or the magnitude baseline): "
+                               + "; ".join(f"{short[lbl]}: `{s['id']}`" for lbl, s in students.items()) + ".")
 urlstate.write("teacher", teachers[t_label]["id"] if t_label else None)
 urlstate.write("runs", [students[s]["id"] for s in s_labels], urlstate.join)
 
@@ -127,9 +138,9 @@ urlstate.write("sentence2", (st.session_state.get(key_b) or None) if T.text_b el
 
 models = {}
 if t_label:
-    models[f"teacher: {teachers[t_label]['id']}"] = teachers[t_label]["path"]
+    models["dense teacher"] = teachers[t_label]["path"]  # the box above names it
 for s in s_labels:
-    models[f"student: {s}"] = students[s]["path"]
+    models[short[s]] = students[s]["path"]
 urlstate.show_problems(url_slot)
 urlstate.share_box()
 if not models:
@@ -137,17 +148,25 @@ if not models:
     st.stop()
 try:
     table = predict_texts(models, task, st.session_state[key_a], st.session_state.get(key_b) if T.text_b else None,
-                          teacher=f"teacher: {teachers[t_label]['id']}" if t_label else None)
+                          teacher="dense teacher" if t_label else None)
 except KaspError as e:
     st.error(str(e))
     st.stop()
+lesson_bar("pages/predict.py", here="predictions")
 st.subheader("Teacher and students on this text", anchor="predictions")
 if active("pages/predict.py", "sentence"):
     st.info("**Look at the rows:** does each sparse student give the teacher's answer, and with how much confidence? "
             "Then change the text, or pick a dev example where they disagree.", icon=":material/lightbulb:")
-fmt = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
-       for c in table.columns if c.startswith("P(")}
-st.dataframe(table, hide_index=True, width="stretch", column_config=fmt, key="predict_table")
+fmt = {"model": st.column_config.TextColumn(width=165), "prediction": st.column_config.TextColumn(width=100),
+       "score": st.column_config.NumberColumn(format="%.3f", width=70),
+       "agrees with teacher": st.column_config.CheckboxColumn("agrees", width=60, help="Agrees with the teacher."),
+       "difference from teacher": st.column_config.NumberColumn("− teacher", format="%+.3f", width=80,
+                                                                help="The score minus the teacher's.")}
+fmt.update({c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent", width=100)
+            for c in table.columns if c.startswith("P(")})
+# about 525 px at 1024 px, every probability in view; the gold label is the same on every row: said below
+st.dataframe(table, hide_index=True, width="stretch", column_config=fmt, key="predict_table",
+             column_order=[c for c in table.columns if c != "gold"])
 for w in cut_warnings(models, task):  # a short tokenizer cuts the sentence: said, never silent
     st.warning(w, icon=":material/content_cut:")
 gold = table["gold"].iloc[0]

@@ -14,6 +14,7 @@ from kasp.ui import urlstate
 from kasp.ground.errors import KaspError, os_error_message
 from kasp.ui.figures import dev_metric_figure, live_sparsity_figure, loss_figure
 from kasp.ui.figures_live import your_run_figure
+from kasp.ui.models import is_shipped, model_runs, shipped_info
 
 task = st.session_state.get("task", "sst2")
 model = st.session_state.get("model", "default") or "default"
@@ -25,7 +26,11 @@ st.title(f"Prune: {task_name(task)}")
 st.caption("Runs are real: each is a `kasp` command running in the background on this machine and writing into the "
            "run store. It keeps running if you reload the page or switch pages.")
 url_slot = urlstate.page("method", "sparsity", "recipe")
-teachers = list(iter_done(kind="finetune", task=task, model=model))
+store_teachers = list(iter_done(kind="finetune", task=task, model=model))
+teachers = store_teachers
+# a fresh store on a task whose models ship: the shipped teacher serves at once (no fine-tuning wait)
+shipped_teacher = None if store_teachers else next(
+    (r for r in model_runs(kind="finetune", task=T.name, model=model) if is_shipped(r)), None)
 gate = launch_gate(task, model, owner)
 
 
@@ -83,6 +88,19 @@ with st.container():
     if class_length:
         rec.update(load_recipe("class", "prune"), time_budget=None)  # the preset counts steps
 
+    if shipped_teacher is not None:
+        info = shipped_info(shipped_teacher.path) or {}
+        score = (info.get("dev") or {}).get(T.main_metric)
+        use = st.toggle(f"Use the teacher shipped with KASP ({shipped_teacher.id})", value=True, key="prune_shipped_teacher",
+                        help="The run store has no teacher for this task yet. The shipped one was fine-tuned for "
+                             f"{shipped_teacher.recipe().get('max_steps')} steps (scripts/train_shipped.sh); switch "
+                             "this off to fine-tune your own here first.")
+        if use:
+            teachers = [shipped_teacher]
+            st.caption(f"Teacher: `{shipped_teacher.id}` (shipped model, dev {metric_label(task)} "
+                       f"{format_metric(task, score, None)} measured on the shipped weights)."
+                       + (" It is stronger than the class preset's own 300-step teacher, so your run's numbers will "
+                          "differ from the preset's measured ones below." if class_length else ""))
     if not teachers:
         st.warning(f"Every method needs a fine-tuned teacher for {task_name(task)} and model `{model}`, and the run "
                    f"store has none. Fine-tune one first (the same as `kasp finetune --task {task}`).")
@@ -101,7 +119,7 @@ with st.container():
                      help="Launch `kasp finetune` in the background."):
             _launch("finetune", {"task": task, "model": model, "max_steps": int(ft_steps),
                                  "eval_every": int(ft["eval_every"])})  # the recipe's (class preset: 0, no mid-run evaluation)
-    else:
+    elif teachers is store_teachers:
         teacher_report = teachers[0].report()
         value = (teacher_report.get("metrics") or {}).get(T.main_metric)
         st.caption(f"Teacher: `{teachers[0].id}` (newest finished fine-tuning run for {task_name(task)}, "
@@ -149,7 +167,8 @@ with st.container():
                                      help="How often the dev metric is measured during the run (0: only at the end).")
         with st.expander("Distillation weights", expanded=method == REFERENCE):
             st.caption("Loss = a·attention + h·hidden + p·prediction + c·task. A weight of 0 switches a term off.")
-            c1, c2, c3, c4, c5 = st.columns(5)
+            c1, c2, c3 = st.columns(3)  # two rows: five inputs in a row wrap their labels mid-word at 1024 px
+            c4, c5, _ = st.columns(3)
             a = c1.number_input("attention a", 0.0, 100.0, float(rec["attention_weight"]), 0.1,
                                 help="MSE of pre-softmax attention scores, summed over layers.")
             h = c2.number_input("hidden h", 0.0, 100.0, float(rec["hidden_weight"]), 0.1,
@@ -178,7 +197,8 @@ with st.container():
                           "max_steps": None if minutes is not None else int(steps), "time_budget": minutes,
                           "seed": int(seed), "lr": lr, "eval_every": int(eval_every), "attention_weight": a,
                           "hidden_weight": h, "prediction_weight": p, "task_loss_weight": c, "temperature": tau,
-                          "max_train_samples": int(max_train) or None})
+                          "max_train_samples": int(max_train) or None}
+                | ({"teacher": str(teachers[0].path)} if teachers and teachers[0] is shipped_teacher else {}))
     urlstate.show_problems(url_slot)
 
 
@@ -254,7 +274,7 @@ def _panel(run: RunDir) -> None:
 def live_panel() -> None:
     jobs.advance_queue()  # never raises: a busy queue lock must not freeze the panel
     # a teacher finished or the launch gate changed (in this tab or another): redraw the whole page
-    if bool(list(iter_done(kind="finetune", task=task, model=model))) != bool(teachers) or \
+    if bool(list(iter_done(kind="finetune", task=task, model=model))) != bool(store_teachers) or \
             launch_gate(task, model, owner) != gate:
         st.rerun()
     shown = panel_runs(owner)

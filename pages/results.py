@@ -46,6 +46,10 @@ sel = st.dataframe(
     shown.drop(columns=hidden).assign(method=shown["method"].map(method_label),
                                       **{"metric note": shown["metric note"].fillna("")}),  # no "None" shown
     hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs_table",
+    # what a reader compares first, visible at 1024 px without scrolling sideways; the id and the rest after it
+    column_order=[c for c in ("method", "target sparsity (%)", "dev metric", "source", "state", "id",
+                              "measured sparsity (%)", "task", "metric", "metric note", "wall time (min)", "error")
+                  if c in shown.columns and c not in hidden],
     column_config={
         "id": st.column_config.TextColumn(width="medium"), "source": st.column_config.TextColumn(width="small"),
         "state": st.column_config.TextColumn(width="small"), "task": st.column_config.TextColumn(width="small"),

@@ -19,7 +19,6 @@ task = st.session_state.get("task", "sst2")
 T = get_task(task)
 st.title(f"Weights: see pruning happen ({T.folder})")
 url_slot = urlstate.page("run", "layer", "matrix", "step", "compare")
-lesson_bar("pages/weights.py", budget_line(task))
 st.caption("Every prune run records, at its start, at its mask updates and at its end, a small picture of each "
            "encoder linear matrix: the fraction of weights kept in each block of the matrix, and the histogram of "
            "the kept weights' magnitudes |w| with the **magnitude threshold** (the smallest kept |w|: everything "
@@ -89,6 +88,7 @@ urlstate.write("layer", layer)
 urlstate.write("matrix", kind)
 name = f"{layer}.{kind}"
 steps = [int(s) for s in story.steps]
+lesson_bar("pages/weights.py", budget_line(task), here="the-weights-story")
 st.subheader("The weights' story, step by step", anchor="the-weights-story",
              help=explain("mask", "cubic schedule", "¼ octave"))
 if active("pages/weights.py", "weights"):

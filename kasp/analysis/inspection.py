@@ -111,11 +111,46 @@ def structured_zeros(state: dict[str, torch.Tensor], heads: int | None) -> dict[
     return {"per_matrix": per_matrix, "heads": out_heads, "ffn_neurons": ffn}
 
 
-def information_bound_bytes(n: int, nnz: int, value_bits: int = 32) -> float:
-    """Information-theoretic lower bound on storing an n-entry matrix with nnz arbitrary values.
+#: the float types a wider float value may be exactly representable in, each 16 bits a value
+_NARROW_FLOATS = (torch.float16, torch.bfloat16)
 
-    log2 C(n, nnz) bits to say where the non-zeros are (any positional code needs at least this
-    many for a uniformly random support) plus ``value_bits`` per value, in bytes.
+
+def value_bits(t: torch.Tensor) -> int:
+    """The bits each non-zero value of ``t`` needs to be stored exactly in an IEEE-style float type: 16 when ``t``
+    is a floating tensor wider than 16 bits whose every non-zero value is exactly representable in float16 or in
+    bfloat16 (as in a checkpoint unpacked from KASP's compact export, whose float32 values were rounded to
+    float16: their low 16 bits are zero, and any compressor finds that), else the element size in bits (32 for
+    float32, 16 for float16 and bfloat16, 8 for float8 and int8, ...).
+
+    A NaN is never "exactly representable" (NaN != NaN), so a tensor holding one keeps its element size; a
+    value beyond float16's range becomes inf there and is not representable either.
+    """
+    bits = 8 * t.element_size()
+    if not t.is_floating_point() or bits <= 16:
+        return bits
+    for narrow in _NARROW_FLOATS:  # a zero round-trips exactly, so the whole tensor can be compared
+        if torch.equal(t.to(narrow).to(t.dtype), t):
+            return 16
+    return bits
+
+
+def information_bound_bytes(n: int, nnz: int, value_bits: int = 32) -> float:
+    """Information-theoretic lower bound, in bytes, on storing an n-entry matrix with nnz non-zero values of
+    ``value_bits`` bits each: log2 C(n, nnz) bits to say where the non-zeros are, plus ``value_bits`` per value.
+
+    Formula: bytes = (log2 C(n, nnz) + nnz x value_bits) / 8, with log2 C(n, nnz) computed as
+    (lgamma(n+1) - lgamma(nnz+1) - lgamma(n-nnz+1)) / ln 2. The positions term is the entropy of a support
+    drawn uniformly among the C(n, nnz) possible ones, below which no uniquely decodable code's expected
+    length can go (Cover & Thomas, *Elements of Information Theory*, 2nd ed., ch. 5, Theorem 5.3.1 with
+    McMillan's inequality, 5.5). The values term takes each value's bits as incompressible, so pass the
+    bits the values actually need (:func:`value_bits`: 16 for float32 values that are exact float16 or
+    bfloat16 numbers), or a lossless encoder that drops the always-zero low bits (zstd does) beats the
+    "bound". It is the bound for a format that stores each non-zero value verbatim at the narrowest float
+    width that holds it exactly; a support with structure (whole zero rows) or values of lower entropy
+    still (few distinct values, as after quantisation) can be compressed somewhat below it.
+
+    Args:
+        n: entries of the matrix; nnz: its non-zero entries (0 <= nnz <= n); value_bits: bits per value.
     """
     from math import lgamma, log
 
@@ -127,15 +162,20 @@ def size_report(checkpoint: str | Path | Checkpoint, zstd_level: int = 3,
                 state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Sizes of a checkpoint's weights, side by side, in bytes.
 
-    - ``dense``: the safetensors file(s) as stored;
+    - ``dense``: the safetensors file(s) as stored, measured on disk (for a shipped model: the float32 copy
+      that :mod:`kasp.models.shipped` unpacked into the cache, not the compact file that ships);
     - ``dense_zstd``: the same bytes compressed with zstd at ``zstd_level``;
-    - ``sparse_export``: KASP's sparse format (:mod:`kasp.models.export`) of the whole model;
-    - ``bound``: the information lower bound (:func:`information_bound_bytes`) for the pruned
-      matrices at their sparsity, plus the other tensors' raw bytes;
+    - ``sparse_export``: KASP's sparse format (:mod:`kasp.models.export`, version 1: values in their
+      dtype as read) of the whole model, computed by encoding these weights, not written to disk;
+    - ``bound``: the information lower bound (:func:`information_bound_bytes`) for the pruned matrices at
+      their sparsity with the bits their values need (:func:`value_bits`), plus the other tensors at
+      their values' bits too (all entries, no saving on positions): numel x :func:`value_bits` / 8;
     and the same four restricted to the encoder linear weights (``*_encoder_linear``; the zstd
-    figure there compresses only those tensors' raw bytes). Every figure comes from the tensors'
-    raw bytes (element size x count), so it holds for every dtype safetensors stores (bfloat16,
-    float16, float8, integer and bool tensors included).
+    figure there compresses only those tensors' raw bytes), plus ``value_bits_encoder_linear``: the
+    distinct bits per value the bound counted for the pruned matrices, ascending (e.g. ``[16]`` for
+    float32 weights rounded to float16, ``[32]`` for trained float32 ones). Every figure comes from
+    the tensors' raw bytes (element size x count), so it holds for every dtype safetensors stores
+    (bfloat16, float16, float8, integer and bool tensors included).
     """
     import zstandard
 
@@ -151,11 +191,15 @@ def size_report(checkpoint: str | Path | Checkpoint, zstd_level: int = 3,
     lin = {k: state[k] for k in shapes}
     lin_dense = sum(tensor_nbytes(t) for t in lin.values())
     lin_zstd = len(cctx.compress(b"".join(tensor_bytes(t) for t in lin.values())))
-    bound_lin = sum(information_bound_bytes(t.numel(), int((t != 0).sum()), 8 * t.element_size()) for t in lin.values())
+    lin_bits = {k: value_bits(t) for k, t in lin.items()}
+    bound_lin = sum(information_bound_bytes(t.numel(), int((t != 0).sum()), lin_bits[k]) for k, t in lin.items())
+    bound_other = sum(t.numel() * value_bits(t) / 8 for k, t in state.items() if k not in shapes)
     return {
-        "dense": dense, "dense_zstd": dense_zstd, "sparse_export": sparse_lin + other, "bound": bound_lin + other,
+        "dense": dense, "dense_zstd": dense_zstd, "sparse_export": sparse_lin + other,
+        "bound": bound_lin + bound_other,
         "dense_encoder_linear": lin_dense, "dense_zstd_encoder_linear": lin_zstd,
         "sparse_export_encoder_linear": sparse_lin, "bound_encoder_linear": bound_lin,
+        "value_bits_encoder_linear": sorted(set(lin_bits.values())),
         "zstd_level": zstd_level,
     }
 

@@ -185,8 +185,9 @@ def prediction_runs(task_name: str, store: str | Path | None = None) -> dict[str
 
     Returns:
         {"teachers": [...], "students": [...]}, each item ``id``, ``label`` (id with method and
-        sparsity), ``path`` (the run directory) and, for students, ``teacher`` (their teacher's
-        checkpoint path from the report, or None).
+        sparsity), ``short`` (method and sparsity alone, "KASP, 90 %", or "dense teacher"), ``path``
+        (the run directory) and, for students, ``teacher`` (their teacher's checkpoint path from the
+        report, or None).
     """
     from kasp.ground.runs import iter_done
     from kasp.spec.methods import label as method_label
@@ -195,10 +196,12 @@ def prediction_runs(task_name: str, store: str | Path | None = None) -> dict[str
     for r in iter_done(store, task=get_task(task_name).name):
         rec, rep = r.recipe(), r.report()
         if rec.get("kind") == "finetune":
-            out["teachers"].append({"id": r.id, "label": f"{r.id} (dense teacher)", "path": str(r.path)})
+            out["teachers"].append({"id": r.id, "label": f"{r.id} (dense teacher)", "short": "dense teacher",
+                                    "path": str(r.path)})
         else:
             sp = measured_sparsity(rep)
             sp = sp if sp is not None else rec.get("sparsity") or 0
-            out["students"].append({"id": r.id, "label": f"{r.id} ({method_label(rec.get('method'))}, {sp * 100:.0f} %)",
-                                    "path": str(r.path), "teacher": (rep.get("teacher") or {}).get("path")})
+            short = f"{method_label(rec.get('method'))}, {sp * 100:.0f} %"
+            out["students"].append({"id": r.id, "label": f"{r.id} ({short})", "short": short, "path": str(r.path),
+                                    "teacher": (rep.get("teacher") or {}).get("path")})
     return out

@@ -5,19 +5,22 @@ nothing is written outside the target directory: entries with ``..``, absolute p
 letters or links are refused before anything is extracted; the entry count, each entry's size,
 the total unpacked size and the compression ratio are capped (zip bombs), and the byte count is
 enforced while extracting, whatever the headers claim. Pickle weights are refused by
-:func:`kasp.models.modeling.check_checkpoint_dir`.
+:func:`kasp.models.modeling.check_checkpoint_dir`. What was written is then checked by
+:func:`check_uploaded_checkpoint` (config.json a model's Hugging Face config, every safetensors file
+complete), whose messages name the files as uploaded, never the cache's copy.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from kasp.ground.errors import KaspError
-from kasp.models.modeling import check_checkpoint_dir
+from kasp.models.modeling import SUPPORTED_MODEL_TYPES, check_checkpoint_dir
 
 MAX_UPLOAD_BYTES = 1 << 30          # 1 GiB compressed
 MAX_UNPACKED_BYTES = 2 << 30        # 2 GiB in all
@@ -96,7 +99,7 @@ def extract_checkpoint_zip(data: bytes | str | Path, target: str | Path,
             if not configs:
                 raise KaspError("the zip has no config.json: zip the checkpoint directory written by save_pretrained")
             ckpt = configs[0].parent
-            check_checkpoint_dir(ckpt)
+            check_uploaded_checkpoint(ckpt, target, "in the uploaded zip")
             return ckpt
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
@@ -107,7 +110,9 @@ def save_file_pair(files: dict[str, bytes], target: str | Path) -> Path:
     """Write an uploaded ``config.json`` + ``*.safetensors`` (+ optional tokenizer files) into ``target``.
 
     Raises:
-        KaspError: missing config or weights, a pickle file, or an unexpected file name.
+        KaspError: missing config or weights, a pickle file, or an unexpected file name; anything
+            :func:`check_uploaded_checkpoint` refuses (a config.json that is not a model's Hugging Face config,
+            a weights file that is not complete safetensors). On any error ``target`` is removed again.
     """
     names = list(files)
     if "config.json" not in names or not any(n.endswith(".safetensors") for n in names):
@@ -121,8 +126,68 @@ def save_file_pair(files: dict[str, bytes], target: str | Path) -> Path:
     for n, b in files.items():
         (target / n).write_bytes(b)
     try:
-        check_checkpoint_dir(target)
+        check_uploaded_checkpoint(target, target, "uploaded")
     except KaspError:
         shutil.rmtree(target, ignore_errors=True)
         raise
     return target
+
+
+_CONFIG_FIX = ("upload the config.json that save_pretrained wrote beside the weights (the model's Hugging Face config, "
+               "with its model_type), not another JSON file")
+
+
+def _weights_fix(name: str) -> str:
+    return (f"upload the {name} written by save_pretrained, complete; download or copy it again if it was cut short "
+            "(its size must match the original's)")
+
+
+def check_uploaded_checkpoint(ckpt: Path, root: Path, where: str) -> None:
+    """Check an uploaded checkpoint directory (written into the upload cache) before anything reads its weights,
+    with messages that name the files as the user uploaded them, never the cache's copy, and say the fix.
+
+    Checks config.json (JSON, an object, a supported ``model_type``: a model's Hugging Face config as
+    ``save_pretrained`` writes it), then each ``*.safetensors`` file's header and length (the header is
+    parsed and every tensor's byte range must cover the file exactly: a truncated or padded file, or one that
+    is not safetensors at all, is refused; nothing is unpickled, no tensor is read), then
+    :func:`kasp.models.modeling.check_checkpoint_dir` (pickle-only weights).
+
+    Args:
+        ckpt: the checkpoint directory (holding config.json); root: the upload's folder in the cache (names
+            are shown relative to it); where: how the files are described, "uploaded" or "in the uploaded zip".
+
+    Raises:
+        KaspError: naming the uploaded file and the fix.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    def shown(f: Path) -> str:
+        rel = f.relative_to(root).as_posix()
+        return f"the uploaded {rel}" if where == "uploaded" else f"{rel} {where}"
+
+    cfg_path = ckpt / "config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested too deeply
+        raise KaspError(f"{shown(cfg_path)} is not valid JSON ({str(e)[:200]}): {_CONFIG_FIX}") from None
+    if not isinstance(cfg, dict):
+        raise KaspError(f"{shown(cfg_path)} holds a JSON {type(cfg).__name__}, not an object: {_CONFIG_FIX}")
+    model_type = cfg.get("model_type")
+    if model_type is None:
+        raise KaspError(f"{shown(cfg_path)} has no model_type, so it is not a model's Hugging Face config (a "
+                        f"tokenizer's or a training script's, perhaps): {_CONFIG_FIX}")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise KaspError(f"{shown(cfg_path)} is the config of a {str(model_type)[:40]!r} model; KASP prunes "
+                        f"BERT-family encoders with BERT's layer layout ({', '.join(SUPPORTED_MODEL_TYPES)}): upload "
+                        "such a model's files, saved with save_pretrained")
+    for f in sorted(ckpt.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt") as opened:
+                opened.keys()
+        except (SafetensorError, OSError, ValueError) as e:
+            raise KaspError(f"{shown(f)} is not a readable safetensors file ({str(e)[:200]}): it is truncated or "
+                            f"corrupt, or not safetensors at all. Fix: {_weights_fix(f.name)}") from None
+    try:
+        check_checkpoint_dir(ckpt)
+    except KaspError as e:
+        raise KaspError(str(e).replace(str(ckpt), "the upload")) from None

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,6 +40,9 @@ from kasp.ground.errors import KaspError
 from kasp.ground.resources import assets_dir
 
 MANIFEST = "manifest.json"
+#: what unpacking writes, beyond the manifest's files: a new value unpacks every store afresh (2: the checkpoint's
+#: model card and ``kasp`` block name the unpacked teacher, not the training machine's path)
+UNPACK_LAYOUT = 2
 RUN_FILES = ("config.json", "report.json", "status.json", "progress.jsonl", "shipped.json", "retention.json")
 PREFIX = "shipped-"
 
@@ -85,14 +89,14 @@ def shipped_store(cache: str | Path | None = None) -> Path | None:
     """The run store of the shipped models, unpacked on first use; None when no model ships.
 
     Each run is unpacked into a temporary directory and renamed into place when complete, so a store
-    interrupted half-way is finished on the next call and never read half-written. A student's report
-    and recipe are pointed at the unpacked teacher.
+    interrupted half-way is finished on the next call and never read half-written. A student's report,
+    recipe, model card and ``kasp`` block are pointed at the unpacked teacher (:func:`_point_at_teacher`).
 
     Args:
         cache: the cache folder (default ``$KASP_CACHE_DIR``, :mod:`kasp.ground.settings`).
 
     Returns:
-        the store folder (``<cache>/shipped-runs/<first 16 hex of the manifest's sha256>``).
+        the store folder (``<cache>/shipped-runs/<first 16 hex of the sha256 of the manifest and UNPACK_LAYOUT>``).
 
     Raises:
         KaspError: a shipped weights file whose hash differs from the manifest's (a damaged checkout), or
@@ -103,7 +107,7 @@ def shipped_store(cache: str | Path | None = None) -> Path | None:
     m = manifest()
     if not m["runs"]:
         return None
-    key = hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps({**m, "unpack_layout": UNPACK_LAYOUT}, sort_keys=True).encode()).hexdigest()[:16]
     store = Path(cache or settings.get().cache_dir) / "shipped-runs" / key
     runs = sorted(m["runs"], key=lambda r: r.get("teacher") is not None)  # teachers first
     for r in runs:
@@ -122,10 +126,10 @@ def shipped_store(cache: str | Path | None = None) -> Path | None:
             for f in RUN_FILES:
                 if (src / f).is_file():
                     shutil.copy2(src / f, tmp / f)
+            unpack(src / "compact", tmp / "checkpoint")
             teacher = r.get("teacher")
             if teacher:
                 _point_at_teacher(tmp, store / run_id(r["task"], teacher))
-            unpack(src / "compact", tmp / "checkpoint")
             shutil.rmtree(dest, ignore_errors=True)
             os.replace(tmp, dest)
         except BaseException:
@@ -135,8 +139,15 @@ def shipped_store(cache: str | Path | None = None) -> Path | None:
 
 
 def _point_at_teacher(run: Path, teacher_run: Path) -> None:
-    """Rewrite a student's report and recipe to name the unpacked teacher run (they name the training machine's)."""
-    for name, where in (("report.json", ("teacher", "path")), ("config.json", ("recipe", "teacher"))):
+    """Rewrite a student's record to name the unpacked teacher run instead of the training machine's paths:
+    the report (``teacher.path``), the recipe (``recipe.teacher``), and in its checkpoint the ``kasp`` block
+    of ``config.json`` (``teacher.path``: the teacher's ``checkpoint/``; ``recipe.teacher``: its run) and the
+    model card (``README.md``: every occurrence of the old paths)."""
+    moved: dict[str, str] = {}
+    for name, where, new in (("report.json", ("teacher", "path"), teacher_run),
+                             ("config.json", ("recipe", "teacher"), teacher_run),
+                             ("checkpoint/config.json", ("kasp", "teacher", "path"), teacher_run / "checkpoint"),
+                             ("checkpoint/config.json", ("kasp", "recipe", "teacher"), teacher_run)):
         f = run / name
         if not f.is_file():
             continue
@@ -145,8 +156,15 @@ def _point_at_teacher(run: Path, teacher_run: Path) -> None:
         for k in where[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
         if isinstance(node, dict) and node.get(where[-1]) is not None:
-            node[where[-1]] = str(teacher_run)
-            f.write_text(json.dumps(d, indent=2), encoding="utf-8")
+            if name.startswith("checkpoint/") and isinstance(node[where[-1]], str) and node[where[-1]] != str(new):
+                moved[node[where[-1]]] = str(new)
+            node[where[-1]] = str(new)
+            f.write_text(json.dumps(d, indent=2, sort_keys=name.startswith("checkpoint/")) + "\n", encoding="utf-8")
+    card = run / "checkpoint" / "README.md"
+    if moved and card.is_file():
+        # one pass, longest first: the teacher's checkpoint path before its run's (a prefix of it)
+        pattern = re.compile("|".join(re.escape(old) for old in sorted(moved, key=len, reverse=True)))
+        card.write_text(pattern.sub(lambda m: moved[m.group(0)], card.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def shipped_info(run_path: str | Path) -> dict[str, Any] | None:

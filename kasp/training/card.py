@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kasp.ground.errors import KaspError
-from kasp.spec.methods import FINETUNE, FINETUNE_DESCRIPTION, METHODS
+from kasp.spec.methods import FINETUNE, FINETUNE_DESCRIPTION, METHODS, label
 
 CARD_FILE = "README.md"
 FORMAT = 1
@@ -194,7 +194,7 @@ def _card_body(facts: dict[str, Any], name: str) -> list[str]:
         "|---|---|",
         f"| task | GLUE {task_name(task.name)} ({'regression' if task.is_regression else f'{task.num_labels} classes'}) |",
         f"| dev {metric_label(task.name)} | {metric_text(metric, unit)} on {metric.get('dev_examples')} dev examples |",
-        f"| method | {facts['method']} ({facts['kind']}) |",
+        f"| method | {label(facts['method'])} (`{facts['method']}`, {facts['kind']}) |",
         f"| sparsity of the encoder linear weights (Q, K, V, attention-output, FFN-in, FFN-out) | "
         f"{_pct(sp.get('encoder_linear'))} ({sp.get('encoder_linear_zeros')} of {sp.get('encoder_linear_params')} zero; "
         f"target {_pct(sp.get('target'))}) |",
@@ -300,8 +300,24 @@ def card_problem(facts: Any) -> str | None:
     return None
 
 
+def teacher_text(path: Any) -> str:
+    """The teacher a ``kasp`` block records, as text: its path, said to be missing here when no such file or
+    folder exists on this machine (a checkpoint copied from the machine that trained it records that machine's
+    path); "?" when none is recorded."""
+    if not isinstance(path, str) or not path:
+        return "?"
+    try:
+        here = Path(path).exists()
+    except (OSError, ValueError):  # a name too long, a NUL byte: not a path of this machine
+        here = False
+    return path if here else (f"{path} (recorded on the machine that trained this checkpoint; no such path on this "
+                              "machine)")
+
+
 def card_summary(facts: dict[str, Any]) -> list[str]:
-    """The lines ``kasp inspect`` prints (and the Inspect page shows) for a ``kasp`` block."""
+    """The lines ``kasp inspect`` prints (and the Inspect page shows) for a ``kasp`` block: what made it (the method
+    by its display name, :func:`kasp.spec.methods.label`: "KASP", "magnitude baseline"), the dev metric, the
+    sparsity, the teacher (:func:`teacher_text`)."""
     from kasp.spec.tasks import metric_label, task_name
 
     from kasp.spec.metrics import metric_value
@@ -310,7 +326,7 @@ def card_summary(facts: dict[str, Any]) -> list[str]:
     unit = "×100" if m.get("name") in ("mcc", "pearson", "spearman") else "%"
     wall = metric_value(facts, "wall_seconds")
     out = [f"made by KASP {facts.get('kasp_version')}: {facts.get('kind')} {task_name(facts['task'])}, method "
-           f"{facts.get('method')}, seed {facts.get('seed')}, {facts.get('steps')} steps"
+           f"{label(facts.get('method'))}, seed {facts.get('seed')}, {facts.get('steps')} steps"
            + (f" in {wall / 60:.1f} min" if wall is not None else ""),
            f"dev {metric_label(facts['task'])}: {metric_text(m, unit)} on "
            f"{m.get('dev_examples')} dev examples (recorded at the end of the run)",
@@ -318,7 +334,7 @@ def card_summary(facts: dict[str, Any]) -> list[str]:
            f"all parameters {_pct(s.get('all_parameters'))}"]
     t = facts.get("teacher")
     if t:
-        out.append(f"teacher: {t.get('path')}")
+        out.append(f"teacher: {teacher_text(t.get('path'))}")
     if facts.get("keep_sparsity"):
         out.append("fine-tuned with --keep-sparsity (the starting checkpoint's zeros kept)")
     return out

@@ -26,20 +26,26 @@ SPARSITY_AXIS = "sparsity (% of encoder linear weights that are zero) and compre
 
 
 def sparsity_axis(fig: go.Figure, lo: float = -2.0, hi: float = 100.0, row: int | None = None, col: int | None = None,
-                  title: str = SPARSITY_AXIS, compression: bool = False) -> go.Figure:
+                  title: str = SPARSITY_AXIS, compression: bool = False, data=None) -> go.Figure:
     """Label ``fig``'s sparsity axis with the compression each sparsity means ("90 %" over "×10").
 
     ``compression=False``: x is the sparsity in % on a linear axis, ticks at 0, 50, 80 and 90 % (95 % would
     crowd 90 % at projector width). ``compression=True``: x is the compression 1 / (1 − s) on a log axis
     (x values from :func:`xpos`), ticks ×1 to ×33, which spreads out the high sparsities where the methods
-    differ and shows the paper's 20× (95 %)."""
+    differ and shows the paper's 20× (95 %). ``data``: the sparsities (fractions) drawn; when given, the ticks
+    are exactly those, to the whole percent (and 0 when the axis starts there), so that every point has its tick
+    and no tick is empty."""
+    # whole percents: a small dense model's 90.05 % shares the tick of 90 %
+    chosen = sorted({round(float(t), 2) for t in data if t == t}) if data is not None and len(data) else None
     if compression:
-        ticks = [t for t in COMPRESSION_TICKS + (0.97,) if t < 0.99]
+        ticks = chosen or [t for t in COMPRESSION_TICKS + (0.97,) if t < 0.99]
         fig.update_xaxes(type="log", range=[math.log10(0.9), math.log10(40)], tickvals=[xpos(t * 100, True) for t in ticks],
                          ticktext=[_compression_tick(t) for t in ticks], tickangle=0, title_text=COMPRESSION_AXIS,
                          row=row, col=col)
         return fig
-    ticks = [t for t in COMPRESSION_TICKS if lo <= t * 100 <= hi and t != 0.95]
+    ticks = [t for t in COMPRESSION_TICKS if lo <= t * 100 <= hi and t != 0.95] if chosen is None else (
+        sorted({0.0} | set(chosen)) if lo <= 0 else chosen)
+    ticks = [t for t in ticks if lo <= t * 100 <= hi]
     fig.update_xaxes(range=[lo, hi], tickvals=[t * 100 for t in ticks], ticktext=[sparsity_tick_text(t) for t in ticks],
                      tickangle=0, title_text=title, row=row, col=col)
     return fig
@@ -120,7 +126,7 @@ def schedule_figure(curve: pd.DataFrame, points: pd.DataFrame, height: int = 380
     fig.update_yaxes(title_text="sparsity (%)", range=[0, 100], secondary_y=False)
     fig.update_yaxes(title_text=axis, secondary_y=True, showgrid=False, range=[0, 100])
     fig.update_layout(title="Cubic schedule and the dev metric so far", height=height,
-                      legend={"orientation": "h", "y": -0.25})
+                      legend={"orientation": "h", "y": -0.42, "yanchor": "top"}, margin={"b": 120})
     return fig
 
 
@@ -158,22 +164,37 @@ def dev_metric_figure(evals: pd.DataFrame, task: str, height: int = 320) -> go.F
 
 
 def training_curves(train: pd.DataFrame, evals: pd.DataFrame, task: str, height: int = 460) -> go.Figure:
-    """Sparsity and dev metric over one run's training (Results): two panels sharing the step axis, so that
-    each has its own honest axis (sparsity 0-100 %; the metric from where its values are, in its own unit)."""
+    """Sparsity (or, for a run that prunes nothing, the training loss) and dev metric over one run's training
+    (Results): two panels sharing the step axis, so that each has its own honest axis (sparsity 0-100 %; the
+    metric in its own unit, from the task's floor, always answering the majority class, or 0 for a correlation,
+    to just above the best value: a dip of a few points is then drawn against all that training achieved and
+    does not look like a collapse)."""
     from plotly.subplots import make_subplots
 
     has_metric = not evals.empty and _main(task) in evals and evals[_main(task)].notna().any()
+    prunes = "sparsity" in train and bool((train["sparsity"].fillna(0) > 0).any())
     fig = make_subplots(rows=2 if has_metric else 1, cols=1, shared_xaxes=True, vertical_spacing=0.08)
-    fig.add_trace(go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="sparsity (%)", mode="lines",
-                             line={"color": QUANTITY_COLOURS["sparsity"]}), row=1, col=1)
-    fig.update_yaxes(title_text="sparsity (%)", range=[0, 100], row=1, col=1)
+    if prunes or "loss" not in train:
+        fig.add_trace(go.Scatter(x=train["step"], y=train["sparsity"] * 100, name="sparsity (%)", mode="lines",
+                                 line={"color": QUANTITY_COLOURS["sparsity"]}), row=1, col=1)
+        fig.update_yaxes(title_text="sparsity (%)", range=[0, 100], row=1, col=1)
+    else:  # a teacher's fine-tuning: nothing is pruned, so its loss tells how training goes
+        fig.add_trace(go.Scatter(x=train["step"], y=train["loss"], name="training loss", mode="lines",
+                                 line={"color": QUANTITY_COLOURS["loss"][0]}), row=1, col=1)
+        fig.update_yaxes(title_text="training loss (log scale)", type="log", row=1, col=1)
     if has_metric:
+        ys = evals[_main(task)].dropna() * 100
         fig.add_trace(go.Scatter(x=evals["step"], y=evals[_main(task)] * 100, name=metric_axis(task),
                                  mode="lines+markers", line={"color": QUANTITY_COLOURS["dev metric"]}), row=2, col=1)
-        fig.update_yaxes(title_text=metric_axis(task), row=2, col=1)
+        from kasp.ui.devset import majority_metric
+
+        floor = majority_metric(task) if get_task(task).main_metric == "accuracy" else 0.0
+        lo = min(100 * (floor or 0.0), float(ys.min()))
+        fig.update_yaxes(title_text=metric_axis(task), range=[lo - 2, min(100.0, float(ys.max()) + 3)], row=2, col=1)
     fig.update_xaxes(title_text="optimizer step", row=2 if has_metric else 1, col=1)
-    fig.update_layout(title=f"Sparsity and dev {metric_label(task)} over training", height=height,
-                      legend={"orientation": "h", "y": -0.18})
+    first = "Sparsity" if prunes or "loss" not in train else "Training loss"
+    fig.update_layout(title=f"{first} and dev {metric_label(task)} over training" if has_metric
+                      else f"{first} over training", height=height, legend={"orientation": "h", "y": -0.18})
     return fig
 
 
@@ -199,7 +220,7 @@ def retention_scatter(df: pd.DataFrame, y: str, height: int = 420) -> go.Figure:
                       margin={"b": below, "t": 50})
     xs = d["sparsity (%)"].dropna() if len(d) else []
     lo = -2.0 if not len(xs) else max(-2.0, math.floor((float(min(xs)) - 8) / 10) * 10)  # from where the data start
-    return sparsity_axis(fig, lo=lo, title="sparsity (%) and compression (×)")
+    return sparsity_axis(fig, lo=lo, title="sparsity (%) and compression (×)", data=[x / 100 for x in xs])
 
 
 def head_heatmap(values: Sequence[Sequence[float]], title: str, colorbar: str, colorscale: str = "Viridis",
@@ -213,21 +234,31 @@ def head_heatmap(values: Sequence[Sequence[float]], title: str, colorbar: str, c
     return fig
 
 
+def _layer_names(n_layers: int, embeddings: bool = False) -> list[str]:
+    """Category labels of per-layer bars, as the Attention page names layers elsewhere (the heat maps' rows, its
+    Layer box: "layer 0" first): "layer 0", ..., with "embeddings" first when ``embeddings`` (the hidden states:
+    the embedding output, then each layer's output). Words, not digits, so that plotly never reads the axis as
+    numbers (which drops a non-numeric "emb." and shifts every bar)."""
+    return (["embeddings"] if embeddings else []) + [f"layer {i}" for i in range(n_layers)]
+
+
 def layer_similarity_figure(similarity: Sequence[float], height: int = 320) -> go.Figure:
     """Attention similarity with the teacher per layer (1 − JS, mean over heads and real queries): the shipped
     runs' summary, where the per-head map of a live measurement is not kept."""
-    fig = go.Figure(go.Bar(x=[str(i) for i in range(len(similarity))], y=list(similarity),
+    fig = go.Figure(go.Bar(x=_layer_names(len(similarity)), y=list(similarity),
                            marker_color=QUANTITY_COLOURS["retention"]))
-    fig.update_layout(title="Attention similarity per layer", xaxis_title="encoder layer",
+    fig.update_layout(title="Attention similarity per layer", xaxis_title="encoder layer", xaxis_type="category",
                       yaxis_title="1 − JS (1 = same distribution)", yaxis_range=[0, 1], height=height)
     return fig
 
 
 def cka_figure(cka: Sequence[float], height: int = 320) -> go.Figure:
-    """Linear CKA (Kornblith et al. 2019) of the student's and teacher's hidden states, per hidden state."""
-    fig = go.Figure(go.Bar(x=["emb."] + [str(i) for i in range(len(cka) - 1)], y=list(cka),
+    """Linear CKA (Kornblith et al. 2019) of the student's and teacher's hidden states, one bar per hidden state:
+    ``cka[0]`` the embedding output, ``cka[i]`` the output of layer i − 1 (:class:`kasp.analysis.retention.Retention`;
+    the shipped sweeps store it alike). A category axis, so that every hidden state keeps its bar."""
+    fig = go.Figure(go.Bar(x=_layer_names(len(cka) - 1, embeddings=True), y=list(cka),
                            marker_color=QUANTITY_COLOURS["retention"]))
-    fig.update_layout(title="Linear CKA per hidden state", xaxis_title="hidden state (embeddings, then layer)",
+    fig.update_layout(title="Linear CKA per hidden state", xaxis_title="output of", xaxis_type="category",
                       yaxis_title="CKA (1 = same up to rotation and scale)", yaxis_range=[0, 1], height=height)
     return fig
 
@@ -358,7 +389,7 @@ def accuracy_sparsity_figure(points, teacher: tuple[float, str] | None = None, p
     xs = ([] if points is None or not len(points) else list(points["sparsity"])) + (
         [] if published is None or not len(published) else list(published["sparsity"]))
     x_lo = -2.0 if not xs or min(xs) < 0.4 else 40.0  # the sparsity axis starts where the data start
-    sparsity_axis(fig, lo=x_lo, compression=compression)
+    sparsity_axis(fig, lo=x_lo, compression=compression, data=xs)
     fig.update_yaxes(range=[lo, hi])
     return fig
 
@@ -579,30 +610,31 @@ def size_table(sizes: dict[str, float]):
 
 
 def sizes_bar(sizes: dict[str, float], height: int = 360) -> go.Figure:
-    """Grouped bars of :func:`size_table`: bytes on disk of each format, whole model and encoder linear part."""
+    """Grouped bars of :func:`size_table`: the bytes of this checkpoint's weights encoded in each format (measured
+    by encoding them; only "dense safetensors" is a file on disk), whole model and encoder linear part."""
     table = size_table(sizes)
     fig = go.Figure([go.Bar(name=col, x=table["format"], y=table[col]) for col in table.columns[1:]])
-    fig.update_layout(barmode="group", title="Bytes on disk, measured on this checkpoint (MB = 10⁶ bytes)",
+    fig.update_layout(barmode="group", title="This checkpoint's weights encoded in each format (MB = 10⁶ bytes)",
                       xaxis_title="", yaxis_title="size (MB)", legend_title_text="part", height=height)
     return fig
 
 
 def mark_x(fig: go.Figure, x: float, text: str) -> go.Figure:
-    """The guided lesson's mark (:mod:`kasp.ui.lesson`): an orange vertical line at ``x`` (the axis's own units:
+    """The guided lesson's mark (:mod:`kasp.ui.lesson`): a purple dashed vertical line at ``x`` (the axis's own units:
     % sparsity, or compression on a compression axis) with ``text`` at its top. Returns ``fig``."""
-    fig.add_vline(x=x, line_color=QUANTITY_COLOURS["marker"], line_width=3, opacity=0.8)
+    fig.add_vline(x=x, line_color=QUANTITY_COLOURS["lesson"], line_width=3, line_dash="dash", opacity=0.9)
     fig.add_annotation(x=x, y=1.0, yref="paper", text=text, showarrow=False, yanchor="bottom", xanchor="right",
-                       bgcolor="rgba(255,255,255,0.85)", bordercolor=QUANTITY_COLOURS["marker"], borderwidth=2,
+                       bgcolor="rgba(255,255,255,0.85)", bordercolor=QUANTITY_COLOURS["lesson"], borderwidth=2,
                        font={"size": 13})
     return fig
 
 
 def mark_point(fig: go.Figure, x: float, y: float, text: str) -> go.Figure:
-    """The guided lesson's mark on one point: an orange ring at (``x``, ``y``) with an arrow and ``text``."""
+    """The guided lesson's mark on one point: a purple ring at (``x``, ``y``) with an arrow and ``text``."""
     fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers", showlegend=False, hoverinfo="skip",
                              marker={"size": 22, "color": "rgba(0,0,0,0)",
-                                     "line": {"width": 3, "color": QUANTITY_COLOURS["marker"]}}))
-    fig.add_annotation(x=x, y=y, text=text, showarrow=True, arrowcolor=QUANTITY_COLOURS["marker"], ax=60, ay=40,
-                       bgcolor="rgba(255,255,255,0.9)", bordercolor=QUANTITY_COLOURS["marker"], borderwidth=2,
+                                     "line": {"width": 3, "color": QUANTITY_COLOURS["lesson"]}}))
+    fig.add_annotation(x=x, y=y, text=text, showarrow=True, arrowcolor=QUANTITY_COLOURS["lesson"], ax=60, ay=40,
+                       bgcolor="rgba(255,255,255,0.9)", bordercolor=QUANTITY_COLOURS["lesson"], borderwidth=2,
                        font={"size": 13})
     return fig

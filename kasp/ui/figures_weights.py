@@ -78,10 +78,11 @@ def story_figure(panels: list[tuple[str, Story, int]], name: str, height_per_row
     rows = len(panels)
     titles = []
     for label, s, i in panels:
-        titles += [f"<b>{label}</b>, step {s.steps[i]}: {s.sparsity[i] * 100:.1f} % pruned",
-                   "|w|: kept (blue), pruned (grey, = 0), threshold (dashed)"]
+        # two short lines each, so that neighbouring titles never run into each other at 1024 px
+        titles += [f"<b>{label}</b><br>step {s.steps[i]}: {s.sparsity[i] * 100:.1f} % pruned",
+                   "|w|: kept (blue), pruned (grey, = 0),<br>threshold (dashed)"]
     fig = make_subplots(rows=rows, cols=2, column_widths=[0.4, 0.6], subplot_titles=titles,
-                        horizontal_spacing=0.16, vertical_spacing=0.16 if rows > 1 else 0.1)
+                        horizontal_spacing=0.16, vertical_spacing=0.24 if rows > 1 else 0.1)
     for r, (_, s, i) in enumerate(panels):
         for n, tr in enumerate(_panel_traces(s, i, s.index(name), show_scale=r == 0, rows=rows)):
             fig.add_trace(tr, row=r + 1, col=1 if n == 0 else 2)
@@ -95,7 +96,7 @@ def story_figure(panels: list[tuple[str, Story, int]], name: str, height_per_row
         fig.update_xaxes(title_text="block column (input features)", row=r, col=1)
     ref, i0 = panels[0][1], panels[0][2]
     fig.update_layout(title={"text": _title(ref, i0, name), "x": 0.0, "xanchor": "left"},
-                      height=height_per_row * rows + 90, margin={"t": 110, "r": 70}, bargap=0)
+                      height=height_per_row * rows + (90 if rows == 1 else 170), margin={"t": 120, "r": 70}, bargap=0)
     fig.update_annotations(font_size=13)  # the panel titles fit a 1024-pixel projector
     return fig
 

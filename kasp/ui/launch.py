@@ -67,11 +67,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+#: steps a run must have made before the panel gives its speed and time left: the first step alone (thread pools,
+#: first allocations) measured 5x slower than the steady speed and gave a 23-minute estimate for a 5-minute run
+SPEED_MIN_STEPS = 10
+
+
 def live_timing(status: dict[str, Any], records: list[dict[str, Any]] | None = None,
                 now: float | None = None) -> dict[str, Any]:
     """Elapsed time, the measured speed and the time left of a running (or ended) run, for the live panel.
 
-    The speed is measured on this run alone: the steps done since its training loop began
+    The speed is measured on this run alone, once it has made :data:`SPEED_MIN_STEPS` steps: the steps done since
+    its training loop began
     (``status["train_started"]``, ``status["train_step0"]``, written by :func:`kasp.training.train.train`) over the
     wall time until its last status write (``status["updated"]``, at most 2 s old while it runs), so loading
     and set-up are left out and evaluations made so far are included. A run written by an older KASP
@@ -92,12 +98,12 @@ def live_timing(status: dict[str, Any], records: list[dict[str, Any]] | None = N
     total = status.get("total_steps")
     per_step, measured, t_last = None, None, status.get("updated")
     t0, s0 = status.get("train_started"), status.get("train_step0")
-    if isinstance(t0, (int, float)) and isinstance(s0, int) and step > s0 and isinstance(t_last, (int, float)) \
-            and t_last > t0:
+    if isinstance(t0, (int, float)) and isinstance(s0, int) and step >= s0 + SPEED_MIN_STEPS \
+            and isinstance(t_last, (int, float)) and t_last > t0:
         per_step, measured = (t_last - t0) / (step - s0), f"steps {s0 + 1}-{step}"
     else:
         train = [r for r in (records or []) if r.get("type") == "train" and isinstance(r.get("elapsed"), (int, float))]
-        if len(train) >= 2 and train[-1]["step"] > train[0]["step"]:
+        if len(train) >= 2 and train[-1]["step"] >= train[0]["step"] + SPEED_MIN_STEPS:
             per_step = (train[-1]["elapsed"] - train[0]["elapsed"]) / (train[-1]["step"] - train[0]["step"])
             measured = f"steps {train[0]['step']}-{train[-1]['step']}"
             if isinstance(started, (int, float)):
@@ -123,7 +129,9 @@ def live_timing(status: dict[str, Any], records: list[dict[str, Any]] | None = N
                          f"(ends near {time.strftime('%H:%M', time.gmtime(now + eta))} UTC, plus the final "
                          "evaluation and save)")
     elif status.get("state") == "running" and step:
-        parts.append("the speed is measured from the next step on")
+        done = step - s0 if isinstance(s0, int) else step
+        parts.append(f"the speed (and the time left) is measured once {SPEED_MIN_STEPS} steps are done "
+                     f"({max(0, done)} so far): the first steps are slower")
     return {"elapsed_s": elapsed, "step": step, "total": total, "per_step_s": per_step, "eta_s": eta,
             "measured": measured, "phase": phase, "text": "; ".join(parts)}
 

@@ -49,8 +49,11 @@ GLOSSARY: dict[str, str] = {
            "perfect; fair when one class is much more common.",
     "¼ octave": "A histogram bin a quarter of a doubling wide: weights whose sizes differ by less than 2^¼ ≈ 1.19× "
                 "share a bin (a logarithmic scale of |w|).",
-    "information bound": "The fewest bytes any format could use for a pruned matrix: the bits that say where the "
-                         "non-zeros are, log2 C(n, nnz), plus the bits of their values.",
+    "information bound": "The fewest bytes a format could use for a pruned matrix that stores each non-zero value "
+                         "exactly, at the narrowest float width that holds it: log2 C(n, nnz) bits to say where the "
+                         "non-zeros are, plus 16 bits a value when every value is a float16 or bfloat16 number (as "
+                         "in the shipped models), else the value's own width (32 in float32). A compressor that "
+                         "also finds patterns in the values can go somewhat lower.",
 }
 
 
@@ -73,7 +76,8 @@ def glossary_box(*terms: str, expanded: bool = False) -> None:
 def _weights_params(task: str) -> dict[str, str]:
     from kasp.ui.presets import view_presets
 
-    return next(p["params"] for p in view_presets(task) if p["page"] == "pages/weights.py")
+    params = next(p["params"] for p in view_presets(task) if p["page"] == "pages/weights.py")
+    return {k: v for k, v in params.items() if k != "at"}  # the lesson scrolls to its own bar
 
 
 def steps(task: str) -> list[dict[str, Any]]:
@@ -91,26 +95,26 @@ def steps(task: str) -> list[dict[str, Any]]:
                  "classifier are not pruned at all."},
         {"key": "schedule", "title": "How fast are the weights removed?", "page": "pages/overview.py",
          "anchor": "the-cubic-sparsity-schedule", "params": {"sparsity": "0.9", "steps": "2000"},
-         "look": "The cubic schedule removes most weights early: the orange mark shows how much is gone half-way "
+         "look": "The cubic schedule removes most weights early: the purple ring shows how much is gone half-way "
                  "through the run, while the student still has half its steps to recover."},
         {"key": "distil", "title": "Distil or not?", "page": "pages/overview.py", "anchor": "dev-metric-against-sparsity",
          "params": {"methods": "kasp,magnitude"},
          "look": f"{name}: KASP (pre-trained student, distilled from the teacher while pruning) against the "
-                 "magnitude baseline (prune the fine-tuned model, retrain on the labels). The orange line marks 90 %."},
+                 "magnitude baseline (prune the fine-tuned model, retrain on the labels). The purple dashed line marks 90 %."},
         {"key": "small", "title": "Sparse or small?", "page": "pages/overview.py", "anchor": "dev-metric-against-sparsity",
          "params": {"methods": "kasp,small-dense"},
          "look": f"{name}: the 90 %-sparse KASP student against a small dense model with as many non-zero weights. "
-                 "The orange line marks 90 %."},
+                 "The purple dashed line marks 90 %."},
         {"key": "kept", "title": "What did the student keep of the teacher?", "page": "pages/attention.py",
          "anchor": "retention-against-sparsity", "params": {},
          "look": "Attention similarity (1 − JS) and CKA of each student with its teacher: 1 means it attends and "
-                 "represents like the teacher. Compare the methods at 90 % (orange line)."},
+                 "represents like the teacher. Compare the methods at 90 % (purple dashed line)."},
         {"key": "weights", "title": "Watch the weights go", "page": "pages/weights.py", "anchor": "the-weights-story",
          "params": _weights_params(task),
          "look": "Press Play: one matrix through the run, beside the magnitude baseline at the same sparsity. The bar "
                  "at zero is the pruned weights; watch it grow along the cubic schedule."},
         {"key": "sentence", "title": "Try a sentence", "page": "pages/predict.py", "anchor": "predictions",
-         "params": {} if ships else {"task": "sst2"},
+         "params": {} if ships else {"task": "sst2", "lesson_from": task},
          "look": "The dense teacher and the 90 %-sparse students on one sentence: type your own, or pick a dev example "
                  "where they disagree." + ("" if ships else f" (No trained {name} model ships with KASP, so this step "
                                                             "switches to SST-2, whose models do.)")},
@@ -120,6 +124,15 @@ def steps(task: str) -> list[dict[str, Any]]:
     return out
 
 
+def lesson_task() -> str:
+    """The task the lesson was started on: ``?lesson_from=`` when a step switched to another task (the last step
+    goes to SST-2 when the task has no shipped models), else the sidebar's task."""
+    from kasp.ui.devset import sidebar_tasks
+
+    origin = st.query_params.get("lesson_from", "")
+    return origin if origin in sidebar_tasks() else st.session_state.get("task", "sst2")
+
+
 def current(page: str) -> tuple[int, dict[str, Any]] | None:
     """(1-based index, step) when the address holds ``?lesson=<n>`` for a step on ``page`` (script path such as
     "pages/overview.py"), else None."""
@@ -127,7 +140,7 @@ def current(page: str) -> tuple[int, dict[str, Any]] | None:
         n = int(st.query_params.get("lesson", ""))
     except ValueError:
         return None
-    all_steps = steps(st.session_state.get("task", "sst2"))
+    all_steps = steps(lesson_task())
     if 1 <= n <= len(all_steps) and all_steps[n - 1]["page"] == page:
         return n, all_steps[n - 1]
     return None
@@ -146,39 +159,42 @@ def _link(where, step: dict[str, Any], label: str, icon: str) -> None:
                         "help": step["title"]})
 
 
-def lesson_bar(page: str, budget_line: str | None = None) -> None:
-    """The lesson's bar at the top of ``page`` when a step of it is in the address: the step's question and what
-    to look at, the task's budget line, Back / Next / end links; then a scroll to the step's anchor."""
+def lesson_bar(page: str, budget_line: str | None = None, here: str | None = None) -> None:
+    """The lesson's bar on ``page`` when a step of it is in the address and ``here`` is that step's anchor: the
+    step's question and what to look at, the task's budget line, Back / Next / end links; then a scroll that
+    brings the bar to the top of the window. Each page calls it just above each heading a step points at, so
+    that the bar, the heading and the chart it explains are on screen together (at 1024 × 768)."""
     cur = current(page)
-    if cur is None:
+    if cur is None or cur[1]["anchor"] != here:
         return
     n, step = cur
-    all_steps = steps(st.session_state.get("task", "sst2"))
+    all_steps = steps(lesson_task())
     with st.container(border=True, key=f"lesson-bar-{n}"):
         st.markdown(f"**Lesson, step {n} of {len(all_steps)}: {step['title']}**")
         st.progress(n / len(all_steps))
         st.markdown(step["look"])
         if budget_line:
             st.caption(budget_line)
-        c = st.columns(3)
+        c = st.columns([1, 3, 1.2])  # the next question in full at 1024 px; Back names its step in its tooltip
         if n > 1:
-            _link(c[0], all_steps[n - 2], f"Back: {all_steps[n - 2]['title']}", ":material/arrow_back:")
+            _link(c[0], all_steps[n - 2], "Back", ":material/arrow_back:")
         if n < len(all_steps):
             _link(c[1], all_steps[n], f"Next: {all_steps[n]['title']}", ":material/arrow_forward:")
-        _link(c[2], {"page": "pages/overview.py", "params": {"task": step["params"]["task"]}, "title": "Leave the lesson"},
+        _link(c[2], {"page": "pages/overview.py", "params": {"task": lesson_task()}, "title": "Leave the lesson"},
               "Leave the lesson", ":material/close:")
-    scroll_to(step["anchor"], n)
+    scroll_to(f".st-key-lesson-bar-{n}", n)
 
 
-def scroll_to(anchor: str, nonce: Any = None) -> None:
-    """Scroll the browser to the heading whose anchor is ``anchor`` once it is drawn (a zero-height frame with a
-    script; same origin as the app). ``nonce`` makes a new frame, so that the scroll happens again."""
-    # the page is still drawing when the frame runs (charts above the heading grow as they render), so the scroll is
-    # repeated while the heading is not near the top, for a few seconds at most
-    script = ("<script>(function(){var n=0;function go(){var d=window.parent.document;var e=d.getElementById(%s);"
+def scroll_to(target: str, nonce: Any = None) -> None:
+    """Scroll the browser to ``target`` once it is drawn: the heading whose anchor is ``target``, or the element
+    matching the CSS selector ``target`` when it starts with "." (a zero-height frame with a script; same origin as
+    the app). ``nonce`` makes a new frame, so that the scroll happens again."""
+    # the page is still drawing when the frame runs (charts above the target grow as they render), so the scroll is
+    # repeated while the target is not near the top, for a few seconds at most
+    find = ("d.querySelector(%s)" if target.startswith(".") else "d.getElementById(%s)") % json.dumps(target)
+    script = ("<script>(function(){var n=0;function go(){var d=window.parent.document;var e=" + find + ";"
               "if(e){var t=e.getBoundingClientRect().top;if(t<0||t>90){e.scrollIntoView({block:'start'});}}"
-              "if(n++<12){setTimeout(go,350);}}setTimeout(go,300);})();</script><!-- %s -->"
-              ) % (json.dumps(anchor), json.dumps(str(nonce)))
+              "if(n++<12){setTimeout(go,350);}}setTimeout(go,300);})();</script><!-- %s -->") % json.dumps(str(nonce))
     st.iframe(script, height=1)
 
 

@@ -64,3 +64,19 @@ def shipped_line(run: RunDir) -> str:
             + (f", {steps} steps" if steps else "") + ", word embeddings frozen so that they are shared with the "
             f"pre-trained model); dev {score} on all {dev.get('n', '?')} dev examples, measured on the shipped "
             "(float16) weights.")
+
+
+def shipped_export_bytes(checkpoint: str | Path) -> int | None:
+    """The size in bytes of the compact export that KASP ships for a shipped model (``shipped.json`` "bytes": its
+    weights file(s) under ``assets/models/<task>/<name>/compact/``, float16 values, the word-embedding matrix
+    not stored), or None for any other checkpoint.
+
+    Args:
+        checkpoint: a checkpoint directory (a shipped run's ``checkpoint/``) or a run directory.
+    """
+    p = Path(checkpoint)
+    for run in (p, p.parent) if p.name == "checkpoint" else (p,):
+        n = (shipped_info(run) or {}).get("bytes")
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return n
+    return None

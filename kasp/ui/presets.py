@@ -19,7 +19,8 @@ def _curve_preset(label: str, icon: str, task: str, methods: tuple[str, str], sh
     results of ``task`` lack one of them."""
     missing = [m for m in methods if m not in shipped]
     return {"label": label, "icon": icon, "page": "pages/overview.py",
-            "params": {"task": task, "methods": ",".join(methods)}, "disabled": bool(missing),
+            "params": {"task": task, "methods": ",".join(methods), "at": "dev-metric-against-sparsity"},
+            "disabled": bool(missing),
             "help": help if not missing else f"No shipped {task_name(task)} results for {' and '.join(missing)} "
                                              "yet (its sweep has not shipped)."}
 
@@ -40,7 +41,8 @@ def view_presets(task: str) -> list[dict[str, Any]]:
 
     Returns:
         A list of dicts: ``label`` (the question), ``icon``, ``page`` (page script path, relative to
-        ``app.py``), ``params`` (query parameters, strings), ``help`` (what the view shows).
+        ``app.py``), ``params`` (query parameters, strings; ``at``: the heading of the answer, which ``app.py``
+        scrolls to), ``help`` (what the view shows).
     """
     try:
         sweep = load_shipped(task) or {}
@@ -53,7 +55,8 @@ def view_presets(task: str) -> list[dict[str, Any]]:
     if story_run is None:
         story_run = next((r["id"] for r in load_precomputed() if r["task"] == task and r["method"] == REFERENCE
                           and r.get("weights_story")), None)
-    weights = {"task": task, "matrix": "FFN-in", "layer": "0"} | ({"run": story_run} if story_run else {})
+    weights = ({"task": task, "matrix": "FFN-in", "layer": "0"} | ({"run": story_run} if story_run else {})
+               | {"at": "the-weights-story"})
     name = task_name(task)
     return [
         {"label": "What does 90 % sparsity remove?", "icon": ":material/grid_on:", "page": "pages/weights.py",
@@ -67,8 +70,9 @@ def view_presets(task: str) -> list[dict[str, Any]]:
                       "fine-tuned model, retrain on the labels), across sparsities."),
         _curve_preset("Sparse or small?", ":material/compress:", task, ("kasp", "small-dense"), shipped,
                       f"{name}: a sparse model against a small dense one with the same number of non-zero weights."),
-        {"label": "What did the student keep of the teacher?", "icon": ":material/visibility:",
-         "page": "pages/attention.py", "params": {"task": task}, "disabled": not attention_available(task),
+        {"label": "What did the student keep?", "icon": ":material/visibility:",
+         "page": "pages/attention.py", "params": {"task": task, "at": "retention-against-sparsity"},
+         "disabled": not attention_available(task),
          "help": "The Attention page: how much of the teacher's attention and representations each student kept."
          if attention_available(task) else (f"No shipped {name} run carries retention measures and no {name} prune run "
                                             "has finished here: prune one on the Prune page first.")},

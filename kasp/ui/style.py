@@ -36,6 +36,7 @@ QUANTITY_COLOURS: dict[str, str] = {
     "schedule": "#999999",        # grey dotted: the cubic schedule s_t
     "dev metric": "#CC79A7",      # reddish purple: the task's dev metric
     "marker": "#E69F00",          # orange: "you are here" (the step shown)
+    "lesson": "#6A3D9A",          # purple, dashed: the guided lesson's answer mark (no method's colour, not orange)
     "retention": "#56B4E9",       # sky blue: similarity and CKA of one student with its teacher
     "kept weights": "#56B4E9",    # sky blue: the Weights page's histogram of kept |w|
     "pruned weights": "#8C8C8C",  # grey: the Weights page's bar of pruned weights (|w| = 0)

@@ -22,7 +22,7 @@ from kasp.ground.runs import RunDir, json_problem, list_runs, measured_sparsity
 from kasp.models.shipped import PREFIX as SHIPPED_PREFIX
 from kasp.spec.tasks import get_task, metric_axis, task_name
 from kasp.spec.methods import axis_sparsity, shrinks_student
-from kasp.experiments.results import load_shipped
+from kasp.experiments.results import load_shipped, sweep_points
 
 
 PRECOMPUTED = precomputed_path("runs.json")
@@ -327,18 +327,43 @@ def latency_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def shipped_scores(task: str) -> pd.DataFrame:
-    """What the shipped runs of ``task`` (precomputed runs and the shipped sweep) scored on its dev set, for
-    pages that cannot run them (no weights ship): method (as the app names it), sparsity (%; a small
-    dense model: the sparsity its size equals), the dev metric (column named by :func:`metric_axis`), source,
-    run and recipe. Empty when nothing ships."""
+    """What the shipped runs of ``task`` scored on its dev set, for pages that cannot run them (no weights ship): one
+    row per condition, the numbers the Overview and Results pages draw. The precomputed runs and the shipped sweep's
+    teacher are single runs; each (method, sparsity) of the shipped sweep is the mean over its seeds
+    (:func:`kasp.experiments.results.sweep_points`, a seed whose metric is undefined left out).
+
+    Columns: method (as the app names it), sparsity (%; a small dense model: the sparsity its size equals), the dev
+    metric (column named by :func:`metric_axis`, ×100), spread (half the seeds' range, so that the metric ± it spans
+    the seeds; 0 for one seed), seeds (how many), run (a single run's id; a condition of the sweep:
+    "sweep/kasp@0.9", whose seeds' runs are "sweep/kasp@0.9/seed42", ... elsewhere in the app). Empty when nothing
+    ships."""
     from kasp.ui.style import method_label
 
-    f = pd.concat([x for x in (precomputed_frame(task), sweep_frame(task)) if len(x)] or [pd.DataFrame(
+    single = pd.concat([x for x in (precomputed_frame(task), sweep_frame(task)) if len(x)] or [pd.DataFrame(
         columns=RUN_COLUMNS + ["recipe"])], ignore_index=True)
-    sparsity = f["measured_sparsity"].astype(float).fillna(f["target_sparsity"].astype(float)) * 100
+    single = single[~single["id"].str.startswith("sweep/") | (single["id"] == "sweep/teacher")]
+    rows = [{"method": m, "sparsity": s, "nominal": t, "metric": v, "spread": 0.0, "n": 1, "run": i}
+            for m, s, t, v, i in zip(single["method"], single["measured_sparsity"].astype(float),
+                                     single["target_sparsity"].astype(float), single["metric"].astype(float),
+                                     single["id"])]
+    res = _shipped_sweep(task)
+    if res and res.get("runs"):
+        for _, p in sweep_points(res).sort_values("nominal", kind="stable").iterrows():  # by sparsity, then method
+            rows.append({"method": p["method"], "sparsity": p["sparsity"], "nominal": p["nominal"],
+                         "metric": p["metric"], "spread": p["spread"], "n": int(p["n"]),
+                         "run": f"sweep/{p['method']}@{p['nominal']:g}"})
+    f = pd.DataFrame(rows, columns=["method", "sparsity", "nominal", "metric", "spread", "n", "run"])
     small = f["method"].map(shrinks_student).astype(bool)  # dense, smaller: the sparsity its number of weights equals
-    sparsity = sparsity.where(~small, f["target_sparsity"].astype(float) * 100)
+    sparsity = (f["sparsity"].fillna(f["nominal"]).where(~small, f["nominal"]) * 100).astype(float)
     # the numbers first, so that they show at 1024 px without scrolling the table sideways
     return pd.DataFrame({"method": f["method"].map(method_label), "sparsity (%)": sparsity,
-                         metric_axis(task): f["metric"].astype(float) * 100, "source": f["source"], "run": f["id"],
-                         "recipe": f["recipe"]})
+                         metric_axis(task): f["metric"].astype(float) * 100, "spread": f["spread"].astype(float) * 100,
+                         "seeds": f["n"].astype(int), "run": f["run"]})
+
+
+def short_labels(items: list[dict[str, Any]]) -> dict[str, str]:
+    """{label: how narrow places name it} for :func:`kasp.analysis.predict.prediction_runs`' items (the Predictions
+    page's Students chips and table rows, whole at 1024 px): the item's ``short`` ("KASP, 90 %"), or its full
+    label (the run id first) where two items would read the same."""
+    shorts = [it.get("short") or it["label"] for it in items]
+    return {it["label"]: s if shorts.count(s) == 1 else it["label"] for it, s in zip(items, shorts)}

@@ -110,13 +110,29 @@ def open_upload(files: list[tuple[str, bytes]], root: Path | None = None, max_en
     zips = [data for name, data in files if name.lower().endswith(".zip")]
     if len(zips) > 1 or (zips and len(files) > 1):
         raise KaspError("upload either one .zip of the checkpoint directory or its loose files, not both")
-    if zips:
-        ckpt = extract_checkpoint_zip(zips[0], target)
-    else:
-        ckpt = save_file_pair(dict(files), target / "checkpoint")
+    try:
+        if zips:
+            ckpt = extract_checkpoint_zip(zips[0], target)
+        else:
+            ckpt = save_file_pair(dict(files), target / "checkpoint")
+    except KaspError:
+        shutil.rmtree(target, ignore_errors=True)  # nothing of a refused upload is kept, not even its folder
+        raise
     marker.write_text(str(ckpt.relative_to(target)), encoding="utf-8")
     prune_cache(root, keep=target, max_entries=max_entries, max_bytes=max_bytes)
     return ckpt
+
+
+def upload_message(message: str, checkpoint: str | Path) -> str:
+    """An error message about an opened upload with the cache's copy named as the upload, never by its path in
+    the cache: "<cache>/<sha>/checkpoint/model.safetensors is ..." -> "the uploaded model.safetensors is ...".
+
+    Args:
+        message: the message (of a :class:`KaspError` raised reading or scoring the upload).
+        checkpoint: what :func:`open_upload` returned.
+    """
+    ck = str(checkpoint)
+    return message.replace(ck + os.sep, "the uploaded ").replace(ck, "the upload")
 
 
 def evaluate_uploaded_tsv(checkpoint: str | Path, task: str, name: str, data: bytes, max_examples: int | None = None,

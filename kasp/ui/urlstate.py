@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 #: parameters that every page keeps: the sidebar's choice
-GLOBAL = ("task", "model", "present", "lesson")
+GLOBAL = ("task", "model", "present", "lesson", "lesson_from")
 #: parameters that identify the browser session, never shared
 PRIVATE = ("session", "operator")
 _WRITTEN = "_url_written"  # session key: {param: the value this session last wrote or applied}

@@ -105,6 +105,7 @@ def test_prediction_runs_lists_teacher_and_student(pred_store):
     assert [t["id"] for t in runs["teachers"]] == ["teacher"]
     assert [s["id"] for s in runs["students"]] == ["mag80", "flipped"]
     assert runs["students"][0]["teacher"].startswith(str(pred_store / "teacher"))
+    assert runs["students"][0]["short"] == "magnitude baseline, 80 %" and runs["teachers"][0]["short"] == "dense teacher"
 
 
 def _page(store, monkeypatch, shipped: bool = False):
@@ -121,15 +122,16 @@ def _page(store, monkeypatch, shipped: bool = False):
 def test_predict_page_table_and_disagreement_button(pred_store, monkeypatch):
     at = _page(pred_store, monkeypatch)
     df = at.dataframe[0].value
-    assert list(df["model"]) == ["teacher: teacher", "student: mag80 (magnitude baseline, 80 %)",
-                                 "student: flipped (magnitude baseline, 80 %)"]
+    # the students read the same short ("magnitude baseline, 80 %"): each row is named by its full label, id first
+    assert list(df["model"]) == ["dense teacher", "mag80 (magnitude baseline, 80 %)",
+                                 "flipped (magnitude baseline, 80 %)"]
     first = at.session_state["predict_a_sst2"]
     assert first == dev_example("sst2", 0)[0] and df["gold"].iloc[0] == "positive"  # dev example 0 is labelled 1
     at.button(key="predict_pick_btn").click().run()
     assert not at.exception
     picked = at.session_state["predict_a_sst2"]
     df = at.dataframe[0].value
-    assert not df[df["model"].str.startswith("student")]["agrees with teacher"].all()
+    assert not df[df["model"] != "dense teacher"]["agrees with teacher"].all()
     assert df["gold"].iloc[0] is not None  # a dev example
     assert any("disagreement 1 of" in c.value for c in at.caption)
     at.button(key="predict_pick_btn").click().run()
@@ -157,8 +159,8 @@ def test_predict_page_says_when_a_short_tokenizer_cuts_the_sentence(pred_store, 
     cfg_path.write_text(json.dumps(cfg))
     at = _page(store, monkeypatch)
     warnings = [w.value for w in at.warning if "inputs cut at 8 tokens" in w.value]
-    assert len(warnings) == 1 and warnings[0].startswith("student: mag80") and "model_max_length (8)" in warnings[0]
-    assert not [w for w in at.warning if w.value.startswith(("teacher", "student: flipped"))]
+    assert len(warnings) == 1 and warnings[0].startswith("mag80") and "model_max_length (8)" in warnings[0]
+    assert not [w for w in at.warning if w.value.startswith(("dense teacher", "flipped"))]
 
 
 def test_one_class_name_table():

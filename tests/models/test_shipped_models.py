@@ -108,3 +108,38 @@ def test_pack_refuses_a_run_with_trained_word_embeddings(tiny_store, tmp_path):
     mod = _pack_script()
     with pytest.raises(SystemExit, match="freeze-word-embeddings"):
         mod.pack(RunDir(tiny_store / "teacher"), "sst2", "teacher", tmp_path, None)
+
+
+def test_a_shipped_students_card_names_the_unpacked_teacher(tmp_path):
+    """The shipped students' model card and config.json's ``kasp`` block were written on the training machine and
+    name its teacher path (/work/main/runs/ship/...); unpacked, they name the unpacked teacher run, as the report
+    and recipe do, so the Inspect page's "What this checkpoint says about itself" points at a folder that exists."""
+    import shutil
+
+    from kasp.models.shipped import _point_at_teacher, manifest, models_dir, run_id
+    from kasp.training.card import card_summary, read_card_facts
+
+    students = [r for r in manifest()["runs"] if r.get("teacher")]
+    assert students, "no shipped student"
+    r = students[0]
+    src = models_dir() / r["task"] / r["name"]
+    run = tmp_path / run_id(r["task"], r["name"])
+    (run / "checkpoint").mkdir(parents=True)
+    for f in ("report.json", "config.json"):
+        shutil.copy2(src / f, run / f)
+    for f in ("config.json", "README.md"):
+        shutil.copy2(src / "compact" / f, run / "checkpoint" / f)
+    before = json.loads((run / "checkpoint" / "config.json").read_text())["kasp"]["teacher"]["path"]
+    assert not (tmp_path / before).exists()  # the training machine's path
+    teacher = tmp_path / run_id(r["task"], r["teacher"])
+    (teacher / "checkpoint").mkdir(parents=True)
+    _point_at_teacher(run, teacher)
+    cfg = json.loads((run / "checkpoint" / "config.json").read_text())
+    assert cfg["kasp"]["teacher"]["path"] == str(teacher / "checkpoint")
+    assert cfg["kasp"]["recipe"]["teacher"] == str(teacher)
+    assert cfg["model_type"] == "bert" and cfg["kasp_task"] == r["task"]  # the rest of config.json kept
+    card = (run / "checkpoint" / "README.md").read_text()
+    assert before not in card and f"`{teacher / 'checkpoint'}`" in card
+    lines = card_summary(read_card_facts(cfg))
+    assert f"teacher: {teacher / 'checkpoint'}" in lines
+    assert json.loads((run / "report.json").read_text())["teacher"]["path"] == str(teacher)

@@ -283,7 +283,7 @@ def test_a_preset_and_a_shared_link_open_their_views(page, server):
     page.get_by_text("Start with a question").wait_for()
     page.wait_for_function("() => window.location.search.includes('session=')")
     session = parse_qs(urlparse(page.url).query)["session"]
-    page.get_by_role("link", name="What did the student keep of the teacher?").click()
+    page.get_by_role("link", name="What did the student keep?").click()
     page.wait_for_function("() => window.location.pathname.endsWith('/attention')")
     page.get_by_text("Attention knowledge").first.wait_for()
     page.wait_for_function("() => window.location.search.includes('session=')")
@@ -329,11 +329,14 @@ def test_the_guided_lesson_end_to_end(browser, server):
             pg.wait_for_function("(a) => { const e = document.getElementById(a); if (!e) return false; "
                                  "const r = e.getBoundingClientRect(); return r.top >= -5 && r.top < 500; }", arg=anchor,
                                  timeout=30_000)
+            # and the step's bar just above it: its question and Next link in view with the chart
+            bar_top = pg.evaluate(f"() => document.querySelector('.st-key-lesson-bar-{n}').getBoundingClientRect().top")
+            assert -5 <= bar_top < 200, (n, bar_top)
             _no_exception(pg)
             pg.screenshot(path=str(SHOTS / f"lesson-{n}.png"))
             if n < len(LESSON):
                 pg.get_by_role("link", name=re.compile(r"^Next: ")).first.click()
-        pg.get_by_role("link", name=re.compile(r"^Back: ")).first.click()
+        pg.get_by_role("link", name=re.compile(r"^Back$")).first.click()
         pg.get_by_text("Lesson, step 6 of 7").first.wait_for()
         pg.get_by_role("link", name="Leave the lesson").first.click()
         pg.get_by_text("Start with a question").wait_for()

@@ -90,7 +90,7 @@ def test_a_copied_checkpoint_still_tells_what_it_is(pruned_run, tmp_path, capsys
     assert main(["inspect", str(elsewhere), "--no-sizes"]) == 0
     text = capsys.readouterr().out
     assert f"dev accuracy: {rep['metrics']['accuracy'] * 100:.2f} % on 40 dev examples" in text
-    assert "method kasp, seed 7, 8 steps" in text
+    assert "method KASP, seed 7, 8 steps" in text
     # the sparse export keeps the card
     assert main(["export", str(elsewhere), str(tmp_path / "sparse")]) == 0
     assert (tmp_path / "sparse" / "README.md").read_text() == (elsewhere / "README.md").read_text()
@@ -225,3 +225,20 @@ def test_the_results_download_never_carries_a_file_from_outside_the_run(pruned_r
     (linked.path / "checkpoint").symlink_to(pruned_run.checkpoint)
     with pytest.raises(KaspError, match="checkpoint folder is a link"):
         checkpoint_zip(linked)
+
+
+def test_card_summary_names_the_method_as_the_app_does_and_a_teacher_that_is_not_here(tmp_path):
+    """The summary the Inspect page shows writes the method's display name ("KASP", "magnitude baseline"), and
+    says when the recorded teacher path does not exist on this machine (it was the training machine's)."""
+    from kasp.training.card import card_facts, card_summary
+
+    report = {**_report("sst2", "accuracy", {"accuracy": 0.9, "n": 4}), "method": "magnitude",
+              "teacher": {"path": "/nowhere/runs/ship/sst2-teacher/checkpoint", "metrics": {}}}
+    lines = card_summary(card_facts(report, {"seed": 1}))
+    assert "method magnitude baseline, seed 1" in lines[0], lines
+    assert "teacher: /nowhere/runs/ship/sst2-teacher/checkpoint (recorded on the machine that trained this " \
+           "checkpoint; no such path on this machine)" in lines
+    here = tmp_path / "teacher"
+    here.mkdir()
+    lines = card_summary(card_facts({**report, "method": "kasp", "teacher": {"path": str(here)}}, {"seed": 1}))
+    assert "method KASP, seed 1" in lines[0] and f"teacher: {here}" in lines

@@ -117,8 +117,27 @@ def test_prune_page_launches_a_run_with_a_time_budget(app_store, monkeypatch, ti
 
 @pytest.mark.slow
 def test_prune_page_without_teacher_offers_finetune(tmp_path, monkeypatch):
-    at = _run("prune.py", tmp_path, monkeypatch)
+    at = _run("prune.py", tmp_path, monkeypatch, task="mrpc")  # no MRPC model ships
     assert any("fine-tuned teacher" in w.value for w in at.warning)
+    assert any(b.label == "Fine-tune the teacher" for b in at.button)
+    assert [b for b in at.button if b.label == "Launch"][0].disabled
+
+
+@pytest.mark.slow
+def test_prune_page_on_a_fresh_store_offers_the_shipped_teacher(tmp_path, monkeypatch):
+    """SST-2 ships a teacher: a student can launch at once (its path goes with the run), or switch to their own."""
+    from kasp.experiments import jobs
+
+    launched = []
+    monkeypatch.setattr(jobs, "launch", lambda kind, opts, owner=None: launched.append((kind, opts)) or
+                        (_ for _ in ()).throw(KaspError("not started in this test")))
+    at = _run("prune.py", tmp_path, monkeypatch)
+    assert at.toggle(key="prune_shipped_teacher").value is True
+    assert any(c.value.startswith("Teacher: `shipped-sst2-teacher` (shipped model") for c in at.caption)
+    assert not any("fine-tuned teacher" in w.value for w in at.warning)
+    [b for b in at.button if b.label == "Launch"][0].click().run()
+    assert launched[-1][0] == "prune" and launched[-1][1]["teacher"].endswith("shipped-sst2-teacher")
+    at.toggle(key="prune_shipped_teacher").set_value(False).run()
     assert any(b.label == "Fine-tune the teacher" for b in at.button)
     assert [b for b in at.button if b.label == "Launch"][0].disabled
 

@@ -18,6 +18,7 @@ from kasp.ui.figures import accuracy_sparsity_figure, caption_facts, curve_capti
 from kasp.ui.tables import precomputed_retention
 from kasp.ui.curves import curve_data
 from kasp.ui.devset import majority_metric
+from kasp.spec.tasks import get_task
 from kasp.ui.engine import metric_label
 from kasp.experiments.results import load_shipped
 
@@ -175,8 +176,11 @@ def test_honest_axes(task, monkeypatch, tmp_path):
     lo, hi = fig.layout.yaxis.range
     ys = points["metric"].dropna() * 100
     assert lo <= ys.min() and hi >= ys.max() and lo > ys.min() - (hi - lo) * 0.5
-    ticks = dict(zip(fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext))
-    assert ticks[90] == "90 %<br>×10" and ticks[50] == "50 %<br>×2" and ticks[80] == "80 %<br>×5"
+    ticks = {round(v, 4): t for v, t in zip(fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext)}
+    assert ticks[90] == "90 %<br>×10" and ticks[50] == "50 %<br>×2"
+    drawn = {float(round(100 * s)) for s in pd.concat([points["sparsity"], published["sparsity"]]).dropna()}
+    lo_x = fig.layout.xaxis.range[0]
+    assert set(ticks) == {x for x in drawn if x >= lo_x} | ({0.0} if lo_x <= 0 else set())  # a tick per point, none empty
     comp = accuracy_sparsity_figure(points, teacher, published, metric_label(task), task, compression=True)
     ticks = {round(v, 6): t for v, t in zip(comp.layout.xaxis.tickvals, comp.layout.xaxis.ticktext)}
     assert comp.layout.xaxis.type == "log" and ticks[20.0] == "×20<br>95 %"
@@ -191,7 +195,10 @@ def test_honest_axes(task, monkeypatch, tmp_path):
     assert len(axes) == len(tc.data)  # each quantity on its own axis
     assert list(tc.layout.yaxis.range) == [0, 100]
     if len(tc.data) > 1:
-        assert tc.layout.yaxis2.range is None  # the metric axis from its data, in its own unit
+        lo2, hi2 = tc.layout.yaxis2.range  # from the task's floor (majority class, or 0 for a correlation) to the best
+        ys2 = evals[get_task(task).main_metric].dropna() * 100
+        floor = majority_metric(task) if task not in ("cola", "stsb") else 0.0
+        assert lo2 <= min(100 * (floor or 0), ys2.min()) and ys2.max() < hi2 <= 100
         assert ("×100" in tc.layout.yaxis2.title.text) == (task in ("cola", "stsb"))
 
 
@@ -231,3 +238,13 @@ def test_the_live_panel_draws_quantities_in_their_own_colours_never_a_methods():
     assert not colours & method_colours and None not in colours
     assert figs[2].data[0].line.color == style.QUANTITY_COLOURS["dev metric"]
     assert "×100" in figs[2].layout.yaxis.title.text and figs[2].layout.yaxis.range is None  # from the data
+
+
+def test_a_teacher_runs_curves_show_its_loss_not_a_flat_sparsity():
+    """A fine-tuning run prunes nothing: its first panel is the training loss (a sparsity line at 0 % says nothing)."""
+    train = pd.DataFrame({"step": [10, 20, 30], "loss": [0.7, 0.5, 0.3], "sparsity": [0.0, 0.0, 0.0]})
+    fig = training_curves(train, pd.DataFrame(), "sst2")
+    assert [t.name for t in fig.data] == ["training loss"] and fig.layout.yaxis.type == "log"
+    assert fig.layout.title.text == "Training loss over training"
+    pruned = training_curves(train.assign(sparsity=[0.1, 0.5, 0.9]), pd.DataFrame(), "sst2")
+    assert [t.name for t in pruned.data] == ["sparsity (%)"]

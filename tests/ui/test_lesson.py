@@ -50,7 +50,7 @@ def test_overview_steps_draw_the_bar_links_and_marks(tmp_path, monkeypatch, task
     links = _links(at)
     nxt = next(q for label, q in links.items() if label.startswith("Next: Distil or not?"))
     assert nxt["lesson"] == ["3"] and nxt["methods"] == ["kasp,magnitude"] and nxt["task"] == [task]
-    back = next(q for label, q in links.items() if label.startswith("Back: What does pruning remove?"))
+    back = links["Back"]
     assert back["lesson"] == ["1"] and back["run"] == ["shipped-sst2-kasp-90"]
     assert any(t.startswith("half-way:") for t in _annotations(at))  # the schedule's answer, marked
     assert any(c.value.startswith(f"{'SST-2' if task == 'sst2' else 'MRPC'}: the shipped runs trained") for c in at.caption)
@@ -75,3 +75,65 @@ def test_attention_and_weights_steps_mark_their_answer(tmp_path, monkeypatch):
     assert _annotations(at).count("90 %") >= 2  # both retention charts
     at = open_page("weights.py", tmp_path, monkeypatch, query={"lesson": "6"})
     assert any("Press Play" in i.value for i in at.info)
+
+
+@pytest.mark.slow
+def test_the_last_step_says_it_switched_task_and_leads_back_to_the_lessons_task(tmp_path, monkeypatch):
+    """MRPC ships no model, so step 7 opens Predictions on SST-2: its bar says so, and Back returns to MRPC."""
+    last = steps("mrpc")[-1]
+    assert last["params"]["task"] == "sst2" and last["params"]["lesson_from"] == "mrpc"
+    at = open_page("predict.py", tmp_path, monkeypatch, task="sst2", query=last["params"])
+    assert any("Lesson, step 7 of 7" in m.value for m in at.markdown)
+    assert any("No trained MRPC model ships with KASP, so this step switches to SST-2" in m.value for m in at.markdown)
+    back = _links(at)["Back"]
+    assert back["task"] == ["mrpc"] and back["lesson"] == ["6"] and "lesson_from" not in back
+
+
+def _in_order(node) -> list:
+    """Every element under ``node``, in page order (depth first)."""
+    kids = getattr(node, "children", None)
+    out = [node]
+    for k in sorted(kids) if isinstance(kids, dict) else []:
+        out += _in_order(kids[k])
+    return out
+
+
+def _frames(at) -> list[str]:
+    """The srcdoc of every iframe the run drew (the scroll scripts of kasp.ui.lesson.scroll_to)."""
+    out, todo = [], [at._tree]
+    while todo:
+        node = todo.pop()
+        kids = getattr(node, "children", None)
+        todo += list(kids.values()) if isinstance(kids, dict) else []
+        if type(node).__name__ == "UnknownElement" and node.type == "iframe":
+            out.append(node.proto.srcdoc)
+    return out
+
+
+@pytest.mark.slow
+def test_a_question_scrolls_to_its_answer_and_a_step_to_its_bar(tmp_path, monkeypatch):
+    """A one-click question's ?at= scrolls to the heading of its answer; in the lesson the bar is drawn just above
+    that heading and the scroll brings the bar (and with it the chart) into view."""
+    from streamlit.testing.v1 import AppTest
+
+    from kasp.ui.presets import view_presets
+    from tests.helpers import ROOT
+
+    distil = next(p for p in view_presets("sst2") if p["label"] == "Distil or not?")
+    assert distil["params"]["at"] == "dev-metric-against-sparsity"
+    monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for k, v in distil["params"].items():
+        app.query_params[k] = v
+    app.run()
+    assert not app.exception
+    assert any('getElementById("dev-metric-against-sparsity")' in f for f in _frames(app))
+    at = open_page("overview.py", tmp_path, monkeypatch, query={"lesson": "3", "methods": "kasp,magnitude"})
+    assert any('querySelector(".st-key-lesson-bar-3")' in f for f in _frames(at))
+    texts = [f"{type(e).__name__}:{e.value}" for e in _in_order(at._tree) if isinstance(getattr(e, "value", None), str)]
+    bar = next(i for i, t in enumerate(texts) if "Lesson, step 3 of 7" in t)
+    answer = next(i for i, t in enumerate(texts) if t.startswith("Header:") and "against sparsity" in t)
+    schedule = next(i for i, t in enumerate(texts) if t == "Header:The cubic sparsity schedule")
+    assert schedule < bar < answer  # just above the answer's heading, not at the top of the page
+    at = open_page("inspect.py", tmp_path, monkeypatch, query=steps("sst2")[0]["params"])
+    assert any("Lesson, step 1 of 7" in m.value for m in at.markdown)

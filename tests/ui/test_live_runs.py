@@ -84,8 +84,9 @@ def test_prune_page_names_the_queued_teacher_and_offers_no_second(tmp_path, monk
     from kasp.experiments import jobs
 
     monkeypatch.setattr(jobs, "pump", lambda store=None: [])
-    teacher = jobs.launch("finetune", {"task": "sst2", "max_steps": 300}, store=tmp_path, owner="tab-a")
-    at = open_page("prune.py", tmp_path, monkeypatch, owner="tab-b")
+    # MRPC: no teacher ships for it, so the page offers fine-tuning (SST-2 would offer its shipped teacher)
+    teacher = jobs.launch("finetune", {"task": "mrpc", "max_steps": 300}, store=tmp_path, owner="tab-a")
+    at = open_page("prune.py", tmp_path, monkeypatch, owner="tab-b", task="mrpc")
     assert any(teacher.id in i.value and "already queued" in i.value for i in at.info)
     assert [b for b in at.button if b.label == "Fine-tune the teacher"][0].disabled
     # another task has no teacher in the queue: its button is free
@@ -156,6 +157,10 @@ def test_live_timing_measures_the_rate_on_the_run_and_says_so():
     t = live_timing(early, [], now=now)
     assert t["per_step_s"] is None and t["eta_s"] is None and "now reading and tokenising" in t["text"]
     assert "elapsed 20 s" in t["text"]
+    # after its first step only: no speed yet (one step measured 5x the steady time), and it says when
+    first = dict(status, step=1, updated=now - 75)
+    t = live_timing(first, [], now=now)
+    assert t["per_step_s"] is None and t["eta_s"] is None and "once 10 steps are done (1 so far)" in t["text"]
     # a run of an older KASP: measured from its progress records
     old = {"state": "running", "started": now - 60, "step": 30, "total_steps": 60}
     recs = [{"type": "train", "step": 1, "elapsed": 10.0}, {"type": "train", "step": 21, "elapsed": 50.0}]

@@ -61,6 +61,34 @@ def test_attention_heatmap_keeps_repeated_tokens_apart():
         attention_heatmap(att[:3], tokens, "t")
 
 
+@pytest.mark.parametrize("source", ["shipped model", "sst2", "mrpc", "rte", "stsb", "cola"])
+def test_the_cka_chart_draws_every_hidden_state_embeddings_first(source):
+    """The Attention page's CKA chart (review at 1024 px): the shipped KASP model's retention.json and every shipped
+    sweep store one CKA per hidden state, the embedding output first; every one keeps its bar, the first labelled
+    "embeddings" and the others named like the page's other per-layer charts. (Labelled "emb.", "0", "1", ... plotly
+    read the axis as numbers: it dropped the embeddings' bar and every other bar sat one layer too low.)"""
+    import json
+
+    from kasp.ui.figures import cka_figure, head_heatmap, layer_similarity_figure
+    from tests.helpers import ROOT
+
+    if source == "shipped model":
+        ret = json.loads((ROOT / "assets" / "models" / "sst2" / "kasp-90" / "retention.json").read_text())
+    else:
+        ret = next(r["retention"] for r in tables.sweep_runs(source) if r.get("retention"))
+    cka = ret["cka"]
+    fig = cka_figure(cka)
+    bars = fig.data[0]
+    assert len(bars.x) == len(bars.y) == len(cka) and list(bars.y) == list(cka)
+    assert fig.layout.xaxis.type == "category"  # never read as numbers, so no bar is dropped
+    layers = list(head_heatmap(ret.get("similarity") or [[1.0]] * (len(cka) - 1), "t", "c").data[0].y)
+    assert list(bars.x) == ["embeddings"] + layers  # then the layers, named as the per-head map names them
+    if ret.get("similarity_per_layer"):
+        sim = layer_similarity_figure(ret["similarity_per_layer"])
+        assert list(sim.data[0].x) == layers and sim.layout.xaxis.type == "category"
+    assert len(fig.layout.xaxis.title.text) <= 20  # whole in a half-width column at 1024 px
+
+
 def test_default_example_is_the_first_dev_pair():
     a, b = devset.default_example("rte")
     dev = load_split("rte", "dev")
@@ -265,6 +293,27 @@ def test_one_colour_per_method_on_every_page():
                        "agreement (%)": [92, 86, 93]})
     colours = {t.name.split(" (")[0]: t.marker.color for t in retention_scatter(df, "CKA").data}
     assert colours == {"KASP": METHOD_COLOURS["kasp"], "magnitude baseline": METHOD_COLOURS["magnitude"]}
+
+
+@pytest.mark.parametrize("task", ["mrpc", "stsb"])
+def test_the_scores_of_the_shipped_runs_are_the_seed_means_the_overview_draws(task):
+    """Predictions on a task with no shipped weights (review: MRPC's table gave seed 42's KASP 81.48 and magnitude
+    75.91 at 90 %, the Overview their means over seeds 42 and 43, 80.77 and 77.96): one row per condition, its
+    mean over the seeds, the seed count and the spread, the numbers of the Overview's curve."""
+    points = curves.curve_data(task).points
+    sweep = points[points["source"] == "precomputed sweep"]
+    scores = tables.shipped_scores(task)
+    metric = engine.metric_axis(task)
+    for method, name in (("kasp", "KASP"), ("magnitude", "magnitude baseline")):
+        drawn = sweep[(sweep["method"] == method) & (sweep["nominal"] == 0.9)].iloc[0]
+        rows = scores[(scores["method"] == name) & (scores["sparsity (%)"].round() == 90)]
+        assert len(rows) == 1, rows  # one row for the condition, not one per seed
+        assert rows[metric].iloc[0] == pytest.approx(drawn["metric"] * 100)
+        assert rows["seeds"].iloc[0] == drawn["n"] == 2
+        assert rows["spread"].iloc[0] == pytest.approx(drawn["spread"] * 100)
+    if task == "mrpc":
+        kasp = scores[(scores["method"] == "KASP") & (scores["sparsity (%)"].round() == 90)]
+        assert round(float(kasp[metric].iloc[0]), 2) == 80.77
 
 
 def test_small_dense_runs_sit_at_the_sparsity_their_size_equals():
