@@ -4,7 +4,8 @@ import streamlit as st
 
 from kasp.ui import urlstate
 from kasp.ui.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, curve_notes, schedule_figure
-from kasp.ui.tables import PAPER
+from kasp.ui.tables import PAPER, ingredient_cells
+from kasp.ui.figures import ingredients_caption, ingredients_figure
 from kasp.ui.curves import curve_data, schedule_frame
 from kasp.ui.devset import majority_metric
 from kasp.ui.presets import view_presets
@@ -111,5 +112,20 @@ else:
                "**GPU sweep** (triangles, where shipped) = the same sweep at the paper's length on one GPU "
                "(`scripts/gpu_sweep.py`, assets/sweeps/gpu); "
                "**published** = " + PAPER + ". Published figures are for BERT-base, not the default MiniLM model.")
+cells, study = ingredient_cells(task)
+if len(cells):
+    st.header(f"Which ingredient matters? ({task_name(task)}, {study['sparsity'] * 100:g} %)",
+              anchor="which-ingredient-matters", help=explain("teacher", "student", "distillation"))
+    st.markdown("KASP changes two things at once: the student **starts** from the pre-trained model (not the "
+                "fine-tuned one), and it **learns** from the teacher (not only from the labels). Crossing the two "
+                "tells which one carries the gain.")
+    st.plotly_chart(ingredients_figure(cells, study["teacher"]["metric"], metric), width="stretch", key="ingredients")
+    st.caption(ingredients_caption(cells))
+    r = study["recipe"]
+    st.caption(f"Source: {study['source']}, two seeds a cell where measured (bars span them); recipe: "
+               f"{r['max_steps']:,} prune steps, inputs cut at {r['max_seq_length']} tokens, learning rate {r['lr']:g}, "
+               f"{r['holdout']} training sentences held out for choosing recipes; teacher `{study['teacher']['run_id']}` "
+               f"({r['teacher_steps']:,} steps, the same sentences held out). The fine-tuned start is the teacher "
+               "itself, pruned as the magnitude baseline prunes it.")
 urlstate.show_problems(url_slot)
 urlstate.share_box()

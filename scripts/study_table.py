@@ -4,6 +4,7 @@ difference from the task's base line of the same seeds.
 
     .venv/bin/python scripts/study_table.py                          # bench/study/*.json, printed
     .venv/bin/python scripts/study_table.py --write docs/results.md  # replaces the table between its markers
+    .venv/bin/python scripts/study_table.py --ship assets/precomputed/ingredients.json  # the 2 x 2 for the app
 
 tests/repo/test_study_docs.py checks that the table in docs/results.md is what this prints for bench/study/.
 """
@@ -129,6 +130,38 @@ def two_by_two(folder: Path) -> list[str]:
     return out
 
 
+def ship(folder: Path, out: Path) -> dict:
+    """Write the 2 x 2's measured cells for the app (``assets/precomputed/ingredients.json``, read by
+    :func:`kasp.ui.tables.ingredient_cells`): per cell its study line, method, and dev and selection-slice scores per
+    seed (fractions, as the results files hold them), with the base line's recipe and teacher. Cells not run yet are
+    left out. Returns what was written."""
+    import json
+
+    base = load_results(folder / "sst2-base.json")
+    rec = base["runs"][0]["recipe"]
+    cells = []
+    for (start, loss), (line, method) in CELLS.items():
+        f = folder / f"{line}.json"
+        if not f.is_file():
+            continue
+        res = load_results(f)
+        runs = [e for e in res["runs"] if e["method"] == method]
+        if not runs:
+            continue
+        cells.append({"start": start, "loss": loss, "line": line, "method": method,
+                      "overrides": {k: v for k, v in ((res.get("plan") or {}).get("overrides") or {}).items()},
+                      "dev": {str(e["seed"]): e["metrics"][e["main_metric"]] for e in runs},
+                      "selection": {str(e["seed"]): (e.get("selection_metrics") or {}).get(e["main_metric"]) for e in runs}})
+    data = {"task": "sst2", "sparsity": 0.9, "main_metric": base["main_metric"],
+            "source": "precomputed study runs (scripts/run_study.sh, bench/study/)",
+            "recipe": {"max_steps": rec["max_steps"], "max_seq_length": rec["max_seq_length"], "holdout": rec.get("holdout"),
+                       "lr": rec["lr"], "teacher_steps": (base["teacher"].get("recipe") or {}).get("max_steps")},
+            "teacher": {"run_id": base["teacher"]["run_id"], "metric": base["teacher"]["metric"]},
+            "cells": cells}
+    out.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return data
+
+
 def block(folder: Path) -> str:
     """The Markdown between the markers: the teachers' lines, the table, then the 2 x 2."""
     return "\n".join([START, *teacher_lines(folder), "", *rows(folder), "", *two_by_two(folder), END])
@@ -147,5 +180,7 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if args[:1] == ["--write"]:
         write(Path(args[1]), Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study")
+    elif args[:1] == ["--ship"]:
+        ship(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", Path(args[1]))
     else:
         print("\n".join(rows(Path(args[0]) if args else ROOT / "bench" / "study")))

@@ -638,3 +638,58 @@ def mark_point(fig: go.Figure, x: float, y: float, text: str) -> go.Figure:
                        bgcolor="rgba(255,255,255,0.9)", bordercolor=QUANTITY_COLOURS["lesson"], borderwidth=2,
                        font={"size": 13})
     return fig
+
+
+#: the 2 x 2's bars: the loss term decides the colour (distillation as KASP's blue, task labels as the
+#: magnitude baseline's vermillion: the two losses of the paper's two methods)
+INGREDIENT_COLOURS = {"distillation": METHOD_COLOURS["kasp"], "task labels": METHOD_COLOURS["magnitude"]}
+
+
+def ingredients_figure(cells: pd.DataFrame, teacher: float | None = None, metric: str = "accuracy",
+                       height: int = 420) -> go.Figure:
+    """The 2 x 2 of student start x loss (:func:`kasp.ui.tables.ingredient_cells`): grouped bars per start, one per
+    loss, at the mean dev metric (x 100) with the seed range as error bars; the dense teacher as a dashed line.
+    The y axis starts near the lowest bar (:func:`curve_y_range`), never at 0."""
+    fig = go.Figure()
+    for loss in ("task labels", "distillation"):
+        g = cells[cells["loss"] == loss]
+        fig.add_trace(go.Bar(x=list(g["start"]), y=list(g["mean"]), name=f"loss: {loss}",
+                             marker_color=INGREDIENT_COLOURS[loss],
+                             error_y={"type": "data", "array": list(g["spread"]), "visible": True},
+                             text=[f"{m:.2f}" for m in g["mean"]], textposition="inside",
+                             hovertext=[f"{s} start, {loss}: {m:.2f} ± {sp:.2f} ({n} seeds), {line}"
+                                        for s, m, sp, n, line in zip(g["start"], g["mean"], g["spread"], g["n"], g["line"])],
+                             hoverinfo="text"))
+    ys = list(cells["mean"] - cells["spread"]) + list(cells["mean"] + cells["spread"])
+    if teacher is not None:
+        ys.append(teacher * 100)
+        fig.add_hline(y=teacher * 100, line_dash="dash", line_color=METHOD_COLOURS["dense teacher"],
+                      annotation_text=f"dense teacher {teacher * 100:.2f}", annotation_position="top left")
+    lo, hi = curve_y_range(ys, list(cells["spread"]))
+    fig.update_layout(barmode="group", height=height, yaxis_title=f"dev {metric} (%)", yaxis_range=[lo, hi],
+                      xaxis={"categoryorder": "array", "categoryarray": ["pre-trained", "fine-tuned"],
+                             "title": "the student starts from the … model"},
+                      legend={"orientation": "h", "y": -0.25, "yanchor": "top"}, margin={"b": 110, "t": 30})
+    return fig
+
+
+def ingredients_caption(cells: pd.DataFrame) -> str:
+    """What the 2 x 2 shows, generated from its numbers: each ingredient's effect with the other held fixed, called
+    a lead only when larger than the two cells' seed spreads together; the cells not yet measured, named."""
+    got = {(r.start, r.loss): r for r in cells.itertuples()}
+    out = []
+    pairs = [(("pre-trained", loss), ("fine-tuned", loss), f"starting from the pre-trained model instead of the "
+              f"fine-tuned one, with {loss}") for loss in ("distillation", "task labels")]
+    pairs += [((start, "distillation"), (start, "task labels"), f"distilling the teacher instead of training on the "
+               f"labels, from the {start} model") for start in ("pre-trained", "fine-tuned")]
+    for a, b, what in pairs:
+        if a in got and b in got:
+            d, noise = got[a].mean - got[b].mean, got[a].spread + got[b].spread
+            verdict = ("beyond the seed spread" if abs(d) > noise else "within the seed spread") + f" (±{noise:.2f})"
+            out.append(f"{what[0].upper() + what[1:]}: {d:+.2f} points, {verdict}.")
+    missing = [f"{s} start with {l}" for s, l in [("pre-trained", "task labels"), ("pre-trained", "distillation"),
+                                                   ("fine-tuned", "task labels"), ("fine-tuned", "distillation")]
+               if (s, l) not in got]
+    if missing:
+        out.append("Not measured yet: " + "; ".join(missing) + " (the study runs them in turn).")
+    return " ".join(out)

@@ -11,7 +11,7 @@ from kasp.ground.errors import KaspError
 from kasp.spec.tasks import get_task, task_name
 from kasp.spec.methods import REFERENCE
 from kasp.experiments.results import load_shipped
-from kasp.ui.tables import load_precomputed, precomputed_retention
+from kasp.ui.tables import ingredient_cells, load_precomputed, precomputed_retention
 
 
 def _curve_preset(label: str, icon: str, task: str, methods: tuple[str, str], shipped: set, help: str) -> dict[str, Any]:
@@ -55,6 +55,7 @@ def view_presets(task: str) -> list[dict[str, Any]]:
     if story_run is None:
         story_run = next((r["id"] for r in load_precomputed() if r["task"] == task and r["method"] == REFERENCE
                           and r.get("weights_story")), None)
+    cells, _ = ingredient_cells(task)
     weights = ({"task": task, "matrix": "FFN-in", "layer": "0"} | ({"run": story_run} if story_run else {})
                | {"at": "the-weights-story"})
     name = task_name(task)
@@ -76,4 +77,10 @@ def view_presets(task: str) -> list[dict[str, Any]]:
          "help": "The Attention page: how much of the teacher's attention and representations each student kept."
          if attention_available(task) else (f"No shipped {name} run carries retention measures and no {name} prune run "
                                             "has finished here: prune one on the Prune page first.")},
+        {"label": "Which ingredient matters?", "icon": ":material/science:", "page": "pages/overview.py",
+         "params": {"task": task, "at": "which-ingredient-matters"}, "disabled": len(cells) < 2,
+         "help": f"{name}: the pre-trained or the fine-tuned start, distillation or the labels: the 2 x 2 of the recipe "
+                 "study, which tells what carries KASP's gain." if len(cells) >= 2 else
+                 (f"The 2 x 2 study (start x loss) runs on SST-2 only: {len(cells)} of its 4 cells are measured "
+                  "so far." if task == "sst2" else "The 2 x 2 study (start x loss) runs on SST-2 only.")},
     ]

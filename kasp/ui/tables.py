@@ -367,3 +367,36 @@ def short_labels(items: list[dict[str, Any]]) -> dict[str, str]:
     label (the run id first) where two items would read the same."""
     shorts = [it.get("short") or it["label"] for it in items]
     return {it["label"]: s if shorts.count(s) == 1 else it["label"] for it, s in zip(items, shorts)}
+
+
+#: the 2 x 2 of issue 24 (student start x loss), measured by the recipe study and shipped for the app
+INGREDIENTS = precomputed_path("ingredients.json")
+#: its cells in reading order: (student start, loss)
+INGREDIENT_CELLS = [("pre-trained", "task labels"), ("pre-trained", "distillation"),
+                    ("fine-tuned", "task labels"), ("fine-tuned", "distillation")]
+
+
+def ingredient_cells(task: str, path: Path | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The shipped 2 x 2 of ``task`` (``assets/precomputed/ingredients.json``, written by
+    ``scripts/study_table.py --ship`` from the recipe study's results files): one row per measured cell with
+    ``start`` ("pre-trained" / "fine-tuned"), ``loss`` ("task labels" / "distillation"), ``line`` (the study line),
+    ``mean`` and ``spread`` (dev metric x 100, mean and half the range over the seeds), ``n`` (seeds) and
+    ``selection`` (the selection slice's mean x 100); and the file's header (recipe, teacher, source). Empty when
+    the task has no study or the file is missing or unreadable."""
+    f = Path(path or INGREDIENTS)
+    empty = pd.DataFrame(columns=["start", "loss", "line", "mean", "spread", "n", "selection"])
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return empty, {}
+    if not isinstance(data, dict) or data.get("task") != get_task(task).name:
+        return empty, {}
+    rows = []
+    for c in data.get("cells") or []:
+        dev = [100 * v for v in (c.get("dev") or {}).values() if isinstance(v, (int, float))]
+        sel = [100 * v for v in (c.get("selection") or {}).values() if isinstance(v, (int, float))]
+        if dev:
+            rows.append({"start": c["start"], "loss": c["loss"], "line": c.get("line"), "mean": sum(dev) / len(dev),
+                         "spread": (max(dev) - min(dev)) / 2, "n": len(dev),
+                         "selection": sum(sel) / len(sel) if sel else float("nan")})
+    return (pd.DataFrame(rows) if rows else empty), {k: v for k, v in data.items() if k != "cells"}

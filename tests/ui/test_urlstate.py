@@ -130,7 +130,7 @@ def test_each_overview_preset_opens_its_view(shipped, monkeypatch, task):
     from kasp.ui.presets import view_presets
 
     presets = view_presets(task)
-    assert len(presets) == 4 and len({p["label"] for p in presets}) == 4
+    assert len(presets) == 5 and len({p["label"] for p in presets}) == 5
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("KASP_RUNS_DIR", str(shipped))
@@ -148,7 +148,10 @@ def test_each_overview_preset_opens_its_view(shipped, monkeypatch, task):
         assert (ROOT / p["page"]).is_file()
         view = open_page(Path(p["page"]).name, shipped, monkeypatch, task=task, query=p["params"])
         assert not view.warning, [w.value for w in view.warning]  # every parameter fitted
-        if p["page"] == "pages/overview.py":
+        if p["page"] == "pages/overview.py" and "methods" not in p["params"]:  # the 2 x 2 of the recipe study
+            assert p["params"]["at"] == "which-ingredient-matters"
+            assert any(h.value.startswith("Which ingredient matters?") for h in view.header) == (task == "sst2")
+        elif p["page"] == "pages/overview.py":
             wanted = p["params"]["methods"].split(",")
             assert view.get("button_group")[0].value == wanted
             names = _curve_names(view)
