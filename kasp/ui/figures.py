@@ -26,7 +26,7 @@ SPARSITY_AXIS = "sparsity (% of encoder linear weights that are zero) and compre
 
 
 def sparsity_axis(fig: go.Figure, lo: float = -2.0, hi: float = 100.0, row: int | None = None, col: int | None = None,
-                  title: str = SPARSITY_AXIS, compression: bool = False, data=None) -> go.Figure:
+                  title: str = SPARSITY_AXIS, compression: bool = False, data=None, min_gap: float = 0.07) -> go.Figure:
     """Label ``fig``'s sparsity axis with the compression each sparsity means ("90 %" over "×10").
 
     ``compression=False``: x is the sparsity in % on a linear axis, ticks at 0, 50, 80 and 90 % (95 % would
@@ -34,7 +34,9 @@ def sparsity_axis(fig: go.Figure, lo: float = -2.0, hi: float = 100.0, row: int 
     (x values from :func:`xpos`), ticks ×1 to ×33, which spreads out the high sparsities where the methods
     differ and shows the paper's 20× (95 %). ``data``: the sparsities (fractions) drawn; when given, the ticks
     are exactly those, to the whole percent (and 0 when the axis starts there), so that every point has its tick
-    and no tick is empty."""
+    and no tick is empty; a tick closer than ``min_gap`` (a fraction of the axis's span) to the one before it is
+    left out so that labels never overlap, except 90 %, the lesson's sparsity, which then replaces its neighbour
+    (give a larger ``min_gap`` for a half-width chart)."""
     # whole percents: a small dense model's 90.05 % shares the tick of 90 %
     chosen = sorted({round(float(t), 2) for t in data if t == t}) if data is not None and len(data) else None
     if compression:
@@ -45,13 +47,25 @@ def sparsity_axis(fig: go.Figure, lo: float = -2.0, hi: float = 100.0, row: int 
         return fig
     ticks = [t for t in COMPRESSION_TICKS if lo <= t * 100 <= hi and t != 0.95] if chosen is None else (
         sorted({0.0} | set(chosen)) if lo <= 0 else chosen)
-    ticks = [t for t in ticks if lo <= t * 100 <= hi]
+    ticks = _spaced([t for t in ticks if lo <= t * 100 <= hi], min_gap * (hi - lo) / 100)
     fig.update_xaxes(range=[lo, hi], tickvals=[t * 100 for t in ticks], ticktext=[sparsity_tick_text(t) for t in ticks],
                      tickangle=0, title_text=title, row=row, col=col)
     return fig
 
 
 COMPRESSION_AXIS = "compression of encoder linear weights (×, log scale) and sparsity"
+
+
+def _spaced(ticks: list[float], gap: float) -> list[float]:
+    """``ticks`` (sorted fractions) without those closer than ``gap`` to the previous kept one; 0.9 always stays."""
+    kept: list[float] = []
+    for t in ticks:
+        if kept and t - kept[-1] < gap - 1e-9:
+            if t == 0.9:
+                kept[-1] = t
+            continue
+        kept.append(t)
+    return kept
 
 
 def _compression_tick(s: float) -> str:
@@ -220,7 +234,7 @@ def retention_scatter(df: pd.DataFrame, y: str, height: int = 420) -> go.Figure:
                       margin={"b": below, "t": 50})
     xs = d["sparsity (%)"].dropna() if len(d) else []
     lo = -2.0 if not len(xs) else max(-2.0, math.floor((float(min(xs)) - 8) / 10) * 10)  # from where the data start
-    return sparsity_axis(fig, lo=lo, title="sparsity (%) and compression (×)", data=[x / 100 for x in xs])
+    return sparsity_axis(fig, lo=lo, title="sparsity (%) and compression (×)", data=[x / 100 for x in xs], min_gap=0.14)
 
 
 def head_heatmap(values: Sequence[Sequence[float]], title: str, colorbar: str, colorscale: str = "Viridis",
@@ -417,8 +431,9 @@ def _at(points, method: str, nominal: float):
 def curve_notes(points) -> list[str]:
     """Lines for the points of an accuracy-against-sparsity chart whose metric carries a note
     (``note`` column of :func:`kasp.experiments.results.sweep_points`): a gap where the metric is undefined, or a
-    value kept by GLUE's convention, e.g. "KASP at 90 % (precomputed sweep): 0.00 ± 0.00 is constant
-    predictions: GLUE's convention (2 of 2 seeds)". Empty when no point has a note."""
+    value kept by GLUE's convention, e.g. "KASP at 90 % (precomputed sweep): 0.00 on all 2 seeds, by GLUE's
+    convention: the student answered one class for every dev example, ... (2 of 2 seeds)." Empty when no point has a
+    note."""
     if points is None or not len(points) or "note" not in points:
         return []
     out = []
@@ -434,7 +449,14 @@ def curve_notes(points) -> list[str]:
             n = int(r.get("n", 1) or 1)
             value = f"{r['metric'] * 100:.2f}" + ("" if n < 2 else f" on all {n} seeds" if round(spread * 100, 2) == 0
                                                   else f" ± {spread * 100:.2f}")
-            out.append(f"{where}: {value} is {r['note']}")
+            conv = "constant predictions: GLUE's convention"
+            if r["note"].startswith(conv):  # "... (2 of 2 seeds)": say it in words
+                seeds = r["note"][len(conv):].strip()
+                out.append(f"{where}: {value}, by GLUE's convention: the student answered one class for every dev "
+                           "example, where the correlation is undefined, and GLUE counts that as 0"
+                           + (f" {seeds}" if seeds else "") + ".")
+            else:
+                out.append(f"{where}: {value} ({r['note']}).")
     return out
 
 
@@ -647,27 +669,28 @@ INGREDIENT_COLOURS = {"distillation": METHOD_COLOURS["kasp"], "task labels": MET
 
 def ingredients_figure(cells: pd.DataFrame, teacher: float | None = None, metric: str = "accuracy",
                        height: int = 420) -> go.Figure:
-    """The 2 x 2 of student start x loss (:func:`kasp.ui.tables.ingredient_cells`): grouped bars per start, one per
-    loss, at the mean dev metric (x 100) with the seed range as error bars; the dense teacher as a dashed line.
-    The y axis starts near the lowest bar (:func:`curve_y_range`), never at 0."""
+    """The 2 x 2 of student start x loss (:func:`kasp.ui.tables.ingredient_cells`): per start, one point per loss
+    at the mean dev metric (x 100) with the seed range as error bars (points, not bars: the y axis starts near
+    the data, :func:`curve_y_range`, and a bar's length would exaggerate); the study's own teacher as a dashed line."""
     fig = go.Figure()
-    for loss in ("task labels", "distillation"):
+    for loss, shift in (("task labels", -0.12), ("distillation", 0.12)):
         g = cells[cells["loss"] == loss]
-        fig.add_trace(go.Bar(x=list(g["start"]), y=list(g["mean"]), name=f"loss: {loss}",
-                             marker_color=INGREDIENT_COLOURS[loss],
-                             error_y={"type": "data", "array": list(g["spread"]), "visible": True},
-                             text=[f"{m:.2f}" for m in g["mean"]], textposition="inside",
-                             hovertext=[f"{s} start, {loss}: {m:.2f} ± {sp:.2f} ({n} seeds), {line}"
-                                        for s, m, sp, n, line in zip(g["start"], g["mean"], g["spread"], g["n"], g["line"])],
-                             hoverinfo="text"))
+        xs = [(0 if s == "pre-trained" else 1) + shift for s in g["start"]]
+        fig.add_trace(go.Scatter(x=xs, y=list(g["mean"]), mode="markers+text", name=f"loss: {loss}",
+                                 marker={"color": INGREDIENT_COLOURS[loss], "size": 14, "symbol": "circle"},
+                                 error_y={"type": "data", "array": list(g["spread"]), "visible": True},
+                                 text=[f"{m:.2f}" for m in g["mean"]], textposition="middle right",
+                                 hovertext=[f"{s} start, {loss}: {m:.2f} ± {sp:.2f} ({n} seeds), {line}"
+                                            for s, m, sp, n, line in zip(g["start"], g["mean"], g["spread"], g["n"], g["line"])],
+                                 hoverinfo="text"))
     ys = list(cells["mean"] - cells["spread"]) + list(cells["mean"] + cells["spread"])
     if teacher is not None:
         ys.append(teacher * 100)
         fig.add_hline(y=teacher * 100, line_dash="dash", line_color=METHOD_COLOURS["dense teacher"],
-                      annotation_text=f"dense teacher {teacher * 100:.2f}", annotation_position="top left")
+                      annotation_text=f"this study's teacher {teacher * 100:.2f}", annotation_position="top left")
     lo, hi = curve_y_range(ys, list(cells["spread"]))
-    fig.update_layout(barmode="group", height=height, yaxis_title=f"dev {metric} (%)", yaxis_range=[lo, hi],
-                      xaxis={"categoryorder": "array", "categoryarray": ["pre-trained", "fine-tuned"],
+    fig.update_layout(height=height, yaxis_title=f"dev {metric} (%)", yaxis_range=[lo, hi],
+                      xaxis={"tickvals": [0, 1], "ticktext": ["pre-trained", "fine-tuned"], "range": [-0.6, 1.6],
                              "title": "the student starts from the … model"},
                       legend={"orientation": "h", "y": -0.25, "yanchor": "top"}, margin={"b": 110, "t": 30})
     return fig

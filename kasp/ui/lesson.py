@@ -105,7 +105,7 @@ def steps(task: str) -> list[dict[str, Any]]:
          "params": {"methods": "kasp,small-dense"},
          "look": f"{name}: the 90 %-sparse KASP student against a small dense model with as many non-zero weights. "
                  "The purple dashed line marks 90 %."},
-        {"key": "kept", "title": "What did the student keep of the teacher?", "page": "pages/attention.py",
+        {"key": "kept", "title": "What did the student keep?", "page": "pages/attention.py",
          "anchor": "retention-against-sparsity", "params": {},
          "look": "Attention similarity (1 − JS) and CKA of each student with its teacher: 1 means it attends and "
                  "represents like the teacher. Compare the methods at 90 % (purple dashed line)."},
@@ -170,18 +170,18 @@ def lesson_bar(page: str, budget_line: str | None = None, here: str | None = Non
     n, step = cur
     all_steps = steps(lesson_task())
     with st.container(border=True, key=f"lesson-bar-{n}"):
+        # compact (no progress bar: the title counts the steps), so that the chart below fits the window with it
         st.markdown(f"**Lesson, step {n} of {len(all_steps)}: {step['title']}**")
-        st.progress(n / len(all_steps))
         st.markdown(step["look"])
         if budget_line:
             st.caption(budget_line)
-        c = st.columns([1, 3, 1.2])  # the next question in full at 1024 px; Back names its step in its tooltip
+        c = st.columns([0.8, 2.8, 1.4])  # the next question in full at 1024 px; Back names its step in its tooltip
         if n > 1:
             _link(c[0], all_steps[n - 2], "Back", ":material/arrow_back:")
         if n < len(all_steps):
             _link(c[1], all_steps[n], f"Next: {all_steps[n]['title']}", ":material/arrow_forward:")
         _link(c[2], {"page": "pages/overview.py", "params": {"task": lesson_task()}, "title": "Leave the lesson"},
-              "Leave the lesson", ":material/close:")
+              "End lesson", ":material/close:")
     scroll_to(f".st-key-lesson-bar-{n}", n)
 
 

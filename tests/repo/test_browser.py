@@ -338,7 +338,7 @@ def test_the_guided_lesson_end_to_end(browser, server):
                 pg.get_by_role("link", name=re.compile(r"^Next: ")).first.click()
         pg.get_by_role("link", name=re.compile(r"^Back$")).first.click()
         pg.get_by_text("Lesson, step 6 of 7").first.wait_for()
-        pg.get_by_role("link", name="Leave the lesson").first.click()
+        pg.get_by_role("link", name="End lesson").first.click()
         pg.get_by_text("Start with a question").wait_for()
         assert pg.get_by_text("Lesson, step").count() == 0
     finally:

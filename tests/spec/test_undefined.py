@@ -119,7 +119,7 @@ def test_shipped_cola_zero_is_labelled_glue_convention():
     zero = pts[(pts["metric"] == 0.0) & (pts["spread"] == 0.0)]
     assert len(zero) >= 1
     assert all("constant predictions: GLUE's convention" in n for n in zero["note"])
-    assert any("0.00 on all 2 seeds is constant predictions: GLUE's convention" in line for line in curve_notes(pts))
+    assert any("0.00 on all 2 seeds, by GLUE's convention: the student answered one class" in line for line in curve_notes(pts))
 
 
 def test_cka_of_a_constant_representation_is_undefined_not_zero():

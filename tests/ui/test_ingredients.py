@@ -31,9 +31,10 @@ def test_the_caption_calls_a_lead_only_beyond_the_seed_spread_and_names_missing_
 def test_the_chart_draws_each_cell_with_its_spread_from_near_the_data():
     cells = _cells({("pre-trained", "distillation"): (86.2, 0.1), ("fine-tuned", "task labels"): (82.5, 0.4)})
     fig = ingredients_figure(cells, teacher=0.884)
-    bars = {t.name: t for t in fig.data}
-    assert list(bars["loss: distillation"].y) == [86.2] and list(bars["loss: distillation"].x) == ["pre-trained"]
-    assert list(bars["loss: task labels"].error_y.array) == [0.4]
+    pts = {t.name: t for t in fig.data}
+    assert list(pts["loss: distillation"].y) == [86.2] and round(pts["loss: distillation"].x[0]) == 0  # pre-trained
+    assert list(pts["loss: task labels"].error_y.array) == [0.4] and round(pts["loss: task labels"].x[0]) == 1
+    assert all(t.type == "scatter" for t in fig.data)  # points, not bars, on an axis that does not start at 0
     lo, hi = fig.layout.yaxis.range
     assert 50 < lo < 82.1 and hi > 88.4  # near the data and the teacher line, not from 0
 
