@@ -59,7 +59,7 @@ sel = st.dataframe(
         "measured sparsity (%)": st.column_config.NumberColumn("sparsity (%)", format="%.2f", width="small",
                                                                help="Measured sparsity of the saved model's encoder linear weights"),
         "dev metric": st.column_config.NumberColumn(metric_axis(task) if only_task else "dev metric",
-                                                    format="%.2f", width="small",
+                                                    format="%.2f", width="medium",  # its header whole at 1024 px
                                                     help="The task's own GLUE metric on its dev set: accuracy and F1 in %, "
                                                          "correlations x 100"),
         "metric": st.column_config.TextColumn(width="small"),
