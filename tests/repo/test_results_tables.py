@@ -100,3 +100,31 @@ def test_the_results_pages_augmentation_table_is_the_shipped_runs():
         expected = [cell(shipped_sweep_path(task))] + [cell(ROOT / "bench" / "augment" / f"{task}-augment-{s}{k}.json")
                                                        for s, k in (("words", n), ("glue", 1))]
         assert cells[1:] == expected, line
+
+
+def test_the_results_pages_teacher_table_is_the_shipped_teachers():
+    """docs/results.md's table of teachers beside published figures quotes each shipped sweep's teacher: its
+    main metric ×100 (F1 for MRPC), its step budget, its epochs (steps × batch / training examples), and the
+    gap to the published figure where one is given."""
+    import re
+    from kasp.experiments.results import load_results, shipped_sweep_path
+    from kasp.data.files import load_split
+
+    rows = _readme_table("| task (metric) | KASP's teacher (steps, epochs) |")
+    assert {_README_TASKS[c[0].split(" (")[0]] for c in rows} == set(_README_TASKS.values())
+    for cells in rows:
+        line = " | ".join(cells)
+        task = _README_TASKS[cells[0].split(" (")[0]]
+        teacher = load_results(shipped_sweep_path(task))["teacher"]
+        recipe = teacher["recipe"]
+        main = "f1" if task == "mrpc" else next(k for k in teacher["metrics"] if k != "n" and k != "spearman")
+        value = teacher["metrics"][main] * 100
+        epochs = recipe["max_steps"] * recipe["batch_size"] / len(load_split(task, "train"))
+        m = re.fullmatch(r"([\d.]+) \(([\d,]+), ([\d.]+)\)", cells[1])
+        assert m, line
+        assert float(m.group(1)) == round(value, 2), line
+        assert int(m.group(2).replace(",", "")) == recipe["max_steps"], line
+        assert float(m.group(3)) == round(epochs, 1), line
+        published = re.match(r"[\d.]+", cells[2])
+        if published:  # the gap column is the published figure minus the teacher's
+            assert cells[3].startswith(f"{float(published.group(0)) - value:.1f}"), line
