@@ -40,10 +40,8 @@ safetensors, read with ``safetensors.torch.load_file``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,7 @@ import torch
 
 from kasp.models.checkpoint import read_checkpoint, tensor_nbytes
 from kasp.ground.errors import KaspError
+from kasp.ground.staging import require_new_dir, staged_dir
 from kasp.spec.pruned_set import matrix_name
 
 SPARSE_FILE = "sparse.safetensors"
@@ -61,6 +60,13 @@ _PART_NAME = re.compile(r"^sparse-([2-9]|[1-9][0-9]+)\.safetensors$")
 _SHARE_MIN = 4096
 _COPY = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
          "merges.txt", "vocab.json", "README.md")  # README.md: the model card (kasp/training/card.py)
+
+
+def copy_side_files(src: Path, dest: Path) -> None:
+    """Copy the config, tokenizer files and model card (``_COPY``) that ``src`` has into ``dest``."""
+    for f in _COPY:
+        if (src / f).is_file():
+            shutil.copy2(src / f, dest / f)
 
 
 def _nonzero(t: torch.Tensor) -> torch.Tensor:
@@ -261,9 +267,9 @@ def export_sparse(checkpoint: str | Path, out: str | Path, compact: bool = False
     """Write the sparse format of a checkpoint (directory or KASP run) into the new directory ``out``.
 
     Safe writes: the checkpoint is read and checked, and the output encoded, before anything is
-    written; the files go into a fresh uniquely named temporary directory beside ``out``
-    (``tempfile.mkdtemp``), which is renamed to ``out`` only when complete. On any error that
-    temporary directory (the only thing this function creates) is removed; nothing else is touched.
+    written; the files go into a staging directory beside ``out`` (:func:`kasp.ground.staging.staged_dir`),
+    which is renamed to ``out`` only when complete. On any error that staging directory (the only thing
+    this function creates) is removed; nothing else is touched.
     ``torch.nn.utils.prune`` leftovers are folded (:func:`kasp.models.checkpoint.fold_prune_leftovers`),
     so the export is a clean checkpoint.
 
@@ -284,11 +290,7 @@ def export_sparse(checkpoint: str | Path, out: str | Path, compact: bool = False
     """
     if max_file_bytes is not None and max_file_bytes <= 0:
         raise KaspError(f"the size cap of a weights file must be positive (got {max_file_bytes} bytes)")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise KaspError(f"{out} is a file; give the name of a new directory for the export")
-    if out.is_dir() and any(out.iterdir()):
-        raise KaspError(f"{out} exists and is not empty; choose a new directory")
+    out = require_new_dir(out)
     ck = read_checkpoint(checkpoint)
     if compact:
         tensors, fields = encode_compact(ck.state, _default_tensors())
@@ -300,24 +302,9 @@ def export_sparse(checkpoint: str | Path, out: str | Path, compact: bool = False
     if not any(matrix_name(k) for k in ck.state):
         raise KaspError(f"{ck.path}: no encoder Linear weights found (expected keys like "
                         "encoder.layer.0.attention.self.query.weight); nothing to export")
-    parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise KaspError(f"{parent} is a file, not a directory")
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".kasp-export"))
-    try:
+    with staged_dir(out, suffix=".kasp-export") as tmp:
         _save_parts(tensors, meta, tmp, max_file_bytes)
-        for f in _COPY:
-            if (ck.path / f).is_file():
-                shutil.copy2(ck.path / f, tmp / f)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        os.replace(tmp, out)  # atomic; replaces only an empty directory
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise KaspError(f"cannot write {out}: {e.strerror or e}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        copy_side_files(ck.path, tmp)
     sparse_part = sum(tensor_nbytes(t) for k, t in tensors.items() if "::" in k)
     dense_part = sum(tensor_nbytes(ck.state[k]) for k in ck.state if matrix_name(k))
     sparse_part += sum(tensor_nbytes(t) for k, t in tensors.items() if "::" not in k and matrix_name(k))
@@ -368,18 +355,9 @@ def unpack(path: str | Path, dest: str | Path) -> Path:
     if dest.exists():
         raise KaspError(f"{dest} exists; give the name of a new directory")
     state = load_sparse(src)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".kasp-unpack"))
-    try:
+    with staged_dir(dest, suffix=".kasp-unpack") as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        for f in _COPY:
-            if (src / f).is_file():
-                shutil.copy2(src / f, tmp / f)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        copy_side_files(src, tmp)
     return dest
 
 

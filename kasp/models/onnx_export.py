@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -36,14 +35,14 @@ import torch
 from torch import nn
 
 from kasp.ground.errors import KaspError
+from kasp.ground.staging import require_new_dir, staged_dir
+from kasp.models.export import copy_side_files
 
 ONNX_FILE = "model.onnx"
 CHECK_FILE = "onnx_check.json"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
 TOLERANCE = 1e-4
-_COPY = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
-         "merges.txt", "vocab.json", "README.md")
 
 
 def require_onnx() -> tuple[Any, Any]:
@@ -151,17 +150,6 @@ def quantize_int8(src: str | Path, dst: str | Path) -> None:
         logging.disable(logging.NOTSET)
 
 
-def _out_dir_checks(out: Path) -> Path:
-    if out.exists() and not out.is_dir():
-        raise KaspError(f"{out} is a file; give the name of a new directory for the export")
-    if out.is_dir() and any(out.iterdir()):
-        raise KaspError(f"{out} exists and is not empty; choose a new directory")
-    parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise KaspError(f"{parent} is a file, not a directory")
-    return parent
-
-
 def export_onnx(checkpoint: str | Path, out: str | Path, task: str | None = None, samples: int = 64,
                 max_seq_length: int = 128, tolerance: float = TOLERANCE, opset: int = OPSET) -> dict[str, Any]:
     """Write a dense ONNX model of a checkpoint into the new directory ``out``, checked against PyTorch.
@@ -189,7 +177,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, task: str | None = None
     from kasp.models.modeling import load_classifier, load_tokenizer, resolve_model
 
     out = Path(out)
-    parent = _out_dir_checks(out)
+    require_new_dir(out)
     if not samples > 0:
         raise KaspError(f"--samples must be > 0 (dev examples compared), got {samples}")
     path = resolve_model(str(checkpoint))
@@ -202,9 +190,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, task: str | None = None
     data = dev_inputs(tok, task, samples, max_seq_length)
     feeds = batches(data, 16, tok.pad_token_id or 0)
     reference = torch_logits(model, feeds)  # the checkpoint as loaded, before the exporter touches it
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".kasp-export"))
-    try:
+    with staged_dir(out, suffix=".kasp-export") as tmp:
         write_onnx(model, tmp / ONNX_FILE, opset)
         onnx.checker.check_model(str(tmp / ONNX_FILE))
         got = onnx_logits(session(tmp / ONNX_FILE), feeds)
@@ -212,22 +198,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, task: str | None = None
         if not diff <= tolerance:
             raise KaspError(f"the ONNX model's logits differ from PyTorch's by up to {diff:.3g} (> {tolerance:g}) on "
                             f"{len(data)} {task} dev examples; nothing was written")
-        for f in _COPY:
-            if (Path(path) / f).is_file():
-                shutil.copy2(Path(path) / f, tmp / f)
+        copy_side_files(Path(path), tmp)
         check = {"max_abs_diff": diff, "dev_examples": len(data), "task": task, "tolerance": tolerance,
                  "opset": opset, "file_bytes": (tmp / ONNX_FILE).stat().st_size,
                  "exporter": "torch.onnx.export(dynamo=False)", "torch": torch.__version__, "onnx": onnx.__version__,
                  "onnxruntime": ort.__version__, "inputs": list(INPUTS), "output": "logits"}
         (tmp / CHECK_FILE).write_text(json.dumps(check, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, out)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise KaspError(f"cannot write {out}: {e.strerror or e}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return check
 
 

@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from kasp.ground import settings
 from kasp.ground.errors import KaspError
+from kasp.ground.staging import staged_dir
 from kasp.ground.resources import assets_dir
 
 MANIFEST = "manifest.json"
@@ -120,9 +119,7 @@ def shipped_store(cache: str | Path | None = None) -> Path | None:
             if not weights.is_file() or _sha256(weights) != sha:
                 raise KaspError(f"{weights} is missing or differs from the one KASP shipped (sha256 in "
                                 f"{models_dir() / MANIFEST}); restore it with `git checkout -- {src}`")
-        store.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=store, prefix=f".{dest.name}.", suffix=".unpacking"))
-        try:
+        with staged_dir(dest, suffix=".unpacking", replace=True) as tmp:
             for f in RUN_FILES:
                 if (src / f).is_file():
                     shutil.copy2(src / f, tmp / f)
@@ -130,11 +127,6 @@ def shipped_store(cache: str | Path | None = None) -> Path | None:
             teacher = r.get("teacher")
             if teacher:
                 _point_at_teacher(tmp, store / run_id(r["task"], teacher))
-            shutil.rmtree(dest, ignore_errors=True)
-            os.replace(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return store
 
 
