@@ -54,6 +54,7 @@ class RunConfig:
     max_train_samples: int | None = _f(None, "use only the first N training examples (after a seeded shuffle)")
     max_eval_samples: int | None = _f(None, "evaluate on only the first N dev examples")
     holdout: int = _f(0, "hold out N training examples from training as a selection slice: the run reports its metric on them at every evaluation point and at the end ('selection'), so recipes are chosen on them and dev stays the reported number (0: off)")
+    select_best: bool = _f(False, "finetune runs with --holdout: end the run with the weights of the evaluation point (every --eval-every steps, and the last step) that scored best on the held-out selection slice, never on dev (early stopping on the slice); the report's 'selected' says which step was kept. The best weights are held in memory: a resumed run chooses among the points after its resume")
     holdout_seed: int = _f(0, "seed of the permutation that picks the held-out slice (not --seed: runs of every seed hold out the same examples)")
     eval_every: int = _f(200, "measure the dev metric every N steps (0: only at the end)")
     log_every: int = _f(10, "write a progress-log line every N steps")
@@ -126,6 +127,9 @@ class RunConfig:
                              "(--init pretrained); a fine-tuned student has the teacher's embeddings already")
         if self.holdout < 0:
             raise ValueError(f"holdout must be >= 0 training examples, got {self.holdout}")
+        if self.select_best and not (self.kind == "finetune" and self.holdout > 0):
+            raise ValueError("select_best chooses a fine-tuning run's checkpoint on the held-out slice: it needs "
+                             "`kasp finetune` with --holdout N (a prune run's earlier points are not at its sparsity)")
         if not self.teacher_cache_gb >= 0:
             raise ValueError(f"teacher_cache_gb must be >= 0 GiB, got {self.teacher_cache_gb}")
         if self.augment < 0:

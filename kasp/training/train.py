@@ -44,6 +44,7 @@ from torch import nn
 from kasp.ground import settings
 from kasp.training.card import write_model_card
 from kasp.spec.config import RunConfig
+from kasp.spec.metrics import metric_value
 from kasp.data.glue import (IndexDataset, LengthBucketSampler, collate, get_task, input_length, length_warning, load_holdout,
                        load_task_data)
 from kasp.core.distill import KaspLoss
@@ -460,6 +461,32 @@ class RunStoreCallbacks(RunCallbacks):
 
 
 @dataclass
+class BestPoint:
+    """The evaluation point of a ``--select-best`` fine-tuning run with the best metric on the held-out
+    selection slice so far: its step, its dev and selection metrics, and a CPU copy of the student's weights.
+
+    Early stopping with the choice made on a slice held out from training, never on dev (dev stays the
+    reported number). Ties keep the earlier point (fewer steps for the same score).
+    """
+
+    step: int
+    metrics: dict[str, float]
+    selection: dict[str, float]
+    state: dict[str, torch.Tensor]
+
+    @staticmethod
+    def offer(best: "BestPoint | None", step: int, metrics: dict[str, float], selection: dict[str, float] | None,
+              model: nn.Module, main_metric: str) -> "BestPoint | None":
+        """``best``, or a new point for ``step`` when its selection metric (``main_metric``) is higher; a point
+        whose selection metric is undefined (NaN, None) never wins."""
+        value = metric_value(selection, main_metric)
+        if value is None or (best is not None and value <= metric_value(best.selection, main_metric)):
+            return best
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return BestPoint(step, dict(metrics), dict(selection), state)
+
+
+@dataclass
 class TrainState:
     """One run between its stages (:func:`train`): what each stage sets, the next reads.
 
@@ -505,6 +532,7 @@ class TrainState:
     kasp_loss: Any = None
     cache: Any = None
     loop: Any = None
+    best: "BestPoint | None" = None  # --select-best: the evaluation point kept so far
     restore_rng: Callable[[], None] | None = None
 
     @property
@@ -761,7 +789,9 @@ class _StepLog:
             st.hooks.on_heartbeat(step, st.total)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < st.total:
             self.nonfinite.check(step, cfg.lr)  # never a resume state of NaN weights
-            _evaluate(st, step)
+            metrics, selection = _evaluate(st, step)
+            if cfg.select_best:
+                st.best = BestPoint.offer(st.best, step, metrics, selection, st.raw_student, st.task.main_metric)
             st.student.train()
             st.hooks.on_eval(step, lambda folder: self._save_state(folder, step))
 
@@ -830,11 +860,28 @@ def _finish(st: TrainState, train_seconds: float) -> TrainResult:
     _emit_masks(st, st.total, "end")
     st.kasp_loss.remove()
     final, final_selection = _evaluate(st, st.total)
+    if st.cfg.select_best:
+        final, final_selection = _select_best(st, final, final_selection)
     report = _report(st, final, final_selection, train_seconds)
     st.accelerator.wait_for_everyone()  # a collective: every process must reach it
     st.hooks.on_end(report, st.raw_student, st.tokenizer, st.cfg, st.total)
     report.setdefault("wall_seconds", time.time() - st.t0)
     return TrainResult(report, st.raw_student)
+
+
+def _select_best(st: TrainState, final: dict[str, float],
+                 final_selection: dict[str, float] | None) -> tuple[dict[str, float], dict[str, float] | None]:
+    """``--select-best``: offer the last step too, put the best point's weights into the student (the checkpoint
+    saved next), and return that point's dev and selection metrics (measured there, on those same weights)."""
+    st.best = BestPoint.offer(st.best, st.total, final, final_selection, st.raw_student, st.task.main_metric)
+    if st.best is None:  # no point had a defined selection metric: the last weights stay
+        return final, final_selection
+    if st.best.step != st.total:
+        st.raw_student.load_state_dict(st.best.state)
+        if st.main:
+            print(f"kasp: --select-best kept step {st.best.step} of {st.total} (best {st.task.main_metric} on the "
+                  f"{len(st.held_data)} held-out examples)", file=sys.stderr, flush=True)
+    return st.best.metrics, st.best.selection
 
 
 def _report(st: TrainState, final: dict[str, float], final_selection: dict[str, float] | None,
@@ -860,6 +907,9 @@ def _report(st: TrainState, final: dict[str, float], final_selection: dict[str, 
     if st.held_data is not None:
         report["selection_metrics"] = final_selection
         report["holdout_examples"] = len(st.held_data)
+    if cfg.select_best:
+        report["selected"] = ({"step": st.best.step, "epoch": st.best.step / st.steps_per_epoch, "of_steps": total}
+                              if st.best is not None else None)
     if st.small_dense is not None:
         report["small_dense"] = st.small_dense.to_dict()
     if st.cache is not None:
