@@ -2,7 +2,8 @@
 # The recipe study of issue 24: each change alone on SST-2 (and MRPC) at 90 %, two seeds (42, 43),
 # against a baseline run the same way. Every run holds out a fixed selection slice of the training set
 # (--holdout, the same for every seed and for the teacher), so that recipes are chosen on it; dev is
-# only reported. The teacher of each task is fine-tuned once with the same slice held out.
+# only reported. The teacher of each task is fine-tuned once with the same slice held out (SST-2: 1,400
+# steps; the small tasks: scripts/run_teachers.sh, 10 epochs ending on the best epoch on the slice).
 # Detached, resumable (each study line is one `kasp sweep` with its own results file; a finished run is
 # never redone), committed as each line finishes. Each run's checkpoint is kept under the run store
 # (--keep-checkpoints), so that the students can be inspected, compared or shipped afterwards.
@@ -52,6 +53,11 @@ detach study "$@"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 teacher() {  # $1: task -> prints the teacher's run directory, fine-tuning it first if needed
   local task=$1 dir=$STORE/teachers/$1-holdout${HOLDOUT[$1]}
+  if [[ $task != sst2 ]]; then  # the small tasks distil from teachers trained until they stop improving (issue 29)
+    TASKS=$task RESULTS_REPO=$REPO KASP_RUNS_DIR=$STORE PY=$PY "$ROOT/scripts/run_teachers.sh" --foreground >&2
+    dir=$STORE/teachers/$task-holdout${HOLDOUT[$task]}-e10
+    [[ -f $dir/report.json ]] || { echo "no $task teacher in $dir: see $STORE/teachers/teachers.log" >&2; return 1; }
+  fi
   if [[ ! -f $dir/report.json ]]; then
     echo "=== $(date -u +%FT%TZ) fine-tuning the $task teacher with ${HOLDOUT[$task]} examples held out -> $dir" >&2
     rm -rf "$dir"
