@@ -710,6 +710,14 @@ def ingredients_caption(cells: pd.DataFrame) -> str:
             d, noise = got[a].mean - got[b].mean, got[a].spread + got[b].spread
             verdict = ("beyond the seed spread" if abs(d) > noise else "within the seed spread") + f" (±{noise:.2f})"
             out.append(f"{what[0].upper() + what[1:]}: {d:+.2f} points, {verdict}.")
+    diagonal = (("pre-trained", "distillation"), ("fine-tuned", "task labels"))
+    if not out and all(c in got for c in diagonal):  # only KASP's cell and the magnitude baseline's: both ingredients differ
+        a, b = (got[c] for c in diagonal)
+        d, noise = a.mean - b.mean, a.spread + b.spread
+        verdict = ("beyond the seed spread" if abs(d) > noise else "within the seed spread") + f" (±{noise:.2f})"
+        out.append(f"KASP's cell (pre-trained start, distillation) against the magnitude baseline's (fine-tuned start, "
+                   f"task labels): {d:+.2f} points, {verdict}. The two differ in both ingredients, so which one carries "
+                   "the difference needs the other two cells.")
     missing = [f"{s} start with {l}" for s, l in [("pre-trained", "task labels"), ("pre-trained", "distillation"),
                                                    ("fine-tuned", "task labels"), ("fine-tuned", "distillation")]
                if (s, l) not in got]

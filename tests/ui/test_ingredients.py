@@ -28,6 +28,16 @@ def test_the_caption_calls_a_lead_only_beyond_the_seed_spread_and_names_missing_
     assert "+0.20 points, within the seed spread (±0.90)" in ingredients_caption(close)
 
 
+def test_with_only_the_two_methods_cells_the_caption_compares_them_and_says_why_it_cannot_split_them():
+    diagonal = _cells({("pre-trained", "distillation"): (86.24, 0.11), ("fine-tuned", "task labels"): (84.29, 0.34)})
+    text = ingredients_caption(diagonal)
+    assert "magnitude baseline's (fine-tuned start, task labels): +1.95 points, beyond the seed spread (±0.45)" in text
+    assert "differ in both ingredients" in text
+    full = _cells({("pre-trained", "distillation"): (86.2, 0.1), ("fine-tuned", "task labels"): (84.3, 0.3),
+                   ("fine-tuned", "distillation"): (85.0, 0.2)})
+    assert "differ in both ingredients" not in ingredients_caption(full)  # a pair answers it: no diagonal sentence
+
+
 def test_the_chart_draws_each_cell_with_its_spread_from_near_the_data():
     cells = _cells({("pre-trained", "distillation"): (86.2, 0.1), ("fine-tuned", "task labels"): (82.5, 0.4)})
     fig = ingredients_figure(cells, teacher=0.884)
