@@ -42,3 +42,19 @@ def test_the_two_by_two_names_each_cell_and_says_which_are_not_run(tmp_path):
     dev = st._scores([e for e in json.loads(src.read_text())["runs"] if e["method"] == "kasp"], "dev")
     assert pre.split(" | ")[1] == "not run yet" and f"{sum(dev.values()) / len(dev):.2f} ±" in pre.split(" | ")[2]
     assert fine.count("not run yet") == 2
+
+
+def test_the_sst2_slice_is_said_to_be_shorter_than_dev_with_its_measured_lengths():
+    """SST-2's training set holds phrases, dev whole sentences: the docs say so, with the medians of the actual slice."""
+    from kasp.data.files import load_split
+    from kasp.data.glue import train_frames
+    from kasp.spec.config import make_config
+
+    st = _study_table()
+    lines = st.slice_lines(ROOT / "bench" / "study")
+    _, held = train_frames(make_config("prune", "kasp", "sst2", sparsity=0.9, holdout=872))
+    h = held["text_a"].str.split().str.len().median()
+    d = load_split("sst2", "dev")["text_a"].str.split().str.len().median()
+    assert h < d / 2
+    assert [line for line in lines if line.startswith("The sst2 selection slice (872 training examples)")] == [
+        next(line for line in lines if f"median of {h:g} words" in line and f"median of {d:g} (" in line)]
