@@ -10,11 +10,12 @@ ROOT = Path(__file__).resolve().parents[1]
 """The repository root (the folder that holds kasp/, pages/, docs/, tests/)."""
 
 
-def load_script(name: str):
-    """A maintainer script of ``scripts/`` (not a package) imported as a module, e.g. ``load_script("pack_shipped")``."""
+def load_script(name: str, folder: str = "scripts"):
+    """A maintainer script of ``scripts/`` (or of ``folder``, e.g. "bench"; not a package) imported as a module,
+    e.g. ``load_script("pack_shipped")``."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
