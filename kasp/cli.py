@@ -60,6 +60,7 @@ def _add_config_flags(p: argparse.ArgumentParser, kind: str) -> None:
 
 def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
     from kasp.experiments.results import DEFAULT_SPARSITIES, METHODS
+    from kasp.spec.methods import SWEPT_METHODS
     from kasp.experiments.sweep import TASK_BUDGETS
 
     budgets = "; ".join(f"{t}: teacher {b['teacher_steps']}, runs {b['max_steps']}, length {b['max_seq_length']}"
@@ -70,7 +71,8 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
                    help="sparsities of the KASP and magnitude runs (fractions of zeros in the encoder linear weights)")
     p.add_argument("--small-dense-sparsities", type=float, nargs="+", default=None, metavar="S",
                    help="sparsities whose non-zero counts the small-dense runs match (default: --sparsities)")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="methods to run")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(SWEPT_METHODS),
+                   help=f"methods to run (default: {' '.join(SWEPT_METHODS)})")
     p.add_argument("--seeds", type=int, nargs="+", default=[42], help="seeds; the first runs everywhere")
     p.add_argument("--multi-seed-sparsities", type=float, nargs="+", default=None, metavar="S",
                    help="sparsities at which the seeds after the first run (default: all)")

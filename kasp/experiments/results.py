@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from kasp.ground.errors import KaspError
-from kasp.spec.methods import axis_sparsity, method_names, shrinks_student
+from kasp.spec.methods import SWEPT_METHODS, axis_sparsity, method_names, shrinks_student
 
 FORMAT = "kasp-sweep"
 SCHEMA_VERSION = 1
@@ -199,7 +199,7 @@ class PlannedRun:
         return f"{self.method}-s{self.sparsity * 100:g}-seed{self.seed}"
 
 
-def plan_runs(sparsities: Iterable[float] = DEFAULT_SPARSITIES, methods: Iterable[str] = METHODS,
+def plan_runs(sparsities: Iterable[float] = DEFAULT_SPARSITIES, methods: Iterable[str] = SWEPT_METHODS,
               seeds: Iterable[int] = (42,), small_dense_sparsities: Iterable[float] | None = None,
               multi_seed_sparsities: Iterable[float] | None = None) -> list[PlannedRun]:
     """The ordered runs of a sweep: every method at every sparsity for the first seed, then the other seeds.

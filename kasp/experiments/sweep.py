@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from kasp.ground.errors import KaspError
-from kasp.spec.methods import shrinks_student
+from kasp.spec.methods import SWEPT_METHODS, shrinks_student
 from kasp.experiments.results import DEFAULT_SPARSITIES, FORMAT, METHODS, SCHEMA_VERSION, PlannedRun, load_results, plan_runs
 
 
@@ -151,7 +151,7 @@ class SweepOptions:
     sparsities: tuple[float, ...] = DEFAULT_SPARSITIES
     small_dense_sparsities: tuple[float, ...] | None = None
     multi_seed_sparsities: tuple[float, ...] | None = None
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = SWEPT_METHODS
     seeds: tuple[int, ...] = (42,)
     max_steps: int | None = None
     teacher_steps: int | None = None

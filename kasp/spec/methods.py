@@ -6,7 +6,7 @@ loop, the run store's sparsity axis, the app's labels, colours and captions, the
 the :class:`Method` record here instead. Adding a fourth method means adding one record to
 :data:`METHODS` and, where it trains differently, one function in the training code.
 
-The three methods (docs/method.md):
+The methods (docs/method.md):
 
 - ``kasp``: the SparseBERT method (Xu et al., NAACL 2021): the *pre-trained* model is pruned with
   unstructured magnitude masks on a cubic schedule (Zhu & Gupta 2017, eq. 1) while the fine-tuned
@@ -14,6 +14,9 @@ The three methods (docs/method.md):
   al. 2020, eqs. 7-10).
 - ``magnitude``: the baseline the paper compares with: the *fine-tuned* model pruned on the same
   schedule and retrained with the task loss alone.
+- ``magnitude-distil``: the well-tuned baseline (GMP*, Kurtic & Alistarh 2022): the *fine-tuned* model pruned on
+  the same schedule with the teacher distilled into it as KASP distils it; only the student's start differs
+  from KASP. Not in a default sweep.
 - ``small-dense``: a dense pre-trained student made smaller (fewer layers, narrower FFN) to the
   number of weights that ``sparsity`` leaves non-zero, distilled like KASP, never masked
   (:mod:`kasp.core.small_dense`).
@@ -48,6 +51,7 @@ class Method:
         claim: the paper's claim that comparing KASP with this method tests, or None (KASP itself).
         step_seconds: measured seconds per optimizer step of MiniLM-L6 at batch 32 on 2 cores
             (docs/cpu.md), for estimates before a run has been timed.
+        swept: True when ``kasp sweep`` runs the method by default (``--methods`` chooses otherwise).
     """
 
     name: str
@@ -61,6 +65,7 @@ class Method:
     caption_name: str = ""
     claim: str | None = None
     step_seconds: float = 0.44
+    swept: bool = True
 
     def axis_sparsity(self, measured: float | None, equivalent: float | None) -> float | None:
         """Where a finished run of this method sits on a sparsity axis (fraction of the encoder linear
@@ -96,7 +101,22 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                   "leaves",
            caption_name="small dense model",
            claim="a sparse model beats a small dense one with as many non-zero weights", step_seconds=0.44),
+    # the well-tuned baseline (issue 24): GMP* (Kurtic & Alistarh 2022) showed that magnitude pruning of the
+    # fine-tuned model with the dense teacher distilled into it matches most BERT-pruning methods. It separates
+    # KASP's two ingredients (start and loss): against it, only the start differs. Not in a default sweep.
+    Method("magnitude-distil", "magnitude + distillation", "#882255", student="finetuned", masked=True,
+           recipe={**_SCHEDULE, **_DISTIL},
+           description="magnitude pruning of the fine-tuned model on a cubic schedule with the fine-tuned teacher "
+                       "distilled into it (attention scores, hidden states, logits): the well-tuned baseline",
+           choice="Magnitude + distillation: prune the fine-tuned model, distil the teacher into it (a well-tuned "
+                  "baseline)",
+           caption_name="magnitude baseline with distillation",
+           claim="starting from the pre-trained model beats starting from the fine-tuned one, with the same "
+                 "distillation", step_seconds=0.44, swept=False),
 )}
+
+#: the methods ``kasp sweep`` runs when ``--methods`` is not given
+SWEPT_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.swept)
 
 #: the dense teacher's fine-tuning, where a method name is expected (recipes write method "finetune")
 FINETUNE = "finetune"
@@ -109,7 +129,7 @@ REFERENCE = "kasp"
 
 
 def method_names() -> tuple[str, ...]:
-    """The pruning methods' names, in order: ("kasp", "magnitude", "small-dense")."""
+    """The pruning methods' names, in order: ("kasp", "magnitude", "small-dense", "magnitude-distil")."""
     return tuple(METHODS)
 
 

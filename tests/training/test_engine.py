@@ -109,6 +109,20 @@ def test_magnitude_baseline_starts_from_teacher(tiny_store, tiny_pretrained):
 
 
 @pytest.mark.slow
+def test_the_well_tuned_baseline_starts_from_the_teacher_and_distils_it(tiny_store, tiny_pretrained):
+    """magnitude-distil (GMP*'s baseline): the fine-tuned start of the magnitude baseline, KASP's three distillation
+    terms and no task loss; the same masks' sparsity."""
+    run = _prune(tiny_store, "magkd50", "--model", str(tiny_pretrained), "--sparsity", "0.5", "--method", "magnitude-distil")
+    rec = run.recipe()
+    assert rec["method"] == "magnitude-distil" and rec["init"] == "finetuned"
+    assert (rec["attention_weight"], rec["hidden_weight"], rec["prediction_weight"], rec["task_loss_weight"]) == (1, 1, 1, 0)
+    train = [r for r in run.progress() if r["type"] == "train"]
+    assert {"attention", "hidden", "prediction"} <= set(train[0]) and "task" not in train[0]
+    assert run.report()["sparsity"]["pruned_zeros"] == round(0.5 * run.report()["sparsity"]["pruned_params"])
+    assert run.report()["teacher"]["path"]
+
+
+@pytest.mark.slow
 def test_missing_teacher_names_the_command(tmp_path, tiny_pretrained, capsys):
     rc = main(["prune", *PRUNE, "--model", str(tiny_pretrained), "--sparsity", "0.9", "--runs-dir", str(tmp_path)])
     assert rc == 2
