@@ -126,6 +126,7 @@ if len(cells):
                f"{r['max_steps']:,} prune steps, inputs cut at {r['max_seq_length']} tokens, learning rate {r['lr']:g}, "
                f"{r['holdout']} training sentences held out for choosing recipes; teacher `{study['teacher']['run_id']}` "
                f"({r['teacher_steps']:,} steps, the same sentences held out; not the sweep's teacher above, which saw them all). The fine-tuned start is the teacher "
-               "itself, pruned as the magnitude baseline prunes it.")
+               "itself, pruned as the magnitude baseline prunes it; with distillation it is the well-tuned baseline of "
+               "GMP★ (Kurtic & Alistarh, 2022), `kasp prune --method magnitude-distil`.")
 urlstate.show_problems(url_slot)
 urlstate.share_box()
