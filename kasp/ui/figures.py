@@ -710,6 +710,13 @@ def ingredients_caption(cells: pd.DataFrame) -> str:
             d, noise = got[a].mean - got[b].mean, got[a].spread + got[b].spread
             verdict = ("beyond the seed spread" if abs(d) > noise else "within the seed spread") + f" (±{noise:.2f})"
             out.append(f"{what[0].upper() + what[1:]}: {d:+.2f} points, {verdict}.")
+    if len(got) == 4:  # a headline: which ingredient moves the metric more, averaged over the other one
+        loss = sum(got[(st, "distillation")].mean - got[(st, "task labels")].mean for st in ("pre-trained", "fine-tuned")) / 2
+        start = sum(got[("pre-trained", l)].mean - got[("fine-tuned", l)].mean for l in ("distillation", "task labels")) / 2
+        bigger = "the loss (distilling the teacher)" if abs(loss) > abs(start) else "the start (the pre-trained model)"
+        out.insert(0, f"Here {bigger} matters more: distilling instead of training on the labels moves the score "
+                      f"{loss:+.2f} points on average over the two starts, starting from the pre-trained model instead "
+                      f"of the fine-tuned one {start:+.2f} on average over the two losses.")
     diagonal = (("pre-trained", "distillation"), ("fine-tuned", "task labels"))
     if not out and all(c in got for c in diagonal):  # only KASP's cell and the magnitude baseline's: both ingredients differ
         a, b = (got[c] for c in diagonal)

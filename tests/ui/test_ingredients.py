@@ -38,6 +38,19 @@ def test_with_only_the_two_methods_cells_the_caption_compares_them_and_says_why_
     assert "differ in both ingredients" not in ingredients_caption(full)  # a pair answers it: no diagonal sentence
 
 
+def test_with_all_four_cells_the_caption_opens_with_the_ingredient_that_moves_the_score_more():
+    four = _cells({("pre-trained", "distillation"): (86.2, 0.1), ("fine-tuned", "distillation"): (86.8, 0.2),
+                   ("pre-trained", "task labels"): (83.8, 0.3), ("fine-tuned", "task labels"): (84.3, 0.3)})
+    text = ingredients_caption(four)
+    assert text.startswith("Here the loss (distilling the teacher) matters more: distilling instead of training on "
+                           "the labels moves the score +2.45 points on average over the two starts, starting from the "
+                           "pre-trained model instead of the fine-tuned one -0.55 on average")
+    start_wins = _cells({("pre-trained", "distillation"): (88.0, 0.1), ("fine-tuned", "distillation"): (84.0, 0.2),
+                         ("pre-trained", "task labels"): (87.0, 0.3), ("fine-tuned", "task labels"): (83.5, 0.3)})
+    assert ingredients_caption(start_wins).startswith("Here the start (the pre-trained model) matters more")
+    assert not ingredients_caption(four.iloc[:3]).startswith("Here")
+
+
 def test_the_chart_draws_each_cell_with_its_spread_from_near_the_data():
     cells = _cells({("pre-trained", "distillation"): (86.2, 0.1), ("fine-tuned", "task labels"): (82.5, 0.4)})
     fig = ingredients_figure(cells, teacher=0.884)
