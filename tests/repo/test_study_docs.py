@@ -58,3 +58,18 @@ def test_the_sst2_slice_is_said_to_be_shorter_than_dev_with_its_measured_lengths
     assert h < d / 2
     assert [line for line in lines if line.startswith("The sst2 selection slice (872 training examples)")] == [
         next(line for line in lines if f"median of {h:g} words" in line and f"median of {d:g} (" in line)]
+
+
+def test_the_readmes_ingredient_sentence_is_the_shipped_two_by_two():
+    """README's "distilling ... gains about 2.5 points from either start, ... pre-trained ... loses about half a
+    point" quotes assets/precomputed/ingredients.json: each distillation effect rounds to 2.5 (to the half point),
+    and each start effect is a loss between a quarter and three quarters of a point."""
+    data = json.loads((ROOT / "assets" / "precomputed" / "ingredients.json").read_text())
+    mean = {(c["start"], c["loss"]): 100 * sum(c["dev"].values()) / len(c["dev"]) for c in data["cells"]}
+    assert len(mean) == 4
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "gains about 2.5 points from either start" in readme and "loses about half a point" in readme
+    for start in ("pre-trained", "fine-tuned"):
+        assert round(2 * (mean[(start, "distillation")] - mean[(start, "task labels")])) / 2 == 2.5
+    for loss in ("distillation", "task labels"):
+        assert 0.25 <= mean[("fine-tuned", loss)] - mean[("pre-trained", loss)] <= 0.75
