@@ -75,14 +75,19 @@ def rows(folder: Path) -> list[str]:
 START, END = "<!-- study-table:start (scripts/study_table.py --write) -->", "<!-- study-table:end -->"
 
 
+def _base_lines(folder: Path):
+    """The readable base lines (``<task>-base.json``) of ``folder``, one results dict per task, in name order."""
+    for f in sorted(folder.glob("*-base.json")):
+        try:
+            yield load_results(f)
+        except KaspError:
+            continue
+
+
 def teacher_lines(folder: Path) -> list[str]:
     """One line per task: the teacher every study line of that task distils from, with its dev metric."""
     out = []
-    for f in sorted(folder.glob("*-base.json")):
-        try:
-            res = load_results(f)
-        except KaspError:
-            continue
+    for res in _base_lines(folder):
         t = res.get("teacher") or {}
         if isinstance(t.get("metric"), (int, float)):
             steps = (t.get("recipe") or {}).get("max_steps")
@@ -101,11 +106,7 @@ def slice_lines(folder: Path) -> list[str]:
     from kasp.spec.config import make_config
 
     out = []
-    for f in sorted(folder.glob("*-base.json")):
-        try:
-            res = load_results(f)
-        except KaspError:
-            continue
+    for res in _base_lines(folder):
         holdout = ((res.get("plan") or {}).get("overrides") or {}).get("holdout")
         if not holdout:
             continue
