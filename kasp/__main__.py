@@ -4,4 +4,5 @@ import sys
 
 from kasp.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned process (kasp sweep --jobs) imports this module
+    sys.exit(main())

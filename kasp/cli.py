@@ -91,7 +91,10 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
                    "once the run is recorded)")
     p.add_argument("--retention-samples", type=int, default=256, help="dev examples for the retention summary "
                    "(0: none)")
-    p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (of each run, with --jobs)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs trained at once, each in its own process "
+                   "with --num-threads threads (default: the CPUs divided by N); on 2 cores two 1-thread runs do about "
+                   "1.3x the steps of one 2-thread run (bench/teacher_cache.md). Default 1")
     p.add_argument("--augment", type=int, default=0, metavar="N", help="N augmented copies per training example in "
                    "every run (as kasp prune --augment; with --augment-source glue only distilling methods, not magnitude); its runs "
                    "and default results file are named <task>-augment-<source><N>")
@@ -478,7 +481,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                        teacher=args.teacher, runs_dir=args.runs_dir, results=args.results,
                        keep_checkpoints=args.keep_checkpoints, retention_samples=args.retention_samples,
                        num_threads=args.num_threads, augment=args.augment, augment_source=args.augment_source,
-                       overrides=parse_overrides(args.overrides))
+                       overrides=parse_overrides(args.overrides), jobs=args.jobs)
     plan = opt.plan(opt.model_config() if any(shrinks_student(m) for m in opt.methods) else None)
     check_settings(opt, plan)
     if args.dry_run:

@@ -22,6 +22,8 @@ PY=${PY:-$ROOT/.venv/bin/python}
 REPO=${RESULTS_REPO:-$ROOT}
 STORE=${KASP_RUNS_DIR:-$ROOT/runs}
 LOGDIR=$STORE/study
+# the two seeds of a line train at once, one thread each (kasp sweep --jobs: 1.3x the work of one 2-thread run on 2 cores)
+JOBS=${JOBS:-2}
 # selection slice per task: about the size of its dev set, at most about a tenth of its training set
 declare -A HOLDOUT=([sst2]=872 [mrpc]=408 [rte]=277 [stsb]=600 [cola]=800)
 # Order: the base line, the two changes the literature backs most (teacher embeddings, GMP* re-warming),
@@ -73,7 +75,7 @@ run_line() {  # $1 task, $2 name, $3 extra kasp sweep flags
   echo "=== $(date -u +%FT%TZ) study $name ($task: $flags) -> $out"
   local rc=0
   # shellcheck disable=SC2086  # the flags are words
-  "$PY" -m kasp sweep --task "$task" --sparsities 0.9 --seeds 42 43 --methods kasp --teacher "$t" \
+  "$PY" -m kasp sweep --task "$task" --sparsities 0.9 --seeds 42 43 --methods kasp --teacher "$t" --jobs "$JOBS" \
     --set holdout="${HOLDOUT[$task]}" $flags --results "$out" --runs-dir "$STORE" --keep-checkpoints < /dev/null || rc=$?
   if [[ $rc -eq 130 ]]; then echo "stopped; run scripts/run_study.sh again to resume"; exit 130; fi
   if [[ $rc -ne 0 ]]; then echo "study $name failed (exit $rc)"; return 0; fi

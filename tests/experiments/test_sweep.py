@@ -392,3 +392,113 @@ def test_a_sweep_run_killed_after_its_report_is_recorded_not_retrained(tiny_stor
     assert "finished before the last stop but was not recorded: recording it" in capsys.readouterr().err
     assert run.state() == "done" and (run.path / "progress.jsonl").read_bytes() == progress  # not trained again
     assert again["metric"] == first["metric"] and again["run_id"] == first["run_id"]
+
+
+# --- runs at once (--jobs) -------------------------------------------------------------------------
+def _jobs_opt(tiny_store, tiny_pretrained, tmp_path, name, methods=("kasp", "magnitude"), **kw):
+    from kasp.experiments.sweep import SweepOptions
+
+    return SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), methods=methods,
+                        seeds=(42, 43), max_steps=12, max_train_samples=128, max_eval_samples=32, retention_samples=8,
+                        teacher=str(tiny_store / "teacher"), runs_dir=str(tmp_path / "store"),
+                        results=str(tmp_path / f"{name}.json"), num_threads=1, **kw)
+
+
+@pytest.mark.slow
+def test_runs_at_once_give_the_same_results_as_one_at_a_time(tiny_store, tiny_pretrained, tmp_path, capfd):
+    """``--jobs 2``: four runs, two at a time in their own processes, recorded with the same metrics,
+    masks and weights' story as the same sweep one run at a time (same seeds, same thread count)."""
+    from kasp.experiments.sweep import run_sweep
+
+    one = run_sweep(_jobs_opt(tiny_store, tiny_pretrained, tmp_path, "one"))
+    capfd.readouterr()
+    two = run_sweep(_jobs_opt(tiny_store, tiny_pretrained, tmp_path, "two", jobs=2))
+    err = capfd.readouterr().err
+    assert "4 to run, 2 at a time" in err
+    assert len({line.split("(process ")[1].split(",")[0] for line in err.splitlines() if "(process " in line}) == 2
+    a = {e["key"]: e for e in one["runs"]}
+    b = {e["key"]: e for e in two["runs"]}
+    assert sorted(a) == sorted(b) == sorted(["kasp@0.8/seed42", "kasp@0.8/seed43", "magnitude@0.8/seed42",
+                                             "magnitude@0.8/seed43"])
+    for k in a:
+        assert b[k]["metric"] == a[k]["metric"], k
+        assert b[k]["per_matrix_sparsity"] == a[k]["per_matrix_sparsity"], k
+        assert b[k]["weights_story"] == a[k]["weights_story"], k
+        assert b[k]["retention"]["mean_similarity"] == pytest.approx(a[k]["retention"]["mean_similarity"], abs=1e-6)
+        assert b[k]["recipe"]["num_threads"] == 1
+        assert [r["loss"] for r in b[k]["progress"]["train"]] == [r["loss"] for r in a[k]["progress"]["train"]], k
+
+    def losses(e):
+        return [r["loss"] for r in e["progress"]["train"]]
+
+    assert losses(a["kasp@0.8/seed42"]) != losses(a["kasp@0.8/seed43"])  # the seeds differ: the test can tell runs apart
+
+
+@pytest.mark.slow
+def test_a_stopped_parallel_sweep_stops_every_job_and_resumes(tiny_store, tiny_pretrained, tmp_path, capfd):
+    """A stop reaches both jobs (each ends after its step); nothing half-done is recorded; the same
+    sweep started again continues the interrupted runs from their evaluation points and finishes."""
+    from kasp.experiments.results import load_results
+    from kasp.experiments.sweep import run_sweep
+    from kasp.training.train import Cancelled
+
+    opt = _jobs_opt(tiny_store, tiny_pretrained, tmp_path, "stopped", methods=("kasp",), jobs=2)
+    dirs = [opt.sweep_dir() / f"kasp-s80-seed{s}" for s in (42, 43)]
+    with pytest.raises(Cancelled):  # stop once both runs have written a resume state
+        run_sweep(opt, should_stop=lambda: all((d / "resume.json").is_file() for d in dirs))
+    assert load_results(opt.results_path())["runs"] == []
+    assert all(not (d / "report.json").exists() for d in dirs)  # both stopped before the end
+    capfd.readouterr()
+    done = run_sweep(opt)
+    err = capfd.readouterr().err
+    assert err.count("was interrupted: resuming it from resume-") == 2
+    assert sorted(e["key"] for e in done["runs"]) == ["kasp@0.8/seed42", "kasp@0.8/seed43"]
+    whole = run_sweep(_jobs_opt(tiny_store, tiny_pretrained, tmp_path, "whole", methods=("kasp",)))
+    assert {e["key"]: e["metric"] for e in done["runs"]} == {e["key"]: e["metric"] for e in whole["runs"]}
+
+
+def test_jobs_must_be_a_positive_count(tmp_path):
+    from kasp.experiments.sweep import SweepOptions, check_settings, threads_per_job
+
+    for bad in (0, -1, 1.5, True):
+        opt = SweepOptions(task="sst2", runs_dir=str(tmp_path), methods=("kasp",), sparsities=(0.9,), jobs=bad)
+        with pytest.raises(KaspError, match="--jobs"):
+            check_settings(opt, opt.plan())
+    assert threads_per_job(1) >= threads_per_job(2) >= 1 and threads_per_job(10_000) == 1
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_group_stops_a_parallel_sweep_cleanly(tiny_store, tiny_pretrained, tmp_path):
+    """``kill -- -PGID`` (how scripts/run_study.sh is stopped) on ``kasp sweep --jobs 2``: the sweep exits
+    130 with its message, no job process is left behind, and the same command finishes the sweep."""
+    results = tmp_path / "sweep" / "sst2.json"
+    cmd = [*_sweep_cmd(tiny_store, tiny_pretrained, results), "--seeds", "42", "43", "--methods", "kasp",
+           "--jobs", "2", "--num-threads", "1"]
+    cmd[cmd.index("--max-steps") + 1] = "200"  # long enough to be stopped mid-run
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    sweep_dir = results.parent / "store" / "sweeps" / "sst2"
+    deadline = time.time() + 240
+    try:
+        while not all((sweep_dir / f"kasp-s80-seed{s}" / "resume.json").is_file() for s in (42, 43)):
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"both jobs should be mid-run:\n{proc.stderr.read()[-2000:]}")
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert "sweep stopped" in err and "run the same command to resume" in err
+    for _ in range(100):  # the jobs (and multiprocessing's resource tracker) end with the sweep, within seconds
+        left = subprocess.run(["pgrep", "-a", "-g", str(proc.pid)], capture_output=True, text=True).stdout.splitlines()
+        if not left:
+            break
+        time.sleep(0.1)
+    assert left == [], f"processes left behind: {left}"
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("was interrupted: resuming it from resume-") == 2
+    assert sorted(_entries(results)) == ["kasp@0.8/seed42", "kasp@0.8/seed43"]
