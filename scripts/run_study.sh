@@ -28,8 +28,8 @@ JOBS=${JOBS:-2}
 declare -A HOLDOUT=([sst2]=872 [mrpc]=408 [rte]=277 [stsb]=600 [cola]=800)
 # Order: the base line, the two changes the literature backs most (teacher embeddings, GMP* re-warming),
 # the 2 x 2 of student start x loss (issue 24 item 5; the base line is its pre-trained + distillation
-# cell), more steps (the change measured to move the result most), MRPC's base and re-warming, then the
-# remaining single changes (item 4).
+# cell), more steps (the change measured to move the result most), MRPC's base, then the remaining single
+# changes (item 4); MRPC's re-warming last, since re-warming lost 1.6 points on SST-2 on both seeds.
 STUDY=${STUDY:-"
 sst2|sst2-base|
 sst2|sst2-init-emb-teacher|--set init_embeddings=teacher
@@ -39,14 +39,14 @@ sst2|sst2-2x2-finetuned-distil|--methods magnitude --set attention_weight=1 --se
 sst2|sst2-2x2-pretrained-task|--set attention_weight=0 --set hidden_weight=0 --set prediction_weight=0 --set task_loss_weight=1
 sst2|sst2-steps3000|--max-steps 3000
 mrpc|mrpc-base|--max-steps 510
-mrpc|mrpc-rewarm|--max-steps 510 --set lr_schedule=rewarm
 sst2|sst2-lr2e-4|--set lr=2e-4
-sst2|sst2-initial50|--set initial_sparsity=0.5
-sst2|sst2-recovery20|--set recovery=0.2
 sst2|sst2-temperature5.5|--set temperature=5.5
 sst2|sst2-prediction3|--set prediction_weight=3
+sst2|sst2-recovery20|--set recovery=0.2
+sst2|sst2-initial50|--set initial_sparsity=0.5
 mrpc|mrpc-init-emb-teacher|--max-steps 510 --set init_embeddings=teacher
 mrpc|mrpc-lr2e-4|--max-steps 510 --set lr=2e-4
+mrpc|mrpc-rewarm|--max-steps 510 --set lr_schedule=rewarm
 "}
 # shellcheck source=scripts/detach.sh
 source "$ROOT/scripts/detach.sh"
