@@ -28,6 +28,22 @@ START, END = "<!-- teachers-table:start (scripts/teachers.py table --write) -->"
 ORDER = ("sst2", "mrpc", "rte", "stsb", "cola")
 
 
+def inputs_cut(task: str, model: str, max_seq_length: int) -> dict:
+    """The share (0-1) of the task's training and dev examples longer than ``max_seq_length`` tokens (special
+    tokens included) under the model's tokenizer: the examples a run at that length limit sees truncated."""
+    from kasp.data.files import load_split
+    from kasp.models.modeling import load_tokenizer, resolve_model
+
+    tok = load_tokenizer(resolve_model(model))
+    out = {"max_seq_length": max_seq_length}
+    for split in ("train", "dev"):
+        df = load_split(task, split)
+        b = df["text_b"].tolist() if df["text_b"].notna().any() else None
+        ids = tok(df["text_a"].tolist(), b, truncation=False, return_attention_mask=False)["input_ids"]
+        out[split] = sum(len(x) > max_seq_length for x in ids) / len(ids)
+    return out
+
+
 def record(run_dir: Path, out: Path) -> dict:
     """Write ``out`` from a finished fine-tuning run directory; returns what was written.
 
@@ -50,7 +66,8 @@ def record(run_dir: Path, out: Path) -> dict:
             "selection_metrics": rep["selection_metrics"], "selected": rep.get("selected"),
             "steps": rep["steps"], "epochs": rep["epochs"], "train_examples": rep["train_examples"],
             "holdout_examples": rep.get("holdout_examples"), "wall_seconds": rep.get("wall_seconds"),
-            "recipe": recipe, "history": history, "run": run_dir.name, "machine": machine()}
+            "recipe": recipe, "history": history, "run": run_dir.name, "machine": machine(),
+            "inputs_cut": inputs_cut(rep["task"], recipe.get("model") or "default", int(recipe["max_seq_length"]))}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return data
@@ -60,11 +77,18 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.2f}"
 
 
+def _cut(c: dict | None) -> str:
+    if not c:
+        return "—"
+    return f"{100 * c['train']:.1f} % / {100 * c['dev']:.1f} % (over {c['max_seq_length']} tokens)"
+
+
 def rows(folder: Path) -> list[str]:
     """The table's lines, header first: one row per recorded teacher, in GLUE order."""
     out = ["| task (metric) | epochs run | kept: epoch (step) | held-out slice at the kept point | dev at the kept point "
-           "| dev at the last epoch | best dev of any epoch | MiniLM-L6-H384, its authors | gap | minutes |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| dev at the last epoch | best dev of any epoch | MiniLM-L6-H384, its authors | gap "
+           "| inputs over the length limit: train / dev | minutes |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for task in ORDER:
         f = folder / f"{task}.json"
         if not f.is_file():
@@ -78,7 +102,8 @@ def rows(folder: Path) -> list[str]:
         out.append(f"| {name} | {d['epochs']:g} | {sel.get('epoch', d['epochs']):g} ({sel.get('step', d['steps'])}) "
                    f"| {_pct(d['selection_metrics'][d['main_metric']])} | {_pct(dev)} | {_pct(h[-1]['dev'] if h else None)} "
                    f"| {_pct(max((e['dev'] for e in h if e['dev'] is not None), default=None))} "
-                   f"| {'not published' if pub is None else pub} | {gap} | {(d.get('wall_seconds') or 0) / 60:.1f} |")
+                   f"| {'not published' if pub is None else pub} | {gap} | {_cut(d.get('inputs_cut'))} "
+                   f"| {(d.get('wall_seconds') or 0) / 60:.1f} |")
     return out
 
 

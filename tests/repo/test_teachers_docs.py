@@ -32,7 +32,10 @@ def test_a_row_quotes_the_kept_epoch_and_tells_dev_chosen_from_slice_chosen(tmp_
     rows = t.rows(tmp_path)
     assert len(rows) == 3
     cells = [c.strip() for c in rows[2].strip("|").split("|")]
-    assert cells == ["RTE (accuracy)", "3", "2 (200)", "79.00", "80.00", "84.00", "84.00", "68.8", "-11.2", "10.0"]
+    assert cells == ["RTE (accuracy)", "3", "2 (200)", "79.00", "80.00", "84.00", "84.00", "68.8", "-11.2", "—", "10.0"]
+    rec["inputs_cut"] = {"max_seq_length": 128, "train": 0.1225, "dev": 0.0}
+    (tmp_path / "rte.json").write_text(json.dumps(rec))
+    assert "| 12.2 % / 0.0 % (over 128 tokens) |" in t.rows(tmp_path)[2]
     assert "No teacher recorded yet" in t.block(tmp_path / "empty")
 
 
@@ -50,5 +53,9 @@ def test_record_keeps_every_epochs_scores_and_the_kept_step(tiny_pretrained, tmp
     kept = next(h for h in d["history"] if h["step"] == d["selected"]["step"])
     assert d["metrics"]["accuracy"] == kept["dev"] and d["selection_metrics"]["accuracy"] == kept["selection"]
     assert d["holdout_examples"] == 40 and d["recipe"]["select_best"] is True
+    # the length cut, measured with the run's tokenizer: at 32 tokens some RTE pairs are cut, at 100,000 none
+    cut = d["inputs_cut"]
+    assert cut["max_seq_length"] == 32 and 0 < cut["dev"] < 1 and 0 < cut["train"] < 1
+    assert t.inputs_cut("rte", str(tiny_pretrained), 100_000) == {"max_seq_length": 100_000, "train": 0.0, "dev": 0.0}
     with pytest.raises(SystemExit, match="no finished run"):
         t.record(tmp_path / "missing", tmp_path / "x.json")
