@@ -78,6 +78,11 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
                    help="sparsities at which the seeds after the first run (default: all)")
     p.add_argument("--max-steps", type=int, default=None, help=f"steps per run (per-task defaults: {budgets})")
     p.add_argument("--teacher-steps", type=int, default=None, help="steps of the teacher, when one is fine-tuned")
+    p.add_argument("--epochs", type=float, default=None, help="budget of every run in passes over the training set "
+                   "(less a --set holdout=N slice), converted to steps before the sweep starts: the same steps on any "
+                   "machine; instead of --max-steps")
+    p.add_argument("--teacher-epochs", type=float, default=None, help="the teacher's budget in epochs, when one is "
+                   "fine-tuned; instead of --teacher-steps")
     p.add_argument("--max-seq-length", type=int, default=None, help="length limit in tokens (per-task default)")
     p.add_argument("--max-train-samples", type=int, default=None, help="use only the first N training examples")
     p.add_argument("--max-eval-samples", type=int, default=None, help="evaluate on only the first N dev examples")
@@ -481,7 +486,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                        teacher=args.teacher, runs_dir=args.runs_dir, results=args.results,
                        keep_checkpoints=args.keep_checkpoints, retention_samples=args.retention_samples,
                        num_threads=args.num_threads, augment=args.augment, augment_source=args.augment_source,
-                       overrides=parse_overrides(args.overrides), jobs=args.jobs)
+                       overrides=parse_overrides(args.overrides), jobs=args.jobs, epochs=args.epochs,
+                       teacher_epochs=args.teacher_epochs)
     plan = opt.plan(opt.model_config() if any(shrinks_student(m) for m in opt.methods) else None)
     check_settings(opt, plan)
     if args.dry_run:

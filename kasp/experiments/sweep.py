@@ -81,6 +81,32 @@ def budget_for(task: str, max_steps: int | None = None, teacher_steps: int | Non
     return b
 
 
+def steps_for_epochs(task: str, epochs: float, batch_size: int | None = None, holdout: int = 0,
+                     max_train_samples: int | None = None) -> int:
+    """Optimizer steps of ``epochs`` passes over a task's training examples, as a run counts them
+    (:func:`kasp.training.train._plan_steps`: ceil(epochs x ceil(examples / batch))).
+
+    The examples are the shipped training split less the held-out slice (``holdout``), at most
+    ``max_train_samples``; ``batch_size`` defaults to the recipe's (32).
+
+    Raises:
+        KaspError: ``epochs`` not above 0, an unknown task or an unreadable split, or a slice that leaves
+            no example.
+    """
+    from kasp.data.files import load_split
+    from kasp.spec.config import RunConfig
+
+    if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or not epochs > 0 or epochs != epochs:
+        raise KaspError(f"--epochs {epochs!r}: give the passes over the training set, above 0 (e.g. 5 or 12)")
+    n = len(load_split(task, "train")) - (holdout or 0)
+    if n <= 0:
+        raise KaspError(f"--holdout {holdout} leaves no {task} training example for --epochs")
+    if max_train_samples:
+        n = min(n, max_train_samples)
+    batch = batch_size or RunConfig.__dataclass_fields__["batch_size"].default
+    return max(1, math.ceil(epochs * -(-n // batch)))
+
+
 # --- helpers ------------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
     """What the sweep ran on: CPU model and count, memory, torch threads, versions, platform (the versions
@@ -177,6 +203,8 @@ class SweepOptions:
     augment_source: str = "words"
     overrides: tuple[tuple[str, Any], ...] = ()
     jobs: int = 1
+    epochs: float | None = None
+    teacher_epochs: float | None = None
 
     @property
     def variant(self) -> str:
@@ -200,7 +228,28 @@ class SweepOptions:
         return self.store() / "sweeps" / self.results_path().stem
 
     def budget(self) -> dict[str, int | None]:
-        return budget_for(self.task, self.max_steps, self.teacher_steps, self.max_seq_length)
+        """Step budgets and length limit: :data:`TASK_BUDGETS`, replaced by ``max_steps`` / ``teacher_steps``,
+        or by ``epochs`` / ``teacher_epochs`` converted to steps (:func:`steps_for_epochs`; a run's slice
+        ``--set holdout=N`` and ``--set batch_size=N`` count, the teacher trains on the whole split). With
+        epochs, the result also has ``epochs`` / ``teacher_epochs``.
+
+        Raises:
+            KaspError: both steps and epochs given for the runs or for the teacher, or bad epochs.
+        """
+        ov = dict(self.overrides)
+        steps, t_steps, extra = self.max_steps, self.teacher_steps, {}
+        if self.epochs is not None:
+            if self.max_steps is not None:
+                raise KaspError("give --max-steps or --epochs, not both")
+            steps = steps_for_epochs(self.task, self.epochs, ov.get("batch_size"), int(ov.get("holdout") or 0),
+                                     self.max_train_samples)
+            extra["epochs"] = self.epochs
+        if self.teacher_epochs is not None:
+            if self.teacher_steps is not None:
+                raise KaspError("give --teacher-steps or --teacher-epochs, not both")
+            t_steps = steps_for_epochs(self.task, self.teacher_epochs, None, 0, self.max_train_samples)
+            extra["teacher_epochs"] = self.teacher_epochs
+        return budget_for(self.task, steps, t_steps, self.max_seq_length) | extra
 
     def plan(self, model_config: Any = None) -> list[PlannedRun]:
         """The planned runs. With the pre-trained model's config, a small-dense run whose shape equals
@@ -666,8 +715,12 @@ def _run_parallel(todo: list[PlannedRun], cfgs: dict[str, Any], plan: list[Plann
 
     done_before = [recorded[p.key] for p in plan if p.key in recorded]
     eta, how = _eta(todo, done_before, opt)
-    _say(f"{len(done_before)}/{len(plan)} runs done; {len(todo)} to run, {opt.jobs} at a time; about "
-         f"{_fmt_duration(eta / min(opt.jobs, len(todo)))} left ({how}, divided by the runs at once)")
+    if how.startswith("from this sweep"):  # measured on runs that ran this many at once: divide by the runs at once
+        left = f"about {_fmt_duration(eta / min(opt.jobs, len(todo)))} left ({how})"
+    else:  # estimated for one run at a time; how much runs at once save depends on the machine
+        left = (f"about {_fmt_duration(eta)} of one-run-at-a-time work ({how}); runs at once finish sooner "
+                "(about 1.3x on 2 cores: docs/cpu.md)")
+    _say(f"{len(done_before)}/{len(plan)} runs done; {len(todo)} to run, {opt.jobs} at a time; {left}")
     try:
         import torch
 

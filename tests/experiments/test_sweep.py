@@ -502,3 +502,44 @@ def test_sigterm_to_the_group_stops_a_parallel_sweep_cleanly(tiny_store, tiny_pr
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("was interrupted: resuming it from resume-") == 2
     assert sorted(_entries(results)) == ["kasp@0.8/seed42", "kasp@0.8/seed43"]
+
+
+# --- budgets in epochs (issue 29) ------------------------------------------------------------------
+def test_epochs_become_the_steps_a_run_counts(tmp_path):
+    """``kasp sweep --epochs 5`` on MRPC with the study's 408-example slice is the study's 510 steps (3,668 - 408
+    = 3,260 examples, 102 batches of 32); without the slice 5 x 115; the teacher counts the whole split."""
+    from kasp.experiments.sweep import SweepOptions, steps_for_epochs
+
+    opt = SweepOptions(task="mrpc", runs_dir=str(tmp_path), epochs=5, teacher_epochs=10, overrides=(("holdout", 408),))
+    b = opt.budget()
+    assert (b["max_steps"], b["epochs"], b["teacher_steps"], b["teacher_epochs"]) == (510, 5, 1150, 10)
+    assert b["max_seq_length"] == 128  # the task's length limit stays
+    assert steps_for_epochs("mrpc", 5) == 575 and steps_for_epochs("mrpc", 0.5) == 58
+    assert steps_for_epochs("mrpc", 1, batch_size=64) == 58 and steps_for_epochs("mrpc", 2, max_train_samples=100) == 8
+    assert opt.run_config(opt.plan()[0], "t").max_steps == 510
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(KaspError, match="--epochs"):
+            steps_for_epochs("mrpc", bad)
+    with pytest.raises(KaspError, match="not both"):
+        SweepOptions(task="mrpc", epochs=5, max_steps=100).budget()
+    with pytest.raises(KaspError, match="not both"):
+        SweepOptions(task="mrpc", teacher_epochs=5, teacher_steps=100).budget()
+    with pytest.raises(KaspError, match="leaves no"):
+        SweepOptions(task="rte", epochs=1, overrides=(("holdout", 5000),)).budget()
+
+
+@pytest.mark.slow
+def test_a_sweep_in_epochs_trains_that_many_epochs(tiny_store, tiny_pretrained, tmp_path):
+    """The runs' own reports say they trained the epochs asked for (the sweep counts as the training loop does)."""
+    from kasp.experiments.sweep import SweepOptions, run_sweep
+
+    opt = SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), methods=("kasp",), epochs=1.5,
+                       max_train_samples=100, max_eval_samples=16, retention_samples=0,
+                       teacher=str(tiny_store / "teacher"), runs_dir=str(tmp_path / "store"),
+                       results=str(tmp_path / "epochs.json"), overrides=(("holdout", 40),))
+    res = run_sweep(opt)
+    (run,) = res["runs"]
+    assert run["steps"] == 6  # 1.5 x ceil(100 / 32)
+    assert res["plan"]["budget"]["epochs"] == 1.5
+    report = json.loads((opt.sweep_dir() / "kasp-s80-seed42" / "report.json").read_text())
+    assert report["epochs"] == pytest.approx(1.5)
