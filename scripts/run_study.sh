@@ -56,7 +56,7 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 teacher() {  # $1: task -> prints the teacher's run directory, fine-tuning it first if needed
   local task=$1 dir=$STORE/teachers/$1-holdout${HOLDOUT[$1]}
   if [[ $task != sst2 ]]; then  # the small tasks distil from teachers trained until they stop improving (issue 29)
-    TASKS=$task RESULTS_REPO=$REPO KASP_RUNS_DIR=$STORE PY=$PY "$ROOT/scripts/run_teachers.sh" --foreground >&2
+    TASKS=$task LR= RESULTS_REPO=$REPO KASP_RUNS_DIR=$STORE PY=$PY "$ROOT/scripts/run_teachers.sh" --foreground >&2
     dir=$STORE/teachers/$task-holdout${HOLDOUT[$task]}-e10
     [[ -f $dir/report.json ]] || { echo "no $task teacher in $dir: see $STORE/teachers/teachers.log" >&2; return 1; }
   fi

@@ -3,6 +3,7 @@ print or write the docs table of the recorded teachers beside the published figu
 
     .venv/bin/python scripts/teachers.py record runs/teachers/mrpc-e10 bench/teachers/mrpc.json
     .venv/bin/python scripts/teachers.py table                        # bench/teachers/*.json, printed
+    (one row per file: <task>.json, then its variants <task>-<what>.json, e.g. another learning rate)
     .venv/bin/python scripts/teachers.py table --write docs/results.md  # replaces the table between its markers
 
 ``record`` keeps what the choice rests on: the recipe, the dev and held-out-slice metric at every evaluation point
@@ -85,21 +86,23 @@ def _cut(c: dict | None) -> str:
 
 def rows(folder: Path) -> list[str]:
     """The table's lines, header first: one row per recorded teacher, in GLUE order."""
-    out = ["| task (metric) | epochs run | kept: epoch (step) | held-out slice at the kept point | dev at the kept point "
+    out = ["| task (metric) | lr | epochs run | kept: epoch (step) | held-out slice at the kept point | dev at the kept point "
            "| dev at the last epoch | best dev of any epoch | MiniLM-L6-H384, its authors | gap "
            "| inputs over the length limit: train / dev | minutes |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for task in ORDER:
-        f = folder / f"{task}.json"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    files = [f for task in ORDER for f in ([folder / f"{task}.json"] + sorted(folder.glob(f"{task}-*.json")))]
+    for f in files:
         if not f.is_file():
             continue
         d = json.loads(f.read_text(encoding="utf-8"))
+        task = d["task"]
         sel, h = d.get("selected") or {}, d["history"]
         dev = d["metrics"][d["main_metric"]]
         pub = PUBLISHED.get(task)
         gap = "—" if pub is None else f"{pub - 100 * dev:.1f}"
         name = f"{get_task(task).folder} ({d['main_metric']})"
-        out.append(f"| {name} | {d['epochs']:g} | {sel.get('epoch', d['epochs']):g} ({sel.get('step', d['steps'])}) "
+        lr = (d.get("recipe") or {}).get("lr")
+        out.append(f"| {name} | {'—' if lr is None else f'{lr:g}'} | {d['epochs']:g} | {sel.get('epoch', d['epochs']):g} ({sel.get('step', d['steps'])}) "
                    f"| {_pct(d['selection_metrics'][d['main_metric']])} | {_pct(dev)} | {_pct(h[-1]['dev'] if h else None)} "
                    f"| {_pct(max((e['dev'] for e in h if e['dev'] is not None), default=None))} "
                    f"| {'not published' if pub is None else pub} | {gap} | {_cut(d.get('inputs_cut'))} "

@@ -32,10 +32,18 @@ def test_a_row_quotes_the_kept_epoch_and_tells_dev_chosen_from_slice_chosen(tmp_
     rows = t.rows(tmp_path)
     assert len(rows) == 3
     cells = [c.strip() for c in rows[2].strip("|").split("|")]
-    assert cells == ["RTE (accuracy)", "3", "2 (200)", "79.00", "80.00", "84.00", "84.00", "68.8", "-11.2", "—", "10.0"]
+    assert cells == ["RTE (accuracy)", "—", "3", "2 (200)", "79.00", "80.00", "84.00", "84.00", "68.8", "-11.2", "—", "10.0"]
     rec["inputs_cut"] = {"max_seq_length": 128, "train": 0.1225, "dev": 0.0}
     (tmp_path / "rte.json").write_text(json.dumps(rec))
     assert "| 12.2 % / 0.0 % (over 128 tokens) |" in t.rows(tmp_path)[2]
+    # a variant (another learning rate) is a row of its own, after the plain teacher of its task
+    (tmp_path / "rte-lr3e-5.json").write_text(json.dumps(rec | {"recipe": {"lr": 3e-5}, "metrics": {"accuracy": 0.6}}))
+    (tmp_path / "mrpc.json").write_text(json.dumps(rec | {"task": "mrpc", "main_metric": "f1", "metrics": {"f1": 0.8},
+                                                           "selection_metrics": {"f1": 0.8}}))
+    rows = t.rows(tmp_path)
+    assert [r.split("|")[1:3] for r in rows[2:]] == [[" MRPC (f1) ", " — "], [" RTE (accuracy) ", " — "],
+                                                     [" RTE (accuracy) ", " 3e-05 "]]
+    assert "| 60.00 |" in rows[4]
     assert "No teacher recorded yet" in t.block(tmp_path / "empty")
 
 
