@@ -13,7 +13,9 @@
 #    steps, so that the two seeds and the baseline compare whatever the machine's load); the baseline
 #    is the SST-2 sweep's own KASP 90 % runs, seeds 42 and 43 (assets/sweeps/sst2.json);
 #  - issue 15, item 6: the class preset's budgets (300-step teacher, 300 / 500 prune steps), KASP and
-#    magnitude, to find the smallest budget where KASP leads by more than the seed spread.
+#    magnitude, to find the smallest budget where KASP leads by more than the seed spread;
+#  - issue 29, item 4: the class preset's budgets for the two other baselines (small-dense: does the
+#    sparse student beat a small dense one in five minutes? magnitude-distil: does distillation show?).
 # RESULTS_REPO=/path/to/checkout writes and commits the results there instead.
 set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")  # absolute: the detached copy starts after the cd below
@@ -25,6 +27,7 @@ LOGDIR=${KASP_RUNS_DIR:-$ROOT/runs}/trials
 TRIALS=${TRIALS:-"
 class-steps500|--teacher-steps 300 --max-steps 500 --methods kasp magnitude
 class-steps300|--teacher-steps 300 --max-steps 300 --methods kasp magnitude
+class-steps500-baselines|--teacher-steps 300 --max-steps 500 --methods small-dense magnitude-distil --jobs 2
 sst2-temperature2|--set temperature=2
 sst2-lr2e-4|--set lr=2e-4
 sst2-lr5e-5|--set lr=5e-5
