@@ -36,14 +36,32 @@ def _mean(d: dict[int, float]) -> float | None:
     return sum(d.values()) / len(d) if d else None
 
 
-def rows(folder: Path) -> list[str]:
-    """The table's lines, header first; one row per results file and method."""
-    data = {}
-    for f in sorted(folder.glob("*.json")):
+def complete(res: dict) -> bool:
+    """Whether a study line has recorded every run it planned: a line still running (its results file is
+    rewritten after each run, and is not committed until the line ends) is left out of every table, so that
+    a table written while another line runs never quotes a file that is not in the repository."""
+    planned = (res.get("plan") or {}).get("runs")
+    return isinstance(planned, int) and len(res.get("runs") or []) >= planned > 0
+
+
+def lines(folder: Path, pattern: str = "*.json") -> dict[str, dict | KaspError]:
+    """Study line name -> its results (or the error that makes the file unreadable), for the finished lines
+    in ``folder`` (:func:`complete`), in name order."""
+    data: dict[str, dict | KaspError] = {}
+    for f in sorted(folder.glob(pattern)):
         try:
-            data[f.stem] = load_results(f)
+            res = load_results(f)
         except KaspError as e:
             data[f.stem] = e
+            continue
+        if complete(res):
+            data[f.stem] = res
+    return data
+
+
+def rows(folder: Path) -> list[str]:
+    """The table's lines, header first; one row per finished line (:func:`complete`) and method."""
+    data = lines(folder)
     out = ["| study line | task | method | change | seeds | selection slice per seed | mean | Δ vs base | dev per seed | mean | Δ vs base | min a run |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, res in data.items():
@@ -77,11 +95,9 @@ START, END = "<!-- study-table:start (scripts/study_table.py --write) -->", "<!-
 
 def _base_lines(folder: Path):
     """The readable base lines (``<task>-base.json``) of ``folder``, one results dict per task, in name order."""
-    for f in sorted(folder.glob("*-base.json")):
-        try:
-            yield load_results(f)
-        except KaspError:
-            continue
+    for res in lines(folder, "*-base.json").values():
+        if isinstance(res, dict):
+            yield res
 
 
 def teacher_lines(folder: Path) -> list[str]:
@@ -142,9 +158,12 @@ def _cell(folder: Path, line: str, method: str) -> str:
     if not f.is_file():
         return "not run yet"
     try:
-        runs = [e for e in load_results(f)["runs"] if e["method"] == method]
+        res = load_results(f)
     except KaspError as e:
         return f"unreadable: {e}"
+    if not complete(res):
+        return "not run yet"  # still running: its file is not committed yet
+    runs = [e for e in res["runs"] if e["method"] == method]
     dev, sel = _scores(runs, "dev"), _scores(runs, "selection")
     if not dev:
         return "no finished run"
@@ -181,6 +200,8 @@ def ship(folder: Path, out: Path) -> dict:
         if not f.is_file():
             continue
         res = load_results(f)
+        if not complete(res):
+            continue
         runs = [e for e in res["runs"] if e["method"] == method]
         if not runs:
             continue

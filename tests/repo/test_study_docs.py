@@ -73,3 +73,22 @@ def test_the_readmes_ingredient_sentence_is_the_shipped_two_by_two():
         assert round(2 * (mean[(start, "distillation")] - mean[(start, "task labels")])) / 2 == 2.5
     for loss in ("distillation", "task labels"):
         assert 0.25 <= mean[("fine-tuned", loss)] - mean[("pre-trained", loss)] <= 0.75
+
+
+def test_a_line_still_running_is_in_no_table(tmp_path):
+    """A line's results file holds its first seed while the second trains, and is committed only when the line
+    ends; a table written meanwhile (another line's commit) must not quote it, or the committed docs would name a
+    file the repository does not have. Here: an MRPC base line with one of its two runs, beside SST-2's."""
+    st = _study_table()
+    (tmp_path / "sst2-base.json").write_text((ROOT / "bench" / "study" / "sst2-base.json").read_text())
+    before = st.block(tmp_path)
+    data = json.loads((ROOT / "bench" / "study" / "sst2-base.json").read_text())
+    data["task"], data["runs"] = "mrpc", data["runs"][:1]
+    data["teacher"]["run_id"] = "mrpc-teacher-in-progress"
+    assert data["plan"]["runs"] == 2
+    (tmp_path / "mrpc-base.json").write_text(json.dumps(data))
+    assert st.block(tmp_path) == before and "mrpc" not in st.block(tmp_path)
+    assert not st.complete(data) and st.complete(json.loads((tmp_path / "sst2-base.json").read_text()))
+    data["runs"] = []  # a line stopped before its first run ended
+    (tmp_path / "mrpc-base.json").write_text(json.dumps(data))
+    assert st.block(tmp_path) == before
