@@ -15,7 +15,9 @@
 #  - issue 15, item 6: the class preset's budgets (300-step teacher, 300 / 500 prune steps), KASP and
 #    magnitude, to find the smallest budget where KASP leads by more than the seed spread;
 #  - issue 29, item 4: the class preset's budgets for the two other baselines (small-dense: does the
-#    sparse student beat a small dense one in five minutes? magnitude-distil: does distillation show?).
+#    sparse student beat a small dense one in five minutes? magnitude-distil: does distillation show?),
+#    and KASP and magnitude at 500 steps from the teacher that ships with KASP (what the Prune page uses on a
+#    fresh clone); {shipped-sst2-teacher} in a line is that teacher's unpacked run folder.
 # RESULTS_REPO=/path/to/checkout writes and commits the results there instead.
 set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")  # absolute: the detached copy starts after the cd below
@@ -28,6 +30,7 @@ TRIALS=${TRIALS:-"
 class-steps500|--teacher-steps 300 --max-steps 500 --methods kasp magnitude
 class-steps300|--teacher-steps 300 --max-steps 300 --methods kasp magnitude
 class-steps500-baselines|--teacher-steps 300 --max-steps 500 --methods small-dense magnitude-distil --jobs 2
+class-steps500-shipped-teacher|--teacher {shipped-sst2-teacher} --max-steps 500 --methods kasp magnitude --jobs 2
 sst2-temperature2|--set temperature=2
 sst2-lr2e-4|--set lr=2e-4
 sst2-lr5e-5|--set lr=5e-5
@@ -40,6 +43,11 @@ detach trials "$@"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 run_trial() {  # $1: name of the results file; $2: extra kasp sweep flags
   local name=$1 flags=$2
+  if [[ $flags == *"{shipped-sst2-teacher}"* ]]; then  # the shipped SST-2 teacher, unpacked on first use
+    local shipped
+    shipped=$("$PY" -c "from kasp.models.shipped import shipped_store; print(shipped_store() / 'shipped-sst2-teacher')")
+    flags=${flags//\{shipped-sst2-teacher\}/$shipped}
+  fi
   local out=$REPO/bench/trials/$name.json
   echo "=== $(date -u +%FT%TZ) trial $name ($flags) -> $out"
   local rc=0
