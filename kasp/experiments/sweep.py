@@ -657,6 +657,7 @@ def threads_per_job(jobs: int) -> int:
     return max(1, cpus // max(1, jobs))
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _JOB_STOP: Any = None  # in a job process: the sweep's stop event (multiprocessing.Event)
 _JOB_SIGNALLED = False  # in a job process: SIGINT or SIGTERM was received
 
@@ -674,6 +675,8 @@ def _job_init(stop_event: Any) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    if hasattr(signal, "pthread_sigmask"):  # blocked by the sweep while it started this process: a signal that
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # came meanwhile is handled now, not fatal
 
 
 def _job_should_stop() -> bool:
@@ -732,7 +735,16 @@ def _run_parallel(todo: list[PlannedRun], cfgs: dict[str, Any], plan: list[Plann
     cancelled, failure = False, None
     with ProcessPoolExecutor(max_workers=opt.jobs, mp_context=ctx, initializer=_job_init,
                              initargs=(stop_event,)) as pool:
-        futures = {pool.submit(_job, r, cfgs[r.key], str(opt.sweep_dir() / r.dirname), opt): r for r in todo}
+        # the job processes start during submit: they inherit a mask that blocks SIGINT/SIGTERM until _job_init has
+        # installed their handlers, so that a stop while they import torch stops them cleanly instead of killing them
+        blocked = hasattr(signal, "pthread_sigmask")
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            futures = {pool.submit(_job, r, cfgs[r.key], str(opt.sweep_dir() / r.dirname), opt): r for r in todo}
+        finally:
+            if blocked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -754,6 +766,8 @@ def _run_parallel(todo: list[PlannedRun], cfgs: dict[str, Any], plan: list[Plann
                         _say(f"{futures[f].key} failed ({exc}); the runs in progress finish, no new one starts")
                     for g in pending:
                         g.cancel()
+    if isinstance(failure, BrokenProcessPool) and (stop_event.is_set() or should_stop()):
+        failure, cancelled = None, True  # a job ended by the stop's signal itself: a stop, not a failure
     if failure is not None:
         if isinstance(failure, BrokenProcessPool):
             raise KaspError("a sweep job process died (killed, or out of memory); finished runs are recorded: "

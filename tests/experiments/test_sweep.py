@@ -543,3 +543,32 @@ def test_a_sweep_in_epochs_trains_that_many_epochs(tiny_store, tiny_pretrained, 
     assert res["plan"]["budget"]["epochs"] == 1.5
     report = json.loads((opt.sweep_dir() / "kasp-s80-seed42" / "report.json").read_text())
     assert report["epochs"] == pytest.approx(1.5)
+
+
+@pytest.mark.slow
+def test_a_stop_while_the_jobs_start_is_a_clean_stop(tiny_store, tiny_pretrained, tmp_path):
+    """SIGTERM to the group as soon as the sweep says it starts its jobs (they are still importing torch): the
+    sweep stops with its usual message and exit 130, not 'a sweep job process died' (seen on the study's first
+    run of kasp sweep --jobs 2, when a study line was stopped seconds after it began)."""
+    results = tmp_path / "sweep" / "sst2.json"
+    cmd = [*_sweep_cmd(tiny_store, tiny_pretrained, results), "--seeds", "42", "43", "--methods", "kasp",
+           "--jobs", "2", "--num-threads", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    err = ""
+    try:
+        for line in proc.stderr:  # the parent's line before it submits the jobs
+            err += line
+            if "2 at a time" in line:
+                time.sleep(0.3)  # the job processes are being spawned
+                os.killpg(proc.pid, signal.SIGTERM)
+                break
+        out, rest = proc.communicate(timeout=120)
+        err += rest
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert "sweep stopped" in err and "job process died" not in err, err[-2000:]
+    assert _entries(results) == {}
