@@ -206,3 +206,35 @@ def test_the_method_pages_table_is_the_precomputed_runs():
         run = _precomputed_run(name, round(float(sparsity.rstrip(" %")) / 100, 1))
         assert f"{run['metric'] * 100:.2f}" == acc and wall == f"{run['wall_seconds'] / 60:.1f} min", line
         assert round(run["measured_sparsity"] * 100, 2) == float(sparsity.rstrip(" %")), line
+
+
+def test_the_class_runs_teacher_table_is_its_trials():
+    """The class preset's 500 steps with each teacher: every cell is the mean ± half the range of its trial file's
+    two seeds, each row's teacher (steps and dev accuracy) is the file's, and the minutes quoted are the files'."""
+    header = "| SST-2, 90 %, 500 prune steps; teacher |"
+    rows = _table(RESULTS, header)
+    assert len(rows) == 2
+    methods = ("kasp", "magnitude", "small-dense", "magnitude-distil")
+    minutes = {}
+    for cells in rows:
+        files = re.findall(r"`([\w.-]+)`", cells[5])
+        runs, teachers = [], set()
+        for name in files:
+            res = json.loads((ROOT / "bench" / "trials" / f"{name}.json").read_text(encoding="utf-8"))
+            assert res["plan"]["budget"]["max_steps"] == 500 and {e["steps"] for e in res["runs"]} == {500}, name
+            runs += [e | {"_file": name} for e in res["runs"]]
+            teachers.add((res["teacher"]["recipe"]["max_steps"], f"{res['teacher']['metric'] * 100:.2f}"))
+        (steps, acc), = teachers  # one teacher per row (the re-trained 300-step one scores the same)
+        assert f"{steps:,} steps ({acc} %" in cells[0], cells[0]
+        for method, cell in zip(methods, cells[1:5]):
+            vals = [e["metric"] for e in runs if e["method"] == method]
+            assert cell.strip("*") == (_mean_spread(vals) if vals else "not run"), (method, cells)
+            assert not vals or len(vals) == 2
+            walls = [e["wall_seconds"] for e in runs if e["method"] == method and e["_file"] != "class-steps500"]
+            if walls:  # the newer trials' (two runs at once); class-steps500's are the table above's
+                minutes[method] = sum(walls) / len(walls) / 60
+    text = RESULTS.read_text(encoding="utf-8")
+    quoted = text[text.index("their minutes a run ("):].split(")", 1)[0]
+    for method, label in (("kasp", "KASP"), ("magnitude", "magnitude"), ("small-dense", "small-dense"),
+                          ("magnitude-distil", "magnitude + distillation")):
+        assert f"{label} {minutes[method]:.1f}" in " ".join(quoted.split()), (method, quoted)

@@ -270,10 +270,17 @@ def test_the_class_presets_measured_numbers_are_those_of_its_shipped_trials():
         return f"{sum(v) / 2:.2f} ± {(max(v) - min(v)) / 2:.2f}"
 
     trial = ROOT / "bench" / "trials" / "class-steps500.json"
+    shipped = ROOT / "bench" / "trials" / "class-steps500-shipped-teacher.json"
     sweep = ROOT / "assets" / "sweeps" / "sst2.json"
     assert f"baseline reaches {mean_spread(trial, 'magnitude')} and KASP {mean_spread(trial, 'kasp')}" in text
     assert f"KASP {mean_spread(sweep, 'kasp')} against {mean_spread(sweep, 'magnitude')}" in text
     assert f"300-step teacher ({load_results(trial)['teacher']['metric'] * 100:.2f} %)" in text
+    # the fresh clone's case: the page distils from the shipped teacher, and there KASP leads
+    res = load_results(shipped)
+    assert res["teacher"]["run_id"] == "shipped-sst2-teacher" and res["plan"]["budget"]["max_steps"] == 500
+    assert res["teacher"]["recipe"]["max_steps"] == 1400
+    assert f"1,400 steps, {res['teacher']['metric'] * 100:.2f} % as shipped)" in text
+    assert f"500 steps give KASP {mean_spread(shipped, 'kasp')} against the magnitude baseline's {mean_spread(shipped, 'magnitude')}" in text
     budget = load_results(trial)["plan"]["budget"]
     assert budget["max_steps"] == load_recipe("class", "prune")["max_steps"] == 500 and "500 steps" in text
     assert budget["teacher_steps"] == load_recipe("class", "finetune")["max_steps"] == 300
