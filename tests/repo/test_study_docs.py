@@ -92,3 +92,23 @@ def test_a_line_still_running_is_in_no_table(tmp_path):
     data["runs"] = []  # a line stopped before its first run ended
     (tmp_path / "mrpc-base.json").write_text(json.dumps(data))
     assert st.block(tmp_path) == before
+
+
+def test_the_mrpc_base_lines_progress_table_is_its_runs():
+    """The dev F1 at each evaluation point of mrpc-base's two runs, with the sparsity reached there, as quoted."""
+    import re
+
+    doc = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    table = doc[doc.index("| step (sparsity) |"):]
+    table = table[:table.index("\n\n")].splitlines()
+    heads = re.findall(r"(\d+) \(([\d.]+) %\)", table[0])
+    res = json.loads((ROOT / "bench" / "study" / "mrpc-base.json").read_text())
+    for line in table[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        run = next(e for e in res["runs"] if f"seed {e['seed']}" == cells[0])
+        evals = {p["step"]: p for p in run["progress"]["eval"]}
+        for (step, sparsity), cell in zip(heads, cells[1:]):
+            p = evals[int(step)]
+            assert f"{100 * p['sparsity']:.1f}" == sparsity and f"{100 * p['metrics']['f1']:.2f}" == cell, (line, step)
+    final = {e["seed"]: f"{100 * e['metrics']['f1']:.2f}" for e in res["runs"]}
+    assert f"F1 {final[42]} and {final[43]}" in doc
