@@ -3,7 +3,7 @@
 import streamlit as st
 
 from kasp.ui import urlstate
-from kasp.ui.figures import METHOD_LABELS, accuracy_sparsity_figure, curve_caption, curve_notes, schedule_figure
+from kasp.ui.figures import METHOD_LABELS, accuracy_sparsity_figure, caption_facts, curve_caption, curve_notes, schedule_figure
 from kasp.ui.tables import PAPER, ingredient_cells
 from kasp.ui.figures import ingredients_caption, ingredients_figure
 from kasp.ui.curves import curve_data, schedule_frame
@@ -11,7 +11,7 @@ from kasp.ui.devset import majority_metric
 from kasp.ui.presets import view_presets
 from kasp.ui.engine import asset, metric_label, shipped_status, task_name
 from kasp.ui.figures import mark_point, mark_x, xpos
-from kasp.ui.lesson import active, budget_line, explain, glossary_box, lesson_bar, start_link
+from kasp.ui.lesson import active, budget_line, budget_need, explain, glossary_box, lesson_bar, start_link
 
 task = st.session_state.get("task", "sst2")
 
@@ -104,6 +104,10 @@ else:
         mark_x(fig, xpos(90.0, compression), "90 %: compare the methods here")
     st.plotly_chart(fig, width="stretch")
     st.caption(curve_caption(points, metric, baseline=base, teacher=teacher[0] if teacher else None))
+    if not caption_facts(points, 0.9, base, teacher[0] if teacher else None)["learnt"]:
+        need = budget_need(task, base)  # the recipe study's longer run, where one ships for this task
+        if need:
+            st.caption(":material/schedule: " + need)
     for note in curve_notes(points):  # undefined metrics (gaps) and GLUE's constant-predictor convention
         st.caption(":material/info: " + note)
     st.caption("Sources: **precomputed sweep** = `kasp sweep` results shipped in assets/sweeps (mean over seeds, "

@@ -5,6 +5,7 @@ difference from the task's base line of the same seeds.
     .venv/bin/python scripts/study_table.py                          # bench/study/*.json, printed
     .venv/bin/python scripts/study_table.py --write docs/results.md  # replaces the table between its markers
     .venv/bin/python scripts/study_table.py --ship assets/precomputed/ingredients.json  # the 2 x 2 for the app
+    .venv/bin/python scripts/study_table.py --ship-budgets assets/precomputed/longer_budgets.json  # small tasks' longer runs
 
 tests/repo/test_study_docs.py checks that the table in docs/results.md is what this prints for bench/study/.
 """
@@ -219,6 +220,57 @@ def ship(folder: Path, out: Path) -> dict:
     return data
 
 
+def longer_budgets(folder: Path) -> dict:
+    """For each small task with a finished base line (``<task>-base.json``, not SST-2): what KASP at 90 % reached
+    with the study's budget and teacher, per seed, at the end and at each evaluation point on the way (step,
+    sparsity, dev metric), for the app's sentence on the budget a task would need
+    (:func:`kasp.ui.tables.longer_budget`). Metrics are fractions, as the results files hold them."""
+    tasks = {}
+    for name, res in lines(folder, "*-base.json").items():
+        if not isinstance(res, dict) or res["task"] == "sst2":
+            continue
+        runs = [e for e in res["runs"] if e["method"] == "kasp" and e["sparsity"] == 0.9]
+        if not runs:
+            continue
+        main, rec = res["main_metric"], runs[0]["recipe"]
+        steps = runs[0]["steps"]
+        evals: dict[int, dict] = {}
+        for e in runs:
+            for p in (e.get("progress") or {}).get("eval") or []:
+                if main in (p.get("metrics") or {}):
+                    row = evals.setdefault(p["step"], {"step": p["step"], "sparsity": p.get("sparsity"), "dev": {}})
+                    row["dev"][str(e["seed"])] = p["metrics"][main]
+        tasks[res["task"]] = {
+            "line": name, "main_metric": main, "steps": steps,
+            "epochs": _epochs(res, runs[0]),
+            "teacher": {"run_id": res["teacher"]["run_id"], "metric": res["teacher"]["metric"],
+                        "epochs": (res["teacher"].get("recipe") or {}).get("epochs")},
+            "holdout": rec.get("holdout"),
+            "dev": {str(e["seed"]): e["metrics"][main] for e in runs},
+            "evals": [evals[k] for k in sorted(evals)]}
+    return {"source": "precomputed recipe-study runs (scripts/run_study.sh, bench/study/)", "sparsity": 0.9,
+            "tasks": tasks}
+
+
+def _epochs(res: dict, run: dict) -> float | None:
+    """Passes over the run's training examples (its report's count, as the results file keeps it), or None."""
+    from kasp.experiments.sweep import steps_for_epochs
+
+    rec = run["recipe"]
+    per_epoch = steps_for_epochs(res["task"], 1, rec.get("batch_size"), int(rec.get("holdout") or 0),
+                                 rec.get("max_train_samples"))
+    return round(run["steps"] / per_epoch, 2) if per_epoch else None
+
+
+def ship_budgets(folder: Path, out: Path) -> dict:
+    """Write :func:`longer_budgets` to ``out`` (``assets/precomputed/longer_budgets.json``); returns it."""
+    import json
+
+    data = longer_budgets(folder)
+    out.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return data
+
+
 def block(folder: Path) -> str:
     """The Markdown between the markers: the teachers' lines, the table, then the 2 x 2."""
     notes = slice_lines(folder)
@@ -241,5 +293,7 @@ if __name__ == "__main__":
         write(Path(args[1]), Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study")
     elif args[:1] == ["--ship"]:
         ship(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", Path(args[1]))
+    elif args[:1] == ["--ship-budgets"]:
+        ship_budgets(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", Path(args[1]))
     else:
         print("\n".join(rows(Path(args[0]) if args else ROOT / "bench" / "study")))

@@ -203,6 +203,41 @@ def start_link(where, task: str) -> None:
     _link(where, steps(task)[0], "Start the guided lesson (7 steps)", ":material/school:")
 
 
+def budget_need(task: str, floor: float | None, path=None) -> str | None:
+    """What the recipe study measured beyond the shipped budget of a small ``task`` at 90 %
+    (:func:`kasp.ui.tables.longer_budget`): the longer run's end and its best point on the way, and, when it also
+    ends within a point of ``floor`` (the majority class, or 0 for a correlation), that the task needs more than
+    that many epochs with this schedule. None when no longer run ships for the task."""
+    from kasp.ui.tables import longer_budget
+
+    b = longer_budget(task, path)
+    if b is None:
+        return None
+    final = list(b["dev"].values())
+    mean = 100 * sum(final) / len(final)
+    best = max(b.get("evals") or [], key=lambda p: sum(p["dev"].values()) / len(p["dev"]), default=None)
+    epochs = f"{b['epochs']:g} epochs ({b['steps']:,} steps)" if b.get("epochs") else f"{b['steps']:,} steps"
+    from kasp.spec.metrics import METRIC_NAMES
+
+    t = b["teacher"]
+    name = METRIC_NAMES.get(b.get("main_metric"), b.get("main_metric") or "metric")
+    teacher = f"a teacher trained {t['epochs']:g} epochs" if isinstance(t.get("epochs"), (int, float)) else "its teacher"
+    text = (f"A longer run was measured (precomputed recipe-study run `{b['line']}`, {len(final)} "
+            f"seed{'s' if len(final) > 1 else ''}, bench/study/): KASP at 90 % for {epochs}, distilled from {teacher} "
+            f"({100 * t['metric']:.2f}), ends at {name} {mean:.2f}")
+    low = 0.0 if floor is None else floor
+    stuck = mean - 100 * low < 1.0
+    if stuck:
+        text += f", at or below the floor ({100 * low:.2f})"
+    if best is not None and best.get("sparsity") is not None:
+        text += (f"{', though' if stuck else ';'} on the way it reached "
+                 f"{100 * sum(best['dev'].values()) / len(best['dev']):.2f} at {100 * best['sparsity']:.0f} % sparsity")
+    if stuck:
+        return text + (f": at 90 % this task needs more than {epochs.split(' (')[0]} with this schedule, which reaches "
+                       "the target only at the last step.")
+    return text + "."
+
+
 def budget_line(task: str) -> str | None:
     """One line on what the shipped results of ``task`` can and cannot show: their training length (steps and
     epochs of the KASP runs at 90 %) and whether the students learnt the task there (:func:`caption_facts`)."""
@@ -230,5 +265,6 @@ def budget_line(task: str) -> str | None:
         return head + "No KASP result at 90 % ships for it."
     if facts["learnt"]:
         return head + "At 90 % the students have learnt the task, so the comparisons at 90 % are meaningful."
+    need = budget_need(task, majority_metric(task))
     return head + ("At 90 % no student has learnt the task yet (every method sits at the floor): this task shows "
-                   "what too short a budget does, not the paper's claims; SST-2 shows them.")
+                   "what too short a budget does, not the paper's claims; SST-2 shows them.") + (f" {need}" if need else "")

@@ -376,6 +376,24 @@ INGREDIENT_CELLS = [("pre-trained", "task labels"), ("pre-trained", "distillatio
                     ("fine-tuned", "task labels"), ("fine-tuned", "distillation")]
 
 
+LONGER_BUDGETS = precomputed_path("longer_budgets.json")
+
+
+def longer_budget(task: str, path: Path | None = None) -> dict[str, Any] | None:
+    """The recipe study's longer KASP run of a small ``task`` at 90 % (``assets/precomputed/longer_budgets.json``,
+    written by ``scripts/study_table.py --ship-budgets``): {"line", "main_metric", "steps", "epochs", "teacher":
+    {"run_id", "metric", "epochs"}, "dev": {seed: metric}, "evals": [{"step", "sparsity", "dev": {seed: metric}}],
+    "source"}, metrics as fractions; None when the task has none or the file is missing or unreadable."""
+    try:
+        data = json.loads(Path(path or LONGER_BUDGETS).read_text(encoding="utf-8"))
+        entry = data["tasks"][get_task(task).name]
+        if not isinstance(entry, dict) or not entry.get("dev"):
+            return None
+        return entry | {"source": data.get("source", "precomputed recipe-study runs")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def ingredient_cells(task: str, path: Path | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The shipped 2 x 2 of ``task`` (``assets/precomputed/ingredients.json``, written by
     ``scripts/study_table.py --ship`` from the recipe study's results files): one row per measured cell with
