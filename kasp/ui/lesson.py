@@ -233,8 +233,7 @@ def budget_need(task: str, floor: float | None, path=None) -> str | None:
         text += (f"{', though' if stuck else ';'} on the way it reached "
                  f"{100 * sum(best['dev'].values()) / len(best['dev']):.2f} at {100 * best['sparsity']:.0f} % sparsity")
     if stuck:
-        return text + (f": at 90 % this task needs more than {epochs.split(' (')[0]} with this schedule, which reaches "
-                       "the target only at the last step.")
+        return text + f": at 90 % this task needs more than {epochs.split(' (')[0]} with the default recipe."
     return text + "."
 
 

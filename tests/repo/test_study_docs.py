@@ -112,3 +112,11 @@ def test_the_mrpc_base_lines_progress_table_is_its_runs():
             assert f"{100 * p['sparsity']:.1f}" == sparsity and f"{100 * p['metrics']['f1']:.2f}" == cell, (line, step)
     final = {e["seed"]: f"{100 * e['metrics']['f1']:.2f}" for e in res["runs"]}
     assert f"F1 {final[42]} and {final[43]}" in doc
+
+
+def test_the_mrpc_recovery_sentence_is_its_file():
+    doc = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    res = json.loads((ROOT / "bench" / "study" / "mrpc-recovery20.json").read_text())
+    dev = {e["seed"]: f"{100 * e['metrics']['f1']:.2f}" for e in res["runs"]}
+    assert res["plan"]["overrides"]["recovery"] == 0.2
+    assert f"(`mrpc-recovery20`) did not rescue it either: F1 {dev[42]} and {dev[43]} on dev" in doc
