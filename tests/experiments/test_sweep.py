@@ -395,11 +395,11 @@ def test_a_sweep_run_killed_after_its_report_is_recorded_not_retrained(tiny_stor
 
 
 # --- runs at once (--jobs) -------------------------------------------------------------------------
-def _jobs_opt(tiny_store, tiny_pretrained, tmp_path, name, methods=("kasp", "magnitude"), **kw):
+def _jobs_opt(tiny_store, tiny_pretrained, tmp_path, name, methods=("kasp", "magnitude"), max_steps=12, **kw):
     from kasp.experiments.sweep import SweepOptions
 
     return SweepOptions(task="sst2", model=str(tiny_pretrained), sparsities=(0.8,), methods=methods,
-                        seeds=(42, 43), max_steps=12, max_train_samples=128, max_eval_samples=32, retention_samples=8,
+                        seeds=(42, 43), max_steps=max_steps, max_train_samples=128, max_eval_samples=32, retention_samples=8,
                         teacher=str(tiny_store / "teacher"), runs_dir=str(tmp_path / "store"),
                         results=str(tmp_path / f"{name}.json"), num_threads=1, **kw)
 
@@ -442,7 +442,8 @@ def test_a_stopped_parallel_sweep_stops_every_job_and_resumes(tiny_store, tiny_p
     from kasp.experiments.sweep import run_sweep
     from kasp.training.train import Cancelled
 
-    opt = _jobs_opt(tiny_store, tiny_pretrained, tmp_path, "stopped", methods=("kasp",), jobs=2)
+    # 200 steps (evaluation points every 50): the stop lands long before the runs end, however fast the machine
+    opt = _jobs_opt(tiny_store, tiny_pretrained, tmp_path, "stopped", methods=("kasp",), max_steps=200, jobs=2)
     dirs = [opt.sweep_dir() / f"kasp-s80-seed{s}" for s in (42, 43)]
     with pytest.raises(Cancelled):  # stop once both runs have written a resume state
         run_sweep(opt, should_stop=lambda: all((d / "resume.json").is_file() for d in dirs))
@@ -453,7 +454,7 @@ def test_a_stopped_parallel_sweep_stops_every_job_and_resumes(tiny_store, tiny_p
     err = capfd.readouterr().err
     assert err.count("was interrupted: resuming it from resume-") == 2
     assert sorted(e["key"] for e in done["runs"]) == ["kasp@0.8/seed42", "kasp@0.8/seed43"]
-    whole = run_sweep(_jobs_opt(tiny_store, tiny_pretrained, tmp_path, "whole", methods=("kasp",)))
+    whole = run_sweep(_jobs_opt(tiny_store, tiny_pretrained, tmp_path, "whole", methods=("kasp",), max_steps=200))
     assert {e["key"]: e["metric"] for e in done["runs"]} == {e["key"]: e["metric"] for e in whole["runs"]}
 
 
