@@ -252,14 +252,15 @@ def longer_budgets(folder: Path) -> dict:
             "tasks": tasks}
 
 
-def _epochs(res: dict, run: dict) -> float | None:
-    """Passes over the run's training examples (its report's count, as the results file keeps it), or None."""
+def _epochs(res: dict, run: dict) -> float:
+    """Passes over the run's training examples: its steps over the steps of one epoch of its recipe
+    (:func:`kasp.experiments.sweep.steps_for_epochs`)."""
     from kasp.experiments.sweep import steps_for_epochs
 
     rec = run["recipe"]
     per_epoch = steps_for_epochs(res["task"], 1, rec.get("batch_size"), int(rec.get("holdout") or 0),
                                  rec.get("max_train_samples"))
-    return round(run["steps"] / per_epoch, 2) if per_epoch else None
+    return round(run["steps"] / per_epoch, 2)
 
 
 def ship_budgets(folder: Path, out: Path) -> dict:

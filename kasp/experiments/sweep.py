@@ -724,12 +724,9 @@ def _run_parallel(todo: list[PlannedRun], cfgs: dict[str, Any], plan: list[Plann
         left = (f"about {_fmt_duration(eta)} of one-run-at-a-time work ({how}); runs at once finish sooner "
                 "(about 1.3x on 2 cores: docs/cpu.md)")
     _say(f"{len(done_before)}/{len(plan)} runs done; {len(todo)} to run, {opt.jobs} at a time; {left}")
-    try:
-        import torch
+    import torch
 
-        torch.set_num_threads(cfgs[todo[0].key].num_threads or threads_per_job(opt.jobs))  # retention, beside the jobs
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    torch.set_num_threads(cfgs[todo[0].key].num_threads or threads_per_job(opt.jobs))  # retention, beside the jobs
     ctx = multiprocessing.get_context("spawn")
     stop_event = ctx.Event()
     cancelled, failure = False, None

@@ -207,7 +207,8 @@ def budget_need(task: str, floor: float | None, path=None) -> str | None:
     """What the recipe study measured beyond the shipped budget of a small ``task`` at 90 %
     (:func:`kasp.ui.tables.longer_budget`): the longer run's end and its best point on the way, and, when it also
     ends within a point of ``floor`` (the majority class, or 0 for a correlation), that the task needs more than
-    that many epochs with this schedule. None when no longer run ships for the task."""
+    that many epochs with the default recipe. None when no longer run ships for the task."""
+    from kasp.spec.metrics import METRIC_NAMES
     from kasp.ui.tables import longer_budget
 
     b = longer_budget(task, path)
@@ -217,8 +218,6 @@ def budget_need(task: str, floor: float | None, path=None) -> str | None:
     mean = 100 * sum(final) / len(final)
     best = max(b.get("evals") or [], key=lambda p: sum(p["dev"].values()) / len(p["dev"]), default=None)
     epochs = f"{b['epochs']:g} epochs ({b['steps']:,} steps)" if b.get("epochs") else f"{b['steps']:,} steps"
-    from kasp.spec.metrics import METRIC_NAMES
-
     t = b["teacher"]
     name = METRIC_NAMES.get(b.get("main_metric"), b.get("main_metric") or "metric")
     teacher = f"a teacher trained {t['epochs']:g} epochs" if isinstance(t.get("epochs"), (int, float)) else "its teacher"
