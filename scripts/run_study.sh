@@ -12,7 +12,8 @@
 #   tail -f runs/study/study.log     watch it
 #   kill -- -"$(cat runs/study/study.pid)"   stop it
 #
-# Each line of STUDY: <task>|<name>|<kasp sweep flags>. Results: bench/study/<name>.json.
+# Each line of STUDY: <task>|<name>|<kasp sweep flags>. Results: bench/study/<name>.json. After the last
+# line, <task>-combined.json: the winning changes together (COMBINE= skips it).
 # RESULTS_REPO=/path/to/checkout writes and commits the results there instead.
 set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
@@ -103,4 +104,13 @@ while IFS='|' read -r task name flags; do
   if [[ ! "$name" =~ ^[A-Za-z0-9._-]+$ ]]; then echo "study name '$name': letters, digits, . _ - only; skipped"; continue; fi
   run_line "$task" "$name" "$flags"
 done <<< "$STUDY"
+# Issue 24 item 4's best combination, per task: every single change that beat the base line on the selection
+# slice on both seeds, at the base line's step budget (scripts/study_table.py --combination). Nothing to run
+# when fewer than two changes won. A combination that changes as lines are added is a new results file.
+for task in sst2 mrpc; do
+  [[ -z ${COMBINE:-1} ]] && break
+  flags=$("$PY" "$ROOT/scripts/study_table.py" --combination "$task" "$REPO/bench/study") || { echo "no combination for $task"; continue; }
+  if [[ -z $flags ]]; then echo "=== $task: fewer than two changes won on both seeds on the slice: no combination to run"; continue; fi
+  run_line "$task" "$task-combined" "$flags"
+done
 echo "=== $(date -u +%FT%TZ) study done"

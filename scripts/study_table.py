@@ -6,6 +6,7 @@ difference from the task's base line of the same seeds.
     .venv/bin/python scripts/study_table.py --write docs/results.md  # replaces the table between its markers
     .venv/bin/python scripts/study_table.py --ship assets/precomputed/ingredients.json  # the 2 x 2 for the app
     .venv/bin/python scripts/study_table.py --ship-budgets assets/precomputed/longer_budgets.json  # small tasks' longer runs
+    .venv/bin/python scripts/study_table.py --combination sst2       # kasp sweep flags of the winners combined
 
 tests/repo/test_study_docs.py checks that the table in docs/results.md is what this prints for bench/study/.
 """
@@ -63,8 +64,8 @@ def lines(folder: Path, pattern: str = "*.json") -> dict[str, dict | KaspError]:
 def rows(folder: Path) -> list[str]:
     """The table's lines, header first; one row per finished line (:func:`complete`) and method."""
     data = lines(folder)
-    out = ["| study line | task | method | change | seeds | selection slice per seed | mean | Δ vs base | dev per seed | mean | Δ vs base | min a run |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| study line | task | method | change | seeds | selection slice per seed | mean | Δ vs base | dev per seed | mean | Δ vs base | wins on the slice, every seed | min a run |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, res in data.items():
         if isinstance(res, Exception):
             out.append(f"| {name} | unreadable: {res} |" + " |" * 10)
@@ -87,8 +88,72 @@ def rows(folder: Path) -> list[str]:
                 cells += [", ".join(f"{s}: {v:.2f}" for s, v in sorted(sc.items())) or "",
                           f"{_mean(sc):.2f}" if sc else "", f"{delta:+.2f}" if delta is not None and name != f"{res['task']}-base" else ""]
             wall = sum(e["wall_seconds"] for e in runs) / len(runs) / 60
-            out.append(f"| {name} | {res['task']} | {method} | {change} | {len(runs)} | " + " | ".join(cells) + f" | {wall:.1f} |")
+            # the verdict is for changes to KASP's recipe: not the base line itself, nor the 2 x 2's other cells
+            judged = method == "kasp" and name != f"{res['task']}-base" and name not in {c for c, _ in CELLS.values()}
+            won = wins(res, base, method) if judged else None
+            verdict = "" if won is None else ("yes" if won else "no")
+            out.append(f"| {name} | {res['task']} | {method} | {change} | {len(runs)} | " + " | ".join(cells)
+                       + f" | {verdict} | {wall:.1f} |")
     return out
+
+
+def wins(res: dict, base: dict | KaspError | None, method: str = "kasp") -> bool | None:
+    """Issue 24 item 6's rule, on one study line's ``method`` runs against the base line's KASP runs: True when
+    the line scores higher on the selection slice than the base line on every seed the two share (at least
+    two), False when it does not, None when it cannot be judged (no readable base line, or fewer than two
+    shared seeds with a slice score). Dev plays no part: it is the reported number, never the chosen one."""
+    if not isinstance(base, dict):
+        return None
+    sc = _scores([e for e in res["runs"] if e["method"] == method], "selection")
+    b = _scores([e for e in base["runs"] if e["method"] == "kasp"], "selection")
+    common = sorted(set(sc) & set(b))
+    if len(common) < 2:
+        return None
+    return all(sc[s] > b[s] for s in common)
+
+
+def _budget(res: dict):
+    return (res.get("plan") or {}).get("budget", {}).get("max_steps")
+
+
+def combination(folder: Path, task: str) -> tuple[dict, list[str]]:
+    """The best combination of issue 24 item 4 for ``task``: the recipe overrides (``--set`` keys, the held-out
+    slice left out) of every finished single-change line that :func:`wins`, merged; where two winners set the
+    same key, the one with the larger mean gain on the slice. Lines that change something other than the recipe
+    (the 2 x 2's lines, another method, another step budget: the time limit is part of the target) are not
+    candidates. Returns (overrides, the winning lines' names, best first); ({}, []) when nothing won or the task
+    has no finished base line."""
+    data = lines(folder)
+    base = data.get(f"{task}-base")
+    if not isinstance(base, dict):
+        return {}, []
+    two_by_two_lines = {line for line, _ in CELLS.values()}
+    scored = []
+    for name, res in data.items():
+        if (not isinstance(res, dict) or res["task"] != task or name == f"{task}-base" or name in two_by_two_lines
+                or {e["method"] for e in res["runs"]} != {"kasp"} or _budget(res) != _budget(base)):
+            continue
+        over = {k: v for k, v in ((res.get("plan") or {}).get("overrides") or {}).items() if k != "holdout"}
+        if not over or not wins(res, base):
+            continue
+        sc, b = _scores(res["runs"], "selection"), _scores(base["runs"], "selection")
+        gain = sum(sc[s] - b[s] for s in set(sc) & set(b)) / len(set(sc) & set(b))
+        scored.append((gain, name, over))
+    merged: dict = {}
+    for _, _, over in sorted(scored, key=lambda t: t[0]):  # the larger gain is applied last and so kept
+        merged.update(over)
+    return merged, [name for _, name, _ in sorted(scored, key=lambda t: -t[0])]
+
+
+def combination_flags(folder: Path, task: str) -> str:
+    """``kasp sweep`` flags for :func:`combination`'s line (its base line's step budget, then one ``--set`` per
+    override), or "" when fewer than two changes won: one winner is its own line already, and none leaves
+    nothing to combine."""
+    over, names = combination(folder, task)
+    if len(names) < 2:
+        return ""
+    return " ".join([f"--max-steps {_budget(lines(folder)[f'{task}-base'])}"]
+                    + [f"--set {k}={v}" for k, v in sorted(over.items())])
 
 
 START, END = "<!-- study-table:start (scripts/study_table.py --write) -->", "<!-- study-table:end -->"
@@ -294,6 +359,8 @@ if __name__ == "__main__":
         write(Path(args[1]), Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study")
     elif args[:1] == ["--ship"]:
         ship(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", Path(args[1]))
+    elif args[:1] == ["--combination"]:
+        print(combination_flags(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", args[1]))
     elif args[:1] == ["--ship-budgets"]:
         ship_budgets(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", Path(args[1]))
     else:

@@ -120,3 +120,58 @@ def test_the_mrpc_recovery_sentence_is_its_file():
     dev = {e["seed"]: f"{100 * e['metrics']['f1']:.2f}" for e in res["runs"]}
     assert res["plan"]["overrides"]["recovery"] == 0.2
     assert f"(`mrpc-recovery20`) did not rescue it either: F1 {dev[42]} and {dev[43]} on dev" in doc
+
+
+def _line(tmp_path, name, overrides, slice_delta, dev_delta=0.0, max_steps=None, method=None):
+    """Write a study line made from the shipped SST-2 base line: ``overrides`` in its plan, each seed's slice score
+    moved by ``slice_delta[seed]`` (fractions) and its dev score by ``dev_delta``."""
+    data = json.loads((ROOT / "bench" / "study" / "sst2-base.json").read_text())
+    data["plan"]["overrides"] = {"holdout": 872, **overrides}
+    if max_steps:
+        data["plan"]["budget"]["max_steps"] = max_steps
+    for e in data["runs"]:
+        m = e["main_metric"]
+        e["selection_metrics"][m] = round(e["selection_metrics"][m] + slice_delta[e["seed"]], 6)
+        e["metrics"][m] = round(e["metrics"][m] + dev_delta, 6)
+        if method:
+            e["method"] = method
+    (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    return data
+
+
+def test_a_change_wins_only_on_the_slice_and_on_every_seed(tmp_path):
+    """Issue 24 item 6: a change counts as a win when it beats the base line on the selection slice on both seeds;
+    a gain on dev alone, or on one seed only, is not one."""
+    st = _study_table()
+    base = _line(tmp_path, "sst2-base", {}, {42: 0, 43: 0})
+    both = _line(tmp_path, "sst2-both", {"lr": 2e-4}, {42: 0.002, 43: 0.001})
+    one = _line(tmp_path, "sst2-one", {"lr": 3e-4}, {42: 0.01, 43: -0.001})
+    dev_only = _line(tmp_path, "sst2-dev", {"lr": 4e-4}, {42: 0, 43: 0}, dev_delta=0.02)
+    assert st.wins(both, base) is True
+    assert st.wins(one, base) is False  # the mean gains, one seed loses
+    assert st.wins(dev_only, base) is False
+    assert st.wins(both, None) is None
+    verdict = {r.split(" | ")[0].strip("| "): r.split(" | ")[-2] for r in st.rows(tmp_path)[2:]}
+    assert verdict == {"sst2-base": "", "sst2-both": "yes", "sst2-dev": "no", "sst2-one": "no"}
+
+
+def test_the_combination_merges_the_winning_recipe_changes_only(tmp_path):
+    """The best combination (issue 24 item 4) takes every winning change to the recipe at the base line's budget;
+    losers, lines with more steps (the time limit is part of the target) and the 2 x 2's lines stay out, and where
+    two winners set the same key the larger gain on the slice decides."""
+    st = _study_table()
+    _line(tmp_path, "sst2-base", {}, {42: 0, 43: 0})
+    assert st.combination(tmp_path, "sst2") == ({}, [])
+    _line(tmp_path, "sst2-emb", {"init_embeddings": "teacher"}, {42: 0.007, 43: 0.006})
+    assert st.combination_flags(tmp_path, "sst2") == ""  # one winner is its own line
+    _line(tmp_path, "sst2-lr-small", {"lr": 1.5e-4}, {42: 0.001, 43: 0.001})
+    _line(tmp_path, "sst2-lr-big", {"lr": 2e-4}, {42: 0.004, 43: 0.003})
+    _line(tmp_path, "sst2-rewarm", {"lr_schedule": "rewarm"}, {42: -0.016, 43: -0.015})
+    _line(tmp_path, "sst2-steps3000", {}, {42: 0.01, 43: 0.005}, max_steps=3000)
+    _line(tmp_path, "sst2-tau", {"temperature": 5.5}, {42: 0.02, 43: 0.02}, max_steps=3000)
+    _line(tmp_path, "sst2-2x2-finetuned-task", {}, {42: 0.01, 43: 0.01}, method="magnitude")
+    over, names = st.combination(tmp_path, "sst2")
+    assert over == {"init_embeddings": "teacher", "lr": 2e-4}
+    assert names == ["sst2-emb", "sst2-lr-big", "sst2-lr-small"]
+    assert st.combination_flags(tmp_path, "sst2") == "--max-steps 2000 --set init_embeddings=teacher --set lr=0.0002"
+    assert st.combination(tmp_path, "mrpc") == ({}, [])  # no MRPC base line
