@@ -112,7 +112,7 @@ with st.container():
                                    help=f"Optimizer steps of the dense fine-tuning run (batch {ft['batch_size']}); "
                                         f"the recipe's default is {ft['epochs']:g} epochs of the training set.")
         ft_evals = (int(ft_steps) // int(ft["eval_every"]) if ft["eval_every"] else 0) + 1  # + the final one
-        est, src = estimate_seconds("finetune", int(ft_steps), evals=ft_evals, model=model)
+        est, src = estimate_seconds("finetune", int(ft_steps), evals=ft_evals, model=model, task=task)
         c2.metric("Estimated time", f"{est / 60:.1f} min", help=f"Estimate from {src}.")
         busy_teacher = jobs.active_teacher(task, model)
         if busy_teacher is not None:
@@ -147,7 +147,7 @@ with st.container():
                             help="Give the run a wall-time budget instead of a step count: it times a few steps on "
                                  "its own data first and sets T so that it finishes in time (`--time-budget`).")
         if by_time:
-            rec_min = rec.get("time_budget") or estimate_seconds(method, int(rec["max_steps"]), model=model)[0] / 60
+            rec_min = rec.get("time_budget") or estimate_seconds(method, int(rec["max_steps"]), model=model, task=task)[0] / 60
             minutes = c2.number_input("Budget: minutes", 1.0, 600.0, float(max(1, round(rec_min))), 1.0,
                                       help="Wall time of the whole run: loading, training, evaluation and saving. "
                                            "The steps it chose are in its report.")
@@ -186,7 +186,7 @@ with st.container():
                         "once it starts)")
         else:
             evals = int(steps) // int(eval_every) if eval_every else 0
-            est, src = estimate_seconds(method, int(steps), evals=evals + 1, model=model)
+            est, src = estimate_seconds(method, int(steps), evals=evals + 1, model=model, task=task)
             st.markdown(f"**Estimated run time on this machine: {est / 60:.1f} min** "
                         f"<span title='{src}'>(estimate from {src})</span>", unsafe_allow_html=True)
         launched = st.button("Launch", type="primary", disabled=not teachers or gate is not None,

@@ -482,7 +482,7 @@ def _eta(todo: list[PlannedRun], done: list[dict[str, Any]], opt: SweepOptions) 
         if s is None:
             measured = False
             s, _ = estimate_seconds(r.method, opt.budget()["max_steps"] or 2000,
-                                    evals=EVALS_PER_RUN, model=opt.model, store=opt.store())
+                                    evals=EVALS_PER_RUN, model=opt.model, store=opt.store(), task=opt.task)
         total += s
     return total, ("from this sweep's finished runs" if measured else "estimated from the run store / platform notes")
 

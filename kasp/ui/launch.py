@@ -156,7 +156,8 @@ def remaining_seconds(run: RunDir, store: str | Path | None = None) -> float:
             return timing["eta_s"]
         per_step = (time.time() - started) / step
         return max(0.0, per_step * (int(total) - step))
-    est, _ = estimate_seconds(kind if kind in DEFAULT_STEP_SECONDS else REFERENCE, int(total), store=store)
+    est, _ = estimate_seconds(kind if kind in DEFAULT_STEP_SECONDS else REFERENCE, int(total), store=store,
+                              task=rec.get("task"))
     return est
 
 

@@ -180,7 +180,7 @@ def test_queue_position_text_and_gate(tmp_path, monkeypatch):
     assert jobs.queue_position(first) == {"position": 1, "of": 2, "ahead": [], "running": [running.id]}
     assert jobs.queue_position(running) is None
     # the running run is half done after 100 s: 100 s left; the queued one ahead is estimated from its recipe
-    est, _ = estimate.estimate_seconds("kasp", 100, store=tmp_path)
+    est, _ = estimate.estimate_seconds("kasp", 100, store=tmp_path, task="sst2")
     with monkeypatch.context() as m:
         m.setattr(launch.time, "time", lambda: 1100.0)
         assert launch.remaining_seconds(running) == pytest.approx(100.0)
