@@ -285,15 +285,30 @@ def ship(folder: Path, out: Path) -> dict:
     return data
 
 
+def _budget_lines(folder: Path) -> dict[str, dict]:
+    """Per small task (not SST-2), its finished study line with the longest step budget among those that change
+    nothing but the budget (KASP only, no override but the held-out slice): the base line, or a longer line such
+    as ``mrpc-epochs10``. Name -> results, in task order."""
+    best: dict[str, tuple[int, str, dict]] = {}
+    for name, res in lines(folder).items():
+        if not isinstance(res, dict) or res["task"] == "sst2" or {e["method"] for e in res["runs"]} != {"kasp"}:
+            continue
+        if set((res.get("plan") or {}).get("overrides") or {}) - {"holdout"} or name in {c for c, _ in CELLS.values()}:
+            continue
+        steps = _budget(res) or 0
+        if res["task"] not in best or steps > best[res["task"]][0]:
+            best[res["task"]] = (steps, name, res)
+    return {name: res for _, (_, name, res) in sorted(best.items())}
+
+
 def longer_budgets(folder: Path) -> dict:
-    """For each small task with a finished base line (``<task>-base.json``, not SST-2): what KASP at 90 % reached
+    """For each small task with a finished line that changes only the budget (:func:`_budget_lines`, the longest
+    such line; not SST-2): what KASP at 90 % reached
     with the study's budget and teacher, per seed, at the end and at each evaluation point on the way (step,
     sparsity, dev metric), for the app's sentence on the budget a task would need
     (:func:`kasp.ui.tables.longer_budget`). Metrics are fractions, as the results files hold them."""
     tasks = {}
-    for name, res in lines(folder, "*-base.json").items():
-        if not isinstance(res, dict) or res["task"] == "sst2":
-            continue
+    for name, res in _budget_lines(folder).items():
         runs = [e for e in res["runs"] if e["method"] == "kasp" and e["sparsity"] == 0.9]
         if not runs:
             continue

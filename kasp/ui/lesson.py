@@ -206,8 +206,9 @@ def start_link(where, task: str) -> None:
 def budget_need(task: str, floor: float | None, path=None) -> str | None:
     """What the recipe study measured beyond the shipped budget of a small ``task`` at 90 %
     (:func:`kasp.ui.tables.longer_budget`): the longer run's end and its best point on the way, and, when it also
-    ends within a point of ``floor`` (the majority class, or 0 for a correlation), that the task needs more than
-    that many epochs with the default recipe. None when no longer run ships for the task."""
+    ends within a point of ``floor`` (the majority class, or 0 for a correlation; the app's test of a learnt task,
+    :func:`kasp.ui.figures.caption_facts`), that the task needs more than that many epochs with the default recipe,
+    else that KASP learns it in that many. None when no longer run ships for the task."""
     from kasp.spec.metrics import METRIC_NAMES
     from kasp.ui.tables import longer_budget
 
@@ -233,7 +234,7 @@ def budget_need(task: str, floor: float | None, path=None) -> str | None:
                  f"{100 * sum(best['dev'].values()) / len(best['dev']):.2f} at {100 * best['sparsity']:.0f} % sparsity")
     if stuck:
         return text + f": at 90 % this task needs more than {epochs.split(' (')[0]} with the default recipe."
-    return text + "."
+    return text + f": at 90 % KASP learns this task in {epochs.split(' (')[0]} with the default recipe."
 
 
 def budget_line(task: str) -> str | None:

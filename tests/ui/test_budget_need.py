@@ -42,7 +42,28 @@ def test_a_longer_run_that_learnt_the_task_claims_no_need(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps(data))
     text = budget_need("mrpc", 0.8122, tmp_path / "b.json")
     assert "ends at F1 (positive class) 85.50" in text and "needs more" not in text and "floor" not in text
+    assert text.endswith(f"KASP learns this task in {entry['epochs']:g} epochs with the default recipe.")
     for broken in ("{", "[]", json.dumps({"tasks": {"mrpc": {"dev": {}}}}), json.dumps({"tasks": None})):
         (tmp_path / "x.json").write_text(broken)
         assert budget_need("mrpc", 0.8122, tmp_path / "x.json") is None
     assert budget_need("mrpc", 0.8122, tmp_path / "missing.json") is None
+
+
+def test_the_longest_line_that_changes_only_the_budget_is_the_one_quoted(tmp_path):
+    """A longer line (``mrpc-epochs10``) replaces the base line in the shipped file; a line that also changes the
+    recipe (a recovery phase), however long, does not: the sentence is about the default recipe's budget."""
+    st = load_script("study_table")
+    base = json.loads((ROOT / "bench" / "study" / "mrpc-base.json").read_text(encoding="utf-8"))
+    (tmp_path / "mrpc-base.json").write_text(json.dumps(base))
+    assert st.longer_budgets(tmp_path)["tasks"]["mrpc"]["line"] == "mrpc-base"
+    longer = json.loads(json.dumps(base))
+    longer["plan"]["budget"]["max_steps"] = 1020
+    for e in longer["runs"]:
+        e["steps"] = 1020
+    (tmp_path / "mrpc-epochs10.json").write_text(json.dumps(longer))
+    recipe = json.loads(json.dumps(longer))
+    recipe["plan"]["budget"]["max_steps"] = 2040
+    recipe["plan"]["overrides"]["recovery"] = 0.2
+    (tmp_path / "mrpc-recovery-long.json").write_text(json.dumps(recipe))
+    entry = st.longer_budgets(tmp_path)["tasks"]["mrpc"]
+    assert entry["line"] == "mrpc-epochs10" and entry["steps"] == 1020 and entry["epochs"] == 10.0
