@@ -92,6 +92,8 @@ def rows(folder: Path) -> list[str]:
             judged = method == "kasp" and name != f"{res['task']}-base" and name not in {c for c, _ in CELLS.values()}
             won = wins(res, base, method) if judged else None
             verdict = "" if won is None else ("yes" if won else "no")
+            if won is not None and isinstance(base, dict) and _budget(res) != _budget(base):
+                verdict += f" ({_budget(res)} steps: not a candidate)"  # the time limit is part of the target
             out.append(f"| {name} | {res['task']} | {method} | {change} | {len(runs)} | " + " | ".join(cells)
                        + f" | {verdict} | {wall:.1f} |")
     return out
