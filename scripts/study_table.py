@@ -82,9 +82,7 @@ def rows(folder: Path) -> list[str]:
             cells = []
             for key in ("selection", "dev"):
                 sc = _scores(runs, key)
-                b = _scores([e for e in base["runs"] if e["method"] == "kasp"], key) if isinstance(base, dict) else {}
-                common = sorted(set(sc) & set(b))
-                delta = (_mean({s: sc[s] for s in common}) - _mean({s: b[s] for s in common})) if common else None
+                delta = _delta(res, base, key, method) if isinstance(base, dict) else None
                 cells += [", ".join(f"{s}: {v:.2f}" for s, v in sorted(sc.items())) or "",
                           f"{_mean(sc):.2f}" if sc else "", f"{delta:+.2f}" if delta is not None and name != f"{res['task']}-base" else ""]
             wall = sum(e["wall_seconds"] for e in runs) / len(runs) / 60
@@ -112,6 +110,25 @@ def wins(res: dict, base: dict | KaspError | None, method: str = "kasp") -> bool
     if len(common) < 2:
         return None
     return all(sc[s] > b[s] for s in common)
+
+
+def delta(folder: Path, name: str, key: str, method: str = "kasp") -> float:
+    """Mean score x100 of study line ``name`` minus its task's base line, on the seeds both share; ``key`` is
+    "selection" (the held-out slice) or "dev". As the table's "Δ vs base" columns, for prose that quotes them.
+
+    Raises:
+        KeyError: the line or its base line is not a finished line of ``folder``."""
+    data = lines(folder)
+    res = data[name]
+    return _delta(res, data[f"{res['task']}-base"], key, method)
+
+
+def _delta(res: dict, base: dict, key: str, method: str = "kasp") -> float | None:
+    """:func:`delta` of loaded results; None when the line and its base line share no seed with a score."""
+    sc = _scores([e for e in res["runs"] if e["method"] == method], key)
+    b = _scores([e for e in base["runs"] if e["method"] == "kasp"], key)
+    common = sorted(set(sc) & set(b))
+    return (_mean({s: sc[s] for s in common}) - _mean({s: b[s] for s in common})) if common else None
 
 
 def _budget(res: dict):

@@ -175,3 +175,17 @@ def test_the_combination_merges_the_winning_recipe_changes_only(tmp_path):
     assert names == ["sst2-emb", "sst2-lr-big", "sst2-lr-small"]
     assert st.combination_flags(tmp_path, "sst2") == "--max-steps 2000 --set init_embeddings=teacher --set lr=0.0002"
     assert st.combination(tmp_path, "mrpc") == ({}, [])  # no MRPC base line
+
+
+def test_the_readmes_study_figures_are_the_study_files():
+    """The README's paragraph on the default recipe quotes the study's gains against the base line."""
+    st = _study_table()
+    folder = ROOT / "bench" / "study"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+
+    def d(name, key):
+        return f"{st.delta(folder, name, key):+.2f}"
+
+    assert f"({d('sst2-lr2e-4', 'selection')} on the slice, {d('sst2-lr2e-4', 'dev')} on dev)" in readme
+    assert f"teacher's ({d('sst2-init-emb-teacher', 'selection')}, {d('sst2-init-emb-teacher', 'dev')})" in readme
+    assert f"{d('sst2-steps3000', 'selection')} on the slice, {d('sst2-steps3000', 'dev')} on dev" in readme
