@@ -7,6 +7,7 @@ difference from the task's base line of the same seeds.
     .venv/bin/python scripts/study_table.py --ship assets/precomputed/ingredients.json  # the 2 x 2 for the app
     .venv/bin/python scripts/study_table.py --ship-budgets assets/precomputed/longer_budgets.json  # small tasks' longer runs
     .venv/bin/python scripts/study_table.py --combination sst2       # kasp sweep flags of the winners combined
+    .venv/bin/python scripts/study_table.py --combination sst2 --max-steps 2500   # the same at another budget
 
 tests/repo/test_study_docs.py checks that the table in docs/results.md is what this prints for bench/study/.
 """
@@ -164,14 +165,14 @@ def combination(folder: Path, task: str) -> tuple[dict, list[str]]:
     return merged, [name for _, name, _ in sorted(scored, key=lambda t: -t[0])]
 
 
-def combination_flags(folder: Path, task: str) -> str:
-    """``kasp sweep`` flags for :func:`combination`'s line (its base line's step budget, then one ``--set`` per
-    override), or "" when fewer than two changes won: one winner is its own line already, and none leaves
-    nothing to combine."""
+def combination_flags(folder: Path, task: str, max_steps: int | None = None) -> str:
+    """``kasp sweep`` flags for :func:`combination`'s line (``max_steps``, else its base line's step budget, then
+    one ``--set`` per override), or "" when fewer than two changes won: one winner is its own line already, and
+    none leaves nothing to combine."""
     over, names = combination(folder, task)
     if len(names) < 2:
         return ""
-    return " ".join([f"--max-steps {_budget(lines(folder)[f'{task}-base'])}"]
+    return " ".join([f"--max-steps {max_steps or _budget(lines(folder)[f'{task}-base'])}"]
                     + [f"--set {k}={v}" for k, v in sorted(over.items())])
 
 
@@ -393,8 +394,10 @@ if __name__ == "__main__":
         write(Path(args[1]), Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study")
     elif args[:1] == ["--ship"]:
         ship(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", Path(args[1]))
-    elif args[:1] == ["--combination"]:
-        print(combination_flags(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", args[1]))
+    elif args[:1] == ["--combination"]:  # --combination TASK [FOLDER] [--max-steps N]
+        steps = int(args[args.index("--max-steps") + 1]) if "--max-steps" in args else None
+        rest = [a for a in args[2:] if a != "--max-steps" and a != str(steps)]
+        print(combination_flags(Path(rest[0]) if rest else ROOT / "bench" / "study", args[1], steps))
     elif args[:1] == ["--ship-budgets"]:
         ship_budgets(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", Path(args[1]))
     else:

@@ -174,6 +174,7 @@ def test_the_combination_merges_the_winning_recipe_changes_only(tmp_path):
     assert over == {"init_embeddings": "teacher", "lr": 2e-4}
     assert names == ["sst2-emb", "sst2-lr-big", "sst2-lr-small"]
     assert st.combination_flags(tmp_path, "sst2") == "--max-steps 2000 --set init_embeddings=teacher --set lr=0.0002"
+    assert st.combination_flags(tmp_path, "sst2", 2500).startswith("--max-steps 2500 --set init_embeddings=teacher")
     assert st.combination(tmp_path, "mrpc") == ({}, [])  # no MRPC base line
 
 
