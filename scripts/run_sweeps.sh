@@ -28,18 +28,42 @@ TASKS=${TASKS:-"mrpc rte stsb cola sst2"}
 AUGMENT=${AUGMENT:-1}
 REPO=${RESULTS_REPO:-$ROOT}
 LOGDIR=${KASP_RUNS_DIR:-$ROOT/runs}/sweeps
+# The grid in epochs (issue 29 item 2) is the same script with these set, e.g.
+#   EPOCHS=5 SPARSITIES="0.5 0.9 0.95" JOBS=2 AUGMENT=0 TASKS="mrpc rte stsb cola" \
+#   TEACHER='$KASP_RUNS_DIR/teachers/{task}-holdout{holdout}-e10' scripts/run_sweeps.sh
+# EPOCHS: a budget in passes over the training set instead of TASK_BUDGETS' steps (kasp sweep --epochs);
+# SPARSITIES / SMALL_DENSE: the grid (small-dense at the sizes of SMALL_DENSE); JOBS: runs at once
+# (kasp sweep --jobs); TEACHER: a teacher run folder per task ({task} and {holdout}, the selection slice the
+# teachers of scripts/run_teachers.sh held out, are filled in), instead of a teacher the sweep fine-tunes;
+# OUTDIR: where the results files go (default assets/sweeps, what the app shows).
+EPOCHS=${EPOCHS:-}
+SPARSITIES=${SPARSITIES:-"0.5 0.7 0.9 0.95"}
+SMALL_DENSE=${SMALL_DENSE:-"0.5 0.9"}
+JOBS=${JOBS:-1}
+TEACHER=${TEACHER:-}
+OUTDIR=${OUTDIR:-$REPO/assets/sweeps}
+declare -A HOLDOUT=([sst2]=872 [mrpc]=408 [rte]=277 [stsb]=600 [cola]=800)
 # shellcheck source=scripts/detach.sh
 source "$ROOT/scripts/detach.sh"
 detach sweeps "$@"
 
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 for task in $TASKS; do
-  results=$REPO/assets/sweeps/$task.json
-  echo "=== $(date -u +%FT%TZ) sweep $task -> $results"
+  results=$OUTDIR/$task.json
+  mkdir -p "$OUTDIR"
+  extra=()
+  [[ -n $EPOCHS ]] && extra+=(--epochs "$EPOCHS")
+  if [[ -n $TEACHER ]]; then
+    t=${TEACHER//\{task\}/$task}; t=${t//\{holdout\}/${HOLDOUT[$task]}}
+    [[ -f $t/report.json ]] || { echo "no finished $task teacher in $t (scripts/run_teachers.sh); skipping $task"; continue; }
+    extra+=(--teacher "$t")
+  fi
+  echo "=== $(date -u +%FT%TZ) sweep $task ${extra[*]} -> $results"
   rc=0
+  # shellcheck disable=SC2086  # the grid's sparsities are words
   "$PY" -m kasp sweep --task "$task" --results "$results" \
-      --sparsities 0.5 0.7 0.9 0.95 --small-dense-sparsities 0.5 0.9 \
-      --seeds 42 43 --multi-seed-sparsities 0.9 || rc=$?
+      --sparsities $SPARSITIES --small-dense-sparsities $SMALL_DENSE \
+      --seeds 42 43 --multi-seed-sparsities 0.9 --jobs "$JOBS" "${extra[@]}" || rc=$?
   if [[ $rc -eq 130 ]]; then echo "stopped; run scripts/run_sweeps.sh again to resume"; exit 130; fi
   if [[ $rc -ne 0 ]]; then echo "sweep $task failed (exit $rc); going on with the next task"; continue; fi
   git -C "$REPO" add "$results"
