@@ -73,7 +73,7 @@ def rows(folder: Path) -> list[str]:
             continue
         base = data.get(f"{res['task']}-base")
         plan = res.get("plan") or {}
-        change = ", ".join(f"{k}={v}" for k, v in (plan.get("overrides") or {}).items() if k != "holdout")
+        change = ", ".join(f"{k}={v}" for k, v in _overrides(res).items())
         steps = (plan.get("budget") or {}).get("max_steps")
         change = change or "none (base)"
         if steps:
@@ -88,7 +88,7 @@ def rows(folder: Path) -> list[str]:
                           f"{_mean(sc):.2f}" if sc else "", f"{delta:+.2f}" if delta is not None and name != f"{res['task']}-base" else ""]
             wall = sum(e["wall_seconds"] for e in runs) / len(runs) / 60
             # the verdict is for changes to KASP's recipe: not the base line itself, nor the 2 x 2's other cells
-            judged = method == "kasp" and name != f"{res['task']}-base" and name not in {c for c, _ in CELLS.values()}
+            judged = method == "kasp" and name != f"{res['task']}-base" and name not in TWO_BY_TWO
             won = wins(res, base, method) if judged else None
             verdict = "" if won is None else ("yes" if won else "no")
             if won is not None and isinstance(base, dict) and _budget(res) != _budget(base):
@@ -136,6 +136,11 @@ def _budget(res: dict):
     return (res.get("plan") or {}).get("budget", {}).get("max_steps")
 
 
+def _overrides(res: dict) -> dict:
+    """The recipe changes of a study line: its plan's overrides, the held-out slice (common to all) left out."""
+    return {k: v for k, v in ((res.get("plan") or {}).get("overrides") or {}).items() if k != "holdout"}
+
+
 def combination(folder: Path, task: str) -> tuple[dict, list[str]]:
     """The best combination of issue 24 item 4 for ``task``: the recipe overrides (``--set`` keys, the held-out
     slice left out) of every finished single-change line that :func:`wins`, merged; where two winners set the
@@ -143,22 +148,22 @@ def combination(folder: Path, task: str) -> tuple[dict, list[str]]:
     (the 2 x 2's lines, another method, another step budget: the time limit is part of the target) are not
     candidates. Returns (overrides, the winning lines' names, best first); ({}, []) when nothing won or the task
     has no finished base line."""
-    data = lines(folder)
+    return _combine(lines(folder), task)
+
+
+def _combine(data: dict[str, dict | KaspError], task: str) -> tuple[dict, list[str]]:
+    """:func:`combination` of loaded study lines (:func:`lines`)."""
     base = data.get(f"{task}-base")
     if not isinstance(base, dict):
         return {}, []
-    two_by_two_lines = {line for line, _ in CELLS.values()}
     scored = []
     for name, res in data.items():
-        if (not isinstance(res, dict) or res["task"] != task or name == f"{task}-base" or name in two_by_two_lines
+        if (not isinstance(res, dict) or res["task"] != task or name == f"{task}-base" or name in TWO_BY_TWO
                 or {e["method"] for e in res["runs"]} != {"kasp"} or _budget(res) != _budget(base)):
             continue
-        over = {k: v for k, v in ((res.get("plan") or {}).get("overrides") or {}).items() if k != "holdout"}
-        if not over or not wins(res, base):
-            continue
-        sc, b = _scores(res["runs"], "selection"), _scores(base["runs"], "selection")
-        gain = sum(sc[s] - b[s] for s in set(sc) & set(b)) / len(set(sc) & set(b))
-        scored.append((gain, name, over))
+        over = _overrides(res)
+        if over and wins(res, base):
+            scored.append((_delta(res, base, "selection"), name, over))
     merged: dict = {}
     for _, _, over in sorted(scored, key=lambda t: t[0]):  # the larger gain is applied last and so kept
         merged.update(over)
@@ -169,10 +174,11 @@ def combination_flags(folder: Path, task: str, max_steps: int | None = None) -> 
     """``kasp sweep`` flags for :func:`combination`'s line (``max_steps``, else its base line's step budget, then
     one ``--set`` per override), or "" when fewer than two changes won: one winner is its own line already, and
     none leaves nothing to combine."""
-    over, names = combination(folder, task)
+    data = lines(folder)
+    over, names = _combine(data, task)
     if len(names) < 2:
         return ""
-    return " ".join([f"--max-steps {max_steps or _budget(lines(folder)[f'{task}-base'])}"]
+    return " ".join([f"--max-steps {max_steps or _budget(data[f'{task}-base'])}"]
                     + [f"--set {k}={v}" for k, v in sorted(over.items())])
 
 
@@ -236,6 +242,8 @@ CELLS = {("pre-trained", "task labels"): ("sst2-2x2-pretrained-task", "kasp"),
          ("pre-trained", "distillation"): ("sst2-base", "kasp"),
          ("fine-tuned", "task labels"): ("sst2-2x2-finetuned-task", "magnitude"),
          ("fine-tuned", "distillation"): ("sst2-2x2-finetuned-distil", "magnitude")}
+#: the 2 x 2's study lines: they change the student's start or loss, not KASP's recipe
+TWO_BY_TWO = frozenset(line for line, _ in CELLS.values())
 
 
 def _cell(folder: Path, line: str, method: str) -> str:
@@ -313,7 +321,7 @@ def _budget_lines(folder: Path) -> dict[str, dict]:
     for name, res in lines(folder).items():
         if not isinstance(res, dict) or res["task"] == "sst2" or {e["method"] for e in res["runs"]} != {"kasp"}:
             continue
-        if set((res.get("plan") or {}).get("overrides") or {}) - {"holdout"} or name in {c for c, _ in CELLS.values()}:
+        if _overrides(res) or name in TWO_BY_TWO:
             continue
         steps = _budget(res) or 0
         if res["task"] not in best or steps > best[res["task"]][0]:
@@ -395,8 +403,10 @@ if __name__ == "__main__":
     elif args[:1] == ["--ship"]:
         ship(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", Path(args[1]))
     elif args[:1] == ["--combination"]:  # --combination TASK [FOLDER] [--max-steps N]
-        steps = int(args[args.index("--max-steps") + 1]) if "--max-steps" in args else None
-        rest = [a for a in args[2:] if a != "--max-steps" and a != str(steps)]
+        rest, steps = args[2:], None
+        if "--max-steps" in rest:
+            i = rest.index("--max-steps")
+            steps, rest = int(rest[i + 1]), rest[:i] + rest[i + 2:]
         print(combination_flags(Path(rest[0]) if rest else ROOT / "bench" / "study", args[1], steps))
     elif args[:1] == ["--ship-budgets"]:
         ship_budgets(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", Path(args[1]))

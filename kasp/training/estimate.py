@@ -19,13 +19,12 @@ def _shipped_rates(task: str, method: str) -> list[float]:
     """Seconds per step at batch 32 of the shipped sweep's runs of ``method`` on ``task``
     (``assets/sweeps/<task>.json``, measured on the 2-core reference machine; for "finetune", its teacher's wall
     time over its steps), or [] when none is shipped."""
-    from kasp.experiments.results import load_results
+    from kasp.experiments.results import load_shipped
     from kasp.ground.errors import KaspError
-    from kasp.ground.resources import shipped_dir
 
     try:
-        res = load_results(shipped_dir("assets") / "sweeps" / f"{task}.json")
-    except (KaspError, OSError):
+        res = load_shipped(task) or {}  # cached while the file is unchanged: the Prune page asks on every rerun
+    except KaspError:
         return []
     if method == FINETUNE:  # the sweep's teacher: its wall time (evaluations included) over its steps
         t = res.get("teacher") or {}
