@@ -144,7 +144,7 @@ def _overrides(res: dict) -> dict:
 def combination(folder: Path, task: str) -> tuple[dict, list[str]]:
     """The best combination of issue 24 item 4 for ``task``: the recipe overrides (``--set`` keys, the held-out
     slice left out) of every finished single-change line that :func:`wins`, merged; where two winners set the
-    same key, the one with the larger mean gain on the slice. Lines that change something other than the recipe
+    same key, the one with the larger mean gain on the slice, and on a tie the one whose worst seed gained more. Lines that change something other than the recipe
     (the 2 x 2's lines, another method, another step budget: the time limit is part of the target) are not
     candidates. Returns (overrides, the winning lines' names, best first); ({}, []) when nothing won or the task
     has no finished base line."""
@@ -163,11 +163,14 @@ def _combine(data: dict[str, dict | KaspError], task: str) -> tuple[dict, list[s
             continue
         over = _overrides(res)
         if over and wins(res, base):
-            scored.append((_delta(res, base, "selection"), name, over))
+            sc, b = _scores(res["runs"], "selection"), _scores(base["runs"], "selection")
+            worst = min(sc[s] - b[s] for s in set(sc) & set(b))
+            # mean gain rounded past float noise (two lines can tie exactly: 1.32 and 1.32), then the worst seed's
+            scored.append(((round(_delta(res, base, "selection"), 6), round(worst, 6)), name, over))
     merged: dict = {}
     for _, _, over in sorted(scored, key=lambda t: t[0]):  # the larger gain is applied last and so kept
         merged.update(over)
-    return merged, [name for _, name, _ in sorted(scored, key=lambda t: -t[0])]
+    return merged, [name for _, name, _ in sorted(scored, key=lambda t: t[0], reverse=True)]
 
 
 def combination_flags(folder: Path, task: str, max_steps: int | None = None) -> str:
