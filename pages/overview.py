@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from kasp.spec.config import make_config
 from kasp.ui import urlstate
 from kasp.ui.figures import METHOD_LABELS, accuracy_sparsity_figure, caption_facts, curve_caption, curve_notes, schedule_figure
 from kasp.ui.tables import PAPER, ingredient_cells
@@ -58,15 +59,29 @@ steps = c2.number_input("Training steps T", 10, 100_000, step=10, key="ov_steps"
 urlstate.write("sparsity", target, lambda v: f"{v:g}")
 urlstate.write("steps", int(steps))
 events = c3.number_input("Mask updates", 1, 1000, 100, 1, help="Masks are recomputed every round(T / N) steps.")
-curve, points = schedule_frame(target, int(steps), int(events))
+# the two options GMP* takes (Kurtic & Alistarh 2022); off, as in the paper, until the user moves them
+default = make_config("prune", "kasp", task, sparsity=target)
+c4, c5 = st.columns(2)
+initial = c4.slider("First pruning step s_i", 0.0, 0.99, 0.0, 0.05, key="ov_initial",
+                    help="Sparsity imposed at step 0, before training (a large first pruning step, as GMP★ takes); "
+                         "the schedule climbs from it to the target. Capped at the target. 0: the paper's schedule.")
+recovery = c5.slider("Recovery phase (fraction of T)", 0.0, 0.9, 0.0, 0.05, key="ov_recovery",
+                     help="The last part of the run, after the schedule has reached the target: masks fixed, the "
+                          "learning rate decays to 0. 0: the schedule spans the whole run, as in the paper.")
+initial = min(initial, target)
+curve, points = schedule_frame(target, int(steps), int(events), initial, recovery)
 half = curve.iloc[(curve["step"] - steps // 2).abs().argmin()]["sparsity"]
-fig = schedule_figure(curve, points)
+fig = schedule_figure(curve, points, initial=initial, recovery=recovery)
 if active(PAGE, "schedule"):
     mark_point(fig, int(steps) // 2, half * 100, f"half-way: {half * 100:.0f} % already pruned")
 st.plotly_chart(fig, width="stretch")
 st.caption(f"Computed from the formula. Half-way through the run the schedule is already at {half * 100:.1f} % "
            f"({half / target * 100 if target else 0:.0f} % of the target): most weights go early, while the "
-           "student still has many steps to recover.")
+           "student still has many steps to recover."
+           + (f" {task_name(task)}'s default KASP recipe prunes to {default.initial_sparsity:.0%} at step 0 and "
+              f"spends the last {default.recovery:.0%} of its steps at the target (chosen by the recipe study, "
+              "docs/results.md): set the two sliders to those values to see its schedule."
+              if default.initial_sparsity or default.recovery else ""))
 
 lesson_bar(PAGE, budget_line(task), here="dev-metric-against-sparsity")
 st.header(f"{task_name(task)}: dev {metric_label(task)} against sparsity", anchor="dev-metric-against-sparsity",

@@ -192,9 +192,11 @@ st.markdown("**What to notice:** " + what_to_notice(story, step, layer, kind, ot
                                                     other_index=j))
 evals = [r for r in entry["progress"] if r.get("type") == "eval"]
 total = int(entry["total_steps"] or steps[-1] or 1)
-curve, updates = schedule_frame(float(entry["sparsity"]), total)
-st.plotly_chart(schedule_figure(curve, updates, height=330, step=step, evals=evals, task=task), width="stretch",
-                key="weights_schedule")
+rec = entry.get("recipe") or {}  # the run's own schedule: a first pruning step, a recovery phase, its mask updates
+initial, recovery = float(rec.get("initial_sparsity") or 0.0), float(rec.get("recovery") or 0.0)
+curve, updates = schedule_frame(float(entry["sparsity"]), total, int(rec.get("pruning_events") or 100), initial, recovery)
+st.plotly_chart(schedule_figure(curve, updates, height=330, step=step, evals=evals, task=task, initial=initial,
+                                recovery=recovery), width="stretch", key="weights_schedule")
 
 
 def _source(e) -> str:

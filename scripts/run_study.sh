@@ -86,6 +86,11 @@ teacher() {  # $1: task -> prints the teacher's run directory, fine-tuning it fi
 run_line() {  # $1 task, $2 name, $3 extra kasp sweep flags
   local task=$1 name=$2 flags=$3
   local out=$REPO/bench/study/$name.json t
+  # a finished line is a record, never rerun: a default adopted from the study changes what its flags mean, and
+  # the sweep would take its runs for stale ones (delete the file to run a line again)
+  if [[ -f $out ]] && "$PY" "$ROOT/scripts/study_table.py" --complete "$out"; then
+    echo "=== study $name: finished ($out): not rerun"; return 0
+  fi
   t=$(teacher "$task")
   mkdir -p "$REPO/bench/study"
   echo "=== $(date -u +%FT%TZ) study $name ($task: $flags) -> $out"

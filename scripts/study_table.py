@@ -8,6 +8,8 @@ difference from the task's base line of the same seeds.
     .venv/bin/python scripts/study_table.py --ship-budgets assets/precomputed/longer_budgets.json  # small tasks' longer runs
     .venv/bin/python scripts/study_table.py --combination sst2       # kasp sweep flags of the winners combined
     .venv/bin/python scripts/study_table.py --combination sst2 --max-steps 2500   # the same at another budget
+    .venv/bin/python scripts/study_table.py --adoption sst2         # the line whose recipe becomes the default
+    .venv/bin/python scripts/study_table.py --complete bench/study/sst2-base.json   # exit 0: every planned run is in
 
 tests/repo/test_study_docs.py checks that the table in docs/results.md is what this prints for bench/study/.
 """
@@ -22,6 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 from kasp.ground.errors import KaspError  # noqa: E402
 from kasp.experiments.results import load_results  # noqa: E402
+from kasp.spec.methods import METHODS  # noqa: E402
+
+#: issue 24's time target for the default: minutes of one KASP run on 2 idle cores (its step budget times the
+#: measured seconds a step, METHODS["kasp"].step_seconds); a longer budget is not a candidate for the default
+TIME_LIMIT_MINUTES = 20.0
 
 
 def _scores(runs: list[dict], key: str) -> dict[int, float]:
@@ -65,6 +72,7 @@ def lines(folder: Path, pattern: str = "*.json") -> dict[str, dict | KaspError]:
 def rows(folder: Path) -> list[str]:
     """The table's lines, header first; one row per finished line (:func:`complete`) and method."""
     data = lines(folder)
+    adopted = {task: _adopt(data, task)[0] for task in {r["task"] for r in data.values() if isinstance(r, dict)}}
     out = ["| study line | task | method | change | seeds | selection slice per seed | mean | Δ vs base | dev per seed | mean | Δ vs base | wins on the slice, every seed | min a run |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, res in data.items():
@@ -91,8 +99,10 @@ def rows(folder: Path) -> list[str]:
             judged = method == "kasp" and name != f"{res['task']}-base" and name not in TWO_BY_TWO
             won = wins(res, base, method) if judged else None
             verdict = "" if won is None else ("yes" if won else "no")
-            if won is not None and isinstance(base, dict) and _budget(res) != _budget(base):
+            if won is not None and isinstance(base, dict) and not _fits(res, base):
                 verdict += f" ({_budget(res)} steps: not a candidate)"  # the time limit is part of the target
+            elif won and name == adopted.get(res["task"]):
+                verdict += ", adopted"
             out.append(f"| {name} | {res['task']} | {method} | {change} | {len(runs)} | " + " | ".join(cells)
                        + f" | {verdict} | {wall:.1f} |")
     return out
@@ -136,6 +146,54 @@ def _budget(res: dict):
     return (res.get("plan") or {}).get("budget", {}).get("max_steps")
 
 
+def _fits(res: dict, base: dict) -> bool:
+    """Whether a line's step budget may become the default: the base line's own, or a step count whose
+    estimated minutes (steps x METHODS["kasp"].step_seconds) stay within :data:`TIME_LIMIT_MINUTES`. A budget in
+    epochs that differs from the base line's is never a candidate (the small tasks' longer runs: --ship-budgets)."""
+    steps = _budget(res)
+    if steps == _budget(base):
+        return True
+    return steps is not None and steps * METHODS["kasp"].step_seconds / 60 <= TIME_LIMIT_MINUTES
+
+
+def _gain(res: dict, base: dict) -> tuple[float, float]:
+    """(mean gain, worst seed's gain) on the selection slice against the base line, x100, rounded past float
+    noise (two lines can tie exactly: SST-2's lr 2e-4 and 4e-4 both gained 1.32), for ranking winners."""
+    sc, b = _scores(res["runs"], "selection"), _scores(base["runs"], "selection")
+    worst = min(sc[s] - b[s] for s in set(sc) & set(b))
+    return round(_delta(res, base, "selection"), 6), round(worst, 6)
+
+
+def _recipe_lines(data: dict[str, dict | KaspError], task: str):
+    """(name, results) of ``task``'s lines that change KASP's recipe and win (:func:`wins`): KASP runs only, not
+    the base line, not the 2 x 2's lines, within the time limit (:func:`_fits`)."""
+    base = data.get(f"{task}-base")
+    if not isinstance(base, dict):
+        return
+    for name, res in data.items():
+        if (isinstance(res, dict) and res["task"] == task and name != f"{task}-base" and name not in TWO_BY_TWO
+                and {e["method"] for e in res["runs"]} == {"kasp"} and _fits(res, base) and wins(res, base)):
+            yield name, res
+
+
+def adoption(folder: Path, task: str) -> tuple[str | None, dict, int | None]:
+    """Issue 24 item 6: the study line whose recipe becomes ``task``'s default for KASP. Of the lines that win on
+    the slice on every seed (:func:`wins`) within the time limit (:func:`_fits`), single changes and
+    combinations alike, the one with the larger mean gain on the slice, on a tie the one whose worst seed gained
+    more. Returns (its name, its recipe overrides, its step budget); (None, {}, None) when no line won."""
+    return _adopt(lines(folder), task)
+
+
+def _adopt(data: dict[str, dict | KaspError], task: str) -> tuple[str | None, dict, int | None]:
+    """:func:`adoption` of loaded study lines (:func:`lines`)."""
+    base = data.get(f"{task}-base")
+    ranked = sorted(_recipe_lines(data, task), key=lambda t: _gain(t[1], base), reverse=True)
+    if not ranked:
+        return None, {}, None
+    name, res = ranked[0]
+    return name, _overrides(res), _budget(res)
+
+
 def _overrides(res: dict) -> dict:
     """The recipe changes of a study line: its plan's overrides, the held-out slice (common to all) left out."""
     return {k: v for k, v in ((res.get("plan") or {}).get("overrides") or {}).items() if k != "holdout"}
@@ -154,19 +212,9 @@ def combination(folder: Path, task: str) -> tuple[dict, list[str]]:
 def _combine(data: dict[str, dict | KaspError], task: str) -> tuple[dict, list[str]]:
     """:func:`combination` of loaded study lines (:func:`lines`)."""
     base = data.get(f"{task}-base")
-    if not isinstance(base, dict):
-        return {}, []
-    scored = []
-    for name, res in data.items():
-        if (not isinstance(res, dict) or res["task"] != task or name == f"{task}-base" or name in TWO_BY_TWO
-                or {e["method"] for e in res["runs"]} != {"kasp"} or _budget(res) != _budget(base)):
-            continue
-        over = _overrides(res)
-        if over and wins(res, base):
-            sc, b = _scores(res["runs"], "selection"), _scores(base["runs"], "selection")
-            worst = min(sc[s] - b[s] for s in set(sc) & set(b))
-            # mean gain rounded past float noise (two lines can tie exactly: 1.32 and 1.32), then the worst seed's
-            scored.append(((round(_delta(res, base, "selection"), 6), round(worst, 6)), name, over))
+    # single changes at the base line's budget (a combination, or a budget line, is not an ingredient)
+    scored = [(_gain(res, base), name, _overrides(res)) for name, res in _recipe_lines(data, task)
+              if len(_overrides(res)) == 1 and _budget(res) == _budget(base)]
     merged: dict = {}
     for _, _, over in sorted(scored, key=lambda t: t[0]):  # the larger gain is applied last and so kept
         merged.update(over)
@@ -411,6 +459,14 @@ if __name__ == "__main__":
             i = rest.index("--max-steps")
             steps, rest = int(rest[i + 1]), rest[:i] + rest[i + 2:]
         print(combination_flags(Path(rest[0]) if rest else ROOT / "bench" / "study", args[1], steps))
+    elif args[:1] == ["--complete"]:  # --complete FILE: exit 0 when the line has every run it planned
+        try:
+            sys.exit(0 if complete(load_results(Path(args[1]))) else 1)
+        except KaspError as e:
+            sys.exit(f"{args[1]}: {e}")
+    elif args[:1] == ["--adoption"]:  # --adoption TASK [FOLDER]
+        name, over, steps = adoption(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", args[1])
+        print(f"{name}: {steps} steps, {over}" if name else f"no {args[1]} line wins: the default stays")
     elif args[:1] == ["--ship-budgets"]:
         ship_budgets(Path(args[2]) if len(args) > 2 else ROOT / "bench" / "study", Path(args[1]))
     else:

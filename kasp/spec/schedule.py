@@ -64,6 +64,37 @@ def ramp_steps(total_steps: int, recovery: float = 0.0) -> int:
     return max(1, min(total_steps, round((1.0 - recovery) * total_steps)))
 
 
+def mask_update_steps(total_steps: int, events: int = 100, recovery: float = 0.0,
+                      initial_sparsity: float = 0.0) -> list[int]:
+    """The steps at which :class:`kasp.core.masks.MagnitudePruner` recomputes the masks, in order: step 0 when there
+    is an initial sparsity (a first pruning step before training), every ``pruning_interval(ramp, events)`` steps
+    inside the ramp (:func:`ramp_steps`), the ramp's end when a recovery phase follows it, and T (where the
+    exact target is imposed). Without recovery and initial sparsity this is :func:`pruning_steps`.
+
+    Raises:
+        ValueError: if ``events`` <= 0 or ``recovery`` is outside [0, 1).
+    """
+    ramp = ramp_steps(total_steps, recovery)
+    every = pruning_interval(ramp, events)
+    steps = [0] if initial_sparsity else []
+    steps += [t for t in range(every, ramp + 1, every) if t < total_steps]
+    if ramp < total_steps and steps[-1:] != [ramp]:
+        steps.append(ramp)
+    return steps + [total_steps]
+
+
+def scheduled_sparsity(step: int, total_steps: int, final_sparsity: float, initial_sparsity: float = 0.0,
+                       recovery: float = 0.0) -> float:
+    """The cubic schedule (:func:`cubic_sparsity`) of a run of ``total_steps`` steps with a recovery phase of
+    fraction ``recovery``: it climbs from ``initial_sparsity`` at step 0 to ``final_sparsity`` at the ramp's end
+    (:func:`ramp_steps`) and stays there. Fractions of zeros, 0..1.
+
+    Raises:
+        ValueError: as :func:`cubic_sparsity` and :func:`ramp_steps`.
+    """
+    return cubic_sparsity(step, ramp_steps(total_steps, recovery), final_sparsity, initial_sparsity)
+
+
 def lr_multiplier(step: int, total_steps: int, schedule: str, warmup_steps: int = 0, ramp: int | None = None,
                   prune_every: int = 1) -> float:
     """Factor on the peak learning rate for optimizer step ``step`` (0-based) of ``total_steps``.

@@ -14,7 +14,7 @@ import pandas as pd
 from kasp.ground.errors import KaspError
 from kasp.spec.metrics import METRIC_NAMES, metric_items, metric_note, metric_value
 from kasp.ground.runs import RunDir, list_runs, measured_sparsity
-from kasp.spec.schedule import cubic_sparsity, pruning_steps
+from kasp.spec.schedule import mask_update_steps, ramp_steps, scheduled_sparsity
 from kasp.spec.tasks import get_task, metric_label
 from kasp.experiments.results import load_shipped, load_shipped_gpu, sweep_points
 from kasp.ui.tables import PAPER, precomputed_frame, published_frame, runs_frame
@@ -102,10 +102,13 @@ def eval_gaps_note(records: list[dict[str, Any]], task: str) -> str | None:
     return "; ".join(parts) or None
 
 
-def schedule_frame(target: float, total_steps: int, events: int = 100) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The cubic schedule at every step and at the mask-update steps (Zhu & Gupta 2017, eq. 1).
+def schedule_frame(target: float, total_steps: int, events: int = 100, initial: float = 0.0,
+                   recovery: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cubic schedule at every step and at the mask-update steps (Zhu & Gupta 2017, eq. 1), from
+    ``initial`` at step 0 to ``target`` at the end of the ramp, then flat over a recovery phase of fraction
+    ``recovery`` (a run's ``initial_sparsity`` and ``recovery``; sparsities are fractions of zeros).
 
-    The update steps are :func:`kasp.spec.schedule.pruning_steps`, the ones the training loop uses.
+    The update steps are :func:`kasp.spec.schedule.mask_update_steps`, the ones the training loop uses.
 
     Returns:
         (curve with columns step, sparsity; update points with columns step, sparsity).
@@ -114,9 +117,16 @@ def schedule_frame(target: float, total_steps: int, events: int = 100) -> tuple[
     steps = list(range(0, total_steps + 1, every))
     if steps[-1] != total_steps:
         steps.append(total_steps)
-    curve = pd.DataFrame({"step": steps, "sparsity": [cubic_sparsity(t, total_steps, target) for t in steps]})
-    upd = pruning_steps(total_steps, events)
-    points = pd.DataFrame({"step": upd, "sparsity": [cubic_sparsity(t, total_steps, target) for t in upd]})
+    ramp = ramp_steps(total_steps, recovery)
+    if ramp not in steps:  # the corner where the schedule turns flat
+        steps = sorted(steps + [ramp])
+
+    def at(t: int) -> float:
+        return scheduled_sparsity(t, total_steps, target, initial, recovery)
+
+    curve = pd.DataFrame({"step": steps, "sparsity": [at(t) for t in steps]})
+    upd = mask_update_steps(total_steps, events, recovery, initial)
+    points = pd.DataFrame({"step": upd, "sparsity": [at(t) for t in upd]})
     return curve, points
 
 

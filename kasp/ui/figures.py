@@ -103,11 +103,13 @@ def sparsity_heatmap(per_matrix: dict[str, float], height: int = 360) -> go.Figu
 
 
 def schedule_figure(curve: pd.DataFrame, points: pd.DataFrame, height: int = 380, step: int | None = None,
-                    evals: list[dict[str, Any]] | None = None, task: str | None = None) -> go.Figure:
+                    evals: list[dict[str, Any]] | None = None, task: str | None = None, initial: float = 0.0,
+                    recovery: float = 0.0) -> go.Figure:
     """The cubic schedule s_t (Zhu & Gupta 2017, eq. 1) and its mask-update steps, from
     :func:`kasp.ui.curves.schedule_frame` (the Overview); with ``step`` (the Weights page), that step is
     marked and the dev metric of ``task`` in ``evals`` (progress records with ``step`` and ``metrics``)
-    up to it is drawn on a second axis (an undefined value is a gap, never 0).
+    up to it is drawn on a second axis (an undefined value is a gap, never 0). ``initial`` (s_i, a fraction)
+    and ``recovery`` (the fraction of the run after the ramp R) are the schedule's, for its title's formula.
 
     Axes: optimizer step; sparsity (% of encoder linear weights); dev metric (:func:`metric_axis`).
     """
@@ -118,7 +120,10 @@ def schedule_figure(curve: pd.DataFrame, points: pd.DataFrame, height: int = 380
                              line={"color": QUANTITY_COLOURS["schedule"], "dash": "dot"}))
     fig.add_trace(go.Scatter(x=points["step"], y=points["sparsity"] * 100, mode="markers", name="mask updates",
                              marker={"size": 5, "color": QUANTITY_COLOURS["sparsity"]}))
-    title = "Cubic schedule: s_t = s_f + (0 − s_f)(1 − t/T)³ (Zhu & Gupta 2017)"
+    s_i = f"{initial * 100:g} %" if initial else "0"
+    title = (f"Cubic schedule: s_t = s_f + ({s_i} − s_f)(1 − t/T)³ (Zhu & Gupta 2017)" if not recovery else
+             f"Cubic schedule: s_t = s_f + ({s_i} − s_f)(1 − t/R)³ until R = {1 - recovery:.0%} of the steps, "
+             "then s_f (recovery)")
     if step is None:
         fig.update_layout(title=title, xaxis_title="optimizer step", yaxis_title="sparsity (% of encoder linear weights)",
                           height=height)

@@ -152,7 +152,7 @@ def test_a_change_wins_only_on_the_slice_and_on_every_seed(tmp_path):
     assert st.wins(dev_only, base) is False
     assert st.wins(both, None) is None
     verdict = {r.split(" | ")[0].strip("| "): r.split(" | ")[-2] for r in st.rows(tmp_path)[2:]}
-    assert verdict == {"sst2-base": "", "sst2-both": "yes", "sst2-dev": "no", "sst2-one": "no"}
+    assert verdict == {"sst2-base": "", "sst2-both": "yes, adopted", "sst2-dev": "no", "sst2-one": "no"}
 
 
 def test_the_combination_merges_the_winning_recipe_changes_only(tmp_path):
@@ -179,16 +179,17 @@ def test_the_combination_merges_the_winning_recipe_changes_only(tmp_path):
 
 
 def test_the_readmes_study_figures_are_the_study_files():
-    """The README's paragraph on the default recipe quotes the study's gains against the base line."""
+    """The README's paragraphs on the default recipe quote the study's gains against the base line, and name the
+    adopted line with its dev scores."""
     st = _study_table()
     folder = ROOT / "bench" / "study"
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
 
     def d(name, key):
         return f"{st.delta(folder, name, key):+.2f}"
 
     assert f"{d('sst2-lr2e-4', 'selection')} on the slice, {d('sst2-lr2e-4', 'dev')} on dev;" in readme
-    assert f"4e-4: {d('sst2-lr4e-4', 'selection')},\n{d('sst2-lr4e-4', 'dev')}, the one combined" in readme
+    assert f"4e-4: {d('sst2-lr4e-4', 'selection')}, {d('sst2-lr4e-4', 'dev')}, the one combined" in readme
     assert st.combination(folder, "sst2")[0]["lr"] == 4e-4
     assert f"teacher's ({d('sst2-init-emb-teacher', 'selection')}, {d('sst2-init-emb-teacher', 'dev')})" in readme
     assert f"weight 3 ({d('sst2-prediction3', 'selection')}, {d('sst2-prediction3', 'dev')})" in readme
@@ -198,6 +199,13 @@ def test_the_readmes_study_figures_are_the_study_files():
     assert len(st.combination(folder, "sst2")[0]) == 5 and "Five changes at the same number of steps" in readme  # lr 2e-4 and 4e-4: one key
     assert st.delta(folder, "sst2-temperature5.5", "selection") < 0 and "5.5 (oBERT's) lost" in readme
     assert f"{d('sst2-steps3000', 'selection')} on the slice, {d('sst2-steps3000', 'dev')} on dev" in readme
+    # the adopted line: its gains, its dev score per seed and their mean, its distance to the study's teacher
+    name = st.adoption(folder, "sst2")[0]
+    dev = st._scores(json.loads((folder / f"{name}.json").read_text())["runs"], "dev")
+    teacher = 100 * json.loads((folder / "sst2-base.json").read_text())["teacher"]["metrics"]["accuracy"]
+    assert (f"(`{name}`: {d(name, 'selection')} on the slice, {d(name, 'dev')} on dev; "
+            f"{dev[42]:.2f} and {dev[43]:.2f} for seeds 42 and 43, mean {sum(dev.values()) / 2:.2f}, "
+            f"{teacher - sum(dev.values()) / 2:.2f} below the study's teacher at {teacher:.2f})") in readme
 
 
 def test_a_tie_on_the_mean_gain_goes_to_the_steadier_change(tmp_path):
@@ -212,3 +220,78 @@ def test_a_tie_on_the_mean_gain_goes_to_the_steadier_change(tmp_path):
     (tmp_path / "sst2-b-lr.json").rename(tmp_path / "sst2-0-lr.json")     # the steadier line first by name
     over, names = st.combination(tmp_path, "sst2")
     assert over["lr"] == 5e-4 and names[:2] == ["sst2-0-lr", "sst2-a-lr"]
+
+
+def test_the_adoption_is_the_best_winner_within_the_time_limit(tmp_path):
+    """Issue 24 item 6: the default becomes the winning line (single change or combination) with the largest mean
+    gain on the slice, if its step budget fits the 20-minute target; a bigger gain from a budget over the limit,
+    a gain on one seed only, or a gain on dev only is not adopted. The combination itself is no ingredient."""
+    st = _study_table()
+    _line(tmp_path, "sst2-base", {}, {42: 0, 43: 0})
+    assert st.adoption(tmp_path, "sst2") == (None, {}, None)
+    _line(tmp_path, "sst2-lr", {"lr": 4e-4}, {42: 0.013, 43: 0.013})
+    _line(tmp_path, "sst2-emb", {"init_embeddings": "teacher"}, {42: 0.007, 43: 0.006})
+    _line(tmp_path, "sst2-one-seed", {"lr": 3e-4}, {42: 0.05, 43: -0.001})
+    _line(tmp_path, "sst2-dev-only", {"temperature": 2.0}, {42: 0, 43: 0}, dev_delta=0.05)
+    _line(tmp_path, "sst2-steps3000", {}, {42: 0.03, 43: 0.03}, max_steps=3000)   # 22 min: over the limit
+    assert st.adoption(tmp_path, "sst2") == ("sst2-lr", {"lr": 4e-4}, 2000)
+    _line(tmp_path, "sst2-combined", {"lr": 4e-4, "init_embeddings": "teacher"}, {42: 0.012, 43: 0.015})
+    assert st.adoption(tmp_path, "sst2")[0] == "sst2-combined"   # +1.35 against +1.30
+    assert st.combination(tmp_path, "sst2")[1] == ["sst2-lr", "sst2-emb"]   # the combination is no ingredient
+    _line(tmp_path, "sst2-combined-steps2500", {"lr": 4e-4, "init_embeddings": "teacher"}, {42: 0.02, 43: 0.02},
+          max_steps=2500)   # 18.3 min at 0.44 s a step: within the limit
+    assert st.adoption(tmp_path, "sst2") == ("sst2-combined-steps2500", {"lr": 4e-4, "init_embeddings": "teacher"},
+                                             2500)
+    verdict = {r.split(" | ")[0].strip("| "): r.split(" | ")[-2] for r in st.rows(tmp_path)[2:]}
+    assert verdict["sst2-combined-steps2500"] == "yes, adopted" and verdict["sst2-combined"] == "yes"
+    assert verdict["sst2-steps3000"] == "yes (3000 steps: not a candidate)"
+
+
+def test_the_study_never_reruns_a_finished_line(tmp_path):
+    """scripts/run_study.sh skips a line whose results file has every run it planned, before any teacher or sweep
+    starts: a default adopted from the study would otherwise make the sweep take the line's runs for stale ones
+    and train them again. A line with a run missing is passed on to the sweep (here a stand-in that logs)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "bench" / "study").mkdir(parents=True)
+    done = (ROOT / "bench" / "study" / "sst2-base.json").read_text()
+    (tmp_path / "bench" / "study" / "sst2-base.json").write_text(done)
+    partial = json.loads(done)
+    partial["runs"] = partial["runs"][:1]
+    (tmp_path / "bench" / "study" / "sst2-half.json").write_text(json.dumps(partial))
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "py"   # the real Python for study_table.py; any `-m kasp ...` call is logged instead
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = -m ]; then echo "$@" >> {log}; exit 3; fi\nexec {sys.executable} "$@"\n')
+    fake.chmod(0o755)
+    (tmp_path / "store" / "teachers" / "sst2-holdout872").mkdir(parents=True)
+    (tmp_path / "store" / "teachers" / "sst2-holdout872" / "report.json").write_text("{}")
+    env = {**os.environ, "PY": str(fake), "RESULTS_REPO": str(tmp_path), "KASP_RUNS_DIR": str(tmp_path / "store"),
+           "STUDY": "sst2|sst2-base|\nsst2|sst2-half|--set lr=4e-4\n"}
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "run_study.sh"), "--foreground"], env=env, text=True,
+                         capture_output=True, timeout=120)
+    assert "study sst2-base: finished" in out.stdout, out.stdout + out.stderr
+    calls = log.read_text().splitlines()
+    assert len(calls) == 1 and "sst2-half.json" in calls[0] and "lr=4e-4" in calls[0]
+
+
+def test_each_adopted_default_is_the_line_the_rule_picks():
+    """Issue 24 item 6 in code: the recipe a task's KASP default adopted (kasp.spec.config.ADOPTED) is the study
+    line scripts/study_table.py --adoption picks from bench/study/, with its step budget, and a task whose study
+    picks a line has that line adopted. A new results file that beats it fails here until the default follows."""
+    from kasp.spec import config
+
+    st = _study_table()
+    folder = ROOT / "bench" / "study"
+    tasks = {json.loads(f.read_text())["task"] for f in folder.glob("*-base.json")}
+    for task in tasks:
+        name, over, steps = st.adoption(folder, task)
+        assert config.ADOPTED_FROM.get(("kasp", task)) == name, f"{task}: the study picks {name}"
+        if name is None:
+            assert ("kasp", task) not in config.ADOPTED
+            continue
+        assert config.ADOPTED[("kasp", task)] == over
+        recipe = config.default_recipe("prune", "kasp", task)
+        assert {k: recipe[k] for k in over} == over and recipe.get("max_steps") == steps
+    assert set(config.ADOPTED) == set(config.ADOPTED_FROM) and config.ADOPTED_FROM[("kasp", "sst2")] == "sst2-combined"

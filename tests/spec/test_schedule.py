@@ -100,3 +100,39 @@ def test_pruner_initial_step_and_ramp():
     assert [t for t in range(100) if plain.step(t)] == list(range(10, 100, 10))  # as before: no step 0, T by finish()
     with pytest.raises(ValueError, match="initial sparsity"):
         MagnitudePruner(model, 0.5, total_steps=10, initial=0.7)
+
+
+def _pruner_updates(total, events, recovery, initial):
+    """The steps at which a real MagnitudePruner (on a one-layer BERT) recomputes its masks, finish() at T."""
+    from kasp.core.masks import MagnitudePruner
+    from kasp.spec.schedule import ramp_steps
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    model = BertForSequenceClassification(BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=4, intermediate_size=32))
+    pruner = MagnitudePruner(model, 0.9, total, events, initial=initial, ramp=ramp_steps(total, recovery))
+    assert pruner.linears, "the tiny model has no prunable linear: the comparison would be empty"
+    seen = [(t, pruner.current_sparsity) for t in range(total + 1) if t < total and pruner.step(t)]
+    pruner.finish()
+    return seen + [(total, pruner.current_sparsity)]
+
+
+def test_the_drawn_schedule_is_the_pruners_with_a_first_step_and_recovery():
+    """The Overview and the Weights page draw a run's schedule from its recipe: with a first pruning step
+    (initial_sparsity) and a recovery phase the mask updates and their sparsities are the ones the pruner makes."""
+    from kasp.spec.schedule import mask_update_steps, scheduled_sparsity
+    from kasp.ui.curves import schedule_frame
+
+    for total, events, recovery, initial in ((2000, 100, 0.2, 0.5), (2000, 100, 0.0, 0.0), (37, 10, 0.3, 0.2),
+                                             (100, 7, 0.25, 0.0), (12, 6, 0.0, 0.3)):
+        real = _pruner_updates(total, events, recovery, initial)
+        assert mask_update_steps(total, events, recovery, initial) == [t for t, _ in real]
+        _, points = schedule_frame(0.9, total, events, initial, recovery)
+        assert points["step"].tolist() == [t for t, _ in real]
+        assert points["sparsity"].round(9).tolist() == [round(s, 9) for _, s in real]
+    assert mask_update_steps(2000, 100) == pruning_steps(2000, 100)
+    curve, points = schedule_frame(0.9, 2000, 100, 0.5, 0.2)
+    assert curve["sparsity"].iloc[0] == 0.5 and points["step"].iloc[0] == 0
+    assert 1600 in curve["step"].tolist() and curve.set_index("step")["sparsity"][1600] == 0.9  # flat from the ramp's end
+    assert scheduled_sparsity(800, 2000, 0.9, 0.5, 0.2) == cubic_sparsity(800, 1600, 0.9, 0.5)

@@ -62,8 +62,10 @@ def story_run(tmp_path_factory, tiny_store, tiny_pretrained):
 
     store = tmp_path_factory.mktemp("story")
     shutil.copytree(tiny_store / "teacher", store / "teacher")
+    # the paper's schedule (no first pruning step, no recovery phase), whatever SST-2's default recipe adopts
     cfg = make_config("prune", "kasp", "sst2", model=str(tiny_pretrained), sparsity=0.7, max_steps=12,
-                      pruning_events=4, max_train_samples=128, max_eval_samples=32, eval_every=6, log_every=3)
+                      pruning_events=4, max_train_samples=128, max_eval_samples=32, eval_every=6, log_every=3,
+                      initial_sparsity=0.0, recovery=0.0)
     seen = []
 
     def watch(event, rec):
@@ -430,3 +432,26 @@ def test_the_partner_of_another_model_is_named_as_such_with_its_own_share_of_zer
     text = ws.what_to_notice(small, 10, 0, "Q", other=big, other_index=0, labels=("kasp", "magnitude"))
     shares = [float(x) for x in re.findall(r"([\d.]+) % of its weights at zero", text)]
     assert shares and all(0 <= x <= 100 for x in shares) and "another model" in text
+
+
+@pytest.mark.slow
+def test_a_first_pruning_step_is_the_storys_start(tmp_path, tiny_store, tiny_pretrained):
+    """With a first pruning step at step 0 (SST-2's default recipe: initial_sparsity 0.5, a recovery phase), the story
+    starts with the student already pruned to it, once: the Weights page steps by step number, so no two records
+    share one. The mask updates follow the schedule the app draws (kasp.spec.schedule.mask_update_steps)."""
+    from kasp.ground.runs import RunDir
+    from kasp.spec.config import make_config
+    from kasp.spec.schedule import mask_update_steps
+    from kasp.training.train import train
+
+    shutil.copytree(tiny_store / "teacher", tmp_path / "teacher")
+    cfg = make_config("prune", "kasp", "sst2", model=str(tiny_pretrained), sparsity=0.7, max_steps=12,
+                      pruning_events=4, max_train_samples=128, max_eval_samples=32, eval_every=6, log_every=3,
+                      initial_sparsity=0.5, recovery=0.2)
+    run = RunDir.create(tmp_path / "kasp70")
+    train(cfg, run, store=tmp_path, progress_bar=False)
+    story = read_story(run.path)
+    steps = [int(s) for s in story.steps]
+    assert len(set(steps)) == len(steps) and steps == [0, *mask_update_steps(12, 4, 0.2, 0.5)[1:]]
+    assert story.phases[0] == "start" and story.sparsity[0] == pytest.approx(0.5, abs=0.01)
+    assert run.report()["pruning_events"] == len(mask_update_steps(12, 4, 0.2, 0.5))

@@ -1,0 +1,35 @@
+"""A recipe adopted from the recipe study (kasp.spec.config.ADOPTED) is the default of its (method, task) only, and
+gives way where the given fields rule it out instead of refusing the run."""
+import pytest
+
+from kasp.spec import config
+
+
+@pytest.fixture
+def adopted(monkeypatch):
+    monkeypatch.setitem(config.ADOPTED, ("kasp", "sst2"), {"lr": 4e-4, "initial_sparsity": 0.5, "recovery": 0.2,
+                                                          "init_embeddings": "teacher"})
+
+
+def test_the_adopted_recipe_is_its_tasks_default_only(adopted):
+    cfg = config.make_config("prune", "kasp", "sst2", sparsity=0.9)
+    assert (cfg.lr, cfg.initial_sparsity, cfg.recovery, cfg.init_embeddings) == (4e-4, 0.5, 0.2, "teacher")
+    other = config.make_config("prune", "kasp", "mrpc", sparsity=0.9)
+    assert (other.lr, other.initial_sparsity, other.init_embeddings) == (1e-4, 0.0, "pretrained")
+    magnitude = config.make_config("prune", "magnitude", "sst2", sparsity=0.9)
+    assert (magnitude.lr, magnitude.initial_sparsity) == (1e-4, 0.0)
+    assert config.make_config("prune", "kasp", "sst2", sparsity=0.9, lr=1e-4).lr == 1e-4  # a given value wins
+
+
+def test_an_adopted_first_step_is_capped_at_a_lower_target(adopted):
+    assert config.make_config("prune", "kasp", "sst2", sparsity=0.3).initial_sparsity == 0.3
+    assert config.make_config("prune", "kasp", "sst2").initial_sparsity == 0.0   # sparsity 0: no pruning at all
+    with pytest.raises(ValueError, match="initial_sparsity"):  # given, it is the user's: refused, not changed
+        config.make_config("prune", "kasp", "sst2", sparsity=0.3, initial_sparsity=0.5)
+
+
+def test_teacher_embeddings_give_way_to_a_fine_tuned_student(adopted):
+    cfg = config.make_config("prune", "kasp", "sst2", sparsity=0.9, init="finetuned")
+    assert cfg.init_embeddings == "pretrained"
+    with pytest.raises(ValueError, match="init_embeddings"):
+        config.make_config("prune", "kasp", "sst2", sparsity=0.9, init="finetuned", init_embeddings="teacher")
