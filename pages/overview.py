@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from kasp.spec.config import make_config
 from kasp.ui import urlstate
 from kasp.ui.figures import METHOD_LABELS, accuracy_sparsity_figure, caption_facts, curve_caption, curve_notes, schedule_figure
 from kasp.ui.tables import PAPER, ingredient_cells
@@ -10,7 +9,7 @@ from kasp.ui.figures import ingredients_caption, ingredients_figure
 from kasp.ui.curves import curve_data, schedule_frame
 from kasp.ui.devset import majority_metric
 from kasp.ui.presets import view_presets
-from kasp.ui.engine import asset, metric_label, shipped_status, task_name
+from kasp.ui.engine import asset, make_config, metric_label, shipped_status, task_name
 from kasp.ui.figures import mark_point, mark_x, xpos
 from kasp.ui.lesson import active, budget_line, budget_need, explain, glossary_box, lesson_bar, start_link
 

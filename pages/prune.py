@@ -8,8 +8,8 @@ from kasp.ui.checks import teacher_warning
 from kasp.ui.launch import (form_defaults, launch_gate, live_timing, queue_text, run_kind, run_total_steps,
                             validate_launch)
 from kasp.ui.session import panel_runs
-from kasp.ui.engine import (estimate_seconds, format_metric, get_method, get_task, iter_done, jobs, load_recipe,
-                            method_names, metric_label, metric_note, REFERENCE, RunDir, task_name)
+from kasp.ui.engine import (ADOPTED, ADOPTED_FROM, estimate_seconds, format_metric, get_method, get_task, iter_done,
+                            jobs, load_recipe, method_names, metric_label, metric_note, REFERENCE, RunDir, task_name)
 from kasp.ui import urlstate
 from kasp.ground.errors import KaspError, os_error_message
 from kasp.ui.figures import dev_metric_figure, live_sparsity_figure, loss_figure
@@ -162,7 +162,8 @@ with st.container():
         c1, c2, c3 = st.columns(3)
         lrs = sorted({1e-5, 3e-5, 5e-5, 1e-4, 2e-4, float(rec["lr"])})
         lr = c1.select_slider("Learning rate", lrs, value=float(rec["lr"]),
-                              help="AdamW learning rate, constant (the paper's schedule). The paper uses 3e-5 for BERT-base.")
+                              help="AdamW learning rate, constant (the paper's schedule; over a recovery phase it "
+                                   "decays to 0). The paper uses 3e-5 for BERT-base.")
         max_train = c2.number_input("Training examples (0 = all)", 0, 1_000_000, int(rec["max_train_samples"] or 0), 100,
                                     help="Use only the first N training examples after a seeded shuffle.")
         eval_every = c3.number_input("Evaluate every N steps", 0, 100_000, int(rec["eval_every"]), 10,
@@ -181,6 +182,13 @@ with st.container():
                                 help="Cross-entropy against the gold labels (MSE for STS-B).")
             tau = c5.number_input("temperature τ", 0.1, 20.0, float(rec["temperature"]), 0.1,
                                   help="Softmax temperature of the prediction term.")
+        if (method, task) in ADOPTED:
+            st.caption(f":material/science: {task_name(task)}'s default {get_method(method).label} recipe is the one the "
+                       f"recipe study adopted (`{ADOPTED_FROM[(method, task)]}`, chosen on a held-out slice of the "
+                       f"training set, two seeds; docs/results.md): "
+                       + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                   for k, v in sorted(ADOPTED[(method, task)].items()))
+                       + ". The runs the Overview ships were made with the earlier recipe.")
         if minutes is not None:
             st.markdown(f"**Run time: {minutes:g} min** (the run chooses its steps to fit; they show in its progress "
                         "once it starts)")

@@ -17,7 +17,9 @@
 #  - issue 29, item 4: the class preset's budgets for the two other baselines (small-dense: does the
 #    sparse student beat a small dense one in five minutes? magnitude-distil: does distillation show?),
 #    and KASP and magnitude at 500 steps from the teacher that ships with KASP (what the Prune page uses on a
-#    fresh clone); {shipped-sst2-teacher} in a line is that teacher's unpacked run folder.
+#    fresh clone); {shipped-sst2-teacher} in a line is that teacher's unpacked run folder;
+#  - issue 24: the class preset's KASP runs again with SST-2's recipe adopted on 2026-12-03 (the lines above ran
+#    with the earlier default; a finished trial is never rerun).
 # RESULTS_REPO=/path/to/checkout writes and commits the results there instead.
 set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")  # absolute: the detached copy starts after the cd below
@@ -31,6 +33,7 @@ class-steps500|--teacher-steps 300 --max-steps 500 --methods kasp magnitude
 class-steps300|--teacher-steps 300 --max-steps 300 --methods kasp magnitude
 class-steps500-baselines|--teacher-steps 300 --max-steps 500 --methods small-dense magnitude-distil --jobs 2
 class-steps500-shipped-teacher|--teacher {shipped-sst2-teacher} --max-steps 500 --methods kasp magnitude --jobs 2
+class-steps500-shipped-teacher-adopted|--teacher {shipped-sst2-teacher} --max-steps 500 --methods kasp --jobs 2
 sst2-temperature2|--set temperature=2
 sst2-lr2e-4|--set lr=2e-4
 sst2-lr5e-5|--set lr=5e-5
@@ -49,6 +52,11 @@ run_trial() {  # $1: name of the results file; $2: extra kasp sweep flags
     flags=${flags//\{shipped-sst2-teacher\}/$shipped}
   fi
   local out=$REPO/bench/trials/$name.json
+  # a finished trial is a record, never rerun: SST-2's KASP default changed on 2026-12-03 (the recipe study), and
+  # the sweep would take the earlier trials' KASP runs for stale ones (delete the file to run a trial again)
+  if [[ -f $out ]] && "$PY" "$ROOT/scripts/study_table.py" --complete "$out"; then
+    echo "=== trial $name: finished ($out): not rerun"; return 0
+  fi
   echo "=== $(date -u +%FT%TZ) trial $name ($flags) -> $out"
   local rc=0
   # shellcheck disable=SC2086  # the flags are words

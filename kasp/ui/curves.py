@@ -166,11 +166,35 @@ def your_run_context(run: RunDir) -> dict[str, Any] | None:
     if sweep:
         same = [r.get("steps") for r in sweep.get("runs", []) if r.get("method") == ctx["method"] and r.get("steps")]
         st = sweep.get("teacher") or {}
+        theirs = next((r.get("recipe") or {} for r in sweep.get("runs", []) if r.get("method") == ctx["method"]), {})
         ctx["shipped"] = {"steps": max(set(same), key=same.count) if same else None,
                           "teacher_metric": st.get("metric"), "teacher_id": st.get("run_id"),
-                          "teacher_steps": (st.get("recipe") or {}).get("max_steps")}
+                          "teacher_steps": (st.get("recipe") or {}).get("max_steps"),
+                          "recipe_diff": {k: (rec.get(k), theirs.get(k)) for k in _RECIPE_KEYS
+                                          if theirs and rec.get(k, _FIELD_DEFAULTS.get(k)) != theirs.get(k, _FIELD_DEFAULTS.get(k))}}
     ctx["caption"] = _your_run_caption(ctx)
     return ctx
+
+
+#: the recipe fields a run's caption compares with the shipped sweep's runs beside it (the ones recipes change)
+_RECIPE_KEYS = ("lr", "lr_schedule", "attention_weight", "hidden_weight", "prediction_weight", "task_loss_weight",
+                "temperature", "initial_sparsity", "recovery", "init_embeddings")
+
+
+def _field_defaults() -> dict[str, Any]:
+    import dataclasses
+
+    from kasp.spec.config import RunConfig
+
+    return {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
+
+
+#: a field a recipe file leaves out holds its RunConfig default (a sweep recorded before the field existed)
+_FIELD_DEFAULTS = _field_defaults()
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _your_run_caption(c: dict[str, Any]) -> str:
@@ -192,6 +216,10 @@ def _your_run_caption(c: dict[str, Any]) -> str:
                  + (f" from a teacher at {sh['teacher_metric'] * 100:.2f}" if sh.get("teacher_metric") is not None else "")
                  + (f" ({sh['teacher_steps']} steps)" if sh.get("teacher_steps") else "")
                  + f" (assets/sweeps/{get_task(task).name}.json, the grey dashed teacher line).")
+        if sh.get("recipe_diff"):
+            diff = ", ".join(f"{k} {_fmt(a)} against {_fmt(b)}" for k, (a, b) in sh["recipe_diff"].items())
+            text += (f" Their recipe differs from your run's ({diff}: yours first), so the gap between them is the recipe's "
+                     "as much as the method's.")
         if c["steps"] and sh["steps"] != c["steps"]:
             text += (f" Runs of {c['steps']} and {sh['steps']} steps differ in budget, so how far your run sits from "
                      f"those points says how long it trained more than which method is better: read it against its own "

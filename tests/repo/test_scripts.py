@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import shutil
 
 import pytest
@@ -67,10 +68,15 @@ def test_run_trials_runs_each_trial_line_and_commits_its_results(tmp_path):
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], check=True)
     calls = tmp_path / "calls.txt"
     fake = tmp_path / "python"
-    fake.write_text('#!/usr/bin/env bash\necho "$@" >> "%s"\nwhile [[ $# -gt 0 ]]; do [[ "$1" == --results ]] && '
-                    'mkdir -p "$(dirname "$2")" && echo "{}" > "$2"; shift; done\n' % calls)
+    fake.write_text('#!/usr/bin/env bash\n[[ "$1" == *study_table.py ]] && exec "%s" "$@"\necho "$@" >> "%s"\n'
+                    'while [[ $# -gt 0 ]]; do [[ "$1" == --results ]] && '
+                    'mkdir -p "$(dirname "$2")" && echo "{}" > "$2"; shift; done\n' % (sys.executable, calls))
     fake.chmod(0o755)
-    trials = "\n # a comment\nfirst|--max-steps 10\n\nbad name!|--x\nsecond|--max-steps 20 --set lr=2e-4\n"
+    # a finished trial (every planned run recorded) is never rerun: an adopted default would make its runs stale
+    (repo / "bench" / "trials").mkdir(parents=True)
+    (repo / "bench" / "trials" / "done.json").write_text((ROOT / "bench" / "study" / "sst2-base.json").read_text())
+    trials = ("\n # a comment\nfirst|--max-steps 10\n\nbad name!|--x\nsecond|--max-steps 20 --set lr=2e-4\n"
+              "done|--max-steps 30\n")
     env = dict(os.environ, PY=str(fake), RESULTS_REPO=str(repo), KASP_RUNS_DIR=str(tmp_path / "store"), TRIALS=trials,
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
     out = subprocess.run(["bash", str(ROOT / "scripts" / "run_trials.sh"), "--foreground"], env=env, capture_output=True,
@@ -79,7 +85,7 @@ def test_run_trials_runs_each_trial_line_and_commits_its_results(tmp_path):
     lines = calls.read_text().splitlines()
     assert len(lines) == 2 and "--methods kasp --max-steps 10 --results" in lines[0]
     assert "--max-steps 20 --set lr=2e-4" in lines[1] and lines[1].endswith("bench/trials/second.json")
-    assert "trial name 'badname!'" in out.stdout
+    assert "trial name 'badname!'" in out.stdout and "trial done: finished" in out.stdout
     log = subprocess.run([*git, "log", "--format=%s"], capture_output=True, text=True).stdout
     assert log.count("Trial ") == 2 and (repo / "bench" / "trials" / "first.json").is_file()
 

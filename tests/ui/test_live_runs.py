@@ -229,6 +229,7 @@ def _finished_class_runs(store: Path):
 
 def test_your_run_context_names_its_own_teacher_and_the_shipped_budget(tmp_path):
     from kasp.experiments.results import load_shipped
+    from kasp.ground.runs import RunDir
     from kasp.ui.curves import your_run_context
 
     t, s = _finished_class_runs(tmp_path)
@@ -242,6 +243,16 @@ def test_your_run_context_names_its_own_teacher_and_the_shipped_budget(tmp_path)
     assert f"Its own teacher {t.id} scored 85.09, 92 % of it, after 300 fine-tuning steps" in cap
     assert "trained 2000 steps" in cap and "Runs of 500 and 2000 steps differ in budget" in cap
     assert your_run_context(t) is None  # a teacher is not a student
+    # SST-2's default KASP recipe is the study's since 2026-12-03; the shipped sweep ran the earlier one: said
+    theirs = next(r["recipe"] for r in sweep["runs"] if r["method"] == "kasp")
+    assert theirs["lr"] == 1e-4 and s.recipe()["lr"] == 4e-4
+    assert ctx["shipped"]["recipe_diff"]["lr"] == (4e-4, 1e-4) and "initial_sparsity" in ctx["shipped"]["recipe_diff"]
+    assert "Their recipe differs from your run's (lr 0.0004 against 0.0001" in cap
+    same = RunDir.create(tmp_path / "20260101-000200-sst2-kasp-s90")   # the shipped recipe: nothing to say
+    same.write_config({**theirs, "max_steps": 500}, {})
+    same.write_report(s.report())
+    same.set_status("done", owner="me", step=500, total_steps=500)
+    assert your_run_context(same)["shipped"]["recipe_diff"] == {} and "differs" not in your_run_context(same)["caption"]
 
 
 @pytest.mark.slow
