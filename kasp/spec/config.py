@@ -266,7 +266,8 @@ def make_config(kind: str, method: str = "kasp", task: str = "sst2", **overrides
     """The default recipe for (kind, method, task) with ``overrides`` (None values are ignored), budgets
     layered by :func:`layer_budget`. A default first pruning step (``initial_sparsity``) above the target
     ``sparsity`` is capped at it, and a default ``init_embeddings="teacher"`` falls back to "pretrained" when
-    ``init`` is not "pretrained"; values given in ``overrides`` are never changed.
+    ``init`` is not "pretrained" or ``freeze_word_embeddings`` is set; values given in ``overrides`` are never
+    changed.
 
     Raises:
         ValueError: from :class:`RunConfig` when a value is out of range or a choice unknown.
@@ -276,10 +277,12 @@ def make_config(kind: str, method: str = "kasp", task: str = "sst2", **overrides
     given = {k for k, v in overrides.items() if v is not None}
     # a default the given fields rule out gives way to them instead of refusing the run: a first pruning step
     # above the target is capped at the target (a 50 % run prunes to 50 % at once), and a teacher-embedding
-    # start only applies to a pre-trained student (a fine-tuned one has the teacher's embeddings already)
+    # start only applies to a pre-trained student (a fine-tuned one has the teacher's embeddings already) whose
+    # word embeddings are not frozen (freezing keeps the pre-trained matrix, for a compact export to share)
     if "initial_sparsity" not in given and out.get("initial_sparsity", 0.0) > (out.get("sparsity") or 0.0):
         out["initial_sparsity"] = out.get("sparsity") or 0.0
-    if "init_embeddings" not in given and out.get("init_embeddings") == "teacher" and out.get("init") != "pretrained":
+    if "init_embeddings" not in given and out.get("init_embeddings") == "teacher" and (
+            out.get("init") != "pretrained" or out.get("freeze_word_embeddings")):
         out["init_embeddings"] = "pretrained"
     return RunConfig(**out)
 

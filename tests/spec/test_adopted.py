@@ -33,3 +33,12 @@ def test_teacher_embeddings_give_way_to_a_fine_tuned_student(adopted):
     assert cfg.init_embeddings == "pretrained"
     with pytest.raises(ValueError, match="init_embeddings"):
         config.make_config("prune", "kasp", "sst2", sparsity=0.9, init="finetuned", init_embeddings="teacher")
+
+
+def test_frozen_word_embeddings_keep_the_pretrained_start(adopted):
+    """--freeze-word-embeddings keeps the pre-trained word-embedding matrix so that a compact export can share it:
+    the adopted teacher-embedding start gives way to it, unless asked for by name."""
+    assert config.make_config("prune", "kasp", "sst2", sparsity=0.9,
+                              freeze_word_embeddings=True).init_embeddings == "pretrained"
+    assert config.make_config("prune", "kasp", "sst2", sparsity=0.9, freeze_word_embeddings=True,
+                              init_embeddings="teacher").init_embeddings == "teacher"

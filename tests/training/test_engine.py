@@ -61,12 +61,17 @@ def test_kasp_prune_reaches_exact_target_and_reloads(kasp_run, tiny_pretrained):
     train = [r for r in kasp_run.progress() if r["type"] == "train"]
     assert {"attention", "hidden", "prediction", "loss", "lr", "sparsity"} <= set(train[0])
     assert "task" not in train[0]
-    sp = [r["sparsity"] for r in train]
-    assert sp == sorted(sp) and sp[0] == 0 and 0 < sp[1] < 0.9  # step 1 is logged before the first mask update
-    # updates before steps 2, 4, 6, 8, 10 and the exact final one at T = 12
-    from kasp.spec.schedule import pruning_steps
+    # the CLI's default on SST-2 is the recipe the study adopted (kasp.spec.config.ADOPTED): a first pruning step
+    # to 50 % at step 0, so step 1 is logged at 50 %; then the cubic schedule upwards, the target from 80 % of T
+    from kasp.spec.config import ADOPTED
+    from kasp.spec.schedule import mask_update_steps
 
-    assert rep["pruning_events"] == len(pruning_steps(12, 6)) == 6
+    rec = kasp_run.recipe()
+    assert {k: rec[k] for k in ADOPTED[("kasp", "sst2")]} == ADOPTED[("kasp", "sst2")]
+    sp = [r["sparsity"] for r in train]
+    assert sp == sorted(sp) and sp[0] == rec["initial_sparsity"] == 0.5 and 0.5 < sp[1] < 0.9
+    # updates at step 0 (the first step), 2, 4, 6, 8 (the ramp ends at round(0.8 * 12) = 10), 10 and T = 12
+    assert rep["pruning_events"] == len(mask_update_steps(12, 6, rec["recovery"], rec["initial_sparsity"])) == 7
     # identical logits: reloaded checkpoint vs the student as the engine evaluated it
     tok = load_tokenizer(str(kasp_run.checkpoint))
     data = encode(load_split("sst2", "dev").head(48), tok, 64)
@@ -223,8 +228,8 @@ def test_recipe_knobs_initial_step_recovery_rewarm_and_teacher_embeddings(tiny_s
     student, teacher, *_ = _load_models(cfg, get_task("sst2"), tiny_store)
     s_emb, t_emb = student.base_model.embeddings.state_dict(), teacher.base_model.embeddings.state_dict()
     assert all(torch.equal(s_emb[k], t_emb[k]) for k in s_emb)
-    plain, *_ = _load_models(make_config("prune", "kasp", "sst2", sparsity=0.8, model=str(tiny_pretrained)),
-                             get_task("sst2"), tiny_store)
+    plain, *_ = _load_models(make_config("prune", "kasp", "sst2", sparsity=0.8, model=str(tiny_pretrained),
+                                         init_embeddings="pretrained"), get_task("sst2"), tiny_store)
     assert not torch.equal(plain.base_model.embeddings.word_embeddings.weight, t_emb["word_embeddings.weight"])
     with pytest.raises(ValueError, match="init_embeddings teacher is for a prune run"):
         make_config("prune", "magnitude", "sst2", sparsity=0.8, init_embeddings="teacher")
