@@ -232,7 +232,6 @@ def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
     elif method in METHODS:  # the method's record: its student, loss weights and schedule
         m = METHODS[method]
         d.update(method=m.name, init=m.student, **m.recipe)
-        d.update(ADOPTED.get((method, task), {}))  # the study's adopted recipe for this task, if any
     else:
         raise ValueError(f"unknown method {method!r}: use {', '.join(METHODS)}")
     if (kind, task) in TIME_BUDGETS:
@@ -241,21 +240,23 @@ def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
         d["max_steps"] = STEP_BUDGETS[(kind, task)]
     if task in _PAIR_TASKS:
         d["max_seq_length"] = 128
+    if kind == "prune":
+        d.update(ADOPTED.get((method, task), {}))  # the recipe study's adopted recipe (its step budget too), if any
     return d
 
 
 def layer_budget(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """``base`` (a default recipe, a recipe file) with the fields of ``given`` (flags, the app's form,
-    overrides) on top, by KASP's one rule for budgets: a wall-time budget given (``time_budget``, without
-    ``max_steps``) replaces the base's step budget, and steps or epochs given replace the base's wall-time
-    budget. None values in ``given`` are ignored. Giving both ``time_budget`` and ``max_steps`` is refused
+    overrides) on top, by KASP's one rule for budgets: a wall-time budget or epochs given (``time_budget`` or
+    ``epochs``, without ``max_steps``) replace the base's step budget, and steps or epochs given replace the
+    base's wall-time budget. None values in ``given`` are ignored. Giving both ``time_budget`` and ``max_steps`` is refused
     later, by :func:`config_from_options`. The training loop's own order (``max_steps``, else the steps a
     time budget affords, else ``epochs``) is :func:`kasp.training.train._plan_steps`.
     """
     given = {k: v for k, v in given.items() if v is not None}
     out = dict(base)
-    if "time_budget" in given and "max_steps" not in given:
-        out.pop("max_steps", None)
+    if ("time_budget" in given or "epochs" in given) and "max_steps" not in given:
+        out.pop("max_steps", None)  # else the base's steps would win over the epochs given (--max-steps first)
     if "max_steps" in given or "epochs" in given:
         out.pop("time_budget", None)
     out.update(given)

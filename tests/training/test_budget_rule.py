@@ -13,6 +13,10 @@ def test_a_given_time_budget_replaces_the_base_step_budget_and_steps_or_epochs_r
     assert layer_budget(base, {"time_budget": None, "lr": 2e-4}) == base | {"lr": 2e-4}  # None: not given
     assert make_config("prune", "kasp", "sst2", time_budget=10).max_steps is None
     assert make_config("prune", "kasp", "sst2").max_steps == 2000
+    # epochs given replace SST-2's default step count (the loop counts max_steps first: it was silently kept)
+    assert layer_budget(base, {"epochs": 1.0}) == {"epochs": 1.0}
+    assert make_config("prune", "kasp", "sst2", sparsity=0.9, epochs=1.0).max_steps is None
+    assert make_config("prune", "kasp", "sst2", sparsity=0.9, epochs=1.0, max_steps=30).max_steps == 30
 
 
 def test_the_cli_layers_its_flags_over_a_recipe_file_by_the_same_rule(tmp_path):
