@@ -196,7 +196,7 @@ def test_the_readmes_study_figures_are_the_study_files():
     assert f"final sparsity ({d('sst2-recovery20', 'selection')}, {d('sst2-recovery20', 'dev')}:" in readme
     assert f"50 % at step 0 ({d('sst2-initial50', 'selection')}, {d('sst2-initial50', 'dev')})" in readme
     # "Five changes ... meet the adoption rule": the winners study_table combines
-    assert len(st.combination(folder, "sst2")[0]) == 5 and "Five changes at the same number of steps" in readme  # lr 2e-4 and 4e-4: one key
+    assert len(st.combination(folder, "sst2")[0]) == 5 and "Five changes at the base line's 2,000 steps" in readme  # lr 2e-4 and 4e-4: one key
     assert st.delta(folder, "sst2-temperature5.5", "selection") < 0 and "5.5 (oBERT's) lost" in readme
     assert f"{d('sst2-steps3000', 'selection')} on the slice, {d('sst2-steps3000', 'dev')} on dev" in readme
     # the adopted line: its gains, its dev score per seed and their mean, its distance to the study's teacher
@@ -291,7 +291,8 @@ def test_each_adopted_default_is_the_line_the_rule_picks():
         if name is None:
             assert ("kasp", task) not in config.ADOPTED
             continue
-        assert config.ADOPTED[("kasp", task)] == over
+        assert config.ADOPTED[("kasp", task)] == {**over, "max_steps": steps}
         recipe = config.default_recipe("prune", "kasp", task)
         assert {k: recipe[k] for k in over} == over and recipe.get("max_steps") == steps
-    assert set(config.ADOPTED) == set(config.ADOPTED_FROM) and config.ADOPTED_FROM[("kasp", "sst2")] == "sst2-combined"
+    assert set(config.ADOPTED) == set(config.ADOPTED_FROM)
+    assert config.ADOPTED_FROM[("kasp", "sst2")] == "sst2-combined-steps2500"

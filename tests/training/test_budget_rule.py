@@ -12,7 +12,8 @@ def test_a_given_time_budget_replaces_the_base_step_budget_and_steps_or_epochs_r
     assert layer_budget({"time_budget": 15}, {"epochs": 3.0}) == {"epochs": 3.0}
     assert layer_budget(base, {"time_budget": None, "lr": 2e-4}) == base | {"lr": 2e-4}  # None: not given
     assert make_config("prune", "kasp", "sst2", time_budget=10).max_steps is None
-    assert make_config("prune", "kasp", "sst2").max_steps == 2000
+    assert make_config("prune", "magnitude", "sst2").max_steps == 2000
+    assert make_config("prune", "kasp", "sst2").max_steps == 2500  # the recipe study's adopted budget (ADOPTED)
     # epochs given replace SST-2's default step count (the loop counts max_steps first: it was silently kept)
     assert layer_budget(base, {"epochs": 1.0}) == {"epochs": 1.0}
     assert make_config("prune", "kasp", "sst2", sparsity=0.9, epochs=1.0).max_steps is None

@@ -134,8 +134,8 @@ def test_prune_page_on_a_fresh_store_offers_the_shipped_teacher(tmp_path, monkey
     at = _run("prune.py", tmp_path, monkeypatch)
     assert at.toggle(key="prune_shipped_teacher").value is True
     assert any(c.value.startswith("Teacher: `shipped-sst2-teacher` (shipped model") for c in at.caption)
-    adopted = [c.value for c in at.caption if "recipe study adopted (`sst2-combined`" in c.value]
-    assert adopted and "lr 0.0004" in adopted[0] and "recovery 0.2" in adopted[0]  # SST-2's KASP default, said
+    adopted = [c.value for c in at.caption if "recipe study adopted (`sst2-combined-steps2500`" in c.value]
+    assert adopted and "lr 0.0004" in adopted[0] and "max_steps 2500" in adopted[0] and "recovery 0.2" in adopted[0]  # SST-2's KASP default, said
     assert not any("fine-tuned teacher" in w.value for w in at.warning)
     [b for b in at.button if b.label == "Launch"][0].click().run()
     assert launched[-1][0] == "prune" and launched[-1][1]["teacher"].endswith("shipped-sst2-teacher")
