@@ -30,7 +30,6 @@ REPO=${RESULTS_REPO:-$ROOT}
 LOGDIR=${KASP_RUNS_DIR:-$ROOT/runs}/trials
 TRIALS=${TRIALS:-"
 class-steps500|--teacher-steps 300 --max-steps 500 --methods kasp magnitude
-class-steps300|--teacher-steps 300 --max-steps 300 --methods kasp magnitude
 class-steps500-baselines|--teacher-steps 300 --max-steps 500 --methods small-dense magnitude-distil --jobs 2
 class-steps500-shipped-teacher|--teacher {shipped-sst2-teacher} --max-steps 500 --methods kasp magnitude --jobs 2
 class-steps500-shipped-teacher-adopted|--teacher {shipped-sst2-teacher} --max-steps 500 --methods kasp --jobs 2

@@ -24,6 +24,7 @@ from transformers import Trainer, TrainerCallback
 from kasp.data.glue import Encoded, IndexDataset, LengthBucketSampler, collate
 from kasp.core.distill import KaspLoss
 from kasp.core.masks import SPARSE_WARN_THRESHOLD, MagnitudePruner, MaskKeeper, keep_sparsity_warning, sparsity_summary
+from kasp.spec.schedule import ramp_steps
 
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,15 @@ class KaspPruningCallback(TrainerCallback):
         story: a file (e.g. ``<run dir>/weights.jsonl``) to record the weights' story in, as
             ``kasp prune`` does (:class:`kasp.training.story_recorder.StoryRecorder`: the start, up to 20 mask
             updates and the end), so the app's Weights page can show a Trainer run too; None: none.
+        initial: sparsity imposed before the first step (``--initial-sparsity``, a first pruning step; fraction,
+            at most ``target``); recovery: fraction of the steps after the schedule reaches the target, at fixed
+            masks (``--recovery``; its learning-rate decay is the Trainer's scheduler's to give).
     """
 
-    def __init__(self, target: float, events: int = 100, scope: str = "layer", story: str | None = None):
+    def __init__(self, target: float, events: int = 100, scope: str = "layer", story: str | None = None,
+                 initial: float = 0.0, recovery: float = 0.0):
         self.target, self.events, self.scope = target, events, scope
+        self.initial, self.recovery = initial, recovery
         self.pruner: MagnitudePruner | None = None
         self.story = story
         self.recorder = None
@@ -128,7 +134,9 @@ class KaspPruningCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         base = getattr(model, "module", model)
-        self.pruner = MagnitudePruner(base, self.target, state.max_steps, self.events, self.scope)
+        self.pruner = MagnitudePruner(base, self.target, state.max_steps, self.events, self.scope,
+                                      initial=self.initial, ramp=ramp_steps(state.max_steps, self.recovery))
+        self._pruned_at_0 = self.pruner.step(0)  # a first pruning step comes before the start, as in `kasp prune`
         if self.story is not None and self.target > 0 and state.is_world_process_zero:
             from kasp.training.story_recorder import StoryRecorder
 
@@ -136,7 +144,7 @@ class KaspPruningCallback(TrainerCallback):
             self._record(0, "start")
 
     def on_step_begin(self, args, state, control, **kwargs):
-        if self.pruner.step(state.global_step):
+        if not (state.global_step == 0 and self._pruned_at_0) and self.pruner.step(state.global_step):
             self._record(state.global_step, "prune")
 
     def on_optimizer_step(self, args, state, control, **kwargs):

@@ -697,7 +697,10 @@ def _prepare(st: TrainState) -> None:
                                               scheduler=st.scheduler, pruner=st.pruner)
         st.batches.skip = st.loop.batch_in_epoch
         if recorder is not None:
-            recorder.resume(st.loop.step, st.pruner.events)
+            # the story counts the mask updates it saw as "prune" records: a first pruning step (before the start
+            # snapshot) is not one, so that the resumed run's stride stays on the uninterrupted run's events
+            first = 1 if cfg.initial_sparsity and st.pruner.target > 0 else 0
+            recorder.resume(st.loop.step, st.pruner.events - first)
 
 
 def _loop(st: TrainState, should_stop: Callable[[], bool], progress_bar: bool) -> float:

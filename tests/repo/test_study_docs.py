@@ -206,6 +206,12 @@ def test_the_readmes_study_figures_are_the_study_files():
     assert (f"(`{name}`: {d(name, 'selection')} on the slice, {d(name, 'dev')} on dev; "
             f"{dev[42]:.2f} and {dev[43]:.2f} for seeds 42 and 43, mean {sum(dev.values()) / 2:.2f}, "
             f"{teacher - sum(dev.values()) / 2:.2f} below the study's teacher at {teacher:.2f})") in readme
+    # and the default from a fresh clone (bench/default/: the reports of that teacher and student)
+    rep = json.loads((ROOT / "bench" / "default" / "sst2-kasp90" / "report.json").read_text())
+    t_rep = json.loads((ROOT / "bench" / "default" / "sst2-teacher" / "report.json").read_text())
+    assert (f"gave **{rep['metrics']['accuracy'] * 100:.2f} at {rep['sparsity']['pruned_sparsity'] * 100:.2f} % in "
+            f"{rep['wall_seconds'] / 60:.1f} minutes** (teacher {t_rep['metrics']['accuracy'] * 100:.2f};") in readme
+    assert rep["wall_seconds"] / 60 <= st.TIME_LIMIT_MINUTES and rep["steps"] == st.adoption(folder, "sst2")[2]
 
 
 def test_a_tie_on_the_mean_gain_goes_to_the_steadier_change(tmp_path):

@@ -136,3 +136,30 @@ def test_the_drawn_schedule_is_the_pruners_with_a_first_step_and_recovery():
     assert curve["sparsity"].iloc[0] == 0.5 and points["step"].iloc[0] == 0
     assert 1600 in curve["step"].tolist() and curve.set_index("step")["sparsity"][1600] == 0.9  # flat from the ramp's end
     assert scheduled_sparsity(800, 2000, 0.9, 0.5, 0.2) == cubic_sparsity(800, 1600, 0.9, 0.5)
+
+
+def test_the_trainer_callback_prunes_on_the_same_schedule():
+    """KaspPruningCallback (the Hugging Face Trainer route) takes a first pruning step and a recovery phase as
+    `kasp prune` does: the first step before the start, then the same mask updates at the same sparsities."""
+    from types import SimpleNamespace
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from kasp.spec.schedule import mask_update_steps
+    from kasp.training.hf_trainer import KaspPruningCallback
+
+    model = BertForSequenceClassification(BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=4, intermediate_size=32))
+    cb = KaspPruningCallback(target=0.9, events=4, initial=0.5, recovery=0.2)
+    state = SimpleNamespace(max_steps=12, global_step=0, is_world_process_zero=True)
+    cb.on_train_begin(None, state, None, model=model)
+    seen = [(0, cb.pruner.current_sparsity)] if cb.pruner.events else []
+    for t in range(12):
+        state.global_step = t
+        before = cb.pruner.events
+        cb.on_step_begin(None, state, None)
+        if cb.pruner.events > before:
+            seen.append((t, cb.pruner.current_sparsity))
+    cb.on_train_end(None, state, None)
+    seen.append((12, cb.pruner.current_sparsity))
+    assert [t for t, _ in seen] == mask_update_steps(12, 4, 0.2, 0.5) and seen == _pruner_updates(12, 4, 0.2, 0.5)

@@ -71,7 +71,7 @@ def test_a_budget_too_small_to_train_is_refused(tiny_store, tiny_pretrained, tmp
 
 def test_every_default_counts_steps_or_epochs_not_minutes():
     """A default run takes the same number of steps on any machine state (issue 24): no recipe default is a
-    wall-time budget; SST-2 prunes 2,000 steps, other tasks count epochs."""
+    wall-time budget; SST-2 prunes 2,000 steps (KASP 2,500, the recipe study's), other tasks count epochs."""
     from kasp.spec.tasks import TASKS
 
     for task in TASKS:
@@ -79,8 +79,8 @@ def test_every_default_counts_steps_or_epochs_not_minutes():
             cfg = make_config(kind, method, task, sparsity=0.9 if kind == "prune" else None)
             assert cfg.time_budget is None, (kind, method, task)
             assert cfg.max_steps or cfg.epochs
-    cfg = make_config("prune", "kasp", "sst2", sparsity=0.9)
-    assert cfg.max_steps == 2000
+    assert make_config("prune", "kasp", "sst2", sparsity=0.9).max_steps == 2500   # kasp.spec.config.ADOPTED
+    assert make_config("prune", "magnitude", "sst2", sparsity=0.9).max_steps == 2000
     cfg = make_config("prune", "kasp", "sst2", sparsity=0.9, max_steps=500)
     assert cfg.max_steps == 500 and cfg.time_budget is None
     cfg = make_config("prune", "kasp", "sst2", sparsity=0.9, time_budget=15)
@@ -137,9 +137,9 @@ def test_a_time_budget_flag_replaces_a_recipe_files_steps(tmp_path, monkeypatch)
     # the class preset alone counts its 500 steps
     assert main(["prune", "--task", "sst2", "--recipe", "class", "--runs-dir", str(tmp_path)]) == 2
     assert seen["cfg"].max_steps == 500 and seen["cfg"].time_budget is None
-    # and plain `kasp prune --task sst2` takes the recipe's 2,000 steps
+    # and plain `kasp prune --task sst2` takes the default's 2,500 steps (the recipe study's, ADOPTED)
     assert main(["prune", "--task", "sst2", "--sparsity", "0.9", "--runs-dir", str(tmp_path)]) == 2
-    assert seen["cfg"].time_budget is None and seen["cfg"].max_steps == 2000
+    assert seen["cfg"].time_budget is None and seen["cfg"].max_steps == 2500
 
 
 @pytest.mark.slow

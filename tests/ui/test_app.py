@@ -79,9 +79,9 @@ def test_results_shows_error_of_failed_run(app_store, monkeypatch):
 def test_prune_page_names_teacher_and_estimates(app_store, monkeypatch, tiny_pretrained):
     at = _run("prune.py", app_store, monkeypatch, model=str(tiny_pretrained))
     assert any("teacher" in c.value for c in at.caption)
-    # SST-2's recipe counts 2,000 steps: the page opens counting them
+    # SST-2's KASP default counts 2,500 steps (the recipe study's): the page opens counting them
     assert at.toggle(key="prune_by_time").value is False
-    assert next(n for n in at.number_input if n.label == "Budget: training steps").value == 2000
+    assert next(n for n in at.number_input if n.label == "Budget: training steps").value == 2500
     assert any("Estimated run time" in m.value for m in at.markdown)
     at.toggle(key="prune_by_time").set_value(True).run()  # a budget in minutes is an option
     assert any(m.value.startswith("**Run time: ") for m in at.markdown)
@@ -98,8 +98,8 @@ def test_prune_page_launches_a_run_with_a_time_budget(app_store, monkeypatch, ti
     monkeypatch.setattr(jobs, "launch", lambda kind, opts, owner=None: launched.append((kind, opts)) or
                         (_ for _ in ()).throw(KaspError("not started in this test")))
     at = _run("prune.py", app_store, monkeypatch, model=str(tiny_pretrained))
-    [b for b in at.button if b.label == "Launch"][0].click().run()  # as it opens: the recipe's 2,000 steps
-    assert launched[-1][1]["time_budget"] is None and launched[-1][1]["max_steps"] == 2000
+    [b for b in at.button if b.label == "Launch"][0].click().run()  # as it opens: the default's 2,500 steps
+    assert launched[-1][1]["time_budget"] is None and launched[-1][1]["max_steps"] == 2500
     at.toggle(key="prune_by_time").set_value(True).run()  # minutes are an option
     next(n for n in at.number_input if n.label == "Budget: minutes").set_value(7.0).run()
     [b for b in at.button if b.label == "Launch"][0].click().run()
@@ -289,7 +289,12 @@ def test_the_class_presets_measured_numbers_are_those_of_its_shipped_trials():
     assert res["teacher"]["run_id"] == "shipped-sst2-teacher" and res["plan"]["budget"]["max_steps"] == 500
     assert res["teacher"]["recipe"]["max_steps"] == 1400
     assert f"1,400 steps, {res['teacher']['metric'] * 100:.2f} % as shipped)" in text
-    assert f"500 steps give KASP {mean_spread(shipped, 'kasp')} against the magnitude baseline's {mean_spread(shipped, 'magnitude')}" in text
+    adopted = ROOT / "bench" / "trials" / "class-steps500-shipped-teacher-adopted.json"
+    assert load_results(adopted)["teacher"]["run_id"] == "shipped-sst2-teacher"
+    assert {e["recipe"]["lr"] for e in load_results(adopted)["runs"]} == {4e-4}   # SST-2's adopted recipe
+    assert (f"500 steps give KASP {mean_spread(adopted, 'kasp')} with SST-2's default recipe since 2026-12-03" in text
+            and f"against the magnitude baseline's {mean_spread(shipped, 'magnitude')}; with the earlier recipe KASP "
+                f"reached {mean_spread(shipped, 'kasp')}" in text)
     budget = load_results(trial)["plan"]["budget"]
     assert budget["max_steps"] == load_recipe("class", "prune")["max_steps"] == 500 and "500 steps" in text
     assert budget["teacher_steps"] == load_recipe("class", "finetune")["max_steps"] == 300

@@ -12,7 +12,7 @@ from kasp.training import estimate
 from kasp.experiments import jobs
 from kasp.ui import checks, curves, devset, engine, launch, session, tables
 from kasp.cli import main
-from kasp.spec.config import STEP_BUDGETS, make_config
+from kasp.spec.config import ADOPTED, STEP_BUDGETS, make_config
 from kasp.data.glue import load_split
 from kasp.ground.errors import KaspError
 from kasp.ui.figures import accuracy_sparsity_figure, attention_heatmap
@@ -106,10 +106,12 @@ def test_form_defaults_come_from_the_cli_recipe():
         {k: getattr(cfg, k) for k in ("lr", "task_loss_weight", "attention_weight", "seed", "eval_every", "temperature")}
     n = len(load_split("cola", "train"))
     assert d["max_steps"] == math.ceil(cfg.epochs * n / cfg.batch_size)  # epochs-bounded recipe as steps
-    # SST-2 prunes 2,000 steps: the form opens counting them (no recipe default is a wall-time budget)
+    # SST-2 prunes 2,000 steps, KASP 2,500 (the recipe study's): the form opens counting them (no recipe default
+    # is a wall-time budget)
     d = launch.form_defaults("prune", "kasp", "sst2")
     assert d["time_budget"] is None and make_config("prune", "kasp", "sst2").time_budget is None
-    assert d["max_steps"] == STEP_BUDGETS[("prune", "sst2")] == 2000
+    assert d["max_steps"] == ADOPTED[("kasp", "sst2")]["max_steps"] == 2500
+    assert launch.form_defaults("prune", "magnitude", "sst2")["max_steps"] == STEP_BUDGETS[("prune", "sst2")] == 2000
 
 
 def test_launch_is_validated_like_the_cli(capsys, tmp_path):
