@@ -212,6 +212,9 @@ def test_the_readmes_study_figures_are_the_study_files():
     assert (f"gave **{rep['metrics']['accuracy'] * 100:.2f} at {rep['sparsity']['pruned_sparsity'] * 100:.2f} % in "
             f"{rep['wall_seconds'] / 60:.1f} minutes** (teacher {t_rep['metrics']['accuracy'] * 100:.2f};") in readme
     assert rep["wall_seconds"] / 60 <= st.TIME_LIMIT_MINUTES and rep["steps"] == st.adoption(folder, "sst2")[2]
+    method = " ".join((ROOT / "docs" / "method.md").read_text(encoding="utf-8").split())
+    assert (f"which gave {rep['metrics']['accuracy'] * 100:.2f} at {rep['sparsity']['pruned_sparsity'] * 100:.2f} % in "
+            f"{rep['wall_seconds'] / 60:.1f} min from a fresh clone") in method
 
 
 def test_a_tie_on_the_mean_gain_goes_to_the_steadier_change(tmp_path):
