@@ -40,6 +40,9 @@ declare -A HOLDOUT=([sst2]=872 [mrpc]=408 [rte]=277 [stsb]=600 [cola]=800)
 # before the combination. The combination then runs again at 2,500 steps: the 2,000-step default took 13.9 min
 # from a fresh clone (0.42 s a step, all included), so 2,500 fit the 20-minute target with room for a loaded
 # machine, and its steps past the first epoch (2,078 steps with the slice held out) read the teacher cache.
+# Last, the 2 x 2 again at the recipe SST-2 adopted (sst2-combined-steps2500 is its pre-trained + distillation cell;
+# study_table.CELLS_ADOPTED): the same lr, first step and recovery phase for every cell, the teacher's embeddings only
+# where the teacher is distilled, the loss weights of the adopted recipe for distillation.
 STUDY=${STUDY:-"
 sst2|sst2-base|
 sst2|sst2-init-emb-teacher|--set init_embeddings=teacher
@@ -63,6 +66,9 @@ mrpc|mrpc-init-emb-teacher|--max-steps 510 --set init_embeddings=teacher
 mrpc|mrpc-lr2e-4|--max-steps 510 --set lr=2e-4
 mrpc|mrpc-rewarm|--max-steps 510 --set lr_schedule=rewarm
 mrpc|mrpc-combined|@combination
+sst2|sst2-2x2a-pretrained-task|--max-steps 2500 --set attention_weight=0 --set hidden_weight=0 --set prediction_weight=0 --set task_loss_weight=1 --set init_embeddings=pretrained
+sst2|sst2-2x2a-finetuned-task|--max-steps 2500 --methods magnitude --set lr=4e-4 --set initial_sparsity=0.5 --set recovery=0.2
+sst2|sst2-2x2a-finetuned-distil|--max-steps 2500 --methods magnitude --set attention_weight=1 --set hidden_weight=1 --set prediction_weight=3 --set task_loss_weight=0 --set lr=4e-4 --set initial_sparsity=0.5 --set recovery=0.2
 "}
 # shellcheck source=scripts/detach.sh
 source "$ROOT/scripts/detach.sh"

@@ -305,3 +305,19 @@ def test_each_adopted_default_is_the_line_the_rule_picks():
         assert {k: recipe[k] for k in over} == over and recipe.get("max_steps") == steps
     assert set(config.ADOPTED) == set(config.ADOPTED_FROM)
     assert config.ADOPTED_FROM[("kasp", "sst2")] == "sst2-combined-steps2500"
+
+
+def test_the_adopted_recipes_two_by_two_lines_are_never_candidates(tmp_path):
+    """The 2 x 2 at the adopted recipe (queued in run_study.sh) changes the student's start or loss: even a line of
+    it that beat the base line on the slice is not adopted, while its pre-trained + distillation cell is the adopted
+    line itself, a candidate as before."""
+    st = _study_table()
+    _line(tmp_path, "sst2-base", {}, {42: 0, 43: 0})
+    _line(tmp_path, "sst2-2x2a-pretrained-task", {"task_loss_weight": 1.0, "prediction_weight": 0.0},
+          {42: 0.03, 43: 0.03}, max_steps=2500)
+    assert st.adoption(tmp_path, "sst2") == (None, {}, None)
+    _line(tmp_path, "sst2-combined-steps2500", {"lr": 4e-4, "recovery": 0.2}, {42: 0.02, 43: 0.02}, max_steps=2500)
+    assert st.adoption(tmp_path, "sst2")[0] == "sst2-combined-steps2500"
+    assert "sst2-combined-steps2500" not in st.TWO_BY_TWO and {"sst2-2x2a-finetuned-task", "sst2-2x2-finetuned-task"} <= st.TWO_BY_TWO
+    queued = (ROOT / "scripts" / "run_study.sh").read_text(encoding="utf-8")
+    assert all(f"|{line}|" in queued for line in st.TWO_BY_TWO)   # every cell line has its study line
