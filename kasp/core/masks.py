@@ -145,13 +145,21 @@ class MagnitudePruner:
         """The cubic schedule's sparsity at ``step``: from the initial sparsity at 0 to the target at the ramp's end."""
         return cubic_sparsity(step, self.ramp, self.target, self.initial)
 
+    def first_step(self) -> bool:
+        """Take the first pruning step (to the initial sparsity, step 0) now, before training starts, so that a
+        start snapshot already shows it; :meth:`step` (0) is then no event. False when there is none."""
+        if self.events or not (self.target and self.initial):
+            return False
+        self._update(self.scheduled(0))
+        return True
+
     def step(self, step: int) -> bool:
         """Recompute the masks if ``step`` is a pruning event: step 0 with an initial sparsity, every multiple of
         the interval inside the ramp, and the ramp's end when a recovery phase follows it."""
         if self.target == 0 or step < 0 or step > self.ramp:
             return False
         if step == 0:
-            if not self.initial:
+            if not self.initial or self.events:  # taken already (first_step), or none
                 return False
         elif step % self.interval and not (step == self.ramp < self.total_steps):
             return False

@@ -163,11 +163,9 @@ def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
     and without unset (None) fields or fields at their :class:`~kasp.spec.config.RunConfig` default, so that a
     recipe field added to KASP later (``freeze_word_embeddings=False``, say) does not make the runs recorded
     before it look outdated and run again. A changed default still does: the old runs hold the old value."""
-    import dataclasses
+    from kasp.spec.config import field_defaults
 
-    from kasp.spec.config import RunConfig
-
-    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
+    defaults = field_defaults()
     return {k: v for k, v in recipe.items()
             if k not in ("teacher", "num_threads") and v is not None and not (k in defaults and defaults[k] == v)}
 

@@ -210,6 +210,13 @@ PRUNE_ONLY_FIELDS = frozenset({"method", "sparsity", "init", "scope", "teacher",
 FINETUNE_ONLY_FIELDS = frozenset({"keep_sparsity"})
 
 
+def field_defaults() -> dict[str, Any]:
+    """Each :class:`RunConfig` field's own default (the value a recipe recorded before the field existed holds)."""
+    import dataclasses
+
+    return {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
+
+
 def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
     """The defaults for a kind of run, a method and a task: CPU-sized, from docs/method.md §7.
 

@@ -136,7 +136,7 @@ class KaspPruningCallback(TrainerCallback):
         base = getattr(model, "module", model)
         self.pruner = MagnitudePruner(base, self.target, state.max_steps, self.events, self.scope,
                                       initial=self.initial, ramp=ramp_steps(state.max_steps, self.recovery))
-        self._pruned_at_0 = self.pruner.step(0)  # a first pruning step comes before the start, as in `kasp prune`
+        self.pruner.first_step()  # a first pruning step comes before the start, as in `kasp prune`
         if self.story is not None and self.target > 0 and state.is_world_process_zero:
             from kasp.training.story_recorder import StoryRecorder
 
@@ -144,7 +144,7 @@ class KaspPruningCallback(TrainerCallback):
             self._record(0, "start")
 
     def on_step_begin(self, args, state, control, **kwargs):
-        if not (state.global_step == 0 and self._pruned_at_0) and self.pruner.step(state.global_step):
+        if self.pruner.step(state.global_step):
             self._record(state.global_step, "prune")
 
     def on_optimizer_step(self, args, state, control, **kwargs):

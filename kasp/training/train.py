@@ -699,7 +699,7 @@ def _prepare(st: TrainState) -> None:
         if recorder is not None:
             # the story counts the mask updates it saw as "prune" records: a first pruning step (before the start
             # snapshot) is not one, so that the resumed run's stride stays on the uninterrupted run's events
-            first = 1 if cfg.initial_sparsity and st.pruner.target > 0 else 0
+            first = 1 if st.pruner.initial and st.pruner.target > 0 else 0
             recorder.resume(st.loop.step, st.pruner.events - first)
 
 
@@ -716,13 +716,11 @@ def _loop(st: TrainState, should_stop: Callable[[], bool], progress_bar: bool) -
     """
     cfg, loop = st.cfg, st.loop
     st.student.train()
-    pruned_at_0 = False
     if not st.resume_from:
         # a first pruning step (initial_sparsity) comes before the start snapshot: the student starts training
         # pruned, and the weights' story has one record per step (the Weights page steps by step number)
-        if st.pruner.step(0):
+        if st.pruner.first_step():
             st.emit("prune", {"step": 0, "sparsity": st.pruner.current_sparsity})
-            pruned_at_0 = True
         _emit_masks(st, 0, "start")
     log = _StepLog(st, progress_bar)
     step = loop.step
@@ -738,7 +736,7 @@ def _loop(st: TrainState, should_stop: Callable[[], bool], progress_bar: bool) -
             if restore_rng:  # after the loader drew its seed: dropout continues where it stopped
                 restore_rng()
                 restore_rng = None
-            if not (step == 0 and pruned_at_0) and st.pruner.step(step):
+            if st.pruner.step(step):
                 st.emit("prune", {"step": step, "sparsity": st.pruner.current_sparsity})
                 _emit_masks(st, step, "prune")
             loss, terms = training_step(st.student, batch, st.kasp_loss, st.optimizer, scheduler=st.scheduler,

@@ -14,6 +14,7 @@ import pandas as pd
 from kasp.ground.errors import KaspError
 from kasp.spec.metrics import METRIC_NAMES, metric_items, metric_note, metric_value
 from kasp.ground.runs import RunDir, list_runs, measured_sparsity
+from kasp.spec.config import field_defaults
 from kasp.spec.schedule import mask_update_steps, ramp_steps, scheduled_sparsity
 from kasp.spec.tasks import get_task, metric_label
 from kasp.experiments.results import load_shipped, load_shipped_gpu, sweep_points
@@ -181,16 +182,8 @@ _RECIPE_KEYS = ("lr", "lr_schedule", "attention_weight", "hidden_weight", "predi
                 "temperature", "initial_sparsity", "recovery", "init_embeddings")
 
 
-def _field_defaults() -> dict[str, Any]:
-    import dataclasses
-
-    from kasp.spec.config import RunConfig
-
-    return {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
-
-
 #: a field a recipe file leaves out holds its RunConfig default (a sweep recorded before the field existed)
-_FIELD_DEFAULTS = _field_defaults()
+_FIELD_DEFAULTS = field_defaults()
 
 
 def _fmt(v: Any) -> str:
