@@ -21,7 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from doc_blocks import replace_block  # noqa: E402
 from kasp.ground.errors import KaspError  # noqa: E402
 from kasp.experiments.results import load_results  # noqa: E402
 from kasp.spec.methods import METHODS  # noqa: E402
@@ -446,11 +448,7 @@ def block(folder: Path) -> str:
 
 def write(doc: Path, folder: Path) -> None:
     """Replace the block between the markers of ``doc`` (which must hold both markers)."""
-    text = doc.read_text(encoding="utf-8")
-    a, b = text.find(START), text.find(END)
-    if a < 0 or b < a:
-        raise SystemExit(f"{doc} has no study-table markers")
-    doc.write_text(text[:a] + block(folder) + text[b + len(END):], encoding="utf-8")
+    replace_block(doc, START, END, block(folder))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from doc_blocks import replace_block  # noqa: E402
 from kasp.spec.tasks import get_task  # noqa: E402
 
 #: GLUE dev figures of MiniLM with 6 layers and hidden size 384, from its authors' repository (microsoft/unilm,
@@ -119,11 +121,7 @@ def block(folder: Path) -> str:
 
 def write(doc: Path, folder: Path) -> None:
     """Replace the block between the markers of ``doc`` with :func:`block`."""
-    text = doc.read_text(encoding="utf-8")
-    a, b = text.find(START), text.find(END)
-    if a < 0 or b < a:
-        raise SystemExit(f"{doc} has no teachers-table markers")
-    doc.write_text(text[:a] + block(folder) + text[b + len(END):], encoding="utf-8")
+    replace_block(doc, START, END, block(folder))
 
 
 if __name__ == "__main__":

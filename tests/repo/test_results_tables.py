@@ -12,7 +12,9 @@ def _readme_table(header: str) -> list[list[str]]:
     (the tables moved there from the README)."""
     readme = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
     table = readme[readme.index(header):]
-    return [[c.strip() for c in line.strip("|").split("|")] for line in table[:table.index("\n\n")].splitlines()[2:]]
+    lines = table[:table.index("\n\n")].splitlines()
+    lines = lines[:next((i for i, line in enumerate(lines) if not line.startswith("|")), len(lines))]  # a marker ends it
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
 
 
 def _kasp90_seeds(runs) -> dict[int, float]:
@@ -44,6 +46,35 @@ def test_the_results_pages_sweep_table_is_the_shipped_results():
             shipped[(t, key[0], round(key[1], 2))] = (round(sum(vals) / len(vals), 2), round((max(vals) - min(vals)) / 2, 2),
                                                       any("convention" in e["metrics"] for e in group))
     assert shown == shipped
+
+
+def test_the_results_pages_sweep_table_is_what_sweep_table_writes():
+    """The shipped-sweeps block of docs/results.md is scripts/sweep_table.py's for assets/sweeps, so that a sweep
+    that lands is one command away from its docs table (the test above checks the numbers themselves)."""
+    from tests.helpers import load_script
+
+    st = load_script("sweep_table")
+    doc = load_script("doc_blocks").read_block(ROOT / "docs" / "results.md", st.START, st.END)
+    assert doc is not None, "docs/results.md lost its sweeps-table markers"
+    assert doc == st.block(ROOT / "assets" / "sweeps"), (
+        "docs/results.md's sweeps table is stale: run .venv/bin/python scripts/sweep_table.py --write docs/results.md")
+
+
+def test_sweep_table_cells_say_budget_spread_and_convention():
+    """The table's cells from made-up runs: a budget in epochs names its steps, one seed has no spread, two seeds
+    show half the range, a constant predictor's value is marked, a small dense student names its shape."""
+    from tests.helpers import load_script
+
+    st = load_script("sweep_table")
+    assert st.budget({"plan": {"budget": {"max_steps": 575, "epochs": 5, "max_seq_length": 128}}}) == \
+        "5 epochs (575 steps), length 128"
+    assert st.budget({"plan": {"budget": {"max_steps": 2000, "max_seq_length": 64}}}) == "2,000 steps, length 64"
+    one = {"metric": 0.8, "metrics": {}}
+    assert st.cell([one]) == "80.00"
+    assert st.cell([one, {"metric": 0.7, "metrics": {}}]) == "75.00 ± 5.00"
+    assert st.cell([{"metric": 0.0, "metrics": {"convention": {"mcc": "constant"}}}]) == "0.00 ‡"
+    assert st.cell([{"metric": None, "metrics": {}}]) == "undefined"
+    assert st.size({"small_dense": {"layers": 1, "ffn_width": 608}}) == " (1 layer, FFN 608)"
 
 
 def test_the_results_pages_knob_table_is_the_shipped_trials():
