@@ -276,7 +276,9 @@ def sweep_points(results: dict[str, Any], source: str = "precomputed sweep"):
         sparsity=("x", "mean"), metric=("metric", "mean"), lo=("metric", "min"), hi=("metric", "max"),
         n=("metric", "size"), wall_min=("wall", "mean"), note=("note", _note))
     g["spread"] = (g["hi"] - g["lo"]) / 2
-    steps = (results.get("plan") or {}).get("budget", {}).get("max_steps")
+    budget = (results.get("plan") or {}).get("budget", {})
+    steps, epochs = budget.get("max_steps"), budget.get("epochs")
+    each = f"{epochs:g} epochs, {steps} steps per run" if epochs and steps else f"{steps} steps per run" if steps else ""
     g["source"] = source
-    g["label"] = f"kasp sweep --task {results['task']}" + (f" ({steps} steps per run)" if steps else "")
+    g["label"] = f"kasp sweep --task {results['task']}" + (f" ({each})" if each else "")
     return g[cols]

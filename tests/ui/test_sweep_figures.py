@@ -27,6 +27,17 @@ def test_sweep_points_mean_and_spread():
     assert p.loc["small-dense", "sparsity"] == pytest.approx(0.8984) and p.loc["small-dense", "nominal"] == 0.9
 
 
+def test_sweep_points_label_names_the_budget_in_epochs_and_steps():
+    """A sweep planned in epochs (kasp sweep --epochs) says both in its points' label; one in steps, its steps."""
+    from kasp.experiments.results import sweep_points
+
+    res = valid_sweep_results()
+    res["plan"] = {"budget": {"max_steps": 200}}
+    assert set(sweep_points(res)["label"]) == {f"kasp sweep --task {res['task']} (200 steps per run)"}
+    res["plan"] = {"budget": {"max_steps": 575, "epochs": 5.0}}
+    assert set(sweep_points(res)["label"]) == {f"kasp sweep --task {res['task']} (5 epochs, 575 steps per run)"}
+
+
 def test_y_range_does_not_let_small_differences_fill_the_chart():
     from kasp.ui.figures import MIN_SPAN_POINTS, curve_y_range
 
