@@ -77,8 +77,8 @@ st.plotly_chart(fig, width="stretch")
 st.caption(f"Computed from the formula. Half-way through the run the schedule is already at {half * 100:.1f} % "
            f"({half / target * 100 if target else 0:.0f} % of the target): most weights go early, while the "
            "student still has many steps to recover."
-           + (f" {task_name(task)}'s default KASP recipe prunes to {default.initial_sparsity:.0%} at step 0 and "
-              f"spends the last {default.recovery:.0%} of its steps at the target (chosen by the recipe study, "
+           + (f" {task_name(task)}'s default KASP recipe prunes to {default.initial_sparsity * 100:g} % at step 0 and "
+              f"spends the last {default.recovery * 100:g} % of its steps at the target (chosen by the recipe study, "
               "docs/results.md): set the two sliders to those values to see its schedule."
               if default.initial_sparsity or default.recovery else ""))
 

@@ -8,7 +8,7 @@ from kasp.ui.checks import teacher_warning
 from kasp.ui.launch import (form_defaults, launch_gate, live_timing, queue_text, run_kind, run_total_steps,
                             validate_launch)
 from kasp.ui.session import panel_runs
-from kasp.ui.engine import (ADOPTED, ADOPTED_FROM, estimate_seconds, format_metric, get_method, get_task, iter_done,
+from kasp.ui.engine import (ADOPTED, ADOPTED_FROM, describe_settings, estimate_seconds, format_metric, get_method, get_task, iter_done,
                             jobs, load_recipe, method_names, metric_label, metric_note, REFERENCE, RunDir, task_name)
 from kasp.ui import urlstate
 from kasp.ground.errors import KaspError, os_error_message
@@ -189,8 +189,7 @@ with st.container():
             st.caption(f":material/science: {task_name(task)}'s default {get_method(method).label} recipe is the one the "
                        f"recipe study adopted (`{ADOPTED_FROM[(method, task)]}`, chosen on a held-out slice of the "
                        f"training set, two seeds; docs/results.md): "
-                       + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                                   for k, v in sorted(ADOPTED[(method, task)].items()))
+                       + describe_settings(dict(sorted(ADOPTED[(method, task)].items(), key=lambda kv: kv[0] != "max_steps")))
                        + ". The runs the Overview ships were made with the earlier recipe.")
         if minutes is not None:
             st.markdown(f"**Run time: {minutes:g} min** (the run chooses its steps to fit; they show in its progress "

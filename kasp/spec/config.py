@@ -217,6 +217,40 @@ def field_defaults() -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
 
 
+#: how captions name a recipe field (the others: the field name with spaces, e.g. "prediction weight")
+_SETTING_NAMES = {"lr": "learning rate", "lr_schedule": "lr schedule", "temperature": "temperature τ",
+                  "initial_sparsity": "first pruning step", "recovery": "recovery phase",
+                  "init_embeddings": "student embeddings", "max_steps": "steps", "max_seq_length": "length limit"}
+
+
+def setting_name(key: str) -> str:
+    """A recipe field as a caption names it: "learning rate" for ``lr``, "first pruning step" for
+    ``initial_sparsity``, "prediction weight" for ``prediction_weight``."""
+    return _SETTING_NAMES.get(key, key.replace("_", " "))
+
+
+def setting_value(key: str, value: Any) -> str:
+    """A recipe value as a caption writes it: learning rates as 4e-4, fractions of sparsity or of the steps as
+    percentages (``initial_sparsity`` 0.5: "50 %", ``recovery`` 0.2: "the last 20 % of the steps"), step counts with
+    thousands separators, the embeddings' source as "from the teacher"; other floats by ``:g``."""
+    if key == "lr" and isinstance(value, (int, float)):
+        return f"{value:.0e}".replace("e-0", "e-")
+    if key == "initial_sparsity" and isinstance(value, (int, float)):
+        return f"to {value * 100:g} % at step 0" if value else "none"
+    if key == "recovery" and isinstance(value, (int, float)):
+        return f"the last {value * 100:g} % of the steps" if value else "none"
+    if key == "init_embeddings":
+        return "from the pre-trained model" if value == "pretrained" else f"from the {value}"
+    if key == "max_steps" and isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe_settings(settings: dict[str, Any]) -> str:
+    """Recipe fields for a caption, in the order given: "steps 2,500, learning rate 4e-4, prediction weight 3"."""
+    return ", ".join(f"{setting_name(k)} {setting_value(k, v)}" for k, v in settings.items())
+
+
 def default_recipe(kind: str, method: str, task: str) -> dict[str, Any]:
     """The defaults for a kind of run, a method and a task: CPU-sized, from docs/method.md §7.
 

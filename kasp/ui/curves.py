@@ -14,7 +14,7 @@ import pandas as pd
 from kasp.ground.errors import KaspError
 from kasp.spec.metrics import METRIC_NAMES, metric_items, metric_note, metric_value
 from kasp.ground.runs import RunDir, list_runs, measured_sparsity
-from kasp.spec.config import field_defaults
+from kasp.spec.config import field_defaults, setting_name, setting_value
 from kasp.spec.schedule import mask_update_steps, ramp_steps, scheduled_sparsity
 from kasp.spec.tasks import get_task, metric_label
 from kasp.experiments.results import load_shipped, load_shipped_gpu, sweep_points
@@ -186,10 +186,6 @@ _RECIPE_KEYS = ("lr", "lr_schedule", "attention_weight", "hidden_weight", "predi
 _FIELD_DEFAULTS = field_defaults()
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
 def _your_run_caption(c: dict[str, Any]) -> str:
     task = c["task"]
     name, label = METRIC_NAMES.get(get_task(task).main_metric, "metric"), metric_label(task)
@@ -210,7 +206,8 @@ def _your_run_caption(c: dict[str, Any]) -> str:
                  + (f" ({sh['teacher_steps']} steps)" if sh.get("teacher_steps") else "")
                  + f" (assets/sweeps/{get_task(task).name}.json, the grey dashed teacher line).")
         if sh.get("recipe_diff"):
-            diff = ", ".join(f"{k} {_fmt(a)} against {_fmt(b)}" for k, (a, b) in sh["recipe_diff"].items())
+            diff = ", ".join(f"{setting_name(k)} {setting_value(k, a)} against {setting_value(k, b)}"
+                             for k, (a, b) in sh["recipe_diff"].items())
             text += (f" Their recipe differs from your run's ({diff}: yours first), so the gap between them is the recipe's "
                      "as much as the method's.")
         if c["steps"] and sh["steps"] != c["steps"]:

@@ -42,3 +42,18 @@ def test_frozen_word_embeddings_keep_the_pretrained_start(adopted):
                               freeze_word_embeddings=True).init_embeddings == "pretrained"
     assert config.make_config("prune", "kasp", "sst2", sparsity=0.9, freeze_word_embeddings=True,
                               init_embeddings="teacher").init_embeddings == "teacher"
+
+
+def test_captions_name_recipe_settings_in_words():
+    """The Prune page's adopted-recipe caption and a run's recipe-difference caption write settings in words, not
+    field names: SST-2's adopted recipe reads as steps, learning rate, first step, recovery phase and embeddings."""
+    from kasp.spec.config import ADOPTED, describe_settings, setting_value
+
+    text = describe_settings(ADOPTED[("kasp", "sst2")])
+    for words in ("learning rate 4e-4", "first pruning step to 50 % at step 0", "prediction weight 3",
+                  "recovery phase the last 20 % of the steps", "student embeddings from the teacher", "steps 2,500"):
+        assert words in text
+    assert "_" not in text
+    assert setting_value("lr", 1e-4) == "1e-4" and setting_value("lr", 3e-5) == "3e-5"
+    assert setting_value("recovery", 0.0) == "none" and setting_value("initial_sparsity", 0.0) == "none"
+    assert setting_value("init_embeddings", "pretrained") == "from the pre-trained model"

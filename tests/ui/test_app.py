@@ -135,7 +135,7 @@ def test_prune_page_on_a_fresh_store_offers_the_shipped_teacher(tmp_path, monkey
     assert at.toggle(key="prune_shipped_teacher").value is True
     assert any(c.value.startswith("Teacher: `shipped-sst2-teacher` (shipped model") for c in at.caption)
     adopted = [c.value for c in at.caption if "recipe study adopted (`sst2-combined-steps2500`" in c.value]
-    assert adopted and "lr 0.0004" in adopted[0] and "max_steps 2500" in adopted[0] and "recovery 0.2" in adopted[0]  # SST-2's KASP default, said
+    assert adopted and "learning rate 4e-4" in adopted[0] and "steps 2,500" in adopted[0] and "recovery phase the last 20 % of the steps" in adopted[0]  # SST-2's KASP default, said
     assert not any("fine-tuned teacher" in w.value for w in at.warning)
     [b for b in at.button if b.label == "Launch"][0].click().run()
     assert launched[-1][0] == "prune" and launched[-1][1]["teacher"].endswith("shipped-sst2-teacher")
@@ -152,7 +152,7 @@ def test_overview_schedule_and_curves(app_store, monkeypatch):
     ys = sched["data"][0]["y"]
     assert ys[0] == 0 and ys[-1] == pytest.approx(90.0)
     assert len(sched["data"][1]["x"]) == 100  # the mask-update points
-    assert any("SST-2's default KASP recipe prunes to 50% at step 0" in c.value for c in at.caption)
+    assert any("SST-2's default KASP recipe prunes to 50 % at step 0" in c.value for c in at.caption)
     at.slider(key="ov_initial").set_value(0.5).run()
     at.slider(key="ov_recovery").set_value(0.2).run()
     sched = _charts(at)[0]   # the default's schedule: 50 % at step 0, the target from 80 % of the steps on

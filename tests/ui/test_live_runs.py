@@ -247,7 +247,7 @@ def test_your_run_context_names_its_own_teacher_and_the_shipped_budget(tmp_path)
     theirs = next(r["recipe"] for r in sweep["runs"] if r["method"] == "kasp")
     assert theirs["lr"] == 1e-4 and s.recipe()["lr"] == 4e-4
     assert ctx["shipped"]["recipe_diff"]["lr"] == (4e-4, 1e-4) and "initial_sparsity" in ctx["shipped"]["recipe_diff"]
-    assert "Their recipe differs from your run's (lr 0.0004 against 0.0001" in cap
+    assert "Their recipe differs from your run's (learning rate 4e-4 against 1e-4" in cap
     same = RunDir.create(tmp_path / "20260101-000200-sst2-kasp-s90")   # the shipped recipe: nothing to say
     same.write_config({**theirs, "max_steps": 500}, {})
     same.write_report(s.report())
