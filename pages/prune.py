@@ -5,10 +5,10 @@ import streamlit as st
 from kasp.ui.tables import state_icon
 from kasp.ui.curves import curve_data, progress_frames, schedule_frame, your_run_context
 from kasp.ui.checks import teacher_warning
-from kasp.ui.launch import (form_defaults, launch_gate, live_timing, queue_text, run_kind, run_total_steps,
+from kasp.ui.launch import (adopted_recipe_caption, form_defaults, launch_gate, live_timing, queue_text, run_kind, run_total_steps,
                             validate_launch)
 from kasp.ui.session import panel_runs
-from kasp.ui.engine import (ADOPTED, ADOPTED_FROM, describe_settings, estimate_seconds, format_metric, get_method, get_task, iter_done,
+from kasp.ui.engine import (estimate_seconds, format_metric, get_method, get_task, iter_done,
                             jobs, load_recipe, method_names, metric_label, metric_note, REFERENCE, RunDir, task_name)
 from kasp.ui import urlstate
 from kasp.ground.errors import KaspError, os_error_message
@@ -185,12 +185,9 @@ with st.container():
                                 help="Cross-entropy against the gold labels (MSE for STS-B).")
             tau = c5.number_input("temperature τ", 0.1, 20.0, float(rec["temperature"]), 0.1,
                                   help="Softmax temperature of the prediction term.")
-        if (method, task) in ADOPTED:
-            st.caption(f":material/science: {task_name(task)}'s default {get_method(method).label} recipe is the one the "
-                       f"recipe study adopted (`{ADOPTED_FROM[(method, task)]}`, chosen on a held-out slice of the "
-                       f"training set, two seeds; docs/results.md): "
-                       + describe_settings(dict(sorted(ADOPTED[(method, task)].items(), key=lambda kv: kv[0] != "max_steps")))
-                       + ". The runs the Overview ships were made with the earlier recipe.")
+        adopted = adopted_recipe_caption(method, task)
+        if adopted:
+            st.caption(":material/science: " + adopted)
         if minutes is not None:
             st.markdown(f"**Run time: {minutes:g} min** (the run chooses its steps to fit; they show in its progress "
                         "once it starts)")

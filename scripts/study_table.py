@@ -196,6 +196,24 @@ def _adopt(data: dict[str, dict | KaspError], task: str) -> tuple[str | None, di
     return name, _overrides(res), _budget(res)
 
 
+def adopted_entry(folder: Path, task: str) -> dict | None:
+    """What kasp.spec.config.ADOPTED holds for ``task``'s KASP default when :func:`adoption` picks a line: its recipe
+    overrides, plus its step budget (max_steps) unless that budget is the task's default one, the default epochs
+    (kasp.spec.config.default_recipe) counted with the study's held-out slice (MRPC's 5 epochs are 510 steps with
+    408 examples held out), which the default keeps in epochs. None when no line is picked."""
+    from kasp.experiments.sweep import steps_for_epochs
+    from kasp.spec.config import STEP_BUDGETS
+
+    data = lines(folder)
+    name, over, steps = _adopt(data, task)
+    if name is None:
+        return None
+    holdout = int(((data[name].get("plan") or {}).get("overrides") or {}).get("holdout") or 0)
+    default_steps = STEP_BUDGETS.get(("prune", task)) or steps_for_epochs(
+        task, METHODS["kasp"].recipe["epochs"], None, holdout)
+    return dict(over) if steps == default_steps else {**over, "max_steps": steps}
+
+
 def _overrides(res: dict) -> dict:
     """The recipe changes of a study line: its plan's overrides, the held-out slice (common to all) left out."""
     return {k: v for k, v in ((res.get("plan") or {}).get("overrides") or {}).items() if k != "holdout"}

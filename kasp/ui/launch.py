@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from kasp.experiments import jobs
+from kasp.experiments.results import load_shipped
 from kasp.ground import settings
 from kasp.spec.config import RunConfig, make_config
 from kasp.ground.errors import KaspError
 from kasp.ground.runs import RunDir
 from kasp.spec.tasks import task_name
-from kasp.spec.methods import REFERENCE
+from kasp.spec.methods import METHODS, REFERENCE
 from kasp.training.estimate import DEFAULT_STEP_SECONDS, estimate_seconds
 from kasp.ui.checks import check_model
 from kasp.ui.devset import train_size
@@ -36,6 +37,36 @@ def form_defaults(kind: str, method: str, task: str) -> dict[str, Any]:
         n = train_size(task)
         cfg["max_steps"] = max(1, math.ceil(cfg["epochs"] * n / cfg["batch_size"])) if n else 300
     return cfg
+
+
+def adopted_recipe_caption(method: str, task: str) -> str | None:
+    """The Prune page's note on a default recipe the recipe study adopted (kasp.spec.config.ADOPTED): which study
+    line it comes from, its settings in words, and, for a task that carries another task's line
+    (``ADOPTED_CARRIED``), that it was not studied on this task. None for a (method, task) with the method's own
+    recipe."""
+    from kasp.spec.config import ADOPTED, ADOPTED_CARRIED, ADOPTED_FROM, describe_settings
+
+    if (method, task) not in ADOPTED:
+        return None
+    entry = ADOPTED[(method, task)]
+    words = describe_settings(dict(sorted(entry.items(), key=lambda kv: kv[0] != "max_steps")))
+    line = ADOPTED_FROM[(method, task)]
+    name = METHODS[method].label
+    if (method, task) in ADOPTED_CARRIED:
+        text = (f"{task_name(task)}'s default {name} recipe carries the changes the recipe study adopted on the tasks "
+                f"it studied (`{line}` and SST-2's, chosen on held-out slices of the training sets, two seeds each; "
+                f"docs/results.md), not studied on {task_name(task)} itself: {words}.")
+    else:
+        text = (f"{task_name(task)}'s default {name} recipe is the one the recipe study adopted (`{line}`, chosen on a "
+                f"held-out slice of the training set, two seeds; docs/results.md): {words}.")
+    try:
+        shipped = [e for e in (load_shipped(task) or {}).get("runs", []) if e["method"] == method]
+    except KaspError:
+        shipped = []
+    settings_ = {k: v for k, v in entry.items() if k != "max_steps"}
+    if any(any(e["recipe"].get(k) != v for k, v in settings_.items()) for e in shipped):
+        text += f" The Overview's shipped {task_name(task)} sweep was made with the earlier recipe."
+    return text
 
 
 def validate_launch(kind: str, options: dict[str, Any]) -> RunConfig:

@@ -297,14 +297,39 @@ def test_each_adopted_default_is_the_line_the_rule_picks():
     for task in tasks:
         name, over, steps = st.adoption(folder, task)
         assert config.ADOPTED_FROM.get(("kasp", task)) == name, f"{task}: the study picks {name}"
+        assert ("kasp", task) not in config.ADOPTED_CARRIED, f"{task} has a study of its own"
         if name is None:
             assert ("kasp", task) not in config.ADOPTED
             continue
-        assert config.ADOPTED[("kasp", task)] == {**over, "max_steps": steps}
+        entry = st.adopted_entry(folder, task)
+        assert config.ADOPTED[("kasp", task)] == entry and {**over, "max_steps": steps}.items() >= entry.items()
         recipe = config.default_recipe("prune", "kasp", task)
-        assert {k: recipe[k] for k in over} == over and recipe.get("max_steps") == steps
+        assert {k: recipe[k] for k in over} == over
+        # a budget that is the task's default (MRPC: 5 epochs, 510 steps with the study's slice) stays in epochs
+        assert recipe.get("max_steps") == entry.get("max_steps") and (entry.get("max_steps") or recipe["epochs"])
     assert set(config.ADOPTED) == set(config.ADOPTED_FROM)
     assert config.ADOPTED_FROM[("kasp", "sst2")] == "sst2-combined-steps2500"
+    assert config.ADOPTED_FROM[("kasp", "mrpc")] == "mrpc-sst2-recipe" and "max_steps" not in config.ADOPTED[("kasp", "mrpc")]
+
+
+def test_carried_recipes_are_a_studied_tasks_entry_and_say_so():
+    """A task without a study of its own (RTE, STS-B, CoLA) carries a studied task's adopted recipe, unchanged and
+    without its step budget, and names the line it comes from; the Prune page says it was not studied there."""
+    from kasp.spec import config
+
+    assert config.ADOPTED_CARRIED == {("kasp", t) for t in ("rte", "stsb", "cola")}
+    for key in config.ADOPTED_CARRIED:
+        src = config.ADOPTED_FROM[key]
+        studied = next(k for k, v in config.ADOPTED_FROM.items() if v == src and k not in config.ADOPTED_CARRIED)
+        assert config.ADOPTED[key] == config.ADOPTED[studied] and "max_steps" not in config.ADOPTED[key]
+        assert (ROOT / "bench" / "study" / f"{src}.json").exists()
+    from kasp.ui.launch import adopted_recipe_caption
+
+    rte, mrpc = adopted_recipe_caption("kasp", "rte"), adopted_recipe_caption("kasp", "mrpc")
+    assert "not studied on RTE itself" in rte and "`mrpc-sst2-recipe`" in rte
+    assert "not studied" not in mrpc and "recipe study adopted (`mrpc-sst2-recipe`" in mrpc
+    assert "learning rate 4e-4" in rte and "steps" not in rte.split(":")[-1].split("recovery")[0]  # no step count
+    assert adopted_recipe_caption("magnitude", "rte") is None and adopted_recipe_caption("kasp", "qnli") is None
 
 
 def test_the_adopted_recipes_two_by_two_lines_are_never_candidates(tmp_path):

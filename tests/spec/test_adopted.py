@@ -14,8 +14,10 @@ def adopted(monkeypatch):
 def test_the_adopted_recipe_is_its_tasks_default_only(adopted):
     cfg = config.make_config("prune", "kasp", "sst2", sparsity=0.9)
     assert (cfg.lr, cfg.initial_sparsity, cfg.recovery, cfg.init_embeddings) == (4e-4, 0.5, 0.2, "teacher")
-    other = config.make_config("prune", "kasp", "mrpc", sparsity=0.9)
+    other = config.make_config("prune", "kasp", "qnli", sparsity=0.9)  # a task with no adopted entry
     assert (other.lr, other.initial_sparsity, other.init_embeddings) == (1e-4, 0.0, "pretrained")
+    small = config.make_config("prune", "kasp", "rte", sparsity=0.9)  # carried: the recipe, not SST-2's step budget
+    assert (small.lr, small.initial_sparsity, small.recovery, small.max_steps, small.epochs) == (4e-4, 0.5, 0.2, None, 5.0)
     magnitude = config.make_config("prune", "magnitude", "sst2", sparsity=0.9)
     assert (magnitude.lr, magnitude.initial_sparsity) == (1e-4, 0.0)
     assert config.make_config("prune", "kasp", "sst2", sparsity=0.9, lr=1e-4).lr == 1e-4  # a given value wins
@@ -57,3 +59,18 @@ def test_captions_name_recipe_settings_in_words():
     assert setting_value("lr", 1e-4) == "1e-4" and setting_value("lr", 3e-5) == "3e-5"
     assert setting_value("recovery", 0.0) == "none" and setting_value("initial_sparsity", 0.0) == "none"
     assert setting_value("init_embeddings", "pretrained") == "from the pre-trained model"
+
+
+def test_the_adopted_caption_says_when_the_shipped_sweep_used_another_recipe(monkeypatch):
+    """The Prune page's adopted-recipe note adds that the Overview's sweep used the earlier recipe only when its
+    runs of the method differ from the adopted settings."""
+    from kasp.spec.config import ADOPTED
+    from kasp.ui import launch
+
+    adopted = {k: v for k, v in ADOPTED[("kasp", "mrpc")].items()}
+    old = {"runs": [{"method": "kasp", "recipe": {**adopted, "lr": 1e-4}}]}
+    new = {"runs": [{"method": "kasp", "recipe": dict(adopted)}, {"method": "magnitude", "recipe": {"lr": 1e-4}}]}
+    monkeypatch.setattr(launch, "load_shipped", lambda task: old)
+    assert "made with the earlier recipe" in launch.adopted_recipe_caption("kasp", "mrpc")
+    monkeypatch.setattr(launch, "load_shipped", lambda task: new)
+    assert "earlier recipe" not in launch.adopted_recipe_caption("kasp", "mrpc")
