@@ -390,15 +390,27 @@ def ship(folder: Path, out: Path) -> dict:
     return data
 
 
+def at_default_recipe(res: dict) -> bool:
+    """Whether a study line's KASP runs ran their task's KASP default as it is today (the recipe fields,
+    kasp.spec.config.RECIPE_KEYS, of kasp.spec.config.default_recipe; budget and held-out slice aside): MRPC's base
+    line did until MRPC adopted mrpc-sst2-recipe, which does since."""
+    from kasp.spec.config import RECIPE_KEYS, default_recipe, field_defaults
+
+    want = {**field_defaults(), **default_recipe("prune", "kasp", res["task"])}
+    runs = [e for e in res["runs"] if e["method"] == "kasp"]
+    return bool(runs) and all(e["recipe"].get(k, field_defaults().get(k)) == want.get(k)
+                              for e in runs for k in RECIPE_KEYS)
+
+
 def _budget_lines(folder: Path) -> dict[str, dict]:
-    """Per small task (not SST-2), its finished study line with the longest step budget among those that change
-    nothing but the budget (KASP only, no override but the held-out slice): the base line, or a longer line such
-    as ``mrpc-epochs10``. Name -> results, in task order."""
+    """Per small task (not SST-2), its finished study line with the longest step budget among those that ran the
+    task's default recipe of today (:func:`at_default_recipe`; KASP only, not the 2 x 2's): the base line, the adopted
+    line, or a longer line such as ``mrpc-epochs10``. Name -> results, in task order."""
     best: dict[str, tuple[int, str, dict]] = {}
     for name, res in lines(folder).items():
         if not isinstance(res, dict) or res["task"] == "sst2" or {e["method"] for e in res["runs"]} != {"kasp"}:
             continue
-        if _overrides(res) or name in TWO_BY_TWO:
+        if name in TWO_BY_TWO or not at_default_recipe(res):
             continue
         steps = _budget(res) or 0
         if res["task"] not in best or steps > best[res["task"]][0]:

@@ -222,6 +222,12 @@ PRUNE_ONLY_FIELDS = frozenset({"method", "sparsity", "init", "scope", "teacher",
 FINETUNE_ONLY_FIELDS = frozenset({"keep_sparsity"})
 
 
+#: the fields that make a recipe, as against its budget, data or bookkeeping: what a run's caption compares with the
+#: shipped sweep's runs beside it, and what decides whether a study line ran a task's default recipe
+RECIPE_KEYS = ("lr", "lr_schedule", "attention_weight", "hidden_weight", "prediction_weight", "task_loss_weight",
+               "temperature", "initial_sparsity", "recovery", "init_embeddings")
+
+
 def field_defaults() -> dict[str, Any]:
     """Each :class:`RunConfig` field's own default (the value a recipe recorded before the field existed holds)."""
     import dataclasses

@@ -14,7 +14,7 @@ import pandas as pd
 from kasp.ground.errors import KaspError
 from kasp.spec.metrics import METRIC_NAMES, metric_items, metric_note, metric_value
 from kasp.ground.runs import RunDir, list_runs, measured_sparsity
-from kasp.spec.config import field_defaults, setting_name, setting_value
+from kasp.spec.config import RECIPE_KEYS, field_defaults, setting_name, setting_value
 from kasp.spec.schedule import mask_update_steps, ramp_steps, scheduled_sparsity
 from kasp.spec.tasks import get_task, metric_label
 from kasp.experiments.results import load_shipped, load_shipped_gpu, sweep_points
@@ -171,15 +171,12 @@ def your_run_context(run: RunDir) -> dict[str, Any] | None:
         ctx["shipped"] = {"steps": max(set(same), key=same.count) if same else None,
                           "teacher_metric": st.get("metric"), "teacher_id": st.get("run_id"),
                           "teacher_steps": (st.get("recipe") or {}).get("max_steps"),
-                          "recipe_diff": {k: (rec.get(k), theirs.get(k)) for k in _RECIPE_KEYS
+                          "recipe_diff": {k: (rec.get(k), theirs.get(k)) for k in RECIPE_KEYS
                                           if theirs and rec.get(k, _FIELD_DEFAULTS.get(k)) != theirs.get(k, _FIELD_DEFAULTS.get(k))}}
     ctx["caption"] = _your_run_caption(ctx)
     return ctx
 
 
-#: the recipe fields a run's caption compares with the shipped sweep's runs beside it (the ones recipes change)
-_RECIPE_KEYS = ("lr", "lr_schedule", "attention_weight", "hidden_weight", "prediction_weight", "task_loss_weight",
-                "temperature", "initial_sparsity", "recovery", "init_embeddings")
 
 
 #: a field a recipe file leaves out holds its RunConfig default (a sweep recorded before the field existed)

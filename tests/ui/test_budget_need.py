@@ -16,21 +16,34 @@ def test_the_shipped_file_is_the_study_files():
         "--ship-budgets assets/precomputed/longer_budgets.json")
 
 
-def test_mrpc_sentence_quotes_its_runs_and_says_the_budget_is_not_enough():
+def test_mrpc_sentence_quotes_the_shipped_line_and_says_whether_it_learnt():
+    """MRPC's sentence quotes the line the shipped file names (today mrpc-sst2-recipe, MRPC's adopted default): its
+    seeds' mean, teacher, budget and best point; "learns this task" when it ends more than a point above the floor
+    (always answering "equivalent"), "needs more than" when not."""
     from kasp.ui.devset import majority_metric
     from kasp.ui.lesson import budget_need
 
-    res = json.loads((ROOT / "bench" / "study" / "mrpc-base.json").read_text(encoding="utf-8"))
+    line = json.loads(SHIPPED.read_text(encoding="utf-8"))["tasks"]["mrpc"]["line"]
+    res = json.loads((ROOT / "bench" / "study" / f"{line}.json").read_text(encoding="utf-8"))
     runs = [e for e in res["runs"] if e["method"] == "kasp"]
     mean = sum(100 * e["metrics"]["f1"] for e in runs) / len(runs)
     floor = majority_metric("mrpc")
     text = budget_need("mrpc", floor)
-    assert f"ends at F1 (positive class) {mean:.2f}" in text and "`mrpc-base`, 2 seeds" in text
-    assert f"({100 * res['teacher']['metric']:.2f})" in text and "510 steps" in text
-    assert mean < 100 * floor + 1 and "needs more than 5 epochs" in text
-    best = max(runs[0]["progress"]["eval"], key=lambda p: p["metrics"]["f1"])  # seed 42's best point is the pair's
-    assert f"at {100 * best['sparsity']:.0f} % sparsity" in text
+    assert f"ends at F1 (positive class) {mean:.2f}" in text and f"`{line}`, 2 seeds" in text
+    assert f"({100 * res['teacher']['metric']:.2f})" in text and f"{runs[0]['steps']} steps" in text
+    learnt = mean >= 100 * floor + 1
+    assert ("KASP learns this task in 5 epochs" in text) == learnt and ("needs more than 5 epochs" in text) != learnt
     assert budget_need("sst2", 0.5) is None and budget_need("cola", 0.0) is None  # no longer run ships for them
+
+
+def test_a_longer_run_at_the_floor_says_the_budget_is_not_enough(tmp_path):
+    from kasp.ui.lesson import budget_need
+
+    data = json.loads(SHIPPED.read_text(encoding="utf-8"))
+    data["tasks"]["mrpc"]["dev"] = {"42": 0.8050, "43": 0.8110}
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    text = budget_need("mrpc", 0.8122, tmp_path / "b.json")
+    assert "at or below the floor (81.22)" in text and "needs more than 5 epochs with the default recipe" in text
 
 
 def test_a_longer_run_that_learnt_the_task_claims_no_need(tmp_path):
@@ -49,21 +62,28 @@ def test_a_longer_run_that_learnt_the_task_claims_no_need(tmp_path):
     assert budget_need("mrpc", 0.8122, tmp_path / "missing.json") is None
 
 
-def test_the_longest_line_that_changes_only_the_budget_is_the_one_quoted(tmp_path):
-    """A longer line (``mrpc-epochs10``) replaces the base line in the shipped file; a line that also changes the
-    recipe (a recovery phase), however long, does not: the sentence is about the default recipe's budget."""
+def test_the_longest_line_at_the_default_recipe_is_the_one_quoted(tmp_path):
+    """Of a task's lines that ran its KASP default of today, the longest is quoted (a 10-epoch line replaces the
+    5-epoch one); a line with another recipe (MRPC's base line, made before MRPC adopted mrpc-sst2-recipe; a longer
+    line at another learning rate) never is: the sentence is about the default recipe's budget."""
     st = load_script("study_table")
-    base = json.loads((ROOT / "bench" / "study" / "mrpc-base.json").read_text(encoding="utf-8"))
+    study = ROOT / "bench" / "study"
+    adopted = json.loads((study / "mrpc-sst2-recipe.json").read_text(encoding="utf-8"))
+    base = json.loads((study / "mrpc-base.json").read_text(encoding="utf-8"))
+    assert st.at_default_recipe(adopted) and not st.at_default_recipe(base)
     (tmp_path / "mrpc-base.json").write_text(json.dumps(base))
-    assert st.longer_budgets(tmp_path)["tasks"]["mrpc"]["line"] == "mrpc-base"
-    longer = json.loads(json.dumps(base))
+    assert "mrpc" not in st.longer_budgets(tmp_path)["tasks"]
+    (tmp_path / "mrpc-sst2-recipe.json").write_text(json.dumps(adopted))
+    assert st.longer_budgets(tmp_path)["tasks"]["mrpc"]["line"] == "mrpc-sst2-recipe"
+    longer = json.loads(json.dumps(adopted))
     longer["plan"]["budget"]["max_steps"] = 1020
     for e in longer["runs"]:
         e["steps"] = 1020
     (tmp_path / "mrpc-epochs10.json").write_text(json.dumps(longer))
-    recipe = json.loads(json.dumps(longer))
-    recipe["plan"]["budget"]["max_steps"] = 2040
-    recipe["plan"]["overrides"]["recovery"] = 0.2
-    (tmp_path / "mrpc-recovery-long.json").write_text(json.dumps(recipe))
+    other = json.loads(json.dumps(longer))
+    other["plan"]["budget"]["max_steps"] = 2040
+    for e in other["runs"]:
+        e["steps"], e["recipe"]["lr"] = 2040, 2e-4
+    (tmp_path / "mrpc-lr-long.json").write_text(json.dumps(other))
     entry = st.longer_budgets(tmp_path)["tasks"]["mrpc"]
     assert entry["line"] == "mrpc-epochs10" and entry["steps"] == 1020 and entry["epochs"] == 10.0
