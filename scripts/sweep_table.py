@@ -5,6 +5,7 @@ the app shows (assets/sweeps/<task>.json) or from another folder of them.
     .venv/bin/python scripts/sweep_table.py                               # printed, from assets/sweeps
     .venv/bin/python scripts/sweep_table.py --write docs/results.md       # replaces the table between its markers
     .venv/bin/python scripts/sweep_table.py --folder bench/sweeps-steps   # another folder's <task>.json files
+    .venv/bin/python scripts/sweep_table.py --compare OLD_DIR NEW_DIR     # at 90 %: the budget before and now
 
 tests/repo/test_results_tables.py checks that docs/results.md's table is what this prints for assets/sweeps, and
 that every number in it is the files' own.
@@ -91,6 +92,34 @@ def table(folder: Path) -> list[str]:
     return HEADER + body
 
 
+COMPARE_HEADER = ["| task (metric) | budget a run, before | KASP | magnitude | small-dense | budget a run, now | KASP | "
+                  "magnitude | small-dense | floor |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def compare(old: Path, new: Path) -> list[str]:
+    """At 90 %, per task with a <task>.json in both folders: each method's mean ± half the range over seeds with the
+    ``old`` files' budget and with the ``new`` ones', and the task's floor (always answering the majority class, or
+    0 for a correlation: kasp.ui.devset.majority_metric), for the docs' "before / now" table of issue 29."""
+    from kasp.ui.devset import majority_metric
+
+    body = []
+    for t in ORDER:
+        if not ((old / f"{t}.json").exists() and (new / f"{t}.json").exists()):
+            continue
+        cells = [f"{task_name(t)} ({METRIC.get(load_results(new / f'{t}.json')['main_metric'], '')})"]
+        for folder in (old, new):
+            res = load_results(folder / f"{t}.json")
+            cells.append(budget(res))
+            for m in METHOD_COLUMNS:
+                group = [e for e in res["runs"] if e["method"] == m and round(e["sparsity"], 2) == 0.9]
+                cells.append(cell(group) if group else "not run")
+        floor = majority_metric(t)
+        cells.append(f"{(floor or 0.0) * 100:.2f}")
+        body.append("| " + " | ".join(cells) + " |")
+    return COMPARE_HEADER + body
+
+
 def block(folder: Path) -> str:
     """The Markdown from the start marker to the end marker."""
     return "\n".join([START, *table(folder), END])
@@ -110,6 +139,8 @@ if __name__ == "__main__":
         del args[i:i + 2]
     if args[:1] == ["--write"] and len(args) == 2:
         write(Path(args[1]), folder)
+    elif args[:1] == ["--compare"] and len(args) == 3:
+        print("\n".join(compare(Path(args[1]), Path(args[2]))))
     elif not args:
         print("\n".join(table(folder)))
     else:

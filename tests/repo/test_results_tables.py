@@ -159,3 +159,28 @@ def test_the_results_pages_teacher_table_is_the_shipped_teachers():
         published = re.match(r"[\d.]+", cells[2])
         if published:  # the gap column is the published figure minus the teacher's
             assert cells[3].startswith(f"{float(published.group(0)) - value:.1f}"), line
+
+
+def test_sweep_table_compares_two_budgets_at_90_percent(tmp_path):
+    """--compare: one row per task found in both folders, each method at 90 % before and now, and the floor."""
+    import json
+    import shutil
+
+    from tests.helpers import load_script
+
+    st = load_script("sweep_table")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    shutil.copy(ROOT / "assets" / "sweeps" / "mrpc.json", tmp_path / "old" / "mrpc.json")
+    res = json.loads((ROOT / "assets" / "sweeps" / "mrpc.json").read_text(encoding="utf-8"))
+    for e in res["runs"]:
+        if e["method"] == "kasp" and e["sparsity"] == 0.9:
+            e["metric"] = 0.85 if e["seed"] == 42 else 0.83
+    res["plan"]["budget"].update(max_steps=575, epochs=5.0)
+    (tmp_path / "new" / "mrpc.json").write_text(json.dumps(res))
+    shutil.copy(ROOT / "assets" / "sweeps" / "rte.json", tmp_path / "old" / "rte.json")  # not in both: no row
+    rows = st.compare(tmp_path / "old", tmp_path / "new")[2:]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[0] == "MRPC (F1)" and cells[1].startswith("200 steps") and cells[5].startswith("5 epochs (575 steps)")
+    assert cells[6] == "84.00 ± 1.00" and cells[2] != cells[6] and cells[9] == "81.22"
