@@ -229,7 +229,8 @@ def budget_need(task: str, floor: float | None, path=None) -> str | None:
     stuck = mean - 100 * low < 1.0
     if stuck:
         text += f", at or below the floor ({100 * low:.2f})"
-    if best is not None and best.get("sparsity") is not None:
+    # the best point on the way, where it came before the target sparsity (at the target it is the end's story)
+    if best is not None and best.get("sparsity") is not None and best["sparsity"] < b.get("sparsity", 0.9) - 0.005:
         text += (f"{', though' if stuck else ';'} on the way it reached "
                  f"{100 * sum(best['dev'].values()) / len(best['dev']):.2f} at {100 * best['sparsity']:.0f} % sparsity")
     if stuck:

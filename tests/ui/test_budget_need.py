@@ -41,9 +41,15 @@ def test_a_longer_run_at_the_floor_says_the_budget_is_not_enough(tmp_path):
 
     data = json.loads(SHIPPED.read_text(encoding="utf-8"))
     data["tasks"]["mrpc"]["dev"] = {"42": 0.8050, "43": 0.8110}
+    data["tasks"]["mrpc"]["evals"] = [{"step": 127, "sparsity": 0.513, "dev": {"42": 0.87, "43": 0.86}},
+                                      {"step": 510, "sparsity": 0.9, "dev": {"42": 0.8050, "43": 0.8110}}]
     (tmp_path / "b.json").write_text(json.dumps(data))
     text = budget_need("mrpc", 0.8122, tmp_path / "b.json")
     assert "at or below the floor (81.22)" in text and "needs more than 5 epochs with the default recipe" in text
+    assert "though on the way it reached 86.50 at 51 % sparsity" in text
+    data["tasks"]["mrpc"]["evals"][0]["dev"] = {"42": 0.70, "43": 0.70}  # best at the target: no "on the way"
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    assert "on the way" not in budget_need("mrpc", 0.8122, tmp_path / "b.json")
 
 
 def test_a_longer_run_that_learnt_the_task_claims_no_need(tmp_path):
