@@ -17,7 +17,7 @@ from kasp.experiments import jobs
 from kasp.experiments.results import shipped_status, shipped_sweep_path
 from kasp.ground.resources import asset
 from kasp.ground.runs import RunDir, iter_done, measured_sparsity, runs_dir
-from kasp.spec.config import ADOPTED, ADOPTED_FROM, describe_settings, load_recipe, make_config
+from kasp.spec.config import ADOPTED, ADOPTED_FROM, load_recipe, make_config
 from kasp.spec.methods import REFERENCE, get_method, method_names, shrinks_student
 from kasp.spec.metrics import format_metrics, metric_note
 from kasp.spec.tasks import format_metric, get_task, metric_axis, metric_heading, metric_label, task_name
@@ -31,7 +31,7 @@ __all__ = [
     # shipped files and shipped results
     "asset", "shipped_status", "shipped_sweep_path",
     # recipes (the defaults, and the ones the recipe study adopted) and the method records
-    "load_recipe", "make_config", "ADOPTED", "ADOPTED_FROM", "describe_settings", "REFERENCE", "get_method", "method_names", "shrinks_student",
+    "load_recipe", "make_config", "ADOPTED", "ADOPTED_FROM", "REFERENCE", "get_method", "method_names", "shrinks_student",
     # GLUE tasks, and how task names and metrics are written
     "get_task", "task_name", "metric_label", "metric_axis", "metric_heading", "format_metric", "format_metrics",
     "metric_note",
