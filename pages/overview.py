@@ -11,6 +11,7 @@ from kasp.ui.devset import majority_metric
 from kasp.ui.presets import view_presets
 from kasp.ui.engine import asset, make_config, metric_label, shipped_status, task_name
 from kasp.ui.figures import mark_point, mark_x, xpos
+from kasp.ui.launch import recipe_origin
 from kasp.ui.lesson import active, budget_line, budget_need, explain, glossary_box, lesson_bar, start_link
 
 task = st.session_state.get("task", "sst2")
@@ -78,7 +79,7 @@ st.caption(f"Computed from the formula. Half-way through the run the schedule is
            f"({half / target * 100 if target else 0:.0f} % of the target): most weights go early, while the "
            "student still has many steps to recover."
            + (f" {task_name(task)}'s default KASP recipe prunes to {default.initial_sparsity * 100:g} % at step 0 and "
-              f"spends the last {default.recovery * 100:g} % of its steps at the target (chosen by the recipe study, "
+              f"spends the last {default.recovery * 100:g} % of its steps at the target ({recipe_origin('kasp', task)}; "
               "docs/results.md): set the two sliders to those values to see its schedule."
               if default.initial_sparsity or default.recovery else ""))
 

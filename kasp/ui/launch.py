@@ -69,6 +69,17 @@ def adopted_recipe_caption(method: str, task: str) -> str | None:
     return text
 
 
+def recipe_origin(method: str, task: str) -> str:
+    """Where a (method, task)'s default recipe comes from, for a caption: "chosen by the recipe study" for a task
+    whose own study line was adopted, "carried from the recipe study of other tasks, not studied on RTE" for one
+    that carries another task's (kasp.spec.config.ADOPTED_CARRIED), "the method's own recipe" otherwise."""
+    from kasp.spec.config import ADOPTED, ADOPTED_CARRIED
+
+    if (method, task) in ADOPTED_CARRIED:
+        return f"carried from the recipe study of other tasks, not studied on {task_name(task)}"
+    return "chosen by the recipe study" if (method, task) in ADOPTED else "the method's own recipe"
+
+
 def validate_launch(kind: str, options: dict[str, Any]) -> RunConfig:
     """The recipe a launch would run, validated by the same code as the CLI (:func:`kasp.spec.config.config_from_options`),
     plus the checks the app can make before starting a subprocess: model name and an offline training set.

@@ -74,3 +74,11 @@ def test_the_adopted_caption_says_when_the_shipped_sweep_used_another_recipe(mon
     assert "made with the earlier recipe" in launch.adopted_recipe_caption("kasp", "mrpc")
     monkeypatch.setattr(launch, "load_shipped", lambda task: new)
     assert "earlier recipe" not in launch.adopted_recipe_caption("kasp", "mrpc")
+
+
+def test_the_overview_says_where_a_default_recipe_comes_from():
+    from kasp.ui.launch import recipe_origin
+
+    assert recipe_origin("kasp", "mrpc") == recipe_origin("kasp", "sst2") == "chosen by the recipe study"
+    assert recipe_origin("kasp", "cola") == "carried from the recipe study of other tasks, not studied on CoLA"
+    assert recipe_origin("magnitude", "sst2") == "the method's own recipe"

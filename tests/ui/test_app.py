@@ -152,7 +152,8 @@ def test_overview_schedule_and_curves(app_store, monkeypatch):
     ys = sched["data"][0]["y"]
     assert ys[0] == 0 and ys[-1] == pytest.approx(90.0)
     assert len(sched["data"][1]["x"]) == 100  # the mask-update points
-    assert any("SST-2's default KASP recipe prunes to 50 % at step 0" in c.value for c in at.caption)
+    assert any("SST-2's default KASP recipe prunes to 50 % at step 0" in c.value and "(chosen by the recipe study;" in c.value
+               for c in at.caption)
     at.slider(key="ov_initial").set_value(0.5).run()
     at.slider(key="ov_recovery").set_value(0.2).run()
     sched = _charts(at)[0]   # the default's schedule: 50 % at step 0, the target from 80 % of the steps on
