@@ -128,8 +128,11 @@ def test_the_results_pages_augmentation_table_is_the_shipped_runs():
         task = _README_TASKS[cells[0].split(" (")[0]]
         n = TINYBERT_N[task]
         assert cells[0].endswith(f", {n}"), line
-        expected = [cell(shipped_sweep_path(task))] + [cell(ROOT / "bench" / "augment" / f"{task}-augment-{s}{k}.json")
-                                                       for s, k in (("words", n), ("glue", 1))]
+        # the runs without augmentation had the augmented runs' budget: the step-budget sweep, kept in bench/sweeps-steps
+        # once a grid in epochs replaced it (scripts/ship_sweep.py)
+        steps = ROOT / "bench" / "sweeps-steps" / f"{task}.json"
+        expected = [cell(steps if steps.is_file() else shipped_sweep_path(task))] + [
+            cell(ROOT / "bench" / "augment" / f"{task}-augment-{s}{k}.json") for s, k in (("words", n), ("glue", 1))]
         assert cells[1:] == expected, line
 
 
@@ -184,3 +187,42 @@ def test_sweep_table_compares_two_budgets_at_90_percent(tmp_path):
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert cells[0] == "MRPC (F1)" and cells[1].startswith("200 steps") and cells[5].startswith("5 epochs (575 steps)")
     assert cells[6] == "84.00 ± 1.00" and cells[2] != cells[6] and cells[9] == "81.22"
+
+
+def test_ship_sweep_moves_a_finished_grid_into_place_and_keeps_the_one_before(tmp_path):
+    """scripts/ship_sweep.py: a grid with every planned run replaces the shipped sweep, the replaced file is kept
+    as bench/sweeps-steps/<task>.json (never overwritten by a later ship), the docs table follows; a grid still
+    running is refused and leaves everything as it was."""
+    import json
+    import shutil
+
+    import pytest
+
+    from kasp.ground.errors import KaspError
+    from tests.helpers import load_script
+
+    ship = load_script("ship_sweep").ship
+    st = load_script("sweep_table")
+    (tmp_path / "assets" / "sweeps").mkdir(parents=True)
+    (tmp_path / "bench" / "sweeps-epochs").mkdir(parents=True)
+    (tmp_path / "docs").mkdir()
+    old = ROOT / "assets" / "sweeps" / "mrpc.json"
+    shutil.copy(old, tmp_path / "assets" / "sweeps" / "mrpc.json")
+    (tmp_path / "docs" / "results.md").write_text(f"# results\n\n{st.START}\n{st.END}\n\nmore\n", encoding="utf-8")
+    grid = json.loads(old.read_text(encoding="utf-8"))
+    grid["plan"]["budget"].update(max_steps=575, epochs=5.0)
+    partial = dict(grid, runs=grid["runs"][:3])
+    (tmp_path / "bench" / "sweeps-epochs" / "mrpc.json").write_text(json.dumps(partial))
+    with pytest.raises(KaspError, match="3 of 13 planned runs"):
+        ship("mrpc", tmp_path)
+    assert not (tmp_path / "bench" / "sweeps-steps").exists()
+    (tmp_path / "bench" / "sweeps-epochs" / "mrpc.json").write_text(json.dumps(grid))
+    assert ship("mrpc", tmp_path, dry_run=True)[0].startswith("keep assets/sweeps/mrpc.json")
+    assert not (tmp_path / "bench" / "sweeps-steps").exists()  # a dry run changes nothing
+    ship("mrpc", tmp_path)
+    assert (tmp_path / "bench" / "sweeps-steps" / "mrpc.json").read_bytes() == old.read_bytes()
+    assert json.loads((tmp_path / "assets" / "sweeps" / "mrpc.json").read_text())["plan"]["budget"]["epochs"] == 5.0
+    doc = (tmp_path / "docs" / "results.md").read_text(encoding="utf-8")
+    assert "| MRPC (F1), 86.16 | 5 epochs (575 steps), length 128 |" in doc and doc.endswith("\n\nmore\n")
+    ship("mrpc", tmp_path)  # again: the "before" stays the first one
+    assert (tmp_path / "bench" / "sweeps-steps" / "mrpc.json").read_bytes() == old.read_bytes()

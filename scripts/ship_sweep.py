@@ -1,0 +1,72 @@
+"""Ship a task's finished grid in epochs (issue 29) as the sweep the app shows: the grid's results file
+(bench/sweeps-epochs/<task>.json, written by scripts/run_sweeps.sh with EPOCHS and OUTDIR set) replaces
+assets/sweeps/<task>.json, the file it replaces is kept as bench/sweeps-steps/<task>.json (the "before" of the
+before/now table, and the runs without augmentation that bench/augment/ compares with), and docs/results.md's
+shipped-sweeps table is written again (scripts/sweep_table.py).
+
+    .venv/bin/python scripts/ship_sweep.py mrpc            # refuses a grid that has not recorded every planned run
+    .venv/bin/python scripts/ship_sweep.py mrpc --dry-run  # says what it would do
+
+It never overwrites bench/sweeps-steps/<task>.json: shipping a second grid of the same task keeps the first
+"before". The prose of docs/results.md around the table is for its author to update.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from kasp.experiments.results import load_results  # noqa: E402
+from kasp.ground.errors import KaspError  # noqa: E402
+
+
+def ship(task: str, root: Path = ROOT, dry_run: bool = False) -> list[str]:
+    """Move ``task``'s finished grid into place under ``root`` (a checkout) and return what was done, a line each.
+
+    Raises:
+        KaspError: no grid file, an unreadable one, or one that has not recorded every run its plan holds (still
+            running, or stopped: run scripts/run_sweeps.sh again to finish it).
+    """
+    grid = root / "bench" / "sweeps-epochs" / f"{task}.json"
+    shipped = root / "assets" / "sweeps" / f"{task}.json"
+    before = root / "bench" / "sweeps-steps" / f"{task}.json"
+    if not grid.is_file():
+        raise KaspError(f"no grid for {task} in {grid}: scripts/run_sweeps.sh with OUTDIR=bench/sweeps-epochs writes it")
+    res = load_results(grid)
+    planned = (res.get("plan") or {}).get("runs")
+    if not isinstance(planned, int) or len(res["runs"]) < planned:
+        raise KaspError(f"{grid} holds {len(res['runs'])} of {planned} planned runs: finish the grid first "
+                        "(scripts/run_sweeps.sh resumes it)")
+    done = []
+    if shipped.is_file() and not before.is_file():
+        done.append(f"keep {shipped.relative_to(root)} as {before.relative_to(root)}")
+        if not dry_run:
+            before.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(shipped, before)
+    done.append(f"ship {grid.relative_to(root)} as {shipped.relative_to(root)}")
+    if not dry_run:
+        shutil.copy2(grid, shipped)
+    doc = root / "docs" / "results.md"
+    if doc.is_file():
+        done.append(f"write the shipped-sweeps table of {doc.relative_to(root)}")
+        if not dry_run:
+            import sweep_table
+
+            sweep_table.write(doc, shipped.parent)
+    return done
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if a != "--dry-run"]
+    if len(args) != 1:
+        raise SystemExit(__doc__)
+    try:
+        for line in ship(args[0], dry_run="--dry-run" in sys.argv):
+            print(line)
+    except KaspError as e:
+        raise SystemExit(f"ship_sweep: {e}")
