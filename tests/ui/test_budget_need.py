@@ -33,7 +33,24 @@ def test_mrpc_sentence_quotes_the_shipped_line_and_says_whether_it_learnt():
     assert f"({100 * res['teacher']['metric']:.2f})" in text and f"{runs[0]['steps']} steps" in text
     learnt = mean >= 100 * floor + 1
     assert ("KASP learns this task in 5 epochs" in text) == learnt and ("needs more than 5 epochs" in text) != learnt
-    assert budget_need("sst2", 0.5) is None and budget_need("cola", 0.0) is None  # no longer run ships for them
+    assert budget_need("sst2", 0.5) is None  # no longer run ships, and the shipped sweep learnt SST-2
+
+
+def test_without_a_longer_run_the_shipped_sweep_states_the_budget_it_measured():
+    """Issue 29: a task that no method learnt at 90 % and that has no longer run says what its shipped runs
+    measured: it needs more than the epochs they trained (CoLA: 400 steps, 1.5 epochs of 8,551 sentences)."""
+    from kasp.experiments.results import load_shipped
+    from kasp.ui.devset import train_size
+    from kasp.ui.lesson import budget_need, shipped_budget_need
+
+    sweep = load_shipped("cola")
+    steps = max(e["steps"] for e in sweep["runs"] if e["method"] == "kasp" and e["sparsity"] == 0.9)
+    epochs = round(steps * 32 / train_size("cola"), 1)
+    text = budget_need("cola", None)
+    assert text == shipped_budget_need("cola", None)
+    assert f"after {epochs:g} epochs ({steps:,} steps) no method has learnt CoLA at 90 %" in text
+    assert text.endswith(f"needs more than {epochs:g} epochs with their recipe.")
+    assert shipped_budget_need("sst2", 0.5092) is None  # learnt there: nothing to say
 
 
 def test_a_longer_run_at_the_floor_says_the_budget_is_not_enough(tmp_path):
@@ -53,7 +70,7 @@ def test_a_longer_run_at_the_floor_says_the_budget_is_not_enough(tmp_path):
 
 
 def test_a_longer_run_that_learnt_the_task_claims_no_need(tmp_path):
-    from kasp.ui.lesson import budget_need
+    from kasp.ui.lesson import budget_need, shipped_budget_need
 
     data = json.loads(SHIPPED.read_text(encoding="utf-8"))
     entry = data["tasks"]["mrpc"]
@@ -64,8 +81,8 @@ def test_a_longer_run_that_learnt_the_task_claims_no_need(tmp_path):
     assert text.endswith(f"KASP learns this task in {entry['epochs']:g} epochs with the default recipe.")
     for broken in ("{", "[]", json.dumps({"tasks": {"mrpc": {"dev": {}}}}), json.dumps({"tasks": None})):
         (tmp_path / "x.json").write_text(broken)
-        assert budget_need("mrpc", 0.8122, tmp_path / "x.json") is None
-    assert budget_need("mrpc", 0.8122, tmp_path / "missing.json") is None
+        assert budget_need("mrpc", 0.8122, tmp_path / "x.json") == shipped_budget_need("mrpc", 0.8122)  # unreadable
+    assert budget_need("mrpc", 0.8122, tmp_path / "missing.json") == shipped_budget_need("mrpc", 0.8122)
 
 
 def test_the_longest_line_at_the_default_recipe_is_the_one_quoted(tmp_path):
@@ -93,3 +110,14 @@ def test_the_longest_line_at_the_default_recipe_is_the_one_quoted(tmp_path):
     (tmp_path / "mrpc-lr-long.json").write_text(json.dumps(other))
     entry = st.longer_budgets(tmp_path)["tasks"]["mrpc"]
     assert entry["line"] == "mrpc-epochs10" and entry["steps"] == 1020 and entry["epochs"] == 10.0
+
+
+def test_a_study_run_no_longer_than_the_shipped_ones_is_not_quoted_as_longer(monkeypatch):
+    """Once the shipped sweep trains as long as the study line (MRPC's grid in epochs: 575 steps against the line's
+    510), the sentence comes from the shipped runs, never "a longer run was measured"."""
+    from kasp.ui import lesson
+
+    assert lesson.budget_need("mrpc", 0.8122).startswith("A longer run was measured")
+    monkeypatch.setattr(lesson, "_shipped_kasp90_steps", lambda task: 575)
+    monkeypatch.setattr(lesson, "shipped_budget_need", lambda task, floor: f"shipped {task}")
+    assert lesson.budget_need("mrpc", 0.8122) == "shipped mrpc"
