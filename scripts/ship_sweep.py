@@ -1,6 +1,7 @@
 """Ship a task's finished grid in epochs (issue 29) as the sweep the app shows: the grid's results file
 (bench/sweeps-epochs/<task>.json, written by scripts/run_sweeps.sh with EPOCHS and OUTDIR set) replaces
-assets/sweeps/<task>.json, the file it replaces is kept as bench/sweeps-steps/<task>.json (the "before" of the
+assets/sweeps/<task>.json (the teacher's path written from the run store's folder on, as in the earlier files), the
+file it replaces is kept as bench/sweeps-steps/<task>.json (the "before" of the
 before/now table, and the runs without augmentation that bench/augment/ compares with), and docs/results.md's
 shipped-sweeps table is written again (scripts/sweep_table.py).
 
@@ -13,6 +14,7 @@ It never overwrites bench/sweeps-steps/<task>.json: shipping a second grid of th
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -23,6 +25,24 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from kasp.experiments.results import load_results  # noqa: E402
 from kasp.ground.errors import KaspError  # noqa: E402
+
+
+def _store_relative(res: dict) -> dict:
+    """The results with the teacher's checkpoint path (the file's teacher, each run's recipe) written from the run
+    store's folder on ("runs/teachers/mrpc-holdout408-e10/checkpoint"), as the earlier shipped files hold it, instead
+    of the absolute path of the machine that ran the grid."""
+    def rel(p):
+        if isinstance(p, str) and Path(p).is_absolute() and "/runs/" in p:
+            return "runs/" + p.rsplit("/runs/", 1)[1]
+        return p
+
+    out = json.loads(json.dumps(res))
+    if isinstance(out.get("teacher"), dict):
+        out["teacher"]["path"] = rel(out["teacher"].get("path"))
+    for e in out["runs"]:
+        if isinstance(e.get("recipe"), dict) and "teacher" in e["recipe"]:
+            e["recipe"]["teacher"] = rel(e["recipe"]["teacher"])
+    return out
 
 
 def ship(task: str, root: Path = ROOT, dry_run: bool = False) -> list[str]:
@@ -50,7 +70,7 @@ def ship(task: str, root: Path = ROOT, dry_run: bool = False) -> list[str]:
             shutil.copy2(shipped, before)
     done.append(f"ship {grid.relative_to(root)} as {shipped.relative_to(root)}")
     if not dry_run:
-        shutil.copy2(grid, shipped)
+        shipped.write_text(json.dumps(_store_relative(res), indent=1) + "\n", encoding="utf-8")
     doc = root / "docs" / "results.md"
     if doc.is_file():
         done.append(f"write the shipped-sweeps table of {doc.relative_to(root)}")

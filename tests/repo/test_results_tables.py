@@ -211,6 +211,9 @@ def test_ship_sweep_moves_a_finished_grid_into_place_and_keeps_the_one_before(tm
     (tmp_path / "docs" / "results.md").write_text(f"# results\n\n{st.START}\n{st.END}\n\nmore\n", encoding="utf-8")
     grid = json.loads(old.read_text(encoding="utf-8"))
     grid["plan"]["budget"].update(max_steps=575, epochs=5.0)
+    grid["teacher"]["path"] = "/somewhere/sweeps/runs/teachers/mrpc-holdout408-e10/checkpoint"
+    for e in grid["runs"]:
+        e["recipe"]["teacher"] = grid["teacher"]["path"]
     partial = dict(grid, runs=grid["runs"][:3])
     (tmp_path / "bench" / "sweeps-epochs" / "mrpc.json").write_text(json.dumps(partial))
     with pytest.raises(KaspError, match="3 of 13 planned runs"):
@@ -221,7 +224,10 @@ def test_ship_sweep_moves_a_finished_grid_into_place_and_keeps_the_one_before(tm
     assert not (tmp_path / "bench" / "sweeps-steps").exists()  # a dry run changes nothing
     ship("mrpc", tmp_path)
     assert (tmp_path / "bench" / "sweeps-steps" / "mrpc.json").read_bytes() == old.read_bytes()
-    assert json.loads((tmp_path / "assets" / "sweeps" / "mrpc.json").read_text())["plan"]["budget"]["epochs"] == 5.0
+    shipped = json.loads((tmp_path / "assets" / "sweeps" / "mrpc.json").read_text())
+    assert shipped["plan"]["budget"]["epochs"] == 5.0 and len(shipped["runs"]) == len(grid["runs"])
+    assert shipped["teacher"]["path"] == "runs/teachers/mrpc-holdout408-e10/checkpoint"  # not the grid machine's path
+    assert {e["recipe"]["teacher"] for e in shipped["runs"]} == {shipped["teacher"]["path"]}
     doc = (tmp_path / "docs" / "results.md").read_text(encoding="utf-8")
     assert "| MRPC (F1), 86.16 | 5 epochs (575 steps), length 128 |" in doc and doc.endswith("\n\nmore\n")
     ship("mrpc", tmp_path)  # again: the "before" stays the first one
