@@ -163,7 +163,7 @@ with st.container():
         seed = c3.number_input("Seed", 0, 2**31 - 1, int(rec["seed"]),
                                help="Seed for data order, dropout and the new classifier head.")
         c1, c2, c3 = st.columns(3)
-        lrs = sorted({1e-5, 3e-5, 5e-5, 1e-4, 2e-4, float(rec["lr"])})
+        lrs = sorted({1e-5, 3e-5, 5e-5, 1e-4, 2e-4, 4e-4, 8e-4, float(rec["lr"])})  # the default (4e-4) is not the end
         lr = c1.select_slider("Learning rate", lrs, value=float(rec["lr"]),
                               help="AdamW learning rate, constant (the paper's schedule; over a recovery phase it "
                                    "decays to 0). The paper uses 3e-5 for BERT-base.")

@@ -137,6 +137,8 @@ def test_prune_page_on_a_fresh_store_offers_the_shipped_teacher(tmp_path, monkey
     adopted = [c.value for c in at.caption if "recipe study adopted (`sst2-combined-steps2500`" in c.value]
     assert adopted and "learning rate 4e-4" in adopted[0] and "steps 2,500" in adopted[0] and "recovery phase the last 20 % of the steps" in adopted[0]  # SST-2's KASP default, said
     assert not any("fine-tuned teacher" in w.value for w in at.warning)
+    lr = [s for s in at.select_slider if s.label == "Learning rate"][0]
+    assert float(lr.value) == 4e-4 and max(float(o) for o in lr.options) > 4e-4  # the default is not the slider's end
     [b for b in at.button if b.label == "Launch"][0].click().run()
     assert launched[-1][0] == "prune" and launched[-1][1]["teacher"].endswith("shipped-sst2-teacher")
     at.toggle(key="prune_shipped_teacher").set_value(False).run()
