@@ -63,8 +63,11 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
     from kasp.spec.methods import SWEPT_METHODS
     from kasp.experiments.sweep import TASK_BUDGETS
 
-    budgets = "; ".join(f"{t}: teacher {b['teacher_steps']}, runs {b['max_steps']}, length {b['max_seq_length']}"
-                        for t, b in TASK_BUDGETS.items())
+    def _n(b, steps, epochs):  # "1400 steps" or "5 epochs"
+        return f"{b[steps]} steps" if b.get(steps) else f"{b[epochs]:g} epochs"
+
+    budgets = "; ".join(f"{t}: teacher {_n(b, 'teacher_steps', 'teacher_epochs')}, runs {_n(b, 'max_steps', 'epochs')}, "
+                        f"length {b['max_seq_length']}" for t, b in TASK_BUDGETS.items())
     p.add_argument("--task", required=True, help="GLUE task with a training set: sst2, mrpc, rte, stsb, cola, wnli")
     p.add_argument("--model", default="default", help="pre-trained checkpoint (as for kasp prune)")
     p.add_argument("--sparsities", type=float, nargs="+", default=list(DEFAULT_SPARSITIES), metavar="S",

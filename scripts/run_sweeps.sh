@@ -14,7 +14,8 @@
 # teacher and budget: TinyBERT word replacement (N = TinyBERT's copies for the task) and the other
 # GLUE tasks' sentences (N = 1), into bench/augment/<task>-augment-<source><N>.json; the plain
 # sweep's KASP 0.9 runs are the "without" column. AUGMENT=0 skips them.
-# Per-task step budgets and length limits: kasp/experiments/sweep.py TASK_BUDGETS (recorded in each file).
+# Per-task budgets and length limits: kasp/experiments/sweep.py TASK_BUDGETS (recorded in each file; the small tasks
+# 5 epochs since 2026-12-03, so a plain run redoes their older, shorter sweeps and augmentation runs).
 # Small tasks first: SST-2 (about 3 h) last.
 # RESULTS_REPO=/path/to/checkout writes and commits the results files there instead (run the sweep
 # from a second worktree of a fixed commit, so that editing the main checkout cannot change the code
@@ -31,7 +32,7 @@ LOGDIR=${KASP_RUNS_DIR:-$ROOT/runs}/sweeps
 # The grid in epochs (issue 29 item 2) is the same script with these set, e.g.
 #   EPOCHS=5 SPARSITIES="0.5 0.9 0.95" JOBS=2 AUGMENT=0 TASKS="mrpc rte stsb cola" \
 #   TEACHER='$KASP_RUNS_DIR/teachers/{task}-holdout{holdout}-e10' scripts/run_sweeps.sh
-# EPOCHS: a budget in passes over the training set instead of TASK_BUDGETS' steps (kasp sweep --epochs);
+# EPOCHS: a budget in passes over the training set instead of TASK_BUDGETS' (kasp sweep --epochs);
 # SPARSITIES / SMALL_DENSE: the grid (small-dense at the sizes of SMALL_DENSE); JOBS: runs at once
 # (kasp sweep --jobs); TEACHER: a teacher run folder per task ({task} and {holdout}, the selection slice the
 # teachers of scripts/run_teachers.sh held out, are filled in), instead of a teacher the sweep fine-tunes;

@@ -51,19 +51,17 @@ from kasp.spec.methods import SWEPT_METHODS, shrinks_student
 from kasp.experiments.results import DEFAULT_SPARSITIES, FORMAT, METHODS, SCHEMA_VERSION, PlannedRun, load_results, plan_runs
 
 
-#: Per-task CPU budgets of a sweep (MiniLM-L6 on 2 cores): teacher fine-tuning steps, steps per
-#: pruned / small-dense run, and the length limit. SST-2 keeps the default recipe (README: about
-#: 13 min per prune run); the small tasks (train sets of 2.5k-8.5k examples) get about 2 epochs per
-#: run (CoLA 1.5) so that the 13 runs of scripts/run_sweeps.sh plus the teacher fit in about 45
-#: minutes (pairs at length 128 cost about twice an SST-2 step at 64; a small-dense step about half
-#: a KASP step). Estimates from the README's per-step speeds, not yet measured: check them
-#: against the first sweep's recorded wall times.
-TASK_BUDGETS: dict[str, dict[str, int]] = {
+#: Per-task CPU budgets of a sweep (MiniLM-L6 on 2 cores): teacher fine-tuning and pruned / small-dense runs, in
+#: steps (SST-2, whose 67k sentences make an epoch about 2,100 steps: the teacher 1,400, the runs 2,000, the
+#: baselines' default; README: about 13 min a prune run) or in epochs (the small tasks since 2026-12-03, issue 29:
+#: 5 epochs a run and 5 for the teacher, the CLI's defaults; at 1 to 2 epochs, the budgets until then, no method
+#: learnt MRPC, RTE, STS-B or CoLA at 90 %), and the length limit. ``--max-steps`` / ``--epochs`` replace them.
+TASK_BUDGETS: dict[str, dict[str, float | int]] = {
     "sst2": {"teacher_steps": 1400, "max_steps": 2000, "max_seq_length": 64},
-    "mrpc": {"teacher_steps": 350, "max_steps": 200, "max_seq_length": 128},
-    "rte": {"teacher_steps": 240, "max_steps": 160, "max_seq_length": 128},
-    "stsb": {"teacher_steps": 360, "max_steps": 240, "max_seq_length": 128},
-    "cola": {"teacher_steps": 800, "max_steps": 400, "max_seq_length": 64},
+    "mrpc": {"teacher_epochs": 5.0, "epochs": 5.0, "max_seq_length": 128},
+    "rte": {"teacher_epochs": 5.0, "epochs": 5.0, "max_seq_length": 128},
+    "stsb": {"teacher_epochs": 5.0, "epochs": 5.0, "max_seq_length": 128},
+    "cola": {"teacher_epochs": 5.0, "epochs": 5.0, "max_seq_length": 64},
 }
 #: dev evaluations per run (the progress history's metric points)
 EVALS_PER_RUN = 4
@@ -73,8 +71,10 @@ HISTORY_POINTS = 60
 
 def budget_for(task: str, max_steps: int | None = None, teacher_steps: int | None = None,
                max_seq_length: int | None = None) -> dict[str, int | None]:
-    """The step budgets and length limit of a task's sweep: :data:`TASK_BUDGETS`, overridden where given."""
-    b = dict(TASK_BUDGETS.get(task, {"teacher_steps": None, "max_steps": None, "max_seq_length": None}))
+    """The step budgets and length limit of a task's sweep: :data:`TASK_BUDGETS`' steps and length, overridden where
+    given (a task whose budget is in epochs has no steps here: :meth:`SweepOptions.budget` converts them)."""
+    t = TASK_BUDGETS.get(task, {})
+    b = {k: t.get(k) for k in ("teacher_steps", "max_steps", "max_seq_length")}
     for k, v in (("max_steps", max_steps), ("teacher_steps", teacher_steps), ("max_seq_length", max_seq_length)):
         if v is not None:
             b[k] = v
@@ -226,8 +226,8 @@ class SweepOptions:
         return self.store() / "sweeps" / self.results_path().stem
 
     def budget(self) -> dict[str, int | None]:
-        """Step budgets and length limit: :data:`TASK_BUDGETS`, replaced by ``max_steps`` / ``teacher_steps``,
-        or by ``epochs`` / ``teacher_epochs`` converted to steps (:func:`steps_for_epochs`; a run's slice
+        """Step budgets and length limit: :data:`TASK_BUDGETS` (its epochs converted to steps), replaced by
+        ``max_steps`` / ``teacher_steps``, or by ``epochs`` / ``teacher_epochs`` converted to steps (:func:`steps_for_epochs`; a run's slice
         ``--set holdout=N`` and ``--set batch_size=N`` count, the teacher trains on the whole split). With
         epochs, the result also has ``epochs`` / ``teacher_epochs``.
 
@@ -236,17 +236,21 @@ class SweepOptions:
         """
         ov = dict(self.overrides)
         steps, t_steps, extra = self.max_steps, self.teacher_steps, {}
-        if self.epochs is not None:
-            if self.max_steps is not None:
-                raise KaspError("give --max-steps or --epochs, not both")
-            steps = steps_for_epochs(self.task, self.epochs, ov.get("batch_size"), int(ov.get("holdout") or 0),
+        if self.epochs is not None and self.max_steps is not None:
+            raise KaspError("give --max-steps or --epochs, not both")
+        if self.teacher_epochs is not None and self.teacher_steps is not None:
+            raise KaspError("give --teacher-steps or --teacher-epochs, not both")
+        task_budget = TASK_BUDGETS.get(self.task, {})
+        epochs = self.epochs if self.epochs is not None else (task_budget.get("epochs") if steps is None else None)
+        t_epochs = (self.teacher_epochs if self.teacher_epochs is not None
+                    else (task_budget.get("teacher_epochs") if t_steps is None else None))
+        if epochs is not None:
+            steps = steps_for_epochs(self.task, epochs, ov.get("batch_size"), int(ov.get("holdout") or 0),
                                      self.max_train_samples)
-            extra["epochs"] = self.epochs
-        if self.teacher_epochs is not None:
-            if self.teacher_steps is not None:
-                raise KaspError("give --teacher-steps or --teacher-epochs, not both")
-            t_steps = steps_for_epochs(self.task, self.teacher_epochs, None, 0, self.max_train_samples)
-            extra["teacher_epochs"] = self.teacher_epochs
+            extra["epochs"] = epochs
+        if t_epochs is not None:
+            t_steps = steps_for_epochs(self.task, t_epochs, None, 0, self.max_train_samples)
+            extra["teacher_epochs"] = t_epochs
         return budget_for(self.task, steps, t_steps, self.max_seq_length) | extra
 
     def plan(self, model_config: Any = None) -> list[PlannedRun]:

@@ -539,6 +539,18 @@ def test_epochs_become_the_steps_a_run_counts(tmp_path):
         SweepOptions(task="rte", epochs=1, overrides=(("holdout", 5000),)).budget()
 
 
+def test_the_small_tasks_sweep_in_epochs_by_default():
+    """Issue 29: a plain ``kasp sweep --task mrpc`` trains 5 epochs a run and 5 for the teacher (575 steps each on
+    MRPC's 3,668 pairs), the CLI's defaults; steps given replace the epochs, and SST-2 keeps its step budgets."""
+    from kasp.experiments.sweep import SweepOptions
+
+    b = SweepOptions(task="mrpc").budget()
+    assert (b["max_steps"], b["epochs"], b["teacher_steps"], b["teacher_epochs"]) == (575, 5.0, 575, 5.0)
+    given = SweepOptions(task="mrpc", max_steps=100, teacher_steps=50).budget()
+    assert (given["max_steps"], given["teacher_steps"]) == (100, 50) and "epochs" not in given and "teacher_epochs" not in given
+    assert SweepOptions(task="sst2").budget() == {"teacher_steps": 1400, "max_steps": 2000, "max_seq_length": 64}
+
+
 @pytest.mark.slow
 def test_a_sweep_in_epochs_trains_that_many_epochs(tiny_store, tiny_pretrained, tmp_path):
     """The runs' own reports say they trained the epochs asked for (the sweep counts as the training loop does)."""
