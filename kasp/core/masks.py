@@ -145,10 +145,16 @@ class MagnitudePruner:
         """The cubic schedule's sparsity at ``step``: from the initial sparsity at 0 to the target at the ramp's end."""
         return cubic_sparsity(step, self.ramp, self.target, self.initial)
 
+    @property
+    def has_first_step(self) -> bool:
+        """Whether the schedule starts with a first pruning step to the initial sparsity (taken by :meth:`first_step`,
+        counted in :attr:`events` like every mask update)."""
+        return bool(self.target and self.initial)
+
     def first_step(self) -> bool:
         """Take the first pruning step (to the initial sparsity, step 0) now, before training starts, so that a
         start snapshot already shows it; :meth:`step` (0) is then no event. False when there is none."""
-        if self.events or not (self.target and self.initial):
+        if self.events or not self.has_first_step:
             return False
         self._update(self.scheduled(0))
         return True

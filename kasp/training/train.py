@@ -699,8 +699,7 @@ def _prepare(st: TrainState) -> None:
         if recorder is not None:
             # the story counts the mask updates it saw as "prune" records: a first pruning step (before the start
             # snapshot) is not one, so that the resumed run's stride stays on the uninterrupted run's events
-            first = 1 if st.pruner.initial and st.pruner.target > 0 else 0
-            recorder.resume(st.loop.step, st.pruner.events - first)
+            recorder.resume(st.loop.step, st.pruner.events - int(st.pruner.has_first_step))
 
 
 def _loop(st: TrainState, should_stop: Callable[[], bool], progress_bar: bool) -> float:
