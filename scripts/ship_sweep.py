@@ -3,7 +3,8 @@
 assets/sweeps/<task>.json (the teacher's path written from the run store's folder on, as in the earlier files), the
 file it replaces is kept as bench/sweeps-steps/<task>.json (the "before" of the
 before/now table, and the runs without augmentation that bench/augment/ compares with), and docs/results.md's
-shipped-sweeps table is written again (scripts/sweep_table.py).
+shipped-sweeps table and its before/now table (where the page has its markers) are written again
+(scripts/sweep_table.py).
 
     .venv/bin/python scripts/ship_sweep.py mrpc            # refuses a grid that has not recorded every planned run
     .venv/bin/python scripts/ship_sweep.py mrpc --dry-run  # says what it would do
@@ -78,6 +79,8 @@ def ship(task: str, root: Path = ROOT, dry_run: bool = False) -> list[str]:
             import sweep_table
 
             sweep_table.write(doc, shipped.parent)
+            if sweep_table.COMPARE_START in doc.read_text(encoding="utf-8"):  # the before/now table, where the page has one
+                sweep_table.write_compare(doc, before.parent, shipped.parent)
     return done
 
 

@@ -6,6 +6,7 @@ the app shows (assets/sweeps/<task>.json) or from another folder of them.
     .venv/bin/python scripts/sweep_table.py --write docs/results.md       # replaces the table between its markers
     .venv/bin/python scripts/sweep_table.py --folder bench/sweeps-steps   # another folder's <task>.json files
     .venv/bin/python scripts/sweep_table.py --compare OLD_DIR NEW_DIR     # at 90 %: the budget before and now
+    .venv/bin/python scripts/sweep_table.py --write-compare docs/results.md  # bench/sweeps-steps against assets/sweeps
 
 tests/repo/test_results_tables.py checks that docs/results.md's table is what this prints for assets/sweeps, and
 that every number in it is the files' own.
@@ -120,6 +121,26 @@ def compare(old: Path, new: Path) -> list[str]:
     return COMPARE_HEADER + body
 
 
+COMPARE_START = "<!-- sweeps-compare:start (scripts/sweep_table.py --write-compare) -->"
+COMPARE_END = "<!-- sweeps-compare:end -->"
+#: the "before" of the before/now table: the step-budget sweeps scripts/ship_sweep.py keeps when a grid replaces them
+BEFORE = ROOT / "bench" / "sweeps-steps"
+
+
+def compare_block(old: Path = BEFORE, new: Path = ROOT / "assets" / "sweeps") -> str:
+    """The before/now table (:func:`compare`) between its markers."""
+    return "\n".join([COMPARE_START, *compare(old, new), COMPARE_END])
+
+
+def write_compare(doc: Path, old: Path = BEFORE, new: Path = ROOT / "assets" / "sweeps") -> None:
+    """Replace the before/now block of ``doc`` with :func:`compare_block`.
+
+    Raises:
+        SystemExit: ``doc`` lacks the markers.
+    """
+    replace_block(doc, COMPARE_START, COMPARE_END, compare_block(old, new))
+
+
 def block(folder: Path) -> str:
     """The Markdown from the start marker to the end marker."""
     return "\n".join([START, *table(folder), END])
@@ -139,6 +160,8 @@ if __name__ == "__main__":
         del args[i:i + 2]
     if args[:1] == ["--write"] and len(args) == 2:
         write(Path(args[1]), folder)
+    elif args[:1] == ["--write-compare"] and len(args) == 2:
+        write_compare(Path(args[1]))
     elif args[:1] == ["--compare"] and len(args) == 3:
         print("\n".join(compare(Path(args[1]), Path(args[2]))))
     elif not args:

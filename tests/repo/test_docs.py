@@ -108,6 +108,17 @@ def test_the_readmes_headline_table_is_the_shipped_sst2_sweep():
     assert sd == {(1, 608)} and "small-dense (1 layer, FFN 608" in text
 
 
+def test_the_readmes_mrpc_sentence_is_the_shipped_mrpc_grid():
+    """The README's MRPC sentence under the headline table quotes assets/sweeps/mrpc.json at 90 % (F1, mean ± half
+    the range over the seeds, KASP then magnitude then small-dense) and its budget in epochs."""
+    res = json.loads((ROOT / "assets" / "sweeps" / "mrpc.json").read_text(encoding="utf-8"))
+    cell = {m: _mean_spread([e["metric"] for e in res["runs"] if e["method"] == m and e["sparsity"] == 0.9])
+            for m in ("kasp", "magnitude", "small-dense")}
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    assert (f"They hold on MRPC's {res['plan']['budget']['epochs']:g}-epoch grid too (F1 {cell['kasp']} against "
+            f"{cell['magnitude']} and {cell['small-dense']})") in text
+
+
 # --- docs/results.md: the tables tests/repo/test_results_tables.py does not check ----------------------
 def _precomputed() -> list[dict]:
     return json.loads((ROOT / "assets" / "precomputed" / "runs.json").read_text(encoding="utf-8"))

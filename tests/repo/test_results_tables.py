@@ -60,6 +60,23 @@ def test_the_results_pages_sweep_table_is_what_sweep_table_writes():
         "docs/results.md's sweeps table is stale: run .venv/bin/python scripts/sweep_table.py --write docs/results.md")
 
 
+def test_the_results_pages_before_now_table_is_the_kept_and_the_shipped_sweeps():
+    """docs/results.md's before/now table at 90 % is scripts/sweep_table.py's comparison of the step-budget sweeps
+    kept in bench/sweeps-steps with the shipped ones, with a row for every task that has both (a task whose grid in
+    epochs has not shipped has no "before" file, so no row)."""
+    from tests.helpers import load_script
+
+    st = load_script("sweep_table")
+    doc = load_script("doc_blocks").read_block(ROOT / "docs" / "results.md", st.COMPARE_START, st.COMPARE_END)
+    assert doc is not None, "docs/results.md lost its sweeps-compare markers"
+    assert doc == st.compare_block(), (
+        "docs/results.md's before/now table is stale: run .venv/bin/python scripts/sweep_table.py --write-compare "
+        "docs/results.md")
+    kept = sorted(p.stem for p in (ROOT / "bench" / "sweeps-steps").glob("*.json"))
+    rows = doc.splitlines()[3:-1]
+    assert [_README_TASKS[r.strip("| ").split(" (")[0]] for r in rows] == [t for t in st.ORDER if t in kept]
+
+
 def test_sweep_table_cells_say_budget_spread_and_convention():
     """The table's cells from made-up runs: a budget in epochs names its steps, one seed has no spread, two seeds
     show half the range, a constant predictor's value is marked, a small dense student names its shape."""
@@ -171,6 +188,11 @@ def test_the_results_pages_teacher_table_is_the_shipped_teachers():
             assert cells[3].startswith(f"{float(published.group(0)) - value:.1f}"), line
 
 
+# MRPC's sweep at the step budget (200 steps, teacher F1 86.16), kept by scripts/ship_sweep.py when the grid in epochs
+# replaced it: a file that no longer changes, so the two tests below can write a "before" and an "after" from it.
+_STEPS_MRPC = ROOT / "bench" / "sweeps-steps" / "mrpc.json"
+
+
 def test_sweep_table_compares_two_budgets_at_90_percent(tmp_path):
     """--compare: one row per task found in both folders, each method at 90 % before and now, and the floor."""
     import json
@@ -181,8 +203,8 @@ def test_sweep_table_compares_two_budgets_at_90_percent(tmp_path):
     st = load_script("sweep_table")
     (tmp_path / "old").mkdir()
     (tmp_path / "new").mkdir()
-    shutil.copy(ROOT / "assets" / "sweeps" / "mrpc.json", tmp_path / "old" / "mrpc.json")
-    res = json.loads((ROOT / "assets" / "sweeps" / "mrpc.json").read_text(encoding="utf-8"))
+    shutil.copy(_STEPS_MRPC, tmp_path / "old" / "mrpc.json")
+    res = json.loads(_STEPS_MRPC.read_text(encoding="utf-8"))
     for e in res["runs"]:
         if e["method"] == "kasp" and e["sparsity"] == 0.9:
             e["metric"] = 0.85 if e["seed"] == 42 else 0.83
@@ -213,9 +235,10 @@ def test_ship_sweep_moves_a_finished_grid_into_place_and_keeps_the_one_before(tm
     (tmp_path / "assets" / "sweeps").mkdir(parents=True)
     (tmp_path / "bench" / "sweeps-epochs").mkdir(parents=True)
     (tmp_path / "docs").mkdir()
-    old = ROOT / "assets" / "sweeps" / "mrpc.json"
+    old = _STEPS_MRPC
     shutil.copy(old, tmp_path / "assets" / "sweeps" / "mrpc.json")
-    (tmp_path / "docs" / "results.md").write_text(f"# results\n\n{st.START}\n{st.END}\n\nmore\n", encoding="utf-8")
+    (tmp_path / "docs" / "results.md").write_text(
+        f"# results\n\n{st.START}\n{st.END}\n\n{st.COMPARE_START}\n{st.COMPARE_END}\n\nmore\n", encoding="utf-8")
     grid = json.loads(old.read_text(encoding="utf-8"))
     grid["plan"]["budget"].update(max_steps=575, epochs=5.0)
     grid["teacher"]["path"] = "/somewhere/sweeps/runs/teachers/mrpc-holdout408-e10/checkpoint"
@@ -237,5 +260,7 @@ def test_ship_sweep_moves_a_finished_grid_into_place_and_keeps_the_one_before(tm
     assert {e["recipe"]["teacher"] for e in shipped["runs"]} == {shipped["teacher"]["path"]}
     doc = (tmp_path / "docs" / "results.md").read_text(encoding="utf-8")
     assert "| MRPC (F1), 86.16 | 5 epochs (575 steps), length 128 |" in doc and doc.endswith("\n\nmore\n")
+    assert "| MRPC (F1) | 200 steps, length 128 |" in doc  # the before/now table: the kept file against the new one
+    assert "| 5 epochs (575 steps), length 128 |" in doc.split(st.COMPARE_START)[1]
     ship("mrpc", tmp_path)  # again: the "before" stays the first one
     assert (tmp_path / "bench" / "sweeps-steps" / "mrpc.json").read_bytes() == old.read_bytes()

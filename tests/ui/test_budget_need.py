@@ -9,6 +9,14 @@ from tests.helpers import ROOT, load_script
 SHIPPED = ROOT / "assets" / "precomputed" / "longer_budgets.json"
 
 
+def _step_budget_sweep(monkeypatch) -> None:
+    """Make the shipped MRPC sweep look as it did before its grid in epochs shipped (KASP at 90 % for 200 steps),
+    so that the study line (510 steps) is the longer run the sentence quotes."""
+    from kasp.ui import lesson
+
+    monkeypatch.setattr(lesson, "_shipped_kasp90_steps", lambda task: 200)
+
+
 def test_the_shipped_file_is_the_study_files():
     st = load_script("study_table")
     assert json.loads(SHIPPED.read_text(encoding="utf-8")) == json.loads(json.dumps(st.longer_budgets(ROOT / "bench" / "study"))), (
@@ -16,12 +24,16 @@ def test_the_shipped_file_is_the_study_files():
         "--ship-budgets assets/precomputed/longer_budgets.json")
 
 
-def test_mrpc_sentence_quotes_the_shipped_line_and_says_whether_it_learnt():
-    """MRPC's sentence quotes the line the shipped file names (today mrpc-sst2-recipe, MRPC's adopted default): its
-    seeds' mean, teacher, budget and best point; "learns this task" when it ends more than a point above the floor
-    (always answering "equivalent"), "needs more than" when not."""
+def test_mrpc_sentence_quotes_the_shipped_line_and_says_whether_it_learnt(monkeypatch):
+    """Beside a shorter shipped sweep, MRPC's sentence quotes the line the shipped file names (today
+    mrpc-sst2-recipe, MRPC's adopted default): its seeds' mean, teacher, budget and best point; "learns this task"
+    when it ends more than a point above the floor (always answering "equivalent"), "needs more than" when not.
+    Beside today's shipped grid (575 steps, learnt at 90 %) there is nothing to say."""
     from kasp.ui.devset import majority_metric
     from kasp.ui.lesson import budget_need
+
+    assert budget_need("mrpc", majority_metric("mrpc")) is None
+    _step_budget_sweep(monkeypatch)
 
     line = json.loads(SHIPPED.read_text(encoding="utf-8"))["tasks"]["mrpc"]["line"]
     res = json.loads((ROOT / "bench" / "study" / f"{line}.json").read_text(encoding="utf-8"))
@@ -53,9 +65,10 @@ def test_without_a_longer_run_the_shipped_sweep_states_the_budget_it_measured():
     assert shipped_budget_need("sst2", 0.5092) is None  # learnt there: nothing to say
 
 
-def test_a_longer_run_at_the_floor_says_the_budget_is_not_enough(tmp_path):
+def test_a_longer_run_at_the_floor_says_the_budget_is_not_enough(tmp_path, monkeypatch):
     from kasp.ui.lesson import budget_need
 
+    _step_budget_sweep(monkeypatch)
     data = json.loads(SHIPPED.read_text(encoding="utf-8"))
     data["tasks"]["mrpc"]["dev"] = {"42": 0.8050, "43": 0.8110}
     data["tasks"]["mrpc"]["evals"] = [{"step": 127, "sparsity": 0.513, "dev": {"42": 0.87, "43": 0.86}},
@@ -69,9 +82,10 @@ def test_a_longer_run_at_the_floor_says_the_budget_is_not_enough(tmp_path):
     assert "on the way" not in budget_need("mrpc", 0.8122, tmp_path / "b.json")
 
 
-def test_a_longer_run_that_learnt_the_task_claims_no_need(tmp_path):
+def test_a_longer_run_that_learnt_the_task_claims_no_need(tmp_path, monkeypatch):
     from kasp.ui.lesson import budget_need, shipped_budget_need
 
+    _step_budget_sweep(monkeypatch)
     data = json.loads(SHIPPED.read_text(encoding="utf-8"))
     entry = data["tasks"]["mrpc"]
     entry["dev"] = {"42": 0.86, "43": 0.85}
@@ -117,7 +131,29 @@ def test_a_study_run_no_longer_than_the_shipped_ones_is_not_quoted_as_longer(mon
     510), the sentence comes from the shipped runs, never "a longer run was measured"."""
     from kasp.ui import lesson
 
-    assert lesson.budget_need("mrpc", 0.8122).startswith("A longer run was measured")
-    monkeypatch.setattr(lesson, "_shipped_kasp90_steps", lambda task: 575)
+    assert lesson._shipped_kasp90_steps("mrpc") == 575  # the grid in epochs
     monkeypatch.setattr(lesson, "shipped_budget_need", lambda task, floor: f"shipped {task}")
     assert lesson.budget_need("mrpc", 0.8122) == "shipped mrpc"
+    _step_budget_sweep(monkeypatch)
+    assert lesson.budget_need("mrpc", 0.8122).startswith("A longer run was measured")
+
+
+def test_a_task_not_learnt_points_to_the_tasks_whose_shipped_runs_show_the_claims(monkeypatch, tmp_path):
+    """The pages' budget line on a task no student learnt at 90 % names the tasks where one did, from the shipped
+    sweeps (SST-2, and MRPC since its grid in epochs), not a fixed "SST-2"; a task that learnt names no other."""
+    from kasp.ui import lesson
+
+    monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty"))  # the shipped sweeps only
+    learnt = lesson.tasks_learnt_at_90()
+    assert {"sst2", "mrpc"} <= set(learnt)
+    assert "learnt the task, so the comparisons at 90 % are meaningful" in lesson.budget_line("mrpc")
+    for task in ("rte", "stsb", "cola"):
+        if task not in learnt:  # a step-budget sweep of the time before its grid in epochs shipped
+            others = " and ".join(TASK_NAMES[t] for t in learnt)
+            verb = "shows" if len(learnt) == 1 else "show"
+            assert f"not the paper's claims; {others} {verb} them." in lesson.budget_line(task)
+    monkeypatch.setattr(lesson, "tasks_learnt_at_90", lambda: ["sst2"])
+    assert "the paper's claims; SST-2 shows them." in lesson.budget_line("stsb") or "stsb" in learnt
+
+
+TASK_NAMES = {"sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE", "stsb": "STS-B", "cola": "CoLA"}
