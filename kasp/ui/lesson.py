@@ -276,8 +276,43 @@ def shipped_budget_need(task: str, floor: float | None) -> str | None:
     batch = next((e["recipe"].get("batch_size") for e in sweep["runs"] if e.get("recipe")), None) or 32
     epochs = budget.get("epochs") or (round(steps * batch / n, 1) if n else None)
     span = f"{epochs:g} epochs ({steps:,} steps)" if epochs else f"{steps:,} steps"
-    return (f"Measured by the shipped runs (precomputed sweep, assets/sweeps): after {span} no method has learnt "
+    text = (f"Measured by the shipped runs (precomputed sweep, assets/sweeps): after {span} no method has learnt "
             f"{task_name(task)} at 90 %, so at 90 % it needs more than {span.split(' (')[0]} with their recipe.")
+    weak = teacher_near_floor(task, teacher)
+    return f"{text} {weak}" if weak else text
+
+
+def teacher_near_floor(task: str, teacher: float | None) -> str | None:
+    """A sentence when the dense ``teacher`` (dev accuracy, a fraction) of a task whose main metric is accuracy is
+    not significantly above always answering the majority class on the shipped dev set: a one-sided exact binomial
+    test (``scipy.stats.binomtest``, H0: the teacher's correct answers are draws at the majority class's rate) with
+    p >= 0.05. Then no student distilled from it can be expected to learn the task, whatever its budget. None when
+    the teacher is clearly above the floor, the metric is not accuracy (F1, correlations), or the dev labels are
+    missing."""
+    from kasp.ground.errors import KaspError
+    from kasp.spec.tasks import get_task
+    from kasp.ui.devset import majority_metric
+
+    floor = majority_metric(task)
+    if teacher is None or floor is None or get_task(task).main_metric != "accuracy":
+        return None
+    try:
+        from kasp.data.files import load_split
+
+        n = len(load_split(get_task(task), "dev"))
+    except KaspError:
+        return None
+    from scipy.stats import binomtest
+
+    k = round(teacher * n)
+    p = binomtest(k, n, floor, alternative="greater").pvalue
+    if p < 0.05:
+        return None
+    margin = k - round(floor * n)
+    return (f"Its teacher ({100 * teacher:.2f}) is itself only {100 * (teacher - floor):.2f} points above always "
+            f"answering the majority class ({100 * floor:.2f}): {margin} more right answers of {n:,} dev examples, a margin "
+            f"chance alone reaches with probability {p:.2f} (one-sided binomial test). A student cannot be expected to learn "
+            "more than its teacher knows, so a better teacher comes before a longer budget.")
 
 
 def budget_line(task: str) -> str | None:

@@ -157,3 +157,27 @@ def test_a_task_not_learnt_points_to_the_tasks_whose_shipped_runs_show_the_claim
 
 
 TASK_NAMES = {"sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE", "stsb": "STS-B", "cola": "CoLA"}
+
+
+def test_a_teacher_no_better_than_chance_is_said_to_come_before_a_longer_budget(monkeypatch):
+    """RTE's 10-epoch teacher (54.51 on 277 dev pairs, majority class 52.71) is 5 right answers above the floor, a
+    margin chance reaches with p about 0.29 (scipy's exact binomial test): the budget sentence says a better teacher
+    comes first. The step-budget teacher (58.84: 17 answers, p about 0.02), F1 and correlations get no sentence."""
+    from scipy.stats import binomtest
+
+    from kasp.ui import lesson
+    from kasp.ui.devset import majority_metric
+
+    floor = majority_metric("rte")
+    text = lesson.teacher_near_floor("rte", 151 / 277)
+    p = binomtest(151, 277, floor, alternative="greater").pvalue
+    assert 0.2 < p < 0.4 and f"with probability {p:.2f}" in text and "5 more right answers of 277" in text
+    assert f"(54.51) is itself only {100 * (151 / 277 - floor):.2f} points above" in text
+    assert lesson.teacher_near_floor("rte", 163 / 277) is None  # p about 0.02: clearly above the floor
+    assert lesson.teacher_near_floor("mrpc", 0.80) is None and lesson.teacher_near_floor("stsb", 0.05) is None
+    assert lesson.teacher_near_floor("rte", None) is None
+    # in the shipped-runs sentence, after the budget it measured
+    monkeypatch.setattr(lesson, "teacher_near_floor", lambda task, teacher: "TEACHER NOTE")
+    line = lesson.shipped_budget_need("rte", floor)
+    if line is not None:  # RTE's shipped sweep has not learnt the task at 90 %
+        assert line.endswith("with their recipe. TEACHER NOTE")
