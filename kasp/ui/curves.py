@@ -139,7 +139,7 @@ def your_run_context(run: RunDir) -> dict[str, Any] | None:
         dict: ``id``, ``task``, ``method``, ``sparsity`` (measured, fraction), ``metric`` (main dev metric,
         fraction, None if undefined), ``steps``; ``teacher`` = {``id``, ``metric``, ``steps``} of the teacher
         it used (from its report; values None where unknown); ``shipped`` = {``steps`` of the shipped sweep's
-        runs of the same method, ``teacher_metric``, ``teacher_steps``, ``teacher_id``} or None when no sweep
+        runs of the same method, ``teacher_metric``, ``teacher_steps``, ``teacher_budget`` (:func:`teacher_budget_words`), ``teacher_id``} or None when no sweep
         ships for the task; ``caption``: sentences naming each number and where it comes from.
     """
     if run.state() != "done":
@@ -171,12 +171,25 @@ def your_run_context(run: RunDir) -> dict[str, Any] | None:
         ctx["shipped"] = {"steps": max(set(same), key=same.count) if same else None,
                           "teacher_metric": st.get("metric"), "teacher_id": st.get("run_id"),
                           "teacher_steps": (st.get("recipe") or {}).get("max_steps"),
+                          "teacher_budget": teacher_budget_words(st.get("recipe") or {}),
                           "recipe_diff": {k: (rec.get(k), theirs.get(k)) for k in RECIPE_KEYS
                                           if theirs and rec.get(k, _FIELD_DEFAULTS.get(k)) != theirs.get(k, _FIELD_DEFAULTS.get(k))}}
     ctx["caption"] = _your_run_caption(ctx)
     return ctx
 
 
+
+
+def teacher_budget_words(recipe: dict[str, Any]) -> str | None:
+    """How long a teacher was fine-tuned, from its recipe: "1400 steps", or for one trained in epochs (``max_steps``
+    None) "10 epochs, kept at its best epoch on a held-out slice" (``select_best``, ``kasp finetune --select-best``)
+    or "5 epochs"; None when the recipe says neither."""
+    if recipe.get("max_steps"):
+        return f"{recipe['max_steps']} steps"
+    if isinstance(recipe.get("epochs"), (int, float)):
+        kept = ", kept at its best epoch on a held-out slice" if recipe.get("select_best") else ""
+        return f"{recipe['epochs']:g} epochs{kept}"
+    return None
 
 
 #: a field a recipe file leaves out holds its RunConfig default (a sweep recorded before the field existed)
@@ -200,7 +213,7 @@ def _your_run_caption(c: dict[str, Any]) -> str:
     if sh and sh.get("steps"):
         text += (f" The shipped sweep's {c['method']} points beside it trained {sh['steps']} steps"
                  + (f" from a teacher at {sh['teacher_metric'] * 100:.2f}" if sh.get("teacher_metric") is not None else "")
-                 + (f" ({sh['teacher_steps']} steps)" if sh.get("teacher_steps") else "")
+                 + (f" ({sh['teacher_budget']})" if sh.get("teacher_budget") else "")
                  + f" (assets/sweeps/{get_task(task).name}.json, the grey dashed teacher line).")
         if sh.get("recipe_diff"):
             diff = ", ".join(f"{setting_name(k)} {setting_value(k, a)} against {setting_value(k, b)}"

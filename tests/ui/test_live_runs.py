@@ -242,6 +242,7 @@ def test_your_run_context_names_its_own_teacher_and_the_shipped_budget(tmp_path)
     assert "**Your run** 20260101-000100-sst2-kasp-s90" in cap and "78.67 after 500 steps" in cap
     assert f"Its own teacher {t.id} scored 85.09, 92 % of it, after 300 fine-tuning steps" in cap
     assert "trained 2000 steps" in cap and "Runs of 500 and 2000 steps differ in budget" in cap
+    assert f"from a teacher at {sweep['teacher']['metric'] * 100:.2f} (1400 steps)" in cap
     assert your_run_context(t) is None  # a teacher is not a student
     # SST-2's default KASP recipe is the study's since 2026-12-03; the shipped sweep ran the earlier one: said
     theirs = next(r["recipe"] for r in sweep["runs"] if r["method"] == "kasp")
@@ -253,6 +254,20 @@ def test_your_run_context_names_its_own_teacher_and_the_shipped_budget(tmp_path)
     same.write_report(s.report())
     same.set_status("done", owner="me", step=500, total_steps=500)
     assert your_run_context(same)["shipped"]["recipe_diff"] == {} and "differs" not in your_run_context(same)["caption"]
+
+
+def test_a_teacher_trained_in_epochs_is_described_by_its_epochs():
+    """A shipped grid's teacher ran 10 epochs kept at its best on the slice (max_steps None): the caption says so,
+    instead of the step count it never had."""
+    from kasp.experiments.results import load_shipped
+    from kasp.ui.curves import teacher_budget_words
+
+    mrpc = load_shipped("mrpc")["teacher"]["recipe"]
+    assert mrpc["max_steps"] is None and mrpc["select_best"]
+    assert teacher_budget_words(mrpc) == "10 epochs, kept at its best epoch on a held-out slice"
+    assert teacher_budget_words({"max_steps": None, "epochs": 5.0}) == "5 epochs"
+    assert teacher_budget_words({"max_steps": 350, "epochs": 3.0}) == "350 steps"
+    assert teacher_budget_words({}) is None
 
 
 @pytest.mark.slow
