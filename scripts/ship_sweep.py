@@ -31,7 +31,8 @@ from kasp.ground.errors import KaspError  # noqa: E402
 def _store_relative(res: dict) -> dict:
     """The results with the teacher's checkpoint path (the file's teacher, each run's recipe) written from the run
     store's folder on ("runs/teachers/mrpc-holdout408-e10/checkpoint"), as the earlier shipped files hold it, instead
-    of the absolute path of the machine that ran the grid."""
+    of the absolute path of the machine that ran the grid; and, for a teacher trained in epochs, the plan's teacher
+    budget as that teacher's epochs (``teacher_epochs``) instead of the step default the plan recorded."""
     def rel(p):
         if isinstance(p, str) and Path(p).is_absolute() and "/runs/" in p:
             return "runs/" + p.rsplit("/runs/", 1)[1]
@@ -40,6 +41,13 @@ def _store_relative(res: dict) -> dict:
     out = json.loads(json.dumps(res))
     if isinstance(out.get("teacher"), dict):
         out["teacher"]["path"] = rel(out["teacher"].get("path"))
+        recipe = out["teacher"].get("recipe") or {}
+        budget = (out.get("plan") or {}).get("budget")
+        if isinstance(budget, dict) and recipe and not recipe.get("max_steps"):
+            # a grid distilled from a teacher trained in epochs (--teacher): the plan recorded the sweep's default
+            # teacher_steps, which never ran; the teacher's own budget replaces it
+            budget["teacher_steps"] = None
+            budget["teacher_epochs"] = recipe.get("epochs")
     for e in out["runs"]:
         if isinstance(e.get("recipe"), dict) and "teacher" in e["recipe"]:
             e["recipe"]["teacher"] = rel(e["recipe"]["teacher"])

@@ -193,6 +193,16 @@ def test_the_results_pages_teacher_table_is_the_shipped_teachers():
 _STEPS_MRPC = ROOT / "bench" / "sweeps-steps" / "mrpc.json"
 
 
+def test_a_shipped_grid_records_its_teacher_budget_as_the_teacher_ran_it():
+    """The shipped MRPC grid's teacher trained 10 epochs (no step budget): its plan says so, not the 350-step
+    default the sweep's plan recorded beside an external teacher (scripts/ship_sweep.py mends it)."""
+    import json
+
+    res = json.loads((ROOT / "assets" / "sweeps" / "mrpc.json").read_text(encoding="utf-8"))
+    assert res["teacher"]["recipe"]["max_steps"] is None and res["teacher"]["recipe"]["epochs"] == 10.0
+    assert res["plan"]["budget"]["teacher_steps"] is None and res["plan"]["budget"]["teacher_epochs"] == 10.0
+
+
 def test_sweep_table_compares_two_budgets_at_90_percent(tmp_path):
     """--compare: one row per task found in both folders, each method at 90 % before and now, and the floor."""
     import json
@@ -257,6 +267,7 @@ def test_ship_sweep_moves_a_finished_grid_into_place_and_keeps_the_one_before(tm
     shipped = json.loads((tmp_path / "assets" / "sweeps" / "mrpc.json").read_text())
     assert shipped["plan"]["budget"]["epochs"] == 5.0 and len(shipped["runs"]) == len(grid["runs"])
     assert shipped["teacher"]["path"] == "runs/teachers/mrpc-holdout408-e10/checkpoint"  # not the grid machine's path
+    assert shipped["plan"]["budget"]["teacher_steps"] == 350  # the fixture's teacher trained 350 steps: kept
     assert {e["recipe"]["teacher"] for e in shipped["runs"]} == {shipped["teacher"]["path"]}
     doc = (tmp_path / "docs" / "results.md").read_text(encoding="utf-8")
     assert "| MRPC (F1), 86.16 | 5 epochs (575 steps), length 128 |" in doc and doc.endswith("\n\nmore\n")
