@@ -12,7 +12,8 @@ from kasp.ui.presets import view_presets
 from kasp.ui.engine import asset, make_config, metric_label, shipped_status, task_name
 from kasp.ui.figures import mark_point, mark_x, xpos
 from kasp.ui.launch import recipe_origin
-from kasp.ui.lesson import active, budget_line, budget_need, explain, glossary_box, lesson_bar, start_link
+from kasp.ui.lesson import (active, budget_line, budget_need, explain, glossary_box, lesson_bar, start_link,
+                             teacher_at_chance)
 
 task = st.session_state.get("task", "sst2")
 
@@ -118,8 +119,10 @@ else:
     if active(PAGE, "distil") or active(PAGE, "small"):
         mark_x(fig, xpos(90.0, compression), "90 %: compare the methods here")
     st.plotly_chart(fig, width="stretch")
-    st.caption(curve_caption(points, metric, baseline=base, teacher=teacher[0] if teacher else None))
-    if not caption_facts(points, 0.9, base, teacher[0] if teacher else None)["learnt"]:
+    chance = teacher_at_chance(task, teacher[0] if teacher else None)
+    st.caption(curve_caption(points, metric, baseline=base, teacher=teacher[0] if teacher else None,
+                             teacher_at_chance=chance))
+    if not caption_facts(points, 0.9, base, teacher[0] if teacher else None, chance)["learnt"]:
         need = budget_need(task, base)  # the recipe study's longer run, where one ships for this task
         if need:
             st.caption(":material/schedule: " + need)

@@ -8,6 +8,7 @@ import streamlit as st
 from kasp.ui.tables import results_table, shipped_run, state_icon, STATE_ICONS, undefined_runs_note
 from kasp.ui.curves import curve_data, eval_gaps_note, progress_frames
 from kasp.ui.devset import majority_metric
+from kasp.ui.lesson import teacher_at_chance
 from kasp.ui.downloads import checkpoint_zip
 from kasp.ui.engine import get_task, jobs, metric_axis, metric_label, RunDir, runs_dir, shipped_status, task_name
 from kasp.ui import urlstate
@@ -107,7 +108,8 @@ else:
                                  "paper's figure) 95 %. A log scale spreads out the high sparsities, where the methods differ.")
     st.plotly_chart(accuracy_sparsity_figure(points, teacher, published, metric_label(task), task, baseline=base,
                                              compression=compression), width="stretch")
-    st.caption(curve_caption(points, metric_label(task), baseline=base, teacher=teacher[0] if teacher else None) +
+    st.caption(curve_caption(points, metric_label(task), baseline=base, teacher=teacher[0] if teacher else None,
+                             teacher_at_chance=teacher_at_chance(task, teacher[0] if teacher else None)) +
                " Drawn: the selected live and precomputed runs, the shipped sweep (`kasp sweep`, mean over seeds, bars "
                "span the seeds; its runs are the table's precomputed sweep rows) and the paper's BERT-base figures.")
     for note in curve_notes(points):

@@ -508,10 +508,13 @@ def _verdict(c: dict[str, Any], name: str) -> str:
     return f"KASP and the {name} differ by {d:.2f} points, no more than the seed spread (±{n:.2f}): no winner"
 
 
-def caption_facts(points, at: float = 0.9, baseline: float | None = None, teacher: float | None = None) -> dict[str, Any]:
+def caption_facts(points, at: float = 0.9, baseline: float | None = None, teacher: float | None = None,
+                  teacher_at_chance: bool = False) -> dict[str, Any]:
     """What :func:`curve_caption` says at sparsity ``at``, as data: each method's value (x 100, printed), each
     comparison (:func:`compare`), whether the students learnt the task there (``learnt``: False when all
-    are nearer the floor than the teacher, or KASP is not a point above the majority class), and each of
+    are nearer the floor than the teacher, or KASP is not a point above the majority class, or
+    ``teacher_at_chance``: the dense teacher itself is not significantly above the floor,
+    :func:`kasp.ui.lesson.teacher_near_floor`, so no student can have learnt the task from it), and each of
     the paper's claims as "holds", "fails" or "open" (not decided by these numbers). A claim is judged
     only where the students learnt the task."""
     k = _at(points, REFERENCE, at)
@@ -527,7 +530,8 @@ def caption_facts(points, at: float = 0.9, baseline: float | None = None, teache
     vals = [k[0]] + [o[0] for o in (_at(points, m, at) for m in CLAIMS) if o is not None]
     facts["collapsed"] = bool(_collapse_note(vals, teacher, baseline, ""))
     facts["at_floor"] = bool(_baseline_note(k[0], baseline, "", ""))
-    facts["learnt"] = not (facts["collapsed"] or facts["at_floor"])
+    facts["teacher_at_chance"] = bool(teacher_at_chance)
+    facts["learnt"] = not (facts["collapsed"] or facts["at_floor"] or facts["teacher_at_chance"])
     for other, c in facts["compare"].items():
         facts["claims"][other] = ("open" if not facts["learnt"] or c["outcome"] not in ("lead", "trail")
                                   else "holds" if c["outcome"] == "lead" else "fails")
@@ -535,7 +539,7 @@ def caption_facts(points, at: float = 0.9, baseline: float | None = None, teache
 
 
 def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseline: float | None = None,
-                  teacher: float | None = None) -> str:
+                  teacher: float | None = None, teacher_at_chance: bool = False) -> str:
     """One to three sentences on what to notice in :func:`accuracy_sparsity_figure`, from its numbers
     (:func:`caption_facts`), so that the caption cannot contradict itself or the chart.
 
@@ -547,9 +551,11 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
     nearer the floor, ``baseline`` or 0 for a correlation, than the dense ``teacher``; or KASP not a point
     above the majority class), no claim is judged there: the caption says so and goes on with the
     comparison at the highest lower sparsity where they did learn it. A claim is said to hold only when
-    its lead is larger than the seed spread, and to fail only when the other method's lead is.
+    its lead is larger than the seed spread, and to fail only when the other method's lead is. With
+    ``teacher_at_chance`` (the teacher itself not significantly above the majority class) no sparsity counts as
+    learnt, and the caption says why.
     """
-    f = caption_facts(points, at, baseline, teacher)
+    f = caption_facts(points, at, baseline, teacher, teacher_at_chance)
     pct = f"{at * 100:g} %"
     if f["kasp"] is None:
         return (f"No KASP result at {pct} sparsity on this model yet: only what is plotted; run "
@@ -558,12 +564,19 @@ def curve_caption(points, metric_name: str = "accuracy", at: float = 0.9, baseli
         f", {METHOD_LABELS[m]} {v:.2f}" for m, v in f["values"].items() if m != REFERENCE) + "."
     if not f["learnt"]:
         vals = [_at(points, m, at)[0] for m in (REFERENCE, *f["compare"])]
-        note = _collapse_note(vals, teacher, baseline, pct) or _baseline_note(f["kasp"][0], baseline, metric_name, pct)
+        if f["teacher_at_chance"]:
+            floor = f" ({baseline * 100:.2f})" if baseline is not None else ""
+            note = (f" The dense teacher itself{f' ({teacher * 100:.2f})' if teacher is not None else ''} is not clearly "
+                    f"better than always answering the majority class{floor} on this dev set, so no student can have "
+                    "learnt the task from it, at this sparsity or any other.")
+        else:
+            note = (_collapse_note(vals, teacher, baseline, pct)
+                    or _baseline_note(f["kasp"][0], baseline, metric_name, pct))
         text = head + note
         if f["compare"]:
             text += " These numbers neither confirm nor refute the paper's claims."
         for lower in sorted((x for x in _kasp_sparsities(points) if x < at - 0.005), reverse=True):
-            if caption_facts(points, lower, baseline, teacher)["learnt"]:
+            if caption_facts(points, lower, baseline, teacher, teacher_at_chance)["learnt"]:
                 return text + " " + curve_caption(points, metric_name, at=lower, baseline=baseline, teacher=teacher)
         return text
     if not f["compare"]:

@@ -269,7 +269,7 @@ def shipped_budget_need(task: str, floor: float | None) -> str | None:
     if not sweep or not steps:
         return None
     teacher = (sweep.get("teacher") or {}).get("metric")
-    if caption_facts(sweep_points(sweep), 0.9, floor, teacher)["learnt"]:
+    if caption_facts(sweep_points(sweep), 0.9, floor, teacher, teacher_at_chance(task, teacher))["learnt"]:
         return None
     budget = (sweep.get("plan") or {}).get("budget") or {}
     n = train_size(task)
@@ -280,6 +280,13 @@ def shipped_budget_need(task: str, floor: float | None) -> str | None:
             f"{task_name(task)} at 90 %, so at 90 % it needs more than {span.split(' (')[0]} with their recipe.")
     weak = teacher_near_floor(task, teacher)
     return f"{text} {weak}" if weak else text
+
+
+def teacher_at_chance(task: str, teacher: float | None) -> bool:
+    """Whether the dense ``teacher`` of ``task`` is not significantly above the majority class on dev
+    (:func:`teacher_near_floor` has a sentence for it): then no student counts as having learnt the task
+    (:func:`kasp.ui.figures.caption_facts`)."""
+    return teacher_near_floor(task, teacher) is not None
 
 
 def teacher_near_floor(task: str, teacher: float | None) -> str | None:
@@ -309,7 +316,7 @@ def teacher_near_floor(task: str, teacher: float | None) -> str | None:
     if p < 0.05:
         return None
     margin = k - round(floor * n)
-    return (f"Its teacher ({100 * teacher:.2f}) is itself only {100 * (teacher - floor):.2f} points above always "
+    return (f"Its teacher ({100 * teacher:.2f}) is itself only {round(100 * teacher, 2) - round(100 * floor, 2):.2f} points above always "
             f"answering the majority class ({100 * floor:.2f}): {margin} more right answers of {n:,} dev examples, a margin "
             f"chance alone reaches with probability {p:.2f} (one-sided binomial test). A student cannot be expected to learn "
             "more than its teacher knows, so a better teacher comes before a longer budget.")
@@ -336,7 +343,8 @@ def budget_line(task: str) -> str | None:
     n = train_size(task)
     epochs = f" (about {steps_[-1] * batch / n:.1f} epochs of its {n:,} training examples)" if n else ""
     points, teacher, _, _ = curve_data(task)
-    facts = caption_facts(points, 0.9, majority_metric(task), teacher[0] if teacher else None)
+    t = teacher[0] if teacher else None
+    facts = caption_facts(points, 0.9, majority_metric(task), t, teacher_at_chance(task, t))
     head = f"{task_name(task)}: the shipped runs trained {steps_[-1]:,} steps{epochs}. "
     if facts["kasp"] is None:
         return head + "No KASP result at 90 % ships for it."
@@ -345,8 +353,10 @@ def budget_line(task: str) -> str | None:
     need = budget_need(task, majority_metric(task))
     learnt = [task_name(t) for t in tasks_learnt_at_90() if t != task]
     where = f"; {' and '.join(learnt)} {'shows' if len(learnt) == 1 else 'show'} them" if learnt else ""
-    return head + ("At 90 % no student has learnt the task yet (every method sits at the floor): this task shows "
-                   f"what too short a budget does, not the paper's claims{where}.") + (f" {need}" if need else "")
+    shows = ("and neither has its teacher: this task shows what a teacher that has not learnt it passes on"
+             if facts.get("teacher_at_chance") else "this task shows what too short a budget does")
+    return head + (f"At 90 % no student has learnt the task yet (every method sits at the floor), {shows}, not the "
+                   f"paper's claims{where}.") + (f" {need}" if need else "")
 
 
 def tasks_learnt_at_90() -> list[str]:
@@ -365,6 +375,7 @@ def tasks_learnt_at_90() -> list[str]:
             points, teacher, _, _ = curve_data(t)
         except KaspError:
             continue
-        if len(points) and caption_facts(points, 0.9, majority_metric(t), teacher[0] if teacher else None)["learnt"]:
+        tm = teacher[0] if teacher else None
+        if len(points) and caption_facts(points, 0.9, majority_metric(t), tm, teacher_at_chance(t, tm))["learnt"]:
             out.append(t)
     return out

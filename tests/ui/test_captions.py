@@ -98,6 +98,30 @@ def test_shipped_captions_agree_with_their_numbers(task, monkeypatch, tmp_path):
         check_caption(curve_caption(points, metric_label(task), at=at, baseline=base, teacher=t), points, base, t)
 
 
+def test_a_teacher_at_chance_leaves_no_sparsity_learnt(monkeypatch, tmp_path):
+    """RTE's grid in epochs: KASP at 50 % is a point above the majority class and above halfway to the teacher, so
+    by the 1-point rule alone its one seed "learnt" the task and the caption compared the methods there. Its teacher
+    (54.51 on 277 pairs) is itself within chance of the floor: with teacher_at_chance no sparsity is learnt, no claim
+    is judged, and the caption says why."""
+    from kasp.ui.lesson import teacher_at_chance
+
+    monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr("kasp.ui.tables.PRECOMPUTED", tmp_path / "none.json")
+    points, teacher, _, _ = curve_data("rte")
+    base, t = majority_metric("rte"), teacher[0]
+    chance = teacher_at_chance("rte", t)
+    if not chance:
+        pytest.skip("RTE's shipped teacher is clearly above the floor: nothing to test on the shipped data")
+    assert caption_facts(points, 0.5, base, t)["learnt"]  # the 1-point rule alone
+    for at in (0.5, 0.9, 0.95):
+        f = caption_facts(points, at, base, t, chance)
+        assert not f["learnt"] and set(f["claims"].values()) <= {"open"}
+    c = curve_caption(points, metric_label("rte"), baseline=base, teacher=t, teacher_at_chance=chance)
+    assert "is not clearly better than always answering the majority class (52.71)" in c
+    assert "leads" not in c and "as the paper claims" not in c and "At 50 %" not in c
+    assert not teacher_at_chance("sst2", load_shipped("sst2")["teacher"]["metric"])
+
+
 def test_the_captions_the_issue_quoted_no_longer_contradict_themselves(monkeypatch, tmp_path):
     """MRPC said "as the paper claims" and then "none has learnt the task"; CoLA "differ by 0.00, within the
     seed spread ±0.00". MRPC's sweep of that time is the step-budget one kept in bench/sweeps-steps (its grid in
