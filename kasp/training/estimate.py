@@ -18,7 +18,8 @@ DEFAULT_STEP_SECONDS = {FINETUNE: step_seconds(FINETUNE), **{m: step_seconds(m) 
 def _shipped_rates(task: str, method: str) -> list[float]:
     """Seconds per step at batch 32 of the shipped sweep's runs of ``method`` on ``task``
     (``assets/sweeps/<task>.json``, measured on the 2-core reference machine; for "finetune", its teacher's wall
-    time over its steps), or [] when none is shipped."""
+    time over its steps: ``max_steps``, or for a teacher trained in epochs the steps those epochs took), or [] when
+    none is shipped."""
     from kasp.experiments.results import load_shipped
     from kasp.ground.errors import KaspError
 
@@ -30,6 +31,13 @@ def _shipped_rates(task: str, method: str) -> list[float]:
         t = res.get("teacher") or {}
         rec = t.get("recipe") or {}
         steps = rec.get("max_steps")
+        if not steps and isinstance(rec.get("epochs"), (int, float)):  # a teacher trained in epochs (--select-best)
+            from kasp.experiments.sweep import steps_for_epochs
+
+            try:
+                steps = steps_for_epochs(task, rec["epochs"], rec.get("batch_size", 32), int(rec.get("holdout") or 0))
+            except KaspError:
+                steps = None
         return [max(t["wall_seconds"] - 20, 0) / steps * 32 / rec.get("batch_size", 32)] if (
             isinstance(steps, int) and steps > 0 and isinstance(t.get("wall_seconds"), (int, float))) else []
     return [e["train_seconds"] / e["steps"] * 32 / (e.get("recipe") or {}).get("batch_size", 32)
