@@ -48,10 +48,14 @@ def test_mrpc_sentence_quotes_the_shipped_line_and_says_whether_it_learnt(monkey
     assert budget_need("sst2", 0.5) is None  # no longer run ships, and the shipped sweep learnt SST-2
 
 
-def test_without_a_longer_run_the_shipped_sweep_states_the_budget_it_measured():
+def test_without_a_longer_run_the_shipped_sweep_states_the_budget_it_measured(monkeypatch):
     """Issue 29: a task that no method learnt at 90 % and that has no longer run says what its shipped runs
-    measured: it needs more than the epochs they trained (CoLA: 400 steps, 1.5 epochs of 8,551 sentences)."""
+    measured: it needs more than the epochs they trained (CoLA's step-budget sweep, kept in bench/sweeps-steps:
+    400 steps, 1.5 epochs of 8,551 sentences)."""
     from kasp.experiments.results import load_shipped
+    from tests.helpers import step_budget_sweeps
+
+    step_budget_sweeps(monkeypatch, "cola")
     from kasp.ui.devset import train_size
     from kasp.ui.lesson import budget_need, shipped_budget_need
 

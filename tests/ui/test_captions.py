@@ -124,19 +124,16 @@ def test_a_teacher_at_chance_leaves_no_sparsity_learnt(monkeypatch, tmp_path):
 
 def test_the_captions_the_issue_quoted_no_longer_contradict_themselves(monkeypatch, tmp_path):
     """MRPC said "as the paper claims" and then "none has learnt the task"; CoLA "differ by 0.00, within the
-    seed spread ±0.00". MRPC's sweep of that time is the step-budget one kept in bench/sweeps-steps (its grid in
-    epochs replaced it in assets/sweeps, and learnt the task at 90 %: there the claim stands alone)."""
-    from kasp.experiments import results
-    from tests.helpers import ROOT
+    seed spread ±0.00". The sweeps of that time are the step-budget ones kept in bench/sweeps-steps (their grids in
+    epochs replaced them in assets/sweeps; MRPC's learnt the task at 90 %: there the claim stands alone)."""
+    from tests.helpers import step_budget_sweeps
 
     monkeypatch.setenv("KASP_RUNS_DIR", str(tmp_path / "empty"))
     monkeypatch.setattr("kasp.ui.tables.PRECOMPUTED", tmp_path / "none.json")
     points, teacher, _, _ = curve_data("mrpc")
     now = _segments(curve_caption(points, metric_label("mrpc"), baseline=majority_metric("mrpc"), teacher=teacher[0]))[0]
     assert "as the paper claims" in now and "none has learnt the task" not in now
-    shipped = results.shipped_sweep_path
-    monkeypatch.setattr(results, "shipped_sweep_path", lambda task: ROOT / "bench" / "sweeps-steps" / f"{task}.json"
-                        if task == "mrpc" else shipped(task))
+    step_budget_sweeps(monkeypatch, "mrpc", "cola")
     for task in ("mrpc", "cola"):
         points, teacher, _, _ = curve_data(task)
         c = curve_caption(points, metric_label(task), baseline=majority_metric(task), teacher=teacher[0])

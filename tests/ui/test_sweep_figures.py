@@ -212,8 +212,10 @@ def test_reference_teacher_is_the_one_of_the_points_drawn(tmp_path, monkeypatch)
 
 @pytest.mark.slow
 def test_the_overview_page_says_the_cola_zero_is_glues_convention(tmp_path, monkeypatch):
-    from tests.helpers import open_page
+    """CoLA's step-budget sweep (kept in bench/sweeps-steps) answered one class at 90 % on both seeds."""
+    from tests.helpers import open_page, step_budget_sweeps
 
+    step_budget_sweeps(monkeypatch, "cola")
     at = open_page("overview.py", tmp_path / "empty-store", monkeypatch, task="cola")
     captions = " ".join(c.value for c in at.caption)
     assert "0.00 on all 2 seeds, by GLUE's convention: the student answered one class for every dev example" in captions
