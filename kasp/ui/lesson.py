@@ -352,9 +352,10 @@ def budget_line(task: str) -> str | None:
         return head + "At 90 % the students have learnt the task, so the comparisons at 90 % are meaningful."
     need = budget_need(task, majority_metric(task))
     learnt = [task_name(t) for t in tasks_learnt_at_90() if t != task]
-    where = f"; {' and '.join(learnt)} {'shows' if len(learnt) == 1 else 'show'} them" if learnt else ""
+    names = ", ".join(learnt[:-1]) + " and " + learnt[-1] if len(learnt) > 1 else "".join(learnt)  # "A, B and C"
+    where = f"; {names} {'shows' if len(learnt) == 1 else 'show'} them" if learnt else ""
     shows = ("and neither has its teacher: this task shows what a teacher that has not learnt it passes on"
-             if facts.get("teacher_at_chance") else "this task shows what too short a budget does")
+             if facts.get("teacher_at_chance") else "so this task shows what too short a budget does")
     return head + (f"At 90 % no student has learnt the task yet (every method sits at the floor), {shows}, not the "
                    f"paper's claims{where}.") + (f" {need}" if need else "")
 
