@@ -44,8 +44,9 @@ def _store_relative(res: dict) -> dict:
         recipe = out["teacher"].get("recipe") or {}
         budget = (out.get("plan") or {}).get("budget")
         if isinstance(budget, dict) and recipe and not recipe.get("max_steps"):
-            # a grid distilled from a teacher trained in epochs (--teacher): the plan recorded the sweep's default
-            # teacher_steps, which never ran; the teacher's own budget replaces it
+            # a grid distilled from a teacher trained in epochs (--teacher) and recorded before kasp sweep wrote the
+            # teacher's own budget in its plan (2026-12-03): the plan holds the default teacher_steps, which never
+            # ran; the teacher's own budget replaces it (a no-op on a file kasp sweep writes today)
             budget["teacher_steps"] = None
             budget["teacher_epochs"] = recipe.get("epochs")
     for e in out["runs"]:

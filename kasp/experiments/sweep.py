@@ -514,10 +514,18 @@ def run_sweep(opt: SweepOptions, should_stop: Callable[[], bool] = lambda: False
 
 def _results_header(opt: SweepOptions, plan: list[PlannedRun], task, teacher: dict[str, Any],
                     old: dict[str, Any] | None) -> dict[str, Any]:
-    """A results object with no runs yet: format, task, teacher, machine, the plan and the times so far."""
+    """A results object with no runs yet: format, task, teacher, machine, the plan and the times so far. With
+    ``--teacher`` the plan's teacher budget is that teacher's, as its recipe records it (``teacher_steps``, or
+    ``teacher_epochs`` for a teacher trained in epochs; both None when it records neither), not the default budget
+    of a teacher the sweep never trained."""
     from kasp.spec.metrics import METRIC_NAMES
 
     b = opt.budget()
+    if opt.teacher:
+        recipe = teacher.get("recipe") or {}
+        b = {k: v for k, v in b.items() if k != "teacher_epochs"} | {"teacher_steps": recipe.get("max_steps")}
+        if not recipe.get("max_steps") and recipe.get("epochs"):
+            b["teacher_epochs"] = recipe["epochs"]
     return {
         "format": FORMAT, "schema_version": SCHEMA_VERSION, "task": task.name, "model": opt.model,
         "main_metric": task.main_metric, "metric_name": METRIC_NAMES.get(task.main_metric, task.main_metric),

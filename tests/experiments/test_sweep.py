@@ -564,6 +564,8 @@ def test_a_sweep_in_epochs_trains_that_many_epochs(tiny_store, tiny_pretrained, 
     (run,) = res["runs"]
     assert run["steps"] == 6  # 1.5 x ceil(100 / 32)
     assert res["plan"]["budget"]["epochs"] == 1.5
+    # the plan records the budget of the teacher given (kasp finetune --max-steps 8), not SST-2's default 1,400 steps
+    assert res["plan"]["budget"]["teacher_steps"] == 8 and "teacher_epochs" not in res["plan"]["budget"]
     report = json.loads((opt.sweep_dir() / "kasp-s80-seed42" / "report.json").read_text())
     assert report["epochs"] == pytest.approx(1.5)
 
@@ -595,3 +597,18 @@ def test_a_stop_while_the_jobs_start_is_a_clean_stop(tiny_store, tiny_pretrained
     assert proc.returncode == 130, err[-2000:]
     assert "sweep stopped" in err and "job process died" not in err, err[-2000:]
     assert _entries(results) == {}
+
+
+def test_the_plan_records_the_budget_of_a_teacher_trained_in_epochs():
+    """A sweep distilling from a --teacher trained in epochs (scripts/run_teachers.sh: 10 epochs) records that teacher's
+    epochs in its plan, and no teacher step count: the small tasks' default (5 epochs) never ran."""
+    from kasp.data.glue import get_task
+    from kasp.experiments.sweep import SweepOptions, _results_header
+
+    opt = SweepOptions(task="mrpc", teacher="runs/teachers/mrpc-holdout408-e10")
+    assert opt.budget()["teacher_epochs"] == 5.0 and opt.budget()["teacher_steps"]  # the default it replaces
+    head = _results_header(opt, [], get_task("mrpc"), {"recipe": {"epochs": 10.0, "max_steps": None}}, None)
+    assert head["plan"]["budget"]["teacher_epochs"] == 10.0 and head["plan"]["budget"]["teacher_steps"] is None
+    head = _results_header(opt, [], get_task("mrpc"), {"recipe": {}}, None)  # a teacher from elsewhere: not known
+    assert head["plan"]["budget"]["teacher_steps"] is None and "teacher_epochs" not in head["plan"]["budget"]
+    assert head["plan"]["budget"]["epochs"] == 5.0  # the runs' own budget is untouched
