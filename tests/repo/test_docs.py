@@ -134,7 +134,8 @@ def test_the_readmes_cola_clause_is_the_shipped_cola_grid():
             for m in ("kasp", "magnitude", "small-dense")}
     cell = {m: _mean_spread(v) for m, v in vals.items()}
     text = " ".join(README.read_text(encoding="utf-8").split())
-    assert (f"and on CoLA's (dev Matthews correlation ×100 {cell['kasp']} against {cell['magnitude']} and "
+    assert (f"and on CoLA's {res['plan']['budget']['epochs']:g}-epoch grid (dev Matthews correlation, ×100: "
+            f"{cell['kasp']} against {cell['magnitude']} and "
             f"{cell['small-dense']}; teacher {100 * res['teacher']['metric']:.2f})") in text
     mean = {m: 100 * sum(v) / len(v) for m, v in vals.items()}
     spread = max(100 * (max(v) - min(v)) / 2 for v in vals.values())
