@@ -125,34 +125,23 @@ def test_the_readmes_mrpc_sentence_is_the_shipped_mrpc_grid():
     assert means["magnitude"] < floor and means["small-dense"] < floor < means["kasp"]
 
 
-def test_the_readmes_stsb_clause_is_the_shipped_stsb_grid():
-    """The README's STS-B clause under the headline table quotes assets/sweeps/stsb.json at 90 % (Pearson correlation
-    ×100, mean ± half the range over the seeds, KASP then magnitude then small-dense) and its teacher; KASP leads both
-    baselines there by more than the seed spread, as the clause's sentence claims."""
-    res = json.loads((ROOT / "assets" / "sweeps" / "stsb.json").read_text(encoding="utf-8"))
+_CLAUSES = {  # the README's clause on each grid under the headline table, before the three numbers at 90 %
+    "stsb": lambda res: "on STS-B's (dev Pearson correlation, ×100: ",
+    "cola": lambda res: f"and on CoLA's {res['plan']['budget']['epochs']:g}-epoch grid (dev Matthews correlation, ×100: ",
+}
+
+
+@pytest.mark.parametrize("task", sorted(_CLAUSES))
+def test_the_readmes_clause_is_the_shipped_grid(task):
+    """The README's STS-B and CoLA clauses under the headline table quote assets/sweeps/<task>.json at 90 %
+    (correlation ×100, mean ± half the range over the seeds, KASP then magnitude then small-dense) and its teacher;
+    the claims they make hold in the file: KASP leads both baselines by more than the seed spread."""
+    res = json.loads((ROOT / "assets" / "sweeps" / f"{task}.json").read_text(encoding="utf-8"))
     vals = {m: [e["metric"] for e in res["runs"] if e["method"] == m and e["sparsity"] == 0.9]
             for m in ("kasp", "magnitude", "small-dense")}
     cell = {m: _mean_spread(v) for m, v in vals.items()}
     text = " ".join(README.read_text(encoding="utf-8").split())
-    assert (f"on STS-B's (dev Pearson correlation, ×100: {cell['kasp']} against {cell['magnitude']} and "
-            f"{cell['small-dense']}; teacher {100 * res['teacher']['metric']:.2f})") in text
-    mean = {m: 100 * sum(v) / len(v) for m, v in vals.items()}
-    spread = max(100 * (max(v) - min(v)) / 2 for v in vals.values())
-    assert all(len(v) == 2 for v in vals.values())
-    assert mean["kasp"] - mean["magnitude"] > spread and mean["kasp"] - mean["small-dense"] > spread
-
-
-def test_the_readmes_cola_clause_is_the_shipped_cola_grid():
-    """The README's CoLA clause under the headline table quotes assets/sweeps/cola.json at 90 % (Matthews correlation
-    ×100, mean ± half the range over the seeds, KASP then magnitude then small-dense) and its teacher; the claims it
-    makes hold in the file: KASP leads both baselines by more than the seed spread."""
-    res = json.loads((ROOT / "assets" / "sweeps" / "cola.json").read_text(encoding="utf-8"))
-    vals = {m: [e["metric"] for e in res["runs"] if e["method"] == m and e["sparsity"] == 0.9]
-            for m in ("kasp", "magnitude", "small-dense")}
-    cell = {m: _mean_spread(v) for m, v in vals.items()}
-    text = " ".join(README.read_text(encoding="utf-8").split())
-    assert (f"and on CoLA's {res['plan']['budget']['epochs']:g}-epoch grid (dev Matthews correlation, ×100: "
-            f"{cell['kasp']} against {cell['magnitude']} and "
+    assert (_CLAUSES[task](res) + f"{cell['kasp']} against {cell['magnitude']} and "
             f"{cell['small-dense']}; teacher {100 * res['teacher']['metric']:.2f})") in text
     mean = {m: 100 * sum(v) / len(v) for m, v in vals.items()}
     spread = max(100 * (max(v) - min(v)) / 2 for v in vals.values())
